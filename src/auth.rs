@@ -1,0 +1,267 @@
+//! Who is calling, and which WhatsApp configurations they may reach, answered from memory.
+//!
+//! The hot path must not touch the database: API keys, access tokens and phone-number
+//! configurations (with the decrypted token) are cached for `cache.ttl`. Writes made through this
+//! instance invalidate the caches at once; other instances converge within the TTL. Unknown keys
+//! are cached too (as `None`), so a flood of one bad key costs no queries, and keys that are not
+//! even shaped like ours are refused before any lookup.
+
+use std::sync::Arc;
+
+use moka::future::Cache;
+use secrecy::{ExposeSecret, SecretString};
+use uuid::Uuid;
+
+use crate::config::CacheConfig;
+use crate::crypto::{self, SecretBox, API_KEY_PREFIX};
+use crate::store::{DynStore, PhoneNumber, StoreError};
+
+/// A phone number's configuration as the proxy needs it: ids, owner and the usable token.
+#[derive(Clone)]
+pub struct NumberConfig {
+    pub internal_id: Uuid,
+    pub project_id: Uuid,
+    pub phone_number_id: String,
+    pub business_account_id: String,
+    pub access_token: SecretString,
+    pub webhook_destination_url: Option<String>,
+    pub inbound_processing_enabled: bool,
+}
+
+impl std::fmt::Debug for NumberConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NumberConfig")
+            .field("phone_number_id", &self.phone_number_id)
+            .field("business_account_id", &self.business_account_id)
+            .field("project_id", &self.project_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// A project API key: may reach every number of its project.
+    ApiKey { project_id: Uuid, key_id: Uuid },
+    /// A number's own access token: may reach exactly the numbers stored with that token.
+    Bearer {
+        numbers: Arc<Vec<Arc<NumberConfig>>>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("no credentials")]
+    Missing,
+    #[error("unknown, malformed or revoked credentials")]
+    Invalid,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct CachedKey {
+    project_id: Uuid,
+    key_id: Uuid,
+}
+
+type NumberList = Arc<Vec<Arc<NumberConfig>>>;
+
+/// Cached authentication and configuration lookups. Cheap to clone (shared caches).
+#[derive(Clone)]
+pub struct Authenticator {
+    store: DynStore,
+    secrets: SecretBox,
+    api_keys: Cache<String, Option<CachedKey>>,
+    numbers: Cache<String, Option<Arc<NumberConfig>>>,
+    wabas: Cache<(Uuid, String), NumberList>,
+    tokens: Cache<String, NumberList>,
+}
+
+impl Authenticator {
+    pub fn new(store: DynStore, secrets: SecretBox, config: &CacheConfig) -> Self {
+        fn cache<K, V>(config: &CacheConfig) -> Cache<K, V>
+        where
+            K: std::hash::Hash + Eq + Send + Sync + 'static,
+            V: Clone + Send + Sync + 'static,
+        {
+            Cache::builder()
+                .max_capacity(config.max_entries)
+                .time_to_live(config.ttl)
+                .build()
+        }
+        Self {
+            store,
+            secrets,
+            api_keys: cache(config),
+            numbers: cache(config),
+            wabas: cache(config),
+            tokens: cache(config),
+        }
+    }
+
+    /// Authenticates from the two accepted headers. `X-API-Key` wins when both are present
+    /// (the JS SDK sends both when both are configured).
+    pub async fn authenticate(
+        &self,
+        api_key: Option<&str>,
+        bearer: Option<&str>,
+    ) -> Result<Caller, AuthError> {
+        match (api_key, bearer) {
+            (Some(key), _) => self.authenticate_api_key(key).await,
+            (None, Some(token)) => self.authenticate_bearer(token).await,
+            (None, None) => Err(AuthError::Missing),
+        }
+    }
+
+    pub async fn authenticate_api_key(&self, key: &str) -> Result<Caller, AuthError> {
+        let key = key.trim();
+        if key.is_empty() {
+            return Err(AuthError::Missing);
+        }
+        // Shape check first: anything that cannot be one of our keys costs nothing.
+        if !key.starts_with(API_KEY_PREFIX)
+            || key.len() < API_KEY_PREFIX.len() + 20
+            || key.len() > 128
+        {
+            return Err(AuthError::Invalid);
+        }
+        let hash = crypto::sha256_hex(key.as_bytes());
+        let store = self.store.clone();
+        let cached = self
+            .api_keys
+            .try_get_with(hash.clone(), async move {
+                let record = store.find_api_key_by_hash(&hash).await?;
+                Ok::<_, StoreError>(record.filter(|k| !k.is_revoked()).map(|k| CachedKey {
+                    project_id: k.project_id,
+                    key_id: k.id,
+                }))
+            })
+            .await
+            .map_err(unwrap_shared)?;
+        let key = cached.ok_or(AuthError::Invalid)?;
+        Ok(Caller::ApiKey {
+            project_id: key.project_id,
+            key_id: key.key_id,
+        })
+    }
+
+    pub async fn authenticate_bearer(&self, token: &str) -> Result<Caller, AuthError> {
+        let token = token.trim();
+        if token.is_empty() || token.len() > 4096 {
+            return Err(AuthError::Invalid);
+        }
+        let hash = crypto::sha256_hex(token.as_bytes());
+        let store = self.store.clone();
+        let secrets = self.secrets.clone();
+        let numbers = self
+            .tokens
+            .try_get_with(hash.clone(), async move {
+                let rows = store.find_phone_numbers_by_token_hash(&hash).await?;
+                Ok::<_, StoreError>(Arc::new(decrypt_all(&secrets, rows)))
+            })
+            .await
+            .map_err(unwrap_shared)?;
+        // The stored hash matched; compare the token itself too, in constant time, so a hash
+        // collision could never grant access.
+        let matches = numbers.iter().any(|n| {
+            crypto::constant_time_eq(n.access_token.expose_secret().as_bytes(), token.as_bytes())
+        });
+        if numbers.is_empty() || !matches {
+            return Err(AuthError::Invalid);
+        }
+        Ok(Caller::Bearer { numbers })
+    }
+
+    /// A number by Meta's phone number ID, in any project (callers check ownership).
+    pub async fn number(
+        &self,
+        phone_number_id: &str,
+    ) -> Result<Option<Arc<NumberConfig>>, StoreError> {
+        let store = self.store.clone();
+        let secrets = self.secrets.clone();
+        let id = phone_number_id.to_owned();
+        self.numbers
+            .try_get_with(id.clone(), async move {
+                let row = store.find_phone_number(&id).await?;
+                Ok::<_, StoreError>(row.and_then(|n| decrypt(&secrets, n)).map(Arc::new))
+            })
+            .await
+            .map_err(unwrap_shared)
+    }
+
+    /// The numbers of `project_id` that belong to a WABA, oldest first.
+    pub async fn numbers_of_waba(
+        &self,
+        project_id: Uuid,
+        business_account_id: &str,
+    ) -> Result<NumberList, StoreError> {
+        let store = self.store.clone();
+        let secrets = self.secrets.clone();
+        let waba = business_account_id.to_owned();
+        self.wabas
+            .try_get_with((project_id, waba.clone()), async move {
+                let rows = store.find_phone_numbers_by_waba(project_id, &waba).await?;
+                Ok::<_, StoreError>(Arc::new(decrypt_all(&secrets, rows)))
+            })
+            .await
+            .map_err(unwrap_shared)
+    }
+
+    /// Forget an API key (after revocation) on this instance.
+    pub async fn invalidate_api_key(&self, key_sha256: &str) {
+        self.api_keys.invalidate(key_sha256).await;
+    }
+
+    /// Forget every cached number configuration on this instance (after connect, update, delete).
+    pub fn invalidate_numbers(&self) {
+        self.numbers.invalidate_all();
+        self.wabas.invalidate_all();
+        self.tokens.invalidate_all();
+    }
+}
+
+fn decrypt_all(secrets: &SecretBox, rows: Vec<PhoneNumber>) -> Vec<Arc<NumberConfig>> {
+    rows.into_iter()
+        .filter_map(|n| decrypt(secrets, n))
+        .map(Arc::new)
+        .collect()
+}
+
+/// Opens a stored number's token. A token sealed under another master key is logged and the
+/// number treated as unusable rather than failing every request.
+fn decrypt(secrets: &SecretBox, n: PhoneNumber) -> Option<NumberConfig> {
+    match secrets.open(&n.access_token_key_id, &n.access_token_sealed) {
+        Ok(token) => Some(NumberConfig {
+            internal_id: n.internal_id,
+            project_id: n.project_id,
+            phone_number_id: n.phone_number_id,
+            business_account_id: n.business_account_id,
+            access_token: token.into(),
+            webhook_destination_url: n.webhook_destination_url,
+            inbound_processing_enabled: n.inbound_processing_enabled,
+        }),
+        Err(error) => {
+            tracing::error!(
+                phone_number_id = %n.phone_number_id,
+                %error,
+                "cannot decrypt the stored access token; check security.master_key"
+            );
+            None
+        }
+    }
+}
+
+fn unwrap_shared(error: Arc<StoreError>) -> StoreError {
+    match Arc::try_unwrap(error) {
+        Ok(error) => error,
+        Err(shared) => match &*shared {
+            StoreError::NotFound => StoreError::NotFound,
+            StoreError::Unavailable(message) => StoreError::Unavailable(message.clone()),
+            StoreError::Conflict { constraint } => StoreError::Conflict {
+                constraint: constraint.clone(),
+            },
+            StoreError::Other(e) => StoreError::Other(anyhow::anyhow!("{e:#}")),
+        },
+    }
+}

@@ -1,0 +1,211 @@
+//! Command line: `serve` (default), `migrate`, `admin …`.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::domain::projects;
+use crate::store::{self, StoreError};
+use crate::time::iso;
+use crate::{telemetry, App};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "wagate",
+    version,
+    about = "Self-hosted gateway for Meta's WhatsApp Cloud API"
+)]
+pub struct Cli {
+    /// Config file (default: config/wagate.toml when present). Env WAGATE__SECTION__KEY overrides it.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server and background workers (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage projects and API keys directly in the database.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Projects (tenants).
+    #[command(subcommand)]
+    Projects(ProjectsCommand),
+    /// Project API keys.
+    #[command(subcommand, name = "api-keys")]
+    ApiKeys(ApiKeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectsCommand {
+    /// Create a project and print its first API key (shown only once).
+    Create {
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        output: Output,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeysCommand {
+    /// Issue a new API key for a project (shown only once).
+    Create {
+        #[arg(long)]
+        project: Uuid,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// List a project's keys (prefixes only; keys are stored hashed).
+    List {
+        #[arg(long)]
+        project: Uuid,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Revoke a key by its id; requests with it fail at once on this database's instances
+    /// (other instances within cache.ttl).
+    Revoke {
+        key_id: Uuid,
+        #[command(flatten)]
+        output: Output,
+    },
+}
+
+#[derive(Debug, Args, Clone, Copy)]
+pub struct Output {
+    /// Print machine-readable JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::load(cli.config.as_deref())?;
+    telemetry::init(&config.log);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            store::connect(&config.database).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Admin(command) => admin(config, command).await,
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let app = App::build(config).await?;
+    let addr = app.local_addr();
+    if let Some((project, key)) = &app.bootstrap {
+        println!(
+            "Created the default project {} ({}).",
+            project.name, project.id
+        );
+        println!("Its API key, shown only this once: {}", key.plaintext);
+        println!(
+            "Use it as: curl -H 'X-API-Key: {}' http://{addr}/platform/v1/whatsapp/phone_numbers",
+            key.plaintext
+        );
+    }
+    tracing::info!(%addr, backend = ?app.state.store.backend(), "wagate listening");
+    app.run(crate::http::server::shutdown_signal()).await
+}
+
+fn not_found(what: &str, id: Uuid) -> impl FnOnce(StoreError) -> anyhow::Error + '_ {
+    move |e| match e {
+        StoreError::NotFound => anyhow::anyhow!("{what} {id} does not exist"),
+        other => anyhow::Error::new(other),
+    }
+}
+
+async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
+    let store = store::connect(&config.database).await?;
+    match command {
+        AdminCommand::Projects(ProjectsCommand::Create { name, output }) => {
+            let name = name.trim();
+            anyhow::ensure!(!name.is_empty(), "--name must not be empty");
+            let (project, key) = projects::create_project(&*store, name).await?;
+            if output.json {
+                println!(
+                    "{}",
+                    json!({"id": project.id, "name": project.name, "api_key": key.plaintext})
+                );
+            } else {
+                println!("project {} ({})", project.name, project.id);
+                println!("api key (shown only once): {}", key.plaintext);
+            }
+        }
+        AdminCommand::ApiKeys(ApiKeysCommand::Create { project, output }) => {
+            let key = projects::issue_api_key(&*store, project)
+                .await
+                .map_err(not_found("project", project))?;
+            if output.json {
+                println!(
+                    "{}",
+                    json!({"id": key.record.id, "project_id": project, "api_key": key.plaintext})
+                );
+            } else {
+                println!("key {} for project {project}", key.record.id);
+                println!("api key (shown only once): {}", key.plaintext);
+            }
+        }
+        AdminCommand::ApiKeys(ApiKeysCommand::List { project, output }) => {
+            store
+                .get_project(project)
+                .await
+                .map_err(not_found("project", project))?;
+            let keys = store.list_api_keys(project).await?;
+            if output.json {
+                let keys: Vec<_> = keys
+                    .iter()
+                    .map(|k| {
+                        json!({"id": k.id, "prefix": k.display_prefix, "created_at": iso(k.created_at),
+                               "revoked_at": k.revoked_at.map(iso)})
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(keys));
+            } else {
+                for k in keys {
+                    let state = k
+                        .revoked_at
+                        .map(|t| format!("revoked {}", iso(t)))
+                        .unwrap_or_else(|| "active".into());
+                    println!(
+                        "{}  {}…  created {}  {state}",
+                        k.id,
+                        k.display_prefix,
+                        iso(k.created_at)
+                    );
+                }
+            }
+        }
+        AdminCommand::ApiKeys(ApiKeysCommand::Revoke { key_id, output }) => {
+            let key = store
+                .revoke_api_key(key_id)
+                .await
+                .map_err(not_found("API key", key_id))
+                .context("revoking the key")?;
+            if output.json {
+                println!(
+                    "{}",
+                    json!({"id": key.id, "revoked_at": key.revoked_at.map(iso)})
+                );
+            } else {
+                println!("revoked key {} ({}…)", key.id, key.display_prefix);
+            }
+        }
+    }
+    Ok(())
+}

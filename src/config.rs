@@ -1,0 +1,357 @@
+//! Layered configuration: embedded defaults < config file < `WAGATE__SECTION__KEY` environment.
+//!
+//! The embedded defaults are `config/wagate.toml` itself, so the documented file and the defaults
+//! can never drift apart. Secrets are [`SecretString`]s: their `Debug` prints `[REDACTED]`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine as _;
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// The documented default configuration, embedded so a bare binary runs with no files.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("../config/wagate.toml");
+/// The config file read when `--config` is not given and the file exists.
+pub const DEFAULT_CONFIG_PATH: &str = "config/wagate.toml";
+/// Environment prefix; `__` separates section and key (`WAGATE__SERVER__LISTEN`).
+pub const ENV_PREFIX: &str = "WAGATE__";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub graph: GraphConfig,
+    pub meta: MetaConfig,
+    pub security: SecurityConfig,
+    pub cache: CacheConfig,
+    pub workers: WorkersConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub public_url: String,
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub body_idle_timeout: Duration,
+    pub json_body_limit: usize,
+    pub media_body_limit: usize,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// May embed a password, so it is a secret; `Debug` shows only the scheme.
+    pub url: SecretString,
+    pub max_connections: u32,
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub busy_timeout: Duration,
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = self.url.expose_secret().split(':').next().unwrap_or("");
+        f.debug_struct("DatabaseConfig")
+            .field("url", &format_args!("{scheme}://[REDACTED]"))
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("busy_timeout", &self.busy_timeout)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GraphConfig {
+    pub base_url: String,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    pub pool_max_idle_per_host: usize,
+    #[serde(with = "humantime_serde")]
+    pub pool_idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetaConfig {
+    pub app_secret: SecretString,
+    pub verify_token: SecretString,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityConfig {
+    pub master_key: SecretString,
+    pub bootstrap_default_project: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    pub max_entries: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkersConfig {
+    pub delivery: bool,
+    pub conversation_sweeper: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+/// A configuration problem, phrased for the operator: which key, what is wrong, what to do.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+/// Which database a URL selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Config {
+    /// Loads defaults, then `path` (or `config/wagate.toml` when present), then the environment.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::new().merge(Toml::string(DEFAULT_CONFIG_TOML));
+        match path {
+            Some(path) if !path.exists() => {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist (given with --config)",
+                    path.display()
+                )))
+            }
+            Some(path) => figment = figment.merge(Toml::file(path)),
+            None if Path::new(DEFAULT_CONFIG_PATH).exists() => {
+                figment = figment.merge(Toml::file(DEFAULT_CONFIG_PATH))
+            }
+            None => {}
+        }
+        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__").lowercase(true));
+        Self::from_figment(figment)
+    }
+
+    /// Defaults only, for tests and embedding; callers override fields directly.
+    pub fn defaults() -> Self {
+        Self::from_figment(Figment::new().merge(Toml::string(DEFAULT_CONFIG_TOML)))
+            .expect("embedded default config is valid")
+    }
+
+    fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let config: Config = figment.extract().map_err(describe_figment_error)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: URL schemes, non-zero limits, key sizes.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.database.backend()?;
+        let graph = url::Url::parse(&self.graph.base_url).map_err(|e| {
+            ConfigError(format!(
+                "graph.base_url: {e}; expected an absolute http(s) URL such as https://graph.facebook.com"
+            ))
+        })?;
+        if !matches!(graph.scheme(), "http" | "https") {
+            return Err(ConfigError(
+                "graph.base_url: scheme must be http or https".into(),
+            ));
+        }
+        if !self.server.public_url.is_empty() {
+            let public = url::Url::parse(&self.server.public_url).map_err(|e| {
+                ConfigError(format!(
+                    "server.public_url: {e}; expected e.g. https://wagate.example.com"
+                ))
+            })?;
+            if !matches!(public.scheme(), "http" | "https") {
+                return Err(ConfigError(
+                    "server.public_url: scheme must be http or https".into(),
+                ));
+            }
+        }
+        for (key, value) in [
+            ("server.json_body_limit", self.server.json_body_limit),
+            ("server.media_body_limit", self.server.media_body_limit),
+        ] {
+            if value == 0 {
+                return Err(ConfigError(format!("{key}: must be greater than 0")));
+            }
+        }
+        for (key, value) in [
+            (
+                "server.header_read_timeout",
+                self.server.header_read_timeout,
+            ),
+            ("server.body_idle_timeout", self.server.body_idle_timeout),
+            ("graph.timeout", self.graph.timeout),
+            ("graph.connect_timeout", self.graph.connect_timeout),
+            ("database.acquire_timeout", self.database.acquire_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError(format!("{key}: must be greater than 0s")));
+            }
+        }
+        if self.database.max_connections == 0 {
+            return Err(ConfigError(
+                "database.max_connections: must be at least 1".into(),
+            ));
+        }
+        if !self.security.master_key.expose_secret().is_empty() {
+            self.security.decoded_master_key()?;
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
+            ConfigError(format!(
+                "log.level: {e}; use a tracing filter such as \"info\""
+            ))
+        })?;
+        Ok(())
+    }
+
+    /// The public base URL without a trailing slash, if configured.
+    pub fn public_url(&self) -> Option<&str> {
+        let url = self.server.public_url.trim_end_matches('/');
+        (!url.is_empty()).then_some(url)
+    }
+}
+
+impl DatabaseConfig {
+    pub fn backend(&self) -> Result<Backend, ConfigError> {
+        let url = self.url.expose_secret();
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(ConfigError(
+                "database.url: must start with sqlite:// or postgres:// (e.g. sqlite://data/wagate.db)"
+                    .into(),
+            ))
+        }
+    }
+
+    /// For SQLite, the folder holding the database file (where a generated master key goes).
+    pub fn sqlite_data_dir(&self) -> Option<PathBuf> {
+        let url = self.url.expose_secret();
+        let path = url
+            .strip_prefix("sqlite://")
+            .or(url.strip_prefix("sqlite:"))?;
+        let path = path.split('?').next().unwrap_or(path);
+        if path.is_empty() || path == ":memory:" {
+            return None;
+        }
+        Some(
+            Path::new(path)
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
+        )
+    }
+}
+
+impl SecurityConfig {
+    pub fn decoded_master_key(&self) -> Result<[u8; 32], ConfigError> {
+        decode_master_key(self.master_key.expose_secret())
+    }
+}
+
+/// Decodes a base64 master key, insisting on exactly 32 bytes.
+pub fn decode_master_key(encoded: &str) -> Result<[u8; 32], ConfigError> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| {
+            ConfigError(
+                "security.master_key: not valid base64; generate one with `openssl rand -base64 32`"
+                    .into(),
+            )
+        })?;
+    bytes.try_into().map_err(|bytes: Vec<u8>| {
+        ConfigError(format!(
+            "security.master_key: decodes to {} bytes, expected 32; generate one with `openssl rand -base64 32`",
+            bytes.len()
+        ))
+    })
+}
+
+fn describe_figment_error(error: figment::Error) -> ConfigError {
+    let messages: Vec<String> = error
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| format!(" (from {})", m.name))
+                .unwrap_or_default();
+            if key.is_empty() {
+                format!("{}{source}", e.kind)
+            } else {
+                format!("{key}: {}{source}", e.kind)
+            }
+        })
+        .collect();
+    ConfigError(messages.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_documented() {
+        let config = Config::defaults();
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.database.backend().unwrap(), Backend::Sqlite);
+        assert_eq!(
+            config.database.sqlite_data_dir().unwrap(),
+            PathBuf::from("data")
+        );
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let mut config = Config::defaults();
+        config.database.url = "postgres://u:hunter2@db/x".to_string().into();
+        config.meta.app_secret = "s3cr3t-app".to_string().into();
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(!debug.contains("s3cr3t-app"), "{debug}");
+    }
+
+    #[test]
+    fn master_key_must_be_32_bytes() {
+        assert!(decode_master_key("not base64!").is_err());
+        let err = decode_master_key("AAAA").unwrap_err().to_string();
+        assert!(err.contains("expected 32"), "{err}");
+        let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        assert_eq!(decode_master_key(&key).unwrap(), [7u8; 32]);
+    }
+}

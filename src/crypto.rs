@@ -1,0 +1,167 @@
+//! Secrets at rest and in comparison: AES-256-GCM for access tokens, SHA-256 for lookups,
+//! random API keys, constant-time equality.
+
+use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// Prefix every project API key carries, so leaked keys are recognisable by scanners.
+pub const API_KEY_PREFIX: &str = "wag_";
+/// How many characters of a key are stored in clear for display (`wag_AbCd…`).
+pub const API_KEY_DISPLAY_LEN: usize = 8;
+
+/// Encrypts and decrypts secrets stored in the database (access tokens, webhook secrets).
+///
+/// Each ciphertext is `nonce (12 bytes) || AES-256-GCM(ciphertext + tag)`; the key id stored beside
+/// it (first 8 hex digits of SHA-256 of the key) tells which master key sealed it, so a rotation can
+/// find the rows still sealed with the old one.
+#[derive(Clone)]
+pub struct SecretBox {
+    cipher: Aes256Gcm,
+    key_id: String,
+}
+
+impl std::fmt::Debug for SecretBox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretBox")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    #[error("secret was sealed with master key {found}, but the configured key is {expected}")]
+    WrongKey { found: String, expected: String },
+    #[error("stored secret is corrupt or the master key is wrong")]
+    Corrupt,
+}
+
+impl SecretBox {
+    pub fn new(master_key: &[u8; 32]) -> Self {
+        let key_id = hex::encode(&Sha256::digest(master_key)[..4]);
+        Self {
+            cipher: Aes256Gcm::new(master_key.into()),
+            key_id,
+        }
+    }
+
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    pub fn seal(&self, plaintext: &str) -> Vec<u8> {
+        let mut nonce = [0u8; 12];
+        rand::thread_rng().fill_bytes(&mut nonce);
+        let sealed = self
+            .cipher
+            .encrypt(Nonce::from_slice(&nonce), plaintext.as_bytes())
+            .expect("AES-GCM encryption of an in-memory buffer cannot fail");
+        let mut out = Vec::with_capacity(12 + sealed.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        out
+    }
+
+    pub fn open(&self, key_id: &str, sealed: &[u8]) -> Result<String, CryptoError> {
+        if key_id != self.key_id {
+            return Err(CryptoError::WrongKey {
+                found: key_id.to_owned(),
+                expected: self.key_id.clone(),
+            });
+        }
+        if sealed.len() < 12 + 16 {
+            return Err(CryptoError::Corrupt);
+        }
+        let (nonce, body) = sealed.split_at(12);
+        let plain = self
+            .cipher
+            .decrypt(Nonce::from_slice(nonce), body)
+            .map_err(|_| CryptoError::Corrupt)?;
+        String::from_utf8(plain).map_err(|_| CryptoError::Corrupt)
+    }
+}
+
+/// Lowercase hex SHA-256, the lookup key for API keys and access tokens.
+pub fn sha256_hex(input: &[u8]) -> String {
+    hex::encode(Sha256::digest(input))
+}
+
+/// Compares two secrets without leaking where they differ through timing.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.ct_eq(b).into()
+}
+
+/// Random URL-safe string with `bytes` bytes of entropy.
+pub fn random_token(bytes: usize) -> String {
+    use base64::Engine as _;
+    let mut buf = vec![0u8; bytes];
+    rand::thread_rng().fill_bytes(&mut buf);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+}
+
+/// A new project API key: `wag_` + 32 random bytes.
+pub fn new_api_key() -> String {
+    format!("{API_KEY_PREFIX}{}", random_token(32))
+}
+
+/// What is kept of a key in clear, for listings.
+pub fn api_key_display_prefix(key: &str) -> String {
+    key.chars()
+        .take(API_KEY_PREFIX.len() + API_KEY_DISPLAY_LEN)
+        .collect()
+}
+
+/// A fresh 32-byte master key, base64, for first runs on SQLite.
+pub fn new_master_key() -> String {
+    use base64::Engine as _;
+    let mut key = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut key);
+    base64::engine::general_purpose::STANDARD.encode(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_then_open_round_trips_and_nonces_differ() {
+        let secret_box = SecretBox::new(&[1u8; 32]);
+        let a = secret_box.seal("EAAG-token");
+        let b = secret_box.seal("EAAG-token");
+        assert_ne!(a, b, "each seal uses a fresh nonce");
+        assert_eq!(
+            secret_box.open(secret_box.key_id(), &a).unwrap(),
+            "EAAG-token"
+        );
+    }
+
+    #[test]
+    fn open_rejects_other_key_and_tampering() {
+        let one = SecretBox::new(&[1u8; 32]);
+        let two = SecretBox::new(&[2u8; 32]);
+        let mut sealed = one.seal("x");
+        assert!(matches!(
+            two.open(one.key_id(), &sealed),
+            Err(CryptoError::WrongKey { .. })
+        ));
+        let last = sealed.len() - 1;
+        sealed[last] ^= 1;
+        assert!(matches!(
+            one.open(one.key_id(), &sealed),
+            Err(CryptoError::Corrupt)
+        ));
+    }
+
+    #[test]
+    fn api_keys_have_prefix_and_display_part() {
+        let key = new_api_key();
+        assert!(key.starts_with("wag_"));
+        assert!(key.len() > 40);
+        assert_eq!(api_key_display_prefix(&key).len(), 12);
+        assert!(constant_time_eq(key.as_bytes(), key.as_bytes()));
+        assert!(!constant_time_eq(b"a", b"b"));
+    }
+}

@@ -1,0 +1,179 @@
+//! The Graph error envelope: the one error shape of every `/meta/whatsapp` and `/api/meta` route,
+//! so clients written for Meta (and the Kapso SDKs) parse wagate's own errors like Meta's.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::request_id::current_request_id;
+
+/// A Graph-shaped error produced by wagate itself (Meta's own errors pass through untouched).
+#[derive(Debug, Clone)]
+pub struct GraphError {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub code: u32,
+    pub subcode: Option<u32>,
+    pub message: String,
+    pub details: Option<String>,
+}
+
+impl GraphError {
+    /// 401 code 104: no credentials at all.
+    pub fn missing_credentials() -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            kind: "OAuthException",
+            code: 104,
+            subcode: None,
+            message: "An access token is required to request this resource. Send X-API-Key: <project key> or Authorization: Bearer <access token>.".into(),
+            details: None,
+        }
+    }
+
+    /// 401 code 190: a key or token that is unknown, malformed or revoked.
+    pub fn invalid_credentials() -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            kind: "OAuthException",
+            code: 190,
+            subcode: None,
+            message: "Invalid OAuth access token - Cannot parse access token, or the API key is unknown or revoked.".into(),
+            details: None,
+        }
+    }
+
+    /// 404 code 100 subcode 33: the same answer whether the object is missing or belongs to
+    /// another project, so IDs cannot be probed across tenants.
+    pub fn unreachable_object(id: &str) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            kind: "GraphMethodException",
+            code: 100,
+            subcode: Some(33),
+            message: format!(
+                "Unsupported request - method type: get. Object with ID '{id}' does not exist, cannot be loaded due to missing permissions, or does not support this operation."
+            ),
+            details: None,
+        }
+    }
+
+    /// 400 code 100 for a bad parameter; `details` names the parameter and the problem.
+    pub fn invalid_parameter(details: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            kind: "OAuthException",
+            code: 100,
+            subcode: None,
+            message: "(#100) Invalid parameter".into(),
+            details: Some(details.into()),
+        }
+    }
+
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            kind: "OAuthException",
+            code: 100,
+            subcode: None,
+            message: "(#100) Request body too large".into(),
+            details: Some(format!(
+                "the request body exceeds the limit of {limit} bytes"
+            )),
+        }
+    }
+
+    /// 502: Graph could not be reached or answered garbage.
+    pub fn bad_gateway(details: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_GATEWAY,
+            kind: "OAuthException",
+            code: 2,
+            subcode: None,
+            message:
+                "(#2) Service temporarily unavailable: the upstream Graph API could not be reached"
+                    .into(),
+            details: Some(details.into()),
+        }
+    }
+
+    /// 504: Graph did not answer within `graph.timeout`.
+    pub fn gateway_timeout(details: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::GATEWAY_TIMEOUT,
+            kind: "OAuthException",
+            code: 2,
+            subcode: None,
+            message: "(#2) Service temporarily unavailable: the upstream Graph API timed out"
+                .into(),
+            details: Some(details.into()),
+        }
+    }
+
+    /// 503: wagate's own database is unavailable.
+    pub fn unavailable() -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            kind: "OAuthException",
+            code: 2,
+            subcode: None,
+            message: "(#2) Service temporarily unavailable; retry later".into(),
+            details: None,
+        }
+    }
+
+    pub fn internal() -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            kind: "OAuthException",
+            code: 1,
+            subcode: None,
+            message: "(#1) An unknown error occurred".into(),
+            details: None,
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut error = json!({
+            "message": self.message,
+            "type": self.kind,
+            "code": self.code,
+            "fbtrace_id": current_request_id().unwrap_or_default(),
+        });
+        if let Some(subcode) = self.subcode {
+            error["error_subcode"] = json!(subcode);
+        }
+        if let Some(details) = &self.details {
+            error["error_data"] = json!({"messaging_product": "whatsapp", "details": details});
+        }
+        json!({ "error": error })
+    }
+}
+
+impl IntoResponse for GraphError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, axum::Json(self.to_json())).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("OAuth \"Facebook Platform\" \"invalid_token\""),
+            );
+        }
+        response
+    }
+}
+
+impl From<crate::store::StoreError> for GraphError {
+    fn from(error: crate::store::StoreError) -> Self {
+        match error {
+            crate::store::StoreError::Unavailable(_) => {
+                tracing::warn!(error = %error, "database unavailable");
+                Self::unavailable()
+            }
+            other => {
+                tracing::error!(error = ?other, "store error on a Graph route");
+                Self::internal()
+            }
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! The HTTP surface: one router per capability, merged here, under one set of layers.
+
+pub mod body;
+pub mod graph_error;
+mod health;
+pub mod platform;
+pub mod request_id;
+pub mod server;
+
+use std::time::Duration;
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderName, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::{middleware, Json, Router};
+use serde_json::json;
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::RequestBodyTimeoutLayer;
+use tower_http::trace::TraceLayer;
+use tracing::Span;
+
+use crate::state::AppState;
+
+/// Prefixes under which wagate speaks Graph (and answers errors in Graph's envelope).
+pub const GRAPH_PREFIXES: [&str; 2] = ["/meta/whatsapp/", "/api/meta/"];
+
+pub fn is_graph_path(path: &str) -> bool {
+    GRAPH_PREFIXES.iter().any(|p| path.starts_with(p))
+}
+
+pub fn router(state: AppState) -> Router {
+    let body_idle_timeout = state.config.server.body_idle_timeout;
+    Router::new()
+        .merge(health::router())
+        .nest("/platform/v1", platform::router())
+        .fallback(not_found)
+        .layer(RequestBodyTimeoutLayer::new(body_idle_timeout))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(make_request_span)
+                .on_request(())
+                .on_response(log_response)
+                .on_failure(()),
+        )
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            AUTHORIZATION,
+            HeaderName::from_static("x-api-key"),
+        ]))
+        .layer(middleware::from_fn(request_id::middleware))
+        .with_state(state)
+}
+
+/// The request span names the matched route, never the raw URI: query strings can carry
+/// `access_token` or `hub.verify_token`.
+fn make_request_span(request: &Request) -> Span {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str)
+        .unwrap_or("unmatched");
+    let request_id = request
+        .headers()
+        .get(request_id::REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!("request", method = %request.method(), route, request_id)
+}
+
+fn log_response(response: &Response, latency: Duration, _span: &Span) {
+    tracing::info!(
+        status = response.status().as_u16(),
+        latency_us = latency.as_micros() as u64,
+        "request finished"
+    );
+}
+
+async fn not_found(uri: Uri) -> Response {
+    if is_graph_path(uri.path()) {
+        graph_error::GraphError::invalid_parameter(format!("unknown path: {}", uri.path()))
+            .into_response()
+    } else {
+        (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "no such route; see the README for the API" })),
+        )
+            .into_response()
+    }
+}

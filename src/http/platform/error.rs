@@ -1,0 +1,89 @@
+//! The Platform API's error type: `{"error": "<message>", "details": [...]}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::domain::phone_numbers::{FieldError, PhoneNumberError};
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlatformError {
+    #[error("missing X-API-Key header; send your project API key")]
+    MissingKey,
+    #[error("invalid or revoked API key")]
+    InvalidKey,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    #[error("request body exceeds the limit of {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("service temporarily unavailable; retry later")]
+    Unavailable,
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl IntoResponse for PlatformError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            Self::MissingKey | Self::InvalidKey => StatusCode::UNAUTHORIZED,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let body = match &self {
+            Self::Validation(errors) => {
+                let message = errors
+                    .iter()
+                    .map(|e| format!("{} {}", e.field, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                json!({ "error": message, "details": errors })
+            }
+            Self::Internal(error) => {
+                tracing::error!(error = ?error, "internal error on the Platform API");
+                json!({ "error": self.to_string() })
+            }
+            other => json!({ "error": other.to_string() }),
+        };
+        (status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for PlatformError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound => Self::NotFound("resource"),
+            StoreError::Conflict { constraint } => Self::Conflict(format!(
+                "conflicts with an existing record{}",
+                constraint.map(|c| format!(" ({c})")).unwrap_or_default()
+            )),
+            StoreError::Unavailable(message) => {
+                tracing::warn!(%message, "database unavailable");
+                Self::Unavailable
+            }
+            StoreError::Other(e) => Self::Internal(e),
+        }
+    }
+}
+
+impl From<PhoneNumberError> for PlatformError {
+    fn from(error: PhoneNumberError) -> Self {
+        match error {
+            PhoneNumberError::Invalid(errors) => Self::Validation(errors),
+            PhoneNumberError::AlreadyConnected(_) => Self::Conflict(error.to_string()),
+            PhoneNumberError::NotFound => Self::NotFound("phone number"),
+            PhoneNumberError::Store(e) => e.into(),
+        }
+    }
+}

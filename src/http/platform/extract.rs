@@ -1,0 +1,79 @@
+//! Extractors of the Platform API, rejecting in its own error shape.
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use super::PlatformError;
+use crate::auth::{AuthError, Caller};
+use crate::domain::phone_numbers::FieldError;
+use crate::http::body::{read_limited, BodyError};
+use crate::state::AppState;
+
+/// The project of the calling API key. Bearer tokens are not accepted here: they identify a
+/// number, not a project.
+#[derive(Debug, Clone, Copy)]
+pub struct ProjectKey {
+    pub project_id: Uuid,
+}
+
+impl FromRequestParts<AppState> for ProjectKey {
+    type Rejection = PlatformError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let key = parts
+            .headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .ok_or(PlatformError::MissingKey)?;
+        match state.auth.authenticate_api_key(key).await {
+            Ok(Caller::ApiKey { project_id, .. }) => Ok(Self { project_id }),
+            Ok(Caller::Bearer { .. }) | Err(AuthError::Invalid) => Err(PlatformError::InvalidKey),
+            Err(AuthError::Missing) => Err(PlatformError::MissingKey),
+            Err(AuthError::Store(e)) => Err(e.into()),
+        }
+    }
+}
+
+/// A JSON body read within `server.json_body_limit`: 413 when larger, 400 when not JSON, 422 naming
+/// the field when a value has the wrong type.
+#[derive(Debug)]
+pub struct PlatformJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for PlatformJson<T> {
+    type Rejection = PlatformError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let limit = state.config.server.json_body_limit;
+        let bytes = read_limited(request, limit).await.map_err(|e| match e {
+            BodyError::TooLarge => PlatformError::PayloadTooLarge(limit),
+            BodyError::Read(message) => {
+                PlatformError::BadRequest(format!("could not read the request body: {message}"))
+            }
+        })?;
+        if bytes.is_empty() {
+            return Err(PlatformError::BadRequest(
+                "request body is empty; send a JSON object".into(),
+            ));
+        }
+        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+            PlatformError::BadRequest(format!("request body is not valid JSON: {e}"))
+        })?;
+        if !value.is_object() {
+            return Err(PlatformError::BadRequest(
+                "request body must be a JSON object".into(),
+            ));
+        }
+        serde_path_to_error::deserialize(value)
+            .map(PlatformJson)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let field = path.rsplit('.').next().unwrap_or("body").to_owned();
+                PlatformError::Validation(vec![FieldError::new(field, e.into_inner().to_string())])
+            })
+    }
+}

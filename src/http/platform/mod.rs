@@ -1,0 +1,16 @@
+//! The Platform API (`/platform/v1`): project-scoped management with `X-API-Key`, bodies wrapped
+//! in the resource name, answers as `{"data": …}` and errors as `{"error": …}`.
+
+mod error;
+mod extract;
+mod phone_numbers;
+
+use axum::Router;
+
+pub use error::PlatformError;
+
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().merge(phone_numbers::router())
+}

@@ -1,0 +1,246 @@
+//! `/platform/v1/whatsapp/phone_numbers` and `/platform/v1/customers/{id}/whatsapp/phone_numbers`.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::extract::{PlatformJson, ProjectKey};
+use super::PlatformError;
+use crate::domain::phone_numbers::{self, ConnectInput, FieldError, UpdateInput, Written};
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/whatsapp/phone_numbers", post(connect).get(list))
+        .route(
+            "/whatsapp/phone_numbers/{phone_number_id}",
+            get(show).patch(update).delete(remove),
+        )
+        .route(
+            "/customers/{customer_id}/whatsapp/phone_numbers",
+            post(connect_for_customer).get(list_for_customer),
+        )
+}
+
+#[derive(Debug, Deserialize)]
+struct ConnectBody {
+    whatsapp_phone_number: Option<ConnectInput>,
+}
+
+#[derive(Debug, Deserialize)]
+struct UpdateBody {
+    whatsapp_phone_number: Option<UpdateInput>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    page: Option<String>,
+    per_page: Option<String>,
+    customer_id: Option<String>,
+}
+
+pub const MAX_PER_PAGE: u32 = 100;
+const DEFAULT_PER_PAGE: u32 = 20;
+
+fn wrapper_missing(name: &str) -> PlatformError {
+    PlatformError::Validation(vec![FieldError::new(
+        name,
+        "is required: wrap the fields in {\"".to_owned() + name + "\": {…}}",
+    )])
+}
+
+fn parse_customer_id(raw: &str) -> Result<Uuid, PlatformError> {
+    // A malformed id cannot exist, so it gets the same 404 as an unknown one.
+    Uuid::parse_str(raw).map_err(|_| PlatformError::NotFound("customer"))
+}
+
+fn written_response(status: StatusCode, written: Written) -> impl IntoResponse {
+    let mut data = phone_numbers::to_json(&written.number);
+    if let Some(secret) = written.new_webhook_secret {
+        // Shown once: only its sealed form is kept.
+        data["webhook_secret"] = json!(secret);
+    }
+    (status, Json(json!({ "data": data })))
+}
+
+async fn connect_inner(
+    state: &AppState,
+    project_id: Uuid,
+    customer_id: Option<Uuid>,
+    body: ConnectBody,
+) -> Result<impl IntoResponse, PlatformError> {
+    let input = body
+        .whatsapp_phone_number
+        .ok_or_else(|| wrapper_missing("whatsapp_phone_number"))?;
+    let written = phone_numbers::connect(
+        &*state.store,
+        &state.secrets,
+        project_id,
+        customer_id,
+        input,
+    )
+    .await
+    .map_err(|e| match e {
+        phone_numbers::PhoneNumberError::NotFound => PlatformError::NotFound("customer"),
+        other => other.into(),
+    })?;
+    state.auth.invalidate_numbers();
+    tracing::info!(phone_number_id = %written.number.phone_number_id, "phone number connected");
+    Ok(written_response(StatusCode::CREATED, written))
+}
+
+async fn connect(
+    State(state): State<AppState>,
+    key: ProjectKey,
+    PlatformJson(body): PlatformJson<ConnectBody>,
+) -> Result<impl IntoResponse, PlatformError> {
+    connect_inner(&state, key.project_id, None, body).await
+}
+
+async fn connect_for_customer(
+    State(state): State<AppState>,
+    key: ProjectKey,
+    Path(customer_id): Path<String>,
+    PlatformJson(body): PlatformJson<ConnectBody>,
+) -> Result<impl IntoResponse, PlatformError> {
+    let customer_id = parse_customer_id(&customer_id)?;
+    connect_inner(&state, key.project_id, Some(customer_id), body).await
+}
+
+fn parse_page_param(
+    name: &str,
+    raw: Option<&str>,
+    default: u32,
+    max: u32,
+) -> Result<u32, PlatformError> {
+    match raw {
+        None | Some("") => Ok(default),
+        Some(raw) => match raw.parse::<u32>() {
+            Ok(v) if (1..=max).contains(&v) => Ok(v),
+            _ => Err(PlatformError::BadRequest(format!(
+                "{name} must be an integer between 1 and {max}"
+            ))),
+        },
+    }
+}
+
+async fn list_inner(
+    state: &AppState,
+    project_id: Uuid,
+    customer_id: Option<Uuid>,
+    query: ListQuery,
+) -> Result<Json<Value>, PlatformError> {
+    let page = parse_page_param("page", query.page.as_deref(), 1, 1_000_000)?;
+    let per_page = parse_page_param(
+        "per_page",
+        query.per_page.as_deref(),
+        DEFAULT_PER_PAGE,
+        MAX_PER_PAGE,
+    )?;
+    let result = state
+        .store
+        .list_phone_numbers(project_id, customer_id, page, per_page)
+        .await?;
+    let total_pages = (result.total_count + i64::from(per_page) - 1) / i64::from(per_page);
+    Ok(Json(json!({
+        "data": result.items.iter().map(phone_numbers::to_json).collect::<Vec<_>>(),
+        "meta": {
+            "page": page,
+            "per_page": per_page,
+            "total_pages": total_pages,
+            "total_count": result.total_count,
+        }
+    })))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    key: ProjectKey,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Value>, PlatformError> {
+    let customer_id = match query.customer_id.as_deref() {
+        None | Some("") => None,
+        Some(raw) => Some(Uuid::parse_str(raw).map_err(|_| {
+            PlatformError::BadRequest("customer_id must be a customer UUID".into())
+        })?),
+    };
+    list_inner(&state, key.project_id, customer_id, query).await
+}
+
+async fn list_for_customer(
+    State(state): State<AppState>,
+    key: ProjectKey,
+    Path(customer_id): Path<String>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Value>, PlatformError> {
+    let customer_id = parse_customer_id(&customer_id)?;
+    state
+        .store
+        .get_customer(key.project_id, customer_id)
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::NotFound => PlatformError::NotFound("customer"),
+            other => other.into(),
+        })?;
+    list_inner(&state, key.project_id, Some(customer_id), query).await
+}
+
+async fn show(
+    State(state): State<AppState>,
+    key: ProjectKey,
+    Path(phone_number_id): Path<String>,
+) -> Result<Json<Value>, PlatformError> {
+    // Looked up by Meta's id across projects, then checked: another project's number and an
+    // unknown one give the same 404.
+    let number = state
+        .store
+        .find_phone_number(&phone_number_id)
+        .await?
+        .filter(|n| n.project_id == key.project_id)
+        .ok_or(PlatformError::NotFound("phone number"))?;
+    Ok(Json(json!({ "data": phone_numbers::to_json(&number) })))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    key: ProjectKey,
+    Path(phone_number_id): Path<String>,
+    PlatformJson(body): PlatformJson<UpdateBody>,
+) -> Result<impl IntoResponse, PlatformError> {
+    let input = body
+        .whatsapp_phone_number
+        .ok_or_else(|| wrapper_missing("whatsapp_phone_number"))?;
+    let written = phone_numbers::update(
+        &*state.store,
+        &state.secrets,
+        key.project_id,
+        &phone_number_id,
+        input,
+    )
+    .await?;
+    state.auth.invalidate_numbers();
+    Ok(written_response(StatusCode::OK, written))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    key: ProjectKey,
+    Path(phone_number_id): Path<String>,
+) -> Result<StatusCode, PlatformError> {
+    state
+        .store
+        .delete_phone_number(key.project_id, &phone_number_id)
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::NotFound => PlatformError::NotFound("phone number"),
+            other => other.into(),
+        })?;
+    state.auth.invalidate_numbers();
+    tracing::info!(%phone_number_id, "phone number disconnected");
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,135 @@
+//! wagate: a self-hosted gateway for Meta's WhatsApp Cloud API.
+//!
+//! See ARCHITECTURE.md for the map. [`App::build`] wires config, store and router; [`App::run`]
+//! serves until the shutdown future resolves.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod domain;
+pub mod http;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+pub mod time;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+
+use crate::config::{Backend, Config};
+use crate::crypto::SecretBox;
+use crate::domain::projects::{self, IssuedApiKey};
+use crate::state::AppState;
+use crate::store::{DynStore, Project};
+
+/// A wired, bound, not yet serving gateway.
+pub struct App {
+    pub state: AppState,
+    listener: TcpListener,
+    /// Set when this start created the default project: its key, to be shown once.
+    pub bootstrap: Option<(Project, IssuedApiKey)>,
+}
+
+impl App {
+    /// Opens the store (migrating it), loads the master key, bootstraps an empty database and
+    /// binds `server.listen` (port 0 picks a free port, as tests do).
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let store = store::connect(&config.database).await?;
+        let secrets = SecretBox::new(&load_master_key(&config)?);
+        let bootstrap = if config.security.bootstrap_default_project {
+            projects::bootstrap_default_project(&*store)
+                .await
+                .context("creating the default project")?
+        } else {
+            None
+        };
+        let listener = TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("binding server.listen = {}", config.server.listen))?;
+        let state = AppState::new(Arc::new(config), store, secrets);
+        Ok(Self {
+            state,
+            listener,
+            bootstrap,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    pub fn store(&self) -> DynStore {
+        self.state.store.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let settings = http::server::ServeSettings {
+            header_read_timeout: self.state.config.server.header_read_timeout,
+            shutdown_grace: self.state.config.server.shutdown_grace,
+        };
+        let router = http::router(self.state);
+        http::server::serve(self.listener, router, settings, shutdown).await;
+        Ok(())
+    }
+}
+
+/// The master key from config; on SQLite with none configured, the one in the data folder,
+/// generated on first run. PostgreSQL deployments must configure it so every instance shares it.
+pub fn load_master_key(config: &Config) -> anyhow::Result<[u8; 32]> {
+    let configured = config.security.master_key.expose_secret();
+    if !configured.is_empty() {
+        return Ok(config.security.decoded_master_key()?);
+    }
+    match config.database.backend()? {
+        Backend::Postgres => anyhow::bail!(
+            "invalid configuration: security.master_key is required with PostgreSQL (all instances must share it); \
+             generate one with `openssl rand -base64 32` and set WAGATE__SECURITY__MASTER_KEY"
+        ),
+        Backend::Sqlite => match config.database.sqlite_data_dir() {
+            Some(dir) => load_or_create_key_file(&dir.join("master.key")),
+            None => {
+                tracing::warn!("in-memory database without security.master_key: using a throwaway key");
+                Ok(config::decode_master_key(&crypto::new_master_key())?)
+            }
+        },
+    }
+}
+
+fn load_or_create_key_file(path: &Path) -> anyhow::Result<[u8; 32]> {
+    if path.exists() {
+        let encoded = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the master key from {}", path.display()))?;
+        return config::decode_master_key(&encoded)
+            .map_err(|e| anyhow::anyhow!("{e} (in {})", path.display()));
+    }
+    let encoded = crypto::new_master_key();
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    write_private(path, &encoded)
+        .with_context(|| format!("writing a new master key to {}", path.display()))?;
+    tracing::info!(path = %path.display(), "generated a new master key; back it up with the database");
+    Ok(config::decode_master_key(&encoded)?)
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(contents.as_bytes())
+}

@@ -1,0 +1,386 @@
+//! SQL shared by both backends, written once and expanded for each pool type.
+//!
+//! Both SQLite and PostgreSQL accept `$n` placeholders, `returning` and `on conflict`; values are
+//! bound from Rust (never `now()`) so both store identical timestamps.
+
+use chrono::{DateTime, SubsecRound, Utc};
+
+/// Current time at the precision both backends keep (microseconds), so a value read back equals
+/// the value written.
+pub(crate) fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+pub(crate) const PHONE_NUMBER_COLUMNS: &str = r#"internal_id, project_id, customer_id,
+    phone_number_id, business_account_id, kind, name, display_phone_number, verified_name,
+    quality_rating, code_verification_status, name_status, status, throughput_tier,
+    messaging_limit, is_official_business_account, is_pin_enabled, is_coexistence,
+    inbound_processing_enabled, calls_enabled, access_token_sealed, access_token_key_id,
+    access_token_sha256, webhook_destination_url, webhook_secret_sealed,
+    webhook_verify_token_sealed, secrets_key_id, webhook_verified_at, username, username_status,
+    created_at, updated_at"#;
+
+pub(crate) const API_KEY_COLUMNS: &str =
+    "id, project_id, key_sha256, display_prefix, created_at, revoked_at";
+pub(crate) const CUSTOMER_COLUMNS: &str =
+    "id, project_id, name, external_customer_id, created_at, updated_at";
+
+/// Implements the backend-independent part of [`crate::store::Store`] for a type with a
+/// `pool: sqlx::Pool<_>` field and a `backend_kind()` inherent method.
+macro_rules! impl_common_store {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::Store for $store {
+            fn backend(&self) -> $crate::config::Backend {
+                Self::BACKEND
+            }
+
+            async fn ping(&self) -> $crate::store::StoreResult<()> {
+                sqlx::query("select 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn close(&self) {
+                self.pool.close().await;
+            }
+
+            async fn create_project(&self, name: &str) -> $crate::store::StoreResult<$crate::store::Project> {
+                let project = sqlx::query_as(
+                    "insert into projects (id, name, created_at) values ($1, $2, $3) returning id, name, created_at",
+                )
+                .bind(uuid::Uuid::now_v7())
+                .bind(name)
+                .bind($crate::store::common::now())
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(project)
+            }
+
+            async fn get_project(&self, id: uuid::Uuid) -> $crate::store::StoreResult<$crate::store::Project> {
+                Ok(sqlx::query_as("select id, name, created_at from projects where id = $1")
+                    .bind(id)
+                    .fetch_one(&self.pool)
+                    .await?)
+            }
+
+            async fn count_projects(&self) -> $crate::store::StoreResult<i64> {
+                let (count,): (i64,) = sqlx::query_as("select count(*) from projects")
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(count)
+            }
+
+            async fn create_api_key(
+                &self,
+                key: $crate::store::NewApiKey,
+            ) -> $crate::store::StoreResult<$crate::store::ApiKeyRecord> {
+                let sql = format!(
+                    "insert into api_keys (id, project_id, key_sha256, display_prefix, created_at) \
+                     values ($1, $2, $3, $4, $5) returning {}",
+                    $crate::store::common::API_KEY_COLUMNS
+                );
+                Ok(sqlx::query_as(&sql)
+                    .bind(uuid::Uuid::now_v7())
+                    .bind(key.project_id)
+                    .bind(&key.key_sha256)
+                    .bind(&key.display_prefix)
+                    .bind($crate::store::common::now())
+                    .fetch_one(&self.pool)
+                    .await?)
+            }
+
+            async fn list_api_keys(
+                &self,
+                project_id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::ApiKeyRecord>> {
+                let sql = format!(
+                    "select {} from api_keys where project_id = $1 order by created_at, id",
+                    $crate::store::common::API_KEY_COLUMNS
+                );
+                Ok(sqlx::query_as(&sql).bind(project_id).fetch_all(&self.pool).await?)
+            }
+
+            async fn revoke_api_key(
+                &self,
+                id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<$crate::store::ApiKeyRecord> {
+                // coalesce keeps the first revocation time when a key is revoked twice.
+                let sql = format!(
+                    "update api_keys set revoked_at = coalesce(revoked_at, $2) where id = $1 returning {}",
+                    $crate::store::common::API_KEY_COLUMNS
+                );
+                Ok(sqlx::query_as(&sql)
+                    .bind(id)
+                    .bind($crate::store::common::now())
+                    .fetch_one(&self.pool)
+                    .await?)
+            }
+
+            async fn find_api_key_by_hash(
+                &self,
+                key_sha256: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::store::ApiKeyRecord>> {
+                let sql = format!(
+                    "select {} from api_keys where key_sha256 = $1",
+                    $crate::store::common::API_KEY_COLUMNS
+                );
+                Ok(sqlx::query_as(&sql).bind(key_sha256).fetch_optional(&self.pool).await?)
+            }
+
+            async fn create_customer(
+                &self,
+                customer: $crate::store::NewCustomer,
+            ) -> $crate::store::StoreResult<$crate::store::Customer> {
+                let now = $crate::store::common::now();
+                let sql = format!(
+                    "insert into customers (id, project_id, name, external_customer_id, created_at, updated_at) \
+                     values ($1, $2, $3, $4, $5, $5) returning {}",
+                    $crate::store::common::CUSTOMER_COLUMNS
+                );
+                Ok(sqlx::query_as(&sql)
+                    .bind(uuid::Uuid::now_v7())
+                    .bind(customer.project_id)
+                    .bind(&customer.name)
+                    .bind(&customer.external_customer_id)
+                    .bind(now)
+                    .fetch_one(&self.pool)
+                    .await?)
+            }
+
+            async fn get_customer(
+                &self,
+                project_id: uuid::Uuid,
+                id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<$crate::store::Customer> {
+                let sql = format!(
+                    "select {} from customers where project_id = $1 and id = $2",
+                    $crate::store::common::CUSTOMER_COLUMNS
+                );
+                Ok(sqlx::query_as(&sql).bind(project_id).bind(id).fetch_one(&self.pool).await?)
+            }
+
+            async fn insert_phone_number(
+                &self,
+                n: $crate::store::NewPhoneNumber,
+            ) -> $crate::store::StoreResult<$crate::store::PhoneNumber> {
+                let now = $crate::store::common::now();
+                let secrets_key_id = (n.webhook_secret.is_some() || n.webhook_verify_token.is_some())
+                    .then(|| n.access_token.key_id.clone());
+                let sql = format!(
+                    "insert into phone_numbers (internal_id, project_id, customer_id, phone_number_id, \
+                     business_account_id, kind, name, display_phone_number, verified_name, quality_rating, \
+                     code_verification_status, name_status, status, throughput_tier, messaging_limit, \
+                     is_official_business_account, is_pin_enabled, is_coexistence, \
+                     inbound_processing_enabled, calls_enabled, access_token_sealed, access_token_key_id, \
+                     access_token_sha256, webhook_destination_url, webhook_secret_sealed, \
+                     webhook_verify_token_sealed, secrets_key_id, created_at, updated_at) \
+                     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+                     $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $28) returning {}",
+                    $crate::store::common::PHONE_NUMBER_COLUMNS
+                );
+                Ok(sqlx::query_as(&sql)
+                    .bind(uuid::Uuid::now_v7())
+                    .bind(n.project_id)
+                    .bind(n.customer_id)
+                    .bind(&n.phone_number_id)
+                    .bind(&n.business_account_id)
+                    .bind(&n.kind)
+                    .bind(&n.name)
+                    .bind(&n.details.display_phone_number)
+                    .bind(&n.details.verified_name)
+                    .bind(&n.details.quality_rating)
+                    .bind(&n.details.code_verification_status)
+                    .bind(&n.details.name_status)
+                    .bind(&n.details.status)
+                    .bind(&n.details.throughput_tier)
+                    .bind(&n.details.messaging_limit)
+                    .bind(n.details.is_official_business_account)
+                    .bind(n.details.is_pin_enabled)
+                    .bind(n.is_coexistence)
+                    .bind(n.inbound_processing_enabled)
+                    .bind(n.calls_enabled)
+                    .bind(&n.access_token.sealed)
+                    .bind(&n.access_token.key_id)
+                    .bind(&n.access_token_sha256)
+                    .bind(&n.webhook_destination_url)
+                    .bind(&n.webhook_secret)
+                    .bind(&n.webhook_verify_token)
+                    .bind(secrets_key_id)
+                    .bind(now)
+                    .fetch_one(&self.pool)
+                    .await?)
+            }
+
+            async fn find_phone_number(
+                &self,
+                phone_number_id: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::store::PhoneNumber>> {
+                let sql = format!(
+                    "select {} from phone_numbers where phone_number_id = $1",
+                    $crate::store::common::PHONE_NUMBER_COLUMNS
+                );
+                Ok(sqlx::query_as(&sql).bind(phone_number_id).fetch_optional(&self.pool).await?)
+            }
+
+            async fn find_phone_numbers_by_waba(
+                &self,
+                project_id: uuid::Uuid,
+                business_account_id: &str,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::PhoneNumber>> {
+                let sql = format!(
+                    "select {} from phone_numbers where business_account_id = $1 and project_id = $2 \
+                     order by created_at, internal_id",
+                    $crate::store::common::PHONE_NUMBER_COLUMNS
+                );
+                Ok(sqlx::query_as(&sql)
+                    .bind(business_account_id)
+                    .bind(project_id)
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            async fn find_phone_numbers_by_token_hash(
+                &self,
+                access_token_sha256: &str,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::PhoneNumber>> {
+                let sql = format!(
+                    "select {} from phone_numbers where access_token_sha256 = $1 order by created_at, internal_id",
+                    $crate::store::common::PHONE_NUMBER_COLUMNS
+                );
+                Ok(sqlx::query_as(&sql)
+                    .bind(access_token_sha256)
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            async fn list_phone_numbers(
+                &self,
+                project_id: uuid::Uuid,
+                customer_id: Option<uuid::Uuid>,
+                page: u32,
+                per_page: u32,
+            ) -> $crate::store::StoreResult<$crate::store::Page<$crate::store::PhoneNumber>> {
+                // Platform lists are page-numbered by contract (with a total), so they use
+                // offset; they are bounded by the number of connected numbers, not messages.
+                let filter = "project_id = $1 and ($2 is null or customer_id = $2)";
+                let (total_count,): (i64,) =
+                    sqlx::query_as(&format!("select count(*) from phone_numbers where {filter}"))
+                        .bind(project_id)
+                        .bind(customer_id)
+                        .fetch_one(&self.pool)
+                        .await?;
+                let sql = format!(
+                    "select {} from phone_numbers where {filter} \
+                     order by created_at desc, internal_id desc limit $3 offset $4",
+                    $crate::store::common::PHONE_NUMBER_COLUMNS
+                );
+                let items = sqlx::query_as(&sql)
+                    .bind(project_id)
+                    .bind(customer_id)
+                    .bind(i64::from(per_page))
+                    .bind(i64::from(page.saturating_sub(1)) * i64::from(per_page))
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok($crate::store::Page { items, total_count })
+            }
+
+            async fn update_phone_number(
+                &self,
+                project_id: uuid::Uuid,
+                phone_number_id: &str,
+                patch: $crate::store::PhoneNumberPatch,
+            ) -> $crate::store::StoreResult<$crate::store::PhoneNumber> {
+                let mut tx = self.pool.begin().await?;
+                let select = format!(
+                    "select {} from phone_numbers where project_id = $1 and phone_number_id = $2",
+                    $crate::store::common::PHONE_NUMBER_COLUMNS
+                );
+                let mut n: $crate::store::PhoneNumber = sqlx::query_as(&select)
+                    .bind(project_id)
+                    .bind(phone_number_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                $crate::store::common::apply_patch(&mut n, patch);
+                let sql = format!(
+                    "update phone_numbers set name = $3, access_token_sealed = $4, access_token_key_id = $5, \
+                     access_token_sha256 = $6, webhook_destination_url = $7, webhook_secret_sealed = $8, \
+                     secrets_key_id = $9, inbound_processing_enabled = $10, calls_enabled = $11, \
+                     username = $12, username_status = $13, updated_at = $14 \
+                     where project_id = $1 and phone_number_id = $2 returning {}",
+                    $crate::store::common::PHONE_NUMBER_COLUMNS
+                );
+                let updated = sqlx::query_as(&sql)
+                    .bind(project_id)
+                    .bind(phone_number_id)
+                    .bind(&n.name)
+                    .bind(&n.access_token_sealed)
+                    .bind(&n.access_token_key_id)
+                    .bind(&n.access_token_sha256)
+                    .bind(&n.webhook_destination_url)
+                    .bind(&n.webhook_secret_sealed)
+                    .bind(&n.secrets_key_id)
+                    .bind(n.inbound_processing_enabled)
+                    .bind(n.calls_enabled)
+                    .bind(&n.username)
+                    .bind(&n.username_status)
+                    .bind($crate::store::common::now())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(updated)
+            }
+
+            async fn delete_phone_number(
+                &self,
+                project_id: uuid::Uuid,
+                phone_number_id: &str,
+            ) -> $crate::store::StoreResult<()> {
+                let result =
+                    sqlx::query("delete from phone_numbers where project_id = $1 and phone_number_id = $2")
+                        .bind(project_id)
+                        .bind(phone_number_id)
+                        .execute(&self.pool)
+                        .await?;
+                if result.rows_affected() == 0 {
+                    return Err($crate::store::StoreError::NotFound);
+                }
+                Ok(())
+            }
+        }
+    };
+}
+
+pub(crate) use impl_common_store;
+
+/// Applies a patch in memory; the caller writes the row back in the same transaction.
+pub(crate) fn apply_patch(n: &mut super::PhoneNumber, patch: super::PhoneNumberPatch) {
+    if let Some(name) = patch.name {
+        n.name = name;
+    }
+    if let Some((sealed, sha256)) = patch.access_token {
+        // The webhook secret is sealed with the token's key; re-keying both together keeps one
+        // key id per row meaningful.
+        n.access_token_sealed = sealed.sealed;
+        n.access_token_key_id = sealed.key_id;
+        n.access_token_sha256 = sha256;
+    }
+    if let Some(url) = patch.webhook_destination_url {
+        n.webhook_destination_url = url;
+    }
+    if let Some(secret) = patch.webhook_secret {
+        n.webhook_secret_sealed = Some(secret);
+        n.secrets_key_id = Some(n.access_token_key_id.clone());
+    }
+    if let Some(enabled) = patch.inbound_processing_enabled {
+        n.inbound_processing_enabled = enabled;
+    }
+    if let Some(enabled) = patch.calls_enabled {
+        n.calls_enabled = enabled;
+    }
+    if let Some(username) = patch.username {
+        n.username = username;
+    }
+    if let Some(status) = patch.username_status {
+        n.username_status = status;
+    }
+}

@@ -1,0 +1,134 @@
+//! Persistence behind one [`Store`] trait with a SQLite and a PostgreSQL implementation.
+//!
+//! The two backends share their SQL through the `impl_common_store!` macro in `common.rs`: both
+//! dialects accept `$n` placeholders, `returning`, and `on conflict`, so a query is written once and
+//! compiled against each driver. Dialect differences live in the backend files. sqlx types never
+//! leave this module: callers see domain models and [`StoreError`].
+
+mod common;
+mod models;
+mod postgres;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+pub use models::*;
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+use crate::config::{Backend, DatabaseConfig};
+
+/// What can go wrong in the store, in terms callers act on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// A unique or foreign-key constraint refused the write.
+    #[error("conflict{}", .constraint.as_deref().map(|c| format!(" on {c}")).unwrap_or_default())]
+    Conflict { constraint: Option<String> },
+    /// The database cannot be reached now (pool timeout, closed pool, I/O); retrying later may work.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        match error {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::Database(db)
+                if matches!(
+                    db.kind(),
+                    sqlx::error::ErrorKind::UniqueViolation
+                        | sqlx::error::ErrorKind::ForeignKeyViolation
+                ) =>
+            {
+                StoreError::Conflict {
+                    constraint: db.constraint().map(str::to_owned),
+                }
+            }
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                StoreError::Unavailable(error.to_string())
+            }
+            other => StoreError::Other(anyhow::Error::new(other)),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// One page of a Platform-style (page/per_page) listing.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total_count: i64,
+}
+
+/// Everything wagate persists. Implementations must behave identically; `tests/api/store.rs`
+/// runs the same conformance suite against both.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+    /// Cheap round trip for readiness checks.
+    async fn ping(&self) -> StoreResult<()>;
+    /// Closes the pool; every later call fails with [`StoreError::Unavailable`].
+    async fn close(&self);
+
+    // Projects and API keys.
+    async fn create_project(&self, name: &str) -> StoreResult<Project>;
+    async fn get_project(&self, id: Uuid) -> StoreResult<Project>;
+    async fn count_projects(&self) -> StoreResult<i64>;
+    async fn create_api_key(&self, key: NewApiKey) -> StoreResult<ApiKeyRecord>;
+    async fn list_api_keys(&self, project_id: Uuid) -> StoreResult<Vec<ApiKeyRecord>>;
+    /// Marks a key revoked; returns the key as it now stands.
+    async fn revoke_api_key(&self, id: Uuid) -> StoreResult<ApiKeyRecord>;
+    async fn find_api_key_by_hash(&self, key_sha256: &str) -> StoreResult<Option<ApiKeyRecord>>;
+
+    // Customers.
+    async fn create_customer(&self, customer: NewCustomer) -> StoreResult<Customer>;
+    async fn get_customer(&self, project_id: Uuid, id: Uuid) -> StoreResult<Customer>;
+
+    // Phone numbers (WhatsApp configurations).
+    async fn insert_phone_number(&self, number: NewPhoneNumber) -> StoreResult<PhoneNumber>;
+    /// A number by Meta's phone number ID, in any project (webhook routing, auth cache fill).
+    async fn find_phone_number(&self, phone_number_id: &str) -> StoreResult<Option<PhoneNumber>>;
+    async fn find_phone_numbers_by_waba(
+        &self,
+        project_id: Uuid,
+        business_account_id: &str,
+    ) -> StoreResult<Vec<PhoneNumber>>;
+    async fn find_phone_numbers_by_token_hash(
+        &self,
+        access_token_sha256: &str,
+    ) -> StoreResult<Vec<PhoneNumber>>;
+    async fn list_phone_numbers(
+        &self,
+        project_id: Uuid,
+        customer_id: Option<Uuid>,
+        page: u32,
+        per_page: u32,
+    ) -> StoreResult<Page<PhoneNumber>>;
+    /// Applies the patch to a number of `project_id`; [`StoreError::NotFound`] otherwise.
+    async fn update_phone_number(
+        &self,
+        project_id: Uuid,
+        phone_number_id: &str,
+        patch: PhoneNumberPatch,
+    ) -> StoreResult<PhoneNumber>;
+    async fn delete_phone_number(&self, project_id: Uuid, phone_number_id: &str)
+        -> StoreResult<()>;
+}
+
+pub type DynStore = Arc<dyn Store>;
+
+/// Opens (creating when needed) and migrates the database the config names.
+pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<DynStore> {
+    Ok(match config.backend()? {
+        Backend::Sqlite => Arc::new(SqliteStore::connect(config).await?),
+        Backend::Postgres => Arc::new(PgStore::connect(config).await?),
+    })
+}

@@ -1,0 +1,41 @@
+//! PostgreSQL backend: the production store, shared by every wagate instance behind a load
+//! balancer.
+
+use std::str::FromStr;
+
+use anyhow::Context as _;
+use secrecy::ExposeSecret;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+use super::common::impl_common_store;
+use crate::config::{Backend, DatabaseConfig};
+
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    const BACKEND: Backend = Backend::Postgres;
+
+    pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<Self> {
+        let options = PgConnectOptions::from_str(config.url.expose_secret())
+            .context("parsing database.url")?
+            .application_name("wagate");
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections)
+            .acquire_timeout(config.acquire_timeout)
+            .connect_with(options)
+            .await
+            .context("connecting to PostgreSQL (is it running, and does database.url name it?)")?;
+        // Several instances may start at once; sqlx takes an advisory lock around migrations.
+        sqlx::migrate!("migrations/postgres")
+            .run(&pool)
+            .await
+            .context("applying PostgreSQL migrations")?;
+        Ok(Self { pool })
+    }
+}
+
+impl_common_store!(PgStore);
