@@ -1,0 +1,1 @@
+//! `wagate sandbox`: a local stand-in for Meta's Graph API (being written).
