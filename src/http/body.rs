@@ -9,6 +9,9 @@ use axum::http::header::CONTENT_LENGTH;
 pub enum BodyError {
     #[error("request body too large")]
     TooLarge,
+    /// The client stopped sending for longer than `server.body_idle_timeout`.
+    #[error("request body stalled")]
+    Stalled,
     #[error("{0}")]
     Read(String),
 }
@@ -34,6 +37,9 @@ pub async fn read_limited(request: Request, limit: usize) -> Result<Bytes, BodyE
             while let Some(err) = source {
                 if err.is::<http_body_util::LengthLimitError>() {
                     return BodyError::TooLarge;
+                }
+                if err.is::<tower_http::timeout::TimeoutError>() {
+                    return BodyError::Stalled;
                 }
                 source = err.source();
             }

@@ -23,6 +23,8 @@ pub enum PlatformError {
     Validation(Vec<FieldError>),
     #[error("request body exceeds the limit of {0} bytes")]
     PayloadTooLarge(usize),
+    #[error("the request body stopped arriving; send it without pauses")]
+    RequestTimeout,
     #[error("service temporarily unavailable; retry later")]
     Unavailable,
     #[error("internal error")]
@@ -38,6 +40,7 @@ impl IntoResponse for PlatformError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };

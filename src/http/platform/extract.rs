@@ -51,6 +51,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for PlatformJson<T> {
         let limit = state.config.server.json_body_limit;
         let bytes = read_limited(request, limit).await.map_err(|e| match e {
             BodyError::TooLarge => PlatformError::PayloadTooLarge(limit),
+            BodyError::Stalled => PlatformError::RequestTimeout,
             BodyError::Read(message) => {
                 PlatformError::BadRequest(format!("could not read the request body: {message}"))
             }

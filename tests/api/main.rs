@@ -1,0 +1,8 @@
+//! End-to-end tests: the real server over real HTTP on an ephemeral port, on both backends.
+
+mod helpers;
+
+mod cli;
+mod hygiene;
+mod platform_phone_numbers;
+mod store;
