@@ -98,14 +98,18 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// wagate sends on forwarded webhooks.
 pub fn hub_signature(secret: &[u8], body: &[u8]) -> String {
     use hmac::{Hmac, Mac};
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes keys of any length");
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 /// Checks an `X-Hub-Signature-256` header value against a body in constant time.
 pub fn verify_hub_signature(secret: &[u8], body: &[u8], header: &str) -> bool {
-    constant_time_eq(hub_signature(secret, body).as_bytes(), header.trim().as_bytes())
+    constant_time_eq(
+        hub_signature(secret, body).as_bytes(),
+        header.trim().as_bytes(),
+    )
 }
 
 /// Random URL-safe string with `bytes` bytes of entropy.
