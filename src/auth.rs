@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use axum::http::HeaderValue;
 use moka::future::Cache;
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
@@ -24,6 +25,8 @@ pub struct NumberConfig {
     pub phone_number_id: String,
     pub business_account_id: String,
     pub access_token: SecretString,
+    /// `Bearer <token>`, built once so the hot path does not format it per request.
+    pub authorization: HeaderValue,
     pub webhook_destination_url: Option<String>,
     pub inbound_processing_enabled: bool,
 }
@@ -231,8 +234,18 @@ fn decrypt_all(secrets: &SecretBox, rows: Vec<PhoneNumber>) -> Vec<Arc<NumberCon
 /// Opens a stored number's token. A token sealed under another master key is logged and the
 /// number treated as unusable rather than failing every request.
 fn decrypt(secrets: &SecretBox, n: PhoneNumber) -> Option<NumberConfig> {
-    match secrets.open(&n.access_token_key_id, &n.access_token_sealed) {
-        Ok(token) => Some(NumberConfig {
+    let opened = secrets
+        .open(&n.access_token_key_id, &n.access_token_sealed)
+        .map_err(|e| e.to_string())
+        .and_then(|token| {
+            let mut header = HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| "the stored access token is not a valid header value".to_owned())?;
+            header.set_sensitive(true);
+            Ok((token, header))
+        });
+    match opened {
+        Ok((token, authorization)) => Some(NumberConfig {
+            authorization,
             internal_id: n.internal_id,
             project_id: n.project_id,
             phone_number_id: n.phone_number_id,
@@ -245,7 +258,7 @@ fn decrypt(secrets: &SecretBox, n: PhoneNumber) -> Option<NumberConfig> {
             tracing::error!(
                 phone_number_id = %n.phone_number_id,
                 %error,
-                "cannot decrypt the stored access token; check security.master_key"
+                "cannot use the stored access token; check security.master_key, or PATCH a new token"
             );
             None
         }

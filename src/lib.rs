@@ -8,7 +8,9 @@ pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod domain;
+pub mod graph;
 pub mod http;
+pub mod proxy;
 pub mod sandbox;
 pub mod state;
 pub mod store;
@@ -54,7 +56,7 @@ impl App {
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("binding server.listen = {}", config.server.listen))?;
-        let state = AppState::new(Arc::new(config), store, secrets);
+        let state = AppState::new(Arc::new(config), store, secrets)?;
         Ok(Self {
             state,
             listener,

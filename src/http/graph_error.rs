@@ -83,6 +83,18 @@ impl GraphError {
         }
     }
 
+    /// 408: the caller stopped sending its body for longer than `server.body_idle_timeout`.
+    pub fn request_timeout() -> Self {
+        Self {
+            status: StatusCode::REQUEST_TIMEOUT,
+            kind: "OAuthException",
+            code: 100,
+            subcode: None,
+            message: "(#100) Request body timed out".into(),
+            details: Some("the request body stopped arriving; send it without pauses".into()),
+        }
+    }
+
     /// 502: Graph could not be reached or answered garbage.
     pub fn bad_gateway(details: impl Into<String>) -> Self {
         Self {

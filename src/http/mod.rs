@@ -34,6 +34,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
         .nest("/platform/v1", platform::router())
+        .merge(crate::proxy::router())
         .fallback(not_found)
         .layer(RequestBodyTimeoutLayer::new(body_idle_timeout))
         .layer(

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on SQLite and PostgreSQL. Makes sure a PostgreSQL server is reachable
+# first (installing and starting one on Debian when none is), so a fresh machine needs nothing else.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PG_URL="${WAGATE_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+export WAGATE_TEST_POSTGRES_URL="$PG_URL"
+
+pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
+
+ensure_postgres() {
+  if command -v pg_isready >/dev/null && pg_up; then return; fi
+  echo "==> PostgreSQL is not running on 127.0.0.1:5432; starting it"
+  if ! command -v pg_ctlcluster >/dev/null; then
+    echo "==> installing PostgreSQL from Debian's packages"
+    local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
+  fi
+  local version
+  version=$(ls /etc/postgresql | sort -V | tail -1)
+  local hba="/etc/postgresql/$version/main/pg_hba.conf"
+  # Test-only trust auth on loopback, as CI machines are set up.
+  if ! grep -q '^host all all 127.0.0.1/32 trust' "$hba"; then
+    sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
+  fi
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start || pg_ctlcluster "$version" main restart
+  for _ in $(seq 1 30); do pg_up && return; sleep 1; done
+  echo "PostgreSQL did not come up on 127.0.0.1:5432" >&2
+  exit 1
+}
+
+ensure_postgres
+# Drop databases left by earlier runs (each test creates its own).
+psql "$PG_URL" -qAt -c "select datname from pg_database where datname like 'wagate_test_%'" 2>/dev/null |
+  while read -r db; do psql "$PG_URL" -q -c "drop database if exists $db" >/dev/null 2>&1 || true; done
+
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --all-targets --no-fail-fast "$@"
+else
+  cargo test --workspace --all-targets --no-fail-fast "$@"
+fi

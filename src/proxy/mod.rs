@@ -1,0 +1,232 @@
+//! The Graph passthrough: `/meta/whatsapp/{version}/…` and `/api/meta/{version}/…`.
+//!
+//! Phases, in the manner of pingora: authenticate (from memory), resolve the number (from
+//! memory), rebuild the request (strip the caller's credentials and hop-by-hop headers, set the
+//! number's token), send with the shared client, stream the answer back unchanged. Only
+//! transport failures are wagate's own errors (502/504); Meta's errors pass through untouched.
+
+mod headers;
+pub mod resolve;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH};
+use axum::http::{HeaderMap, Method};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::Router;
+
+use crate::auth::{AuthError, Caller};
+use crate::http::body::{self as request_body, declared_too_large, BodyError};
+use crate::http::graph_error::GraphError;
+use crate::state::AppState;
+
+pub use resolve::Target;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/meta/whatsapp/{version}/{*rest}", any(passthrough))
+        .route("/api/meta/{version}/{*rest}", any(passthrough))
+}
+
+/// `(version, rest)` from the raw path, so the upstream path is byte-identical to the caller's.
+pub fn split_graph_path(path: &str) -> Option<(&str, &str)> {
+    let after_mount = crate::http::GRAPH_PREFIXES
+        .iter()
+        .find_map(|prefix| path.strip_prefix(prefix))?;
+    after_mount.split_once('/')
+}
+
+/// Graph versions look like `v23.0`.
+pub fn is_graph_version(version: &str) -> bool {
+    let Some(rest) = version.strip_prefix('v') else {
+        return false;
+    };
+    let Some((major, minor)) = rest.split_once('.') else {
+        return false;
+    };
+    [major, minor]
+        .iter()
+        .all(|part| !part.is_empty() && part.len() <= 3 && part.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The credentials a Graph caller presented: `X-API-Key` and/or `Authorization: Bearer`.
+pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, GraphError> {
+    let api_key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
+    let bearer = headers.get(AUTHORIZATION).map(|v| {
+        let value = v.to_str().unwrap_or("");
+        match value.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token,
+            // Another scheme, or garbage: present but unusable.
+            _ => "",
+        }
+    });
+    match state.auth.authenticate(api_key, bearer).await {
+        Ok(caller) => Ok(caller),
+        Err(AuthError::Missing) if api_key.is_none() && bearer.is_none() => {
+            Err(GraphError::missing_credentials())
+        }
+        Err(AuthError::Missing | AuthError::Invalid) => Err(GraphError::invalid_credentials()),
+        Err(AuthError::Store(e)) => Err(e.into()),
+    }
+}
+
+/// The value of one query parameter, percent-decoded.
+pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(query?.as_bytes())
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+}
+
+async fn passthrough(State(state): State<AppState>, request: Request) -> Response {
+    match forward(&state, request).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn forward(state: &AppState, request: Request) -> Result<Response, GraphError> {
+    let path = request.uri().path().to_owned();
+    let query = request.uri().query().map(str::to_owned);
+    let (version, rest) = split_graph_path(&path)
+        .ok_or_else(|| GraphError::invalid_parameter("path: expected /{version}/{object}"))?;
+    if !is_graph_version(version) {
+        return Err(GraphError::invalid_parameter(format!(
+            "version: '{version}' is not a Graph API version such as v23.0"
+        )));
+    }
+    let caller = authenticate(state, request.headers()).await?;
+    let mut segments = rest.split('/');
+    let object_id = segments.next().unwrap_or("");
+    let has_edge = segments.any(|s| !s.is_empty());
+    let phone_number_id = query_param(query.as_deref(), "phone_number_id");
+    let number = resolve::resolve(
+        &state.auth,
+        &caller,
+        Target {
+            object_id,
+            has_edge,
+            phone_number_id: phone_number_id.as_deref(),
+        },
+    )
+    .await?;
+
+    let (parts, body) = request.into_parts();
+    let mut upstream_headers = parts.headers;
+    headers::for_upstream(&mut upstream_headers);
+    upstream_headers.insert(AUTHORIZATION, number.authorization.clone());
+
+    // Sends are small JSON and are recorded from their body, so they are buffered; everything
+    // else (media up to 100 MiB) streams through within server.media_body_limit.
+    let is_send = parts.method == Method::POST && rest == format!("{object_id}/messages");
+    let upstream_body = if is_send {
+        let limit = state.config.server.json_body_limit;
+        let too_large = declared_too_large(&upstream_headers, limit);
+        let bytes = request_body::read_body(body, too_large, limit)
+            .await
+            .map_err(|e| body_error(e, limit))?;
+        upstream_headers.insert(CONTENT_LENGTH, bytes.len().into());
+        reqwest::Body::from(bytes)
+    } else {
+        let limit = state.config.server.media_body_limit;
+        if declared_too_large(&upstream_headers, limit) {
+            return Err(GraphError::payload_too_large(limit));
+        }
+        let limited = http_body_util::Limited::new(body, limit);
+        reqwest::Body::wrap_stream(Body::new(limited).into_data_stream())
+    };
+
+    let url = state.graph.url(version, rest, query.as_deref());
+    let sent = state
+        .graph
+        .http
+        .request(parts.method, url)
+        .headers(upstream_headers)
+        .body(upstream_body)
+        .send();
+    let upstream = match tokio::time::timeout(state.config.graph.timeout, sent).await {
+        Err(_) => {
+            return Err(GraphError::gateway_timeout(format!(
+                "Graph did not answer within {:?}",
+                state.config.graph.timeout
+            )))
+        }
+        Ok(Err(error)) => return Err(upstream_error(&error, state.config.server.media_body_limit)),
+        Ok(Ok(response)) => response,
+    };
+
+    let status = upstream.status();
+    let mut response_headers = upstream.headers().clone();
+    headers::for_downstream(&mut response_headers);
+    let mut response = Response::new(Body::from_stream(upstream.bytes_stream()));
+    *response.status_mut() = status;
+    *response.headers_mut() = response_headers;
+    Ok(response)
+}
+
+fn body_error(error: BodyError, limit: usize) -> GraphError {
+    match error {
+        BodyError::TooLarge => GraphError::payload_too_large(limit),
+        BodyError::Stalled => GraphError::request_timeout(),
+        BodyError::Read(message) => {
+            GraphError::invalid_parameter(format!("body: could not be read ({message})"))
+        }
+    }
+}
+
+/// Maps a transport failure: our own body limits first, then timeouts (504), then the rest (502).
+fn upstream_error(error: &reqwest::Error, media_limit: usize) -> GraphError {
+    match request_body::classify(error) {
+        Some(BodyError::TooLarge) => return GraphError::payload_too_large(media_limit),
+        Some(BodyError::Stalled) => return GraphError::request_timeout(),
+        _ => {}
+    }
+    if error.is_timeout() {
+        tracing::warn!(error = %error, "Graph timed out");
+        GraphError::gateway_timeout("Graph did not answer in time")
+    } else {
+        tracing::warn!(error = %error, "Graph unreachable");
+        GraphError::bad_gateway(if error.is_connect() {
+            "could not connect to Graph"
+        } else {
+            "the connection to Graph failed"
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions() {
+        for ok in ["v23.0", "v24.0", "v1.0", "v100.10"] {
+            assert!(is_graph_version(ok), "{ok}");
+        }
+        for bad in ["23.0", "v23", "v23.", "va.0", "v23.0.1", "", "V23.0"] {
+            assert!(!is_graph_version(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn paths_split_after_the_mount() {
+        assert_eq!(
+            split_graph_path("/meta/whatsapp/v24.0/123/messages"),
+            Some(("v24.0", "123/messages"))
+        );
+        assert_eq!(
+            split_graph_path("/api/meta/v21.0/123"),
+            Some(("v21.0", "123"))
+        );
+        assert_eq!(split_graph_path("/platform/v1/x"), None);
+    }
+
+    #[test]
+    fn query_params_are_decoded() {
+        assert_eq!(
+            query_param(Some("a=1&phone_number_id=%31%32"), "phone_number_id").as_deref(),
+            Some("12")
+        );
+        assert_eq!(query_param(None, "x"), None);
+    }
+}

@@ -1,0 +1,101 @@
+//! Which WhatsApp configuration (and so which token) a proxied request uses (design §2–3).
+//!
+//! Order: the first path segment as a phone number ID, then as a WABA ID, then
+//! `?phone_number_id=` (media and other object IDs), then, for Bearer callers only, the token's
+//! own number. A caller only ever resolves numbers of its own project (API key) or numbers stored
+//! with its token (Bearer); anything else answers exactly like an ID that does not exist.
+
+use std::sync::Arc;
+
+use crate::auth::{Authenticator, Caller, NumberConfig};
+use crate::http::graph_error::GraphError;
+
+/// What the path and query say about the target object.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    /// First segment after the version (`{pnid}`, `{waba_id}`, `{media_id}`, `conversations`, …).
+    pub object_id: &'a str,
+    /// True when the path goes on past the object (`{id}/messages`): an edge of a node, which
+    /// only numbers and WABAs have here.
+    pub has_edge: bool,
+    pub phone_number_id: Option<&'a str>,
+}
+
+fn owned_by(caller: &Caller, number: &NumberConfig) -> bool {
+    match caller {
+        Caller::ApiKey { project_id, .. } => number.project_id == *project_id,
+        Caller::Bearer { numbers } => numbers.iter().any(|n| n.internal_id == number.internal_id),
+    }
+}
+
+/// A number the caller may use, by phone number ID; `None` when unknown or not theirs.
+pub async fn reachable_number(
+    auth: &Authenticator,
+    caller: &Caller,
+    phone_number_id: &str,
+) -> Result<Option<Arc<NumberConfig>>, GraphError> {
+    if !is_meta_id(phone_number_id) {
+        return Ok(None);
+    }
+    Ok(auth
+        .number(phone_number_id)
+        .await?
+        .filter(|n| owned_by(caller, n)))
+}
+
+async fn reachable_waba(
+    auth: &Authenticator,
+    caller: &Caller,
+    waba: &str,
+) -> Result<Option<Arc<NumberConfig>>, GraphError> {
+    if !is_meta_id(waba) {
+        return Ok(None);
+    }
+    Ok(match caller {
+        Caller::ApiKey { project_id, .. } => {
+            auth.numbers_of_waba(*project_id, waba).await?.first().cloned()
+        }
+        Caller::Bearer { numbers } => numbers
+            .iter()
+            .find(|n| n.business_account_id == waba)
+            .cloned(),
+    })
+}
+
+/// Meta object IDs are numeric; anything else cannot be a number or a WABA.
+pub fn is_meta_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 32 && id.bytes().all(|b| b.is_ascii_digit())
+}
+
+pub async fn resolve(
+    auth: &Authenticator,
+    caller: &Caller,
+    target: Target<'_>,
+) -> Result<Arc<NumberConfig>, GraphError> {
+    if let Some(number) = reachable_number(auth, caller, target.object_id).await? {
+        return Ok(number);
+    }
+    if let Some(number) = reachable_waba(auth, caller, target.object_id).await? {
+        return Ok(number);
+    }
+    if target.has_edge {
+        // `{id}/edge` for an id that is not one of the caller's numbers or WABAs.
+        return Err(GraphError::unreachable_object(target.object_id));
+    }
+    if let Some(pnid) = target.phone_number_id {
+        return reachable_number(auth, caller, pnid)
+            .await?
+            .ok_or_else(|| GraphError::unreachable_object(pnid));
+    }
+    match caller {
+        // The token itself says which number: Meta checks the object against it.
+        Caller::Bearer { numbers } => numbers
+            .first()
+            .cloned()
+            .ok_or_else(GraphError::invalid_credentials),
+        Caller::ApiKey { .. } => Err(GraphError::invalid_parameter(format!(
+            "phone_number_id: required as a query parameter for object ID '{}' (media and other objects): add ?phone_number_id=<your phone number ID>",
+            target.object_id
+        ))),
+    }
+}
