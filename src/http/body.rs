@@ -50,7 +50,11 @@ pub async fn read_limited(request: Request, limit: usize) -> Result<Bytes, BodyE
 }
 
 /// Reads a body whose headers were already checked (`declared_too_large`).
-pub async fn read_body(body: Body, declared_too_large: bool, limit: usize) -> Result<Bytes, BodyError> {
+pub async fn read_body(
+    body: Body,
+    declared_too_large: bool,
+    limit: usize,
+) -> Result<Bytes, BodyError> {
     if declared_too_large {
         return Err(BodyError::TooLarge);
     }

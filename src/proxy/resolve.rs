@@ -52,9 +52,11 @@ async fn reachable_waba(
         return Ok(None);
     }
     Ok(match caller {
-        Caller::ApiKey { project_id, .. } => {
-            auth.numbers_of_waba(*project_id, waba).await?.first().cloned()
-        }
+        Caller::ApiKey { project_id, .. } => auth
+            .numbers_of_waba(*project_id, waba)
+            .await?
+            .first()
+            .cloned(),
         Caller::Bearer { numbers } => numbers
             .iter()
             .find(|n| n.business_account_id == waba)

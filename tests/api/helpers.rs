@@ -10,6 +10,8 @@ use wagate::config::{Backend, Config};
 use wagate::store::{DynStore, NewCustomer};
 use wagate::App;
 
+use crate::graph_mock::GraphMock;
+
 /// Base URL of the PostgreSQL server tests create their databases on.
 pub fn postgres_admin_url() -> String {
     std::env::var("WAGATE_TEST_POSTGRES_URL")
@@ -51,6 +53,8 @@ pub fn test_config(database_url: String) -> Config {
 }
 
 pub struct TestApp {
+    /// The recording Graph stand-in `graph.base_url` points at.
+    pub graph: GraphMock,
     pub addr: std::net::SocketAddr,
     pub base: String,
     pub client: Client,
@@ -70,7 +74,9 @@ impl TestApp {
 
     pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let graph = GraphMock::start().await;
         let mut config = test_config(fresh_database_url(backend, dir.path()).await);
+        config.graph.base_url = graph.url.clone();
         adjust(&mut config);
         let app = App::build(config).await.expect("app builds");
         let (project, key) = app.bootstrap.as_ref().expect("fresh database bootstraps");
@@ -83,6 +89,7 @@ impl TestApp {
             let _ = rx.await;
         }));
         Self {
+            graph,
             addr,
             base: format!("http://{addr}"),
             client: Client::builder()
@@ -183,6 +190,28 @@ macro_rules! backend_tests {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn postgres() {
                     let app = $crate::helpers::TestApp::spawn(wagate::config::Backend::Postgres).await;
+                    super::$name(app).await;
+                }
+            }
+        )*
+    };
+}
+
+/// `backend_tests_with!(adjust; name, ...)`: like `backend_tests!`, with `fn adjust(&mut Config)`
+/// applied to the configuration first.
+#[macro_export]
+macro_rules! backend_tests_with {
+    ($adjust:path; $($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    let app = $crate::helpers::TestApp::spawn_with(wagate::config::Backend::Sqlite, $adjust).await;
+                    super::$name(app).await;
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    let app = $crate::helpers::TestApp::spawn_with(wagate::config::Backend::Postgres, $adjust).await;
                     super::$name(app).await;
                 }
             }

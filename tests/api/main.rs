@@ -1,8 +1,10 @@
 //! End-to-end tests: the real server over real HTTP on an ephemeral port, on both backends.
 
+mod graph_mock;
 mod helpers;
 
 mod cli;
 mod hygiene;
 mod platform_phone_numbers;
+mod proxy;
 mod store;

@@ -1,0 +1,181 @@
+//! A recording stand-in for Graph, for tests where exact bytes and headers matter.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::Response;
+use futures::StreamExt as _;
+use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
+
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: Method,
+    pub path_and_query: String,
+    pub headers: HeaderMap,
+    /// Bodies over 1 MiB are not kept; their size and hash are.
+    pub body: Bytes,
+    pub body_len: usize,
+    pub body_sha256: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Canned {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+    pub delay: Duration,
+}
+
+#[derive(Default)]
+struct Inner {
+    recorded: Mutex<Vec<Recorded>>,
+    canned: Mutex<Option<Canned>>,
+    /// Signalled when the first chunk of a streamed upload arrives.
+    upload_started: Notify,
+    /// The streaming download waits on this after its first chunk.
+    download_gate: Notify,
+}
+
+#[derive(Clone)]
+pub struct GraphMock {
+    pub url: String,
+    inner: Arc<Inner>,
+}
+
+pub const STREAM_CHUNK: usize = 64 * 1024;
+
+impl GraphMock {
+    pub async fn start() -> Self {
+        let inner = Arc::new(Inner::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(inner.clone());
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self { url, inner }
+    }
+
+    /// The next responses (until changed) are this one.
+    pub fn respond(&self, canned: Canned) {
+        *self.inner.canned.lock().unwrap() = Some(canned);
+    }
+
+    pub fn recorded(&self) -> Vec<Recorded> {
+        self.inner.recorded.lock().unwrap().clone()
+    }
+
+    pub fn last(&self) -> Recorded {
+        self.recorded().pop().expect("Graph received a request")
+    }
+
+    pub async fn upload_started(&self) {
+        self.inner.upload_started.notified().await;
+    }
+
+    pub fn open_download_gate(&self) {
+        self.inner.download_gate.notify_one();
+    }
+}
+
+async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+
+    // Read the body as a stream, announcing the first chunk, so tests can prove that wagate
+    // forwards uploads while they are still arriving.
+    let mut stream = body.into_data_stream();
+    let mut kept = Vec::new();
+    let mut len = 0usize;
+    let mut hasher = Sha256::new();
+    let mut first = true;
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else { break };
+        if first && !chunk.is_empty() {
+            inner.upload_started.notify_one();
+            first = false;
+        }
+        len += chunk.len();
+        hasher.update(&chunk);
+        if kept.len() < 1 << 20 {
+            kept.extend_from_slice(&chunk);
+        }
+    }
+    inner.recorded.lock().unwrap().push(Recorded {
+        method: parts.method.clone(),
+        path_and_query: path_and_query.clone(),
+        headers: parts.headers.clone(),
+        body: if len <= 1 << 20 {
+            Bytes::from(kept)
+        } else {
+            Bytes::new()
+        },
+        body_len: len,
+        body_sha256: hex::encode(hasher.finalize()),
+    });
+
+    if let Some(size) = parts.uri.path().strip_suffix("/stream-download").and(
+        parts
+            .uri
+            .query()
+            .and_then(|q| q.strip_prefix("bytes="))
+            .and_then(|n| n.parse::<usize>().ok()),
+    ) {
+        // One chunk, then wait for the test to confirm it reached the client, then the rest.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+        let gate = inner.clone();
+        tokio::spawn(async move {
+            let _ = tx.send(Ok(Bytes::from(vec![b'a'; STREAM_CHUNK]))).await;
+            gate.download_gate.notified().await;
+            let mut sent = STREAM_CHUNK;
+            while sent < size {
+                let n = STREAM_CHUNK.min(size - sent);
+                if tx.send(Ok(Bytes::from(vec![b'b'; n]))).await.is_err() {
+                    return;
+                }
+                sent += n;
+            }
+        });
+        return Response::builder()
+            .header("content-type", "application/octet-stream")
+            .body(Body::from_stream(tokio_stream_from(rx)))
+            .unwrap();
+    }
+
+    let canned = inner.canned.lock().unwrap().clone();
+    match canned {
+        Some(canned) => {
+            tokio::time::sleep(canned.delay).await;
+            Response::builder()
+                .status(StatusCode::from_u16(canned.status).unwrap())
+                .header("content-type", canned.content_type)
+                .header("x-fb-trace-id", "mock-trace")
+                .body(Body::from(canned.body))
+                .unwrap()
+        }
+        None => {
+            let body = serde_json::json!({"echo": path_and_query, "method": parts.method.as_str()});
+            Response::builder()
+                .header("content-type", "application/json; charset=UTF-8")
+                .header("x-fb-trace-id", "mock-trace")
+                .body(Body::from(body.to_string()))
+                .unwrap()
+        }
+    }
+}
+
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
