@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::config::Config;
 use crate::domain::projects;
+use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::store::{self, StoreError};
 use crate::time::iso;
 use crate::{telemetry, App};
@@ -30,12 +31,35 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP server and background workers (the default).
-    Serve,
+    Serve(ServeArgs),
+    /// Run the local Graph emulator (a stand-in for Meta) on its own port.
+    Sandbox(SandboxArgs),
     /// Apply database migrations and exit.
     Migrate,
     /// Manage projects and API keys directly in the database.
     #[command(subcommand)]
     Admin(AdminCommand),
+}
+
+#[derive(Debug, Args, Default)]
+pub struct ServeArgs {
+    /// Also start the Graph emulator in-process and point the gateway at it, with a connected
+    /// demo number: try everything without a Meta account.
+    #[arg(long)]
+    pub sandbox: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Address the emulator listens on.
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    pub listen: std::net::SocketAddr,
+    /// Where it delivers signed webhooks (e.g. http://127.0.0.1:8080/webhooks/whatsapp).
+    #[arg(long)]
+    pub webhook_url: Option<String>,
+    /// The app secret it signs webhooks with (X-Hub-Signature-256); match meta.app_secret.
+    #[arg(long, default_value = "sandbox-app-secret")]
+    pub app_secret: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -94,8 +118,12 @@ pub struct Output {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref())?;
     telemetry::init(&config.log);
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(config).await,
+    match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+        Command::Serve(args) if args.sandbox => {
+            crate::sandbox_mode::serve_with_sandbox(config).await
+        }
+        Command::Serve(_) => serve(config).await,
+        Command::Sandbox(args) => sandbox(args).await,
         Command::Migrate => {
             store::connect(&config.database).await?;
             println!("migrations applied");
@@ -105,8 +133,38 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+async fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
+    let mut config = SandboxConfig::demo();
+    config.webhook_url = args.webhook_url;
+    config.app_secret = args.app_secret;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding --listen {}", args.listen))?;
+    let number = &config.numbers[0];
+    println!("Graph emulator on http://{}", listener.local_addr()?);
+    println!(
+        "Demo number: phone_number_id {} (WABA {}), access token {}",
+        number.phone_number_id, number.business_account_id, number.access_token
+    );
+    println!(
+        "Point wagate at it with WAGATE__GRAPH__BASE_URL=http://{}",
+        listener.local_addr()?
+    );
+    Sandbox::new(config)
+        .serve(listener, crate::http::server::shutdown_signal())
+        .await?;
+    Ok(())
+}
+
 async fn serve(config: Config) -> anyhow::Result<()> {
     let app = App::build(config).await?;
+    print_bootstrap(&app);
+    tracing::info!(addr = %app.local_addr(), backend = ?app.state.store.backend(), "wagate listening");
+    app.run(crate::http::server::shutdown_signal()).await
+}
+
+/// Shows the default project's key, once, on the start that created it.
+pub(crate) fn print_bootstrap(app: &App) {
     let addr = app.local_addr();
     if let Some((project, key)) = &app.bootstrap {
         println!(
@@ -119,8 +177,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             key.plaintext
         );
     }
-    tracing::info!(%addr, backend = ?app.state.store.backend(), "wagate listening");
-    app.run(crate::http::server::shutdown_signal()).await
 }
 
 fn not_found(what: &str, id: Uuid) -> impl FnOnce(StoreError) -> anyhow::Error + '_ {

@@ -12,6 +12,7 @@ pub mod graph;
 pub mod http;
 pub mod proxy;
 pub mod sandbox;
+mod sandbox_mode;
 pub mod state;
 pub mod store;
 pub mod telemetry;

@@ -4,7 +4,9 @@ mod graph_mock;
 mod helpers;
 
 mod cli;
+mod emulator;
 mod hygiene;
 mod platform_phone_numbers;
 mod proxy;
+mod receiver;
 mod store;

@@ -1,0 +1,67 @@
+//! `wagate serve --sandbox`: the gateway and the Graph emulator in one process, wired together,
+//! with a demo number connected, so a newcomer can try every endpoint without a Meta account.
+
+use secrecy::ExposeSecret;
+
+use crate::config::Config;
+use crate::domain::{phone_numbers, projects};
+use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::App;
+
+pub async fn serve_with_sandbox(mut config: Config) -> anyhow::Result<()> {
+    let mut sandbox_config = SandboxConfig::demo();
+    // The emulator signs webhooks with the gateway's app secret, so ingest verifies them as it
+    // would Meta's.
+    if config.meta.app_secret.expose_secret().is_empty() {
+        config.meta.app_secret = sandbox_config.app_secret.clone().into();
+    } else {
+        sandbox_config.app_secret = config.meta.app_secret.expose_secret().to_owned();
+    }
+    let demo = sandbox_config.numbers[0].clone();
+    let (sandbox_addr, sandbox) = Sandbox::spawn(sandbox_config).await?;
+    config.graph.base_url = format!("http://{sandbox_addr}");
+
+    let app = App::build(config).await?;
+    let addr = app.local_addr();
+    sandbox.set_webhook_url(Some(format!("http://{addr}/webhooks/whatsapp")));
+    crate::cli::print_bootstrap(&app);
+
+    let store = app.store();
+    if store
+        .find_phone_number(&demo.phone_number_id)
+        .await?
+        .is_none()
+    {
+        // On a fresh database the demo number joins the default project just created; on an
+        // existing one it gets a project of its own, so it never mixes with real numbers.
+        let project_id = match &app.bootstrap {
+            Some((project, _)) => project.id,
+            None => {
+                let (project, key) = projects::create_project(&*store, "sandbox").await?;
+                println!(
+                    "Created project sandbox for the demo number; its API key, shown only this once: {}",
+                    key.plaintext
+                );
+                project.id
+            }
+        };
+        let input: phone_numbers::ConnectInput = serde_json::from_value(serde_json::json!({
+            "phone_number_id": demo.phone_number_id,
+            "business_account_id": demo.business_account_id,
+            "access_token": demo.access_token,
+            "name": "Sandbox demo",
+            "kind": "sandbox",
+            "display_phone_number": demo.display_phone_number,
+            "verified_name": demo.verified_name,
+        }))?;
+        phone_numbers::connect(&*store, &app.state.secrets, project_id, None, input).await?;
+        println!("Connected the demo number {}.", demo.phone_number_id);
+    }
+    println!("Graph emulator on http://{sandbox_addr} (control API under /_sandbox)");
+    println!(
+        "Try: curl -X POST http://{addr}/meta/whatsapp/v24.0/{}/messages -H 'X-API-Key: <the key above>' \\\n  -H 'content-type: application/json' -d '{{\"messaging_product\":\"whatsapp\",\"to\":\"15551234567\",\"type\":\"text\",\"text\":{{\"body\":\"hello\"}}}}'",
+        demo.phone_number_id
+    );
+    tracing::info!(%addr, sandbox = %sandbox_addr, "wagate listening (sandbox mode)");
+    app.run(crate::http::server::shutdown_signal()).await
+}
