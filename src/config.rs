@@ -29,6 +29,8 @@ pub struct Config {
     pub meta: MetaConfig,
     pub security: SecurityConfig,
     pub cache: CacheConfig,
+    pub conversations: ConversationsConfig,
+    pub writer: WriterConfig,
     pub workers: WorkersConfig,
     pub log: LogConfig,
 }
@@ -89,7 +91,38 @@ pub struct GraphConfig {
 #[serde(deny_unknown_fields)]
 pub struct MetaConfig {
     pub app_secret: SecretString,
+    pub extra_app_secrets: Vec<SecretString>,
     pub verify_token: SecretString,
+    pub webhook_body_limit: usize,
+}
+
+impl MetaConfig {
+    /// Every configured app secret, for verifying `X-Hub-Signature-256`.
+    pub fn app_secrets(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(&self.app_secret)
+            .chain(&self.extra_app_secrets)
+            .map(|s| s.expose_secret())
+            .filter(|s| !s.is_empty())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConversationsConfig {
+    #[serde(with = "humantime_serde")]
+    pub inactivity: Duration,
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WriterConfig {
+    pub shards: usize,
+    pub max_batch: usize,
+    pub retry_buffer: usize,
+    #[serde(with = "humantime_serde")]
+    pub retry_interval: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -201,6 +234,9 @@ impl Config {
         for (key, value) in [
             ("server.json_body_limit", self.server.json_body_limit),
             ("server.media_body_limit", self.server.media_body_limit),
+            ("meta.webhook_body_limit", self.meta.webhook_body_limit),
+            ("writer.max_batch", self.writer.max_batch),
+            ("writer.retry_buffer", self.writer.retry_buffer),
         ] {
             if value == 0 {
                 return Err(ConfigError(format!("{key}: must be greater than 0")));
@@ -215,6 +251,9 @@ impl Config {
             ("graph.timeout", self.graph.timeout),
             ("graph.connect_timeout", self.graph.connect_timeout),
             ("database.acquire_timeout", self.database.acquire_timeout),
+            ("conversations.inactivity", self.conversations.inactivity),
+            ("conversations.sweep_interval", self.conversations.sweep_interval),
+            ("writer.retry_interval", self.writer.retry_interval),
         ] {
             if value.is_zero() {
                 return Err(ConfigError(format!("{key}: must be greater than 0s")));

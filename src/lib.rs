@@ -81,6 +81,9 @@ impl App {
             header_read_timeout: self.state.config.server.header_read_timeout,
             shutdown_grace: self.state.config.server.shutdown_grace,
         };
+        if self.state.config.workers.conversation_sweeper {
+            tokio::spawn(domain::sweeper::run(self.state.store.clone(), self.state.config.conversations.clone()));
+        }
         let router = http::router(self.state);
         http::server::serve(self.listener, router, settings, shutdown).await;
         Ok(())

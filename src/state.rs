@@ -3,8 +3,11 @@
 use std::sync::Arc;
 
 use crate::auth::Authenticator;
-use crate::config::Config;
+use crate::config::{Backend, Config};
+use crate::domain::ingest::IngestSettings;
+use crate::domain::writer::WriterSettings;
 use crate::crypto::SecretBox;
+use crate::domain::writer::Writer;
 use crate::graph::GraphClient;
 use crate::store::DynStore;
 
@@ -15,18 +18,40 @@ pub struct AppState {
     pub secrets: SecretBox,
     pub auth: Authenticator,
     pub graph: GraphClient,
+    pub writer: Writer,
 }
 
 impl AppState {
+    /// Builds the state and starts the writer tasks (so it must run inside the runtime).
     pub fn new(config: Arc<Config>, store: DynStore, secrets: SecretBox) -> anyhow::Result<Self> {
         let auth = Authenticator::new(store.clone(), secrets.clone(), &config.cache);
         let graph = GraphClient::new(&config.graph)?;
+        let writer = Writer::start(store.clone(), writer_settings(&config, store.backend()));
         Ok(Self {
+            writer,
             config,
             store,
             secrets,
             auth,
             graph,
         })
+    }
+}
+
+fn writer_settings(config: &Config, backend: Backend) -> WriterSettings {
+    let shards = match (config.writer.shards, backend) {
+        (0, Backend::Sqlite) => 1,
+        (0, Backend::Postgres) => 4,
+        (n, _) => n,
+    };
+    WriterSettings {
+        shards,
+        max_batch: config.writer.max_batch,
+        retry_buffer: config.writer.retry_buffer,
+        retry_interval: config.writer.retry_interval,
+        ingest: IngestSettings {
+            inactivity: chrono::Duration::from_std(config.conversations.inactivity)
+                .unwrap_or(chrono::Duration::hours(24)),
+        },
     }
 }

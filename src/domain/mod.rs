@@ -1,4 +1,13 @@
 //! The domain layer: what wagate does, independent of HTTP. Handlers and the CLI call into it.
 
+pub mod calls;
+pub mod contacts;
+pub mod conversations;
+pub mod envelope;
+pub mod ingest;
+pub mod message_content;
 pub mod phone_numbers;
 pub mod projects;
+pub mod recorder;
+pub mod sweeper;
+pub mod writer;

@@ -6,6 +6,7 @@ mod health;
 pub mod platform;
 pub mod request_id;
 pub mod server;
+mod webhooks;
 
 use std::time::Duration;
 
@@ -35,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .nest("/platform/v1", platform::router())
         .merge(crate::proxy::router())
+        .merge(webhooks::router())
         .fallback(not_found)
         .layer(RequestBodyTimeoutLayer::new(body_idle_timeout))
         .layer(

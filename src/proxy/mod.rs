@@ -16,7 +16,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
 
-use crate::auth::{AuthError, Caller};
+use crate::auth::{AuthError, Caller, NumberConfig};
+use crate::domain::ingest::RoutedNumber;
+use crate::domain::writer::{Durability, Recording};
 use crate::http::body::{self as request_body, declared_too_large, BodyError};
 use crate::http::graph_error::GraphError;
 use crate::state::AppState;
@@ -116,16 +118,24 @@ async fn forward(state: &AppState, request: Request) -> Result<Response, GraphEr
     headers::for_upstream(&mut upstream_headers);
     upstream_headers.insert(AUTHORIZATION, number.authorization.clone());
 
-    // Sends are small JSON and are recorded from their body, so they are buffered; everything
-    // else (media up to 100 MiB) streams through within server.media_body_limit.
-    let is_send = parts.method == Method::POST && rest == format!("{object_id}/messages");
-    let upstream_body = if is_send {
+    // Sends and calls are small JSON recorded from their bodies, so they are buffered;
+    // everything else (media up to 100 MiB) streams through within server.media_body_limit.
+    let record = (parts.method == Method::POST)
+        .then(|| match rest.strip_prefix(object_id).and_then(|r| r.strip_prefix('/')) {
+            Some("messages") => Some(RecordKind::Send),
+            Some("calls") => Some(RecordKind::Call),
+            _ => None,
+        })
+        .flatten();
+    let mut request_bytes = None;
+    let upstream_body = if record.is_some() {
         let limit = state.config.server.json_body_limit;
         let too_large = declared_too_large(&upstream_headers, limit);
         let bytes = request_body::read_body(body, too_large, limit)
             .await
             .map_err(|e| body_error(e, limit))?;
         upstream_headers.insert(CONTENT_LENGTH, bytes.len().into());
+        request_bytes = Some(bytes.clone());
         reqwest::Body::from(bytes)
     } else {
         let limit = state.config.server.media_body_limit;
@@ -158,10 +168,58 @@ async fn forward(state: &AppState, request: Request) -> Result<Response, GraphEr
     let status = upstream.status();
     let mut response_headers = upstream.headers().clone();
     headers::for_downstream(&mut response_headers);
+    if let (Some(kind), Some(request_bytes)) = (record, request_bytes) {
+        let bytes = upstream
+            .bytes()
+            .await
+            .map_err(|e| upstream_error(&e, state.config.server.media_body_limit))?;
+        if status.is_success() {
+            record_exchange(state, &number, kind, &request_bytes, &bytes).await;
+        }
+        let mut response = Response::new(Body::from(bytes));
+        *response.status_mut() = status;
+        *response.headers_mut() = response_headers;
+        return Ok(response);
+    }
     let mut response = Response::new(Body::from_stream(upstream.bytes_stream()));
     *response.status_mut() = status;
     *response.headers_mut() = response_headers;
     Ok(response)
+}
+
+#[derive(Debug, Clone, Copy)]
+enum RecordKind {
+    Send,
+    Call,
+}
+
+/// Records an accepted send or call before the client gets Meta's answer (durable, or buffered
+/// when the database is down: the client must never be made to resend what Meta accepted).
+async fn record_exchange(state: &AppState, number: &NumberConfig, kind: RecordKind, request: &[u8], response: &[u8]) {
+    let (Ok(request), Ok(response)) = (
+        serde_json::from_slice::<serde_json::Value>(request),
+        serde_json::from_slice::<serde_json::Value>(response),
+    ) else {
+        return;
+    };
+    let number = RoutedNumber {
+        internal_id: number.internal_id,
+        project_id: number.project_id,
+        forwarding: number.webhook_destination_url.is_some(),
+    };
+    let at = crate::store::now();
+    let recording = match kind {
+        RecordKind::Send => Recording::Send { number, request, response, at },
+        RecordKind::Call => {
+            if request.get("action").and_then(serde_json::Value::as_str) != Some("connect") {
+                return;
+            }
+            Recording::Call { number, request, response, at }
+        }
+    };
+    if state.writer.record(recording).await == Durability::Buffered {
+        tracing::warn!("send recorded in the retry buffer: database unavailable");
+    }
 }
 
 fn body_error(error: BodyError, limit: usize) -> GraphError {

@@ -28,7 +28,7 @@ pub(crate) const CUSTOMER_COLUMNS: &str =
 /// Implements the backend-independent part of [`crate::store::Store`] for a type with a
 /// `pool: sqlx::Pool<_>` field and a `backend_kind()` inherent method.
 macro_rules! impl_common_store {
-    ($store:ty) => {
+    ($store:ty, $tx:ident) => {
         #[async_trait::async_trait]
         impl $crate::store::Store for $store {
             fn backend(&self) -> $crate::config::Backend {
@@ -239,6 +239,17 @@ macro_rules! impl_common_store {
                     .await?)
             }
 
+            async fn find_phone_numbers_by_waba_any(
+                &self,
+                business_account_id: &str,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::PhoneNumber>> {
+                let sql = format!(
+                    "select {} from phone_numbers where business_account_id = $1 order by created_at, internal_id",
+                    $crate::store::common::PHONE_NUMBER_COLUMNS
+                );
+                Ok(sqlx::query_as(&sql).bind(business_account_id).fetch_all(&self.pool).await?)
+            }
+
             async fn find_phone_numbers_by_token_hash(
                 &self,
                 access_token_sha256: &str,
@@ -290,7 +301,7 @@ macro_rules! impl_common_store {
                 phone_number_id: &str,
                 patch: $crate::store::PhoneNumberPatch,
             ) -> $crate::store::StoreResult<$crate::store::PhoneNumber> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let select = format!(
                     "select {} from phone_numbers where project_id = $1 and phone_number_id = $2",
                     $crate::store::common::PHONE_NUMBER_COLUMNS
@@ -328,6 +339,81 @@ macro_rules! impl_common_store {
                     .await?;
                 tx.commit().await?;
                 Ok(updated)
+            }
+
+            async fn begin(&self) -> $crate::store::StoreResult<Box<dyn $crate::store::StoreTx>> {
+                Ok(Box::new($tx { tx: self.pool.begin_with(Self::BEGIN_WRITE).await? }))
+            }
+
+            async fn end_idle_conversations(
+                &self,
+                cutoff: chrono::DateTime<chrono::Utc>,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<u64> {
+                // One statement: safe with several instances sweeping at once.
+                let result = sqlx::query(
+                    "update conversations set status = 'ended', ended_at = $2, updated_at = $2 \
+                     where status = 'active' and last_active_at < $1",
+                )
+                .bind(cutoff)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(result.rows_affected())
+            }
+
+            async fn delete_parked_statuses_before(&self, cutoff: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<u64> {
+                let result = sqlx::query("delete from parked_statuses where received_at < $1")
+                    .bind(cutoff)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(result.rows_affected())
+            }
+
+            async fn message(&self, number: uuid::Uuid, wamid: &str) -> $crate::store::StoreResult<Option<$crate::store::MessageRow>> {
+                let sql = format!("select {} from messages where phone_number_internal_id = $1 and wamid = $2", $crate::store::tx::MESSAGE_COLUMNS);
+                Ok(sqlx::query_as(&sql).bind(number).bind(wamid).fetch_optional(&self.pool).await?)
+            }
+
+            async fn messages_of(&self, number: uuid::Uuid) -> $crate::store::StoreResult<Vec<$crate::store::MessageRow>> {
+                let sql = format!("select {} from messages where phone_number_internal_id = $1 order by created_at, id", $crate::store::tx::MESSAGE_COLUMNS);
+                Ok(sqlx::query_as(&sql).bind(number).fetch_all(&self.pool).await?)
+            }
+
+            async fn contacts_of(&self, number: uuid::Uuid) -> $crate::store::StoreResult<Vec<$crate::store::ContactRow>> {
+                let sql = format!("select {} from contacts where phone_number_internal_id = $1 order by created_at, id", $crate::store::tx::CONTACT_COLUMNS);
+                Ok(sqlx::query_as(&sql).bind(number).fetch_all(&self.pool).await?)
+            }
+
+            async fn conversations_of(&self, number: uuid::Uuid) -> $crate::store::StoreResult<Vec<$crate::store::ConversationRow>> {
+                let sql = format!("select {} from conversations where phone_number_internal_id = $1 order by created_at, id", $crate::store::tx::CONVERSATION_COLUMNS);
+                Ok(sqlx::query_as(&sql).bind(number).fetch_all(&self.pool).await?)
+            }
+
+            async fn calls_of(&self, number: uuid::Uuid) -> $crate::store::StoreResult<Vec<$crate::store::CallRow>> {
+                let sql = format!("select {} from calls where phone_number_internal_id = $1 order by created_at, id", $crate::store::tx::CALL_COLUMNS);
+                Ok(sqlx::query_as(&sql).bind(number).fetch_all(&self.pool).await?)
+            }
+
+            async fn identity_changes(&self, contact: uuid::Uuid) -> $crate::store::StoreResult<Vec<(String, Option<String>, Option<String>)>> {
+                Ok(sqlx::query_as("select kind, old_value, new_value from contact_identity_changes where contact_id = $1 order by changed_at, id")
+                    .bind(contact).fetch_all(&self.pool).await?)
+            }
+
+            async fn webhook_events(&self, state: Option<&str>, limit: i64) -> $crate::store::StoreResult<Vec<$crate::store::WebhookEventRow>> {
+                Ok(sqlx::query_as(
+                    "select id, received_at, body, state, error from webhook_events \
+                     where ($1 is null or state = $1) order by received_at desc, id desc limit $2",
+                )
+                .bind(state).bind(limit).fetch_all(&self.pool).await?)
+            }
+
+            async fn event_routes(&self, event_id: uuid::Uuid) -> $crate::store::StoreResult<Vec<$crate::store::EventRouteRow>> {
+                Ok(sqlx::query_as(
+                    "select id, event_id, project_id, phone_number_id, fields, payload, created_at \
+                     from webhook_event_routes where event_id = $1 order by id",
+                )
+                .bind(event_id).fetch_all(&self.pool).await?)
             }
 
             async fn delete_phone_number(

@@ -8,14 +8,19 @@
 mod common;
 mod models;
 mod postgres;
+mod records;
 mod sqlite;
+pub(crate) mod tx;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use uuid::Uuid;
 
+pub(crate) use common::now;
 pub use models::*;
+pub use records::*;
+pub use tx::StoreTx;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -101,6 +106,8 @@ pub trait Store: Send + Sync + 'static {
         project_id: Uuid,
         business_account_id: &str,
     ) -> StoreResult<Vec<PhoneNumber>>;
+    /// Numbers of a WABA in any project (routing WABA-level webhooks).
+    async fn find_phone_numbers_by_waba_any(&self, business_account_id: &str) -> StoreResult<Vec<PhoneNumber>>;
     async fn find_phone_numbers_by_token_hash(
         &self,
         access_token_sha256: &str,
@@ -121,6 +128,29 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<PhoneNumber>;
     async fn delete_phone_number(&self, project_id: Uuid, phone_number_id: &str)
         -> StoreResult<()>;
+
+    // Stored data.
+    /// A write transaction (on SQLite `BEGIN IMMEDIATE`, so read-then-write never deadlocks).
+    async fn begin(&self) -> StoreResult<Box<dyn StoreTx>>;
+    /// Ends active conversations idle since before `cutoff`; returns how many ended.
+    async fn end_idle_conversations(
+        &self,
+        cutoff: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<u64>;
+    /// Drops statuses parked before `cutoff` whose message never arrived (sent outside wagate).
+    async fn delete_parked_statuses_before(&self, cutoff: chrono::DateTime<chrono::Utc>) -> StoreResult<u64>;
+    async fn message(&self, number: Uuid, wamid: &str) -> StoreResult<Option<MessageRow>>;
+    /// All messages of a number, oldest first (operators and tests; the API pages with cursors).
+    async fn messages_of(&self, number: Uuid) -> StoreResult<Vec<MessageRow>>;
+    async fn contacts_of(&self, number: Uuid) -> StoreResult<Vec<ContactRow>>;
+    async fn conversations_of(&self, number: Uuid) -> StoreResult<Vec<ConversationRow>>;
+    async fn calls_of(&self, number: Uuid) -> StoreResult<Vec<CallRow>>;
+    /// `(kind, old, new)` identity changes of a contact, oldest first.
+    async fn identity_changes(&self, contact: Uuid) -> StoreResult<Vec<(String, Option<String>, Option<String>)>>;
+    /// Newest raw webhook events, optionally of one state (`invalid_json`, `unrouted`, …).
+    async fn webhook_events(&self, state: Option<&str>, limit: i64) -> StoreResult<Vec<WebhookEventRow>>;
+    async fn event_routes(&self, event_id: Uuid) -> StoreResult<Vec<EventRouteRow>>;
 }
 
 pub type DynStore = Arc<dyn Store>;

@@ -9,6 +9,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
 use super::common::impl_common_store;
+use super::tx::impl_store_tx;
 use crate::config::{Backend, DatabaseConfig};
 
 #[derive(Debug, Clone)]
@@ -17,6 +18,7 @@ pub struct PgStore {
 }
 
 impl PgStore {
+    const BEGIN_WRITE: &'static str = "BEGIN";
     const BACKEND: Backend = Backend::Postgres;
 
     pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<Self> {
@@ -38,4 +40,10 @@ impl PgStore {
     }
 }
 
-impl_common_store!(PgStore);
+/// A write transaction on this backend.
+pub struct PgTx {
+    tx: sqlx::Transaction<'static, sqlx::Postgres>,
+}
+
+impl_common_store!(PgStore, PgTx);
+impl_store_tx!(PgTx);

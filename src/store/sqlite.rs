@@ -9,6 +9,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 
 use super::common::impl_common_store;
+use super::tx::impl_store_tx;
 use crate::config::{Backend, DatabaseConfig};
 
 #[derive(Debug, Clone)]
@@ -17,6 +18,7 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
     const BACKEND: Backend = Backend::Sqlite;
 
     pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<Self> {
@@ -50,4 +52,10 @@ impl SqliteStore {
     }
 }
 
-impl_common_store!(SqliteStore);
+/// A write transaction on this backend.
+pub struct SqliteTx {
+    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+}
+
+impl_common_store!(SqliteStore, SqliteTx);
+impl_store_tx!(SqliteTx);

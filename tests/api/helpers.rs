@@ -39,12 +39,18 @@ pub async fn fresh_database_url(backend: Backend, dir: &std::path::Path) -> Stri
     }
 }
 
+/// The Meta app secret test apps verify webhooks with (the emulator's default).
+pub const APP_SECRET: &str = "sandbox-app-secret";
+pub const VERIFY_TOKEN: &str = "test-verify-token";
+
 pub fn test_config(database_url: String) -> Config {
     let mut config = Config::defaults();
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.database.url = database_url.into();
     config.security.master_key = wagate::crypto::new_master_key().into();
     config.log.level = "warn".into();
+    config.meta.app_secret = APP_SECRET.to_owned().into();
+    config.meta.verify_token = VERIFY_TOKEN.to_owned().into();
     // Short enough to keep the suite fast; the defaults (10 s, 5 s) are checked in unit tests.
     config.server.header_read_timeout = Duration::from_secs(2);
     config.server.body_idle_timeout = Duration::from_secs(2);

@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# Side-by-side proxy benchmark (shared/docs/perf-reliability.md §B2): a minimal upstream (nginx
+# returning canned Graph answers), nginx and HAProxy as reverse-proxy peers, and wagate, all on
+# loopback. The load generator is pinned to CPU 0; upstream, peers and wagate to CPU 1, so req/s
+# reads as the per-core cost of proxy + upstream. Targets are interleaved over ROUNDS rounds and
+# the median round is reported.
+#
+# Workloads (valid API key on every request; peers ignore it):
+#   profile: GET  /{pnid}/whatsapp_business_profile   (pure passthrough)
+#   send:    POST /{pnid}/messages with 1 KiB JSON     (buffered and, from issue 4 on, recorded)
+#
+# Usage: bench/proxy.sh            ROUNDS=3 DURATION=8s CONNS=32 by default
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-8s}
+CONNS=${CONNS:-32}
+UP=18080; NGINX=18081; HAPROXY=18082; WAGATE=18083
+PNID=100000000000001; WABA=200000000000001
+
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need nginx || ! need haproxy || ! need wrk; then
+  echo "==> installing nginx-light, haproxy, wrk from Debian's packages"
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nginx-light haproxy wrk >/dev/null
+fi
+echo "==> building wagate (release)"
+cargo build --release --quiet
+BIN="$PWD/target/release/wagate"
+
+WORK=$(mktemp -d /tmp/wagate-bench.XXXXXX)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+SEND_RESPONSE='{"messaging_product":"whatsapp","contacts":[{"input":"15551234567","wa_id":"15551234567"}],"messages":[{"id":"wamid.HBgLMTU1NTEyMzQ1NjcVAgARGBI5QTNDQTVCM0Q0Q0Q2RTY3RTcA","message_status":"accepted"}]}'
+PROFILE_RESPONSE='{"data":[{"about":"Hello","address":"1 Main St","description":"Bench","email":"a@b.c","messaging_product":"whatsapp","vertical":"OTHER","websites":[]}]}'
+
+cat > "$WORK/upstream.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $WORK/upstream.pid;
+error_log $WORK/upstream.err warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_buffer_size 16k;
+  server {
+    listen 127.0.0.1:$UP;
+    location ~ /messages\$ { default_type application/json; return 200 '$SEND_RESPONSE'; }
+    location / { default_type application/json; return 200 '$PROFILE_RESPONSE'; }
+  }
+}
+CONF
+
+cat > "$WORK/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx.err warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  upstream graph { server 127.0.0.1:$UP; keepalive 128; }
+  server {
+    listen 127.0.0.1:$NGINX;
+    location /meta/whatsapp/ {
+      proxy_pass http://graph/;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-API-Key "";
+    }
+  }
+}
+CONF
+
+cat > "$WORK/haproxy.cfg" <<CONF
+global
+  nbthread 1
+  maxconn 4000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:$HAPROXY
+  http-request del-header X-API-Key
+  http-request replace-path ^/meta/whatsapp(/.*) \1
+  default_backend be
+backend be
+  server up 127.0.0.1:$UP
+CONF
+
+start() { # cpu, name, command...
+  local cpu=$1 name=$2; shift 2
+  taskset -c "$cpu" "$@" >"$WORK/$name.out" 2>"$WORK/$name.log" &
+  PIDS+=($!)
+}
+wait_port() {
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "nothing listens on $1; see $WORK" >&2; exit 1
+}
+
+start 1 upstream nginx -c "$WORK/upstream.conf" -p "$WORK"
+start 1 nginx nginx -c "$WORK/nginx.conf" -p "$WORK"
+start 1 haproxy haproxy -f "$WORK/haproxy.cfg"
+mkdir -p "$WORK/wagate"
+(
+  cd "$WORK/wagate"
+  export WAGATE__SERVER__LISTEN=127.0.0.1:$WAGATE
+  export WAGATE__GRAPH__BASE_URL=http://127.0.0.1:$UP
+  export WAGATE__LOG__LEVEL=warn
+  export TOKIO_WORKER_THREADS=1
+  exec taskset -c 1 "$BIN" serve
+) >"$WORK/wagate.out" 2>"$WORK/wagate.log" &
+PIDS+=($!)
+for port in $UP $NGINX $HAPROXY $WAGATE; do wait_port "$port"; done
+
+KEY=$(grep -o 'wag_[A-Za-z0-9_-]*' "$WORK/wagate.out" | head -1)
+[ -n "$KEY" ] || { echo "no API key printed by wagate" >&2; cat "$WORK/wagate.log" >&2; exit 1; }
+curl -fsS -o /dev/null -X POST "http://127.0.0.1:$WAGATE/platform/v1/whatsapp/phone_numbers" \
+  -H "X-API-Key: $KEY" -H 'content-type: application/json' \
+  -d "{\"whatsapp_phone_number\":{\"phone_number_id\":\"$PNID\",\"business_account_id\":\"$WABA\",\"access_token\":\"bench-token\"}}"
+
+cat > "$WORK/profile.lua" <<LUA
+wrk.method = "GET"
+wrk.headers["X-API-Key"] = "$KEY"
+LUA
+cat > "$WORK/send.lua" <<LUA
+-- 1 KiB JSON body, built at run time (LuaJIT limits constants per script).
+local text = string.rep("x", 1024 - 110)
+wrk.method = "POST"
+wrk.headers["X-API-Key"] = "$KEY"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"messaging_product":"whatsapp","to":"15551234567","type":"text","text":{"body":"' .. text .. '"}}'
+LUA
+
+declare -A URL
+URL[direct]="http://127.0.0.1:$UP/v24.0/$PNID"
+URL[nginx]="http://127.0.0.1:$NGINX/meta/whatsapp/v24.0/$PNID"
+URL[haproxy]="http://127.0.0.1:$HAPROXY/meta/whatsapp/v24.0/$PNID"
+URL[wagate]="http://127.0.0.1:$WAGATE/meta/whatsapp/v24.0/$PNID"
+declare -A PATHS=([profile]=whatsapp_business_profile [send]=messages)
+
+# Sanity: every target answers 200 for both workloads before anything is measured.
+for target in direct nginx haproxy wagate; do
+  curl -fsS -o /dev/null -H "X-API-Key: $KEY" "${URL[$target]}/whatsapp_business_profile"
+  curl -fsS -o /dev/null -X POST -H "X-API-Key: $KEY" -H 'content-type: application/json' \
+    -d '{"messaging_product":"whatsapp","to":"1","type":"text","text":{"body":"x"}}' "${URL[$target]}/messages"
+done
+
+RESULTS="$WORK/results.tsv"
+: >"$RESULTS"
+run_wrk() { # round target workload conns duration
+  local out
+  out=$(taskset -c 0 wrk -t1 -c"$4" -d"$5" --latency -s "$WORK/$3.lua" "${URL[$2]}/${PATHS[$3]}")
+  if grep -q "Non-2xx" <<<"$out"; then
+    echo "$2/$3 returned errors:" >&2; echo "$out" >&2; exit 1
+  fi
+  python3 bench/wrk_parse.py "$1" "$2" "$3" "$4" <<<"$out" >>"$RESULTS"
+}
+echo "==> measuring: $ROUNDS rounds x 4 targets x 2 workloads, c=$CONNS for $DURATION and c=1"
+for round in $(seq 1 "$ROUNDS"); do
+  for workload in profile send; do
+    for target in direct nginx haproxy wagate; do
+      taskset -c 0 wrk -t1 -c"$CONNS" -d2s -s "$WORK/$workload.lua" "${URL[$target]}/${PATHS[$workload]}" >/dev/null
+      run_wrk "$round" "$target" "$workload" "$CONNS" "$DURATION"
+      run_wrk "$round" "$target" "$workload" 1 3s
+    done
+  done
+  echo "    round $round done"
+done
+RSS_KB=$(ps -o rss= -p "$(pgrep -f "$BIN serve" | head -1)" 2>/dev/null || echo 0)
+python3 bench/summarize.py "$RESULTS" "$RSS_KB"

@@ -1,0 +1,83 @@
+//! Conversations: one active per (number, contact); a message either way keeps it alive; after
+//! `conversations.inactivity` without one it ends (lazily here, and by the sweeper), and the next
+//! message opens a new one with a new id.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::store::{ConversationRow, StoreResult, StoreTx};
+use crate::time::iso;
+
+/// What a message contributes to its conversation's counters.
+#[derive(Debug, Clone)]
+pub struct Activity<'a> {
+    pub inbound: bool,
+    pub wamid: &'a str,
+    pub message_type: &'a str,
+    pub text: &'a str,
+    pub at: DateTime<Utc>,
+}
+
+/// Records a message on the contact's active conversation, opening one when needed.
+pub async fn touch(
+    tx: &mut dyn StoreTx,
+    project_id: Uuid,
+    number: Uuid,
+    contact_id: Uuid,
+    activity: &Activity<'_>,
+    inactivity: chrono::Duration,
+) -> StoreResult<ConversationRow> {
+    let mut conversation = match tx.find_active_conversation(number, contact_id).await? {
+        Some(mut stale) if stale.last_active_at + inactivity < activity.at => {
+            stale.status = "ended".into();
+            stale.ended_at = Some(stale.last_active_at + inactivity);
+            stale.updated_at = activity.at;
+            tx.update_conversation(&stale).await?;
+            None
+        }
+        other => other,
+    };
+    if conversation.is_none() {
+        let fresh = ConversationRow {
+            id: Uuid::now_v7(),
+            project_id,
+            phone_number_internal_id: number,
+            contact_id,
+            status: "active".into(),
+            last_active_at: activity.at,
+            ended_at: None,
+            messages_count: 0,
+            last_message_id: None,
+            last_message_type: None,
+            last_message_timestamp: None,
+            last_message_text: None,
+            last_inbound_at: None,
+            last_outbound_at: None,
+            metadata: "{}".into(),
+            created_at: activity.at,
+            updated_at: activity.at,
+        };
+        conversation = if tx.insert_conversation(&fresh).await? {
+            Some(fresh)
+        } else {
+            tx.find_active_conversation(number, contact_id).await?
+        };
+    }
+    let Some(mut conversation) = conversation else {
+        return Err(anyhow::anyhow!("active conversation vanished while recording a message").into());
+    };
+    conversation.messages_count += 1;
+    conversation.last_message_id = Some(activity.wamid.to_owned());
+    conversation.last_message_type = Some(activity.message_type.to_owned());
+    conversation.last_message_timestamp = Some(iso(activity.at));
+    conversation.last_message_text = Some(activity.text.chars().take(500).collect());
+    conversation.last_active_at = conversation.last_active_at.max(activity.at);
+    if activity.inbound {
+        conversation.last_inbound_at = Some(activity.at);
+    } else {
+        conversation.last_outbound_at = Some(activity.at);
+    }
+    conversation.updated_at = activity.at;
+    tx.update_conversation(&conversation).await?;
+    Ok(conversation)
+}

@@ -1,0 +1,423 @@
+//! Meta webhook ingest: route each change to its number, then, inside one transaction, store the
+//! raw event, one route per number (the envelope restricted to it) and every effect (contacts,
+//! conversations, messages, statuses, calls, usernames, identity changes).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::contacts::{self, text, Identity};
+use super::conversations::{self, Activity};
+use super::envelope::{self, Change, ChangeTarget};
+use super::message_content::{is_media, next_status, render};
+use crate::auth::Authenticator;
+use crate::store::{
+    CallRow, DynStore, EventRouteRow, MessageRow, NewWebhookEvent, StoreResult, StoreTx,
+};
+
+/// The number a route belongs to, as ingest needs it.
+#[derive(Debug, Clone)]
+pub struct RoutedNumber {
+    pub internal_id: Uuid,
+    pub project_id: Uuid,
+    pub forwarding: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// `None`: no connected number matched; kept as unrouted for operators.
+    pub number: Option<RoutedNumber>,
+    /// Meta's phone number ID, or `waba:<id>` for WABA-level changes nobody claimed.
+    pub phone_number_id: String,
+    pub changes: Vec<Change>,
+    pub payload: Vec<u8>,
+}
+
+/// Everything one webhook POST writes, prepared outside the transaction.
+#[derive(Debug, Clone)]
+pub struct IngestJob {
+    pub event: NewWebhookEvent,
+    pub routes: Vec<Route>,
+}
+
+impl IngestJob {
+    /// The first routed number, used to pick a writer shard (same number → same order).
+    pub fn shard_key(&self) -> Option<Uuid> {
+        self.routes.iter().find_map(|r| r.number.as_ref().map(|n| n.internal_id))
+    }
+}
+
+/// Parses and routes a verified webhook body. Invalid JSON yields a job that stores only the raw
+/// event (state `invalid_json`), so Meta stops retrying and operators can see it.
+pub async fn prepare(
+    auth: &Authenticator,
+    store: &DynStore,
+    body: &[u8],
+    now: DateTime<Utc>,
+) -> StoreResult<IngestJob> {
+    let mut event = NewWebhookEvent {
+        id: Uuid::now_v7(),
+        received_at: now,
+        body: body.to_vec(),
+        state: "processed".into(),
+        error: None,
+    };
+    let parsed: Result<Value, _> = serde_json::from_slice(body);
+    let (envelope, all) = match parsed.as_ref().ok().and_then(|v| Some((v, envelope::changes(v)?))) {
+        Some((envelope, all)) => (envelope.clone(), all),
+        None => {
+            event.state = "invalid_json".into();
+            event.error = Some(match parsed {
+                Err(e) => format!("not JSON: {e}"),
+                Ok(_) => "JSON without Meta's entry[].changes[] shape".into(),
+            });
+            return Ok(IngestJob { event, routes: Vec::new() });
+        }
+    };
+
+    // Group change indexes by the number (or unclaimed WABA) they belong to, in first-seen order.
+    let mut order: Vec<String> = Vec::new();
+    let mut groups: HashMap<String, (Option<RoutedNumber>, Vec<usize>)> = HashMap::new();
+    for (index, change) in all.iter().enumerate() {
+        let targets: Vec<(String, Option<RoutedNumber>)> = match &change.target {
+            ChangeTarget::Number(pnid) => {
+                let number = auth.number(pnid).await?.map(|n| RoutedNumber {
+                    internal_id: n.internal_id,
+                    project_id: n.project_id,
+                    forwarding: n.webhook_destination_url.is_some(),
+                });
+                vec![(pnid.clone(), number)]
+            }
+            ChangeTarget::Waba { waba_id, display_phone_number } => {
+                let numbers = store.find_phone_numbers_by_waba_any(waba_id).await?;
+                let matching: Vec<_> = numbers
+                    .into_iter()
+                    .filter(|n| match display_phone_number {
+                        Some(digits) if !digits.is_empty() => n
+                            .display_phone_number
+                            .as_deref()
+                            .map(|d| d.chars().filter(char::is_ascii_digit).collect::<String>())
+                            .is_some_and(|d| &d == digits),
+                        _ => true,
+                    })
+                    .map(|n| {
+                        let routed = RoutedNumber {
+                            internal_id: n.internal_id,
+                            project_id: n.project_id,
+                            forwarding: n.webhook_destination_url.is_some(),
+                        };
+                        (n.phone_number_id, Some(routed))
+                    })
+                    .collect();
+                if matching.is_empty() {
+                    vec![(format!("waba:{waba_id}"), None)]
+                } else {
+                    matching
+                }
+            }
+        };
+        for (key, number) in targets {
+            let group = groups.entry(key.clone()).or_insert_with(|| {
+                order.push(key);
+                (number, Vec::new())
+            });
+            group.1.push(index);
+        }
+    }
+
+    let single = order.len() == 1 && groups[&order[0]].1.len() == all.len();
+    let mut routes = Vec::with_capacity(order.len());
+    for key in order {
+        let (number, indexes) = groups.remove(&key).expect("grouped above");
+        let payload = if single {
+            body.to_vec()
+        } else {
+            serde_json::to_vec(&envelope::restricted(&envelope, &all, &indexes)).expect("JSON serialises")
+        };
+        routes.push(Route {
+            number,
+            phone_number_id: key,
+            changes: indexes.iter().map(|&i| all[i].clone()).collect(),
+            payload,
+        });
+    }
+    if routes.iter().all(|r| r.number.is_none()) {
+        event.state = "unrouted".into();
+    }
+    Ok(IngestJob { event, routes })
+}
+
+/// Knobs the effects depend on.
+#[derive(Debug, Clone, Copy)]
+pub struct IngestSettings {
+    pub inactivity: chrono::Duration,
+}
+
+/// Writes the job inside `tx` (the caller commits).
+pub async fn apply(tx: &mut dyn StoreTx, job: &IngestJob, settings: IngestSettings, now: DateTime<Utc>) -> StoreResult<()> {
+    tx.insert_webhook_event(&job.event).await?;
+    for route in &job.routes {
+        let mut fields: Vec<&str> = route.changes.iter().map(|c| c.field.as_str()).collect();
+        fields.dedup();
+        tx.insert_event_route(&EventRouteRow {
+            id: Uuid::now_v7(),
+            event_id: job.event.id,
+            project_id: route.number.as_ref().map(|n| n.project_id),
+            phone_number_id: route.phone_number_id.clone(),
+            fields: fields.join(","),
+            payload: route.payload.clone(),
+            created_at: now,
+        })
+        .await?;
+        let Some(number) = &route.number else { continue };
+        for change in &route.changes {
+            apply_change(tx, number, change, settings, now).await?;
+        }
+    }
+    Ok(())
+}
+
+fn array<'a>(value: &'a Value, key: &str) -> &'a [Value] {
+    value.get(key).and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
+}
+
+/// The profile entry of `contacts[]` that matches a user, else the only one.
+fn profile_for<'a>(contacts: &'a [Value], wa_id: Option<&str>, bsuid: Option<&str>) -> Option<&'a Value> {
+    contacts
+        .iter()
+        .find(|c| {
+            (wa_id.is_some() && text(c, "wa_id").as_deref() == wa_id)
+                || (bsuid.is_some() && text(c, "user_id").as_deref() == bsuid)
+        })
+        .or(if contacts.len() == 1 { contacts.first() } else { None })
+}
+
+fn identity(wa_id: Option<String>, bsuid: Option<String>, parent: Option<String>, contacts: &[Value]) -> Identity {
+    let wa_id = wa_id.and_then(|w| contacts::normalize_wa_id(&w));
+    let profile = profile_for(contacts, wa_id.as_deref(), bsuid.as_deref());
+    let bsuid = bsuid.or_else(|| profile.and_then(|p| text(p, "user_id")));
+    Identity {
+        wa_id: wa_id.or_else(|| profile.and_then(|p| text(p, "wa_id")).and_then(|w| contacts::normalize_wa_id(&w))),
+        parent_bsuid: parent.or_else(|| profile.and_then(|p| text(p, "parent_user_id"))),
+        profile_name: profile.and_then(|p| p.pointer("/profile/name")).and_then(Value::as_str).map(str::to_owned),
+        username: profile.and_then(|p| p.pointer("/profile/username")).and_then(Value::as_str).map(str::to_owned),
+        bsuid,
+    }
+}
+
+async fn apply_change(
+    tx: &mut dyn StoreTx,
+    number: &RoutedNumber,
+    change: &Change,
+    settings: IngestSettings,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let value = &change.value;
+    match change.field.as_str() {
+        "messages" => {
+            let contacts = array(value, "contacts");
+            for message in array(value, "messages") {
+                inbound_message(tx, number, message, contacts, settings, now).await?;
+            }
+            for status in array(value, "statuses") {
+                apply_status(tx, number.internal_id, status, now).await?;
+            }
+        }
+        "smb_message_echoes" => {
+            let contacts = array(value, "contacts");
+            for echo in array(value, "message_echoes") {
+                let who = identity(text(echo, "to"), text(echo, "to_user_id"), None, contacts);
+                let recorded = Recorded { direction: "outbound", status: "sent", origin: "business_app" };
+                record_message(tx, number, echo, &who, recorded, settings, now).await?;
+            }
+        }
+        "calls" => {
+            let contacts = array(value, "contacts");
+            for call in array(value, "calls") {
+                super::calls::apply_event(tx, number, call, contacts, now).await?;
+            }
+            for status in array(value, "statuses") {
+                super::calls::apply_status(tx, number.internal_id, status, now).await?;
+            }
+        }
+        "business_username_updates" => {
+            let status = value.get("status").and_then(Value::as_str);
+            let username = text(value, "username").filter(|_| status != Some("deleted"));
+            tx.set_username(number.internal_id, username.as_deref(), status).await?;
+        }
+        "user_id_update" => {
+            for update in array(value, "user_id_update") {
+                let old = Identity {
+                    bsuid: update.pointer("/user_id/previous").and_then(Value::as_str).map(str::to_owned),
+                    wa_id: text(update, "wa_id"),
+                    ..Identity::default()
+                };
+                let new = Identity {
+                    bsuid: update.pointer("/user_id/current").and_then(Value::as_str).map(str::to_owned),
+                    ..Identity::default()
+                };
+                contacts::change_identity(tx, number.internal_id, &old, &new, now).await?;
+            }
+        }
+        // Everything else (templates, account updates, errors…) is kept raw for forwarding.
+        _ => {}
+    }
+    Ok(())
+}
+
+async fn inbound_message(
+    tx: &mut dyn StoreTx,
+    number: &RoutedNumber,
+    message: &Value,
+    contacts: &[Value],
+    settings: IngestSettings,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let who = identity(text(message, "from"), text(message, "from_user_id"), text(message, "from_parent_user_id"), contacts);
+    if message.get("type").and_then(Value::as_str) == Some("system") {
+        let system = message.get("system").unwrap_or(&Value::Null);
+        let new = Identity {
+            wa_id: text(system, "wa_id").and_then(|w| contacts::normalize_wa_id(&w)),
+            bsuid: text(system, "user_id"),
+            ..Identity::default()
+        };
+        contacts::change_identity(tx, number.internal_id, &who, &new, now).await?;
+    }
+    let recorded = Recorded { direction: "inbound", status: "delivered", origin: "cloud_api" };
+    record_message(tx, number, message, &who, recorded, settings, now).await?;
+    Ok(())
+}
+
+/// How a message enters the store.
+#[derive(Debug, Clone, Copy)]
+pub struct Recorded {
+    pub direction: &'static str,
+    pub status: &'static str,
+    pub origin: &'static str,
+}
+
+/// Stores one message (once: duplicates change nothing), its contact and conversation, and
+/// applies statuses that arrived before it.
+pub async fn record_message(
+    tx: &mut dyn StoreTx,
+    number: &RoutedNumber,
+    message: &Value,
+    who: &Identity,
+    recorded: Recorded,
+    settings: IngestSettings,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let Some(wamid) = text(message, "id") else {
+        return Ok(());
+    };
+    if tx.find_message(number.internal_id, &wamid).await?.is_some() {
+        return Ok(());
+    }
+    let message_type = text(message, "type").unwrap_or_else(|| "text".into());
+    let content = render(message);
+    let contact = contacts::upsert(tx, number.project_id, number.internal_id, who, now).await?;
+    let conversation = match &contact {
+        Some(contact) => {
+            let activity = Activity {
+                inbound: recorded.direction == "inbound",
+                wamid: &wamid,
+                message_type: &message_type,
+                text: &content,
+                at: now,
+            };
+            Some(conversations::touch(tx, number.project_id, number.internal_id, contact.id, &activity, settings.inactivity).await?)
+        }
+        None => None,
+    };
+    let processing_status = if recorded.direction == "inbound" && number.forwarding { "pending" } else { "completed" };
+    let meta_timestamp = message
+        .get("timestamp")
+        .and_then(|t| t.as_str().and_then(|s| s.parse().ok()).or_else(|| t.as_i64()))
+        .unwrap_or_else(|| now.timestamp());
+    let errors = message.get("errors").map(Value::to_string);
+    let mut row = MessageRow {
+        id: Uuid::now_v7(),
+        project_id: number.project_id,
+        phone_number_internal_id: number.internal_id,
+        wamid: wamid.clone(),
+        direction: recorded.direction.into(),
+        message_type: message_type.clone(),
+        status: recorded.status.into(),
+        processing_status: processing_status.into(),
+        origin: recorded.origin.into(),
+        meta_timestamp,
+        contact_id: contact.as_ref().map(|c| c.id),
+        conversation_id: conversation.as_ref().map(|c| c.id),
+        has_media: is_media(&message_type),
+        body: message.to_string(),
+        content,
+        errors,
+        statuses: "[]".into(),
+        created_at: now,
+        updated_at: now,
+    };
+    if !tx.insert_message(&row).await? {
+        return Ok(());
+    }
+    let parked = tx.take_parked_statuses(number.internal_id, &wamid).await?;
+    if !parked.is_empty() {
+        for status in parked {
+            if let Ok(status) = serde_json::from_str::<Value>(&status.status) {
+                fold_status(&mut row, &status);
+            }
+        }
+        row.updated_at = now;
+        tx.update_message_state(&row).await?;
+    }
+    Ok(())
+}
+
+/// Adds a raw status to a message's history and moves its status forward when it should.
+fn fold_status(row: &mut MessageRow, status: &Value) {
+    let mut history: Vec<Value> = serde_json::from_str(&row.statuses).unwrap_or_default();
+    history.push(status.clone());
+    row.statuses = Value::Array(history).to_string();
+    let incoming = status.get("status").and_then(Value::as_str).unwrap_or("");
+    if let Some(next) = next_status(&row.status, incoming) {
+        row.status = next.into();
+        if next == "failed" {
+            row.errors = status.get("errors").map(Value::to_string);
+        }
+    }
+}
+
+/// A message status webhook: applied to the stored message, or parked until it is recorded.
+pub async fn apply_status(tx: &mut dyn StoreTx, number: Uuid, status: &Value, now: DateTime<Utc>) -> StoreResult<()> {
+    let Some(wamid) = text(status, "id") else {
+        return Ok(());
+    };
+    match tx.find_message(number, &wamid).await? {
+        Some(mut row) => {
+            fold_status(&mut row, status);
+            row.updated_at = now;
+            tx.update_message_state(&row).await
+        }
+        None => tx.park_status(number, &wamid, &status.to_string(), now).await,
+    }
+}
+
+/// Marks a stored inbound message read (the business sent `status: read` through the proxy).
+pub async fn mark_read(tx: &mut dyn StoreTx, number: Uuid, wamid: &str, now: DateTime<Utc>) -> StoreResult<()> {
+    if let Some(mut row) = tx.find_message(number, wamid).await? {
+        if row.direction == "inbound" && next_status(&row.status, "read").is_some() {
+            row.status = "read".into();
+            row.updated_at = now;
+            tx.update_message_state(&row).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Exposed for the call module: a stored call row's events list with one more event.
+pub fn push_event(call: &mut CallRow, event: &Value) {
+    let mut events: Vec<Value> = serde_json::from_str(&call.events).unwrap_or_default();
+    events.push(event.clone());
+    call.events = Value::Array(events).to_string();
+}

@@ -1,0 +1,142 @@
+//! Rows of the stored-data tables (messages, contacts, conversations, calls, webhook events).
+//! JSON columns are text in both backends, so the same `FromRow` decodes both.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ContactRow {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub phone_number_internal_id: Uuid,
+    pub wa_id: Option<String>,
+    pub business_scoped_user_id: Option<String>,
+    pub parent_business_scoped_user_id: Option<String>,
+    pub username: Option<String>,
+    pub profile_name: Option<String>,
+    pub display_name: Option<String>,
+    pub customer_id: Option<Uuid>,
+    /// JSON object as text.
+    pub metadata: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ConversationRow {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub phone_number_internal_id: Uuid,
+    pub contact_id: Uuid,
+    /// `active` or `ended`.
+    pub status: String,
+    pub last_active_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub messages_count: i32,
+    pub last_message_id: Option<String>,
+    pub last_message_type: Option<String>,
+    pub last_message_timestamp: Option<String>,
+    pub last_message_text: Option<String>,
+    pub last_inbound_at: Option<DateTime<Utc>>,
+    pub last_outbound_at: Option<DateTime<Utc>>,
+    pub metadata: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct MessageRow {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub phone_number_internal_id: Uuid,
+    pub wamid: String,
+    /// `inbound` or `outbound`.
+    pub direction: String,
+    /// Meta's type as received or sent (presentation maps unknown ones).
+    pub message_type: String,
+    /// `pending|sent|delivered|read|failed`.
+    pub status: String,
+    /// `pending|processing|completed|failed`.
+    pub processing_status: String,
+    /// `cloud_api` (webhook or proxy) or `business_app` (coexistence echo).
+    pub origin: String,
+    pub meta_timestamp: i64,
+    pub contact_id: Option<Uuid>,
+    pub conversation_id: Option<Uuid>,
+    pub has_media: bool,
+    /// The Meta message object (webhook shape, or the send request for outbound) as JSON text.
+    pub body: String,
+    /// A text rendering of the message (`kapso.content`).
+    pub content: String,
+    /// Meta error objects (JSON array text) from a failed status or an unsupported message.
+    pub errors: Option<String>,
+    /// Every raw status received, in arrival order (JSON array text).
+    pub statuses: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct CallRow {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub phone_number_internal_id: Uuid,
+    pub call_id: String,
+    /// `inbound` or `outbound`.
+    pub direction: String,
+    /// `initiated|ringing|answered|completed|failed`.
+    pub status: String,
+    pub from_number: Option<String>,
+    pub to_number: Option<String>,
+    pub contact_id: Option<Uuid>,
+    pub conversation_id: Option<Uuid>,
+    pub started_at: DateTime<Utc>,
+    pub session_started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub duration_seconds: Option<i32>,
+    /// Raw call events, in arrival order (JSON array text).
+    pub events: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A raw webhook POST as received.
+#[derive(Debug, Clone)]
+pub struct NewWebhookEvent {
+    pub id: Uuid,
+    pub received_at: DateTime<Utc>,
+    pub body: Vec<u8>,
+    /// `processed`, `invalid_json` or `unrouted`.
+    pub state: String,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct WebhookEventRow {
+    pub id: Uuid,
+    pub received_at: DateTime<Utc>,
+    pub body: Vec<u8>,
+    pub state: String,
+    pub error: Option<String>,
+}
+
+/// Meta's envelope restricted to one number's changes.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct EventRouteRow {
+    pub id: Uuid,
+    pub event_id: Uuid,
+    /// `None` when no connected number matched (unrouted).
+    pub project_id: Option<Uuid>,
+    pub phone_number_id: String,
+    /// Comma-separated webhook fields (`messages,calls`).
+    pub fields: String,
+    pub payload: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A status waiting for its message.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ParkedStatusRow {
+    pub id: Uuid,
+    pub status: String,
+}
