@@ -252,7 +252,10 @@ impl Config {
             ("graph.connect_timeout", self.graph.connect_timeout),
             ("database.acquire_timeout", self.database.acquire_timeout),
             ("conversations.inactivity", self.conversations.inactivity),
-            ("conversations.sweep_interval", self.conversations.sweep_interval),
+            (
+                "conversations.sweep_interval",
+                self.conversations.sweep_interval,
+            ),
             ("writer.retry_interval", self.writer.retry_interval),
         ] {
             if value.is_zero() {

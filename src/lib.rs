@@ -82,7 +82,10 @@ impl App {
             shutdown_grace: self.state.config.server.shutdown_grace,
         };
         if self.state.config.workers.conversation_sweeper {
-            tokio::spawn(domain::sweeper::run(self.state.store.clone(), self.state.config.conversations.clone()));
+            tokio::spawn(domain::sweeper::run(
+                self.state.store.clone(),
+                self.state.config.conversations.clone(),
+            ));
         }
         let router = http::router(self.state);
         http::server::serve(self.listener, router, settings, shutdown).await;

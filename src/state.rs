@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use crate::auth::Authenticator;
 use crate::config::{Backend, Config};
-use crate::domain::ingest::IngestSettings;
-use crate::domain::writer::WriterSettings;
 use crate::crypto::SecretBox;
+use crate::domain::ingest::IngestSettings;
 use crate::domain::writer::Writer;
+use crate::domain::writer::WriterSettings;
 use crate::graph::GraphClient;
 use crate::store::DynStore;
 

@@ -25,7 +25,10 @@ fn advance(call: &mut CallRow, status: &str) {
 }
 
 fn unix(value: Option<&Value>) -> Option<DateTime<Utc>> {
-    let secs = value?.as_str().and_then(|s| s.parse::<i64>().ok()).or_else(|| value?.as_i64())?;
+    let secs = value?
+        .as_str()
+        .and_then(|s| s.parse::<i64>().ok())
+        .or_else(|| value?.as_i64())?;
     Utc.timestamp_opt(secs, 0).single()
 }
 
@@ -49,7 +52,10 @@ async fn find_or_new(
     }
     let contact = contacts::upsert(tx, number.project_id, number.internal_id, user, now).await?;
     let conversation = match &contact {
-        Some(c) => tx.find_active_conversation(number.internal_id, c.id).await?,
+        Some(c) => {
+            tx.find_active_conversation(number.internal_id, c.id)
+                .await?
+        }
         None => None,
     };
     let call = CallRow {
@@ -88,7 +94,9 @@ pub async fn apply_event(
     contacts_list: &[Value],
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
-    let Some(call_id) = text(event, "id") else { return Ok(()) };
+    let Some(call_id) = text(event, "id") else {
+        return Ok(());
+    };
     let direction = direction(event.get("direction").and_then(Value::as_str));
     let (user_phone, user_bsuid) = if direction == "inbound" {
         (text(event, "from"), text(event, "from_user_id"))
@@ -99,7 +107,10 @@ pub async fn apply_event(
     let user = Identity {
         wa_id: user_phone.as_deref().and_then(contacts::normalize_wa_id),
         bsuid: user_bsuid.or_else(|| profile.and_then(|p| text(p, "user_id"))),
-        profile_name: profile.and_then(|p| p.pointer("/profile/name")).and_then(Value::as_str).map(str::to_owned),
+        profile_name: profile
+            .and_then(|p| p.pointer("/profile/name"))
+            .and_then(Value::as_str)
+            .map(str::to_owned),
         ..Identity::default()
     };
     let at = unix(event.get("timestamp")).unwrap_or(now);
@@ -125,7 +136,10 @@ pub async fn apply_event(
             call.ended_at = unix(event.get("end_time")).or(Some(at));
             call.duration_seconds = event
                 .get("duration")
-                .and_then(|d| d.as_i64().or_else(|| d.as_str().and_then(|s| s.parse().ok())))
+                .and_then(|d| {
+                    d.as_i64()
+                        .or_else(|| d.as_str().and_then(|s| s.parse().ok()))
+                })
                 .and_then(|d| i32::try_from(d).ok());
         }
         _ => {}
@@ -136,8 +150,15 @@ pub async fn apply_event(
 }
 
 /// A call status (`statuses[]` with `type: call`): RINGING, ACCEPTED, REJECTED.
-pub async fn apply_status(tx: &mut dyn StoreTx, number: Uuid, status: &Value, now: DateTime<Utc>) -> StoreResult<()> {
-    let Some(call_id) = text(status, "id") else { return Ok(()) };
+pub async fn apply_status(
+    tx: &mut dyn StoreTx,
+    number: Uuid,
+    status: &Value,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let Some(call_id) = text(status, "id") else {
+        return Ok(());
+    };
     let Some(mut call) = tx.find_call(number, &call_id).await? else {
         return Ok(());
     };

@@ -132,15 +132,24 @@ pub async fn upsert(
             let holder = tx.find_contact_by_wa_id(number, wa_id).await?;
             if holder.is_none_or(|h| h.id == contact.id) {
                 if contact.wa_id.is_some() {
-                    tx.insert_identity_change(contact.id, "wa_id", contact.wa_id.as_deref(), Some(wa_id), now)
-                        .await?;
+                    tx.insert_identity_change(
+                        contact.id,
+                        "wa_id",
+                        contact.wa_id.as_deref(),
+                        Some(wa_id),
+                        now,
+                    )
+                    .await?;
                 }
                 contact.wa_id = Some(wa_id.clone());
                 changed = true;
             }
         }
     }
-    changed |= set_if_some(&mut contact.parent_business_scoped_user_id, &identity.parent_bsuid);
+    changed |= set_if_some(
+        &mut contact.parent_business_scoped_user_id,
+        &identity.parent_bsuid,
+    );
     changed |= set_if_some(&mut contact.profile_name, &identity.profile_name);
     changed |= set_if_some(&mut contact.username, &identity.username);
     if changed {
@@ -190,8 +199,14 @@ pub async fn change_identity(
     if let Some(wa_id) = &new.wa_id {
         let taken = tx.find_contact_by_wa_id(number, wa_id).await?;
         if contact.wa_id.as_ref() != Some(wa_id) && taken.is_none() {
-            tx.insert_identity_change(contact.id, "wa_id", contact.wa_id.as_deref(), Some(wa_id), now)
-                .await?;
+            tx.insert_identity_change(
+                contact.id,
+                "wa_id",
+                contact.wa_id.as_deref(),
+                Some(wa_id),
+                now,
+            )
+            .await?;
             contact.wa_id = Some(wa_id.clone());
             changed = true;
         }
@@ -215,7 +230,10 @@ mod tests {
         assert!(!is_bsuid("us.123"));
         assert!(!is_bsuid("15551234567"));
         assert!(!is_bsuid("US."));
-        assert_eq!(normalize_wa_id("+1 (555) 123-4567").as_deref(), Some("15551234567"));
+        assert_eq!(
+            normalize_wa_id("+1 (555) 123-4567").as_deref(),
+            Some("15551234567")
+        );
         assert_eq!(normalize_wa_id("US.13491208655302741918"), None);
         assert_eq!(normalize_wa_id(""), None);
     }

@@ -64,7 +64,9 @@ pub async fn touch(
         };
     }
     let Some(mut conversation) = conversation else {
-        return Err(anyhow::anyhow!("active conversation vanished while recording a message").into());
+        return Err(
+            anyhow::anyhow!("active conversation vanished while recording a message").into(),
+        );
     };
     conversation.messages_count += 1;
     conversation.last_message_id = Some(activity.wamid.to_owned());

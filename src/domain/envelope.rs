@@ -13,7 +13,10 @@ pub enum ChangeTarget {
     Number(String),
     /// WABA-level (templates, account updates, username updates without a phone number id):
     /// `entry.id` and, when present, the display phone number.
-    Waba { waba_id: String, display_phone_number: Option<String> },
+    Waba {
+        waba_id: String,
+        display_phone_number: Option<String>,
+    },
 }
 
 /// One `entry[].changes[]` item with its place in the envelope.
@@ -41,11 +44,17 @@ pub fn changes(envelope: &Value) -> Option<Vec<Change>> {
             continue;
         };
         for raw in list {
-            let field = raw.get("field").and_then(Value::as_str).unwrap_or("").to_owned();
+            let field = raw
+                .get("field")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
             let value = raw.get("value").cloned().unwrap_or(Value::Null);
-            let pnid = value
-                .pointer("/metadata/phone_number_id")
-                .and_then(|v| v.as_str().map(str::to_owned).or_else(|| v.as_u64().map(|n| n.to_string())));
+            let pnid = value.pointer("/metadata/phone_number_id").and_then(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .or_else(|| v.as_u64().map(|n| n.to_string()))
+            });
             let target = match pnid {
                 Some(pnid) if !pnid.is_empty() => ChangeTarget::Number(pnid),
                 _ => ChangeTarget::Waba {
@@ -72,8 +81,15 @@ pub fn changes(envelope: &Value) -> Option<Vec<Change>> {
 /// Meta's envelope with only `selected` changes (indexes into `all`), entries kept in order and
 /// with their other keys (`id`, `time`).
 pub fn restricted(envelope: &Value, all: &[Change], selected: &[usize]) -> Value {
-    let object = envelope.get("object").cloned().unwrap_or(json!("whatsapp_business_account"));
-    let entries = envelope.get("entry").and_then(Value::as_array).cloned().unwrap_or_default();
+    let object = envelope
+        .get("object")
+        .cloned()
+        .unwrap_or(json!("whatsapp_business_account"));
+    let entries = envelope
+        .get("entry")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let mut out_entries = Vec::new();
     for (index, entry) in entries.iter().enumerate() {
         let changes: Vec<Value> = selected
@@ -115,7 +131,10 @@ mod tests {
         assert_eq!(all[0].target, ChangeTarget::Number("1".into()));
         assert_eq!(
             all[2].target,
-            ChangeTarget::Waba { waba_id: "W2".into(), display_phone_number: Some("1555".into()) }
+            ChangeTarget::Waba {
+                waba_id: "W2".into(),
+                display_phone_number: Some("1555".into())
+            }
         );
         assert!(changes(&json!({"nope": 1})).is_none());
     }

@@ -45,7 +45,9 @@ pub struct IngestJob {
 impl IngestJob {
     /// The first routed number, used to pick a writer shard (same number → same order).
     pub fn shard_key(&self) -> Option<Uuid> {
-        self.routes.iter().find_map(|r| r.number.as_ref().map(|n| n.internal_id))
+        self.routes
+            .iter()
+            .find_map(|r| r.number.as_ref().map(|n| n.internal_id))
     }
 }
 
@@ -65,7 +67,11 @@ pub async fn prepare(
         error: None,
     };
     let parsed: Result<Value, _> = serde_json::from_slice(body);
-    let (envelope, all) = match parsed.as_ref().ok().and_then(|v| Some((v, envelope::changes(v)?))) {
+    let (envelope, all) = match parsed
+        .as_ref()
+        .ok()
+        .and_then(|v| Some((v, envelope::changes(v)?)))
+    {
         Some((envelope, all)) => (envelope.clone(), all),
         None => {
             event.state = "invalid_json".into();
@@ -73,7 +79,10 @@ pub async fn prepare(
                 Err(e) => format!("not JSON: {e}"),
                 Ok(_) => "JSON without Meta's entry[].changes[] shape".into(),
             });
-            return Ok(IngestJob { event, routes: Vec::new() });
+            return Ok(IngestJob {
+                event,
+                routes: Vec::new(),
+            });
         }
     };
 
@@ -90,7 +99,10 @@ pub async fn prepare(
                 });
                 vec![(pnid.clone(), number)]
             }
-            ChangeTarget::Waba { waba_id, display_phone_number } => {
+            ChangeTarget::Waba {
+                waba_id,
+                display_phone_number,
+            } => {
                 let numbers = store.find_phone_numbers_by_waba_any(waba_id).await?;
                 let matching: Vec<_> = numbers
                     .into_iter()
@@ -134,7 +146,8 @@ pub async fn prepare(
         let payload = if single {
             body.to_vec()
         } else {
-            serde_json::to_vec(&envelope::restricted(&envelope, &all, &indexes)).expect("JSON serialises")
+            serde_json::to_vec(&envelope::restricted(&envelope, &all, &indexes))
+                .expect("JSON serialises")
         };
         routes.push(Route {
             number,
@@ -156,7 +169,12 @@ pub struct IngestSettings {
 }
 
 /// Writes the job inside `tx` (the caller commits).
-pub async fn apply(tx: &mut dyn StoreTx, job: &IngestJob, settings: IngestSettings, now: DateTime<Utc>) -> StoreResult<()> {
+pub async fn apply(
+    tx: &mut dyn StoreTx,
+    job: &IngestJob,
+    settings: IngestSettings,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
     tx.insert_webhook_event(&job.event).await?;
     for route in &job.routes {
         let mut fields: Vec<&str> = route.changes.iter().map(|c| c.field.as_str()).collect();
@@ -171,7 +189,9 @@ pub async fn apply(tx: &mut dyn StoreTx, job: &IngestJob, settings: IngestSettin
             created_at: now,
         })
         .await?;
-        let Some(number) = &route.number else { continue };
+        let Some(number) = &route.number else {
+            continue;
+        };
         for change in &route.changes {
             apply_change(tx, number, change, settings, now).await?;
         }
@@ -180,29 +200,56 @@ pub async fn apply(tx: &mut dyn StoreTx, job: &IngestJob, settings: IngestSettin
 }
 
 fn array<'a>(value: &'a Value, key: &str) -> &'a [Value] {
-    value.get(key).and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
+    value
+        .get(key)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
 }
 
 /// The profile entry of `contacts[]` that matches a user, else the only one.
-fn profile_for<'a>(contacts: &'a [Value], wa_id: Option<&str>, bsuid: Option<&str>) -> Option<&'a Value> {
+fn profile_for<'a>(
+    contacts: &'a [Value],
+    wa_id: Option<&str>,
+    bsuid: Option<&str>,
+) -> Option<&'a Value> {
     contacts
         .iter()
         .find(|c| {
             (wa_id.is_some() && text(c, "wa_id").as_deref() == wa_id)
                 || (bsuid.is_some() && text(c, "user_id").as_deref() == bsuid)
         })
-        .or(if contacts.len() == 1 { contacts.first() } else { None })
+        .or(if contacts.len() == 1 {
+            contacts.first()
+        } else {
+            None
+        })
 }
 
-fn identity(wa_id: Option<String>, bsuid: Option<String>, parent: Option<String>, contacts: &[Value]) -> Identity {
+fn identity(
+    wa_id: Option<String>,
+    bsuid: Option<String>,
+    parent: Option<String>,
+    contacts: &[Value],
+) -> Identity {
     let wa_id = wa_id.and_then(|w| contacts::normalize_wa_id(&w));
     let profile = profile_for(contacts, wa_id.as_deref(), bsuid.as_deref());
     let bsuid = bsuid.or_else(|| profile.and_then(|p| text(p, "user_id")));
     Identity {
-        wa_id: wa_id.or_else(|| profile.and_then(|p| text(p, "wa_id")).and_then(|w| contacts::normalize_wa_id(&w))),
+        wa_id: wa_id.or_else(|| {
+            profile
+                .and_then(|p| text(p, "wa_id"))
+                .and_then(|w| contacts::normalize_wa_id(&w))
+        }),
         parent_bsuid: parent.or_else(|| profile.and_then(|p| text(p, "parent_user_id"))),
-        profile_name: profile.and_then(|p| p.pointer("/profile/name")).and_then(Value::as_str).map(str::to_owned),
-        username: profile.and_then(|p| p.pointer("/profile/username")).and_then(Value::as_str).map(str::to_owned),
+        profile_name: profile
+            .and_then(|p| p.pointer("/profile/name"))
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        username: profile
+            .and_then(|p| p.pointer("/profile/username"))
+            .and_then(Value::as_str)
+            .map(str::to_owned),
         bsuid,
     }
 }
@@ -229,7 +276,11 @@ async fn apply_change(
             let contacts = array(value, "contacts");
             for echo in array(value, "message_echoes") {
                 let who = identity(text(echo, "to"), text(echo, "to_user_id"), None, contacts);
-                let recorded = Recorded { direction: "outbound", status: "sent", origin: "business_app" };
+                let recorded = Recorded {
+                    direction: "outbound",
+                    status: "sent",
+                    origin: "business_app",
+                };
                 record_message(tx, number, echo, &who, recorded, settings, now).await?;
             }
         }
@@ -245,17 +296,24 @@ async fn apply_change(
         "business_username_updates" => {
             let status = value.get("status").and_then(Value::as_str);
             let username = text(value, "username").filter(|_| status != Some("deleted"));
-            tx.set_username(number.internal_id, username.as_deref(), status).await?;
+            tx.set_username(number.internal_id, username.as_deref(), status)
+                .await?;
         }
         "user_id_update" => {
             for update in array(value, "user_id_update") {
                 let old = Identity {
-                    bsuid: update.pointer("/user_id/previous").and_then(Value::as_str).map(str::to_owned),
+                    bsuid: update
+                        .pointer("/user_id/previous")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
                     wa_id: text(update, "wa_id"),
                     ..Identity::default()
                 };
                 let new = Identity {
-                    bsuid: update.pointer("/user_id/current").and_then(Value::as_str).map(str::to_owned),
+                    bsuid: update
+                        .pointer("/user_id/current")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
                     ..Identity::default()
                 };
                 contacts::change_identity(tx, number.internal_id, &old, &new, now).await?;
@@ -275,7 +333,12 @@ async fn inbound_message(
     settings: IngestSettings,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
-    let who = identity(text(message, "from"), text(message, "from_user_id"), text(message, "from_parent_user_id"), contacts);
+    let who = identity(
+        text(message, "from"),
+        text(message, "from_user_id"),
+        text(message, "from_parent_user_id"),
+        contacts,
+    );
     if message.get("type").and_then(Value::as_str) == Some("system") {
         let system = message.get("system").unwrap_or(&Value::Null);
         let new = Identity {
@@ -285,7 +348,11 @@ async fn inbound_message(
         };
         contacts::change_identity(tx, number.internal_id, &who, &new, now).await?;
     }
-    let recorded = Recorded { direction: "inbound", status: "delivered", origin: "cloud_api" };
+    let recorded = Recorded {
+        direction: "inbound",
+        status: "delivered",
+        origin: "cloud_api",
+    };
     record_message(tx, number, message, &who, recorded, settings, now).await?;
     Ok(())
 }
@@ -327,14 +394,32 @@ pub async fn record_message(
                 text: &content,
                 at: now,
             };
-            Some(conversations::touch(tx, number.project_id, number.internal_id, contact.id, &activity, settings.inactivity).await?)
+            Some(
+                conversations::touch(
+                    tx,
+                    number.project_id,
+                    number.internal_id,
+                    contact.id,
+                    &activity,
+                    settings.inactivity,
+                )
+                .await?,
+            )
         }
         None => None,
     };
-    let processing_status = if recorded.direction == "inbound" && number.forwarding { "pending" } else { "completed" };
+    let processing_status = if recorded.direction == "inbound" && number.forwarding {
+        "pending"
+    } else {
+        "completed"
+    };
     let meta_timestamp = message
         .get("timestamp")
-        .and_then(|t| t.as_str().and_then(|s| s.parse().ok()).or_else(|| t.as_i64()))
+        .and_then(|t| {
+            t.as_str()
+                .and_then(|s| s.parse().ok())
+                .or_else(|| t.as_i64())
+        })
         .unwrap_or_else(|| now.timestamp());
     let errors = message.get("errors").map(Value::to_string);
     let mut row = MessageRow {
@@ -389,7 +474,12 @@ fn fold_status(row: &mut MessageRow, status: &Value) {
 }
 
 /// A message status webhook: applied to the stored message, or parked until it is recorded.
-pub async fn apply_status(tx: &mut dyn StoreTx, number: Uuid, status: &Value, now: DateTime<Utc>) -> StoreResult<()> {
+pub async fn apply_status(
+    tx: &mut dyn StoreTx,
+    number: Uuid,
+    status: &Value,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
     let Some(wamid) = text(status, "id") else {
         return Ok(());
     };
@@ -399,12 +489,20 @@ pub async fn apply_status(tx: &mut dyn StoreTx, number: Uuid, status: &Value, no
             row.updated_at = now;
             tx.update_message_state(&row).await
         }
-        None => tx.park_status(number, &wamid, &status.to_string(), now).await,
+        None => {
+            tx.park_status(number, &wamid, &status.to_string(), now)
+                .await
+        }
     }
 }
 
 /// Marks a stored inbound message read (the business sent `status: read` through the proxy).
-pub async fn mark_read(tx: &mut dyn StoreTx, number: Uuid, wamid: &str, now: DateTime<Utc>) -> StoreResult<()> {
+pub async fn mark_read(
+    tx: &mut dyn StoreTx,
+    number: Uuid,
+    wamid: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
     if let Some(mut row) = tx.find_message(number, wamid).await? {
         if row.direction == "inbound" && next_status(&row.status, "read").is_some() {
             row.status = "read".into();

@@ -19,7 +19,10 @@ fn s<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
 
 /// A plain-text rendering of a Meta message object (inbound or the body of a send).
 pub fn render(message: &Value) -> String {
-    let kind = message.get("type").and_then(Value::as_str).unwrap_or("text");
+    let kind = message
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("text");
     let payload = message.get(kind).unwrap_or(&Value::Null);
     match kind {
         "text" => s(payload, &["body"]).unwrap_or("").to_owned(),
@@ -35,14 +38,24 @@ pub fn render(message: &Value) -> String {
         }
         "location" => {
             let name = s(payload, &["name"]).unwrap_or("");
-            let lat = payload.get("latitude").map(Value::to_string).unwrap_or_default();
-            let long = payload.get("longitude").map(Value::to_string).unwrap_or_default();
+            let lat = payload
+                .get("latitude")
+                .map(Value::to_string)
+                .unwrap_or_default();
+            let long = payload
+                .get("longitude")
+                .map(Value::to_string)
+                .unwrap_or_default();
             format!("[location] {name} ({lat}, {long})").replace("  ", " ")
         }
         "contacts" => {
             let names: Vec<&str> = payload
                 .as_array()
-                .map(|list| list.iter().filter_map(|c| s(c, &["name", "formatted_name"])).collect())
+                .map(|list| {
+                    list.iter()
+                        .filter_map(|c| s(c, &["name", "formatted_name"]))
+                        .collect()
+                })
                 .unwrap_or_default();
             format!("[contacts] {}", names.join(", "))
         }
@@ -119,11 +132,28 @@ mod tests {
     #[test]
     fn renders_each_type() {
         assert_eq!(render(&json!({"type":"text","text":{"body":"hi"}})), "hi");
-        assert_eq!(render(&json!({"type":"image","image":{"caption":"cat"}})), "[image] cat");
-        assert_eq!(render(&json!({"type":"interactive","interactive":{"type":"button_reply","button_reply":{"id":"1","title":"Yes"}}})), "Yes");
-        assert_eq!(render(&json!({"type":"reaction","reaction":{"emoji":"👍"}})), "👍");
-        assert_eq!(render(&json!({"type":"template","template":{"name":"hello_world"}})), "[template] hello_world");
-        assert_eq!(render(&json!({"type":"order","order":{"text":"asap"}})), "asap");
+        assert_eq!(
+            render(&json!({"type":"image","image":{"caption":"cat"}})),
+            "[image] cat"
+        );
+        assert_eq!(
+            render(
+                &json!({"type":"interactive","interactive":{"type":"button_reply","button_reply":{"id":"1","title":"Yes"}}})
+            ),
+            "Yes"
+        );
+        assert_eq!(
+            render(&json!({"type":"reaction","reaction":{"emoji":"👍"}})),
+            "👍"
+        );
+        assert_eq!(
+            render(&json!({"type":"template","template":{"name":"hello_world"}})),
+            "[template] hello_world"
+        );
+        assert_eq!(
+            render(&json!({"type":"order","order":{"text":"asap"}})),
+            "asap"
+        );
         assert_eq!(render(&json!({"type":"unsupported"})), "[unsupported]");
     }
 }

@@ -8,9 +8,18 @@ use super::ingest::{self, IngestSettings, Recorded};
 use super::writer::Recording;
 use crate::store::{StoreResult, StoreTx};
 
-pub async fn apply(tx: &mut dyn StoreTx, recording: &Recording, settings: IngestSettings) -> StoreResult<()> {
+pub async fn apply(
+    tx: &mut dyn StoreTx,
+    recording: &Recording,
+    settings: IngestSettings,
+) -> StoreResult<()> {
     match recording {
-        Recording::Send { number, request, response, at } => {
+        Recording::Send {
+            number,
+            request,
+            response,
+            at,
+        } => {
             if request.get("status").and_then(Value::as_str) == Some("read") {
                 if let Some(wamid) = text(request, "message_id") {
                     ingest::mark_read(tx, number.internal_id, &wamid, *at).await?;
@@ -21,12 +30,19 @@ pub async fn apply(tx: &mut dyn StoreTx, recording: &Recording, settings: Ingest
                 return Ok(());
             };
             let who = recipient(request, response);
-            let recorded = Recorded { direction: "outbound", status: "pending", origin: "cloud_api" };
+            let recorded = Recorded {
+                direction: "outbound",
+                status: "pending",
+                origin: "cloud_api",
+            };
             ingest::record_message(tx, number, &message, &who, recorded, settings, *at).await
         }
-        Recording::Call { number, request, response, at } => {
-            super::calls::record_outbound(tx, number, request, response, *at).await
-        }
+        Recording::Call {
+            number,
+            request,
+            response,
+            at,
+        } => super::calls::record_outbound(tx, number, request, response, *at).await,
     }
 }
 
@@ -42,20 +58,39 @@ fn recipient(request: &Value, response: &Value) -> Identity {
         .and_then(|w| contacts::normalize_wa_id(&w));
     let bsuid = text(contact, "user_id")
         .or_else(|| to.filter(|_| to_is_bsuid))
-        .or_else(|| if wa_id.is_none() { recipient.filter(|r| contacts::is_bsuid(r)) } else { None });
-    Identity { wa_id, bsuid, ..Identity::default() }
+        .or_else(|| {
+            if wa_id.is_none() {
+                recipient.filter(|r| contacts::is_bsuid(r))
+            } else {
+                None
+            }
+        });
+    Identity {
+        wa_id,
+        bsuid,
+        ..Identity::default()
+    }
 }
 
 /// The stored shape of a send: Meta's message object (`id`, `timestamp`, `type`, `to`, the type's
 /// payload, `context`), with the send payload as given.
-fn outbound_message(request: &Value, response: &Value, at: chrono::DateTime<chrono::Utc>) -> Option<Value> {
+fn outbound_message(
+    request: &Value,
+    response: &Value,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Option<Value> {
     let wamid = response.pointer("/messages/0/id")?.as_str()?;
     let message_type = text(request, "type").unwrap_or_else(|| "text".into());
     let mut message = Map::new();
     message.insert("id".into(), json!(wamid));
     message.insert("timestamp".into(), json!(at.timestamp().to_string()));
     message.insert("type".into(), json!(message_type));
-    for key in ["to", "recipient", "recipient_type", "biz_opaque_callback_data"] {
+    for key in [
+        "to",
+        "recipient",
+        "recipient_type",
+        "biz_opaque_callback_data",
+    ] {
         if let Some(value) = request.get(key) {
             message.insert(key.into(), value.clone());
         }
@@ -78,10 +113,16 @@ mod tests {
 
     #[test]
     fn to_wins_over_recipient() {
-        let id = recipient(&json!({"to": "+1 555 0100", "recipient": "US.123"}), &json!({}));
+        let id = recipient(
+            &json!({"to": "+1 555 0100", "recipient": "US.123"}),
+            &json!({}),
+        );
         assert_eq!(id.wa_id.as_deref(), Some("15550100"));
         assert_eq!(id.bsuid, None);
-        let id = recipient(&json!({"recipient": "US.123"}), &json!({"contacts": [{"input": "US.123", "user_id": "US.123"}]}));
+        let id = recipient(
+            &json!({"recipient": "US.123"}),
+            &json!({"contacts": [{"input": "US.123", "user_id": "US.123"}]}),
+        );
         assert_eq!(id.bsuid.as_deref(), Some("US.123"));
         assert_eq!(id.wa_id, None);
     }

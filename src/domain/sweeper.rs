@@ -11,7 +11,8 @@ use crate::store::DynStore;
 const PARKED_STATUS_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 pub async fn run(store: DynStore, config: ConversationsConfig) {
-    let inactivity = chrono::Duration::from_std(config.inactivity).unwrap_or(chrono::Duration::hours(24));
+    let inactivity =
+        chrono::Duration::from_std(config.inactivity).unwrap_or(chrono::Duration::hours(24));
     let parked_ttl = chrono::Duration::from_std(PARKED_STATUS_TTL).expect("constant fits");
     let mut tick = tokio::time::interval(config.sweep_interval);
     loop {

@@ -27,9 +27,19 @@ use crate::store::{DynStore, StoreError, StoreResult, StoreTx};
 #[derive(Debug, Clone)]
 pub enum Recording {
     /// `POST {pnid}/messages` that Meta accepted (a send, or a `status: read`).
-    Send { number: RoutedNumber, request: Value, response: Value, at: DateTime<Utc> },
+    Send {
+        number: RoutedNumber,
+        request: Value,
+        response: Value,
+        at: DateTime<Utc>,
+    },
     /// `POST {pnid}/calls` with `action: connect` that Meta accepted.
-    Call { number: RoutedNumber, request: Value, response: Value, at: DateTime<Utc> },
+    Call {
+        number: RoutedNumber,
+        request: Value,
+        response: Value,
+        at: DateTime<Utc>,
+    },
 }
 
 impl Recording {
@@ -102,13 +112,23 @@ impl Writer {
             };
             tokio::spawn(shard.run(rx));
         }
-        let writer = Self { shards: Arc::new(senders), stats: stats.clone() };
-        tokio::spawn(retry_loop(writer.clone(), buffer, settings.retry_interval, stats));
+        let writer = Self {
+            shards: Arc::new(senders),
+            stats: stats.clone(),
+        };
+        tokio::spawn(retry_loop(
+            writer.clone(),
+            buffer,
+            settings.retry_interval,
+            stats,
+        ));
         writer
     }
 
     fn shard(&self, key: Option<Uuid>) -> &mpsc::Sender<Job> {
-        let index = key.map(|k| (k.as_u128() % self.shards.len() as u128) as usize).unwrap_or(0);
+        let index = key
+            .map(|k| (k.as_u128() % self.shards.len() as u128) as usize)
+            .unwrap_or(0);
         &self.shards[index]
     }
 
@@ -120,7 +140,8 @@ impl Writer {
             .send(Job::Ingest(Box::new(job), tx))
             .await
             .map_err(|_| StoreError::Unavailable("writer stopped".into()))?;
-        rx.await.map_err(|_| StoreError::Unavailable("writer stopped".into()))?
+        rx.await
+            .map_err(|_| StoreError::Unavailable("writer stopped".into()))?
     }
 
     /// Records what the proxy saw; returns once committed or buffered.
@@ -151,7 +172,9 @@ impl Shard {
     async fn apply(&self, tx: &mut dyn StoreTx, job: &Job, now: DateTime<Utc>) -> StoreResult<()> {
         match job {
             Job::Ingest(job, _) => ingest::apply(tx, job, self.settings.ingest, now).await,
-            Job::Record(recording, _) => super::recorder::apply(tx, recording, self.settings.ingest).await,
+            Job::Record(recording, _) => {
+                super::recorder::apply(tx, recording, self.settings.ingest).await
+            }
         }
     }
 
@@ -166,14 +189,24 @@ impl Shard {
 
     async fn run_batch(&self, batch: Vec<Job>) {
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
-        self.stats.jobs.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.stats
+            .jobs
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
         match self.try_batch(&batch).await {
-            Ok(()) => batch.into_iter().for_each(|job| finish(job, Ok(()), &self.buffer, &self.stats, &self.settings)),
+            Ok(()) => batch
+                .into_iter()
+                .for_each(|job| finish(job, Ok(()), &self.buffer, &self.stats, &self.settings)),
             Err(error @ StoreError::Unavailable(_)) => {
                 tracing::warn!(%error, jobs = batch.len(), "database unavailable; ingest refused, recordings buffered");
                 let message = error.to_string();
                 for job in batch {
-                    finish(job, Err(StoreError::Unavailable(message.clone())), &self.buffer, &self.stats, &self.settings);
+                    finish(
+                        job,
+                        Err(StoreError::Unavailable(message.clone())),
+                        &self.buffer,
+                        &self.stats,
+                        &self.settings,
+                    );
                 }
             }
             Err(error) if batch.len() > 1 => {
@@ -185,7 +218,15 @@ impl Shard {
             }
             Err(error) => {
                 tracing::error!(error = ?error, "write failed");
-                batch.into_iter().for_each(|job| finish(job, Err(StoreError::Other(anyhow::anyhow!("{error}"))), &self.buffer, &self.stats, &self.settings));
+                batch.into_iter().for_each(|job| {
+                    finish(
+                        job,
+                        Err(StoreError::Other(anyhow::anyhow!("{error}"))),
+                        &self.buffer,
+                        &self.stats,
+                        &self.settings,
+                    )
+                });
             }
         }
     }
@@ -210,11 +251,15 @@ fn finish(
                     if buffer.len() >= settings.retry_buffer {
                         buffer.pop_front();
                         stats.dropped_recordings.fetch_add(1, Ordering::Relaxed);
-                        tracing::error!("recording retry buffer full; dropped the oldest recording");
+                        tracing::error!(
+                            "recording retry buffer full; dropped the oldest recording"
+                        );
                     }
                     buffer.push_back(recording);
                     stats.buffered_recordings.fetch_add(1, Ordering::Relaxed);
-                    stats.buffer_depth.store(buffer.len() as u64, Ordering::Relaxed);
+                    stats
+                        .buffer_depth
+                        .store(buffer.len() as u64, Ordering::Relaxed);
                     Durability::Buffered
                 }
                 Err(error) => {
@@ -231,7 +276,12 @@ fn finish(
 }
 
 /// Re-submits buffered recordings while the database is back.
-async fn retry_loop(writer: Writer, buffer: Arc<Mutex<VecDeque<Recording>>>, every: Duration, stats: Arc<WriterStats>) {
+async fn retry_loop(
+    writer: Writer,
+    buffer: Arc<Mutex<VecDeque<Recording>>>,
+    every: Duration,
+    stats: Arc<WriterStats>,
+) {
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
@@ -256,7 +306,9 @@ async fn retry_loop(writer: Writer, buffer: Arc<Mutex<VecDeque<Recording>>>, eve
         if !rest.is_empty() {
             let mut buffer = buffer.lock().expect("buffer lock");
             buffer.extend(rest);
-            stats.buffer_depth.store(buffer.len() as u64, Ordering::Relaxed);
+            stats
+                .buffer_depth
+                .store(buffer.len() as u64, Ordering::Relaxed);
         }
     }
 }

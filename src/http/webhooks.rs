@@ -46,13 +46,21 @@ async fn verify(State(state): State<AppState>, Query(handshake): Query<Handshake
         && !expected.is_empty()
         && crypto::constant_time_eq(given.as_bytes(), expected.as_bytes());
     match (ok, handshake.challenge) {
-        (true, Some(challenge)) => ([(header::CONTENT_TYPE, "text/plain")], challenge).into_response(),
-        _ => error(StatusCode::FORBIDDEN, "verification failed: hub.verify_token does not match meta.verify_token"),
+        (true, Some(challenge)) => {
+            ([(header::CONTENT_TYPE, "text/plain")], challenge).into_response()
+        }
+        _ => error(
+            StatusCode::FORBIDDEN,
+            "verification failed: hub.verify_token does not match meta.verify_token",
+        ),
     }
 }
 
 fn signature_ok(state: &AppState, headers: &HeaderMap, body: &Bytes) -> bool {
-    let Some(signature) = headers.get("x-hub-signature-256").and_then(|v| v.to_str().ok()) else {
+    let Some(signature) = headers
+        .get("x-hub-signature-256")
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
     // Several app secrets may be configured; each is compared in constant time.
@@ -68,17 +76,32 @@ async fn receive(State(state): State<AppState>, request: Request) -> Response {
     let headers = request.headers().clone();
     let body = match read_limited(request, limit).await {
         Ok(body) => body,
-        Err(BodyError::TooLarge) => return error(StatusCode::PAYLOAD_TOO_LARGE, "webhook body exceeds meta.webhook_body_limit"),
-        Err(BodyError::Stalled) => return error(StatusCode::REQUEST_TIMEOUT, "webhook body stalled"),
+        Err(BodyError::TooLarge) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "webhook body exceeds meta.webhook_body_limit",
+            )
+        }
+        Err(BodyError::Stalled) => {
+            return error(StatusCode::REQUEST_TIMEOUT, "webhook body stalled")
+        }
         Err(BodyError::Read(message)) => return error(StatusCode::BAD_REQUEST, &message),
     };
     if state.config.meta.app_secrets().next().is_none() {
-        tracing::error!("webhook refused: meta.app_secret is not configured, so signatures cannot be checked");
-        return error(StatusCode::UNAUTHORIZED, "signature cannot be verified: meta.app_secret is not configured");
+        tracing::error!(
+            "webhook refused: meta.app_secret is not configured, so signatures cannot be checked"
+        );
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "signature cannot be verified: meta.app_secret is not configured",
+        );
     }
     if !signature_ok(&state, &headers, &body) {
         tracing::warn!("webhook refused: missing or invalid X-Hub-Signature-256");
-        return error(StatusCode::UNAUTHORIZED, "missing or invalid X-Hub-Signature-256");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "missing or invalid X-Hub-Signature-256",
+        );
     }
     let now = crate::store::now();
     let job = match ingest::prepare(&state.auth, &state.store, &body, now).await {

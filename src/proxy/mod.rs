@@ -121,10 +121,15 @@ async fn forward(state: &AppState, request: Request) -> Result<Response, GraphEr
     // Sends and calls are small JSON recorded from their bodies, so they are buffered;
     // everything else (media up to 100 MiB) streams through within server.media_body_limit.
     let record = (parts.method == Method::POST)
-        .then(|| match rest.strip_prefix(object_id).and_then(|r| r.strip_prefix('/')) {
-            Some("messages") => Some(RecordKind::Send),
-            Some("calls") => Some(RecordKind::Call),
-            _ => None,
+        .then(|| {
+            match rest
+                .strip_prefix(object_id)
+                .and_then(|r| r.strip_prefix('/'))
+            {
+                Some("messages") => Some(RecordKind::Send),
+                Some("calls") => Some(RecordKind::Call),
+                _ => None,
+            }
         })
         .flatten();
     let mut request_bytes = None;
@@ -195,7 +200,13 @@ enum RecordKind {
 
 /// Records an accepted send or call before the client gets Meta's answer (durable, or buffered
 /// when the database is down: the client must never be made to resend what Meta accepted).
-async fn record_exchange(state: &AppState, number: &NumberConfig, kind: RecordKind, request: &[u8], response: &[u8]) {
+async fn record_exchange(
+    state: &AppState,
+    number: &NumberConfig,
+    kind: RecordKind,
+    request: &[u8],
+    response: &[u8],
+) {
     let (Ok(request), Ok(response)) = (
         serde_json::from_slice::<serde_json::Value>(request),
         serde_json::from_slice::<serde_json::Value>(response),
@@ -209,12 +220,22 @@ async fn record_exchange(state: &AppState, number: &NumberConfig, kind: RecordKi
     };
     let at = crate::store::now();
     let recording = match kind {
-        RecordKind::Send => Recording::Send { number, request, response, at },
+        RecordKind::Send => Recording::Send {
+            number,
+            request,
+            response,
+            at,
+        },
         RecordKind::Call => {
             if request.get("action").and_then(serde_json::Value::as_str) != Some("connect") {
                 return;
             }
-            Recording::Call { number, request, response, at }
+            Recording::Call {
+                number,
+                request,
+                response,
+                at,
+            }
         }
     };
     if state.writer.record(recording).await == Durability::Buffered {

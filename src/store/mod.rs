@@ -19,10 +19,10 @@ use uuid::Uuid;
 
 pub(crate) use common::now;
 pub use models::*;
-pub use records::*;
-pub use tx::StoreTx;
 pub use postgres::PgStore;
+pub use records::*;
 pub use sqlite::SqliteStore;
+pub use tx::StoreTx;
 
 use crate::config::{Backend, DatabaseConfig};
 
@@ -56,12 +56,28 @@ impl From<sqlx::Error> for StoreError {
                     constraint: db.constraint().map(str::to_owned),
                 }
             }
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                StoreError::Unavailable(error.to_string())
+            sqlx::Error::Database(db) if is_transient(db.code().as_deref()) => {
+                StoreError::Unavailable(db.to_string())
             }
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(error.to_string()),
             other => StoreError::Other(anyhow::Error::new(other)),
         }
     }
+}
+
+/// Database error codes that mean "not now" rather than "never": SQLite busy/locked, PostgreSQL
+/// connection failures, shutdowns, lock timeouts and too many connections.
+fn is_transient(code: Option<&str>) -> bool {
+    let Some(code) = code else { return false };
+    matches!(
+        code,
+        "5" | "6" | "261" | "517" | "55P03" | "53300" | "57P01" | "57P02" | "57P03"
+    ) || code.starts_with("08")
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -107,7 +123,10 @@ pub trait Store: Send + Sync + 'static {
         business_account_id: &str,
     ) -> StoreResult<Vec<PhoneNumber>>;
     /// Numbers of a WABA in any project (routing WABA-level webhooks).
-    async fn find_phone_numbers_by_waba_any(&self, business_account_id: &str) -> StoreResult<Vec<PhoneNumber>>;
+    async fn find_phone_numbers_by_waba_any(
+        &self,
+        business_account_id: &str,
+    ) -> StoreResult<Vec<PhoneNumber>>;
     async fn find_phone_numbers_by_token_hash(
         &self,
         access_token_sha256: &str,
@@ -139,7 +158,10 @@ pub trait Store: Send + Sync + 'static {
         now: chrono::DateTime<chrono::Utc>,
     ) -> StoreResult<u64>;
     /// Drops statuses parked before `cutoff` whose message never arrived (sent outside wagate).
-    async fn delete_parked_statuses_before(&self, cutoff: chrono::DateTime<chrono::Utc>) -> StoreResult<u64>;
+    async fn delete_parked_statuses_before(
+        &self,
+        cutoff: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<u64>;
     async fn message(&self, number: Uuid, wamid: &str) -> StoreResult<Option<MessageRow>>;
     /// All messages of a number, oldest first (operators and tests; the API pages with cursors).
     async fn messages_of(&self, number: Uuid) -> StoreResult<Vec<MessageRow>>;
@@ -147,9 +169,16 @@ pub trait Store: Send + Sync + 'static {
     async fn conversations_of(&self, number: Uuid) -> StoreResult<Vec<ConversationRow>>;
     async fn calls_of(&self, number: Uuid) -> StoreResult<Vec<CallRow>>;
     /// `(kind, old, new)` identity changes of a contact, oldest first.
-    async fn identity_changes(&self, contact: Uuid) -> StoreResult<Vec<(String, Option<String>, Option<String>)>>;
+    async fn identity_changes(
+        &self,
+        contact: Uuid,
+    ) -> StoreResult<Vec<(String, Option<String>, Option<String>)>>;
     /// Newest raw webhook events, optionally of one state (`invalid_json`, `unrouted`, …).
-    async fn webhook_events(&self, state: Option<&str>, limit: i64) -> StoreResult<Vec<WebhookEventRow>>;
+    async fn webhook_events(
+        &self,
+        state: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<WebhookEventRow>>;
     async fn event_routes(&self, event_id: Uuid) -> StoreResult<Vec<EventRouteRow>>;
 }
 

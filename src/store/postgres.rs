@@ -24,7 +24,13 @@ impl PgStore {
     pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<Self> {
         let options = PgConnectOptions::from_str(config.url.expose_secret())
             .context("parsing database.url")?
-            .application_name("wagate");
+            .application_name("wagate")
+            // A write never waits on a lock longer than this: it fails as "unavailable" (503, or
+            // the retry buffer) instead of hanging a request.
+            .options([(
+                "lock_timeout",
+                format!("{}ms", config.busy_timeout.as_millis()),
+            )]);
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
             .acquire_timeout(config.acquire_timeout)

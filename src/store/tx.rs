@@ -14,8 +14,16 @@ pub trait StoreTx: Send {
     async fn insert_webhook_event(&mut self, event: &NewWebhookEvent) -> StoreResult<()>;
     async fn insert_event_route(&mut self, route: &EventRouteRow) -> StoreResult<()>;
 
-    async fn find_contact_by_bsuid(&mut self, number: Uuid, bsuid: &str) -> StoreResult<Option<ContactRow>>;
-    async fn find_contact_by_wa_id(&mut self, number: Uuid, wa_id: &str) -> StoreResult<Option<ContactRow>>;
+    async fn find_contact_by_bsuid(
+        &mut self,
+        number: Uuid,
+        bsuid: &str,
+    ) -> StoreResult<Option<ContactRow>>;
+    async fn find_contact_by_wa_id(
+        &mut self,
+        number: Uuid,
+        wa_id: &str,
+    ) -> StoreResult<Option<ContactRow>>;
     /// Inserts unless a contact with the same BSUID or wa_id exists; returns whether it inserted.
     async fn insert_contact(&mut self, contact: &ContactRow) -> StoreResult<bool>;
     async fn update_contact(&mut self, contact: &ContactRow) -> StoreResult<()>;
@@ -28,7 +36,11 @@ pub trait StoreTx: Send {
         at: DateTime<Utc>,
     ) -> StoreResult<()>;
 
-    async fn find_active_conversation(&mut self, number: Uuid, contact: Uuid) -> StoreResult<Option<ConversationRow>>;
+    async fn find_active_conversation(
+        &mut self,
+        number: Uuid,
+        contact: Uuid,
+    ) -> StoreResult<Option<ConversationRow>>;
     /// Inserts unless the contact already has an active conversation; returns whether it inserted.
     async fn insert_conversation(&mut self, conversation: &ConversationRow) -> StoreResult<bool>;
     async fn update_conversation(&mut self, conversation: &ConversationRow) -> StoreResult<()>;
@@ -38,9 +50,19 @@ pub trait StoreTx: Send {
     async fn find_message(&mut self, number: Uuid, wamid: &str) -> StoreResult<Option<MessageRow>>;
     /// Writes back status, processing status, errors, status history, contact and conversation.
     async fn update_message_state(&mut self, message: &MessageRow) -> StoreResult<()>;
-    async fn park_status(&mut self, number: Uuid, wamid: &str, status: &str, at: DateTime<Utc>) -> StoreResult<()>;
+    async fn park_status(
+        &mut self,
+        number: Uuid,
+        wamid: &str,
+        status: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()>;
     /// Removes and returns the statuses parked for a message, oldest first.
-    async fn take_parked_statuses(&mut self, number: Uuid, wamid: &str) -> StoreResult<Vec<ParkedStatusRow>>;
+    async fn take_parked_statuses(
+        &mut self,
+        number: Uuid,
+        wamid: &str,
+    ) -> StoreResult<Vec<ParkedStatusRow>>;
 
     async fn find_call(&mut self, number: Uuid, call_id: &str) -> StoreResult<Option<CallRow>>;
     async fn insert_call(&mut self, call: &CallRow) -> StoreResult<bool>;
@@ -59,14 +81,17 @@ pub trait StoreTx: Send {
 pub(crate) const CONTACT_COLUMNS: &str = "id, project_id, phone_number_internal_id, wa_id, \
     business_scoped_user_id, parent_business_scoped_user_id, username, profile_name, display_name, \
     customer_id, metadata, created_at, updated_at";
-pub(crate) const CONVERSATION_COLUMNS: &str = "id, project_id, phone_number_internal_id, contact_id, \
+pub(crate) const CONVERSATION_COLUMNS: &str =
+    "id, project_id, phone_number_internal_id, contact_id, \
     status, last_active_at, ended_at, messages_count, last_message_id, last_message_type, \
     last_message_timestamp, last_message_text, last_inbound_at, last_outbound_at, metadata, \
     created_at, updated_at";
-pub(crate) const MESSAGE_COLUMNS: &str = "id, project_id, phone_number_internal_id, wamid, direction, \
+pub(crate) const MESSAGE_COLUMNS: &str =
+    "id, project_id, phone_number_internal_id, wamid, direction, \
     message_type, status, processing_status, origin, meta_timestamp, contact_id, conversation_id, \
     has_media, body, content, errors, statuses, created_at, updated_at";
-pub(crate) const CALL_COLUMNS: &str = "id, project_id, phone_number_internal_id, call_id, direction, \
+pub(crate) const CALL_COLUMNS: &str =
+    "id, project_id, phone_number_internal_id, call_id, direction, \
     status, from_number, to_number, contact_id, conversation_id, started_at, session_started_at, \
     ended_at, duration_seconds, events, created_at, updated_at";
 

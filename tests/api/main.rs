@@ -6,6 +6,8 @@ mod helpers;
 mod cli;
 mod emulator;
 mod hygiene;
+mod ingest;
+mod outage;
 mod platform_phone_numbers;
 mod proxy;
 mod receiver;

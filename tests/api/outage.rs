@@ -1,0 +1,109 @@
+//! Database outages: webhooks get 503 (Meta retries) and succeed after recovery; sends still get
+//! Meta's answer and are written from the retry buffer once the database is back.
+
+use std::time::Duration;
+
+use serde_json::json;
+use sqlx::Connection as _;
+use wagate::config::Backend;
+
+use crate::ingest::{Env, PNID, WABA};
+
+/// Holds a lock that blocks every write of the app until released.
+enum Blocker {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl Blocker {
+    async fn hold(env: &Env) -> Self {
+        use secrecy::ExposeSecret as _;
+        let url = env.app.config.database.url.expose_secret().to_owned();
+        if url.starts_with("sqlite") {
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            sqlx::query("begin exclusive")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            Self::Sqlite(conn)
+        } else {
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            sqlx::query("begin").execute(&mut conn).await.unwrap();
+            sqlx::query("lock table webhook_events, messages in access exclusive mode")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            Self::Postgres(conn)
+        }
+    }
+
+    async fn release(self) {
+        match self {
+            Self::Sqlite(mut conn) => {
+                sqlx::query("rollback").execute(&mut conn).await.unwrap();
+            }
+            Self::Postgres(mut conn) => {
+                sqlx::query("rollback").execute(&mut conn).await.unwrap();
+            }
+        }
+    }
+}
+
+fn inbound(wamid: &str) -> Vec<u8> {
+    json!({"object": "whatsapp_business_account", "entry": [{"id": WABA, "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550000001", "phone_number_id": PNID},
+        "contacts": [{"profile": {"name": "Ada"}, "wa_id": "15551234567"}],
+        "messages": [{"from": "15551234567", "id": wamid, "timestamp": "1750000000", "type": "text", "text": {"body": "during the outage"}}]
+    }}]}]})
+    .to_string()
+    .into_bytes()
+}
+
+async fn outage_then_recovery(backend: Backend) {
+    let env = Env::start_with(backend, |c| {
+        c.database.busy_timeout = Duration::from_millis(300);
+        c.writer.retry_interval = Duration::from_millis(200);
+    })
+    .await;
+    // Warm the caches so the proxy needs no database for auth and routing.
+    let warm = env.send_text("15551234567").await;
+    env.wait_message(&warm, |_| true).await;
+
+    let blocker = Blocker::hold(&env).await;
+    let body = inbound("wamid.OUTAGE1");
+    let refused = env.post_signed(&body).await;
+    assert_eq!(refused.status(), 503, "Meta must retry later");
+    // A send still returns Meta's answer: the client must not resend what Meta accepted.
+    let wamid = env.send_text("15551234567").await;
+    assert!(wamid.starts_with("wamid."));
+    blocker.release().await;
+
+    // Meta's retry of the same bytes now succeeds, and the buffered send is written.
+    assert_eq!(env.post_signed(&body).await.status(), 200);
+    assert!(env
+        .app
+        .store
+        .message(env.number, "wamid.OUTAGE1")
+        .await
+        .unwrap()
+        .is_some());
+    let row = env.wait_message(&wamid, |_| true).await;
+    assert_eq!(row.direction, "outbound");
+    let stored = env.messages().await;
+    assert_eq!(
+        stored.iter().filter(|m| m.wamid == "wamid.OUTAGE1").count(),
+        1
+    );
+}
+
+mod outage_then_recovery {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::outage_then_recovery(wagate::config::Backend::Sqlite).await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::outage_then_recovery(wagate::config::Backend::Postgres).await
+    }
+}
