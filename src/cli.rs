@@ -70,6 +70,23 @@ pub enum AdminCommand {
     /// Project API keys.
     #[command(subcommand, name = "api-keys")]
     ApiKeys(ApiKeysCommand),
+    /// Raw webhook events as Meta delivered them (failed and unrouted ones included).
+    #[command(subcommand, name = "webhook-events")]
+    WebhookEvents(WebhookEventsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhookEventsCommand {
+    /// Newest events first.
+    List {
+        /// Only this state: processed, invalid_json or unrouted.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        #[command(flatten)]
+        output: Output,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -243,6 +260,34 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
                         k.id,
                         k.display_prefix,
                         iso(k.created_at)
+                    );
+                }
+            }
+        }
+        AdminCommand::WebhookEvents(WebhookEventsCommand::List {
+            state,
+            limit,
+            output,
+        }) => {
+            let events = store
+                .webhook_events(state.as_deref(), limit.clamp(1, 1000))
+                .await?;
+            for event in events {
+                let body = String::from_utf8_lossy(&event.body);
+                if output.json {
+                    println!(
+                        "{}",
+                        json!({"id": event.id, "received_at": iso(event.received_at), "state": event.state,
+                               "error": event.error, "body": body})
+                    );
+                } else {
+                    let preview: String = body.chars().take(120).collect();
+                    let error = event.error.map(|e| format!(" ({e})")).unwrap_or_default();
+                    println!(
+                        "{}  {}  {}{error}  {preview}",
+                        iso(event.received_at),
+                        event.id,
+                        event.state
                     );
                 }
             }

@@ -16,6 +16,7 @@ mod sandbox_mode;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod telemetry_metrics;
 pub mod time;
 
 use std::future::Future;
@@ -45,6 +46,7 @@ impl App {
     /// Opens the store (migrating it), loads the master key, bootstraps an empty database and
     /// binds `server.listen` (port 0 picks a free port, as tests do).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        telemetry_metrics::handle();
         let store = store::connect(&config.database).await?;
         let secrets = SecretBox::new(&load_master_key(&config)?);
         let bootstrap = if config.security.bootstrap_default_project {

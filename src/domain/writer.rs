@@ -189,6 +189,8 @@ impl Shard {
 
     async fn run_batch(&self, batch: Vec<Job>) {
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("wagate_writer_batches_total").increment(1);
+        metrics::histogram!("wagate_writer_batch_size").record(batch.len() as f64);
         self.stats
             .jobs
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -251,12 +253,15 @@ fn finish(
                     if buffer.len() >= settings.retry_buffer {
                         buffer.pop_front();
                         stats.dropped_recordings.fetch_add(1, Ordering::Relaxed);
+                        metrics::counter!("wagate_recordings_dropped_total").increment(1);
                         tracing::error!(
                             "recording retry buffer full; dropped the oldest recording"
                         );
                     }
                     buffer.push_back(recording);
                     stats.buffered_recordings.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("wagate_recordings_buffered_total").increment(1);
+                    metrics::gauge!("wagate_recording_buffer_depth").set(buffer.len() as f64);
                     stats
                         .buffer_depth
                         .store(buffer.len() as u64, Ordering::Relaxed);
@@ -288,6 +293,7 @@ async fn retry_loop(
         let pending: Vec<Recording> = {
             let mut buffer = buffer.lock().expect("buffer lock");
             stats.buffer_depth.store(0, Ordering::Relaxed);
+            metrics::gauge!("wagate_recording_buffer_depth").set(0.0);
             buffer.drain(..).collect()
         };
         if pending.is_empty() {

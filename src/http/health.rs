@@ -12,6 +12,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(live))
         .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
 }
 
 /// The process is up and serving HTTP.
@@ -34,4 +35,15 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
             )
         }
     }
+}
+
+/// Prometheus text format.
+async fn metrics() -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        crate::telemetry_metrics::handle().render(),
+    )
 }

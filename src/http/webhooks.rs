@@ -112,6 +112,8 @@ async fn receive(State(state): State<AppState>, request: Request) -> Response {
     let routes = job.routes.len();
     match state.writer.ingest(job).await {
         Ok(()) => {
+            metrics::counter!("wagate_webhook_events_total", "state" => state_name.clone())
+                .increment(1);
             tracing::info!(state = %state_name, routes, "webhook ingested");
             (StatusCode::OK, Json(json!({ "success": true }))).into_response()
         }

@@ -241,6 +241,30 @@ async fn invalid_json_and_unknown_numbers_are_kept(backend: Backend) {
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].body, b"{not json");
     assert!(failed[0].error.as_deref().unwrap().contains("not JSON"));
+    // Operators see it from the command line.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_wagate"))
+        .args([
+            "admin",
+            "webhook-events",
+            "list",
+            "--state",
+            "invalid_json",
+            "--json",
+        ])
+        .env(
+            "WAGATE__DATABASE__URL",
+            secrecy::ExposeSecret::expose_secret(&env.app.config.database.url),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let listed: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(listed["state"], "invalid_json");
+    assert_eq!(listed["body"], "{not json");
 
     let unknown = envelope(
         "messages",

@@ -90,6 +90,20 @@ async fn outage_then_recovery(backend: Backend) {
         .is_some());
     let row = env.wait_message(&wamid, |_| true).await;
     assert_eq!(row.direction, "outbound");
+    // The buffered recording was counted.
+    let metrics = env
+        .http
+        .get(env.app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("wagate_recordings_buffered_total"),
+        "{metrics}"
+    );
     let stored = env.messages().await;
     assert_eq!(
         stored.iter().filter(|m| m.wamid == "wamid.OUTAGE1").count(),
