@@ -15,6 +15,7 @@ pub mod sandbox;
 mod sandbox_mode;
 pub mod state;
 pub mod store;
+pub mod stored;
 pub mod telemetry;
 pub mod telemetry_metrics;
 pub mod time;

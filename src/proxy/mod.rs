@@ -98,6 +98,23 @@ async fn forward(state: &AppState, request: Request) -> Result<Response, GraphEr
         )));
     }
     let caller = authenticate(state, request.headers()).await?;
+    if let Some(route) = crate::stored::route(request.method(), rest) {
+        let limit = state.config.server.json_body_limit;
+        let (parts, body) = request.into_parts();
+        let too_large = declared_too_large(&parts.headers, limit);
+        let body = request_body::read_body(body, too_large, limit)
+            .await
+            .map_err(|e| body_error(e, limit))?;
+        let stored_request = crate::stored::Request {
+            state,
+            caller: &caller,
+            query: crate::stored::Query::parse(query.as_deref()),
+            headers: &parts.headers,
+            path: &path,
+            body,
+        };
+        return crate::stored::handle(stored_request, route).await;
+    }
     let mut segments = rest.split('/');
     let object_id = segments.next().unwrap_or("");
     let has_edge = segments.any(|s| !s.is_empty());

@@ -239,6 +239,11 @@ macro_rules! impl_common_store {
                     .await?)
             }
 
+            async fn phone_number_by_internal_id(&self, internal_id: uuid::Uuid) -> $crate::store::StoreResult<Option<$crate::store::PhoneNumber>> {
+                let sql = format!("select {} from phone_numbers where internal_id = $1", $crate::store::common::PHONE_NUMBER_COLUMNS);
+                Ok(sqlx::query_as(&sql).bind(internal_id).fetch_optional(&self.pool).await?)
+            }
+
             async fn find_phone_numbers_by_waba_any(
                 &self,
                 business_account_id: &str,
@@ -414,6 +419,71 @@ macro_rules! impl_common_store {
                      from webhook_event_routes where event_id = $1 order by id",
                 )
                 .bind(event_id).fetch_all(&self.pool).await?)
+            }
+
+            async fn list_messages(&self, number: uuid::Uuid, filter: &$crate::store::MessageFilter, seek: $crate::store::Seek, limit: u32) -> $crate::store::StoreResult<Vec<$crate::store::MessageRow>> {
+                let sql = $crate::store::lists::message_sql(number, filter, seek, limit);
+                Ok($crate::store::lists::bind_args!(sqlx::query_as(&sql.text), &sql.args).fetch_all(&self.pool).await?)
+            }
+
+            async fn list_conversations(&self, number: uuid::Uuid, filter: &$crate::store::ConversationFilter, seek: $crate::store::Seek, limit: u32) -> $crate::store::StoreResult<Vec<$crate::store::ConversationRow>> {
+                let sql = $crate::store::lists::conversation_sql(number, filter, seek, limit);
+                Ok($crate::store::lists::bind_args!(sqlx::query_as(&sql.text), &sql.args).fetch_all(&self.pool).await?)
+            }
+
+            async fn list_contacts(&self, number: uuid::Uuid, filter: &$crate::store::ContactFilter, seek: $crate::store::Seek, limit: u32) -> $crate::store::StoreResult<Vec<$crate::store::ContactRow>> {
+                let sql = $crate::store::lists::contact_sql(number, filter, seek, limit);
+                Ok($crate::store::lists::bind_args!(sqlx::query_as(&sql.text), &sql.args).fetch_all(&self.pool).await?)
+            }
+
+            async fn list_calls(&self, number: uuid::Uuid, filter: &$crate::store::CallFilter, seek: $crate::store::Seek, limit: u32) -> $crate::store::StoreResult<Vec<$crate::store::CallRow>> {
+                let sql = $crate::store::lists::call_sql(number, filter, seek, limit);
+                Ok($crate::store::lists::bind_args!(sqlx::query_as(&sql.text), &sql.args).fetch_all(&self.pool).await?)
+            }
+
+            async fn conversation(&self, id: uuid::Uuid) -> $crate::store::StoreResult<Option<$crate::store::ConversationRow>> {
+                let sql = format!("select {} from conversations where id = $1", $crate::store::tx::CONVERSATION_COLUMNS);
+                Ok(sqlx::query_as(&sql).bind(id).fetch_optional(&self.pool).await?)
+            }
+
+            async fn contacts_by_ids(&self, ids: &[uuid::Uuid]) -> $crate::store::StoreResult<Vec<$crate::store::ContactRow>> {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+                let sql = format!("select {} from contacts where id in ({})", $crate::store::tx::CONTACT_COLUMNS, placeholders.join(", "));
+                let mut query = sqlx::query_as(&sql);
+                for id in ids {
+                    query = query.bind(*id);
+                }
+                Ok(query.fetch_all(&self.pool).await?)
+            }
+
+            async fn call(&self, number: uuid::Uuid, call_id: &str) -> $crate::store::StoreResult<Option<$crate::store::CallRow>> {
+                let sql = format!("select {} from calls where phone_number_internal_id = $1 and call_id = $2", $crate::store::tx::CALL_COLUMNS);
+                Ok(sqlx::query_as(&sql).bind(number).bind(call_id).fetch_optional(&self.pool).await?)
+            }
+
+            async fn set_conversation_status(&self, id: uuid::Uuid, status: &str, now: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<()> {
+                // Reopening an ended conversation while the contact already has another active one
+                // would break "one active per contact": the unique index refuses it (Conflict).
+                let result = sqlx::query(
+                    "update conversations set status = $2, ended_at = case when $2 = 'ended' then coalesce(ended_at, $3) else null end, \
+                     updated_at = $3 where id = $1",
+                )
+                .bind(id).bind(status).bind(now)
+                .execute(&self.pool).await?;
+                if result.rows_affected() == 0 {
+                    return Err($crate::store::StoreError::NotFound);
+                }
+                Ok(())
+            }
+
+            async fn save_contact(&self, c: &$crate::store::ContactRow) -> $crate::store::StoreResult<()> {
+                sqlx::query("update contacts set profile_name = $2, display_name = $3, customer_id = $4, metadata = $5, updated_at = $6 where id = $1")
+                    .bind(c.id).bind(&c.profile_name).bind(&c.display_name).bind(c.customer_id).bind(&c.metadata).bind(c.updated_at)
+                    .execute(&self.pool).await?;
+                Ok(())
             }
 
             async fn delete_phone_number(

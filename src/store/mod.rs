@@ -6,6 +6,7 @@
 //! leave this module: callers see domain models and [`StoreError`].
 
 mod common;
+pub(crate) mod lists;
 mod models;
 mod postgres;
 mod records;
@@ -18,6 +19,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 pub(crate) use common::now;
+pub use lists::{CallFilter, ContactFilter, ConversationFilter, MessageFilter, Seek};
 pub use models::*;
 pub use postgres::PgStore;
 pub use records::*;
@@ -122,6 +124,10 @@ pub trait Store: Send + Sync + 'static {
         project_id: Uuid,
         business_account_id: &str,
     ) -> StoreResult<Vec<PhoneNumber>>;
+    async fn phone_number_by_internal_id(
+        &self,
+        internal_id: Uuid,
+    ) -> StoreResult<Option<PhoneNumber>>;
     /// Numbers of a WABA in any project (routing WABA-level webhooks).
     async fn find_phone_numbers_by_waba_any(
         &self,
@@ -180,6 +186,48 @@ pub trait Store: Send + Sync + 'static {
         limit: i64,
     ) -> StoreResult<Vec<WebhookEventRow>>;
     async fn event_routes(&self, event_id: Uuid) -> StoreResult<Vec<EventRouteRow>>;
+
+    // Keyset lists (at most `limit` rows; `Seek::Before` pages come back oldest first).
+    async fn list_messages(
+        &self,
+        number: Uuid,
+        filter: &MessageFilter,
+        seek: Seek,
+        limit: u32,
+    ) -> StoreResult<Vec<MessageRow>>;
+    async fn list_conversations(
+        &self,
+        number: Uuid,
+        filter: &ConversationFilter,
+        seek: Seek,
+        limit: u32,
+    ) -> StoreResult<Vec<ConversationRow>>;
+    async fn list_contacts(
+        &self,
+        number: Uuid,
+        filter: &ContactFilter,
+        seek: Seek,
+        limit: u32,
+    ) -> StoreResult<Vec<ContactRow>>;
+    async fn list_calls(
+        &self,
+        number: Uuid,
+        filter: &CallFilter,
+        seek: Seek,
+        limit: u32,
+    ) -> StoreResult<Vec<CallRow>>;
+    async fn conversation(&self, id: Uuid) -> StoreResult<Option<ConversationRow>>;
+    async fn contacts_by_ids(&self, ids: &[Uuid]) -> StoreResult<Vec<ContactRow>>;
+    async fn call(&self, number: Uuid, call_id: &str) -> StoreResult<Option<CallRow>>;
+    /// Sets a conversation's status (`active`/`ended`); ending stamps `ended_at`.
+    async fn set_conversation_status(
+        &self,
+        id: Uuid,
+        status: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<()>;
+    /// Writes back a contact's editable fields.
+    async fn save_contact(&self, contact: &ContactRow) -> StoreResult<()>;
 }
 
 pub type DynStore = Arc<dyn Store>;

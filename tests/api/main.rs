@@ -12,3 +12,4 @@ mod platform_phone_numbers;
 mod proxy;
 mod receiver;
 mod store;
+mod stored;

@@ -1,0 +1,464 @@
+//! Stored-data reads and updates under the Graph mounts (design §2, §4–7): messages,
+//! conversations, contacts and calls, with Graph cursors and `fields=kapso(…)`. The proxy hands a
+//! request here when its method and path name one of these routes; everything else passes through.
+
+mod fields;
+mod filters;
+mod paging;
+mod present;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::auth::{Caller, NumberConfig};
+use crate::http::graph_error::GraphError;
+use crate::proxy::resolve::reachable_number;
+use crate::state::AppState;
+use crate::store::{ContactFilter, ContactRow, Seek};
+
+pub use paging::Query;
+
+/// A stored-data route, recognised from the method and the path after the version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Messages { pnid: String },
+    Message { pnid: String, wamid: String },
+    Conversations { pnid: String },
+    Conversation { pnid: Option<String>, id: String },
+    UpdateConversation { id: String },
+    Contacts { pnid: String },
+    Contact { pnid: String, key: String },
+    UpdateContact { pnid: Option<String>, key: String },
+    Calls { pnid: Option<String> },
+    Call { call_id: String },
+}
+
+pub fn route(method: &Method, rest: &str) -> Option<Route> {
+    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    // Path segments arrive percent-encoded (`%2B15551234567`); ids are compared decoded.
+    let s = |i: usize| {
+        percent_encoding::percent_decode_str(segments[i])
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    Some(match (method.as_str(), segments.as_slice()) {
+        ("GET", [_, "messages"]) => Route::Messages { pnid: s(0) },
+        ("GET", [_, "messages", _]) => Route::Message {
+            pnid: s(0),
+            wamid: s(2),
+        },
+        ("GET", ["conversations", _]) => Route::Conversation {
+            pnid: None,
+            id: s(1),
+        },
+        ("PATCH", ["conversations", _]) => Route::UpdateConversation { id: s(1) },
+        ("GET", [_, "conversations"]) => Route::Conversations { pnid: s(0) },
+        ("GET", [_, "conversations", _]) => Route::Conversation {
+            pnid: Some(s(0)),
+            id: s(2),
+        },
+        ("PATCH", ["contacts", _]) => Route::UpdateContact {
+            pnid: None,
+            key: s(1),
+        },
+        ("GET", [_, "contacts"]) => Route::Contacts { pnid: s(0) },
+        ("GET", [_, "contacts", _]) => Route::Contact {
+            pnid: s(0),
+            key: s(2),
+        },
+        ("PATCH", [_, "contacts", _]) => Route::UpdateContact {
+            pnid: Some(s(0)),
+            key: s(2),
+        },
+        ("GET", ["calls"]) => Route::Calls { pnid: None },
+        ("GET", ["calls", _]) => Route::Call { call_id: s(1) },
+        ("GET", [_, "calls"]) => Route::Calls { pnid: Some(s(0)) },
+        _ => return None,
+    })
+}
+
+/// Everything a stored-data handler needs from the request.
+pub struct Request<'a> {
+    pub state: &'a AppState,
+    pub caller: &'a Caller,
+    pub query: Query,
+    pub headers: &'a HeaderMap,
+    pub path: &'a str,
+    pub body: Bytes,
+}
+
+impl Request<'_> {
+    async fn number(&self, pnid: &str) -> Result<Arc<NumberConfig>, GraphError> {
+        reachable_number(&self.state.auth, self.caller, pnid)
+            .await?
+            .ok_or_else(|| GraphError::unreachable_object(pnid))
+    }
+
+    /// `phone_number_id` from the query (the `calls?phone_number_id=` forms).
+    async fn number_from_query(&self) -> Result<Arc<NumberConfig>, GraphError> {
+        let pnid = self
+            .query
+            .get("phone_number_id")
+            .ok_or_else(|| {
+                GraphError::invalid_parameter("phone_number_id: required as a query parameter")
+            })?
+            .to_owned();
+        self.number(&pnid).await
+    }
+
+    /// The caller's number with this internal id, if they may reach it.
+    async fn number_by_internal_id(
+        &self,
+        internal_id: Uuid,
+    ) -> Result<Option<Arc<NumberConfig>>, GraphError> {
+        let Some(row) = self
+            .state
+            .store
+            .phone_number_by_internal_id(internal_id)
+            .await?
+        else {
+            return Ok(None);
+        };
+        reachable_number(&self.state.auth, self.caller, &row.phone_number_id).await
+    }
+
+    /// Absolute URL of this list, for `paging.next`/`previous`.
+    fn base_url(&self) -> String {
+        let origin = match self.state.config.public_url() {
+            Some(url) => url.to_owned(),
+            None => {
+                let host = self
+                    .headers
+                    .get("host")
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or("localhost");
+                let scheme = self
+                    .headers
+                    .get("x-forwarded-proto")
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or("http");
+                format!("{scheme}://{host}")
+            }
+        };
+        format!("{origin}{}", self.path)
+    }
+
+    fn list_context(
+        &self,
+        kind: &'static str,
+        number: Uuid,
+        request: paging::PageRequest,
+    ) -> paging::ListContext<'_> {
+        paging::ListContext {
+            kind,
+            number,
+            request,
+            base_url: self.base_url(),
+            query: &self.query,
+        }
+    }
+
+    fn fields(&self) -> Result<fields::KapsoFields, GraphError> {
+        fields::parse(self.query.get("fields")).map_err(GraphError::invalid_parameter)
+    }
+
+    async fn contacts(
+        &self,
+        ids: impl Iterator<Item = Option<Uuid>>,
+    ) -> Result<HashMap<Uuid, ContactRow>, GraphError> {
+        let mut ids: Vec<Uuid> = ids.flatten().collect();
+        ids.sort();
+        ids.dedup();
+        let rows = self.state.store.contacts_by_ids(&ids).await?;
+        Ok(rows.into_iter().map(|c| (c.id, c)).collect())
+    }
+}
+
+fn ok(value: Value) -> Response {
+    Json(value).into_response()
+}
+
+fn success() -> Response {
+    ok(json!({ "success": true }))
+}
+
+pub async fn handle(request: Request<'_>, route: Route) -> Result<Response, GraphError> {
+    match route {
+        Route::Messages { pnid } => {
+            let number = request.number(&pnid).await?;
+            let fields = request.fields()?;
+            let filter = filters::messages(&request.query)?;
+            let page = paging::parse(&request.query, "m", number.internal_id)?;
+            let rows = request
+                .state
+                .store
+                .list_messages(number.internal_id, &filter, page.seek, page.limit + 1)
+                .await?;
+            let contacts = request.contacts(rows.iter().map(|r| r.contact_id)).await?;
+            let body = paging::envelope(
+                rows,
+                &request.list_context("m", number.internal_id, page),
+                |r| (r.created_at, r.id),
+                |r| present::message(r, r.contact_id.and_then(|id| contacts.get(&id)), &fields),
+            );
+            Ok(ok(body))
+        }
+        Route::Message { pnid, wamid } => {
+            let number = request.number(&pnid).await?;
+            let fields = request.fields()?;
+            let row = request
+                .state
+                .store
+                .message(number.internal_id, &wamid)
+                .await?
+                .ok_or_else(|| GraphError::unreachable_object(&wamid))?;
+            let contacts = request.contacts(std::iter::once(row.contact_id)).await?;
+            Ok(ok(present::message(
+                &row,
+                row.contact_id.and_then(|id| contacts.get(&id)),
+                &fields,
+            )))
+        }
+        Route::Conversations { pnid } => {
+            let number = request.number(&pnid).await?;
+            let fields = request.fields()?;
+            let filter = filters::conversations(&request.query)?;
+            let page = paging::parse(&request.query, "v", number.internal_id)?;
+            let rows = request
+                .state
+                .store
+                .list_conversations(number.internal_id, &filter, page.seek, page.limit + 1)
+                .await?;
+            let contacts = request
+                .contacts(rows.iter().map(|r| Some(r.contact_id)))
+                .await?;
+            let body = paging::envelope(
+                rows,
+                &request.list_context("v", number.internal_id, page),
+                |r| (r.last_active_at, r.id),
+                |r| {
+                    present::conversation(
+                        r,
+                        contacts.get(&r.contact_id),
+                        &number.phone_number_id,
+                        &fields,
+                    )
+                },
+            );
+            Ok(ok(body))
+        }
+        Route::Conversation { pnid, id } => {
+            let fields = request.fields()?;
+            let (conversation, number) = find_conversation(&request, pnid.as_deref(), &id).await?;
+            let contacts = request
+                .contacts(std::iter::once(Some(conversation.contact_id)))
+                .await?;
+            Ok(ok(present::conversation(
+                &conversation,
+                contacts.get(&conversation.contact_id),
+                &number.phone_number_id,
+                &fields,
+            )))
+        }
+        Route::UpdateConversation { id } => {
+            let (conversation, _) = find_conversation(&request, None, &id).await?;
+            let body: Value = parse_body(&request.body)?;
+            let status = match body.get("status").and_then(Value::as_str) {
+                Some(s @ ("active" | "ended")) => s,
+                _ => {
+                    return Err(GraphError::invalid_parameter(
+                        "status: must be \"active\" or \"ended\"",
+                    ))
+                }
+            };
+            match request
+                .state
+                .store
+                .set_conversation_status(conversation.id, status, crate::store::now())
+                .await
+            {
+                Ok(()) => Ok(success()),
+                Err(crate::store::StoreError::Conflict { .. }) => {
+                    Err(GraphError::invalid_parameter(
+                        "status: the contact already has another active conversation; end it first",
+                    ))
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        Route::Contacts { pnid } => {
+            let number = request.number(&pnid).await?;
+            let fields = request.fields()?;
+            let filter = filters::contacts(&request.query)?;
+            let page = paging::parse(&request.query, "c", number.internal_id)?;
+            let rows = request
+                .state
+                .store
+                .list_contacts(number.internal_id, &filter, page.seek, page.limit + 1)
+                .await?;
+            let body = paging::envelope(
+                rows,
+                &request.list_context("c", number.internal_id, page),
+                |r| (r.created_at, r.id),
+                |r| present::contact(r, &number.phone_number_id, &fields),
+            );
+            Ok(ok(body))
+        }
+        Route::Contact { pnid, key } => {
+            let number = request.number(&pnid).await?;
+            let fields = request.fields()?;
+            let contact = find_contact(&request, &number, &key).await?;
+            Ok(ok(present::contact(
+                &contact,
+                &number.phone_number_id,
+                &fields,
+            )))
+        }
+        Route::UpdateContact { pnid, key } => {
+            let body: Value = parse_body(&request.body)?;
+            // The Python SDK names the number in the body; the JS SDK in the path.
+            let pnid = match pnid {
+                Some(pnid) => pnid,
+                None => body
+                    .get("phone_number_id")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        GraphError::invalid_parameter("phone_number_id: required in the body")
+                    })?
+                    .to_owned(),
+            };
+            let number = request.number(&pnid).await?;
+            let mut contact = find_contact(&request, &number, &key).await?;
+            filters::apply_contact_patch(&request.state.store, &number, &mut contact, &body)
+                .await?;
+            request.state.store.save_contact(&contact).await?;
+            Ok(success())
+        }
+        Route::Calls { pnid } => {
+            let number = match pnid {
+                Some(pnid) => request.number(&pnid).await?,
+                None => request.number_from_query().await?,
+            };
+            let filter = filters::calls(&request.query)?;
+            let page = paging::parse(&request.query, "l", number.internal_id)?;
+            let rows = request
+                .state
+                .store
+                .list_calls(number.internal_id, &filter, page.seek, page.limit + 1)
+                .await?;
+            let contacts = request.contacts(rows.iter().map(|r| r.contact_id)).await?;
+            let body = paging::envelope(
+                rows,
+                &request.list_context("l", number.internal_id, page),
+                |r| (r.started_at, r.id),
+                |r| {
+                    present::call(
+                        r,
+                        r.contact_id.and_then(|id| contacts.get(&id)),
+                        &number.phone_number_id,
+                    )
+                },
+            );
+            Ok(ok(body))
+        }
+        Route::Call { call_id } => {
+            let number = request.number_from_query().await?;
+            let call = request
+                .state
+                .store
+                .call(number.internal_id, &call_id)
+                .await?
+                .ok_or_else(|| GraphError::unreachable_object(&call_id))?;
+            let contacts = request.contacts(std::iter::once(call.contact_id)).await?;
+            Ok(ok(present::call(
+                &call,
+                call.contact_id.and_then(|id| contacts.get(&id)),
+                &number.phone_number_id,
+            )))
+        }
+    }
+}
+
+fn parse_body(body: &Bytes) -> Result<Value, GraphError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| GraphError::invalid_parameter(format!("body: not valid JSON ({e})")))?;
+    if !value.is_object() {
+        return Err(GraphError::invalid_parameter("body: must be a JSON object"));
+    }
+    Ok(value)
+}
+
+/// A conversation the caller may reach (and, with a path number, of that number).
+async fn find_conversation(
+    request: &Request<'_>,
+    pnid: Option<&str>,
+    id: &str,
+) -> Result<(crate::store::ConversationRow, Arc<NumberConfig>), GraphError> {
+    let not_found = || GraphError::unreachable_object(id);
+    let path_number = match pnid {
+        Some(pnid) => Some(request.number(pnid).await?),
+        None => None,
+    };
+    let uuid = Uuid::parse_str(id).map_err(|_| not_found())?;
+    let conversation = request
+        .state
+        .store
+        .conversation(uuid)
+        .await?
+        .ok_or_else(not_found)?;
+    let number = match path_number {
+        Some(number) if number.internal_id == conversation.phone_number_internal_id => number,
+        Some(_) => return Err(not_found()),
+        None => request
+            .number_by_internal_id(conversation.phone_number_internal_id)
+            .await?
+            .ok_or_else(not_found)?,
+    };
+    Ok((conversation, number))
+}
+
+/// A contact by id, phone (`wa_id`, optional `+`) or BSUID, on `number`.
+async fn find_contact(
+    request: &Request<'_>,
+    number: &NumberConfig,
+    key: &str,
+) -> Result<ContactRow, GraphError> {
+    let store = &request.state.store;
+    let not_found = || GraphError::unreachable_object(key);
+    if let Ok(id) = Uuid::parse_str(key) {
+        return store
+            .contacts_by_ids(&[id])
+            .await?
+            .into_iter()
+            .find(|c| c.phone_number_internal_id == number.internal_id)
+            .ok_or_else(not_found);
+    }
+    let filter = if crate::domain::contacts::is_bsuid(key) {
+        ContactFilter {
+            bsuid: Some(key.to_owned()),
+            ..ContactFilter::default()
+        }
+    } else {
+        let digits = key.strip_prefix('+').unwrap_or(key);
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(not_found());
+        }
+        ContactFilter {
+            wa_id: Some(digits.to_owned()),
+            ..ContactFilter::default()
+        }
+    };
+    store
+        .list_contacts(number.internal_id, &filter, Seek::First, 1)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(not_found)
+}

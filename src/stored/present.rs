@@ -1,0 +1,267 @@
+//! Stored rows as Kapso serves them (contract §4–7), shaped so every object validates in both
+//! official SDKs (sdk-clients §3.1): string ids and timestamps, Python's type list, media objects
+//! with an `id`, inbound-style `interactive`, a string `kapso.content`.
+
+use serde_json::{json, Map, Value};
+
+use super::fields::KapsoFields;
+use crate::store::{CallRow, ContactRow, ConversationRow, MessageRow};
+use crate::time::iso;
+
+/// Message types the Python SDK accepts; anything else is served as `unknown`.
+const SDK_TYPES: [&str; 14] = [
+    "text",
+    "image",
+    "video",
+    "audio",
+    "document",
+    "sticker",
+    "location",
+    "contacts",
+    "interactive",
+    "template",
+    "reaction",
+    "button",
+    "order",
+    "unknown",
+];
+const REPLY_TYPES: [&str; 3] = ["button_reply", "list_reply", "nfm_reply"];
+
+fn contact_name(contact: Option<&ContactRow>) -> Option<String> {
+    contact.and_then(|c| c.display_name.clone().or_else(|| c.profile_name.clone()))
+}
+
+fn metadata(raw: &str) -> Value {
+    serde_json::from_str(raw).unwrap_or_else(|_| json!({}))
+}
+
+/// A stored message; `phone_number_id` is Meta's id of the business number.
+pub fn message(row: &MessageRow, contact: Option<&ContactRow>, fields: &KapsoFields) -> Value {
+    let mut object: Map<String, Value> = serde_json::from_str(&row.body).unwrap_or_default();
+    object.insert("id".into(), json!(row.wamid));
+    object.insert("timestamp".into(), json!(row.meta_timestamp.to_string()));
+    let original_type = row.message_type.as_str();
+    let mut type_data = Map::new();
+    if !SDK_TYPES.contains(&original_type) {
+        object.insert("type".into(), json!("unknown"));
+        type_data.insert("original_type".into(), json!(original_type));
+    } else {
+        object.insert("type".into(), json!(original_type));
+    }
+    if let Some(Value::Object(payload)) = object.get_mut(original_type) {
+        if crate::domain::message_content::is_media(original_type) && !payload.contains_key("id") {
+            // Sent by link: the SDK requires an id; the link stays beside it.
+            payload.insert("id".into(), json!(""));
+        }
+        if original_type == "interactive" {
+            let reply = payload
+                .get("type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| REPLY_TYPES.contains(&t));
+            if !reply {
+                // An outbound interactive message (button, list, cta_url, flow…): the SDK only knows
+                // reply shapes, so the send payload moves to message_type_data.
+                type_data.insert("interactive".into(), Value::Object(payload.clone()));
+                payload.remove("type");
+            }
+        }
+        if original_type == "order" {
+            if let Some(text) = payload.get("text").cloned() {
+                payload.insert("order_text".into(), text);
+            }
+        }
+    }
+    let has_kapso = fields.wants_block(true);
+    if has_kapso {
+        let kapso = message_kapso(row, &object, contact, type_data, fields);
+        object.insert("kapso".into(), Value::Object(kapso));
+    }
+    Value::Object(object)
+}
+
+fn message_kapso(
+    row: &MessageRow,
+    object: &Map<String, Value>,
+    contact: Option<&ContactRow>,
+    mut type_data: Map<String, Value>,
+    fields: &KapsoFields,
+) -> Map<String, Value> {
+    let kind = row.message_type.as_str();
+    let payload = object.get(kind).cloned().unwrap_or(Value::Null);
+    if let Value::Object(p) = &payload {
+        for key in [
+            "caption",
+            "filename",
+            "mime_type",
+            "animated",
+            "voice",
+            "latitude",
+            "longitude",
+            "name",
+            "address",
+            "catalog_id",
+            "product_items",
+        ] {
+            if let Some(v) = p.get(key) {
+                type_data.entry(key.to_owned()).or_insert(v.clone());
+            }
+        }
+    }
+    let nfm = object
+        .get("interactive")
+        .and_then(|i| i.get("nfm_reply"))
+        .cloned();
+    let flow_response: Option<Value> = nfm
+        .as_ref()
+        .and_then(|n| n.get("response_json"))
+        .and_then(Value::as_str)
+        .and_then(|s| serde_json::from_str(s).ok());
+    let media_data = row.has_media.then(|| {
+        json!({
+            "url": null,
+            "filename": payload.get("filename"),
+            "content_type": payload.get("mime_type"),
+            "byte_size": null,
+        })
+    });
+    let all: [(&str, Value); 18] = [
+        ("direction", json!(row.direction)),
+        ("status", json!(row.status)),
+        ("processing_status", json!(row.processing_status)),
+        (
+            "phone_number",
+            json!(contact
+                .and_then(|c| c.wa_id.as_ref())
+                .map(|w| format!("+{w}"))),
+        ),
+        ("has_media", json!(row.has_media)),
+        ("media_data", json!(media_data)),
+        ("media_url", Value::Null),
+        ("whatsapp_conversation_id", json!(row.conversation_id)),
+        ("contact_name", json!(contact_name(contact))),
+        (
+            "message_type_data",
+            if type_data.is_empty() {
+                Value::Null
+            } else {
+                Value::Object(type_data)
+            },
+        ),
+        ("content", json!(row.content)),
+        ("flow_response", json!(flow_response)),
+        (
+            "flow_token",
+            json!(flow_response.as_ref().and_then(|f| f.get("flow_token"))),
+        ),
+        ("flow_name", json!(nfm.as_ref().and_then(|n| n.get("name")))),
+        (
+            "order_text",
+            json!(object.get("order").and_then(|o| o.get("text"))),
+        ),
+        (
+            "business_scoped_user_id",
+            json!(contact.and_then(|c| c.business_scoped_user_id.clone())),
+        ),
+        (
+            "parent_business_scoped_user_id",
+            json!(contact.and_then(|c| c.parent_business_scoped_user_id.clone())),
+        ),
+        ("username", json!(contact.and_then(|c| c.username.clone()))),
+    ];
+    all.into_iter()
+        .filter(|(name, _)| fields.includes(name, true))
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect()
+}
+
+pub fn conversation(
+    row: &ConversationRow,
+    contact: Option<&ContactRow>,
+    phone_number_id: &str,
+    fields: &KapsoFields,
+) -> Value {
+    let mut object = json!({
+        "id": row.id,
+        "phone_number": contact.and_then(|c| c.wa_id.clone()),
+        "business_scoped_user_id": contact.and_then(|c| c.business_scoped_user_id.clone()),
+        "parent_business_scoped_user_id": contact.and_then(|c| c.parent_business_scoped_user_id.clone()),
+        "username": contact.and_then(|c| c.username.clone()),
+        "status": row.status,
+        "last_active_at": iso(row.last_active_at),
+        "created_at": iso(row.created_at),
+        "updated_at": iso(row.updated_at),
+        "ended_at": row.ended_at.map(iso),
+        "whatsapp_config_id": row.phone_number_internal_id,
+        "phone_number_id": phone_number_id,
+        "contact_id": row.contact_id,
+        "metadata": metadata(&row.metadata),
+    });
+    if fields.wants_block(false) {
+        let all: [(&str, Value); 8] = [
+            ("contact_name", json!(contact_name(contact))),
+            ("messages_count", json!(row.messages_count)),
+            ("last_message_id", json!(row.last_message_id)),
+            ("last_message_type", json!(row.last_message_type)),
+            ("last_message_timestamp", json!(row.last_message_timestamp)),
+            ("last_message_text", json!(row.last_message_text)),
+            ("last_inbound_at", json!(row.last_inbound_at.map(iso))),
+            ("last_outbound_at", json!(row.last_outbound_at.map(iso))),
+        ];
+        let kapso: Map<String, Value> = all
+            .into_iter()
+            .filter(|(name, _)| fields.includes(name, false))
+            .map(|(name, value)| (name.to_owned(), value))
+            .collect();
+        object["kapso"] = Value::Object(kapso);
+    }
+    object
+}
+
+pub fn contact(row: &ContactRow, phone_number_id: &str, fields: &KapsoFields) -> Value {
+    let mut object = json!({
+        "id": row.id,
+        "wa_id": row.wa_id,
+        "profile_name": row.profile_name,
+        "display_name": row.display_name,
+        "whatsapp_user_id": row.business_scoped_user_id,
+        "business_scoped_user_id": row.business_scoped_user_id,
+        "parent_business_scoped_user_id": row.parent_business_scoped_user_id,
+        "username": row.username,
+        "customer_id": row.customer_id,
+        "phone_number_id": phone_number_id,
+        "metadata": metadata(&row.metadata),
+        "created_at": iso(row.created_at),
+        "updated_at": iso(row.updated_at),
+    });
+    if fields.wants_block(false) && fields.includes("contact_name", false) {
+        object["kapso"] = json!({ "contact_name": contact_name(Some(row)) });
+    } else if fields.wants_block(false) {
+        object["kapso"] = json!({});
+    }
+    object
+}
+
+pub fn call(row: &CallRow, contact: Option<&ContactRow>, phone_number_id: &str) -> Value {
+    json!({
+        "id": row.id,
+        "call_id": row.call_id,
+        "direction": row.direction,
+        "status": row.status,
+        "duration_seconds": row.duration_seconds,
+        "started_at": iso(row.started_at),
+        "session_started_at": row.session_started_at.map(iso),
+        "ended_at": row.ended_at.map(iso),
+        "created_at": iso(row.created_at),
+        "updated_at": iso(row.updated_at),
+        "from": row.from_number,
+        "to": row.to_number,
+        "user_wa_id": contact.and_then(|c| c.wa_id.clone()),
+        "business_scoped_user_id": contact.and_then(|c| c.business_scoped_user_id.clone()),
+        "whatsapp_contact_id": row.contact_id,
+        "whatsapp_conversation_id": row.conversation_id,
+        "whatsapp_config_id": row.phone_number_internal_id,
+        "project_id": row.project_id,
+        "phone_number_id": phone_number_id,
+        "whatsapp_contact": contact.map(|c| json!({"id": c.id, "wa_id": c.wa_id, "profile_name": c.profile_name, "display_name": c.display_name})),
+    })
+}
