@@ -78,6 +78,7 @@ pub struct Authenticator {
     api_keys: Cache<String, Option<CachedKey>>,
     numbers: Cache<String, Option<Arc<NumberConfig>>>,
     wabas: Cache<(Uuid, String), NumberList>,
+    sole: Cache<Uuid, Option<Arc<NumberConfig>>>,
     tokens: Cache<String, NumberList>,
 }
 
@@ -99,6 +100,7 @@ impl Authenticator {
             api_keys: cache(config),
             numbers: cache(config),
             wabas: cache(config),
+            sole: cache(config),
             tokens: cache(config),
         }
     }
@@ -211,6 +213,31 @@ impl Authenticator {
             .map_err(unwrap_shared)
     }
 
+    /// The project's only number, when it has exactly one (so object ids need no
+    /// `phone_number_id`).
+    pub async fn sole_number(
+        &self,
+        project_id: Uuid,
+    ) -> Result<Option<Arc<NumberConfig>>, StoreError> {
+        let store = self.store.clone();
+        let secrets = self.secrets.clone();
+        self.sole
+            .try_get_with(project_id, async move {
+                let page = store.list_phone_numbers(project_id, None, 1, 2).await?;
+                Ok::<_, StoreError>(if page.total_count == 1 {
+                    page.items
+                        .into_iter()
+                        .next()
+                        .and_then(|n| decrypt(&secrets, n))
+                        .map(Arc::new)
+                } else {
+                    None
+                })
+            })
+            .await
+            .map_err(unwrap_shared)
+    }
+
     /// Forget an API key (after revocation) on this instance.
     pub async fn invalidate_api_key(&self, key_sha256: &str) {
         self.api_keys.invalidate(key_sha256).await;
@@ -220,6 +247,7 @@ impl Authenticator {
     pub fn invalidate_numbers(&self) {
         self.numbers.invalidate_all();
         self.wabas.invalidate_all();
+        self.sole.invalidate_all();
         self.tokens.invalidate_all();
     }
 }

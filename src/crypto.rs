@@ -21,6 +21,8 @@ pub const API_KEY_DISPLAY_LEN: usize = 8;
 pub struct SecretBox {
     cipher: Aes256Gcm,
     key_id: String,
+    /// Key for signing short-lived links, derived from the master key (never the key itself).
+    link_key: [u8; 32],
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -42,10 +44,23 @@ pub enum CryptoError {
 impl SecretBox {
     pub fn new(master_key: &[u8; 32]) -> Self {
         let key_id = hex::encode(&Sha256::digest(master_key)[..4]);
+        let mut link = Sha256::new();
+        link.update(b"wagate link signing v1");
+        link.update(master_key);
         Self {
             cipher: Aes256Gcm::new(master_key.into()),
             key_id,
+            link_key: link.finalize().into(),
         }
+    }
+
+    /// HMAC-SHA256 of `data` under the link-signing key.
+    pub fn sign_link(&self, data: &[u8]) -> [u8; 32] {
+        use hmac::{Hmac, Mac};
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.link_key).expect("any key length");
+        mac.update(data);
+        mac.finalize().into_bytes().into()
     }
 
     pub fn key_id(&self) -> &str {

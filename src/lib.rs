@@ -10,6 +10,7 @@ pub mod crypto;
 pub mod domain;
 pub mod graph;
 pub mod http;
+pub mod media;
 pub mod proxy;
 pub mod sandbox;
 mod sandbox_mode;

@@ -29,6 +29,14 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/meta/whatsapp/{version}/{*rest}", any(passthrough))
         .route("/api/meta/{version}/{*rest}", any(passthrough))
+        .route(
+            "/meta/whatsapp/media_download",
+            axum::routing::get(crate::media::download),
+        )
+        .route(
+            "/api/meta/media_download",
+            axum::routing::get(crate::media::download),
+        )
 }
 
 /// `(version, rest)` from the raw path, so the upstream path is byte-identical to the caller's.
@@ -130,7 +138,17 @@ async fn forward(state: &AppState, request: Request) -> Result<Response, GraphEr
     )
     .await?;
 
+    // `GET {waba}/message_templates/{id}` (the JS SDK's templates.get) is not a Graph route;
+    // Graph serves one template at `/{id}`.
+    let segments: Vec<&str> = rest.split('/').collect();
+    let upstream_rest = match (request.method() == Method::GET, segments.as_slice()) {
+        (true, [_, "message_templates", id]) if resolve::is_meta_id(id) => (*id).to_owned(),
+        _ => rest.to_owned(),
+    };
+    // `GET /{object}`: possibly media metadata, whose URL only works with the token.
+    let media_lookup = request.method() == Method::GET && !has_edge;
     let (parts, body) = request.into_parts();
+    let caller_headers = parts.headers.clone();
     let mut upstream_headers = parts.headers;
     headers::for_upstream(&mut upstream_headers);
     upstream_headers.insert(AUTHORIZATION, number.authorization.clone());
@@ -168,7 +186,7 @@ async fn forward(state: &AppState, request: Request) -> Result<Response, GraphEr
         reqwest::Body::wrap_stream(Body::new(limited).into_data_stream())
     };
 
-    let url = state.graph.url(version, rest, query.as_deref());
+    let url = state.graph.url(version, &upstream_rest, query.as_deref());
     let sent = state
         .graph
         .http
@@ -199,6 +217,33 @@ async fn forward(state: &AppState, request: Request) -> Result<Response, GraphEr
             record_exchange(state, &number, kind, &request_bytes, &bytes).await;
         }
         let mut response = Response::new(Body::from(bytes));
+        *response.status_mut() = status;
+        *response.headers_mut() = response_headers;
+        return Ok(response);
+    }
+    let is_json = response_headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"));
+    if media_lookup && status.is_success() && is_json {
+        let bytes = upstream
+            .bytes()
+            .await
+            .map_err(|e| upstream_error(&e, state.config.server.media_body_limit))?;
+        let body = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+            Ok(json) if json.get("mime_type").is_some() && json.get("url").is_some() => {
+                let rewritten = crate::media::rewrite_metadata(
+                    state,
+                    &caller_headers,
+                    &number.phone_number_id,
+                    json,
+                );
+                response_headers.remove(CONTENT_LENGTH);
+                Body::from(serde_json::to_vec(&rewritten).expect("JSON serialises"))
+            }
+            _ => Body::from(bytes),
+        };
+        let mut response = Response::new(body);
         *response.status_mut() = status;
         *response.headers_mut() = response_headers;
         return Ok(response);

@@ -95,9 +95,14 @@ pub async fn resolve(
             .first()
             .cloned()
             .ok_or_else(GraphError::invalid_credentials),
-        Caller::ApiKey { .. } => Err(GraphError::invalid_parameter(format!(
+        // A project with a single number leaves no doubt (the Python SDK's `templates.get(id)`
+        // has no way to add the parameter).
+        Caller::ApiKey { project_id, .. } => match auth.sole_number(*project_id).await? {
+            Some(number) => Ok(number),
+            None => Err(GraphError::invalid_parameter(format!(
             "phone_number_id: required as a query parameter for object ID '{}' (media and other objects): add ?phone_number_id=<your phone number ID>",
             target.object_id
-        ))),
+            ))),
+        },
     }
 }

@@ -170,17 +170,44 @@ async fn media_templates_profile_and_registration(backend: Backend) {
         .unwrap();
     assert_eq!(meta["id"], media_id.as_str());
     assert_eq!(meta["mime_type"], "image/png");
+    // Graph's URL needs the number's token, so wagate hands out its own short-lived signed link
+    // (in `url` too: the Python SDK only reads `url`), which needs no credentials.
     let url = meta["url"].as_str().unwrap();
-    assert!(url.starts_with(&env.sandbox_url), "{url}");
-    let downloaded = env
+    assert!(url.starts_with(&env.app.base), "{url}");
+    assert_eq!(meta["download_url"], url);
+    assert!(meta["download_url_expires_at"]
+        .as_str()
+        .unwrap()
+        .ends_with('Z'));
+    let downloaded = env.app.client.get(url).send().await.unwrap();
+    assert_eq!(downloaded.status(), 200);
+    assert_eq!(downloaded.headers()["content-type"], "image/png");
+    assert_eq!(&downloaded.bytes().await.unwrap()[..], png);
+    let tampered = url.replace("token=", "token=x");
+    let refused = env.app.client.get(&tampered).send().await.unwrap();
+    assert_eq!(refused.status(), 400);
+    // The Graph request carried the number's token, never the caller's key.
+    let log: Value = env
         .app
         .client
-        .get(url)
-        .bearer_auth(&env.token)
+        .get(format!("{}/_sandbox/requests", env.sandbox_url))
         .send()
         .await
+        .unwrap()
+        .json()
+        .await
         .unwrap();
-    assert_eq!(&downloaded.bytes().await.unwrap()[..], png);
+    let fetch = log["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|r| r["path"].as_str().unwrap().contains("/download"))
+        .unwrap();
+    assert_eq!(
+        fetch["headers"]["authorization"],
+        format!("Bearer {}", env.token).as_str()
+    );
 
     let deleted = env
         .app
@@ -192,6 +219,34 @@ async fn media_templates_profile_and_registration(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(deleted.status(), 200);
+
+    // One template by id: the JS SDK's `{waba}/message_templates/{id}` and the Python SDK's bare
+    // `/{id}` (this project has a single number, so no phone_number_id is needed).
+    let list: Value = env
+        .app
+        .request(Method::GET, &format!("{V}/{}/message_templates", env.waba))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let template_id = list["data"][0]["id"].as_str().unwrap().to_owned();
+    for path in [
+        format!("{}/message_templates/{template_id}", env.waba),
+        template_id.clone(),
+    ] {
+        let one: Value = env
+            .app
+            .request(Method::GET, &format!("{V}/{path}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(one["id"], template_id.as_str(), "{path}: {one}");
+    }
 
     let templates: Value = env
         .app

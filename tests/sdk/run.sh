@@ -103,7 +103,7 @@ if [[ "$SUITES" != python ]]; then
 fi
 if [[ "$SUITES" != js ]]; then
   echo "==== Python SDK $(grep -i '^kapso-whatsapp-cloud-api' "$HERE/requirements.txt") (pytest) ===="
-  (cd "$HERE" && "$VENV/bin/python" -m pytest -ra -p no:cacheprovider python/test_sdk.py)
+  (cd "$HERE" && PYTHONDONTWRITEBYTECODE=1 "$VENV/bin/python" -m pytest -ra -p no:cacheprovider python/test_sdk.py)
   PY_RC=$?
 fi
 

@@ -398,6 +398,12 @@ test("messages.query filters: direction, status, type, has_media, since/until", 
   const media = flat(await walk((i) => client.messages.query(i), { phoneNumberId: PNID, conversationId: S.conversationA, hasMedia: true, limit: 100 }));
   for (const m of media) assert.equal(m.kapso.hasMedia, true, `${m.id} (${m.type})`);
   assert.ok(ids(media).includes(S.inbound.audio));
+  // JS users pass Date#toISOString(): milliseconds and a Z.
+  const recent = flat(await walk((i) => client.messages.query(i), {
+    phoneNumberId: PNID, conversationId: S.conversationA, limit: 100,
+    since: new Date(Date.now() - 3600_000).toISOString(), until: new Date(Date.now() + 3600_000).toISOString(),
+  }));
+  assert.equal(recent.length, S.aMessages.length, "since/until around now");
   const future = await client.messages.query({ phoneNumberId: PNID, since: "2999-01-01T00:00:00Z" });
   assert.deepEqual(future.data, []);
   const past = await client.messages.query({ phoneNumberId: PNID, until: "2000-01-01T00:00:00Z" });
@@ -428,6 +434,13 @@ test("conversations.list filters by phone number and pages", async () => {
   assert.equal(conv.status, "active");
   assert.ok([A, `+${A}`].includes(conv.phoneNumber), `phoneNumber ${conv.phoneNumber}`);
   assert.equal(typeof conv.lastActiveAt, "string");
+
+  const plus = await client.conversations.list({ phoneNumberId: PNID, phoneNumber: `+${A}` });
+  assert.deepEqual(ids(plus.data), [S.conversationA], "phone_number=+E.164");
+  const recent = await client.conversations.list({
+    phoneNumberId: PNID, limit: 100, lastActiveSince: new Date(Date.now() - 3600_000).toISOString(),
+  });
+  assert.ok(ids(recent.data).includes(S.conversationA), "lastActiveSince an hour ago");
 
   const pages = await walk((i) => client.conversations.list(i), { phoneNumberId: PNID, limit: 2 });
   assertEachOnce(ids(flat(pages)), [S.conversationA, S.conversationC], "conversation walk");
@@ -461,6 +474,12 @@ test("conversations.updateStatus ends a conversation", async () => {
   const ended = flat(await walk((i) => client.conversations.list(i), { phoneNumberId: PNID, status: "ended", limit: 100 }));
   assert.ok(ids(ended).includes(S.conversationC));
   const active = flat(await walk((i) => client.conversations.list(i), { phoneNumberId: PNID, status: "active", limit: 100 }));
+  await assert.rejects(client.conversations.updateStatus({ conversationId: S.conversationA, status: "resolved" }), (e) => {
+    assert.ok(e instanceof GraphApiError, String(e));
+    assert.equal(e.httpStatus, 400);
+    assert.equal(e.category, "parameter");
+    return true;
+  });
   assert.ok(!ids(active).includes(S.conversationC));
   assert.ok(ids(active).includes(S.conversationA));
 });
@@ -478,6 +497,9 @@ test("contacts.list filters by wa_id and pages", async () => {
   const pages = await walk((i) => client.contacts.list(i), { phoneNumberId: PNID, limit: 2 });
   const all = flat(pages);
   assertEachOnce(all.map((c) => c.waId ?? c.businessScopedUserId), [A, B, C], "contact walk");
+  // Keys outside the SDK's schema pass through snake-cased: business_scoped_user_id.
+  const byBsuid = await client.contacts.list({ phoneNumberId: PNID, businessScopedUserId: B });
+  assert.deepEqual(byBsuid.data.map((c) => c.businessScopedUserId), [B]);
   const noCustomer = flat(await walk((i) => client.contacts.list(i), { phoneNumberId: PNID, hasCustomer: false, limit: 100 }));
   assert.ok(ids(noCustomer).includes(S.contactA));
 });
@@ -573,6 +595,37 @@ test("media.download with the default auth ('auto': no API key for non-kapso.ai 
     hex(bytes), hex(PNG),
     `downloadUrl=${S.mediaMeta?.downloadUrl} url=${S.mediaMeta?.url} answered without X-API-Key: ${text(bytes)}`,
   );
+});
+
+test("templates.get by id", async () => {
+  const list = await client.templates.list({ businessAccountId: WABA, name: "hello_world" });
+  const hello = list.data.find((t) => t.name === "hello_world");
+  assert.ok(hello);
+  const got = await client.templates.get({ businessAccountId: WABA, templateId: hello.id });
+  assert.equal(got.id, hello.id);
+  assert.equal(got.name, "hello_world");
+});
+
+test("messages.markRead with a typing indicator", async () => {
+  const id = await inbound({ from: C, profile_name: "Cy JS", type: "text", text: { body: "read me" } });
+  const r = await client.messages.markRead({ phoneNumberId: PNID, messageId: id, typingIndicator: { type: "text" } });
+  assert.deepEqual(r, { success: true });
+});
+
+test("any Graph version segment works (v21.0 client)", async () => {
+  const old = new WhatsAppClient({ baseUrl: BASE_URL, kapsoApiKey: API_KEY, graphVersion: "v21.0" });
+  const page = await old.conversations.list({ phoneNumberId: PNID, phoneNumber: A });
+  assert.deepEqual(ids(page.data), [S.conversationA]);
+});
+
+test("a wrong API key gives GraphApiError 401 (authorization)", async () => {
+  const bad = new WhatsAppClient({ baseUrl: BASE_URL, kapsoApiKey: "wag_not-a-real-key" });
+  await assert.rejects(bad.messages.query({ phoneNumberId: PNID }), (e) => {
+    assert.ok(e instanceof GraphApiError, String(e));
+    assert.equal(e.httpStatus, 401);
+    assert.equal(e.category, "authorization");
+    return true;
+  });
 });
 
 test("messages.sendText to a BSUID (recipient) is stored as outbound", async () => {

@@ -15,6 +15,7 @@ import asyncio
 import os
 import random
 import time
+from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable
 
 import httpx
@@ -23,12 +24,14 @@ import pytest
 
 from kapso_whatsapp import (
     KAPSO_MESSAGE_FIELDS,
+    AuthenticationError,
     KapsoProxyRequiredError,
     WhatsAppAPIError,
     WhatsAppClient,
     build_kapso_fields,
 )
 from kapso_whatsapp.types import (
+    ConversationKapso,
     ListMessagesResponse,
     MediaMetadata,
     SendMessageResponse,
@@ -436,7 +439,8 @@ def test_list_items_carry_the_message_content(seed: dict[str, Any]) -> None:
     assert by_id[i["reaction"]].reaction.message_id == o["text"]
     assert by_id[i["reaction"]].reaction.emoji == "❤️"
     assert by_id[i["contacts"]].contacts[0].name.formatted_name == "Jane Doe"
-    assert by_id[i["button"]].button.text == "Yes"
+    # (WhatsAppMessageResponse has no `button` field; the quick-reply text is in kapso.content.)
+    assert by_id[i["button"]].kapso.content == "Yes"
     assert (by_id[o["template"]].template or {}).get("name") == "hello_world"
     assert by_id[o["text"]].text.body == f"hello {RUN}"
     assert by_id[o["text"]].context.id == i["text"]
@@ -472,6 +476,45 @@ def test_conversations_list_get_and_paging(seed: dict[str, Any]) -> None:
     assert k["contact_name"] == "Ada PY"
     assert k["messages_count"] == len(seed["a_messages"])
     assert k["last_message_id"] in seed["a_messages"]
+
+
+def test_conversations_kapso_default_fields(seed: dict[str, Any]) -> None:
+    async def body(client: WhatsAppClient) -> dict[str, Any]:
+        return await client.conversations.list(phone_number_id=PNID, phone_number=A, fields="kapso(default)")
+
+    conv = run(body)["data"][0]
+    fields = {"contact_name", "messages_count", "last_message_id", "last_message_type",
+              "last_message_timestamp", "last_message_text", "last_inbound_at", "last_outbound_at"}
+    assert fields <= set(conv.get("kapso") or {}), conv.get("kapso")
+    k = ConversationKapso.model_validate(conv["kapso"])  # the SDK's model for this block
+    assert k.messages_count == len(seed["a_messages"])
+    assert k.last_inbound_at is not None and k.last_outbound_at is not None
+
+
+def test_conversations_list_last_active_filters_with_aware_datetimes(seed: dict[str, Any]) -> None:
+    """The SDK sends datetime.isoformat(): `2026-01-01T10:00:00.123456+00:00`."""
+    now = datetime.now(timezone.utc)
+
+    async def body(client: WhatsAppClient) -> tuple[list[Any], list[Any]]:
+        c = client.conversations
+        recent = items(await walk(c.list, phone_number_id=PNID, last_active_since=now - timedelta(hours=1),
+                                  last_active_until=now + timedelta(hours=1), limit=100))
+        old = items(await walk(c.list, phone_number_id=PNID, last_active_until=now - timedelta(days=3650)))
+        return recent, old
+
+    recent, old = run(body)
+    assert seed["conversation_a"] in ids(recent)
+    assert old == []
+
+
+def test_conversations_list_last_active_since_with_a_naive_datetime(seed: dict[str, Any]) -> None:
+    """A naive datetime (datetime.utcnow()) is sent without an offset: `2026-01-01T10:00:00.123456`."""
+    naive = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(hours=1)
+
+    async def body(client: WhatsAppClient) -> dict[str, Any]:
+        return await client.conversations.list(phone_number_id=PNID, last_active_since=naive, limit=100)
+
+    assert seed["conversation_a"] in ids(run(body)["data"])
 
 
 def test_conversations_update_status_ended(seed: dict[str, Any]) -> None:
@@ -515,6 +558,7 @@ def test_contacts_list_get_and_paging(seed: dict[str, Any]) -> None:
         c = client.contacts
         return {
             "one": await c.list(phone_number_id=PNID, wa_id=A),
+            "plus": await c.list(phone_number_id=PNID, wa_id=f"+{A}"),
             "walk": items(await walk(c.list, phone_number_id=PNID, limit=2)),
             "no_customer": items(await walk(c.list, phone_number_id=PNID, has_customer=False, limit=100)),
             "a": await c.get(phone_number_id=PNID, wa_id=A),
@@ -523,6 +567,7 @@ def test_contacts_list_get_and_paging(seed: dict[str, Any]) -> None:
 
     r = run(body)
     assert len(r["one"]["data"]) == 1 and r["one"]["data"][0]["wa_id"] == A
+    assert ids(r["plus"]["data"]) == ids(r["one"]["data"]), "wa_id=+E.164 finds the same contact"
     keys = [x.get("wa_id") or x.get("business_scoped_user_id") for x in r["walk"]]
     assert_each_once(keys, [A, B, C], "contact walk")
     assert r["one"]["data"][0]["id"] in ids(r["no_customer"])
@@ -618,3 +663,34 @@ def test_media_download(seed: dict[str, Any]) -> None:
 
     content, url = run(body)
     assert content == PNG, f"url={url} answered: {content[:300]!r}"
+
+
+def test_templates_get_by_id() -> None:
+    """The Python SDK fetches one template as GET /{template_id} (no WABA, no phone number in the path)."""
+    async def body(client: WhatsAppClient) -> tuple[dict[str, Any], dict[str, Any]]:
+        listed = await client.templates.list(business_account_id=WABA, name="hello_world")
+        hello = next(t for t in listed["data"] if t["name"] == "hello_world")
+        return hello, await client.templates.get(template_id=hello["id"])
+
+    hello, got = run(body)
+    assert got.get("id") == hello["id"] and got.get("name") == "hello_world", got
+
+
+def test_mark_read() -> None:
+    async def body(client: WhatsAppClient) -> dict[str, Any]:
+        message_id = inbound(**{"from": C, "profile_name": "Cy PY", "type": "text", "text": {"body": "read me"}})
+        return await client.messages.mark_read(phone_number_id=PNID, message_id=message_id)
+
+    assert run(body) == {"success": True}
+
+
+def test_wrong_api_key_raises_authentication_error() -> None:
+    async def body(_: WhatsAppClient) -> None:
+        bad = WhatsAppClient(kapso_api_key="wag_not-a-real-key", base_url=BASE_URL)
+        bad.is_kapso_proxy = lambda: True  # type: ignore[method-assign]
+        async with bad:
+            await bad.conversations.list(phone_number_id=PNID)
+
+    with pytest.raises(AuthenticationError) as info:
+        run(body)
+    assert info.value.status_code == 401
