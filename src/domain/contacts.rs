@@ -66,6 +66,78 @@ fn set_if_some(field: &mut Option<String>, new: &Option<String>) -> bool {
     }
 }
 
+/// The contact an identity names on `number`: by BSUID first, then by phone.
+async fn find(
+    tx: &mut dyn StoreTx,
+    number: Uuid,
+    identity: &Identity,
+) -> StoreResult<Option<ContactRow>> {
+    if let Some(bsuid) = &identity.bsuid {
+        if let Some(contact) = tx.find_contact_by_bsuid(number, bsuid).await? {
+            return Ok(Some(contact));
+        }
+    }
+    match &identity.wa_id {
+        Some(wa_id) => tx.find_contact_by_wa_id(number, wa_id).await,
+        None => Ok(None),
+    }
+}
+
+/// Gives `contact` the identity's BSUID and phone where they differ, with history. An identifier
+/// another contact of the number already holds is never taken from it silently.
+async fn adopt(
+    tx: &mut dyn StoreTx,
+    number: Uuid,
+    contact: &mut ContactRow,
+    identity: &Identity,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    let mut changed = false;
+    if let Some(bsuid) = identity
+        .bsuid
+        .as_ref()
+        .filter(|b| contact.business_scoped_user_id.as_ref() != Some(*b))
+    {
+        let holder = tx.find_contact_by_bsuid(number, bsuid).await?;
+        if holder.is_none_or(|h| h.id == contact.id) {
+            if let Some(old) = contact.business_scoped_user_id.as_deref() {
+                tx.insert_identity_change(
+                    contact.id,
+                    "business_scoped_user_id",
+                    Some(old),
+                    Some(bsuid),
+                    now,
+                )
+                .await?;
+            }
+            contact.business_scoped_user_id = Some(bsuid.clone());
+            changed = true;
+        }
+    }
+    if let Some(wa_id) = identity
+        .wa_id
+        .as_ref()
+        .filter(|w| contact.wa_id.as_ref() != Some(*w))
+    {
+        let holder = tx.find_contact_by_wa_id(number, wa_id).await?;
+        if holder.is_none_or(|h| h.id == contact.id) {
+            if let Some(old) = contact.wa_id.as_deref() {
+                tx.insert_identity_change(contact.id, "wa_id", Some(old), Some(wa_id), now)
+                    .await?;
+            }
+            contact.wa_id = Some(wa_id.clone());
+            changed = true;
+        }
+    }
+    changed |= set_if_some(
+        &mut contact.parent_business_scoped_user_id,
+        &identity.parent_bsuid,
+    );
+    changed |= set_if_some(&mut contact.profile_name, &identity.profile_name);
+    changed |= set_if_some(&mut contact.username, &identity.username);
+    Ok(changed)
+}
+
 /// Finds the contact for `identity` on `number`, creating or updating it.
 pub async fn upsert(
     tx: &mut dyn StoreTx,
@@ -77,16 +149,7 @@ pub async fn upsert(
     if identity.is_empty() {
         return Ok(None);
     }
-    let mut found = match &identity.bsuid {
-        Some(bsuid) => tx.find_contact_by_bsuid(number, bsuid).await?,
-        None => None,
-    };
-    if found.is_none() {
-        if let Some(wa_id) = &identity.wa_id {
-            found = tx.find_contact_by_wa_id(number, wa_id).await?;
-        }
-    }
-    let Some(mut contact) = found else {
+    let Some(mut contact) = find(tx, number, identity).await? else {
         let contact = ContactRow {
             id: Uuid::now_v7(),
             project_id,
@@ -108,51 +171,7 @@ pub async fn upsert(
         // Another writer created it between our lookup and insert.
         return Box::pin(upsert(tx, project_id, number, identity, now)).await;
     };
-
-    let mut changed = false;
-    if let Some(bsuid) = &identity.bsuid {
-        if contact.business_scoped_user_id.as_ref() != Some(bsuid) {
-            if contact.business_scoped_user_id.is_some() {
-                tx.insert_identity_change(
-                    contact.id,
-                    "business_scoped_user_id",
-                    contact.business_scoped_user_id.as_deref(),
-                    Some(bsuid),
-                    now,
-                )
-                .await?;
-            }
-            contact.business_scoped_user_id = Some(bsuid.clone());
-            changed = true;
-        }
-    }
-    if let Some(wa_id) = &identity.wa_id {
-        if contact.wa_id.as_ref() != Some(wa_id) {
-            // Another contact may already hold this phone; never steal it silently.
-            let holder = tx.find_contact_by_wa_id(number, wa_id).await?;
-            if holder.is_none_or(|h| h.id == contact.id) {
-                if contact.wa_id.is_some() {
-                    tx.insert_identity_change(
-                        contact.id,
-                        "wa_id",
-                        contact.wa_id.as_deref(),
-                        Some(wa_id),
-                        now,
-                    )
-                    .await?;
-                }
-                contact.wa_id = Some(wa_id.clone());
-                changed = true;
-            }
-        }
-    }
-    changed |= set_if_some(
-        &mut contact.parent_business_scoped_user_id,
-        &identity.parent_bsuid,
-    );
-    changed |= set_if_some(&mut contact.profile_name, &identity.profile_name);
-    changed |= set_if_some(&mut contact.username, &identity.username);
-    if changed {
+    if adopt(tx, number, &mut contact, identity, now).await? {
         contact.updated_at = now;
         tx.update_contact(&contact).await?;
     }
@@ -168,51 +187,10 @@ pub async fn change_identity(
     new: &Identity,
     now: DateTime<Utc>,
 ) -> StoreResult<Option<ContactRow>> {
-    let mut found = match &old.bsuid {
-        Some(bsuid) => tx.find_contact_by_bsuid(number, bsuid).await?,
-        None => None,
-    };
-    if found.is_none() {
-        if let Some(wa_id) = &old.wa_id {
-            found = tx.find_contact_by_wa_id(number, wa_id).await?;
-        }
-    }
-    let Some(mut contact) = found else {
+    let Some(mut contact) = find(tx, number, old).await? else {
         return Ok(None);
     };
-    let mut changed = false;
-    if let Some(bsuid) = &new.bsuid {
-        let taken = tx.find_contact_by_bsuid(number, bsuid).await?;
-        if contact.business_scoped_user_id.as_ref() != Some(bsuid) && taken.is_none() {
-            tx.insert_identity_change(
-                contact.id,
-                "business_scoped_user_id",
-                contact.business_scoped_user_id.as_deref(),
-                Some(bsuid),
-                now,
-            )
-            .await?;
-            contact.business_scoped_user_id = Some(bsuid.clone());
-            changed = true;
-        }
-    }
-    if let Some(wa_id) = &new.wa_id {
-        let taken = tx.find_contact_by_wa_id(number, wa_id).await?;
-        if contact.wa_id.as_ref() != Some(wa_id) && taken.is_none() {
-            tx.insert_identity_change(
-                contact.id,
-                "wa_id",
-                contact.wa_id.as_deref(),
-                Some(wa_id),
-                now,
-            )
-            .await?;
-            contact.wa_id = Some(wa_id.clone());
-            changed = true;
-        }
-    }
-    changed |= set_if_some(&mut contact.profile_name, &new.profile_name);
-    if changed {
+    if adopt(tx, number, &mut contact, new, now).await? {
         contact.updated_at = now;
         tx.update_contact(&contact).await?;
     }

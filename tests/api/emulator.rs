@@ -310,18 +310,7 @@ async fn media_templates_profile_and_registration(backend: Backend) {
     assert_eq!(bad_pin.status(), 400);
 }
 
-macro_rules! on_both {
-    ($($name:ident),*) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() { super::$name(wagate::config::Backend::Sqlite).await }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() { super::$name(wagate::config::Backend::Postgres).await }
-        }
-    )*};
-}
-
-on_both!(
+crate::backend_fns!(
     sends_return_wamids_and_signed_statuses_follow,
     meta_validation_errors_come_back_unchanged,
     media_templates_profile_and_registration

@@ -225,6 +225,24 @@ macro_rules! backend_tests_with {
     };
 }
 
+/// `backend_fns!(name, ...)`: for `async fn name(backend: Backend)` tests that build their own
+/// environment; generates `name::sqlite` and `name::postgres`.
+#[macro_export]
+macro_rules! backend_fns {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(wagate::config::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(wagate::config::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
 /// Same as `backend_tests!` for store-level tests: `async fn name(store: DynStore)`.
 #[macro_export]
 macro_rules! store_tests {

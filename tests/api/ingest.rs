@@ -795,18 +795,7 @@ async fn inactivity_ends_conversations(backend: Backend) {
     assert_ne!(messages[0].conversation_id, messages[1].conversation_id);
 }
 
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() { super::$name(wagate::config::Backend::Sqlite).await }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() { super::$name(wagate::config::Backend::Postgres).await }
-        }
-    )*};
-}
-
-on_both!(
+crate::backend_fns!(
     verification_handshake,
     bad_signatures_store_nothing,
     invalid_json_and_unknown_numbers_are_kept,

@@ -111,13 +111,4 @@ async fn outage_then_recovery(backend: Backend) {
     );
 }
 
-mod outage_then_recovery {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        super::outage_then_recovery(wagate::config::Backend::Sqlite).await
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        super::outage_then_recovery(wagate::config::Backend::Postgres).await
-    }
-}
+crate::backend_fns!(outage_then_recovery);

@@ -489,18 +489,7 @@ async fn other_projects_data_is_unreachable(backend: Backend) {
     assert_eq!(still["status"], "active", "untouched");
 }
 
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() { super::$name(wagate::config::Backend::Sqlite).await }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() { super::$name(wagate::config::Backend::Postgres).await }
-        }
-    )*};
-}
-
-on_both!(
+crate::backend_fns!(
     paging_walks_every_row_once_both_ways,
     bad_parameters_are_400_naming_the_parameter,
     fields_select_the_kapso_block,
