@@ -36,8 +36,26 @@ ensure_postgres
 psql "$PG_URL" -qAt -c "select datname from pg_database where datname like 'wagate_test_%'" 2>/dev/null |
   while read -r db; do psql "$PG_URL" -q -c "drop database if exists $db" >/dev/null 2>&1 || true; done
 
+status=0
+echo "==> Rust tests (unit, API end to end on SQLite and PostgreSQL, emulator)"
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --all-targets --no-fail-fast "$@"
+  cargo nextest run --workspace --all-targets --no-fail-fast "$@" || status=1
 else
-  cargo test --workspace --all-targets --no-fail-fast "$@"
+  cargo test --workspace --all-targets --no-fail-fast "$@" || status=1
 fi
+
+cargo build --quiet
+export WAGATE_BIN="$PWD/target/debug/wagate"
+
+echo "==> official Kapso SDKs (JS and Python) against wagate"
+tests/sdk/run.sh || status=1
+
+echo "==> crash test: SIGKILL during sustained ingest, then no lost or duplicated event"
+for backend in sqlite postgres; do
+  python3 bench/crash_ingest.py --bin "$WAGATE_BIN" --backend "$backend" --duration 15 --kills 3 || status=1
+done
+
+if [ "$status" -ne 0 ]; then
+  echo "test suite FAILED (see above)" >&2
+fi
+exit "$status"
