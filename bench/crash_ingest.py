@@ -239,6 +239,10 @@ class Sender(threading.Thread):
                 return True
             self.retries += 1
             self.outcomes[outcome] += 1
+            if isinstance(outcome, int) and 400 <= outcome < 500:
+                # A 4xx for a correctly signed event is a bug; retrying would only hide it.
+                self.shared.fail(f"{wamid} answered {outcome} (a correctly signed event)")
+                return False
             if self.shared.abort.is_set():
                 return False
             if time.monotonic() - first > self.shared.event_timeout:

@@ -54,23 +54,30 @@ if [ -n "${BIN:-}" ]; then
   echo "==> using BIN=$BIN (no build)"
 else
   echo "==> building wagate (release)"
-  cargo build --release --quiet
+  if ! cargo build --release --quiet; then
+    echo "cargo build --release failed (BIN=target/release/wagate reuses an existing binary)" >&2; exit 1
+  fi
   BIN="$PWD/target/release/wagate"
 fi
 [ -x "$BIN" ] || { echo "no wagate binary at $BIN" >&2; exit 1; }
 BIN=$(realpath "$BIN")
 
+exec 9>/tmp/wagate-ingest-bench.lock
+flock -n 9 || { echo "another bench/ingest.sh is running (lock /tmp/wagate-ingest-bench.lock)" >&2; exit 1; }
 WORK=$(mktemp -d /tmp/wagate-ingest.XXXXXX)
 WAGATE_PID=""
+CHILD=""    # the load generator running now (killed at once on Ctrl-C/TERM)
+SIGNERS=""
 PG_DBS=()
-PINNED=()   # "pid original-cpu-list" of PostgreSQL processes we re-pinned
+PINNED=()   # "pid original-cpu-list" of the PostgreSQL processes pinned to CPU 1
+PG_PM=""    # the postmaster, once found
+ALL_CPUS="0-$(($(nproc --all) - 1))"
 cleanup() {
   local rc=$?
   set +e
+  for pid in $CHILD $SIGNERS; do kill "$pid" 2>/dev/null; done
   if [ -n "$WAGATE_PID" ]; then kill "$WAGATE_PID" 2>/dev/null; wait "$WAGATE_PID" 2>/dev/null; fi
-  for entry in "${PINNED[@]}"; do
-    taskset -a -p -c "${entry#* }" "${entry%% *}" >/dev/null 2>&1
-  done
+  unpin_postgres
   for db in "${PG_DBS[@]}"; do
     psql "$PG_URL/postgres" -Xqc "drop database if exists $db with (force)" >/dev/null 2>&1
   done
@@ -80,14 +87,19 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+run() { # run a command in the background and wait for it, so a signal is handled at once
+  "$@" &
+  CHILD=$!
+  wait "$CHILD"
+  CHILD=""
+}
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 cpu1_ticks() { # busy, all, irq+softirq
   awk '$1=="cpu1"{print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8, $7+$8}' /proc/stat
 }
 proc_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
-pg_ticks() { # CPU ticks of the PostgreSQL server processes (0 when not pinned/known)
-  local first=${PINNED[0]:-} t=0 pid pm
-  pm=${first%% *}
+pg_ticks() { # CPU ticks of the PostgreSQL server processes (0 when not known)
+  local t=0 pid pm=$PG_PM
   [ -n "$pm" ] || { echo 0; return; }
   for pid in $pm $(pgrep -P "$pm"); do
     t=$((t + $(awk '{print $14+$15}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
@@ -95,11 +107,24 @@ pg_ticks() { # CPU ticks of the PostgreSQL server processes (0 when not pinned/k
   echo $t
 }
 
+unpin_postgres() {
+  [ ${#PINNED[@]} -gt 0 ] || return 0
+  # Back to every CPU (0-1 here): the processes we pinned and the backends forked meanwhile.
+  local pm=${PINNED[0]%% *} pid
+  for pid in $pm $(pgrep -P "$pm"); do
+    if [ "$(taskset -c -p "$pid" 2>/dev/null | awk '{print $NF}')" = 1 ]; then
+      taskset -a -p -c "$ALL_CPUS" "$pid" >/dev/null 2>&1 || true
+    fi
+  done
+  PG_PM=$pm
+  PINNED=()
+}
 pin_postgres() {
   local dir pm pid
   dir=$(psql "$PG_URL/postgres" -XAtc "show data_directory" 2>/dev/null) || return 0
   pm=$(head -1 "$dir/postmaster.pid" 2>/dev/null || pgrep -o -x postgres || true)
   [ -n "$pm" ] || { echo "    (postmaster not found; PostgreSQL left unpinned)"; return 0; }
+  PG_PM=$pm
   for pid in "$pm" $(pgrep -P "$pm"); do
     local orig
     orig=$(taskset -c -p "$pid" 2>/dev/null | awk '{print $NF}') || continue
@@ -112,6 +137,7 @@ echo "==> pre-signing events (closed loop $EVENTS, warm-up $WARM_EVENTS, open lo
 $LOAD sign --secret "$APP_SECRET" --prefix warm --count "$WARM_EVENTS" --out "$WORK/warm.txt" --seed 1 &
 $LOAD sign --secret "$APP_SECRET" --prefix closed --count "$EVENTS" --out "$WORK/closed.txt" --seed 2 &
 $LOAD sign --secret "$APP_SECRET" --prefix open --count "$((RATE * OPEN_DURATION))" --out "$WORK/open.txt" --seed 3 &
+SIGNERS=$(jobs -p)
 wait
 
 cat > "$WORK/webhook.lua" <<'LUA'
@@ -171,7 +197,7 @@ run_backend() {
     PG_DBS+=("$db")
     db_url="$PG_URL/$db"
     echo "    PostgreSQL: $(psql "$db_url" -XAtc "select 'shared_buffers=' || current_setting('shared_buffers') || ' synchronous_commit=' || current_setting('synchronous_commit') || ' fsync=' || current_setting('fsync') || ' ssl=' || current_setting('ssl')")${PG_PARAMS:+, wagate URL params $PG_PARAMS}"
-    [ ${#PINNED[@]} -gt 0 ] || pin_postgres
+    pin_postgres
     wagate_url="$db_url$PG_PARAMS"
   else
     db_url="sqlite://$dir/wagate.db"
@@ -186,6 +212,7 @@ run_backend() {
     export WAGATE__SECURITY__MASTER_KEY=$MASTER_KEY
     export WAGATE__META__APP_SECRET=$APP_SECRET
     export WAGATE__LOG__LEVEL=warn
+    export WAGATE__LOG__FORMAT=json
     exec taskset -c 1 "$BIN" serve
   ) >"$dir/wagate.out" 2>"$dir/wagate.log" &
   WAGATE_PID=$!
@@ -202,10 +229,9 @@ run_backend() {
     -H "X-API-Key: $key" -H 'content-type: application/json' \
     -d "{\"whatsapp_phone_number\":{\"phone_number_id\":\"$PNID\",\"business_account_id\":\"$WABA\",\"access_token\":\"bench-token\"}}"
 
-  local url="$base/webhooks/whatsapp" out
+  local url="$base/webhooks/whatsapp"
   echo "    warm-up: wrk -c$CONNS -d$WARMUP"
-  out=$(taskset -c 0 wrk -t1 -c"$CONNS" -d"$WARMUP" -s "$WORK/webhook.lua" "$url" -- "$WORK/warm.txt")
-  echo "$out" >"$dir/warm.txt"
+  run taskset -c 0 wrk -t1 -c"$CONNS" -d"$WARMUP" -s "$WORK/webhook.lua" "$url" -- "$WORK/warm.txt" >"$dir/warm.txt"
   if [ "$backend" = postgres ] && [ "$ANALYZE" = 1 ]; then
     # §B2: measure on analyzed tables. (Without statistics, e.g. autovacuum off and no ANALYZE
     # yet, PostgreSQL may plan lookups very differently; ANALYZE=0 measures that case.)
@@ -216,7 +242,7 @@ run_backend() {
   echo "    (a) closed loop: wrk -t1 -c$CONNS -d$DURATION"
   local c1a c1b wa wb pa pb
   c1a=$(cpu1_ticks); wa=$(proc_ticks "$WAGATE_PID"); pa=$(pg_ticks)
-  taskset -c 0 wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s "$WORK/webhook.lua" "$url" -- "$WORK/closed.txt" >"$dir/wrk.txt"
+  run taskset -c 0 wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s "$WORK/webhook.lua" "$url" -- "$WORK/closed.txt" >"$dir/wrk.txt"
   c1b=$(cpu1_ticks); wb=$(proc_ticks "$WAGATE_PID"); pb=$(pg_ticks)
   echo "$c1a $c1b $wa $wb $pa $pb $(getconf CLK_TCK)" >"$dir/cpu.txt"
 
@@ -226,13 +252,13 @@ run_backend() {
   low_rate=$(python3 -c "import re,sys; t=open(sys.argv[1]).read(); r=float(re.search(r'Requests/sec:\s+([\d.]+)',t).group(1)); print(max(10, int(r*$LOW_FRACTION/10)*10))" "$dir/wrk.txt")
   if [ "$LOW_FRACTION" != 0 ] && [ "$low_rate" -lt "$RATE" ]; then
     echo "    (b) open loop: $low_rate events/s (${LOW_FRACTION} x closed-loop throughput) for ${OPEN_DURATION}s"
-    $LOAD sign --secret "$APP_SECRET" --prefix low --count "$((low_rate * OPEN_DURATION))" --out "$dir/low.txt" --seed 4
-    taskset -c 0 $LOAD open --url "$url" --file "$dir/low.txt" --rate "$low_rate" --duration "$OPEN_DURATION" \
+    run $LOAD sign --secret "$APP_SECRET" --prefix low --count "$((low_rate * OPEN_DURATION))" --out "$dir/low.txt" --seed 4
+    run taskset -c 0 $LOAD open --url "$url" --file "$dir/low.txt" --rate "$low_rate" --duration "$OPEN_DURATION" \
       --out "$dir/open_low.json" --acked-out "$dir/open_low.acked" >/dev/null
     echo "$low_rate" >"$dir/low_rate.txt"
   fi
   echo "    (b) open loop: $RATE events/s for ${OPEN_DURATION}s"
-  taskset -c 0 $LOAD open --url "$url" --file "$WORK/open.txt" --rate "$RATE" --duration "$OPEN_DURATION" \
+  run taskset -c 0 $LOAD open --url "$url" --file "$WORK/open.txt" --rate "$RATE" --duration "$OPEN_DURATION" \
     --out "$dir/open_target.json" --acked-out "$dir/open_target.acked" >/dev/null
   echo "$(ps -o rss= -p "$WAGATE_PID" | tr -d ' ')" >"$dir/rss.txt"
 
@@ -248,7 +274,8 @@ run_backend() {
       --acked "$dir/open_low.acked" >"$dir/verify_open_low.json"
   fi
   kill "$WAGATE_PID"; wait "$WAGATE_PID" 2>/dev/null || true; WAGATE_PID=""
-  grep -E ' (ERROR|WARN) ' "$dir/wagate.log" >"$dir/warnings.txt" || true
+  if [ "$backend" = postgres ]; then unpin_postgres; fi
+  grep -E '"level":"(WARN|ERROR)"' "$dir/wagate.log" >"$dir/warnings.txt" || true
   if [ -s "$dir/warnings.txt" ]; then
     echo "    wagate logged $(wc -l <"$dir/warnings.txt") warnings/errors; first 5:"
     head -5 "$dir/warnings.txt" | cut -c1-300 | sed 's/^/      /'

@@ -79,6 +79,7 @@ pub struct Authenticator {
     numbers: Cache<String, Option<Arc<NumberConfig>>>,
     wabas: Cache<(Uuid, String), NumberList>,
     sole: Cache<Uuid, Option<Arc<NumberConfig>>>,
+    known_wabas: Cache<String, bool>,
     tokens: Cache<String, NumberList>,
 }
 
@@ -101,6 +102,7 @@ impl Authenticator {
             numbers: cache(config),
             wabas: cache(config),
             sole: cache(config),
+            known_wabas: cache(config),
             tokens: cache(config),
         }
     }
@@ -238,6 +240,23 @@ impl Authenticator {
             .map_err(unwrap_shared)
     }
 
+    /// Whether any project has a number in this WABA.
+    pub async fn waba_known(&self, business_account_id: &str) -> Result<bool, StoreError> {
+        let store = self.store.clone();
+        let waba = business_account_id.to_owned();
+        self.known_wabas
+            .try_get_with(waba.clone(), async move {
+                Ok::<_, StoreError>(
+                    !store
+                        .find_phone_numbers_by_waba_any(&waba)
+                        .await?
+                        .is_empty(),
+                )
+            })
+            .await
+            .map_err(unwrap_shared)
+    }
+
     /// Forget an API key (after revocation) on this instance.
     pub async fn invalidate_api_key(&self, key_sha256: &str) {
         self.api_keys.invalidate(key_sha256).await;
@@ -248,6 +267,7 @@ impl Authenticator {
         self.numbers.invalidate_all();
         self.wabas.invalidate_all();
         self.sole.invalidate_all();
+        self.known_wabas.invalidate_all();
         self.tokens.invalidate_all();
     }
 }

@@ -166,6 +166,22 @@ pub struct LogConfig {
 #[error("invalid configuration: {0}")]
 pub struct ConfigError(pub String);
 
+/// Secret keys (after the `WAGATE__` prefix) taken from the environment as raw strings; each also
+/// has a `…_FILE` form naming a file that holds the value.
+const SECRET_ENV: [&str; 4] = [
+    "DATABASE__URL",
+    "META__APP_SECRET",
+    "META__VERIFY_TOKEN",
+    "SECURITY__MASTER_KEY",
+];
+
+fn is_secret_env(key: &str) -> bool {
+    let key = key.to_ascii_uppercase();
+    SECRET_ENV
+        .iter()
+        .any(|name| key == *name || key.strip_suffix("_FILE") == Some(name))
+}
+
 /// Which database a URL selects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -190,8 +206,41 @@ impl Config {
             }
             None => {}
         }
-        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__").lowercase(true));
-        Self::from_figment(figment)
+        // Secrets are read from the environment as raw strings (figment would turn `0123` into a
+        // number, and quote the value in its error), or from a file named by `…_FILE`.
+        figment = figment.merge(
+            Env::prefixed(ENV_PREFIX)
+                .filter(|key| !is_secret_env(key.as_str()))
+                .split("__")
+                .lowercase(true),
+        );
+        let mut config: Config = figment.extract().map_err(describe_figment_error)?;
+        config.apply_secret_env()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn apply_secret_env(&mut self) -> Result<(), ConfigError> {
+        for name in SECRET_ENV {
+            let var = format!("{ENV_PREFIX}{name}");
+            let value = match std::env::var(&var) {
+                Ok(value) => value,
+                Err(_) => match std::env::var(format!("{var}_FILE")) {
+                    Ok(path) => std::fs::read_to_string(&path)
+                        .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
+                        .map_err(|e| ConfigError(format!("{var}_FILE: cannot read {path}: {e}")))?,
+                    Err(_) => continue,
+                },
+            };
+            let secret: SecretString = value.into();
+            match name {
+                "DATABASE__URL" => self.database.url = secret,
+                "META__APP_SECRET" => self.meta.app_secret = secret,
+                "META__VERIFY_TOKEN" => self.meta.verify_token = secret,
+                _ => self.security.master_key = secret,
+            }
+        }
+        Ok(())
     }
 
     /// Defaults only, for tests and embedding; callers override fields directly.

@@ -13,6 +13,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::auth::NumberConfig;
 use crate::http::graph_error::GraphError;
 use crate::state::AppState;
 
@@ -23,6 +24,8 @@ const LINK_LIFETIME: Duration = Duration::minutes(5);
 struct Claim {
     /// Phone number whose token fetches the media.
     p: String,
+    /// Its internal id: a number reconnected elsewhere since is not the same number.
+    n: uuid::Uuid,
     /// Graph's URL of the bytes.
     u: String,
     /// Expiry, Unix seconds.
@@ -35,13 +38,14 @@ fn b64() -> base64::engine::GeneralPurpose {
 
 fn issue(
     state: &AppState,
-    phone_number_id: &str,
+    number: &NumberConfig,
     url: &str,
     now: DateTime<Utc>,
 ) -> (String, DateTime<Utc>) {
     let expires = now + LINK_LIFETIME;
     let claim = serde_json::to_vec(&Claim {
-        p: phone_number_id.into(),
+        p: number.phone_number_id.clone(),
+        n: number.internal_id,
         u: url.into(),
         e: expires.timestamp(),
     })
@@ -64,16 +68,43 @@ fn verify(state: &AppState, token: &str, now: DateTime<Utc>) -> Option<Claim> {
     (claim.e >= now.timestamp()).then_some(claim)
 }
 
-/// Adds `download_url` (and points `url` at it) in a Graph media metadata answer.
+/// Whether the number's token may be sent to this URL: Meta's media hosts, or the configured
+/// Graph host (the emulator, a test double).
+fn trusted_media_url(state: &AppState, url: &str) -> bool {
+    let Ok(url) = url::Url::parse(url) else {
+        return false;
+    };
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let graph_host = url::Url::parse(&state.graph.base_url)
+        .ok()
+        .and_then(|g| g.host_str().map(str::to_owned));
+    if graph_host.as_deref() == Some(host) {
+        return true;
+    }
+    url.scheme() == "https"
+        && ["fbsbx.com", "facebook.com", "fbcdn.net", "whatsapp.net"]
+            .iter()
+            .any(|domain| host == *domain || host.ends_with(&format!(".{domain}")))
+}
+
+/// Adds `download_url` (and points `url` at it) in a Graph media metadata answer for `object_id`.
 pub fn rewrite_metadata(
     state: &AppState,
     headers: &HeaderMap,
-    phone_number_id: &str,
+    number: &NumberConfig,
+    object_id: &str,
     mut body: Value,
 ) -> Value {
     let Some(url) = body.get("url").and_then(Value::as_str).map(str::to_owned) else {
         return body;
     };
+    // Only Meta's answer about this very object, pointing at a media host, gets a link.
+    if body.get("id").and_then(Value::as_str) != Some(object_id) || !trusted_media_url(state, &url)
+    {
+        return body;
+    }
     let origin = match state.config.public_url() {
         Some(url) => url.to_owned(),
         None => {
@@ -88,7 +119,7 @@ pub fn rewrite_metadata(
             format!("{scheme}://{host}")
         }
     };
-    let (token, expires) = issue(state, phone_number_id, &url, Utc::now());
+    let (token, expires) = issue(state, number, &url, Utc::now());
     let download = format!("{origin}/meta/whatsapp/media_download?token={token}");
     body["download_url"] = Value::String(download.clone());
     body["download_url_expires_at"] = Value::String(crate::time::iso(expires));
@@ -124,6 +155,7 @@ async fn fetch(state: &AppState, query: DownloadQuery) -> Result<Response, Graph
         .auth
         .number(&claim.p)
         .await?
+        .filter(|n| n.internal_id == claim.n)
         .ok_or_else(|| GraphError::unreachable_object(&claim.p))?;
     let sent = state
         .graph
@@ -134,7 +166,9 @@ async fn fetch(state: &AppState, query: DownloadQuery) -> Result<Response, Graph
     let upstream = tokio::time::timeout(state.config.graph.timeout, sent)
         .await
         .map_err(|_| GraphError::gateway_timeout("Graph did not answer in time"))?
-        .map_err(|e| GraphError::bad_gateway(format!("could not fetch the media: {e}")))?;
+        .map_err(|e| {
+            GraphError::bad_gateway(format!("could not fetch the media: {}", e.without_url()))
+        })?;
     let mut response = Response::builder().status(upstream.status());
     for name in [
         "content-type",

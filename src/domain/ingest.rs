@@ -379,35 +379,14 @@ pub async fn record_message(
     let Some(wamid) = text(message, "id") else {
         return Ok(());
     };
+    // One writer per wamid at a time: a concurrent status either sees the message or parks
+    // before we look for parked statuses.
+    tx.lock_key(number.internal_id, &wamid).await?;
     if tx.find_message(number.internal_id, &wamid).await?.is_some() {
         return Ok(());
     }
     let message_type = text(message, "type").unwrap_or_else(|| "text".into());
-    let content = render(message);
     let contact = contacts::upsert(tx, number.project_id, number.internal_id, who, now).await?;
-    let conversation = match &contact {
-        Some(contact) => {
-            let activity = Activity {
-                inbound: recorded.direction == "inbound",
-                wamid: &wamid,
-                message_type: &message_type,
-                text: &content,
-                at: now,
-            };
-            Some(
-                conversations::touch(
-                    tx,
-                    number.project_id,
-                    number.internal_id,
-                    contact.id,
-                    &activity,
-                    settings.inactivity,
-                )
-                .await?,
-            )
-        }
-        None => None,
-    };
     let processing_status = if recorded.direction == "inbound" && number.forwarding {
         "pending"
     } else {
@@ -421,7 +400,6 @@ pub async fn record_message(
                 .or_else(|| t.as_i64())
         })
         .unwrap_or_else(|| now.timestamp());
-    let errors = message.get("errors").map(Value::to_string);
     let mut row = MessageRow {
         id: Uuid::now_v7(),
         project_id: number.project_id,
@@ -434,26 +412,44 @@ pub async fn record_message(
         origin: recorded.origin.into(),
         meta_timestamp,
         contact_id: contact.as_ref().map(|c| c.id),
-        conversation_id: conversation.as_ref().map(|c| c.id),
+        conversation_id: None,
         has_media: is_media(&message_type),
         body: message.to_string(),
-        content,
-        errors,
+        content: render(message),
+        errors: message.get("errors").map(Value::to_string),
         statuses: "[]".into(),
         created_at: now,
         updated_at: now,
     };
+    // The message first: only a message actually stored counts in its conversation.
     if !tx.insert_message(&row).await? {
         return Ok(());
     }
-    let parked = tx.take_parked_statuses(number.internal_id, &wamid).await?;
-    if !parked.is_empty() {
-        for status in parked {
-            if let Ok(status) = serde_json::from_str::<Value>(&status.status) {
-                fold_status(&mut row, &status);
-            }
+    if let Some(contact) = &contact {
+        let activity = Activity {
+            inbound: recorded.direction == "inbound",
+            wamid: &wamid,
+            message_type: &message_type,
+            text: &row.content,
+            at: now,
+        };
+        let conversation = conversations::touch(
+            tx,
+            number.project_id,
+            number.internal_id,
+            contact.id,
+            &activity,
+            settings.inactivity,
+        )
+        .await?;
+        row.conversation_id = Some(conversation.id);
+    }
+    for status in tx.take_parked_statuses(number.internal_id, &wamid).await? {
+        if let Ok(status) = serde_json::from_str::<Value>(&status.status) {
+            fold_status(&mut row, &status);
         }
-        row.updated_at = now;
+    }
+    if row.conversation_id.is_some() || row.statuses != "[]" {
         tx.update_message_state(&row).await?;
     }
     Ok(())
@@ -483,6 +479,7 @@ pub async fn apply_status(
     let Some(wamid) = text(status, "id") else {
         return Ok(());
     };
+    tx.lock_key(number, &wamid).await?;
     match tx.find_message(number, &wamid).await? {
         Some(mut row) => {
             fold_status(&mut row, status);

@@ -105,7 +105,8 @@ pub fn next_status(current: &str, incoming: &str) -> Option<&'static str> {
     let moves = if new == "failed" {
         from <= 1 && current != "failed"
     } else {
-        to > from || (current == "failed" && to > 1)
+        // `failed` is final at Meta: nothing moves a failed message again.
+        current != "failed" && to > from
     };
     moves.then_some(new)
 }

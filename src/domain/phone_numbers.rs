@@ -132,10 +132,13 @@ fn check_token(field: &'static str, token: Option<&SecretString>, errors: &mut V
         let t = token.expose_secret();
         if t.trim().is_empty() {
             errors.push(FieldError::new(field, "must not be empty"));
-        } else if t.len() > MAX_TOKEN_LEN || t.chars().any(char::is_whitespace) {
+        } else if t.len() > MAX_TOKEN_LEN || !t.trim().bytes().all(|b| b.is_ascii_graphic()) {
+            // It becomes an `Authorization` header value: visible ASCII only.
             errors.push(FieldError::new(
                 field,
-                format!("must be a single token of at most {MAX_TOKEN_LEN} characters"),
+                format!(
+                    "must be a single token of visible ASCII characters, at most {MAX_TOKEN_LEN}"
+                ),
             ));
         }
     }

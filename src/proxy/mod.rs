@@ -60,6 +60,28 @@ pub fn is_graph_version(version: &str) -> bool {
         .all(|part| !part.is_empty() && part.len() <= 3 && part.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// Refuses paths Graph would normalise into another object than the one checked (`a/../b`,
+/// `%2e%2e`, encoded slashes, empty segments): authorization is decided on the first segment, so
+/// the path must mean exactly what it says.
+fn check_segments(rest: &str) -> Result<(), GraphError> {
+    let bad = rest.split('/').enumerate().any(|(i, raw)| {
+        let decoded = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
+        let trailing =
+            i > 0 && raw.is_empty() && rest.ends_with('/') && i == rest.split('/').count() - 1;
+        (raw.is_empty() && !trailing)
+            || decoded == "."
+            || decoded == ".."
+            || decoded.contains('/')
+            || decoded.contains('\\')
+    });
+    if bad {
+        return Err(GraphError::invalid_parameter(
+            "path: empty, '.' or '..' segments and encoded slashes are not allowed",
+        ));
+    }
+    Ok(())
+}
+
 /// The credentials a Graph caller presented: `X-API-Key` and/or `Authorization: Bearer`.
 pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, GraphError> {
     let api_key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
@@ -105,6 +127,7 @@ async fn forward(state: &AppState, request: Request) -> Result<Response, GraphEr
             "version: '{version}' is not a Graph API version such as v23.0"
         )));
     }
+    check_segments(rest)?;
     let caller = authenticate(state, request.headers()).await?;
     if let Some(route) = crate::stored::route(request.method(), rest) {
         let limit = state.config.server.json_body_limit;
@@ -167,6 +190,13 @@ async fn forward(state: &AppState, request: Request) -> Result<Response, GraphEr
             }
         })
         .flatten();
+    if record.is_some() || media_lookup {
+        // These answers are parsed (recorded, rewritten): ask for them uncompressed.
+        upstream_headers.insert(
+            axum::http::header::ACCEPT_ENCODING,
+            axum::http::HeaderValue::from_static("identity"),
+        );
+    }
     let mut request_bytes = None;
     let upstream_body = if record.is_some() {
         let limit = state.config.server.json_body_limit;
@@ -187,40 +217,42 @@ async fn forward(state: &AppState, request: Request) -> Result<Response, GraphEr
     };
 
     let url = state.graph.url(version, &upstream_rest, query.as_deref());
-    let sent = state
+    let request = state
         .graph
         .http
         .request(parts.method, url)
         .headers(upstream_headers)
-        .body(upstream_body)
-        .send();
-    let upstream = match tokio::time::timeout(state.config.graph.timeout, sent).await {
-        Err(_) => {
-            return Err(GraphError::gateway_timeout(format!(
-                "Graph did not answer within {:?}",
-                state.config.graph.timeout
-            )))
-        }
-        Ok(Err(error)) => return Err(upstream_error(&error, state.config.server.media_body_limit)),
-        Ok(Ok(response)) => response,
-    };
-
-    let status = upstream.status();
-    let mut response_headers = upstream.headers().clone();
-    headers::for_downstream(&mut response_headers);
+        .body(upstream_body);
     if let (Some(kind), Some(request_bytes)) = (record, request_bytes) {
-        let bytes = upstream
-            .bytes()
-            .await
-            .map_err(|e| upstream_error(&e, state.config.server.media_body_limit))?;
-        if status.is_success() {
-            record_exchange(state, &number, kind, &request_bytes, &bytes).await;
-        }
+        // Sends and calls finish in their own task: a client that hangs up must not cancel a
+        // request Meta may accept, nor the recording of one it did accept.
+        let task_state = state.clone();
+        let task_number = number.clone();
+        let exchange = tokio::spawn(async move {
+            let upstream = send(&task_state, request).await?;
+            let status = upstream.status();
+            let mut headers = upstream.headers().clone();
+            headers::for_downstream(&mut headers);
+            let bytes = upstream
+                .bytes()
+                .await
+                .map_err(|e| upstream_error(&e, task_state.config.server.media_body_limit))?;
+            if status.is_success() {
+                record_exchange(&task_state, &task_number, kind, &request_bytes, &bytes).await;
+            }
+            Ok::<_, GraphError>((status, headers, bytes))
+        });
+        let (status, response_headers, bytes) =
+            exchange.await.map_err(|_| GraphError::internal())??;
         let mut response = Response::new(Body::from(bytes));
         *response.status_mut() = status;
         *response.headers_mut() = response_headers;
         return Ok(response);
     }
+    let upstream = send(state, request).await?;
+    let status = upstream.status();
+    let mut response_headers = upstream.headers().clone();
+    headers::for_downstream(&mut response_headers);
     let is_json = response_headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -235,7 +267,8 @@ async fn forward(state: &AppState, request: Request) -> Result<Response, GraphEr
                 let rewritten = crate::media::rewrite_metadata(
                     state,
                     &caller_headers,
-                    &number.phone_number_id,
+                    &number,
+                    object_id,
                     json,
                 );
                 response_headers.remove(CONTENT_LENGTH);
@@ -252,6 +285,21 @@ async fn forward(state: &AppState, request: Request) -> Result<Response, GraphEr
     *response.status_mut() = status;
     *response.headers_mut() = response_headers;
     Ok(response)
+}
+
+/// Sends to Graph within `graph.timeout` for the response headers.
+async fn send(
+    state: &AppState,
+    request: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, GraphError> {
+    match tokio::time::timeout(state.config.graph.timeout, request.send()).await {
+        Err(_) => Err(GraphError::gateway_timeout(format!(
+            "Graph did not answer within {:?}",
+            state.config.graph.timeout
+        ))),
+        Ok(Err(error)) => Err(upstream_error(&error, state.config.server.media_body_limit)),
+        Ok(Ok(response)) => Ok(response),
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -315,6 +363,20 @@ fn body_error(error: BodyError, limit: usize) -> GraphError {
     }
 }
 
+/// What went wrong under a reqwest error, without its URL (Graph URLs can carry tokens in their
+/// query string).
+fn transport_cause(error: &reqwest::Error) -> String {
+    std::error::Error::source(error)
+        .map(ToString::to_string)
+        .unwrap_or_else(|| {
+            if error.is_timeout() {
+                "timeout".into()
+            } else {
+                "transport error".into()
+            }
+        })
+}
+
 /// Maps a transport failure: our own body limits first, then timeouts (504), then the rest (502).
 fn upstream_error(error: &reqwest::Error, media_limit: usize) -> GraphError {
     match request_body::classify(error) {
@@ -323,10 +385,10 @@ fn upstream_error(error: &reqwest::Error, media_limit: usize) -> GraphError {
         _ => {}
     }
     if error.is_timeout() {
-        tracing::warn!(error = %error, "Graph timed out");
+        tracing::warn!(cause = %transport_cause(error), "Graph timed out");
         GraphError::gateway_timeout("Graph did not answer in time")
     } else {
-        tracing::warn!(error = %error, "Graph unreachable");
+        tracing::warn!(cause = %transport_cause(error), "Graph unreachable");
         GraphError::bad_gateway(if error.is_connect() {
             "could not connect to Graph"
         } else {

@@ -80,6 +80,14 @@ pub async fn resolve(
     if let Some(number) = reachable_waba(auth, caller, target.object_id).await? {
         return Ok(number);
     }
+    // The object is a number or WABA wagate knows, but not the caller's: never let a query
+    // parameter or the caller's own token stand in for it.
+    if is_meta_id(target.object_id)
+        && (auth.number(target.object_id).await?.is_some()
+            || auth.waba_known(target.object_id).await?)
+    {
+        return Err(GraphError::unreachable_object(target.object_id));
+    }
     if target.has_edge {
         // `{id}/edge` for an id that is not one of the caller's numbers or WABAs.
         return Err(GraphError::unreachable_object(target.object_id));

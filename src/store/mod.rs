@@ -73,12 +73,22 @@ impl From<sqlx::Error> for StoreError {
 }
 
 /// Database error codes that mean "not now" rather than "never": SQLite busy/locked, PostgreSQL
-/// connection failures, shutdowns, lock timeouts and too many connections.
+/// connection failures, shutdowns, lock timeouts, deadlocks, serialization failures and too many
+/// connections.
 fn is_transient(code: Option<&str>) -> bool {
     let Some(code) = code else { return false };
     matches!(
         code,
-        "5" | "6" | "261" | "517" | "55P03" | "53300" | "57P01" | "57P02" | "57P03"
+        "5" | "6"
+            | "261"
+            | "517"
+            | "55P03"
+            | "53300"
+            | "57P01"
+            | "57P02"
+            | "57P03"
+            | "40001"
+            | "40P01"
     ) || code.starts_with("08")
 }
 

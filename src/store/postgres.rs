@@ -53,3 +53,10 @@ pub struct PgTx {
 
 impl_common_store!(PgStore, PgTx);
 impl_store_tx!(PgTx);
+
+impl PgTx {
+    /// Appended to read-then-write selects so concurrent writers of one row queue up.
+    const LOCK_ROWS: &'static str = " for update";
+    const KEY_LOCK: Option<&'static str> =
+        Some("select pg_advisory_xact_lock(hashtextextended($1, 0))");
+}

@@ -59,3 +59,9 @@ pub struct SqliteTx {
 
 impl_common_store!(SqliteStore, SqliteTx);
 impl_store_tx!(SqliteTx);
+
+impl SqliteTx {
+    /// Appended to read-then-write selects so concurrent writers of one row queue up.
+    const LOCK_ROWS: &'static str = "";
+    const KEY_LOCK: Option<&'static str> = None;
+}

@@ -11,6 +11,10 @@ use super::StoreResult;
 
 #[async_trait]
 pub trait StoreTx: Send {
+    /// Serialises work on one key (a message's wamid) across transactions until commit: on
+    /// PostgreSQL an advisory transaction lock, on SQLite nothing (one writer at a time).
+    async fn lock_key(&mut self, number: Uuid, key: &str) -> StoreResult<()>;
+
     async fn insert_webhook_event(&mut self, event: &NewWebhookEvent) -> StoreResult<()>;
     async fn insert_event_route(&mut self, route: &EventRouteRow) -> StoreResult<()>;
 
@@ -100,6 +104,13 @@ macro_rules! impl_store_tx {
     ($tx:ty) => {
         #[async_trait::async_trait]
         impl $crate::store::StoreTx for $tx {
+            async fn lock_key(&mut self, number: uuid::Uuid, key: &str) -> $crate::store::StoreResult<()> {
+                if let Some(sql) = Self::KEY_LOCK {
+                    sqlx::query(sql).bind(format!("{number}/{key}")).execute(&mut *self.tx).await?;
+                }
+                Ok(())
+            }
+
             async fn insert_webhook_event(&mut self, e: &$crate::store::NewWebhookEvent) -> $crate::store::StoreResult<()> {
                 sqlx::query("insert into webhook_events (id, received_at, body, state, error) values ($1, $2, $3, $4, $5)")
                     .bind(e.id).bind(e.received_at).bind(&e.body).bind(&e.state).bind(&e.error)
@@ -172,8 +183,9 @@ macro_rules! impl_store_tx {
 
             async fn find_active_conversation(&mut self, number: uuid::Uuid, contact: uuid::Uuid) -> $crate::store::StoreResult<Option<$crate::store::ConversationRow>> {
                 let sql = format!(
-                    "select {} from conversations where phone_number_internal_id = $1 and contact_id = $2 and status = 'active'",
-                    $crate::store::tx::CONVERSATION_COLUMNS
+                    "select {} from conversations where phone_number_internal_id = $1 and contact_id = $2 and status = 'active'{}",
+                    $crate::store::tx::CONVERSATION_COLUMNS,
+                    Self::LOCK_ROWS
                 );
                 Ok(sqlx::query_as(&sql).bind(number).bind(contact).fetch_optional(&mut *self.tx).await?)
             }
@@ -226,8 +238,9 @@ macro_rules! impl_store_tx {
 
             async fn find_message(&mut self, number: uuid::Uuid, wamid: &str) -> $crate::store::StoreResult<Option<$crate::store::MessageRow>> {
                 let sql = format!(
-                    "select {} from messages where phone_number_internal_id = $1 and wamid = $2",
-                    $crate::store::tx::MESSAGE_COLUMNS
+                    "select {} from messages where phone_number_internal_id = $1 and wamid = $2{}",
+                    $crate::store::tx::MESSAGE_COLUMNS,
+                    Self::LOCK_ROWS
                 );
                 Ok(sqlx::query_as(&sql).bind(number).bind(wamid).fetch_optional(&mut *self.tx).await?)
             }
@@ -264,8 +277,9 @@ macro_rules! impl_store_tx {
 
             async fn find_call(&mut self, number: uuid::Uuid, call_id: &str) -> $crate::store::StoreResult<Option<$crate::store::CallRow>> {
                 let sql = format!(
-                    "select {} from calls where phone_number_internal_id = $1 and call_id = $2",
-                    $crate::store::tx::CALL_COLUMNS
+                    "select {} from calls where phone_number_internal_id = $1 and call_id = $2{}",
+                    $crate::store::tx::CALL_COLUMNS,
+                    Self::LOCK_ROWS
                 );
                 Ok(sqlx::query_as(&sql).bind(number).bind(call_id).fetch_optional(&mut *self.tx).await?)
             }
