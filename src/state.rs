@@ -41,7 +41,7 @@ impl AppState {
 fn writer_settings(config: &Config, backend: Backend) -> WriterSettings {
     let shards = match (config.writer.shards, backend) {
         (0, Backend::Sqlite) => 1,
-        (0, Backend::Postgres) => 4,
+        (0, Backend::Postgres) => 8,
         (n, _) => n,
     };
     WriterSettings {

@@ -43,11 +43,36 @@ pub struct IngestJob {
 }
 
 impl IngestJob {
-    /// The first routed number, used to pick a writer shard (same number → same order).
-    pub fn shard_key(&self) -> Option<Uuid> {
-        self.routes
-            .iter()
-            .find_map(|r| r.number.as_ref().map(|n| n.internal_id))
+    /// Picks a writer shard: the first routed number and the user its first change is about,
+    /// so one user's events keep their order while a busy number's users are written in
+    /// parallel (the store's row and wamid locks keep concurrent shards consistent).
+    pub fn shard_key(&self) -> u64 {
+        let Some(route) = self.routes.iter().find(|r| r.number.is_some()) else {
+            return 0;
+        };
+        let number = route
+            .number
+            .as_ref()
+            .map(|n| n.internal_id)
+            .unwrap_or_default();
+        let value = route.changes.first().map(|c| &c.value);
+        let user = value.and_then(|v| {
+            ["messages", "statuses", "calls", "message_echoes"]
+                .iter()
+                .find_map(|list| {
+                    let first = v.get(list)?.get(0)?;
+                    [
+                        "from",
+                        "from_user_id",
+                        "recipient_id",
+                        "recipient_user_id",
+                        "to",
+                    ]
+                    .iter()
+                    .find_map(|key| text(first, key))
+                })
+        });
+        shard_hash(number, user.as_deref().unwrap_or(""))
     }
 }
 
@@ -160,6 +185,17 @@ pub async fn prepare(
         event.state = "unrouted".into();
     }
     Ok(IngestJob { event, routes })
+}
+
+/// A stable shard hash of (number, user).
+pub fn shard_hash(number: Uuid, user: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    number.hash(&mut hasher);
+    crate::domain::contacts::normalize_wa_id(user)
+        .unwrap_or_else(|| user.to_owned())
+        .hash(&mut hasher);
+    hasher.finish()
 }
 
 /// Knobs the effects depend on.

@@ -18,7 +18,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
-use uuid::Uuid;
 
 use super::ingest::{self, IngestJob, IngestSettings, RoutedNumber};
 use crate::store::{DynStore, StoreError, StoreResult, StoreTx};
@@ -43,10 +42,19 @@ pub enum Recording {
 }
 
 impl Recording {
-    fn shard_key(&self) -> Uuid {
-        match self {
-            Self::Send { number, .. } | Self::Call { number, .. } => number.internal_id,
+    /// Same shard as the webhooks about the same user (see `IngestJob::shard_key`).
+    fn shard_key(&self) -> u64 {
+        let (Self::Send {
+            number, request, ..
         }
+        | Self::Call {
+            number, request, ..
+        }) = self;
+        let user = ["to", "recipient"]
+            .iter()
+            .find_map(|key| request.get(key).and_then(Value::as_str))
+            .unwrap_or("");
+        ingest::shard_hash(number.internal_id, user)
     }
 }
 
@@ -125,11 +133,8 @@ impl Writer {
         writer
     }
 
-    fn shard(&self, key: Option<Uuid>) -> &mpsc::Sender<Job> {
-        let index = key
-            .map(|k| (k.as_u128() % self.shards.len() as u128) as usize)
-            .unwrap_or(0);
-        &self.shards[index]
+    fn shard(&self, key: u64) -> &mpsc::Sender<Job> {
+        &self.shards[(key % self.shards.len() as u64) as usize]
     }
 
     /// Writes a webhook event and its effects; returns once committed (or failed).
@@ -147,7 +152,7 @@ impl Writer {
     /// Records what the proxy saw; returns once committed or buffered.
     pub async fn record(&self, recording: Recording) -> Durability {
         let (tx, rx) = oneshot::channel();
-        let shard = self.shard(Some(recording.shard_key()));
+        let shard = self.shard(recording.shard_key());
         if shard.send(Job::Record(recording, Some(tx))).await.is_err() {
             return Durability::Buffered;
         }
