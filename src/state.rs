@@ -11,8 +11,20 @@ use crate::domain::writer::WriterSettings;
 use crate::graph::GraphClient;
 use crate::store::DynStore;
 
+/// Cheap to clone (one `Arc`): axum clones the state for every extractor of every request.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// Everything handlers share.
+pub struct Services {
     pub config: Arc<Config>,
     pub store: DynStore,
     pub secrets: SecretBox,
@@ -27,14 +39,14 @@ impl AppState {
         let auth = Authenticator::new(store.clone(), secrets.clone(), &config.cache);
         let graph = GraphClient::new(&config.graph)?;
         let writer = Writer::start(store.clone(), writer_settings(&config, store.backend()));
-        Ok(Self {
+        Ok(Self(Arc::new(Services {
             writer,
             config,
             store,
             secrets,
             auth,
             graph,
-        })
+        })))
     }
 }
 

@@ -171,7 +171,16 @@ async fn forward(state: &AppState, request: Request) -> Result<Response, GraphEr
     // `GET /{object}`: possibly media metadata, whose URL only works with the token.
     let media_lookup = request.method() == Method::GET && !has_edge;
     let (parts, body) = request.into_parts();
-    let caller_headers = parts.headers.clone();
+    let declares_body = parts.headers.contains_key(CONTENT_LENGTH)
+        || parts
+            .headers
+            .contains_key(axum::http::header::TRANSFER_ENCODING);
+    // Only a metadata lookup needs the caller's Host later (to build download links).
+    let caller_headers = if media_lookup {
+        parts.headers.clone()
+    } else {
+        HeaderMap::new()
+    };
     let mut upstream_headers = parts.headers;
     headers::for_upstream(&mut upstream_headers);
     upstream_headers.insert(AUTHORIZATION, number.authorization.clone());
@@ -212,8 +221,13 @@ async fn forward(state: &AppState, request: Request) -> Result<Response, GraphEr
         if declared_too_large(&upstream_headers, limit) {
             return Err(GraphError::payload_too_large(limit));
         }
-        let limited = http_body_util::Limited::new(body, limit);
-        reqwest::Body::wrap_stream(Body::new(limited).into_data_stream())
+        if declares_body {
+            let limited = http_body_util::Limited::new(body, limit);
+            reqwest::Body::wrap_stream(Body::new(limited).into_data_stream())
+        } else {
+            // No body declared (a GET, a DELETE): send none, rather than an empty chunked one.
+            reqwest::Body::from(axum::body::Bytes::new())
+        }
     };
 
     let url = state.graph.url(version, &upstream_rest, query.as_deref());
