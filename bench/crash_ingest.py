@@ -114,6 +114,8 @@ class Wagate:
             WAGATE__SECURITY__MASTER_KEY=MASTER_KEY,
             WAGATE__META__APP_SECRET=APP_SECRET,
             WAGATE__LOG__LEVEL="warn",
+            # No Graph here: the number cannot be verified against Meta.
+            WAGATE__GRAPH__VERIFY_NUMBERS="false",
             WAGATE__LOG__FORMAT="human",
             NO_COLOR="1",
         )

@@ -85,6 +85,7 @@ pub struct GraphConfig {
     pub pool_max_idle_per_host: usize,
     #[serde(with = "humantime_serde")]
     pub pool_idle_timeout: Duration,
+    pub verify_numbers: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -50,6 +50,13 @@ impl AppState {
     }
 }
 
+impl Services {
+    /// The Graph client used to verify numbers, unless `graph.verify_numbers` is off.
+    pub fn verifier(&self) -> Option<&GraphClient> {
+        self.config.graph.verify_numbers.then_some(&self.graph)
+    }
+}
+
 fn writer_settings(config: &Config, backend: Backend) -> WriterSettings {
     let shards = match (config.writer.shards, backend) {
         (0, Backend::Sqlite) => 1,

@@ -10,4 +10,5 @@ pub mod phone_numbers;
 pub mod projects;
 pub mod recorder;
 pub mod sweeper;
+pub mod verify;
 pub mod writer;

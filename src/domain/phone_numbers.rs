@@ -37,6 +37,8 @@ pub enum PhoneNumberError {
     #[error("not found")]
     NotFound,
     #[error(transparent)]
+    Unverified(#[from] super::verify::VerifyError),
+    #[error(transparent)]
     Store(StoreError),
 }
 
@@ -168,6 +170,7 @@ fn check_url(value: Option<&str>, errors: &mut Vec<FieldError>) {
 pub async fn connect(
     store: &dyn Store,
     secrets: &SecretBox,
+    graph: Option<&crate::graph::GraphClient>,
     project_id: Uuid,
     path_customer_id: Option<Uuid>,
     input: ConnectInput,
@@ -228,6 +231,15 @@ pub async fn connect(
 
     let token = input.access_token.expect("validated above");
     let token = token.expose_secret().trim();
+    // Control of the number is proven before anything else is said about it (a 409 would
+    // otherwise tell a stranger which numbers are connected).
+    let verified = match graph {
+        Some(graph) => Some(
+            super::verify::number(graph, token, &phone_number_id, Some(&business_account_id))
+                .await?,
+        ),
+        None => None,
+    };
     let webhook_secret = input
         .webhook_secret
         .map(|s| s.expose_secret().trim().to_owned())
@@ -239,11 +251,12 @@ pub async fn connect(
         business_account_id,
         kind,
         name: input.name,
-        details: PhoneNumberDetails {
+        // Meta's word wins over the caller's when the number was verified.
+        details: verified.unwrap_or(PhoneNumberDetails {
             display_phone_number: input.display_phone_number,
             verified_name: input.verified_name,
             ..PhoneNumberDetails::default()
-        },
+        }),
         is_coexistence: input.is_coexistence.unwrap_or(false),
         inbound_processing_enabled: input.inbound_processing_enabled.unwrap_or(true),
         calls_enabled: input.calls_enabled.unwrap_or(false),
@@ -272,6 +285,7 @@ pub async fn connect(
 pub async fn update(
     store: &dyn Store,
     secrets: &SecretBox,
+    graph: Option<&crate::graph::GraphClient>,
     project_id: Uuid,
     phone_number_id: &str,
     input: UpdateInput,
@@ -295,6 +309,15 @@ pub async fn update(
     }
     if !errors.is_empty() {
         return Err(PhoneNumberError::Invalid(errors));
+    }
+    if let (Some(graph), Some(token)) = (graph, &input.access_token) {
+        // Only the caller's own number may get a new token, and the token must reach it.
+        store
+            .find_phone_number(phone_number_id)
+            .await?
+            .filter(|n| n.project_id == project_id)
+            .ok_or(PhoneNumberError::NotFound)?;
+        super::verify::number(graph, token.expose_secret().trim(), phone_number_id, None).await?;
     }
     let new_webhook_secret = match (&input.webhook_secret, input.rotate_webhook_secret) {
         (Some(secret), _) => Some(secret.expose_secret().trim().to_owned()),

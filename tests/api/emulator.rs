@@ -103,29 +103,64 @@ async fn meta_validation_errors_come_back_unchanged(backend: Backend) {
     assert_eq!(body["error"]["code"], 100);
     assert!(body["error"]["fbtrace_id"].is_string());
 
-    // A number stored with a token Meta does not accept: Meta's 190 passes through.
+    // Connecting proves control with Graph: a token Meta refuses, a number it does not know, or a
+    // number outside the given WABA is refused (422), and a stranger learns nothing (no 409).
     let (_, other_key) = env.app.other_project().await;
-    let stale = env
+    let cases = [
+        (
+            json!({"phone_number_id": env.pnid, "business_account_id": env.waba, "access_token": "stolen-guess"}),
+            "access_token",
+        ),
+        (
+            json!({"phone_number_id": "100000000000077", "business_account_id": env.waba, "access_token": env.token}),
+            "access_token",
+        ),
+        (
+            json!({"phone_number_id": env.pnid, "business_account_id": "299999999999999", "access_token": env.token}),
+            "business_account_id",
+        ),
+    ];
+    for (input, field) in cases {
+        let response = env
+            .app
+            .request_with_key(
+                Method::POST,
+                "/platform/v1/whatsapp/phone_numbers",
+                &other_key,
+            )
+            .json(&json!({ "whatsapp_phone_number": input }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 422, "{input}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["details"][0]["field"], field, "{body}");
+    }
+    let mine = env
         .app
-        .request_with_key(Method::POST, "/platform/v1/whatsapp/phone_numbers", &other_key)
-        .json(&json!({"whatsapp_phone_number": {"phone_number_id": "100000000000002", "business_account_id": env.waba, "access_token": "expired"}}))
-        .send()
+        .store
+        .find_phone_number(&env.pnid)
         .await
+        .unwrap()
         .unwrap();
-    assert_eq!(stale.status(), 201);
-    let response = env
+    assert_eq!(
+        mine.project_id, env.app.project_id,
+        "still the rightful owner's"
+    );
+    // Meta's details are taken from Graph, not from the caller.
+    assert_eq!(mine.verified_name.as_deref(), Some("wagate sandbox"));
+    // A new token is verified the same way.
+    let patch = env
         .app
-        .request_with_key(
-            Method::GET,
-            &format!("{V}/100000000000002/whatsapp_business_profile"),
-            &other_key,
+        .request(
+            Method::PATCH,
+            &format!("/platform/v1/whatsapp/phone_numbers/{}", env.pnid),
         )
+        .json(&json!({"whatsapp_phone_number": {"access_token": "not-the-token"}}))
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 401);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["error"]["code"], 190);
+    assert_eq!(patch.status(), 422);
 }
 
 async fn media_templates_profile_and_registration(backend: Backend) {

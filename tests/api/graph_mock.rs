@@ -38,6 +38,8 @@ struct Inner {
     upload_started: Notify,
     /// The streaming download waits on this after its first chunk.
     download_gate: Notify,
+    /// Phone numbers wagate verified (`GET /{id}?fields=…`): every WABA lists them.
+    numbers: Mutex<Vec<String>>,
 }
 
 #[derive(Clone)]
@@ -149,6 +151,35 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
         return Response::builder()
             .header("content-type", "application/octet-stream")
             .body(Body::from_stream(tokio_stream_from(rx)))
+            .unwrap();
+    }
+
+    // wagate's number verification: any token reaches any number here, and every WABA lists
+    // the numbers asked about (ownership checks are exercised against the emulator).
+    let query = parts.uri.query().unwrap_or("");
+    let segments: Vec<&str> = parts.uri.path().split('/').collect();
+    if parts.method == Method::GET && query.contains("display_phone_number") && segments.len() == 3
+    {
+        let id = segments[2].to_owned();
+        inner.numbers.lock().unwrap().push(id.clone());
+        let body = serde_json::json!({"id": id, "display_phone_number": "+1 555-000-0001", "verified_name": "Mock Business"});
+        return Response::builder()
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+    }
+    if parts.method == Method::GET && segments.len() == 4 && segments[3] == "phone_numbers" {
+        let data: Vec<_> = inner
+            .numbers
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|id| serde_json::json!({"id": id}))
+            .collect();
+        let body = serde_json::json!({ "data": data });
+        return Response::builder()
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
             .unwrap();
     }
 

@@ -76,7 +76,11 @@ async fn connect_returns_the_full_object_without_secrets(app: TestApp) {
     assert_eq!(data["id"], "1234567890");
     assert_eq!(data["phone_number_id"], "1234567890");
     assert_eq!(data["business_account_id"], "98765432109");
-    assert_eq!(data["display_phone_number_normalized"], "15551234567");
+    // Meta's details (from the verification call) win over what the caller claimed.
+    assert_eq!(data["display_phone_number"], "+1 555-000-0001");
+    assert_eq!(data["display_phone_number_normalized"], "15550000001");
+    assert_eq!(data["verified_name"], "Mock Business");
+    assert_eq!(data["status"], "CONNECTED");
     assert_eq!(data["display_name"], "Support Line");
     assert_eq!(data["calls_enabled"], true);
     assert_eq!(data["inbound_processing_enabled"], true);

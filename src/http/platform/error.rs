@@ -27,6 +27,8 @@ pub enum PlatformError {
     RequestTimeout,
     #[error("service temporarily unavailable; retry later")]
     Unavailable,
+    #[error("{0}")]
+    BadGateway(String),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -42,6 +44,7 @@ impl IntoResponse for PlatformError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let body = match &self {
@@ -86,6 +89,12 @@ impl From<PhoneNumberError> for PlatformError {
             PhoneNumberError::Invalid(errors) => Self::Validation(errors),
             PhoneNumberError::AlreadyConnected(_) => Self::Conflict(error.to_string()),
             PhoneNumberError::NotFound => Self::NotFound("phone number"),
+            PhoneNumberError::Unverified(crate::domain::verify::VerifyError::Refused(field)) => {
+                Self::Validation(vec![field])
+            }
+            PhoneNumberError::Unverified(
+                e @ crate::domain::verify::VerifyError::Unreachable(_),
+            ) => Self::BadGateway(e.to_string()),
             PhoneNumberError::Store(e) => e.into(),
         }
     }

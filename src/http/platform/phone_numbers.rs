@@ -80,6 +80,7 @@ async fn connect_inner(
     let written = phone_numbers::connect(
         &*state.store,
         &state.secrets,
+        state.verifier(),
         project_id,
         customer_id,
         input,
@@ -218,6 +219,7 @@ async fn update(
     let written = phone_numbers::update(
         &*state.store,
         &state.secrets,
+        state.verifier(),
         key.project_id,
         &phone_number_id,
         input,
