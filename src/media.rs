@@ -105,20 +105,7 @@ pub fn rewrite_metadata(
     {
         return body;
     }
-    let origin = match state.config.public_url() {
-        Some(url) => url.to_owned(),
-        None => {
-            let host = headers
-                .get("host")
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("localhost");
-            let scheme = headers
-                .get("x-forwarded-proto")
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("http");
-            format!("{scheme}://{host}")
-        }
-    };
+    let origin = crate::http::public_origin(&state.config, headers);
     let (token, expires) = issue(state, number, &url, Utc::now());
     let download = format!("{origin}/meta/whatsapp/media_download?token={token}");
     body["download_url"] = Value::String(download.clone());

@@ -26,6 +26,26 @@ use crate::state::AppState;
 /// Prefixes under which wagate speaks Graph (and answers errors in Graph's envelope).
 pub const GRAPH_PREFIXES: [&str; 2] = ["/meta/whatsapp/", "/api/meta/"];
 
+/// The origin clients reach wagate at: `server.public_url`, else the request's Host (and
+/// `X-Forwarded-Proto` from a load balancer). Used for paging links and download links.
+pub fn public_origin(config: &crate::config::Config, headers: &axum::http::HeaderMap) -> String {
+    if let Some(url) = config.public_url() {
+        return url.to_owned();
+    }
+    let header = |name: &str, default: &'static str| {
+        headers
+            .get(name)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or(default)
+            .to_owned()
+    };
+    format!(
+        "{}://{}",
+        header("x-forwarded-proto", "http"),
+        header("host", "localhost")
+    )
+}
+
 pub fn is_graph_path(path: &str) -> bool {
     GRAPH_PREFIXES.iter().any(|p| path.starts_with(p))
 }

@@ -64,11 +64,11 @@ pub fn is_graph_version(version: &str) -> bool {
 /// `%2e%2e`, encoded slashes, empty segments): authorization is decided on the first segment, so
 /// the path must mean exactly what it says.
 fn check_segments(rest: &str) -> Result<(), GraphError> {
-    let bad = rest.split('/').enumerate().any(|(i, raw)| {
+    // One trailing slash is harmless (`{id}/`); any other empty segment is not.
+    let path = rest.strip_suffix('/').unwrap_or(rest);
+    let bad = path.split('/').any(|raw| {
         let decoded = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
-        let trailing =
-            i > 0 && raw.is_empty() && rest.ends_with('/') && i == rest.split('/').count() - 1;
-        (raw.is_empty() && !trailing)
+        raw.is_empty()
             || decoded == "."
             || decoded == ".."
             || decoded.contains('/')

@@ -131,22 +131,7 @@ impl Request<'_> {
 
     /// Absolute URL of this list, for `paging.next`/`previous`.
     fn base_url(&self) -> String {
-        let origin = match self.state.config.public_url() {
-            Some(url) => url.to_owned(),
-            None => {
-                let host = self
-                    .headers
-                    .get("host")
-                    .and_then(|h| h.to_str().ok())
-                    .unwrap_or("localhost");
-                let scheme = self
-                    .headers
-                    .get("x-forwarded-proto")
-                    .and_then(|h| h.to_str().ok())
-                    .unwrap_or("http");
-                format!("{scheme}://{host}")
-            }
-        };
+        let origin = crate::http::public_origin(&self.state.config, self.headers);
         format!("{origin}{}", self.path)
     }
 
