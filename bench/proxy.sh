@@ -5,6 +5,9 @@
 # reads as the per-core cost of proxy + upstream. Targets are interleaved over ROUNDS rounds and
 # the median round is reported.
 #
+# `floor` is examples/bare_proxy.rs: a hyper server and hyper-util client doing only what every
+# proxy must, i.e. the best this stack (tokio, hyper) can reach before wagate's own work.
+#
 # Workloads (valid API key on every request; peers ignore it):
 #   profile: GET  /{pnid}/whatsapp_business_profile   (pure passthrough)
 #   send:    POST /{pnid}/messages with 1 KiB JSON     (buffered and, from issue 4 on, recorded)
@@ -16,7 +19,7 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-8s}
 CONNS=${CONNS:-32}
-UP=18080; NGINX=18081; HAPROXY=18082; WAGATE=18083
+UP=18080; NGINX=18081; HAPROXY=18082; WAGATE=18083; FLOOR=18084
 PNID=100000000000001; WABA=200000000000001
 
 need() { command -v "$1" >/dev/null 2>&1; }
@@ -27,7 +30,7 @@ if ! need nginx || ! need haproxy || ! need wrk; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nginx-light haproxy wrk >/dev/null
 fi
 echo "==> building wagate (release)"
-cargo build --release --quiet
+cargo build --release --quiet --bin wagate --example bare_proxy
 BIN="$PWD/target/release/wagate"
 
 WORK=$(mktemp -d /tmp/wagate-bench.XXXXXX)
@@ -117,6 +120,8 @@ wait_port() {
 start 1 upstream nginx -c "$WORK/upstream.conf" -p "$WORK"
 start 1 nginx nginx -c "$WORK/nginx.conf" -p "$WORK"
 start 1 haproxy haproxy -f "$WORK/haproxy.cfg"
+# The stack floor: hyper server + hyper-util client on the same runtime, nothing wagate adds.
+TOKIO_WORKER_THREADS=1 start 1 floor "$PWD/target/release/examples/bare_proxy" "127.0.0.1:$FLOOR" "http://127.0.0.1:$UP"
 mkdir -p "$WORK/wagate"
 (
   cd "$WORK/wagate"
@@ -128,7 +133,7 @@ mkdir -p "$WORK/wagate"
   exec taskset -c 1 "$BIN" serve
 ) >"$WORK/wagate.out" 2>"$WORK/wagate.log" &
 PIDS+=($!)
-for port in $UP $NGINX $HAPROXY $WAGATE; do wait_port "$port"; done
+for port in $UP $NGINX $HAPROXY $FLOOR $WAGATE; do wait_port "$port"; done
 
 KEY=$(grep -o 'wag_[A-Za-z0-9_-]*' "$WORK/wagate.out" | head -1)
 [ -n "$KEY" ] || { echo "no API key printed by wagate" >&2; cat "$WORK/wagate.log" >&2; exit 1; }
@@ -153,15 +158,33 @@ declare -A URL
 URL[direct]="http://127.0.0.1:$UP/v24.0/$PNID"
 URL[nginx]="http://127.0.0.1:$NGINX/meta/whatsapp/v24.0/$PNID"
 URL[haproxy]="http://127.0.0.1:$HAPROXY/meta/whatsapp/v24.0/$PNID"
+URL[floor]="http://127.0.0.1:$FLOOR/meta/whatsapp/v24.0/$PNID"
 URL[wagate]="http://127.0.0.1:$WAGATE/meta/whatsapp/v24.0/$PNID"
 declare -A PATHS=([profile]=whatsapp_business_profile [send]=messages)
 
 # Sanity: every target answers 200 for both workloads before anything is measured.
-for target in direct nginx haproxy wagate; do
+for target in direct nginx haproxy floor wagate; do
   curl -fsS -o /dev/null -H "X-API-Key: $KEY" "${URL[$target]}/whatsapp_business_profile"
   curl -fsS -o /dev/null -X POST -H "X-API-Key: $KEY" -H 'content-type: application/json' \
     -d '{"messaging_product":"whatsapp","to":"1","type":"text","text":{"body":"x"}}' "${URL[$target]}/messages"
 done
+
+# HOLD=1: keep the topology up for manual experiments (prints the URLs and key).
+if [ -n "${HOLD:-}" ]; then
+  echo "KEY=$KEY WORK=$WORK"; for t in direct nginx haproxy floor wagate; do echo "$t ${URL[$t]}"; done
+  sleep infinity
+fi
+# PROFILE=profile|send: record a CPU profile of wagate under the c=32 load instead of measuring.
+if [ -n "${PROFILE:-}" ]; then
+  WPID=$(pgrep -f "$BIN serve" | head -1)
+  taskset -c 0 wrk -t1 -c"$CONNS" -d12s -s "$WORK/$PROFILE.lua" "${URL[wagate]}/${PATHS[$PROFILE]}" &
+  WRK=$!
+  sleep 2
+  perf record -e cpu-clock -F 2000 -g -p "$WPID" -o "${PERF_OUT:-/tmp/wagate.perf}" -- sleep 8 2>/dev/null
+  wait "$WRK"
+  echo "profile in ${PERF_OUT:-/tmp/wagate.perf}: perf report -i ${PERF_OUT:-/tmp/wagate.perf} --no-children"
+  exit 0
+fi
 
 RESULTS="$WORK/results.tsv"
 : >"$RESULTS"
@@ -173,10 +196,10 @@ run_wrk() { # round target workload conns duration
   fi
   python3 bench/wrk_parse.py "$1" "$2" "$3" "$4" <<<"$out" >>"$RESULTS"
 }
-echo "==> measuring: $ROUNDS rounds x 4 targets x 2 workloads, c=$CONNS for $DURATION and c=1"
+echo "==> measuring: $ROUNDS rounds x 5 targets x 2 workloads, c=$CONNS for $DURATION and c=1"
 for round in $(seq 1 "$ROUNDS"); do
   for workload in profile send; do
-    for target in direct nginx haproxy wagate; do
+    for target in direct nginx haproxy floor wagate; do
       taskset -c 0 wrk -t1 -c"$CONNS" -d2s -s "$WORK/$workload.lua" "${URL[$target]}/${PATHS[$workload]}" >/dev/null
       run_wrk "$round" "$target" "$workload" "$CONNS" "$DURATION"
       run_wrk "$round" "$target" "$workload" 1 3s

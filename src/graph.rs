@@ -1,10 +1,25 @@
-//! The one HTTP client wagate uses to call Meta's Graph API, built once at start-up.
+//! The HTTP clients wagate uses to call Meta's Graph API, built once at start-up.
+//!
+//! Two clients share one configuration: `passthrough`, a bare hyper client for the proxy's hot
+//! path (no URL re-parse, redirect or retry layers: the request is already an `http::Request`),
+//! and `http`, reqwest, for wagate's own calls (number verification, media downloads).
+
+use axum::body::Body;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::GraphConfig;
 
-/// Upstream client plus the base URL requests are rebased onto.
+/// Sent when the caller sent no `User-Agent` of its own.
+pub const USER_AGENT: &str = concat!("wagate/", env!("CARGO_PKG_VERSION"));
+
+pub type PassthroughClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
+
+/// Upstream clients plus the base URL requests are rebased onto.
 #[derive(Debug, Clone)]
 pub struct GraphClient {
+    pub passthrough: PassthroughClient,
     pub http: reqwest::Client,
     /// `graph.base_url` without a trailing slash.
     pub base_url: String,
@@ -13,7 +28,7 @@ pub struct GraphClient {
 impl GraphClient {
     pub fn new(config: &GraphConfig) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
-            .user_agent(concat!("wagate/", env!("CARGO_PKG_VERSION")))
+            .user_agent(USER_AGENT)
             .connect_timeout(config.connect_timeout)
             // Idle time between body chunks; the whole-response deadline for headers is applied
             // per request, so a 100 MiB download that keeps flowing is not cut.
@@ -24,7 +39,23 @@ impl GraphClient {
             // Graph never redirects API calls; following one could leak the token elsewhere.
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
+        let mut connector = HttpConnector::new();
+        connector.enforce_http(false);
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(config.connect_timeout));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(connector);
+        let passthrough = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(config.pool_idle_timeout)
+            .pool_max_idle_per_host(config.pool_max_idle_per_host)
+            .build(connector);
         Ok(Self {
+            passthrough,
             http,
             base_url: config.base_url.trim_end_matches('/').to_owned(),
         })

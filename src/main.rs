@@ -2,6 +2,11 @@
 
 use clap::Parser as _;
 
+// mimalloc: the proxy path allocates per request (headers, bodies, futures); glibc malloc was a
+// tenth of its CPU profile.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = wagate::cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -9,12 +9,14 @@ mod headers;
 pub mod resolve;
 
 use axum::body::Body;
+use axum::body::Bytes;
 use axum::extract::{Request, State};
-use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH};
-use axum::http::{HeaderMap, Method};
+use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH, USER_AGENT};
+use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
+use tower_http::timeout::TimeoutBody;
 
 use crate::auth::{AuthError, Caller, NumberConfig};
 use crate::domain::ingest::RoutedNumber;
@@ -215,67 +217,60 @@ async fn forward(state: &AppState, request: Request) -> Result<Response, GraphEr
             .map_err(|e| body_error(e, limit))?;
         upstream_headers.insert(CONTENT_LENGTH, bytes.len().into());
         request_bytes = Some(bytes.clone());
-        reqwest::Body::from(bytes)
+        Body::from(bytes)
     } else {
         let limit = state.config.server.media_body_limit;
         if declared_too_large(&upstream_headers, limit) {
             return Err(GraphError::payload_too_large(limit));
         }
         if declares_body {
-            let limited = http_body_util::Limited::new(body, limit);
-            reqwest::Body::wrap_stream(Body::new(limited).into_data_stream())
+            Body::new(http_body_util::Limited::new(body, limit))
         } else {
             // No body declared (a GET, a DELETE): send none, rather than an empty chunked one.
-            reqwest::Body::from(axum::body::Bytes::new())
+            Body::empty()
         }
     };
 
-    let url = state.graph.url(version, &upstream_rest, query.as_deref());
-    let request = state
+    let uri = state
         .graph
-        .http
-        .request(parts.method, url)
-        .headers(upstream_headers)
-        .body(upstream_body);
+        .url(version, &upstream_rest, query.as_deref())
+        .parse::<axum::http::Uri>()
+        .map_err(|_| GraphError::invalid_parameter("path: not a valid URL path"))?;
+    if !upstream_headers.contains_key(USER_AGENT) {
+        upstream_headers.insert(
+            USER_AGENT,
+            HeaderValue::from_static(crate::graph::USER_AGENT),
+        );
+    }
+    let mut request = hyper::Request::new(upstream_body);
+    *request.method_mut() = parts.method;
+    *request.uri_mut() = uri;
+    *request.headers_mut() = upstream_headers;
     if let (Some(kind), Some(request_bytes)) = (record, request_bytes) {
         // Sends and calls finish in their own task: a client that hangs up must not cancel a
         // request Meta may accept, nor the recording of one it did accept.
         let task_state = state.clone();
         let task_number = number.clone();
         let exchange = tokio::spawn(async move {
-            let upstream = send(&task_state, request).await?;
-            let status = upstream.status();
-            let mut headers = upstream.headers().clone();
-            headers::for_downstream(&mut headers);
-            let bytes = upstream
-                .bytes()
-                .await
-                .map_err(|e| upstream_error(&e, task_state.config.server.media_body_limit))?;
-            if status.is_success() {
+            let (mut parts, body) = send(&task_state, request).await?.into_parts();
+            headers::for_downstream(&mut parts.headers);
+            let bytes = read_upstream(&task_state, body).await?;
+            if parts.status.is_success() {
                 record_exchange(&task_state, &task_number, kind, &request_bytes, &bytes).await;
             }
-            Ok::<_, GraphError>((status, headers, bytes))
+            Ok::<_, GraphError>(Response::from_parts(parts, Body::from(bytes)))
         });
-        let (status, response_headers, bytes) =
-            exchange.await.map_err(|_| GraphError::internal())??;
-        let mut response = Response::new(Body::from(bytes));
-        *response.status_mut() = status;
-        *response.headers_mut() = response_headers;
-        return Ok(response);
+        return exchange.await.map_err(|_| GraphError::internal())?;
     }
-    let upstream = send(state, request).await?;
-    let status = upstream.status();
-    let mut response_headers = upstream.headers().clone();
-    headers::for_downstream(&mut response_headers);
-    let is_json = response_headers
+    let (mut parts, body) = send(state, request).await?.into_parts();
+    headers::for_downstream(&mut parts.headers);
+    let is_json = parts
+        .headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("json"));
-    if media_lookup && status.is_success() && is_json {
-        let bytes = upstream
-            .bytes()
-            .await
-            .map_err(|e| upstream_error(&e, state.config.server.media_body_limit))?;
+    if media_lookup && parts.status.is_success() && is_json {
+        let bytes = read_upstream(state, body).await?;
         let body = match serde_json::from_slice::<serde_json::Value>(&bytes) {
             Ok(json) if json.get("mime_type").is_some() && json.get("url").is_some() => {
                 let rewritten = crate::media::rewrite_metadata(
@@ -285,35 +280,45 @@ async fn forward(state: &AppState, request: Request) -> Result<Response, GraphEr
                     object_id,
                     json,
                 );
-                response_headers.remove(CONTENT_LENGTH);
+                parts.headers.remove(CONTENT_LENGTH);
                 Body::from(serde_json::to_vec(&rewritten).expect("JSON serialises"))
             }
             _ => Body::from(bytes),
         };
-        let mut response = Response::new(body);
-        *response.status_mut() = status;
-        *response.headers_mut() = response_headers;
-        return Ok(response);
+        return Ok(Response::from_parts(parts, body));
     }
-    let mut response = Response::new(Body::from_stream(upstream.bytes_stream()));
-    *response.status_mut() = status;
-    *response.headers_mut() = response_headers;
-    Ok(response)
+    Ok(Response::from_parts(parts, body))
 }
 
-/// Sends to Graph within `graph.timeout` for the response headers.
-async fn send(
-    state: &AppState,
-    request: reqwest::RequestBuilder,
-) -> Result<reqwest::Response, GraphError> {
-    match tokio::time::timeout(state.config.graph.timeout, request.send()).await {
+/// Sends to Graph within `graph.timeout` for the response headers; the answer's body streams with
+/// `graph.timeout` as the longest pause between chunks, so a long download that keeps flowing is
+/// never cut.
+async fn send(state: &AppState, request: hyper::Request<Body>) -> Result<Response, GraphError> {
+    let timeout = state.config.graph.timeout;
+    match tokio::time::timeout(timeout, state.graph.passthrough.request(request)).await {
         Err(_) => Err(GraphError::gateway_timeout(format!(
-            "Graph did not answer within {:?}",
-            state.config.graph.timeout
+            "Graph did not answer within {timeout:?}"
         ))),
         Ok(Err(error)) => Err(upstream_error(&error, state.config.server.media_body_limit)),
-        Ok(Ok(response)) => Ok(response),
+        Ok(Ok(response)) => {
+            Ok(response.map(|incoming| Body::new(TimeoutBody::new(timeout, incoming))))
+        }
     }
+}
+
+/// Reads a whole Graph answer (sends, calls, media metadata: small JSON) within the media limit.
+async fn read_upstream(state: &AppState, body: Body) -> Result<Bytes, GraphError> {
+    axum::body::to_bytes(body, state.config.server.media_body_limit)
+        .await
+        .map_err(|error| {
+            if matches!(request_body::classify(&error), Some(BodyError::Stalled)) {
+                tracing::warn!("Graph stopped sending its answer");
+                GraphError::gateway_timeout("Graph did not finish its answer in time")
+            } else {
+                tracing::warn!(cause = %transport_cause(&error), "Graph answer unreadable");
+                GraphError::bad_gateway("the connection to Graph failed")
+            }
+        })
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -377,28 +382,38 @@ fn body_error(error: BodyError, limit: usize) -> GraphError {
     }
 }
 
-/// What went wrong under a reqwest error, without its URL (Graph URLs can carry tokens in their
-/// query string).
-fn transport_cause(error: &reqwest::Error) -> String {
-    std::error::Error::source(error)
-        .map(ToString::to_string)
-        .unwrap_or_else(|| {
-            if error.is_timeout() {
-                "timeout".into()
-            } else {
-                "transport error".into()
-            }
-        })
+/// The innermost cause of a transport error: hyper's own messages carry no URL (Graph URLs can
+/// carry tokens in their query string).
+fn transport_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
+}
+
+fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(err) = source {
+        if err
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// Maps a transport failure: our own body limits first, then timeouts (504), then the rest (502).
-fn upstream_error(error: &reqwest::Error, media_limit: usize) -> GraphError {
+fn upstream_error(error: &hyper_util::client::legacy::Error, media_limit: usize) -> GraphError {
     match request_body::classify(error) {
         Some(BodyError::TooLarge) => return GraphError::payload_too_large(media_limit),
         Some(BodyError::Stalled) => return GraphError::request_timeout(),
         _ => {}
     }
-    if error.is_timeout() {
+    if timed_out(error) {
         tracing::warn!(cause = %transport_cause(error), "Graph timed out");
         GraphError::gateway_timeout("Graph did not answer in time")
     } else {
