@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Stored-data list benchmark (issue 5): seeds messages across 10 numbers, then measures
+# Stored-data list benchmark (issue 5): seeds messages across 10 numbers (a fifth of them on the
+# measured number), then measures
 # `GET {pnid}/messages?limit=20` on the first page and on a page DEPTH rows deep (reached by a keyset
 # cursor), closed loop (wrk, req/s and p99) and open loop at a fixed RATE (p50/p99), and prints the
 # deep/first ratios. Keyset pagination should make them ~1.0; an OFFSET list would not be.
@@ -66,8 +67,12 @@ run_backend() {
   deep=$(python3 bench/list_seed.py cursor --backend "$backend" --db "$db" --pnid 100000000000000 --depth "$depth")
   local base="http://127.0.0.1:$port/meta/whatsapp/v24.0/100000000000000/messages?limit=20"
   printf 'wrk.headers["X-API-Key"] = "%s"\n' "$key" >"$WORK/get.lua"
+  # Both pages must be full pages: an empty deep page would measure nothing.
   for url in "$base" "$base&after=$deep"; do
-    curl -fsS -o /dev/null -H "X-API-Key: $key" "$url" || { echo "list request failed: $url" >&2; exit 1; }
+    local count
+    count=$(curl -fsS -H "X-API-Key: $key" "$url" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["data"]))') ||
+      { echo "list request failed: $url" >&2; exit 1; }
+    [ "$count" = 20 ] || { echo "expected a full page of 20 at $url, got $count" >&2; exit 1; }
   done
   echo "==> $backend: measuring (first page, then $depth rows deep)"
   for page in first deep; do

@@ -76,7 +76,18 @@ async fn paging_walks_every_row_once_both_ways(backend: Backend) {
     let newest_first: Vec<String> = seeded.iter().rev().cloned().collect();
     assert_eq!(ids(&first), newest_first);
 
-    for limit in [1usize, 2, 3, 5, 13, 100] {
+    // Fixed edge limits plus random ones (seed printed, and settable with WAGATE_TEST_SEED, so a
+    // failure can be replayed).
+    let seed: u64 = std::env::var("WAGATE_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("paging property: WAGATE_TEST_SEED={seed}");
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
+    let random_limits: Vec<usize> = (0..4)
+        .map(|_| rand::Rng::gen_range(&mut rng, 1..=16))
+        .collect();
+    for limit in [1usize, 2, 3, 5, 13, 100].into_iter().chain(random_limits) {
         // Forward, while new messages keep arriving: every seeded row exactly once, in order.
         let mut seen = Vec::new();
         let mut page = get_ok(&env, &format!("{PNID}/messages?limit={limit}")).await;
