@@ -60,7 +60,12 @@ impl Services {
 fn writer_settings(config: &Config, backend: Backend) -> WriterSettings {
     let shards = match (config.writer.shards, backend) {
         (0, Backend::Sqlite) => 1,
-        (0, Backend::Postgres) => 8,
+        // Fewer shards mean bigger batches and fewer commits; measured on 2 cores, one shard
+        // ingests twice what eight did (bench/ingest.sh). The database gets the other half of
+        // the cores, so one shard per two cores, at most eight.
+        (0, Backend::Postgres) => std::thread::available_parallelism()
+            .map_or(1, |n| n.get() / 2)
+            .clamp(1, 8),
         (n, _) => n,
     };
     WriterSettings {
