@@ -28,6 +28,8 @@ pub struct NumberConfig {
     /// `Bearer <token>`, built once so the hot path does not format it per request.
     pub authorization: HeaderValue,
     pub webhook_destination_url: Option<String>,
+    /// Signs forwarded webhooks (`X-Hub-Signature-256`).
+    pub webhook_secret: Option<SecretString>,
     pub inbound_processing_enabled: bool,
 }
 
@@ -291,8 +293,23 @@ fn decrypt(secrets: &SecretBox, n: PhoneNumber) -> Option<NumberConfig> {
             header.set_sensitive(true);
             Ok((token, header))
         });
+    let webhook_secret = match (&n.webhook_secret_sealed, &n.secrets_key_id) {
+        (Some(sealed), Some(key_id)) => match secrets.open(key_id, sealed) {
+            Ok(secret) => Some(SecretString::from(secret)),
+            Err(error) => {
+                tracing::error!(
+                    phone_number_id = %n.phone_number_id,
+                    %error,
+                    "cannot open the webhook secret; forwarded webhooks stay queued until one is set (PATCH rotate_webhook_secret)"
+                );
+                None
+            }
+        },
+        _ => None,
+    };
     match opened {
         Ok((token, authorization)) => Some(NumberConfig {
+            webhook_secret,
             authorization,
             internal_id: n.internal_id,
             project_id: n.project_id,

@@ -32,6 +32,7 @@ pub struct Config {
     pub conversations: ConversationsConfig,
     pub writer: WriterConfig,
     pub workers: WorkersConfig,
+    pub delivery: DeliveryConfig,
     pub log: LogConfig,
 }
 
@@ -146,6 +147,34 @@ pub struct CacheConfig {
 pub struct WorkersConfig {
     pub delivery: bool,
     pub conversation_sweeper: bool,
+}
+
+/// Forwarding webhooks to each number's `webhook_destination_url` (the delivery worker).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    pub allow_http: bool,
+    pub allow_private_networks: bool,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    pub max_in_flight: usize,
+    pub per_destination: usize,
+    pub claim_batch: usize,
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub backoff_initial: Duration,
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    #[serde(with = "humantime_serde")]
+    pub give_up_after: Duration,
+    pub jitter: f64,
+    pub response_excerpt_bytes: usize,
+    pub replay_limit: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -287,6 +316,10 @@ impl Config {
             ("meta.webhook_body_limit", self.meta.webhook_body_limit),
             ("writer.max_batch", self.writer.max_batch),
             ("writer.retry_buffer", self.writer.retry_buffer),
+            ("delivery.max_in_flight", self.delivery.max_in_flight),
+            ("delivery.per_destination", self.delivery.per_destination),
+            ("delivery.claim_batch", self.delivery.claim_batch),
+            ("delivery.replay_limit", self.delivery.replay_limit),
         ] {
             if value == 0 {
                 return Err(ConfigError(format!("{key}: must be greater than 0")));
@@ -307,10 +340,29 @@ impl Config {
                 self.conversations.sweep_interval,
             ),
             ("writer.retry_interval", self.writer.retry_interval),
+            ("delivery.request_timeout", self.delivery.request_timeout),
+            ("delivery.connect_timeout", self.delivery.connect_timeout),
+            ("delivery.lease", self.delivery.lease),
+            ("delivery.poll_interval", self.delivery.poll_interval),
+            ("delivery.backoff_initial", self.delivery.backoff_initial),
+            ("delivery.backoff_max", self.delivery.backoff_max),
+            ("delivery.give_up_after", self.delivery.give_up_after),
         ] {
             if value.is_zero() {
                 return Err(ConfigError(format!("{key}: must be greater than 0s")));
             }
+        }
+        if !(0.0..1.0).contains(&self.delivery.jitter) {
+            return Err(ConfigError(
+                "delivery.jitter: must be a fraction from 0 (none) to below 1, e.g. 0.2".into(),
+            ));
+        }
+        if self.delivery.lease <= self.delivery.request_timeout {
+            return Err(ConfigError(
+                "delivery.lease: must be longer than delivery.request_timeout, or a slow attempt \
+                 would be claimed again while it runs"
+                    .into(),
+            ));
         }
         if self.database.max_connections == 0 {
             return Err(ConfigError(

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod delivery;
 pub mod domain;
 pub mod graph;
 pub mod http;
@@ -85,6 +86,18 @@ impl App {
             header_read_timeout: self.state.config.server.header_read_timeout,
             shutdown_grace: self.state.config.server.shutdown_grace,
         };
+        let stop_workers = tokio_util::sync::CancellationToken::new();
+        if self.state.config.workers.delivery {
+            delivery::worker::start(
+                self.state.store.clone(),
+                self.state.auth.clone(),
+                self.state.config.delivery.clone(),
+                self.state.delivery_wake.clone(),
+                stop_workers.clone(),
+            )?;
+            let (store, wake) = (self.state.store.clone(), self.state.delivery_wake.clone());
+            tokio::spawn(async move { store.listen_for_deliveries(wake).await });
+        }
         if self.state.config.workers.conversation_sweeper {
             tokio::spawn(domain::sweeper::run(
                 self.state.store.clone(),
@@ -93,6 +106,7 @@ impl App {
         }
         let router = http::router(self.state);
         http::server::serve(self.listener, router, settings, shutdown).await;
+        stop_workers.cancel();
         Ok(())
     }
 }

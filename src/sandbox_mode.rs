@@ -17,6 +17,9 @@ pub async fn serve_with_sandbox(mut config: Config) -> anyhow::Result<()> {
     } else {
         sandbox_config.app_secret = config.meta.app_secret.expose_secret().to_owned();
     }
+    // Everything runs on this machine: the newcomer's webhook receiver is a local http:// URL.
+    config.delivery.allow_http = true;
+    config.delivery.allow_private_networks = true;
     let demo = sandbox_config.numbers[0].clone();
     let (sandbox_addr, sandbox) = Sandbox::spawn(sandbox_config).await?;
     config.graph.base_url = format!("http://{sandbox_addr}");
@@ -58,6 +61,7 @@ pub async fn serve_with_sandbox(mut config: Config) -> anyhow::Result<()> {
             &*store,
             &app.state.secrets,
             app.state.verifier(),
+            app.state.destinations(),
             project_id,
             None,
             input,

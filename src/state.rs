@@ -31,6 +31,8 @@ pub struct Services {
     pub auth: Authenticator,
     pub graph: GraphClient,
     pub writer: Writer,
+    /// Wakes this instance's delivery worker when deliveries are queued.
+    pub delivery_wake: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -38,9 +40,15 @@ impl AppState {
     pub fn new(config: Arc<Config>, store: DynStore, secrets: SecretBox) -> anyhow::Result<Self> {
         let auth = Authenticator::new(store.clone(), secrets.clone(), &config.cache);
         let graph = GraphClient::new(&config.graph)?;
-        let writer = Writer::start(store.clone(), writer_settings(&config, store.backend()));
+        let delivery_wake = Arc::new(tokio::sync::Notify::new());
+        let writer = Writer::start(
+            store.clone(),
+            writer_settings(&config, store.backend()),
+            delivery_wake.clone(),
+        );
         Ok(Self(Arc::new(Services {
             writer,
+            delivery_wake,
             config,
             store,
             secrets,
@@ -54,6 +62,11 @@ impl Services {
     /// The Graph client used to verify numbers, unless `graph.verify_numbers` is off.
     pub fn verifier(&self) -> Option<&GraphClient> {
         self.config.graph.verify_numbers.then_some(&self.graph)
+    }
+
+    /// Which webhook destinations the configuration allows.
+    pub fn destinations(&self) -> crate::delivery::guard::DestinationPolicy {
+        crate::delivery::guard::DestinationPolicy::from_config(&self.config.delivery)
     }
 }
 

@@ -14,7 +14,8 @@ use super::envelope::{self, Change, ChangeTarget};
 use super::message_content::{is_media, next_status, render};
 use crate::auth::Authenticator;
 use crate::store::{
-    CallRow, DynStore, EventRouteRow, MessageRow, NewWebhookEvent, StoreResult, StoreTx,
+    CallRow, DynStore, EventRouteRow, MessageRow, NewDelivery, NewWebhookEvent, StoreResult,
+    StoreTx,
 };
 
 /// The number a route belongs to, as ingest needs it.
@@ -215,12 +216,14 @@ pub async fn apply(
     for route in &job.routes {
         let mut fields: Vec<&str> = route.changes.iter().map(|c| c.field.as_str()).collect();
         fields.dedup();
+        let route_id = Uuid::now_v7();
+        let fields = fields.join(",");
         tx.insert_event_route(&EventRouteRow {
-            id: Uuid::now_v7(),
+            id: route_id,
             event_id: job.event.id,
             project_id: route.number.as_ref().map(|n| n.project_id),
             phone_number_id: route.phone_number_id.clone(),
-            fields: fields.join(","),
+            fields: fields.clone(),
             payload: route.payload.clone(),
             created_at: now,
         })
@@ -228,11 +231,40 @@ pub async fn apply(
         let Some(number) = &route.number else {
             continue;
         };
+        if number.forwarding {
+            // The outbox row commits with the event: nothing stored goes unforwarded.
+            tx.queue_delivery(&NewDelivery {
+                id: Uuid::now_v7(),
+                project_id: number.project_id,
+                phone_number_internal_id: number.internal_id,
+                phone_number_id: route.phone_number_id.clone(),
+                event_id: job.event.id,
+                route_id,
+                fields,
+                idempotency_key: crate::crypto::sha256_hex(&route.payload),
+                message_wamids: inbound_wamids(&route.changes),
+                replay_of: None,
+                created_at: now,
+            })
+            .await?;
+        }
         for change in &route.changes {
             apply_change(tx, number, change, settings, now).await?;
         }
     }
     Ok(())
+}
+
+/// The wamids of the inbound messages among `changes`, space-separated (their processing status
+/// follows the delivery).
+pub fn inbound_wamids(changes: &[Change]) -> String {
+    changes
+        .iter()
+        .filter(|c| c.field == "messages")
+        .flat_map(|c| array(&c.value, "messages"))
+        .filter_map(|m| m.get("id").and_then(Value::as_str))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn array<'a>(value: &'a Value, key: &str) -> &'a [Value] {

@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::crypto::{self, SecretBox};
+use crate::delivery::guard::DestinationPolicy;
 use crate::store::{
     NewPhoneNumber, PhoneNumber, PhoneNumberDetails, PhoneNumberPatch, SealedSecret, Store,
     StoreError,
@@ -146,31 +147,26 @@ fn check_token(field: &'static str, token: Option<&SecretString>, errors: &mut V
     }
 }
 
-/// Absolute http(s) URL. Address checks against private networks happen at delivery time.
-pub fn check_destination_url(url: &str) -> Result<(), String> {
-    let parsed = url::Url::parse(url).map_err(|e| format!("must be an absolute URL ({e})"))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err("must use https:// (or http://)".into());
-    }
-    if parsed.host_str().is_none_or(str::is_empty) {
-        return Err("must name a host".into());
-    }
-    Ok(())
-}
-
-fn check_url(value: Option<&str>, errors: &mut Vec<FieldError>) {
+/// A destination the delivery worker may POST to: https (or http when allowed), no private,
+/// loopback, link-local or metadata address (checked again, after DNS, at every attempt).
+async fn check_url(value: Option<&str>, policy: DestinationPolicy, errors: &mut Vec<FieldError>) {
     if let Some(url) = value {
-        if let Err(message) = check_destination_url(url) {
-            errors.push(FieldError::new("webhook_destination_url", message));
+        if let Err(refusal) = crate::delivery::guard::check_destination(url, policy).await {
+            errors.push(FieldError::new(
+                "webhook_destination_url",
+                refusal.to_string(),
+            ));
         }
     }
 }
 
 /// Connects a number to `project_id`. `customer_id` from the path wins over the body's.
+#[allow(clippy::too_many_arguments)]
 pub async fn connect(
     store: &dyn Store,
     secrets: &SecretBox,
     graph: Option<&crate::graph::GraphClient>,
+    destinations: DestinationPolicy,
     project_id: Uuid,
     path_customer_id: Option<Uuid>,
     input: ConnectInput,
@@ -192,7 +188,12 @@ pub async fn connect(
     }
     check_token("webhook_secret", input.webhook_secret.as_ref(), &mut errors);
     check_name(input.name.as_deref(), &mut errors);
-    check_url(input.webhook_destination_url.as_deref(), &mut errors);
+    check_url(
+        input.webhook_destination_url.as_deref(),
+        destinations,
+        &mut errors,
+    )
+    .await;
     let kind = input.kind.clone().unwrap_or_else(|| "production".into());
     if !matches!(kind.as_str(), "production" | "sandbox") {
         errors.push(FieldError::new(
@@ -286,6 +287,7 @@ pub async fn update(
     store: &dyn Store,
     secrets: &SecretBox,
     graph: Option<&crate::graph::GraphClient>,
+    destinations: DestinationPolicy,
     project_id: Uuid,
     phone_number_id: &str,
     input: UpdateInput,
@@ -299,8 +301,10 @@ pub async fn update(
             .webhook_destination_url
             .as_ref()
             .and_then(Option::as_deref),
+        destinations,
         &mut errors,
-    );
+    )
+    .await;
     if input.webhook_secret.is_some() && input.rotate_webhook_secret == Some(true) {
         errors.push(FieldError::new(
             "rotate_webhook_secret",

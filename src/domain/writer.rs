@@ -98,6 +98,7 @@ pub struct Writer {
 
 struct Shard {
     store: DynStore,
+    deliveries: Arc<tokio::sync::Notify>,
     settings: WriterSettings,
     buffer: Arc<Mutex<VecDeque<Recording>>>,
     stats: Arc<WriterStats>,
@@ -105,7 +106,11 @@ struct Shard {
 
 impl Writer {
     /// Starts the shard tasks and the retry loop on the current runtime.
-    pub fn start(store: DynStore, settings: WriterSettings) -> Self {
+    pub fn start(
+        store: DynStore,
+        settings: WriterSettings,
+        deliveries: Arc<tokio::sync::Notify>,
+    ) -> Self {
         let stats = Arc::new(WriterStats::default());
         let buffer = Arc::new(Mutex::new(VecDeque::new()));
         let mut senders = Vec::with_capacity(settings.shards.max(1));
@@ -114,6 +119,7 @@ impl Writer {
             senders.push(tx);
             let shard = Shard {
                 store: store.clone(),
+                deliveries: deliveries.clone(),
                 settings,
                 buffer: buffer.clone(),
                 stats: stats.clone(),
@@ -160,6 +166,18 @@ impl Writer {
     }
 }
 
+impl Job {
+    fn queues_deliveries(&self) -> bool {
+        match self {
+            Job::Ingest(job, _) => job
+                .routes
+                .iter()
+                .any(|r| r.number.as_ref().is_some_and(|n| n.forwarding)),
+            Job::Record(..) => false,
+        }
+    }
+}
+
 impl Shard {
     async fn run(self, mut rx: mpsc::Receiver<Job>) {
         while let Some(first) = rx.recv().await {
@@ -199,6 +217,15 @@ impl Shard {
         self.stats
             .jobs
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        // A spurious wake-up (the batch failed) costs the worker one empty claim.
+        let wake_deliveries = batch.iter().any(Job::queues_deliveries);
+        self.run_batch_inner(batch).await;
+        if wake_deliveries {
+            self.deliveries.notify_one();
+        }
+    }
+
+    async fn run_batch_inner(&self, batch: Vec<Job>) {
         match self.try_batch(&batch).await {
             Ok(()) => batch
                 .into_iter()

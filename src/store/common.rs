@@ -347,7 +347,10 @@ macro_rules! impl_common_store {
             }
 
             async fn begin(&self) -> $crate::store::StoreResult<Box<dyn $crate::store::StoreTx>> {
-                Ok(Box::new($tx { tx: self.pool.begin_with(Self::BEGIN_WRITE).await? }))
+                Ok(Box::new($tx {
+                    tx: self.pool.begin_with(Self::BEGIN_WRITE).await?,
+                    queued_deliveries: false,
+                }))
             }
 
             async fn end_idle_conversations(

@@ -8,6 +8,7 @@
 mod common;
 pub(crate) mod lists;
 mod models;
+pub(crate) mod outbox;
 mod postgres;
 mod records;
 mod sqlite;
@@ -21,6 +22,9 @@ use uuid::Uuid;
 pub(crate) use common::now;
 pub use lists::{CallFilter, ContactFilter, ConversationFilter, MessageFilter, Seek};
 pub use models::*;
+pub use outbox::{
+    AttemptRow, ClaimedDelivery, DeliveryFilter, DeliveryOutcome, DeliveryRow, NewDelivery, Outbox,
+};
 pub use postgres::PgStore;
 pub use records::*;
 pub use sqlite::SqliteStore;
@@ -104,7 +108,7 @@ pub struct Page<T> {
 /// Everything wagate persists. Implementations must behave identically; `tests/api/store.rs`
 /// runs the same conformance suite against both.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: Outbox + Send + Sync + 'static {
     fn backend(&self) -> Backend;
     /// Cheap round trip for readiness checks.
     async fn ping(&self) -> StoreResult<()>;

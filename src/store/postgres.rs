@@ -9,6 +9,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
 use super::common::impl_common_store;
+use super::outbox::impl_outbox;
 use super::tx::impl_store_tx;
 use crate::config::{Backend, DatabaseConfig};
 
@@ -49,14 +50,47 @@ impl PgStore {
 /// A write transaction on this backend.
 pub struct PgTx {
     tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    queued_deliveries: bool,
 }
 
 impl_common_store!(PgStore, PgTx);
 impl_store_tx!(PgTx);
+impl_outbox!(PgStore);
+
+impl PgStore {
+    /// Concurrent claimers (other workers, other instances) skip each other's rows.
+    const SKIP_LOCKED: &'static str = " for update skip locked";
+    /// Sent inside a transaction that queued deliveries: PostgreSQL delivers it at commit, once.
+    const NOTIFY: Option<&'static str> = Some("select pg_notify('wagate_deliveries', '')");
+
+    /// LISTENs for deliveries queued anywhere; reconnects after a lost connection.
+    async fn listen(pool: &PgPool, wake: std::sync::Arc<tokio::sync::Notify>) {
+        loop {
+            let listened = async {
+                let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+                listener.listen(super::outbox::DELIVERY_CHANNEL).await?;
+                loop {
+                    listener.recv().await?;
+                    wake.notify_one();
+                }
+                #[allow(unreachable_code)]
+                Ok::<(), sqlx::Error>(())
+            }
+            .await;
+            if let Err(error) = listened {
+                tracing::warn!(%error, "delivery LISTEN connection lost; polling until it is back");
+            }
+            // The poll interval covers the gap; retry the connection shortly.
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            wake.notify_one();
+        }
+    }
+}
 
 impl PgTx {
     /// Appended to read-then-write selects so concurrent writers of one row queue up.
     const LOCK_ROWS: &'static str = " for update";
+    const NOTIFY: Option<&'static str> = PgStore::NOTIFY;
     const KEY_LOCK: Option<&'static str> =
         Some("select pg_advisory_xact_lock(hashtextextended($1, 0))");
 }

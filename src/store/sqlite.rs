@@ -9,6 +9,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 
 use super::common::impl_common_store;
+use super::outbox::impl_outbox;
 use super::tx::impl_store_tx;
 use crate::config::{Backend, DatabaseConfig};
 
@@ -55,13 +56,25 @@ impl SqliteStore {
 /// A write transaction on this backend.
 pub struct SqliteTx {
     tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    queued_deliveries: bool,
 }
 
 impl_common_store!(SqliteStore, SqliteTx);
 impl_store_tx!(SqliteTx);
+impl_outbox!(SqliteStore);
+
+impl SqliteStore {
+    /// The single writer already serialises claims.
+    const SKIP_LOCKED: &'static str = "";
+    /// Every writer is in this process, which wakes its workers itself.
+    const NOTIFY: Option<&'static str> = None;
+
+    async fn listen(_pool: &SqlitePool, _wake: std::sync::Arc<tokio::sync::Notify>) {}
+}
 
 impl SqliteTx {
     /// Appended to read-then-write selects so concurrent writers of one row queue up.
     const LOCK_ROWS: &'static str = "";
     const KEY_LOCK: Option<&'static str> = None;
+    const NOTIFY: Option<&'static str> = SqliteStore::NOTIFY;
 }

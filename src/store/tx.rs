@@ -17,6 +17,8 @@ pub trait StoreTx: Send {
 
     async fn insert_webhook_event(&mut self, event: &NewWebhookEvent) -> StoreResult<()>;
     async fn insert_event_route(&mut self, route: &EventRouteRow) -> StoreResult<()>;
+    /// Queues a webhook delivery; the commit wakes the delivery workers of every instance.
+    async fn queue_delivery(&mut self, delivery: &super::NewDelivery) -> StoreResult<()>;
 
     async fn find_contact_by_bsuid(
         &mut self,
@@ -320,7 +322,18 @@ macro_rules! impl_store_tx {
                 Ok(())
             }
 
-            async fn commit(self: Box<Self>) -> $crate::store::StoreResult<()> {
+            async fn queue_delivery(&mut self, d: &$crate::store::NewDelivery) -> $crate::store::StoreResult<()> {
+                $crate::store::outbox::insert_delivery!(&mut *self.tx, d);
+                self.queued_deliveries = true;
+                Ok(())
+            }
+
+            async fn commit(mut self: Box<Self>) -> $crate::store::StoreResult<()> {
+                if self.queued_deliveries {
+                    if let Some(sql) = Self::NOTIFY {
+                        sqlx::query(sql).execute(&mut *self.tx).await?;
+                    }
+                }
                 self.tx.commit().await?;
                 Ok(())
             }

@@ -3,8 +3,8 @@
 //! request here when its method and path name one of these routes; everything else passes through.
 
 mod fields;
-mod filters;
-mod paging;
+pub(crate) mod filters;
+pub(crate) mod paging;
 mod present;
 
 use std::collections::HashMap;

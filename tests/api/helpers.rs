@@ -55,6 +55,9 @@ pub fn test_config(database_url: String) -> Config {
     config.server.header_read_timeout = Duration::from_secs(2);
     config.server.body_idle_timeout = Duration::from_secs(2);
     config.cache.ttl = Duration::from_secs(2);
+    // Test receivers listen on loopback over http; the SSRF tests switch these back off.
+    config.delivery.allow_http = true;
+    config.delivery.allow_private_networks = true;
     config
 }
 

@@ -1,6 +1,7 @@
 //! The Platform API (`/platform/v1`): project-scoped management with `X-API-Key`, bodies wrapped
 //! in the resource name, answers as `{"data": …}` and errors as `{"error": …}`.
 
+mod deliveries;
 mod error;
 mod extract;
 mod phone_numbers;
@@ -12,5 +13,7 @@ pub use error::PlatformError;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().merge(phone_numbers::router())
+    Router::new()
+        .merge(phone_numbers::router())
+        .merge(deliveries::router())
 }

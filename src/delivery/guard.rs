@@ -1,0 +1,322 @@
+//! Which destinations wagate may POST webhooks to (SSRF defence).
+//!
+//! A destination is refused unless it is `https://` (or `http://` with `delivery.allow_http`) and
+//! every address it reaches is public. IP literals are checked here, after the URL parser has
+//! normalised them (`http://2130706433/`, `http://0x7f.1/`, `http://[::ffff:127.0.0.1]/` are all
+//! 127.0.0.1); names are checked by [`GuardedResolver`], the HTTP client's DNS resolver, so the
+//! address checked is the address connected to (no second lookup a rebinding DNS could answer
+//! differently). Redirects are never followed.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+/// What the configuration allows.
+#[derive(Debug, Clone, Copy)]
+pub struct DestinationPolicy {
+    pub allow_http: bool,
+    pub allow_private_networks: bool,
+}
+
+impl DestinationPolicy {
+    pub fn from_config(config: &crate::config::DeliveryConfig) -> Self {
+        Self {
+            allow_http: config.allow_http,
+            allow_private_networks: config.allow_private_networks,
+        }
+    }
+}
+
+/// Why a destination is refused; the message says what to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("must be an absolute URL ({0})")]
+    Malformed(String),
+    #[error("must use https:// (http:// only when delivery.allow_http is set)")]
+    Scheme,
+    #[error("must not carry a user name or password")]
+    Credentials,
+    #[error("must name a host")]
+    NoHost,
+    #[error("{0} is a private, loopback, link-local or metadata address; webhooks go to public addresses only (delivery.allow_private_networks)")]
+    PrivateAddress(IpAddr),
+    #[error("{0} names this machine or an internal service; webhooks go to public hosts only (delivery.allow_private_networks)")]
+    InternalName(String),
+}
+
+/// Checks a destination URL without DNS: scheme, credentials, host, IP literals, internal names.
+pub fn check_url(raw: &str, policy: DestinationPolicy) -> Result<url::Url, Refusal> {
+    let url = url::Url::parse(raw.trim()).map_err(|e| Refusal::Malformed(e.to_string()))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if policy.allow_http => {}
+        _ => return Err(Refusal::Scheme),
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(Refusal::Credentials);
+    }
+    match url.host() {
+        None => return Err(Refusal::NoHost),
+        Some(url::Host::Domain("")) => return Err(Refusal::NoHost),
+        Some(_) if policy.allow_private_networks => {}
+        Some(url::Host::Ipv4(ip)) => check_ip(IpAddr::V4(ip))?,
+        Some(url::Host::Ipv6(ip)) => check_ip(IpAddr::V6(ip))?,
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            if is_internal_name(&name) {
+                return Err(Refusal::InternalName(name));
+            }
+        }
+    }
+    Ok(url)
+}
+
+fn check_ip(ip: IpAddr) -> Result<(), Refusal> {
+    if is_forbidden(ip) {
+        Err(Refusal::PrivateAddress(ip))
+    } else {
+        Ok(())
+    }
+}
+
+/// Names that resolve to this machine or cloud-internal services wherever wagate runs.
+fn is_internal_name(name: &str) -> bool {
+    const EXACT: &[&str] = &["localhost", "metadata", "metadata.google.internal", "instance-data"];
+    const SUFFIXES: &[&str] = &[".localhost", ".internal", ".local", ".localdomain", ".home.arpa"];
+    EXACT.contains(&name) || SUFFIXES.iter().any(|s| name.ends_with(s))
+}
+
+/// Whether an address is off limits: anything not globally routable, and cloud metadata.
+pub fn is_forbidden(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => forbidden_v4(v4),
+        IpAddr::V6(v6) => forbidden_v6(v6),
+    }
+}
+
+fn forbidden_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, c, _] = ip.octets();
+    ip.is_unspecified()
+        || ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local() // 169.254/16, cloud metadata (169.254.169.254)
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || ip.is_documentation()
+        || a == 0 // "this network"
+        || (a == 100 && (64..128).contains(&b)) // CGNAT 100.64/10 (Alibaba metadata 100.100.100.200)
+        || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
+        || (a == 198 && (b == 18 || b == 19)) // benchmarking
+        || a >= 240 // reserved
+}
+
+fn forbidden_v6(ip: Ipv6Addr) -> bool {
+    if let Some(v4) = embedded_v4(ip) {
+        return forbidden_v4(v4);
+    }
+    let s = ip.segments();
+    ip.is_unspecified()
+        || ip.is_loopback()
+        || ip.is_multicast()
+        || (s[0] & 0xfe00) == 0xfc00 // unique local fc00::/7 (AWS metadata fd00:ec2::254)
+        || (s[0] & 0xffc0) == 0xfe80 // link-local
+        || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
+        || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+        || (s[0] == 0x2001 && s[1] == 0) // Teredo: tunnels to arbitrary IPv4
+        || s[0] == 0x0100 && s[1] == 0 && s[2] == 0 && s[3] == 0 // discard prefix
+}
+
+/// The IPv4 address an IPv6 address stands for: mapped (`::ffff:a.b.c.d`), compatible
+/// (`::a.b.c.d`), NAT64 (`64:ff9b::/96`) and 6to4 (`2002:AABB:CCDD::/48`).
+fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = ip.segments();
+    let tail = || Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    if s[..6] == [0, 0, 0, 0, 0, 0] && !ip.is_loopback() && !ip.is_unspecified() {
+        return Some(tail());
+    }
+    if s[0] == 0x0064 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
+        return Some(tail());
+    }
+    if s[0] == 0x2002 {
+        return Some(Ipv4Addr::new(
+            (s[1] >> 8) as u8,
+            s[1] as u8,
+            (s[2] >> 8) as u8,
+            s[2] as u8,
+        ));
+    }
+    None
+}
+
+/// The error the resolver returns for a name that reaches a forbidden address; found again in
+/// the HTTP client's error chain to report it plainly.
+#[derive(Debug, thiserror::Error)]
+#[error("{host} resolves to {ip}, a private, loopback, link-local or metadata address; webhooks go to public addresses only (delivery.allow_private_networks)")]
+pub struct ResolvedToForbidden {
+    pub host: String,
+    pub ip: IpAddr,
+}
+
+/// DNS for the delivery client: resolves with the system resolver, then refuses the whole name
+/// if any address is forbidden (a name that mixes public and private answers is a rebinding
+/// attempt). The client connects only to the addresses returned here.
+#[derive(Debug, Clone, Copy)]
+pub struct GuardedResolver {
+    pub allow_private_networks: bool,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow = self.allow_private_networks;
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .collect();
+            if !allow {
+                if let Some(bad) = addrs.iter().find(|a| is_forbidden(a.ip())) {
+                    return Err(Box::new(ResolvedToForbidden {
+                        host,
+                        ip: bad.ip(),
+                    }) as Box<dyn std::error::Error + Send + Sync>);
+                }
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// Checks a destination the way an attempt will: the URL, then (for names) what it resolves to
+/// now. A name that does not resolve yet is accepted (it is checked again at every attempt).
+pub async fn check_destination(raw: &str, policy: DestinationPolicy) -> Result<url::Url, Refusal> {
+    let url = check_url(raw, policy)?;
+    if policy.allow_private_networks {
+        return Ok(url);
+    }
+    if let Some(url::Host::Domain(name)) = url.host() {
+        let port = url.port_or_known_default().unwrap_or(443);
+        let lookup = tokio::time::timeout(
+            std::time::Duration::from_secs(3),
+            tokio::net::lookup_host((name, port)),
+        )
+        .await;
+        if let Ok(Ok(addrs)) = lookup {
+            for addr in addrs {
+                check_ip(addr.ip())?;
+            }
+        }
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STRICT: DestinationPolicy = DestinationPolicy {
+        allow_http: true,
+        allow_private_networks: false,
+    };
+
+    /// The URL forms of perf-reliability.md §C5: loopback, private, link-local and metadata
+    /// addresses in every spelling the URL parser accepts.
+    const REFUSED: &[&str] = &[
+        "http://127.0.0.1/hook",
+        "http://127.1/hook",
+        "http://127.0.0.1:8080/hook",
+        "http://2130706433/hook",
+        "http://0x7f000001/hook",
+        "http://0x7f.0x0.0x0.0x1/hook",
+        "http://017700000001/hook",
+        "http://0177.0.0.1/hook",
+        "http://0.0.0.0/hook",
+        "http://0/hook",
+        "http://[::1]/hook",
+        "http://[::]/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://[::ffff:7f00:1]/hook",
+        "http://[0:0:0:0:0:ffff:169.254.169.254]/hook",
+        "http://[64:ff9b::127.0.0.1]/hook",
+        "http://[2002:7f00:1::]/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fd00:ec2::254]/latest/meta-data/",
+        "http://100.100.100.200/latest/meta-data/",
+        "http://metadata.google.internal/computeMetadata/v1/",
+        "http://10.0.0.1/hook",
+        "http://172.16.0.1/hook",
+        "http://172.31.255.255/hook",
+        "http://192.168.1.1/hook",
+        "http://100.64.0.1/hook",
+        "http://[fe80::1]/hook",
+        "http://[fc00::1]/hook",
+        "http://localhost/hook",
+        "http://LOCALHOST./hook",
+        "http://app.localhost/hook",
+        "http://224.0.0.1/hook",
+        "http://255.255.255.255/hook",
+        "http://user:pass@example.com/hook",
+    ];
+
+    #[test]
+    fn every_private_form_is_refused() {
+        for url in REFUSED {
+            assert!(check_url(url, STRICT).is_err(), "{url} was accepted");
+        }
+    }
+
+    #[test]
+    fn public_destinations_pass() {
+        for url in [
+            "https://example.com/hook",
+            "https://93.184.216.34/hook",
+            "https://[2606:2800:220:1:248:1893:25c8:1946]/hook",
+            "http://example.com:8443/wa?x=1",
+        ] {
+            assert!(check_url(url, STRICT).is_ok(), "{url} was refused");
+        }
+    }
+
+    #[test]
+    fn scheme_rules() {
+        let https_only = DestinationPolicy {
+            allow_http: false,
+            allow_private_networks: false,
+        };
+        assert_eq!(
+            check_url("http://example.com/", https_only),
+            Err(Refusal::Scheme)
+        );
+        assert_eq!(
+            check_url("ftp://example.com/", STRICT),
+            Err(Refusal::Scheme)
+        );
+        assert!(matches!(
+            check_url("not a url", STRICT),
+            Err(Refusal::Malformed(_))
+        ));
+        let open = DestinationPolicy {
+            allow_http: true,
+            allow_private_networks: true,
+        };
+        assert!(check_url("http://127.0.0.1:9/hook", open).is_ok());
+    }
+
+    #[tokio::test]
+    async fn resolver_refuses_names_of_private_addresses() {
+        use reqwest::dns::Resolve as _;
+        let resolver = GuardedResolver {
+            allow_private_networks: false,
+        };
+        let name: reqwest::dns::Name = "localhost".parse().unwrap();
+        let error = match resolver.resolve(name).await {
+            Ok(_) => panic!("localhost resolved"),
+            Err(error) => error,
+        };
+        assert!(error.to_string().contains("private"), "{error}");
+        let open = GuardedResolver {
+            allow_private_networks: true,
+        };
+        assert!(open.resolve("localhost".parse().unwrap()).await.is_ok());
+    }
+}

@@ -1,0 +1,484 @@
+//! The delivery worker: claim due outbox rows, POST each to its number's destination outside any
+//! transaction, and record the outcome.
+//!
+//! Concurrency is bounded twice: `max_in_flight` attempts per instance, and `per_destination`
+//! attempts per destination origin. A claimed delivery whose destination is at its limit is put
+//! back (due again shortly, no attempt counted) instead of waiting on a slot, so one slow
+//! receiver can hold at most `per_destination` slots and never delays the others. Outcomes are
+//! committed in batches by one finisher task, so thousands of deliveries a second cost a few
+//! transactions. A crash loses nothing: an unfinished claim comes due again when its lease ends.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use chrono::{DateTime, Utc};
+use rand::Rng as _;
+use secrecy::ExposeSecret as _;
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::guard::{self, DestinationPolicy, GuardedResolver, ResolvedToForbidden};
+use super::schedule::{parse_retry_after, Backoff};
+use crate::auth::Authenticator;
+use crate::config::DeliveryConfig;
+use crate::store::{AttemptRow, ClaimedDelivery, DeliveryOutcome, DynStore};
+
+/// How long a delivery put back for a busy destination waits.
+const BUSY_DESTINATION_DELAY: Duration = Duration::from_millis(250);
+/// Most outcomes committed in one transaction.
+const FINISH_BATCH: usize = 512;
+
+pub struct Worker {
+    store: DynStore,
+    auth: Authenticator,
+    client: reqwest::Client,
+    config: DeliveryConfig,
+    policy: DestinationPolicy,
+    backoff: Backoff,
+    wake: Arc<Notify>,
+    in_flight: Arc<Semaphore>,
+    destinations: Mutex<HashMap<String, Arc<Semaphore>>>,
+    outcomes: mpsc::Sender<DeliveryOutcome>,
+}
+
+/// Builds the delivery HTTP client: guarded DNS, no redirects, no environment proxy (a proxy
+/// would resolve names itself, past the guard), bounded timeouts.
+pub fn client(config: &DeliveryConfig) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .dns_resolver(Arc::new(GuardedResolver {
+            allow_private_networks: config.allow_private_networks,
+        }))
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(config.request_timeout)
+        .connect_timeout(config.connect_timeout)
+        .pool_max_idle_per_host(config.per_destination)
+        .user_agent(concat!("wagate/", env!("CARGO_PKG_VERSION")))
+        .build()?)
+}
+
+/// Starts the worker and its finisher on the current runtime; they stop claiming when `stop`
+/// is cancelled.
+pub fn start(
+    store: DynStore,
+    auth: Authenticator,
+    config: DeliveryConfig,
+    wake: Arc<Notify>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let (outcomes, finished) = mpsc::channel(FINISH_BATCH * 4);
+    tokio::spawn(finisher(store.clone(), finished));
+    tokio::spawn(depth_reporter(store.clone(), stop.clone()));
+    let worker = Arc::new(Worker {
+        client: client(&config)?,
+        policy: DestinationPolicy::from_config(&config),
+        backoff: Backoff::from_config(&config),
+        in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
+        destinations: Mutex::default(),
+        store,
+        auth,
+        config,
+        wake,
+        outcomes,
+    });
+    tokio::spawn(worker.run(stop));
+    Ok(())
+}
+
+impl Worker {
+    async fn run(self: Arc<Self>, stop: CancellationToken) {
+        let mut failures = 0u32;
+        while !stop.is_cancelled() {
+            // Claim only what can start now, so claimed rows never wait on this instance.
+            let free = match self.in_flight.clone().acquire_owned().await {
+                Ok(permit) => {
+                    drop(permit);
+                    self.in_flight.available_permits()
+                }
+                Err(_) => return,
+            };
+            let limit = free.min(self.config.claim_batch) as u32;
+            let claimed = self
+                .store
+                .claim_deliveries(crate::store::now(), self.config.lease, limit)
+                .await;
+            let claimed = match claimed {
+                Ok(claimed) => {
+                    failures = 0;
+                    claimed
+                }
+                Err(error) => {
+                    failures += 1;
+                    if failures == 1 || failures % 60 == 0 {
+                        tracing::warn!(%error, "cannot claim webhook deliveries; retrying");
+                    }
+                    self.idle(&stop).await;
+                    continue;
+                }
+            };
+            let full = claimed.len() as u32 == limit;
+            for delivery in claimed {
+                let permit = self
+                    .in_flight
+                    .clone()
+                    .try_acquire_owned()
+                    .expect("claimed no more than the free slots");
+                tokio::spawn(self.clone().deliver(delivery, permit));
+            }
+            if !full {
+                self.idle(&stop).await;
+            }
+        }
+    }
+
+    /// Waits for a wake-up (new rows here or, on PostgreSQL, anywhere) or the poll interval.
+    async fn idle(&self, stop: &CancellationToken) {
+        tokio::select! {
+            _ = self.wake.notified() => {}
+            _ = tokio::time::sleep(self.config.poll_interval) => {}
+            _ = stop.cancelled() => {}
+        }
+    }
+
+    fn destination_slots(&self, origin: &str) -> Arc<Semaphore> {
+        let mut map = self.destinations.lock().expect("destinations lock");
+        map.entry(origin.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.config.per_destination)))
+            .clone()
+    }
+
+    async fn deliver(self: Arc<Self>, claimed: ClaimedDelivery, _slot: OwnedSemaphorePermit) {
+        let outcome = self.attempt(&claimed).await;
+        metrics::counter!("wagate_deliveries_total", "outcome" => outcome_label(&outcome))
+            .increment(1);
+        if self.outcomes.send(outcome).await.is_err() {
+            tracing::error!("delivery finisher stopped; the lease will bring this delivery back");
+        }
+    }
+
+    async fn attempt(&self, claimed: &ClaimedDelivery) -> DeliveryOutcome {
+        let row = &claimed.row;
+        let now = crate::store::now();
+        let mut outcome = DeliveryOutcome {
+            delivery_id: row.id,
+            lease_token: row.lease_token.unwrap_or_default(),
+            attempt: None,
+            status: "pending",
+            next_attempt_at: now,
+            last_status_code: None,
+            last_error: None,
+            delivered_at: None,
+            processing_status: None,
+            phone_number_internal_id: row.phone_number_internal_id,
+            message_wamids: row.message_wamids.clone(),
+            at: now,
+        };
+        let number = match self.auth.number(&row.phone_number_id).await {
+            Ok(number) => number,
+            Err(error) => {
+                // The database is away: try again after a short pause, no attempt counted.
+                outcome.status = if row.attempts == 0 { "pending" } else { "failed" };
+                outcome.next_attempt_at = now + chrono::Duration::seconds(5);
+                outcome.last_error = Some(format!("could not load the number: {error}"));
+                return outcome;
+            }
+        };
+        let Some(url) = number
+            .as_ref()
+            .and_then(|n| n.webhook_destination_url.clone())
+        else {
+            outcome.status = "dead";
+            outcome.processing_status = Some("failed");
+            outcome.attempt = Some(self.attempt_row(
+                row.id,
+                row.attempts + 1,
+                now,
+                0,
+                "",
+                None,
+                None,
+                Some("the number has no webhook_destination_url any more; set one and replay"),
+            ));
+            outcome.last_error = Some("no webhook_destination_url".into());
+            return outcome;
+        };
+        let number = number.expect("checked above");
+        let origin = url::Url::parse(&url)
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_else(|_| url.clone());
+        let slots = self.destination_slots(&origin);
+        let Ok(_destination) = slots.try_acquire_owned() else {
+            // Busy destination: back in the queue, no attempt counted.
+            outcome.status = if row.attempts == 0 { "pending" } else { "failed" };
+            outcome.next_attempt_at = now
+                + chrono::Duration::from_std(BUSY_DESTINATION_DELAY).expect("small duration");
+            outcome.last_error = row.last_error.clone();
+            return outcome;
+        };
+
+        let started = Instant::now();
+        let result = self.post(&url, claimed, &number).await;
+        let elapsed = started.elapsed();
+        metrics::histogram!("wagate_delivery_duration_seconds").record(elapsed.as_secs_f64());
+        let duration_ms = i32::try_from(elapsed.as_millis()).unwrap_or(i32::MAX);
+        let attempt_no = row.attempts + 1;
+        let finished = crate::store::now();
+        outcome.at = finished;
+        match result {
+            Ok(answer) if (200..300).contains(&answer.status) => {
+                outcome.status = "succeeded";
+                outcome.delivered_at = Some(finished);
+                outcome.processing_status = Some("completed");
+                outcome.last_status_code = Some(i32::from(answer.status));
+                outcome.attempt = Some(self.attempt_row(
+                    row.id,
+                    attempt_no,
+                    now,
+                    duration_ms,
+                    &url,
+                    Some(answer.status),
+                    Some(answer.excerpt),
+                    None,
+                ));
+            }
+            Ok(answer) => {
+                let error = format!("receiver answered {}", answer.status);
+                outcome.last_status_code = Some(i32::from(answer.status));
+                outcome.attempt = Some(self.attempt_row(
+                    row.id,
+                    attempt_no,
+                    now,
+                    duration_ms,
+                    &url,
+                    Some(answer.status),
+                    Some(answer.excerpt),
+                    Some(&error),
+                ));
+                self.schedule_retry(&mut outcome, row.created_at, attempt_no, answer.retry_after, error);
+            }
+            Err(error) => {
+                outcome.attempt = Some(self.attempt_row(
+                    row.id,
+                    attempt_no,
+                    now,
+                    duration_ms,
+                    &url,
+                    None,
+                    None,
+                    Some(&error),
+                ));
+                self.schedule_retry(&mut outcome, row.created_at, attempt_no, None, error);
+            }
+        }
+        outcome
+    }
+
+    fn schedule_retry(
+        &self,
+        outcome: &mut DeliveryOutcome,
+        created_at: DateTime<Utc>,
+        failures: i32,
+        retry_after: Option<Duration>,
+        error: String,
+    ) {
+        let unit = rand::thread_rng().gen::<f64>();
+        let next = self.backoff.next_attempt(
+            created_at,
+            outcome.at,
+            u32::try_from(failures).unwrap_or(u32::MAX),
+            retry_after,
+            unit,
+        );
+        outcome.last_error = Some(error);
+        match next {
+            Some(at) => {
+                outcome.status = "failed";
+                outcome.next_attempt_at = at;
+            }
+            None => {
+                outcome.status = "dead";
+                outcome.next_attempt_at = outcome.at;
+                outcome.processing_status = Some("failed");
+                tracing::warn!(
+                    delivery_id = %outcome.delivery_id,
+                    "webhook delivery dead-lettered after its retry schedule; replay it once the receiver is fixed"
+                );
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attempt_row(
+        &self,
+        delivery_id: Uuid,
+        attempt: i32,
+        started_at: DateTime<Utc>,
+        duration_ms: i32,
+        destination: &str,
+        status_code: Option<u16>,
+        excerpt: Option<String>,
+        error: Option<&str>,
+    ) -> AttemptRow {
+        AttemptRow {
+            id: Uuid::now_v7(),
+            delivery_id,
+            attempt,
+            started_at,
+            duration_ms,
+            destination: destination.to_owned(),
+            status_code: status_code.map(i32::from),
+            response_excerpt: excerpt,
+            error: error.map(str::to_owned),
+        }
+    }
+
+    /// One POST. `Err` is a transport failure or a refused destination, said plainly.
+    async fn post(
+        &self,
+        url: &str,
+        claimed: &ClaimedDelivery,
+        number: &crate::auth::NumberConfig,
+    ) -> Result<Answer, String> {
+        let url = guard::check_url(url, self.policy).map_err(|r| format!("destination refused: {r}"))?;
+        let secret = number.webhook_secret.as_ref().ok_or_else(|| {
+            "the number has no usable webhook secret; rotate it (PATCH rotate_webhook_secret)"
+                .to_owned()
+        })?;
+        let body = claimed.payload.clone();
+        let response = self
+            .client
+            .post(url)
+            .header("content-type", "application/json")
+            .header(
+                "x-hub-signature-256",
+                crate::crypto::hub_signature(secret.expose_secret().as_bytes(), &body),
+            )
+            .header("x-idempotency-key", &claimed.row.idempotency_key)
+            .header("x-wagate-event-id", claimed.row.event_id.to_string())
+            .header("x-wagate-delivery-id", claimed.row.id.to_string())
+            .header("x-wagate-attempt", (claimed.row.attempts + 1).to_string())
+            .body(body)
+            .send()
+            .await
+            .map_err(describe)?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let excerpt = read_excerpt(response, self.config.response_excerpt_bytes).await;
+        Ok(Answer {
+            status,
+            retry_after,
+            excerpt,
+        })
+    }
+}
+
+struct Answer {
+    status: u16,
+    retry_after: Option<Duration>,
+    excerpt: String,
+}
+
+/// Reads at most `limit` bytes of the answer (a receiver may send a huge body).
+async fn read_excerpt(mut response: reqwest::Response, limit: usize) -> String {
+    let mut bytes = Vec::new();
+    while bytes.len() < limit {
+        match response.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    bytes.truncate(limit);
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// A transport error in words an operator acts on.
+fn describe(error: reqwest::Error) -> String {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+    while let Some(e) = source {
+        if let Some(refused) = e.downcast_ref::<ResolvedToForbidden>() {
+            return format!("destination refused: {refused}");
+        }
+        source = e.source();
+    }
+    if error.is_timeout() {
+        "timed out (delivery.request_timeout)".into()
+    } else if error.is_connect() {
+        format!("could not connect: {}", chain(&error))
+    } else {
+        chain(&error)
+    }
+}
+
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+/// The metric label of an outcome: what happened on this pass.
+fn outcome_label(outcome: &DeliveryOutcome) -> &'static str {
+    if outcome.attempt.is_none() && outcome.status != "dead" {
+        "deferred"
+    } else {
+        outcome.status
+    }
+}
+
+/// Commits outcomes in batches. If the database is away, holds them and retries; a lease that
+/// ends meanwhile brings the delivery back (at least once, never lost).
+async fn finisher(store: DynStore, mut finished: mpsc::Receiver<DeliveryOutcome>) {
+    while let Some(first) = finished.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < FINISH_BATCH {
+            match finished.try_recv() {
+                Ok(outcome) => batch.push(outcome),
+                Err(_) => break,
+            }
+        }
+        let mut pause = Duration::from_millis(100);
+        for attempt in 1.. {
+            match store.finish_deliveries(&batch).await {
+                Ok(()) => break,
+                Err(error) if attempt < 20 => {
+                    if attempt == 1 {
+                        tracing::warn!(%error, outcomes = batch.len(), "cannot record delivery outcomes; retrying");
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                Err(error) => {
+                    tracing::error!(%error, outcomes = batch.len(), "gave up recording delivery outcomes; their leases will bring them back");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Publishes the outbox depth and the age of the oldest due delivery every few seconds.
+async fn depth_reporter(store: DynStore, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    while !stop.is_cancelled() {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        let now = crate::store::now();
+        if let Ok((depth, oldest)) = store.outbox_depth(now).await {
+            metrics::gauge!("wagate_outbox_due").set(depth as f64);
+            let age = oldest.map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0);
+            metrics::gauge!("wagate_outbox_oldest_due_seconds").set(age);
+        }
+    }
+}
