@@ -4,6 +4,7 @@ mod graph_mock;
 mod helpers;
 
 mod cli;
+mod delivery_processes;
 mod emulator;
 mod hygiene;
 mod ingest;

@@ -1,0 +1,310 @@
+//! Webhook forwarding across real `wagate` processes: a SIGKILL while deliveries are leased and in
+//! flight loses none of them, and two instances on one PostgreSQL share the queue without
+//! delivering an event twice.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{json, Value};
+use sha2::Digest as _;
+use wagate::config::Backend;
+
+use crate::helpers::{fresh_database_url, APP_SECRET};
+
+const BIN: &str = env!("CARGO_BIN_EXE_wagate");
+const MASTER_KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+const PNID: &str = "100000000000777";
+const WABA: &str = "200000000000777";
+const WEBHOOK_SECRET: &str = "process-test-webhook-secret";
+
+/// What the receiver saw of one POST.
+#[derive(Debug, Clone)]
+struct Seen {
+    wamid: String,
+    idempotency_key: String,
+    body_sha256: String,
+    answered: bool,
+}
+
+/// A receiver that can hang (accept and never answer) or answer 200.
+#[derive(Clone, Default)]
+struct Receiver {
+    hang: Arc<AtomicBool>,
+    hanging: Arc<AtomicUsize>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Receiver {
+    async fn start(hang: bool) -> (Self, String) {
+        let receiver = Self::default();
+        receiver.hang.store(hang, Ordering::SeqCst);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let app = axum::Router::new()
+            .route("/hook", axum::routing::post(receive))
+            .with_state(receiver.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (receiver, url)
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Distinct wamids answered 200.
+    fn delivered(&self) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        for s in self.seen().into_iter().filter(|s| s.answered) {
+            *counts.entry(s.wamid).or_insert(0) += 1;
+        }
+        counts
+    }
+}
+
+async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let value: Value = serde_json::from_slice(&body).unwrap();
+    let wamid = value["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let hang = r.hang.load(Ordering::SeqCst);
+    r.seen.lock().unwrap().push(Seen {
+        wamid,
+        idempotency_key: headers["x-idempotency-key"].to_str().unwrap().to_owned(),
+        body_sha256: hex::encode(sha2::Sha256::digest(&body)),
+        answered: !hang,
+    });
+    if hang {
+        r.hanging.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    }
+    StatusCode::OK
+}
+
+/// A running `wagate serve`; killed with SIGKILL when dropped.
+struct Instance {
+    child: Child,
+    base: String,
+    api_key: Option<String>,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts the binary on `db` and waits until it listens.
+fn spawn(dir: &std::path::Path, db: &str) -> Instance {
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .current_dir(dir)
+        .env("WAGATE__DATABASE__URL", db)
+        .env("WAGATE__SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("WAGATE__SECURITY__MASTER_KEY", MASTER_KEY)
+        .env("WAGATE__META__APP_SECRET", APP_SECRET)
+        .env("WAGATE__GRAPH__VERIFY_NUMBERS", "false")
+        .env("WAGATE__DELIVERY__ALLOW_HTTP", "true")
+        .env("WAGATE__DELIVERY__ALLOW_PRIVATE_NETWORKS", "true")
+        .env("WAGATE__DELIVERY__REQUEST_TIMEOUT", "2s")
+        .env("WAGATE__DELIVERY__LEASE", "3s")
+        .env("WAGATE__DELIVERY__BACKOFF_INITIAL", "100ms")
+        .env("WAGATE__DELIVERY__BACKOFF_MAX", "500ms")
+        .env("WAGATE__DELIVERY__POLL_INTERVAL", "200ms")
+        .env("WAGATE__LOG__LEVEL", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (key_tx, key_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            if let Some(key) = line.split_whitespace().find(|w| w.starts_with("wag_")) {
+                let _ = key_tx.send(key.to_owned());
+            }
+        }
+    });
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if line.contains("wagate listening") {
+                let _ = ready_tx.send(());
+            }
+        }
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("wagate started listening");
+    Instance {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        api_key: key_rx.recv_timeout(Duration::from_millis(500)).ok(),
+    }
+}
+
+fn envelope(wamid: &str) -> Vec<u8> {
+    json!({"object": "whatsapp_business_account", "entry": [{"id": WABA, "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550000777", "phone_number_id": PNID},
+        "contacts": [{"profile": {"name": "Crash"}, "wa_id": "15557770000"}],
+        "messages": [{"from": "15557770000", "id": wamid, "timestamp": "1750000000", "type": "text", "text": {"body": "hi"}}]
+    }}]}]})
+    .to_string()
+    .into_bytes()
+}
+
+async fn post_webhook(http: &reqwest::Client, base: &str, wamid: &str) {
+    let body = envelope(wamid);
+    let response = http
+        .post(format!("{base}/webhooks/whatsapp"))
+        .header("content-type", "application/json")
+        .header(
+            "x-hub-signature-256",
+            wagate::crypto::hub_signature(APP_SECRET.as_bytes(), &body),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "webhook {wamid} acknowledged");
+}
+
+async fn connect(http: &reqwest::Client, instance: &Instance, destination: &str) {
+    let response = http
+        .post(format!("{}/platform/v1/whatsapp/phone_numbers", instance.base))
+        .header("x-api-key", instance.api_key.as_deref().expect("bootstrap key"))
+        .json(&json!({"whatsapp_phone_number": {
+            "phone_number_id": PNID, "business_account_id": WABA, "access_token": "EAAG-process-test",
+            "webhook_destination_url": destination, "webhook_secret": WEBHOOK_SECRET,
+        }}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+}
+
+async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn sigkill_with_leased_deliveries(backend: Backend) {
+    const EVENTS: usize = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_database_url(backend, dir.path()).await;
+    let http = reqwest::Client::new();
+    let (receiver, url) = Receiver::start(true).await;
+
+    let first = spawn(dir.path(), &db);
+    connect(&http, &first, &url).await;
+    for i in 0..EVENTS {
+        post_webhook(&http, &first.base, &format!("wamid.crash.{i}")).await;
+    }
+    // Eight (per_destination) attempts hang in flight, holding leases; the rest are queued.
+    wait_until("attempts in flight", Duration::from_secs(10), || {
+        receiver.hanging.load(Ordering::SeqCst) >= 8
+    })
+    .await;
+    let in_flight: Vec<Seen> = receiver.seen();
+    drop(first); // SIGKILL
+
+    receiver.hang.store(false, Ordering::SeqCst);
+    let _second = spawn(dir.path(), &db);
+    wait_until("every event delivered", Duration::from_secs(30), || {
+        receiver.delivered().len() == EVENTS
+    })
+    .await;
+
+    let seen = receiver.seen();
+    let mut keys: HashMap<&str, &str> = HashMap::new();
+    for s in &seen {
+        assert_eq!(s.idempotency_key, s.body_sha256, "key is the body's SHA-256");
+        let key = keys.entry(&s.wamid).or_insert(&s.idempotency_key);
+        assert_eq!(*key, s.idempotency_key, "{} kept its idempotency key", s.wamid);
+    }
+    for s in &in_flight {
+        assert!(
+            receiver.delivered().contains_key(&s.wamid),
+            "{} was in flight at the kill and was delivered after the restart",
+            s.wamid
+        );
+    }
+    let duplicates: usize = receiver.delivered().values().map(|n| n - 1).sum();
+    assert_eq!(duplicates, 0, "no event answered 200 twice");
+}
+
+crate::backend_fns!(sigkill_with_leased_deliveries);
+
+fn delivered_metric(text: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with("wagate_deliveries_total") && l.contains("outcome=\"succeeded\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Two instances on one PostgreSQL: every event delivered exactly once, the work shared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_the_queue_on_postgres() {
+    const EVENTS: usize = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_database_url(Backend::Postgres, dir.path()).await;
+    let http = reqwest::Client::new();
+    let (receiver, url) = Receiver::start(false).await;
+    let a = spawn(dir.path(), &db);
+    let b = spawn(dir.path(), &db);
+    connect(&http, &a, &url).await;
+    // B learns of the number through its cache TTL; post to it only once it routes the number.
+    for i in 0..EVENTS {
+        let target = if i % 2 == 0 { &a } else { &b };
+        post_webhook(&http, &target.base, &format!("wamid.shared.{i}")).await;
+    }
+    wait_until("every event delivered", Duration::from_secs(30), || {
+        receiver.delivered().len() == EVENTS
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let delivered = receiver.delivered();
+    assert!(
+        delivered.values().all(|&n| n == 1),
+        "an event was delivered twice: {:?}",
+        delivered.iter().filter(|(_, &n)| n > 1).collect::<Vec<_>>()
+    );
+    let mut per_instance = Vec::new();
+    for instance in [&a, &b] {
+        let text = http
+            .get(format!("{}/metrics", instance.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        per_instance.push(delivered_metric(&text));
+    }
+    assert_eq!(per_instance.iter().sum::<f64>() as usize, EVENTS, "{per_instance:?}");
+    assert!(
+        per_instance.iter().all(|&n| n > 0.0),
+        "both instances delivered: {per_instance:?}"
+    );
+}

@@ -1,0 +1,92 @@
+//! A slow receiver holds at most `per_destination` attempts and never delays a healthy one.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use wagate::config::Backend;
+
+use crate::receiver::{Hook, Reply};
+use crate::support::*;
+
+const EVENTS: usize = 8;
+
+async fn slow_receiver_is_isolated(backend: Backend) {
+    let app = spawn(backend, |c| {
+        c.delivery.request_timeout = ms(500);
+        c.delivery.lease = ms(2000);
+        c.delivery.per_destination = 2;
+        c.delivery.give_up_after = Duration::from_secs(60);
+    })
+    .await;
+    let (slow, healthy) = (Hook::start().await, Hook::start().await);
+    slow.always(Reply::ok().after(ms(1500)));
+    let a = connect(
+        &app,
+        &app.api_key,
+        "100000000000001",
+        "200000000000001",
+        Some(&slow.url),
+    )
+    .await;
+    let b = connect(
+        &app,
+        &app.api_key,
+        "100000000000002",
+        "200000000000002",
+        Some(&healthy.url),
+    )
+    .await;
+
+    let mut sent_b = HashMap::new();
+    for n in 0..EVENTS {
+        post_webhook(&app, &inbound(&a, &format!("wamid.A{n}"), "slow")).await;
+        let wamid = format!("wamid.B{n}");
+        post_webhook(&app, &inbound(&b, &wamid, "fast")).await;
+        sent_b.insert(wamid, Instant::now());
+    }
+
+    let hits = healthy.wait_for(EVENTS, ms(4000)).await;
+    for hit in &hits {
+        let wamid = hit.json()["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let waited = hit.at - sent_b[&wamid];
+        assert!(waited < ms(2000), "{wamid} took {waited:?} behind a slow receiver");
+    }
+    for d in wait_deliveries(&app, &b, EVENTS).await {
+        wait_status(&app, d["id"].as_str().unwrap(), "succeeded", ms(3000)).await;
+    }
+
+    // A's attempts time out and are retried, never more than per_destination at once.
+    let retried = eventually(ms(6000), "a timed-out delivery retried", || async {
+        let all = deliveries_of(&app, &a).await;
+        all.iter()
+            .find(|d| d["attempt_count"].as_i64().unwrap() >= 2)
+            .cloned()
+    })
+    .await;
+    let retried = delivery(&app, retried["id"].as_str().unwrap()).await;
+    assert_eq!(retried["status"], "failed", "{retried:#}");
+    for attempt in retried["attempts"].as_array().unwrap() {
+        assert_eq!(
+            attempt["error"], "timed out (delivery.request_timeout)",
+            "{attempt}"
+        );
+        assert_eq!(attempt["status_code"], serde_json::Value::Null);
+        let took = attempt["duration_ms"].as_i64().unwrap();
+        assert!((450..1400).contains(&took), "{attempt}");
+    }
+    let all_a = deliveries_of(&app, &a).await;
+    assert_eq!(all_a.len(), EVENTS);
+    assert!(all_a.iter().all(|d| d["status"] != "succeeded"));
+    assert!(slow.hits().len() >= 3, "{} requests", slow.hits().len());
+    assert!(
+        slow.max_in_flight() <= 2,
+        "the slow receiver saw {} requests at once (per_destination = 2)",
+        slow.max_in_flight()
+    );
+    assert_eq!(healthy.hits().len(), EVENTS, "each healthy delivery once");
+}
+
+crate::backend_fns!(slow_receiver_is_isolated);
