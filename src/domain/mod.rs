@@ -9,6 +9,7 @@ pub mod message_content;
 pub mod phone_numbers;
 pub mod projects;
 pub mod recorder;
+pub mod setup_links;
 pub mod sweeper;
 pub mod verify;
 pub mod writer;

@@ -8,6 +8,7 @@
 mod common;
 pub(crate) mod lists;
 mod models;
+pub(crate) mod onboarding;
 pub(crate) mod outbox;
 mod postgres;
 mod records;
@@ -22,6 +23,10 @@ use uuid::Uuid;
 pub(crate) use common::now;
 pub use lists::{CallFilter, ContactFilter, ConversationFilter, MessageFilter, Seek};
 pub use models::*;
+pub use onboarding::{
+    CustomerFilter, CustomerPatch, Onboarding, SetupCompletion, SetupLinkFilter, SetupLinkPatch,
+    SetupLinkRow,
+};
 pub use outbox::{
     AttemptRow, ClaimedDelivery, DeliveryFilter, DeliveryOutcome, DeliveryRow, NewDelivery, Outbox,
 };
@@ -108,7 +113,7 @@ pub struct Page<T> {
 /// Everything wagate persists. Implementations must behave identically; `tests/api/store.rs`
 /// runs the same conformance suite against both.
 #[async_trait]
-pub trait Store: Outbox + Send + Sync + 'static {
+pub trait Store: Outbox + Onboarding + Send + Sync + 'static {
     fn backend(&self) -> Backend;
     /// Cheap round trip for readiness checks.
     async fn ping(&self) -> StoreResult<()>;

@@ -9,6 +9,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
 use super::common::impl_common_store;
+use super::onboarding::impl_onboarding;
 use super::outbox::impl_outbox;
 use super::tx::impl_store_tx;
 use crate::config::{Backend, DatabaseConfig};
@@ -56,6 +57,7 @@ pub struct PgTx {
 impl_common_store!(PgStore, PgTx);
 impl_store_tx!(PgTx);
 impl_outbox!(PgStore);
+impl_onboarding!(PgStore);
 
 impl PgStore {
     /// Concurrent claimers (other workers, other instances) skip each other's rows.

@@ -9,6 +9,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 
 use super::common::impl_common_store;
+use super::onboarding::impl_onboarding;
 use super::outbox::impl_outbox;
 use super::tx::impl_store_tx;
 use crate::config::{Backend, DatabaseConfig};
@@ -62,6 +63,7 @@ pub struct SqliteTx {
 impl_common_store!(SqliteStore, SqliteTx);
 impl_store_tx!(SqliteTx);
 impl_outbox!(SqliteStore);
+impl_onboarding!(SqliteStore);
 
 impl SqliteStore {
     /// The single writer already serialises claims.

@@ -1,6 +1,7 @@
 //! The Platform API (`/platform/v1`): project-scoped management with `X-API-Key`, bodies wrapped
 //! in the resource name, answers as `{"data": …}` and errors as `{"error": …}`.
 
+mod customers;
 mod deliveries;
 mod error;
 mod extract;
@@ -16,4 +17,5 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .merge(phone_numbers::router())
         .merge(deliveries::router())
+        .merge(customers::router())
 }

@@ -45,9 +45,9 @@ struct ListQuery {
 }
 
 pub const MAX_PER_PAGE: u32 = 100;
-const DEFAULT_PER_PAGE: u32 = 20;
+pub const DEFAULT_PER_PAGE: u32 = 20;
 
-fn wrapper_missing(name: &str) -> PlatformError {
+pub(super) fn wrapper_missing(name: &str) -> PlatformError {
     PlatformError::Validation(vec![FieldError::new(
         name,
         "is required: wrap the fields in {\"".to_owned() + name + "\": {…}}",
@@ -114,7 +114,7 @@ async fn connect_for_customer(
     connect_inner(&state, key.project_id, Some(customer_id), body).await
 }
 
-fn parse_page_param(
+pub(super) fn parse_page_param(
     name: &str,
     raw: Option<&str>,
     default: u32,
