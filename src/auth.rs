@@ -14,7 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
 use crate::config::CacheConfig;
-use crate::crypto::{self, SecretBox, API_KEY_PREFIX};
+use crate::crypto::{self, SecretBox};
 use crate::store::{DynStore, PhoneNumber, StoreError};
 
 /// A phone number's configuration as the proxy needs it: ids, owner and the usable token.
@@ -129,10 +129,7 @@ impl Authenticator {
             return Err(AuthError::Missing);
         }
         // Shape check first: anything that cannot be one of our keys costs nothing.
-        if !key.starts_with(API_KEY_PREFIX)
-            || key.len() < API_KEY_PREFIX.len() + 20
-            || key.len() > 128
-        {
+        if !crypto::api_key_well_formed(key) {
             return Err(AuthError::Invalid);
         }
         let hash = crypto::sha256_hex(key.as_bytes());

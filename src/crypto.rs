@@ -135,9 +135,38 @@ pub fn random_token(bytes: usize) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
 }
 
-/// A new project API key: `wag_` + 32 random bytes.
+/// Hex characters of the checksum that ends every API key.
+const API_KEY_CHECK_LEN: usize = 8;
+/// `wag_` + 43 characters of randomness (32 bytes) + the checksum.
+pub const API_KEY_LEN: usize = API_KEY_PREFIX.len() + 43 + API_KEY_CHECK_LEN;
+
+fn api_key_check(body: &str) -> String {
+    hex::encode(&Sha256::digest(body.as_bytes())[..API_KEY_CHECK_LEN / 2])
+}
+
+/// A new project API key: `wag_` + 32 random bytes + a checksum of them, so keys that were never
+/// issued (typos, guesses, floods) are refused without a database lookup, and secret scanners
+/// can recognise real ones.
 pub fn new_api_key() -> String {
-    format!("{API_KEY_PREFIX}{}", random_token(32))
+    let body = format!("{API_KEY_PREFIX}{}", random_token(32));
+    let check = api_key_check(&body);
+    body + &check
+}
+
+/// Whether `key` could be one wagate issued: its shape, and the checksum for current keys. Keys
+/// issued before checksums (`wag_` + 43 characters) still pass on shape alone.
+pub fn api_key_well_formed(key: &str) -> bool {
+    let legacy = API_KEY_LEN - API_KEY_CHECK_LEN;
+    if !key.starts_with(API_KEY_PREFIX) || !key.is_ascii() {
+        return false;
+    }
+    match key.len() {
+        n if n == API_KEY_LEN => {
+            let (body, check) = key.split_at(legacy);
+            constant_time_eq(api_key_check(body).as_bytes(), check.as_bytes())
+        }
+        n => n == legacy,
+    }
 }
 
 /// What is kept of a key in clear, for listings.
@@ -158,6 +187,24 @@ pub fn new_master_key() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn api_keys_carry_a_checksum() {
+        let key = new_api_key();
+        assert_eq!(key.len(), API_KEY_LEN);
+        assert!(api_key_well_formed(&key));
+        let mut typo = key.clone().into_bytes();
+        let i = API_KEY_PREFIX.len() + 5;
+        typo[i] = if typo[i] == b'a' { b'b' } else { b'a' };
+        assert!(!api_key_well_formed(std::str::from_utf8(&typo).unwrap()));
+        assert!(!api_key_well_formed(&key[..key.len() - 1]));
+        assert!(!api_key_well_formed(&key.replace("wag_", "wax_")));
+        let legacy = format!("{API_KEY_PREFIX}{}", random_token(32));
+        assert!(
+            api_key_well_formed(&legacy),
+            "keys issued before checksums still work"
+        );
+    }
 
     #[test]
     fn seal_then_open_round_trips_and_nonces_differ() {

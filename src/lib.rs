@@ -9,6 +9,7 @@ pub mod config;
 pub mod crypto;
 pub mod delivery;
 pub mod domain;
+mod fuzz;
 pub mod graph;
 pub mod http;
 pub mod media;

@@ -80,14 +80,11 @@ pub async fn resolve(
     if let Some(number) = reachable_waba(auth, caller, target.object_id).await? {
         return Ok(number);
     }
-    // The object is a number or WABA wagate knows, but not the caller's: never let a query
-    // parameter or the caller's own token stand in for it.
-    if is_meta_id(target.object_id)
-        && (auth.number(target.object_id).await?.is_some()
-            || auth.waba_known(target.object_id).await?)
-    {
-        return Err(GraphError::unreachable_object(target.object_id));
-    }
+    // An id that is not one of the caller's numbers or WABAs goes on exactly like an id wagate
+    // has never seen, whether or not another project owns it: answering another project's ids
+    // differently would tell the caller they exist. A bare object id is forwarded with the
+    // caller's own configuration (Meta then checks the caller's token against it, as it would
+    // without wagate); an edge of a node only numbers and WABAs have here is refused.
     if target.has_edge {
         // `{id}/edge` for an id that is not one of the caller's numbers or WABAs.
         return Err(GraphError::unreachable_object(target.object_id));

@@ -2,7 +2,7 @@
 //! conversations, contacts and calls, with Graph cursors and `fields=kapso(…)`. The proxy hands a
 //! request here when its method and path name one of these routes; everything else passes through.
 
-mod fields;
+pub(crate) mod fields;
 pub(crate) mod filters;
 pub(crate) mod paging;
 mod present;

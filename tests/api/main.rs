@@ -13,5 +13,6 @@ mod platform_customers;
 mod platform_phone_numbers;
 mod proxy;
 mod receiver;
+mod security;
 mod store;
 mod stored;
