@@ -37,8 +37,10 @@ pub async fn issue_api_key(store: &dyn Store, project_id: Uuid) -> StoreResult<I
 pub async fn bootstrap_default_project(
     store: &dyn Store,
 ) -> StoreResult<Option<(Project, IssuedApiKey)>> {
-    if store.count_projects().await? > 0 {
+    // Atomic in the store: instances starting together on an empty database make one project.
+    let Some(project) = store.create_first_project("default").await? else {
         return Ok(None);
-    }
-    create_project(store, "default").await.map(Some)
+    };
+    let key = issue_api_key(store, project.id).await?;
+    Ok(Some((project, key)))
 }

@@ -70,6 +70,32 @@ macro_rules! impl_common_store {
                 Ok(count)
             }
 
+            async fn create_first_project(
+                &self,
+                name: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::store::Project>> {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
+                if let Some(sql) = Self::BOOTSTRAP_LOCK {
+                    sqlx::query(sql).execute(&mut *tx).await?;
+                }
+                let (count,): (i64,) = sqlx::query_as("select count(*) from projects")
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if count > 0 {
+                    return Ok(None);
+                }
+                let project = sqlx::query_as(
+                    "insert into projects (id, name, created_at) values ($1, $2, $3) returning id, name, created_at",
+                )
+                .bind(uuid::Uuid::now_v7())
+                .bind(name)
+                .bind($crate::store::common::now())
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(Some(project))
+            }
+
             async fn create_api_key(
                 &self,
                 key: $crate::store::NewApiKey,

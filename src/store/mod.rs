@@ -124,6 +124,8 @@ pub trait Store: Outbox + Onboarding + Send + Sync + 'static {
     async fn create_project(&self, name: &str) -> StoreResult<Project>;
     async fn get_project(&self, id: Uuid) -> StoreResult<Project>;
     async fn count_projects(&self) -> StoreResult<i64>;
+    /// Creates a project only if there is none yet, atomically across instances.
+    async fn create_first_project(&self, name: &str) -> StoreResult<Option<Project>>;
     async fn create_api_key(&self, key: NewApiKey) -> StoreResult<ApiKeyRecord>;
     async fn list_api_keys(&self, project_id: Uuid) -> StoreResult<Vec<ApiKeyRecord>>;
     /// Marks a key revoked; returns the key as it now stands.

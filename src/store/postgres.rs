@@ -21,6 +21,8 @@ pub struct PgStore {
 
 impl PgStore {
     const BEGIN_WRITE: &'static str = "BEGIN";
+    /// Serialises first-start bootstraps of instances starting together.
+    const BOOTSTRAP_LOCK: Option<&'static str> = Some("select pg_advisory_xact_lock(7715001)");
     const BACKEND: Backend = Backend::Postgres;
 
     pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<Self> {

@@ -21,6 +21,8 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
+    /// `BEGIN IMMEDIATE` already serialises bootstraps.
+    const BOOTSTRAP_LOCK: Option<&'static str> = None;
     const BACKEND: Backend = Backend::Sqlite;
 
     pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<Self> {

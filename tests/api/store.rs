@@ -228,7 +228,32 @@ async fn closed_store_reports_unavailable(store: DynStore) {
     ));
 }
 
+/// Instances starting together on an empty database bootstrap one default project, not one each.
+async fn concurrent_bootstraps_make_one_project(store: DynStore) {
+    let attempts: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                wagate::domain::projects::bootstrap_default_project(&*store)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for attempt in attempts {
+        created += usize::from(attempt.await.unwrap().is_some());
+    }
+    assert_eq!(created, 1);
+    assert_eq!(store.count_projects().await.unwrap(), 1);
+    assert!(wagate::domain::projects::bootstrap_default_project(&*store)
+        .await
+        .unwrap()
+        .is_none());
+}
+
 store_tests!(
+    concurrent_bootstraps_make_one_project,
     projects_and_keys,
     customers_are_project_scoped,
     phone_numbers_lifecycle,
