@@ -79,8 +79,19 @@ fn check_ip(ip: IpAddr) -> Result<(), Refusal> {
 
 /// Names that resolve to this machine or cloud-internal services wherever wagate runs.
 fn is_internal_name(name: &str) -> bool {
-    const EXACT: &[&str] = &["localhost", "metadata", "metadata.google.internal", "instance-data"];
-    const SUFFIXES: &[&str] = &[".localhost", ".internal", ".local", ".localdomain", ".home.arpa"];
+    const EXACT: &[&str] = &[
+        "localhost",
+        "metadata",
+        "metadata.google.internal",
+        "instance-data",
+    ];
+    const SUFFIXES: &[&str] = &[
+        ".localhost",
+        ".internal",
+        ".local",
+        ".localdomain",
+        ".home.arpa",
+    ];
     EXACT.contains(&name) || SUFFIXES.iter().any(|s| name.ends_with(s))
 }
 
@@ -171,15 +182,12 @@ impl reqwest::dns::Resolve for GuardedResolver {
         let allow = self.allow_private_networks;
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             if !allow {
                 if let Some(bad) = addrs.iter().find(|a| is_forbidden(a.ip())) {
-                    return Err(Box::new(ResolvedToForbidden {
-                        host,
-                        ip: bad.ip(),
-                    }) as Box<dyn std::error::Error + Send + Sync>);
+                    return Err(Box::new(ResolvedToForbidden { host, ip: bad.ip() })
+                        as Box<dyn std::error::Error + Send + Sync>);
                 }
             }
             Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)

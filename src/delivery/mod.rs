@@ -35,7 +35,7 @@ pub async fn replay(
     limit: u32,
 ) -> StoreResult<(usize, bool)> {
     let routes = store
-        .event_routes_between(number, since, until, limit + 1)
+        .event_routes_between(number, since, until, limit.saturating_add(1))
         .await?;
     let truncated = routes.len() > limit as usize;
     let now = crate::store::now();

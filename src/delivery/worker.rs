@@ -179,7 +179,11 @@ impl Worker {
             Ok(number) => number,
             Err(error) => {
                 // The database is away: try again after a short pause, no attempt counted.
-                outcome.status = if row.attempts == 0 { "pending" } else { "failed" };
+                outcome.status = if row.attempts == 0 {
+                    "pending"
+                } else {
+                    "failed"
+                };
                 outcome.next_attempt_at = now + chrono::Duration::seconds(5);
                 outcome.last_error = Some(format!("could not load the number: {error}"));
                 return outcome;
@@ -211,9 +215,13 @@ impl Worker {
         let slots = self.destination_slots(&origin);
         let Ok(_destination) = slots.try_acquire_owned() else {
             // Busy destination: back in the queue, no attempt counted.
-            outcome.status = if row.attempts == 0 { "pending" } else { "failed" };
-            outcome.next_attempt_at = now
-                + chrono::Duration::from_std(BUSY_DESTINATION_DELAY).expect("small duration");
+            outcome.status = if row.attempts == 0 {
+                "pending"
+            } else {
+                "failed"
+            };
+            outcome.next_attempt_at =
+                now + chrono::Duration::from_std(BUSY_DESTINATION_DELAY).expect("small duration");
             outcome.last_error = row.last_error.clone();
             return outcome;
         };
@@ -256,7 +264,13 @@ impl Worker {
                     Some(answer.excerpt),
                     Some(&error),
                 ));
-                self.schedule_retry(&mut outcome, row.created_at, attempt_no, answer.retry_after, error);
+                self.schedule_retry(
+                    &mut outcome,
+                    row.created_at,
+                    attempt_no,
+                    answer.retry_after,
+                    error,
+                );
             }
             Err(error) => {
                 outcome.attempt = Some(self.attempt_row(
@@ -341,7 +355,8 @@ impl Worker {
         claimed: &ClaimedDelivery,
         number: &crate::auth::NumberConfig,
     ) -> Result<Answer, String> {
-        let url = guard::check_url(url, self.policy).map_err(|r| format!("destination refused: {r}"))?;
+        let url =
+            guard::check_url(url, self.policy).map_err(|r| format!("destination refused: {r}"))?;
         let secret = number.webhook_secret.as_ref().ok_or_else(|| {
             "the number has no usable webhook secret; rotate it (PATCH rotate_webhook_secret)"
                 .to_owned()
@@ -394,7 +409,8 @@ async fn read_excerpt(mut response: reqwest::Response, limit: usize) -> String {
         }
     }
     bytes.truncate(limit);
-    String::from_utf8_lossy(&bytes).into_owned()
+    // PostgreSQL text cannot hold NUL: one such answer would fail the finisher's whole batch.
+    String::from_utf8_lossy(&bytes).replace('\0', "\u{FFFD}")
 }
 
 /// A transport error in words an operator acts on.

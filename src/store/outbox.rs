@@ -134,8 +134,9 @@ pub trait Outbox: Send + Sync {
         seek: Seek,
         limit: u32,
     ) -> StoreResult<Vec<DeliveryRow>>;
-    /// Makes a delivery of `project_id` due now (whatever its state); its messages go back to
-    /// `pending`. Returns the row as it now stands.
+    /// Makes a delivery of `project_id` due now (whatever its state; one with an attempt in
+    /// flight is left to that attempt); its messages go back to `pending`. Returns the row as it
+    /// now stands.
     async fn retry_delivery(
         &self,
         project_id: Uuid,
@@ -248,10 +249,13 @@ macro_rules! impl_outbox {
                 let mut tx = self.pool.begin().await?;
                 for o in outcomes {
                     if let Some(a) = &o.attempt {
+                        // Not for a delivery deleted meanwhile (its number or project was): the
+                        // foreign key would fail the whole batch, and every outcome in it.
                         sqlx::query(
                             "insert into webhook_delivery_attempts (id, delivery_id, attempt, started_at, \
                              duration_ms, destination, status_code, response_excerpt, error) \
-                             values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                             select $1, $2, $3, $4, $5, $6, $7, $8, $9 \
+                             where exists (select 1 from webhook_deliveries where id = $2)",
                         )
                         .bind(a.id).bind(a.delivery_id).bind(a.attempt).bind(a.started_at)
                         .bind(a.duration_ms).bind(&a.destination).bind(a.status_code)
@@ -335,9 +339,15 @@ macro_rules! impl_outbox {
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<Option<$crate::store::DeliveryRow>> {
                 let mut tx = self.pool.begin().await?;
+                // A row under a live lease has an attempt in flight: it is left to that attempt
+                // (whose outcome would otherwise be dropped while a second POST went out).
                 let sql = format!(
                     "update webhook_deliveries set status = case when status = 'succeeded' or status = 'dead' \
-                     then 'pending' else status end, next_attempt_at = $3, lease_token = null, updated_at = $3 \
+                     then 'pending' else status end, \
+                     next_attempt_at = case when lease_token is not null and next_attempt_at > $3 \
+                     then next_attempt_at else $3 end, \
+                     lease_token = case when lease_token is not null and next_attempt_at > $3 \
+                     then lease_token else null end, updated_at = $3 \
                      where project_id = $1 and id = $2 returning {}",
                     $crate::store::outbox::DELIVERY_COLUMNS
                 );
@@ -455,8 +465,17 @@ mod tests {
             status: Some("dead".into()),
             ..Default::default()
         };
-        let sql = delivery_sql(Uuid::nil(), &filter, Seek::After(Utc::now(), Uuid::nil()), 21);
-        assert!(sql.text.contains("project_id = $1 and status = $2"), "{}", sql.text);
+        let sql = delivery_sql(
+            Uuid::nil(),
+            &filter,
+            Seek::After(Utc::now(), Uuid::nil()),
+            21,
+        );
+        assert!(
+            sql.text.contains("project_id = $1 and status = $2"),
+            "{}",
+            sql.text
+        );
         assert!(sql
             .text
             .contains("(created_at, id) < ($3, $4) order by created_at desc, id desc limit $5"));

@@ -44,7 +44,10 @@ async fn happy_path(backend: Backend) {
         format!("sha256={}", hmac_hex(number.secret.as_bytes(), &body))
     );
     assert_eq!(hit.header("x-idempotency-key"), sha256_hex(&body));
-    assert_eq!(hit.header("x-wagate-event-id"), d["event_id"].as_str().unwrap());
+    assert_eq!(
+        hit.header("x-wagate-event-id"),
+        d["event_id"].as_str().unwrap()
+    );
     assert_eq!(hit.header("x-wagate-delivery-id"), id);
     assert_eq!(hit.header("x-wagate-attempt"), "1");
     assert_eq!(
@@ -186,7 +189,10 @@ async fn dead_letters_then_replay_and_retry(backend: Backend) {
     wait_processing_status(&app, &number, "wamid.DEAD", "failed").await;
     let attempts = dead["attempts"].as_array().unwrap();
     assert!(attempts.len() >= 3, "{dead:#}");
-    assert_eq!(attempts.len() as i64, dead["attempt_count"].as_i64().unwrap());
+    assert_eq!(
+        attempts.len() as i64,
+        dead["attempt_count"].as_i64().unwrap()
+    );
     assert_eq!(hook.hits().len(), attempts.len(), "one request per attempt");
     assert!(attempts
         .iter()
@@ -241,7 +247,11 @@ async fn dead_letters_then_replay_and_retry(backend: Backend) {
     assert_ne!(replay_id, id, "a replay is a new delivery");
     wait_status(&app, &replay_id, "succeeded", ms(5000)).await;
     wait_processing_status(&app, &number, "wamid.DEAD", "completed").await;
-    assert_eq!(delivery(&app, &id).await["status"], "dead", "the original stays dead");
+    assert_eq!(
+        delivery(&app, &id).await["status"],
+        "dead",
+        "the original stays dead"
+    );
 
     // A manual retry of the dead delivery sends it again, as its next attempt.
     let (status, retried) = call(
@@ -355,7 +365,10 @@ async fn batched_envelopes_are_split_per_number(backend: Backend) {
     assert_eq!(theirs["data"][0]["phone_number_id"], b.pnid);
     let (_, mine) = get(&app, &format!("{DELIVERIES}?limit=100")).await;
     assert_eq!(mine["data"].as_array().unwrap().len(), 1);
-    assert_eq!(mine["data"][0]["message_ids"], json!(["wamid.A1", "wamid.A2"]));
+    assert_eq!(
+        mine["data"][0]["message_ids"],
+        json!(["wamid.A1", "wamid.A2"])
+    );
 }
 
 crate::backend_fns!(
@@ -364,3 +377,105 @@ crate::backend_fns!(
     dead_letters_then_replay_and_retry,
     batched_envelopes_are_split_per_number,
 );
+
+/// PostgreSQL text cannot hold NUL: a receiver answering with one must not make the outcome
+/// unrecordable (and the delivery re-sent forever).
+async fn answers_with_nul_bytes_are_recorded(backend: Backend) {
+    let app = spawn(backend, |_| {}).await;
+    let hook = Hook::start().await;
+    hook.always(Reply::ok().body("ok\0binary\u{0}tail"));
+    let number = connect(&app, &app.api_key, PNID, WABA, Some(&hook.url)).await;
+    post_webhook(&app, &inbound(&number, "wamid.NUL", "hi")).await;
+    let id = wait_deliveries(&app, &number, 1).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let d = wait_status(&app, &id, "succeeded", ms(5000)).await;
+    let excerpt = d["attempts"][0]["response_excerpt"].as_str().unwrap();
+    assert!(
+        excerpt.starts_with("ok") && excerpt.ends_with("tail"),
+        "{excerpt:?}"
+    );
+    tokio::time::sleep(ms(300)).await;
+    assert_eq!(hook.hits().len(), 1);
+}
+
+/// A number deleted while one of its deliveries is in flight: the orphaned outcome must not
+/// hold up recording everyone else's.
+async fn deleting_a_number_mid_delivery_stalls_nothing(backend: Backend) {
+    let app = spawn(backend, |_| {}).await;
+    let (slow, healthy) = (Hook::start().await, Hook::start().await);
+    slow.always(Reply::ok().after(ms(600)));
+    let gone = connect(&app, &app.api_key, PNID, WABA, Some(&slow.url)).await;
+    let kept = connect(
+        &app,
+        &app.api_key,
+        "100000000000002",
+        "200000000000002",
+        Some(&healthy.url),
+    )
+    .await;
+    post_webhook(&app, &inbound(&gone, "wamid.GONE", "bye")).await;
+    slow.wait_for(1, ms(5000)).await;
+    let (status, body) = call(
+        &app,
+        &app.api_key,
+        Method::DELETE,
+        &format!("{NUMBERS}/{PNID}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    // Let the orphaned attempt finish, then deliver to the other number.
+    tokio::time::sleep(ms(800)).await;
+    post_webhook(&app, &inbound(&kept, "wamid.KEPT", "still here")).await;
+    let id = wait_deliveries(&app, &kept, 1).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_status(&app, &id, "succeeded", ms(3000)).await;
+    wait_processing_status(&app, &kept, "wamid.KEPT", "completed").await;
+    tokio::time::sleep(ms(300)).await;
+    assert_eq!(healthy.hits().len(), 1);
+}
+
+crate::backend_fns!(
+    answers_with_nul_bytes_are_recorded,
+    deleting_a_number_mid_delivery_stalls_nothing,
+);
+
+/// A manual retry of a delivery whose attempt is in flight must not send it a second time
+/// alongside (nor throw away the attempt's outcome).
+async fn retry_of_an_in_flight_delivery_sends_once(backend: Backend) {
+    let app = spawn(backend, |c| {
+        c.delivery.request_timeout = ms(2000);
+        c.delivery.give_up_after = Duration::from_secs(10);
+    })
+    .await;
+    let hook = Hook::start().await;
+    hook.then(Reply::ok().after(ms(800)));
+    let number = connect(&app, &app.api_key, PNID, WABA, Some(&hook.url)).await;
+    post_webhook(&app, &inbound(&number, "wamid.INFLIGHT", "hi")).await;
+    hook.wait_for(1, ms(5000)).await;
+    let id = wait_deliveries(&app, &number, 1).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, body) = call(
+        &app,
+        &app.api_key,
+        Method::POST,
+        &format!("{DELIVERIES}/{id}/retry"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    wait_status(&app, &id, "succeeded", ms(5000)).await;
+    tokio::time::sleep(ms(500)).await;
+    let d = delivery(&app, &id).await;
+    assert_eq!(hook.hits().len(), 1, "sent twice: {d:#}");
+    assert_eq!(d["attempt_count"], 1, "{d:#}");
+    assert_eq!(d["attempts"].as_array().unwrap().len(), 1, "{d:#}");
+}
+
+crate::backend_fns!(retry_of_an_in_flight_delivery_sends_once);

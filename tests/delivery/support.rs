@@ -29,7 +29,8 @@ pub fn fast(config: &mut Config) {
     d.give_up_after = ms(1500);
     d.request_timeout = ms(1000);
     d.connect_timeout = ms(500);
-    d.lease = ms(3000);
+    // Only a crashed worker waits this out; long, so a loaded machine never re-sends.
+    d.lease = ms(10_000);
 }
 
 /// An app with the fast schedule, then `adjust`; the result must pass config validation.
@@ -218,10 +219,14 @@ pub async fn wait_status(app: &TestApp, id: &str, status: &str, within: Duration
 
 /// Waits until the number has `n` deliveries; returns them newest first.
 pub async fn wait_deliveries(app: &TestApp, number: &Number, n: usize) -> Vec<Value> {
-    eventually(ms(5000), &format!("{n} deliveries of {}", number.pnid), || async {
-        let all = deliveries_of(app, number).await;
-        (all.len() >= n).then_some(all)
-    })
+    eventually(
+        ms(5000),
+        &format!("{n} deliveries of {}", number.pnid),
+        || async {
+            let all = deliveries_of(app, number).await;
+            (all.len() >= n).then_some(all)
+        },
+    )
     .await
 }
 
