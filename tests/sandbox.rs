@@ -1402,6 +1402,361 @@ async fn calls_permissions_usernames_and_oauth() {
     );
 }
 
+/// The `business_username_updates` values received so far, in order.
+fn username_updates(receiver: &Receiver) -> Vec<Value> {
+    receiver
+        .all()
+        .iter()
+        .filter(|r| r.body["entry"][0]["changes"][0]["field"] == "business_username_updates")
+        .map(|r| {
+            assert!(r.signature_ok, "signed like Meta");
+            assert!(r.body["entry"][0]["time"].is_i64());
+            r.body["entry"][0]["changes"][0]["value"].clone()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn usernames_claim_transfer_launch_and_delete_with_webhooks() {
+    let env = Env::start().await;
+    // A second number in the first portfolio (WABA), and an unregistered one.
+    const PNID_B: &str = "100000000000009";
+    const TOKEN_B: &str = "sandbox-token-b";
+    env.sandbox
+        .add_number(SandboxNumber {
+            phone_number_id: PNID_B.into(),
+            business_account_id: WABA.into(),
+            access_token: TOKEN_B.into(),
+            display_phone_number: "+1 555-000-0009".into(),
+            verified_name: "Acme Team".into(),
+        })
+        .unwrap();
+    env.control(
+        "/_sandbox/numbers",
+        json!({"phone_number_id": "100000000000008", "business_account_id": WABA, "access_token": "t8", "registered": false}),
+    )
+    .await;
+    let path = |pnid: &str| format!("/v24.0/{pnid}/username");
+    let claim = |pnid: &'static str, token: &'static str, body: Value| {
+        let (env, path) = (&env, path(pnid));
+        async move { env.graph("POST", &path, Some(token), Some(body)).await }
+    };
+
+    // Meta's format rules, each with its own details; nothing changes, nothing is sent.
+    for (name, details) in [
+        ("ab", "must be 3 to 35 characters long"),
+        ("acme-team", "may only contain English letters"),
+        ("1234", "must contain at least one letter"),
+        ("acme.", "must not start or end with a period"),
+        ("ac..me", "must not contain two periods in a row"),
+        ("wwwacme", "must not start with www"),
+        ("acme.io", "must not end with a domain suffix"),
+    ] {
+        let (status, body) = claim(PNID, TOKEN, json!({"username": name})).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_i64()),
+            (400, Some(100)),
+            "{name}"
+        );
+        let got = body["error"]["error_data"]["details"].as_str().unwrap();
+        assert!(
+            got.starts_with(&format!("Param username {details}")),
+            "{name}: {got}"
+        );
+    }
+    let (status, body) = claim(
+        PNID,
+        TOKEN,
+        json!({"username": "acme_team", "transfer_action": "steal"}),
+    )
+    .await;
+    assert_eq!((status, body["error"]["code"].as_i64()), (400, Some(100)));
+    let (status, body) = claim(PNID, TOKEN, json!({})).await;
+    assert_eq!((status, body["error"]["code"].as_i64()), (400, Some(100)));
+    let (status, body) = claim("100000000000008", "t8", json!({"username": "acme_team"})).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_i64()),
+        (400, Some(133010))
+    );
+    let (status, body) = env
+        .graph(
+            "POST",
+            &path(PNID),
+            Some(TOKEN2),
+            Some(json!({"username": "acme_team"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_i64()),
+        (401, Some(190)),
+        "another business's token"
+    );
+    assert_eq!(
+        env.graph("GET", &path(PNID), Some(TOKEN), None).await,
+        (200, json!({}))
+    );
+
+    // Claim: reserved until the launch, one webhook.
+    assert_eq!(
+        claim(PNID, TOKEN, json!({"username": "Acme_Team"})).await,
+        (200, json!({"status": "reserved"}))
+    );
+    env.receiver.wait_for(1).await;
+    assert_eq!(
+        username_updates(&env.receiver),
+        [
+            json!({"display_phone_number": "15550000001", "username": "Acme_Team", "status": "reserved"})
+        ]
+    );
+    assert_eq!(
+        env.graph("GET", &path(PNID), Some(TOKEN), None).await,
+        (200, json!({"username": "Acme_Team", "status": "reserved"}))
+    );
+    // Claiming it again changes nothing.
+    assert_eq!(
+        claim(PNID, TOKEN, json!({"username": "acme_team"})).await,
+        (200, json!({"status": "reserved"}))
+    );
+    // Another portfolio: not available; the same portfolio: only with force_transfer.
+    let (status, body) = claim(
+        PNID2,
+        TOKEN2,
+        json!({"username": "ACME_TEAM", "transfer_action": "force_transfer"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_i64()),
+        (400, Some(147001))
+    );
+    let (status, body) = claim(
+        PNID_B,
+        TOKEN_B,
+        json!({"username": "acme_team", "transfer_action": "none"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_i64()),
+        (400, Some(147005)),
+        "{body}"
+    );
+    assert_eq!(
+        username_updates(&env.receiver).len(),
+        1,
+        "refusals send nothing"
+    );
+    // `.` and `_` are different names.
+    let (status, _) = claim(PNID2, TOKEN2, json!({"username": "acme.team"})).await;
+    assert_eq!(status, 200);
+
+    assert_eq!(
+        claim(
+            PNID_B,
+            TOKEN_B,
+            json!({"username": "acme_team", "transfer_action": "force_transfer"})
+        )
+        .await,
+        (200, json!({"status": "reserved"}))
+    );
+    assert_eq!(
+        env.graph("GET", &path(PNID), Some(TOKEN), None).await,
+        (200, json!({"status": "deleted"}))
+    );
+    assert_eq!(
+        env.graph("GET", &path(PNID_B), Some(TOKEN_B), None).await,
+        (200, json!({"username": "acme_team", "status": "reserved"}))
+    );
+    let (_, suggestions) = env
+        .graph(
+            "GET",
+            &format!("/v24.0/{PNID_B}/username_suggestions"),
+            Some(TOKEN_B),
+            None,
+        )
+        .await;
+    let suggested = suggestions["data"][0]["username_suggestions"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(
+        !suggested.contains(&json!("acme_team")),
+        "taken names are not suggested"
+    );
+    assert!(
+        suggested.contains(&json!("acme_team_official")),
+        "{suggestions}"
+    );
+
+    // The launch approves what is reserved (everywhere, or for one number).
+    let (status, _) = env
+        .control(
+            "/_sandbox/usernames/launch",
+            json!({"phone_number_id": "999"}),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, launched) = env
+        .control(
+            "/_sandbox/usernames/launch",
+            json!({"phone_number_id": PNID2}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(launched["launched"], false);
+    assert_eq!(launched["approved"][0]["username"], "acme.team");
+    let (_, launched) = env.control("/_sandbox/usernames/launch", json!({})).await;
+    assert_eq!(launched["launched"], true);
+    assert_eq!(
+        launched["approved"],
+        json!([{"phone_number_id": PNID_B, "username": "acme_team", "webhook_status": 200}])
+    );
+    assert_eq!(
+        env.graph("GET", &path(PNID_B), Some(TOKEN_B), None).await,
+        (200, json!({"username": "acme_team", "status": "approved"}))
+    );
+    assert_eq!(
+        claim(PNID, TOKEN, json!({"username": "acme_help"})).await,
+        (200, json!({"status": "approved"}))
+    );
+
+    // Delete: a webhook when there was something to delete.
+    assert_eq!(
+        env.graph("DELETE", &path(PNID_B), Some(TOKEN_B), None)
+            .await,
+        (200, json!({"success": true}))
+    );
+    assert_eq!(
+        env.graph("DELETE", &path(PNID_B), Some(TOKEN_B), None)
+            .await,
+        (200, json!({"success": true}))
+    );
+    assert_eq!(
+        env.graph("GET", &path(PNID_B), Some(TOKEN_B), None).await,
+        (200, json!({"status": "deleted"}))
+    );
+
+    // Eligibility errors on demand.
+    env.control("/_sandbox/knobs", json!({"fail_usernames_with": 147004}))
+        .await;
+    let (status, body) = claim(PNID_B, TOKEN_B, json!({"username": "acme_again"})).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_i64()),
+        (400, Some(147004))
+    );
+    let (_, knobs) = env
+        .control("/_sandbox/knobs", json!({"fail_usernames_with": null}))
+        .await;
+    assert_eq!(knobs["fail_usernames_with"], Value::Null);
+
+    let updates: Vec<(String, Value, String)> = username_updates(&env.receiver)
+        .into_iter()
+        .map(|v| {
+            (
+                v["display_phone_number"].as_str().unwrap().to_owned(),
+                v["username"].clone(),
+                v["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("15550000001", json!("Acme_Team"), "reserved"),
+        ("15550000002", json!("acme.team"), "reserved"),
+        ("15550000001", Value::Null, "deleted"),
+        ("15550000009", json!("acme_team"), "reserved"),
+        ("15550000002", json!("acme.team"), "approved"),
+        ("15550000009", json!("acme_team"), "approved"),
+        ("15550000001", json!("acme_help"), "approved"),
+        ("15550000009", Value::Null, "deleted"),
+    ]
+    .map(|(d, u, s)| (d.to_owned(), u, s.to_owned()));
+    assert_eq!(updates, expected);
+    // The second portfolio's webhooks carry its WABA.
+    let second = env
+        .receiver
+        .all()
+        .into_iter()
+        .find(|r| {
+            r.body["entry"][0]["changes"][0]["value"]["display_phone_number"] == "15550000002"
+        })
+        .unwrap();
+    assert_eq!(second.body["entry"][0]["id"], WABA2);
+    let numbers = env.get_json("/_sandbox/numbers").await;
+    let b = numbers["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["phone_number_id"] == PNID_B)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (b["username"].clone(), b["username_status"].clone()),
+        (Value::Null, json!("deleted"))
+    );
+}
+
+#[tokio::test]
+async fn authentication_templates_cannot_go_to_bsuids() {
+    let env = Env::start().await;
+    let (status, created) = env
+        .graph(
+            "POST",
+            &format!("/v24.0/{WABA}/message_templates"),
+            Some(TOKEN),
+            Some(json!({"name": "login_code", "language": "en_US", "category": "AUTHENTICATION", "components": [{"type": "BODY"}]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    for _ in 0..300 {
+        let (_, template) = env
+            .graph("GET", &format!("/v24.0/{id}"), Some(TOKEN), None)
+            .await;
+        if template["status"] == "APPROVED" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let template = json!({"name": "login_code", "language": {"code": "en_US"}});
+    for addressed in [
+        json!({"recipient": "US.13491208655302741918"}),
+        json!({"recipient": "US.ENT.11815799212886844830"}),
+        json!({"to": "US.13491208655302741918"}),
+    ] {
+        let mut body =
+            json!({"messaging_product": "whatsapp", "type": "template", "template": template});
+        for (k, v) in addressed.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (status, answer) = env
+            .graph(
+                "POST",
+                &format!("/v24.0/{PNID}/messages"),
+                Some(TOKEN),
+                Some(body),
+            )
+            .await;
+        assert_eq!(
+            (status, answer["error"]["code"].as_i64()),
+            (400, Some(131062)),
+            "{addressed}"
+        );
+    }
+    // By phone it goes; `to` wins over `recipient`.
+    let body = json!({"messaging_product": "whatsapp", "to": "15551234567", "recipient": "US.1", "type": "template", "template": template});
+    let (status, answer) = env
+        .graph(
+            "POST",
+            &format!("/v24.0/{PNID}/messages"),
+            Some(TOKEN),
+            Some(body),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["contacts"],
+        json!([{"input": "15551234567", "wa_id": "15551234567"}])
+    );
+}
+
 #[tokio::test]
 async fn subscribed_apps_route_and_gate_webhooks() {
     let env = Env::start().await;

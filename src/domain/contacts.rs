@@ -83,6 +83,11 @@ async fn find(
     }
 }
 
+/// Whether a BSUID is a parent one (`CC.ENT.…`), shared across linked portfolios.
+pub fn is_parent_bsuid(value: &str) -> bool {
+    is_bsuid(value) && value.split('.').nth(1) == Some("ENT")
+}
+
 /// Gives `contact` the identity's BSUID and phone where they differ, with history. An identifier
 /// another contact of the number already holds is never taken from it silently.
 async fn adopt(
@@ -147,7 +152,12 @@ pub async fn upsert(
     now: DateTime<Utc>,
 ) -> StoreResult<Option<ContactRow>> {
     if identity.is_empty() {
-        return Ok(None);
+        // Known only by a parent BSUID (a send addressed to it): the one contact under that
+        // parent, if any; a parent alone never makes a new contact.
+        return match &identity.parent_bsuid {
+            Some(parent) => tx.find_contact_by_parent_bsuid(number, parent).await,
+            None => Ok(None),
+        };
     }
     let Some(mut contact) = find(tx, number, identity).await? else {
         let contact = ContactRow {

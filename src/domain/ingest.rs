@@ -339,6 +339,9 @@ async fn apply_change(
             for status in array(value, "statuses") {
                 apply_status(tx, number.internal_id, status, now).await?;
             }
+            if array(value, "messages").is_empty() && !array(value, "statuses").is_empty() {
+                refresh_contacts(tx, number, contacts, now).await?;
+            }
         }
         "smb_message_echoes" => {
             let contacts = array(value, "contacts");
@@ -374,7 +377,7 @@ async fn apply_change(
                         .pointer("/user_id/previous")
                         .and_then(Value::as_str)
                         .map(str::to_owned),
-                    wa_id: text(update, "wa_id"),
+                    wa_id: text(update, "wa_id").and_then(|w| contacts::normalize_wa_id(&w)),
                     ..Identity::default()
                 };
                 let new = Identity {
@@ -393,6 +396,29 @@ async fn apply_change(
     Ok(())
 }
 
+/// Status webhooks carry the recipients' `contacts[]` (2026): what they reveal (a phone number
+/// for a BSUID-only contact, a new username or profile name) is added to contacts wagate already
+/// has. Nobody new is created from a status.
+async fn refresh_contacts(
+    tx: &mut dyn StoreTx,
+    number: &RoutedNumber,
+    contacts: &[Value],
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    for entry in contacts {
+        let who = identity(
+            text(entry, "wa_id"),
+            text(entry, "user_id"),
+            text(entry, "parent_user_id"),
+            std::slice::from_ref(entry),
+        );
+        if !who.is_empty() {
+            contacts::change_identity(tx, number.internal_id, &who, &who, now).await?;
+        }
+    }
+    Ok(())
+}
+
 async fn inbound_message(
     tx: &mut dyn StoreTx,
     number: &RoutedNumber,
@@ -401,7 +427,7 @@ async fn inbound_message(
     settings: IngestSettings,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
-    let who = identity(
+    let mut who = identity(
         text(message, "from"),
         text(message, "from_user_id"),
         text(message, "from_parent_user_id"),
@@ -411,10 +437,21 @@ async fn inbound_message(
         let system = message.get("system").unwrap_or(&Value::Null);
         let new = Identity {
             wa_id: text(system, "wa_id").and_then(|w| contacts::normalize_wa_id(&w)),
-            bsuid: text(system, "user_id"),
+            bsuid: text(system, "user_id").filter(|b| contacts::is_bsuid(b)),
             ..Identity::default()
         };
-        contacts::change_identity(tx, number.internal_id, &who, &new, now).await?;
+        if let Some(contact) =
+            contacts::change_identity(tx, number.internal_id, &who, &new, now).await?
+        {
+            // The notice belongs to the re-keyed contact: looking it up by the identifiers the
+            // user just left would give them back (or make a second contact).
+            who = Identity {
+                wa_id: contact.wa_id,
+                bsuid: contact.business_scoped_user_id,
+                parent_bsuid: contact.parent_business_scoped_user_id,
+                ..who
+            };
+        }
     }
     let recorded = Recorded {
         direction: "inbound",

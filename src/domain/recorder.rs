@@ -26,10 +26,10 @@ pub async fn apply(
                 }
                 return Ok(());
             }
-            let Some(message) = outbound_message(request, response, *at) else {
+            let who = recipient(request, response);
+            let Some(message) = outbound_message(request, response, &who, *at) else {
                 return Ok(());
             };
-            let who = recipient(request, response);
             let recorded = Recorded {
                 direction: "outbound",
                 status: "pending",
@@ -46,30 +46,36 @@ pub async fn apply(
     }
 }
 
-/// Who a send went to, by Meta's rule: `to` (a phone) wins over `recipient` (a BSUID); Meta's
-/// answer (`contacts[0].wa_id` / `user_id`) is the most precise.
+/// Who a send went to, by Meta's rule: `to` wins over `recipient` when both are given (`to` is a
+/// phone number, or a BSUID in Meta's Nov-2025 form; `recipient` a BSUID or parent BSUID). Meta's
+/// answer (`contacts[0].wa_id` / `user_id`) is the most precise. BSUIDs are kept exactly as given:
+/// phone normalisation only ever applies to phone numbers.
 fn recipient(request: &Value, response: &Value) -> Identity {
     let contact = response.pointer("/contacts/0").unwrap_or(&Value::Null);
     let to = text(request, "to");
-    let recipient = text(request, "recipient");
     let to_is_bsuid = to.as_deref().is_some_and(contacts::is_bsuid);
+    // The BSUID the send was addressed to: `to` when it is one, else `recipient` unless a
+    // phone `to` took precedence.
+    let addressed = match &to {
+        Some(to) if to_is_bsuid => Some(to.clone()),
+        Some(_) => None,
+        None => text(request, "recipient").filter(|r| contacts::is_bsuid(r)),
+    };
     let wa_id = text(contact, "wa_id")
-        .or_else(|| to.clone().filter(|_| !to_is_bsuid))
+        .or_else(|| to.filter(|_| !to_is_bsuid))
         .and_then(|w| contacts::normalize_wa_id(&w));
-    let bsuid = text(contact, "user_id")
-        .or_else(|| to.filter(|_| to_is_bsuid))
-        .or_else(|| {
-            if wa_id.is_none() {
-                recipient.filter(|r| contacts::is_bsuid(r))
-            } else {
-                None
-            }
-        });
-    Identity {
+    let mut identity = Identity {
         wa_id,
-        bsuid,
         ..Identity::default()
+    };
+    for bsuid in [text(contact, "user_id"), addressed].into_iter().flatten() {
+        if contacts::is_parent_bsuid(&bsuid) {
+            identity.parent_bsuid.get_or_insert(bsuid);
+        } else if contacts::is_bsuid(&bsuid) {
+            identity.bsuid.get_or_insert(bsuid);
+        }
     }
+    identity
 }
 
 /// The stored shape of a send: Meta's message object (`id`, `timestamp`, `type`, `to`, the type's
@@ -77,6 +83,7 @@ fn recipient(request: &Value, response: &Value) -> Identity {
 fn outbound_message(
     request: &Value,
     response: &Value,
+    who: &Identity,
     at: chrono::DateTime<chrono::Utc>,
 ) -> Option<Value> {
     let wamid = response.pointer("/messages/0/id")?.as_str()?;
@@ -94,6 +101,10 @@ fn outbound_message(
         if let Some(value) = request.get(key) {
             message.insert(key.into(), value.clone());
         }
+    }
+    // Meta's name for the BSUID a business message went to (as in message echoes).
+    if let Some(bsuid) = &who.bsuid {
+        message.insert("to_user_id".into(), json!(bsuid));
     }
     if let Some(payload) = request.get(&message_type) {
         message.insert(message_type.clone(), payload.clone());
@@ -125,6 +136,23 @@ mod tests {
         );
         assert_eq!(id.bsuid.as_deref(), Some("US.123"));
         assert_eq!(id.wa_id, None);
+        // Meta's Nov-2025 form: a BSUID in `to`, `wa_id: ""` in the answer.
+        let id = recipient(
+            &json!({"to": "US.13491208655302741918"}),
+            &json!({"contacts": [{"input": "US.13491208655302741918", "wa_id": ""}]}),
+        );
+        assert_eq!(id.bsuid.as_deref(), Some("US.13491208655302741918"));
+        assert_eq!(id.wa_id, None);
+        // A parent BSUID names the user across portfolios; Meta's answer names them here.
+        let id = recipient(
+            &json!({"recipient": "US.ENT.11815799212886844830"}),
+            &json!({"contacts": [{"input": "US.ENT.11815799212886844830", "user_id": "US.1349"}]}),
+        );
+        assert_eq!(id.bsuid.as_deref(), Some("US.1349"));
+        assert_eq!(
+            id.parent_bsuid.as_deref(),
+            Some("US.ENT.11815799212886844830")
+        );
     }
 
     #[test]
@@ -133,6 +161,7 @@ mod tests {
         let message = outbound_message(
             &json!({"to": "1", "type": "template", "template": {"name": "hello"}, "context": {"message_id": "wamid.q"}}),
             &json!({"messages": [{"id": "wamid.x"}]}),
+            &Identity::default(),
             at,
         )
         .unwrap();
@@ -140,6 +169,21 @@ mod tests {
         assert_eq!(message["template"]["name"], "hello");
         assert_eq!(message["context"]["id"], "wamid.q");
         assert!(message["timestamp"].is_string());
-        assert!(outbound_message(&json!({}), &json!({"error": {}}), at).is_none());
+        assert!(
+            outbound_message(&json!({}), &json!({"error": {}}), &Identity::default(), at).is_none()
+        );
+        let who = Identity {
+            bsuid: Some("US.1349".into()),
+            ..Identity::default()
+        };
+        let message = outbound_message(
+            &json!({"recipient": "US.1349", "type": "text", "text": {"body": "hi"}}),
+            &json!({"messages": [{"id": "wamid.y"}]}),
+            &who,
+            at,
+        )
+        .unwrap();
+        assert_eq!(message["to_user_id"], "US.1349");
+        assert_eq!(message["recipient"], "US.1349");
     }
 }

@@ -3,10 +3,12 @@
 //! Phases, in the manner of pingora: authenticate (from memory), resolve the number (from
 //! memory), rebuild the request (strip the caller's credentials and hop-by-hop headers, set the
 //! number's token), send with the shared client, stream the answer back unchanged. Only
-//! transport failures are wagate's own errors (502/504); Meta's errors pass through untouched.
+//! transport failures (502/504) and requests checked before Meta is called (username claims,
+//! `usernames`) are wagate's own errors; Meta's errors pass through untouched.
 
 mod headers;
 pub mod resolve;
+mod usernames;
 
 use axum::body::Body;
 use axum::body::Bytes;
@@ -187,20 +189,28 @@ async fn forward(state: &AppState, request: Request) -> Result<Response, GraphEr
     headers::for_upstream(&mut upstream_headers);
     upstream_headers.insert(AUTHORIZATION, number.authorization.clone());
 
-    // Sends and calls are small JSON recorded from their bodies, so they are buffered;
-    // everything else (media up to 100 MiB) streams through within server.media_body_limit.
-    let record = (parts.method == Method::POST)
-        .then(|| {
-            match rest
-                .strip_prefix(object_id)
-                .and_then(|r| r.strip_prefix('/'))
-            {
-                Some("messages") => Some(RecordKind::Send),
-                Some("calls") => Some(RecordKind::Call),
-                _ => None,
-            }
-        })
-        .flatten();
+    // Sends, calls and username claims are small JSON recorded from (or checked in) their
+    // bodies, so they are buffered; everything else (media up to 100 MiB) streams through within
+    // server.media_body_limit. Username calls also record Meta's answer.
+    let record = match usernames::op(&parts.method, rest, &number) {
+        Some(op) => Some(RecordKind::Username(op)),
+        None => (parts.method == Method::POST)
+            .then(|| {
+                match rest
+                    .strip_prefix(object_id)
+                    .and_then(|r| r.strip_prefix('/'))
+                {
+                    Some("messages") => Some(RecordKind::Send),
+                    Some("calls") => Some(RecordKind::Call),
+                    _ => None,
+                }
+            })
+            .flatten(),
+    };
+    let buffer_request = matches!(
+        record,
+        Some(RecordKind::Send | RecordKind::Call | RecordKind::Username(usernames::Op::Claim))
+    );
     if record.is_some() || media_lookup {
         // These answers are parsed (recorded, rewritten): ask for them uncompressed.
         upstream_headers.insert(
@@ -209,12 +219,21 @@ async fn forward(state: &AppState, request: Request) -> Result<Response, GraphEr
         );
     }
     let mut request_bytes = None;
-    let upstream_body = if record.is_some() {
+    let mut claimed = None;
+    let upstream_body = if buffer_request {
         let limit = state.config.server.json_body_limit;
         let too_large = declared_too_large(&upstream_headers, limit);
         let bytes = request_body::read_body(body, too_large, limit)
             .await
             .map_err(|e| body_error(e, limit))?;
+        if record == Some(RecordKind::Username(usernames::Op::Claim)) {
+            // Checked before Meta is called: a bad claim never leaves wagate.
+            claimed = Some(usernames::check_claim(
+                &upstream_headers,
+                query.as_deref(),
+                &bytes,
+            )?);
+        }
         upstream_headers.insert(CONTENT_LENGTH, bytes.len().into());
         request_bytes = Some(bytes.clone());
         Body::from(bytes)
@@ -246,9 +265,10 @@ async fn forward(state: &AppState, request: Request) -> Result<Response, GraphEr
     *request.method_mut() = parts.method;
     *request.uri_mut() = uri;
     *request.headers_mut() = upstream_headers;
-    if let (Some(kind), Some(request_bytes)) = (record, request_bytes) {
-        // Sends and calls finish in their own task: a client that hangs up must not cancel a
-        // request Meta may accept, nor the recording of one it did accept.
+    if let Some(kind) = record {
+        // Sends, calls and username changes finish in their own task: a client that hangs up
+        // must not cancel a request Meta may accept, nor the recording of one it did accept.
+        let request_bytes = request_bytes.unwrap_or_default();
         let task_state = state.clone();
         let task_number = number.clone();
         let exchange = tokio::spawn(async move {
@@ -256,7 +276,16 @@ async fn forward(state: &AppState, request: Request) -> Result<Response, GraphEr
             headers::for_downstream(&mut parts.headers);
             let bytes = read_upstream(&task_state, body).await?;
             if parts.status.is_success() {
-                record_exchange(&task_state, &task_number, kind, &request_bytes, &bytes).await;
+                match kind {
+                    RecordKind::Username(op) => {
+                        usernames::record(&task_state, &task_number, op, claimed.as_deref(), &bytes)
+                            .await
+                    }
+                    _ => {
+                        record_exchange(&task_state, &task_number, kind, &request_bytes, &bytes)
+                            .await
+                    }
+                }
             }
             Ok::<_, GraphError>(Response::from_parts(parts, Body::from(bytes)))
         });
@@ -321,10 +350,11 @@ async fn read_upstream(state: &AppState, body: Body) -> Result<Bytes, GraphError
         })
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RecordKind {
     Send,
     Call,
+    Username(usernames::Op),
 }
 
 /// Records an accepted send or call before the client gets Meta's answer (durable, or buffered
@@ -366,6 +396,8 @@ async fn record_exchange(
                 at,
             }
         }
+        // Recorded by `usernames::record`.
+        RecordKind::Username(_) => return,
     };
     if state.writer.record(recording).await == Durability::Buffered {
         tracing::warn!("send recorded in the retry buffer: database unavailable");

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::state::{World, SENT_CAPACITY};
 use super::webhooks::{merge, Signature};
-use super::{events, inbound, request_log, SandboxNumber, Shared};
+use super::{events, inbound, request_log, usernames, SandboxNumber, Shared};
 
 /// A control API error: `{"error": "<message>"}` with a 4xx status.
 #[derive(Debug)]
@@ -55,6 +55,7 @@ pub fn router() -> Router<Arc<Shared>> {
         .route("/_sandbox/calls", post(inject_calls).get(list_calls))
         .route("/_sandbox/username_update", post(inject_username_update))
         .route("/_sandbox/user_id_update", post(inject_user_id_update))
+        .route("/_sandbox/usernames/launch", post(launch_usernames))
         .route("/_sandbox/batch", post(inject_batch))
         .route("/_sandbox/raw", post(inject_raw))
         .route("/_sandbox/numbers", post(add_number).get(list_numbers))
@@ -155,6 +156,47 @@ async fn inject_username_update(State(shared): Shr, body: bytes::Bytes) -> Contr
 
 async fn inject_user_id_update(State(shared): Shr, body: bytes::Bytes) -> ControlResult {
     inject(&shared, &body, events::user_id_update).await
+}
+
+/// `POST /_sandbox/usernames/launch` `{"phone_number_id"?}`: usernames launch (everywhere, or
+/// for one number): every `reserved` username becomes `approved`, each with its
+/// `business_username_updates` webhook, and later claims are approved at once. Answers
+/// `{"launched", "approved": [{"phone_number_id", "username", "webhook_status", …}]}`.
+async fn launch_usernames(State(shared): Shr, body: bytes::Bytes) -> ControlResult {
+    let body = parse(&body)?;
+    let only = match body.get("phone_number_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(pnid)) => Some(pnid.clone()),
+        Some(_) => return Err(ControlError::bad("phone_number_id must be a string")),
+    };
+    let webhooks = {
+        let mut world = shared.world();
+        if let Some(pnid) = &only {
+            if !world.numbers.contains_key(pnid) {
+                return Err(ControlError::not_found(format!(
+                    "unknown phone_number_id {pnid}"
+                )));
+            }
+        } else {
+            world.usernames_launched = true;
+        }
+        usernames::launch(&mut world, only.as_deref())
+    };
+    let mut approved = Vec::with_capacity(webhooks.len());
+    for webhook in webhooks {
+        let delivery = shared.deliver(Some(&webhook.waba), &webhook.envelope).await;
+        let mut item = json!({
+            "phone_number_id": webhook.phone_number_id,
+            "username": webhook.username,
+            "webhook_status": delivery.webhook_status,
+        });
+        if let Some(error) = delivery.webhook_error {
+            item["webhook_error"] = json!(error);
+        }
+        approved.push(item);
+    }
+    let launched = shared.world().usernames_launched;
+    Ok(Json(json!({ "launched": launched, "approved": approved })))
 }
 
 /// The first entry's `id`, when it is a WABA, picks the webhook target (its override, if any).
@@ -272,7 +314,8 @@ async fn list_numbers(State(shared): Shr) -> Json<Value> {
         .map(|n| {
             let mut number = serde_json::to_value(&n.info).unwrap_or_default();
             number["registered"] = json!(n.registered);
-            number["username"] = json!(n.username.as_ref().map(|(u, _)| u));
+            number["username"] = json!(n.username);
+            number["username_status"] = json!(n.username_status);
             number
         })
         .collect();
@@ -314,6 +357,16 @@ async fn set_knobs(State(shared): Shr, body: bytes::Bytes) -> ControlResult {
             }
             "fail_sends_with" => {
                 knobs.fail_sends_with = match &value {
+                    Value::Null => None,
+                    v => Some(
+                        v.as_u64()
+                            .and_then(|c| u32::try_from(c).ok())
+                            .ok_or_else(invalid)?,
+                    ),
+                }
+            }
+            "fail_usernames_with" => {
+                knobs.fail_usernames_with = match &value {
                     Value::Null => None,
                     v => Some(
                         v.as_u64()

@@ -7,7 +7,7 @@ use super::control::{Built, ControlError};
 use super::graph_errors::webhook_error;
 use super::inbound::{timestamp, User};
 use super::state::{bsuid, now, wacid, CallState, World};
-use super::webhooks::{change, envelope, metadata, status_object, timed_envelope};
+use super::webhooks::{change, envelope, metadata, status_object};
 
 const STATUSES: [&str; 5] = ["sent", "delivered", "read", "failed", "played"];
 
@@ -249,23 +249,22 @@ pub fn username_update(world: &mut World, body: &Value) -> Result<Built, Control
         .get_mut(pnid)
         .ok_or_else(|| ControlError::not_found(format!("unknown phone_number_id {pnid}")))?;
     let username = str_field(body, "username")
-        .map(|u| u.trim_start_matches('@').to_ascii_lowercase())
-        .or_else(|| number.username.as_ref().map(|(u, _)| u.clone()));
-    let mut value = json!({ "display_phone_number": number.display_digits(), "status": status });
+        .map(|u| u.trim_start_matches('@').to_owned())
+        .or_else(|| number.username.clone());
     if status == "deleted" {
         number.username = None;
     } else {
         let username = username
             .ok_or_else(|| ControlError::bad("username is required unless status is deleted"))?;
-        if let Some(problem) = super::usernames::format_problem(&username) {
+        if let Some(problem) = crate::domain::usernames::problem(&username) {
             return Err(ControlError::bad(format!("username {problem}")));
         }
-        value["username"] = json!(username);
-        number.username = Some((username, status));
+        number.username = Some(username);
     }
+    number.username_status = Some(status);
     let waba = number.info.business_account_id.clone();
     Ok(Built {
-        envelope: timed_envelope(&waba, vec![change("business_username_updates", value)]),
+        envelope: super::usernames::webhook(number),
         waba: Some(waba),
     })
 }

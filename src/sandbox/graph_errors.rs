@@ -79,6 +79,8 @@ pub fn code_info(code: u32) -> CodeInfo {
         136025 => ("Verify code error", "Code couldn't be verified, You have entered the wrong code.", 400, Sync),
         147001 => ("Username not available", "This username is not available.", 400, Sync),
         147002 => ("Account not eligible for a username", "This account is not eligible for a username.", 400, Sync),
+        147003 => ("Link a Facebook Page to claim a username", "The business must link a Facebook Page before it can claim a username.", 400, Sync),
+        147004 => ("Link an Instagram account to claim a username", "The business must link an Instagram account before it can claim a username.", 400, Sync),
         147005 => ("Username belongs to another number in this portfolio", "Another number in this business portfolio holds this username; retry with transfer_action force_transfer.", 400, Sync),
         137000 => ("Identity key hash mismatch", "The recipient's identity key hash does not match.", 400, Webhook),
         200..=299 => ("API Permission", "Permission is either not granted or has been removed.", 403, Sync),

@@ -29,6 +29,9 @@ pub struct Knobs {
     pub fail_sends_with: Option<u32>,
     /// What review does to new or edited templates: `approve`, `reject` or `pending`.
     pub template_review: String,
+    /// While set, username claims fail with this Meta error code (147002 not eligible, 147003
+    /// link a Facebook Page, 147004 link Instagram, …).
+    pub fail_usernames_with: Option<u32>,
 }
 
 impl Default for Knobs {
@@ -39,6 +42,7 @@ impl Default for Knobs {
             drop: Vec::new(),
             fail_sends_with: None,
             template_review: "approve".into(),
+            fail_usernames_with: None,
         }
     }
 }
@@ -54,8 +58,11 @@ pub struct NumberState {
     /// `/{pnid}/settings`, deep-merged on POST.
     pub settings: Value,
     pub flows: Vec<Value>,
-    /// Username and its status (`reserved`, `approved`).
-    pub username: Option<(String, String)>,
+    /// The username the number holds (as claimed; compared ignoring case), if any.
+    pub username: Option<String>,
+    /// `reserved` (claimed, not visible until usernames launch), `approved` or `deleted`;
+    /// `None` before any claim.
+    pub username_status: Option<String>,
     /// Users who granted call permission, with the permission's expiry (Unix seconds).
     pub call_permissions: HashMap<String, i64>,
 }
@@ -88,6 +95,7 @@ impl NumberState {
             }),
             flows: Vec::new(),
             username: None,
+            username_status: None,
             call_permissions: HashMap::new(),
         }
     }
@@ -190,6 +198,9 @@ pub struct World {
     pub sent: VecDeque<SentMessage>,
     pub calls: HashMap<String, CallState>,
     pub knobs: Knobs,
+    /// Whether usernames have launched (`POST /_sandbox/usernames/launch`): claims are then
+    /// `approved` at once instead of `reserved`.
+    pub usernames_launched: bool,
 }
 
 /// What a Graph object ID names.

@@ -33,6 +33,7 @@ pub struct ConversationFilter {
     /// Matches the contact's wa_id (digits).
     pub wa_id: Option<String>,
     pub bsuid: Option<String>,
+    pub parent_bsuid: Option<String>,
     pub username: Option<String>,
 }
 
@@ -42,6 +43,9 @@ pub struct ContactFilter {
     pub customer_id: Option<Uuid>,
     pub has_customer: Option<bool>,
     pub bsuid: Option<String>,
+    pub parent_bsuid: Option<String>,
+    /// Compared without case and without Meta's leading `@`.
+    pub username: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -52,6 +56,9 @@ pub struct CallFilter {
     pub until: Option<DateTime<Utc>>,
     pub call_id: Option<String>,
 }
+
+/// A username filter: Meta sends `@name`, callers may send `name` or `@Name`.
+const USERNAME_MATCH: &str = " and lower(ltrim(username, '@')) = lower(ltrim(?, '@'))";
 
 /// One value to bind, in placeholder order.
 #[derive(Debug, Clone)]
@@ -180,8 +187,17 @@ pub(crate) fn conversation_sql(
     if let Some(v) = &filter.bsuid {
         sql.push(" and k.business_scoped_user_id = ?", [Arg::Text(v.clone())]);
     }
+    if let Some(v) = &filter.parent_bsuid {
+        sql.push(
+            " and k.parent_business_scoped_user_id = ?",
+            [Arg::Text(v.clone())],
+        );
+    }
     if let Some(v) = &filter.username {
-        sql.push(" and k.username = ?", [Arg::Text(v.clone())]);
+        sql.push(
+            &USERNAME_MATCH.replace("username", "k.username"),
+            [Arg::Text(v.clone())],
+        );
     }
     sql.page("v.last_active_at", "v.id", seek, limit);
     sql
@@ -206,6 +222,15 @@ pub(crate) fn contact_sql(number: Uuid, filter: &ContactFilter, seek: Seek, limi
     }
     if let Some(v) = &filter.bsuid {
         sql.push(" and business_scoped_user_id = ?", [Arg::Text(v.clone())]);
+    }
+    if let Some(v) = &filter.parent_bsuid {
+        sql.push(
+            " and parent_business_scoped_user_id = ?",
+            [Arg::Text(v.clone())],
+        );
+    }
+    if let Some(v) = &filter.username {
+        sql.push(USERNAME_MATCH, [Arg::Text(v.clone())]);
     }
     sql.page("created_at", "id", seek, limit);
     sql

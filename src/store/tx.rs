@@ -25,6 +25,12 @@ pub trait StoreTx: Send {
         number: Uuid,
         bsuid: &str,
     ) -> StoreResult<Option<ContactRow>>;
+    /// A contact known only by its parent BSUID (`CC.ENT.…`), when exactly one has it.
+    async fn find_contact_by_parent_bsuid(
+        &mut self,
+        number: Uuid,
+        parent: &str,
+    ) -> StoreResult<Option<ContactRow>>;
     async fn find_contact_by_wa_id(
         &mut self,
         number: Uuid,
@@ -134,6 +140,14 @@ macro_rules! impl_store_tx {
             async fn find_contact_by_bsuid(&mut self, number: uuid::Uuid, bsuid: &str) -> $crate::store::StoreResult<Option<$crate::store::ContactRow>> {
                 let sql = format!("select {} from contacts where phone_number_internal_id = $1 and business_scoped_user_id = $2", $crate::store::tx::CONTACT_COLUMNS);
                 Ok(sqlx::query_as(&sql).bind(number).bind(bsuid).fetch_optional(&mut *self.tx).await?)
+            }
+
+            async fn find_contact_by_parent_bsuid(&mut self, number: uuid::Uuid, parent: &str) -> $crate::store::StoreResult<Option<$crate::store::ContactRow>> {
+                // A parent BSUID spans linked portfolios: with two contacts under one parent it
+                // names neither, so only a single match counts.
+                let sql = format!("select {} from contacts where phone_number_internal_id = $1 and parent_business_scoped_user_id = $2 order by created_at, id limit 2", $crate::store::tx::CONTACT_COLUMNS);
+                let mut rows: Vec<$crate::store::ContactRow> = sqlx::query_as(&sql).bind(number).bind(parent).fetch_all(&mut *self.tx).await?;
+                Ok(if rows.len() == 1 { rows.pop() } else { None })
             }
 
             async fn find_contact_by_wa_id(&mut self, number: uuid::Uuid, wa_id: &str) -> $crate::store::StoreResult<Option<$crate::store::ContactRow>> {

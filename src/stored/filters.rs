@@ -123,22 +123,50 @@ pub fn messages(query: &Query) -> Result<MessageFilter, GraphError> {
 }
 
 pub fn conversations(query: &Query) -> Result<ConversationFilter, GraphError> {
+    let (wa_id, bsuid, parent_bsuid) = user(query, "phone_number")?;
     Ok(ConversationFilter {
         status: one_of(query, "status", &["active", "ended"])?,
         last_active_since: time(query, "last_active_since")?,
         last_active_until: time(query, "last_active_until")?,
-        wa_id: phone(query, "phone_number")?,
-        bsuid: query.get("business_scoped_user_id").map(str::to_owned),
+        wa_id,
+        bsuid,
+        parent_bsuid,
         username: query.get("username").map(str::to_owned),
     })
 }
 
+/// A user identifier filter: a phone number, or a BSUID wherever a phone is accepted (users
+/// without a phone number are known by it). Returns `(wa_id, bsuid, parent_bsuid)`.
+type UserKey = (Option<String>, Option<String>, Option<String>);
+
+fn user(query: &Query, phone_name: &str) -> Result<UserKey, GraphError> {
+    use crate::domain::contacts::{is_bsuid, is_parent_bsuid};
+    let mut key: UserKey = (None, None, None);
+    match query.get(phone_name) {
+        Some(raw) if is_parent_bsuid(raw) => key.2 = Some(raw.to_owned()),
+        Some(raw) if is_bsuid(raw) => key.1 = Some(raw.to_owned()),
+        Some(_) => key.0 = phone(query, phone_name)?,
+        None => {}
+    }
+    if let Some(raw) = query.get("business_scoped_user_id") {
+        if is_parent_bsuid(raw) {
+            key.2 = Some(raw.to_owned());
+        } else {
+            key.1 = Some(raw.to_owned());
+        }
+    }
+    Ok(key)
+}
+
 pub fn contacts(query: &Query) -> Result<ContactFilter, GraphError> {
+    let (wa_id, bsuid, parent_bsuid) = user(query, "wa_id")?;
     Ok(ContactFilter {
-        wa_id: phone(query, "wa_id")?,
+        wa_id,
+        bsuid,
+        parent_bsuid,
         customer_id: uuid(query, "customer_id")?,
         has_customer: boolean(query, "has_customer")?,
-        bsuid: query.get("business_scoped_user_id").map(str::to_owned),
+        username: query.get("username").map(str::to_owned),
     })
 }
 

@@ -425,7 +425,12 @@ async fn find_contact(
             .find(|c| c.phone_number_internal_id == number.internal_id)
             .ok_or_else(not_found);
     }
-    let filter = if crate::domain::contacts::is_bsuid(key) {
+    let filter = if crate::domain::contacts::is_parent_bsuid(key) {
+        ContactFilter {
+            parent_bsuid: Some(key.to_owned()),
+            ..ContactFilter::default()
+        }
+    } else if crate::domain::contacts::is_bsuid(key) {
         ContactFilter {
             bsuid: Some(key.to_owned()),
             ..ContactFilter::default()
