@@ -50,6 +50,9 @@ export WAGATE_BIN="$PWD/target/debug/wagate"
 echo "==> official Kapso SDKs (JS and Python) against wagate"
 tests/sdk/run.sh || status=1
 
+echo "==> hosted onboarding page in headless Chromium (simulated Meta sign-in)"
+tests/browser/run.sh || status=1
+
 echo "==> crash test: SIGKILL during sustained ingest, then no lost or duplicated event"
 for backend in sqlite postgres; do
   python3 bench/crash_ingest.py --bin "$WAGATE_BIN" --backend "$backend" --duration 15 --kills 3 || status=1

@@ -33,6 +33,7 @@ pub struct Config {
     pub writer: WriterConfig,
     pub workers: WorkersConfig,
     pub delivery: DeliveryConfig,
+    pub onboarding: OnboardingConfig,
     pub log: LogConfig,
 }
 
@@ -92,10 +93,30 @@ pub struct GraphConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetaConfig {
+    /// The Meta app's ID: Embedded Signup's `FB.init` and the OAuth code exchange.
+    #[serde(deserialize_with = "numeric_id")]
+    pub app_id: String,
+    /// Embedded Signup configuration ID (`FB.login`'s `config_id`).
+    #[serde(deserialize_with = "numeric_id")]
+    pub embedded_signup_config_id: String,
     pub app_secret: SecretString,
     pub extra_app_secrets: Vec<SecretString>,
     pub verify_token: SecretString,
     pub webhook_body_limit: usize,
+}
+
+/// A Meta ID as a string, also when the environment provider read it as a number.
+fn numeric_id<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Text(String),
+        Number(u64),
+    }
+    Ok(match Id::deserialize(deserializer)? {
+        Id::Text(text) => text,
+        Id::Number(n) => n.to_string(),
+    })
 }
 
 impl MetaConfig {
@@ -175,6 +196,17 @@ pub struct DeliveryConfig {
     pub jitter: f64,
     pub response_excerpt_bytes: usize,
     pub replay_limit: usize,
+}
+
+/// The hosted onboarding page behind setup links (`/setup/{token}`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnboardingConfig {
+    /// Run a simulated Meta sign-in instead of Facebook's SDK (against the Graph emulator).
+    pub simulated_signup: bool,
+    /// Graph version of the page's `FB.init` and of the code exchange, `subscribed_apps` and
+    /// `register` calls.
+    pub graph_version: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -352,6 +384,31 @@ impl Config {
                 return Err(ConfigError(format!("{key}: must be greater than 0s")));
             }
         }
+        let version = self.onboarding.graph_version.strip_prefix('v');
+        if !version.is_some_and(|v| {
+            v.split_once('.').is_some_and(|(major, minor)| {
+                [major, minor]
+                    .iter()
+                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            })
+        }) {
+            return Err(ConfigError(
+                "onboarding.graph_version: must look like v23.0".into(),
+            ));
+        }
+        for (key, value) in [
+            ("meta.app_id", &self.meta.app_id),
+            (
+                "meta.embedded_signup_config_id",
+                &self.meta.embedded_signup_config_id,
+            ),
+        ] {
+            if value.len() > 32 || !value.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(ConfigError(format!(
+                    "{key}: must be Meta's numeric ID (digits only), or empty"
+                )));
+            }
+        }
         if !(0.0..1.0).contains(&self.delivery.jitter) {
             return Err(ConfigError(
                 "delivery.jitter: must be a fraction from 0 (none) to below 1, e.g. 0.2".into(),
@@ -488,6 +545,37 @@ mod tests {
         let debug = format!("{config:?}");
         assert!(!debug.contains("hunter2"), "{debug}");
         assert!(!debug.contains("s3cr3t-app"), "{debug}");
+    }
+
+    #[test]
+    fn numeric_ids_from_the_environment_stay_strings() {
+        let figment = Figment::new()
+            .merge(Toml::string(DEFAULT_CONFIG_TOML))
+            .merge(figment::providers::Serialized::default(
+                "meta.app_id",
+                900000000000001u64,
+            ))
+            .merge(figment::providers::Serialized::default(
+                "meta.embedded_signup_config_id",
+                "0123",
+            ));
+        let config = Config::from_figment(figment).unwrap();
+        assert_eq!(config.meta.app_id, "900000000000001");
+        assert_eq!(config.meta.embedded_signup_config_id, "0123");
+        let mut bad = Config::defaults();
+        bad.onboarding.graph_version = "23".into();
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("graph_version"));
+        bad.onboarding.graph_version = "v24.0".into();
+        bad.meta.app_id = "12ab".into();
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("meta.app_id"));
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub async fn serve_with_sandbox(mut config: Config) -> anyhow::Result<()> {
     // Everything runs on this machine: the newcomer's webhook receiver is a local http:// URL.
     config.delivery.allow_http = true;
     config.delivery.allow_private_networks = true;
+    config.onboarding.simulated_signup = true;
+    config.meta.app_id = crate::sandbox::SANDBOX_APP_ID.into();
     let demo = sandbox_config.numbers[0].clone();
     let (sandbox_addr, sandbox) = Sandbox::spawn(sandbox_config).await?;
     config.graph.base_url = format!("http://{sandbox_addr}");

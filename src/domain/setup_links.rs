@@ -92,9 +92,7 @@ fn redirect_url(field: &str, value: &Option<String>, errors: &mut Vec<FieldError
 }
 
 fn is_hex_color(value: &str) -> bool {
-    value.len() == 7
-        && value.starts_with('#')
-        && value[1..].bytes().all(|b| b.is_ascii_hexdigit())
+    value.len() == 7 && value.starts_with('#') && value[1..].bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// The full theme: defaults overridden by the caller's valid colors.
@@ -238,8 +236,16 @@ pub async fn create(
     input: CreateInput,
 ) -> Result<(SetupLinkRow, String), SetupLinkError> {
     let mut errors = Vec::new();
-    redirect_url("success_redirect_url", &input.success_redirect_url, &mut errors);
-    redirect_url("failure_redirect_url", &input.failure_redirect_url, &mut errors);
+    redirect_url(
+        "success_redirect_url",
+        &input.success_redirect_url,
+        &mut errors,
+    );
+    redirect_url(
+        "failure_redirect_url",
+        &input.failure_redirect_url,
+        &mut errors,
+    );
     let mut types = connection_types(&input.allowed_connection_types, &mut errors);
     let theme = theme(&input.theme_config, &mut errors);
     if let Some(language) = &input.language {
@@ -433,7 +439,10 @@ mod tests {
     #[test]
     fn theme_merges_over_defaults_and_names_bad_keys() {
         let mut errors = Vec::new();
-        let input = serde_json::from_value(json!({"primary_color": "#FF0000", "nope": "#000000", "text_color": "blue"})).unwrap();
+        let input = serde_json::from_value(
+            json!({"primary_color": "#FF0000", "nope": "#000000", "text_color": "blue"}),
+        )
+        .unwrap();
         let theme = theme(&Some(input), &mut errors);
         assert_eq!(theme["primary_color"], "#ff0000");
         assert_eq!(theme["background_color"], "#ffffff");

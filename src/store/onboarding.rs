@@ -198,23 +198,36 @@ pub(crate) fn setup_link_sql(
     sql
 }
 
-pub(crate) fn customer_sql(project_id: Uuid, filter: &CustomerFilter, count: bool) -> super::lists::Sql {
+pub(crate) fn customer_sql(
+    project_id: Uuid,
+    filter: &CustomerFilter,
+    count: bool,
+) -> super::lists::Sql {
     use super::lists::{Arg, Sql};
     let mut sql = Sql::new(&if count {
         "select count(*) from customers where".to_owned()
     } else {
-        format!("select {} from customers where", super::common::CUSTOMER_COLUMNS)
+        format!(
+            "select {} from customers where",
+            super::common::CUSTOMER_COLUMNS
+        )
     });
     sql.push(" project_id = ?", [Arg::Uuid(project_id)]);
     if let Some(name) = &filter.name {
-        let escaped = name.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        let escaped = name
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
         sql.push(
             " and lower(name) like ? escape '\\'",
             [Arg::Text(format!("%{}%", escaped.to_lowercase()))],
         );
     }
     if let Some(external) = &filter.external_customer_id {
-        sql.push(" and external_customer_id = ?", [Arg::Text(external.clone())]);
+        sql.push(
+            " and external_customer_id = ?",
+            [Arg::Text(external.clone())],
+        );
     }
     if !count {
         sql.text.push_str(" order by created_at desc, id desc");

@@ -239,9 +239,16 @@ async fn sigkill_with_leased_deliveries(backend: Backend) {
     let seen = receiver.seen();
     let mut keys: HashMap<&str, &str> = HashMap::new();
     for s in &seen {
-        assert_eq!(s.idempotency_key, s.body_sha256, "key is the body's SHA-256");
+        assert_eq!(
+            s.idempotency_key, s.body_sha256,
+            "key is the body's SHA-256"
+        );
         let key = keys.entry(&s.wamid).or_insert(&s.idempotency_key);
-        assert_eq!(*key, s.idempotency_key, "{} kept its idempotency key", s.wamid);
+        assert_eq!(
+            *key, s.idempotency_key,
+            "{} kept its idempotency key",
+            s.wamid
+        );
     }
     for s in &in_flight {
         assert!(
@@ -302,7 +309,11 @@ async fn two_instances_share_the_queue_on_postgres() {
             .unwrap();
         per_instance.push(delivered_metric(&text));
     }
-    assert_eq!(per_instance.iter().sum::<f64>() as usize, EVENTS, "{per_instance:?}");
+    assert_eq!(
+        per_instance.iter().sum::<f64>() as usize,
+        EVENTS,
+        "{per_instance:?}"
+    );
     assert!(
         per_instance.iter().all(|&n| n > 0.0),
         "both instances delivered: {per_instance:?}"

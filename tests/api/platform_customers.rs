@@ -51,7 +51,13 @@ fn fields(body: &Value) -> Vec<String> {
 
 async fn customers_crud_filters_and_paging(app: TestApp) {
     let id = new_customer(&app, "Acme Corp", Some("cus_1")).await;
-    let (status, body) = call(&app, Method::GET, &format!("/platform/v1/customers/{id}"), None).await;
+    let (status, body) = call(
+        &app,
+        Method::GET,
+        &format!("/platform/v1/customers/{id}"),
+        None,
+    )
+    .await;
     assert_eq!(status, 200);
     let data = &body["data"];
     assert_eq!(data["name"], "Acme Corp");
@@ -72,13 +78,34 @@ async fn customers_crud_filters_and_paging(app: TestApp) {
     .await;
     assert_eq!(status, 409, "{body}");
 
-    let (_, page) = call(&app, Method::GET, "/platform/v1/customers?name=globex&per_page=3", None).await;
+    let (_, page) = call(
+        &app,
+        Method::GET,
+        "/platform/v1/customers?name=globex&per_page=3",
+        None,
+    )
+    .await;
     assert_eq!(page["data"].as_array().unwrap().len(), 3);
-    assert_eq!(page["meta"], json!({"page": 1, "per_page": 3, "total_pages": 2, "total_count": 4}));
+    assert_eq!(
+        page["meta"],
+        json!({"page": 1, "per_page": 3, "total_pages": 2, "total_count": 4})
+    );
     assert_eq!(page["data"][0]["name"], "Globex 3", "newest first");
-    let (_, second) = call(&app, Method::GET, "/platform/v1/customers?name=globex&per_page=3&page=2", None).await;
+    let (_, second) = call(
+        &app,
+        Method::GET,
+        "/platform/v1/customers?name=globex&per_page=3&page=2",
+        None,
+    )
+    .await;
     assert_eq!(second["data"].as_array().unwrap().len(), 1);
-    let (_, by_external) = call(&app, Method::GET, "/platform/v1/customers?external_customer_id=cus_1", None).await;
+    let (_, by_external) = call(
+        &app,
+        Method::GET,
+        "/platform/v1/customers?external_customer_id=cus_1",
+        None,
+    )
+    .await;
     assert_eq!(by_external["data"].as_array().unwrap().len(), 1);
     // `%` and `_` in the name filter are literal.
     let (_, literal) = call(&app, Method::GET, "/platform/v1/customers?name=%25", None).await;
@@ -99,20 +126,47 @@ async fn customers_crud_filters_and_paging(app: TestApp) {
         (json!({"customer": {}}), "name"),
         (json!({"customer": {"name": ""}}), "name"),
         (json!({"customer": {"name": "x".repeat(256)}}), "name"),
-        (json!({"customer": {"name": "ok", "external_customer_id": ""}}), "external_customer_id"),
+        (
+            json!({"customer": {"name": "ok", "external_customer_id": ""}}),
+            "external_customer_id",
+        ),
     ] {
         let (status, error) = call(&app, Method::POST, "/platform/v1/customers", Some(body)).await;
         assert_eq!(status, 422, "{error}");
         assert_eq!(fields(&error), [field]);
     }
-    let (status, _) = call(&app, Method::POST, "/platform/v1/customers", Some(json!({"name": "unwrapped"}))).await;
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        "/platform/v1/customers",
+        Some(json!({"name": "unwrapped"})),
+    )
+    .await;
     assert_eq!(status, 422);
-    let (status, _) = call(&app, Method::GET, "/platform/v1/customers?per_page=101", None).await;
+    let (status, _) = call(
+        &app,
+        Method::GET,
+        "/platform/v1/customers?per_page=101",
+        None,
+    )
+    .await;
     assert_eq!(status, 400);
 
-    let (status, _) = call(&app, Method::DELETE, &format!("/platform/v1/customers/{id}"), None).await;
+    let (status, _) = call(
+        &app,
+        Method::DELETE,
+        &format!("/platform/v1/customers/{id}"),
+        None,
+    )
+    .await;
     assert_eq!(status, 204);
-    let (status, _) = call(&app, Method::GET, &format!("/platform/v1/customers/{id}"), None).await;
+    let (status, _) = call(
+        &app,
+        Method::GET,
+        &format!("/platform/v1/customers/{id}"),
+        None,
+    )
+    .await;
     assert_eq!(status, 404);
 }
 
@@ -128,16 +182,46 @@ async fn deleting_a_customer_with_numbers_needs_force(app: TestApp) {
     )
     .await;
     assert_eq!(status, 201, "{body}");
-    let (status, body) = call(&app, Method::DELETE, &format!("/platform/v1/customers/{id}"), None).await;
+    let (status, body) = call(
+        &app,
+        Method::DELETE,
+        &format!("/platform/v1/customers/{id}"),
+        None,
+    )
+    .await;
     assert_eq!(status, 409, "{body}");
     assert!(body["error"].as_str().unwrap().contains("force=true"));
-    let (status, _) = call(&app, Method::GET, &format!("/platform/v1/customers/{id}"), None).await;
+    let (status, _) = call(
+        &app,
+        Method::GET,
+        &format!("/platform/v1/customers/{id}"),
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "nothing deleted");
-    let (status, _) = call(&app, Method::DELETE, &format!("/platform/v1/customers/{id}?force=maybe"), None).await;
+    let (status, _) = call(
+        &app,
+        Method::DELETE,
+        &format!("/platform/v1/customers/{id}?force=maybe"),
+        None,
+    )
+    .await;
     assert_eq!(status, 400);
-    let (status, _) = call(&app, Method::DELETE, &format!("/platform/v1/customers/{id}?force=true"), None).await;
+    let (status, _) = call(
+        &app,
+        Method::DELETE,
+        &format!("/platform/v1/customers/{id}?force=true"),
+        None,
+    )
+    .await;
     assert_eq!(status, 204);
-    let (status, number) = call(&app, Method::GET, "/platform/v1/whatsapp/phone_numbers/5550001", None).await;
+    let (status, number) = call(
+        &app,
+        Method::GET,
+        "/platform/v1/whatsapp/phone_numbers/5550001",
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "the number stays connected");
     assert_eq!(number["data"]["customer_id"], Value::Null);
 }
@@ -149,15 +233,20 @@ async fn setup_links_rules(app: TestApp) {
     assert_eq!(status, 201, "{first}");
     let link = &first["data"];
     assert_eq!(link["status"], "active");
-    assert_eq!(link["allowed_connection_types"], json!(["coexistence", "dedicated"]));
+    assert_eq!(
+        link["allowed_connection_types"],
+        json!(["coexistence", "dedicated"])
+    );
     assert_eq!(link["phone_number_country_isos"], json!(["US"]));
     assert_eq!(link["provision_phone_number"], false);
     assert_eq!(link["theme_config"]["primary_color"], "#3b82f6");
     assert_eq!(link["theme_config"].as_object().unwrap().len(), 12);
     let url = link["url"].as_str().unwrap();
     assert!(url.starts_with(&format!("{}/setup/", app.base)), "{url}");
-    let created = chrono::DateTime::parse_from_rfc3339(link["created_at"].as_str().unwrap()).unwrap();
-    let expires = chrono::DateTime::parse_from_rfc3339(link["expires_at"].as_str().unwrap()).unwrap();
+    let created =
+        chrono::DateTime::parse_from_rfc3339(link["created_at"].as_str().unwrap()).unwrap();
+    let expires =
+        chrono::DateTime::parse_from_rfc3339(link["expires_at"].as_str().unwrap()).unwrap();
     assert_eq!(expires - created, chrono::Duration::days(30));
 
     // A second link revokes the first.
@@ -177,18 +266,36 @@ async fn setup_links_rules(app: TestApp) {
     .await;
     assert_eq!(status, 201, "{second}");
     assert_eq!(second["data"]["theme_config"]["primary_color"], "#ff0000");
-    assert_eq!(second["data"]["phone_number_country_isos"], json!(["BR", "US"]));
+    assert_eq!(
+        second["data"]["phone_number_country_isos"],
+        json!(["BR", "US"])
+    );
     let (_, list) = call(&app, Method::GET, &path, None).await;
-    let statuses: Vec<_> = list["data"].as_array().unwrap().iter().map(|l| l["status"].clone()).collect();
+    let statuses: Vec<_> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["status"].clone())
+        .collect();
     assert_eq!(statuses, [json!("active"), json!("revoked")]);
     assert_eq!(list["meta"]["total_count"], 2);
     let (_, active) = call(&app, Method::GET, &format!("{path}?status=active"), None).await;
     assert_eq!(active["data"].as_array().unwrap().len(), 1);
-    assert_eq!(active["data"][0]["url"], second["data"]["url"], "url shown again in lists");
+    assert_eq!(
+        active["data"][0]["url"], second["data"]["url"],
+        "url shown again in lists"
+    );
     let (_, revoked) = call(&app, Method::GET, &format!("{path}?status=revoked"), None).await;
     assert_eq!(revoked["data"][0]["id"], link["id"]);
-    let future = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let (_, none) = call(&app, Method::GET, &format!("{path}?created_after={future}"), None).await;
+    let future = (chrono::Utc::now() + chrono::Duration::hours(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let (_, none) = call(
+        &app,
+        Method::GET,
+        &format!("{path}?created_after={future}"),
+        None,
+    )
+    .await;
     assert_eq!(none["data"].as_array().unwrap().len(), 0);
     for bad in ["?status=bogus", "?created_after=yesterday", "?per_page=0"] {
         let (status, _) = call(&app, Method::GET, &format!("{path}{bad}"), None).await;
@@ -197,34 +304,95 @@ async fn setup_links_rules(app: TestApp) {
 
     // Field rules, each naming its field.
     for (body, field) in [
-        (json!({"success_redirect_url": "/relative"}), "success_redirect_url"),
-        (json!({"failure_redirect_url": "ftp://x.example.com"}), "failure_redirect_url"),
-        (json!({"allowed_connection_types": []}), "allowed_connection_types"),
-        (json!({"allowed_connection_types": ["cloud"]}), "allowed_connection_types"),
-        (json!({"theme_config": {"primary_color": "blue"}}), "theme_config.primary_color"),
-        (json!({"theme_config": {"primary_color": "#12345"}}), "theme_config.primary_color"),
-        (json!({"theme_config": {"brand": "#123456"}}), "theme_config.brand"),
+        (
+            json!({"success_redirect_url": "/relative"}),
+            "success_redirect_url",
+        ),
+        (
+            json!({"failure_redirect_url": "ftp://x.example.com"}),
+            "failure_redirect_url",
+        ),
+        (
+            json!({"allowed_connection_types": []}),
+            "allowed_connection_types",
+        ),
+        (
+            json!({"allowed_connection_types": ["cloud"]}),
+            "allowed_connection_types",
+        ),
+        (
+            json!({"theme_config": {"primary_color": "blue"}}),
+            "theme_config.primary_color",
+        ),
+        (
+            json!({"theme_config": {"primary_color": "#12345"}}),
+            "theme_config.primary_color",
+        ),
+        (
+            json!({"theme_config": {"brand": "#123456"}}),
+            "theme_config.brand",
+        ),
         (json!({"language": "fr"}), "language"),
-        (json!({"phone_number_country_isos": ["XX"]}), "phone_number_country_isos"),
-        (json!({"phone_number_country_isos": []}), "phone_number_country_isos"),
-        (json!({"provision_phone_number": true}), "provision_phone_number"),
-        (json!({"phone_number_area_code": "abc"}), "phone_number_area_code"),
-        (json!({"reconnect_phone_number": "+15559990000"}), "reconnect_phone_number"),
-        (json!({"reconnect_phone_number": "5559990000"}), "reconnect_phone_number"),
+        (
+            json!({"phone_number_country_isos": ["XX"]}),
+            "phone_number_country_isos",
+        ),
+        (
+            json!({"phone_number_country_isos": []}),
+            "phone_number_country_isos",
+        ),
+        (
+            json!({"provision_phone_number": true}),
+            "provision_phone_number",
+        ),
+        (
+            json!({"phone_number_area_code": "abc"}),
+            "phone_number_area_code",
+        ),
+        (
+            json!({"reconnect_phone_number": "+15559990000"}),
+            "reconnect_phone_number",
+        ),
+        (
+            json!({"reconnect_phone_number": "5559990000"}),
+            "reconnect_phone_number",
+        ),
     ] {
-        let (status, error) = call(&app, Method::POST, &path, Some(json!({"setup_link": body.clone()}))).await;
+        let (status, error) = call(
+            &app,
+            Method::POST,
+            &path,
+            Some(json!({"setup_link": body.clone()})),
+        )
+        .await;
         assert_eq!(status, 422, "{body} → {error}");
         assert_eq!(fields(&error), [field], "{body}");
     }
-    let (status, _) = call(&app, Method::POST, &path, Some(json!({"setup_link": {"unknown": 1}}))).await;
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        &path,
+        Some(json!({"setup_link": {"unknown": 1}})),
+    )
+    .await;
     assert_eq!(status, 422, "unknown fields are refused");
     let (_, list) = call(&app, Method::GET, &format!("{path}?status=active"), None).await;
-    assert_eq!(list["data"][0]["id"], second["data"]["id"], "refused creations revoke nothing");
+    assert_eq!(
+        list["data"][0]["id"], second["data"]["id"],
+        "refused creations revoke nothing"
+    );
 
     // PATCH: revoke, move the expiry; nothing else.
     let link_path = format!("{path}/{}", second["data"]["id"].as_str().unwrap());
-    let later = (chrono::Utc::now() + chrono::Duration::days(3)).to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-    let (status, moved) = call(&app, Method::PATCH, &link_path, Some(json!({"setup_link": {"expires_at": later}}))).await;
+    let later = (chrono::Utc::now() + chrono::Duration::days(3))
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let (status, moved) = call(
+        &app,
+        Method::PATCH,
+        &link_path,
+        Some(json!({"setup_link": {"expires_at": later}})),
+    )
+    .await;
     assert_eq!(status, 200, "{moved}");
     assert_eq!(moved["data"]["expires_at"], json!(later));
     for body in [
@@ -233,16 +401,40 @@ async fn setup_links_rules(app: TestApp) {
         json!({"expires_at": "2001-01-01T00:00:00Z"}),
         json!({"expires_at": "soon"}),
     ] {
-        let (status, error) = call(&app, Method::PATCH, &link_path, Some(json!({"setup_link": body.clone()}))).await;
+        let (status, error) = call(
+            &app,
+            Method::PATCH,
+            &link_path,
+            Some(json!({"setup_link": body.clone()})),
+        )
+        .await;
         assert_eq!(status, 422, "{body} → {error}");
     }
-    let (status, revoked) = call(&app, Method::PATCH, &link_path, Some(json!({"setup_link": {"status": "revoked"}}))).await;
+    let (status, revoked) = call(
+        &app,
+        Method::PATCH,
+        &link_path,
+        Some(json!({"setup_link": {"status": "revoked"}})),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(revoked["data"]["status"], "revoked");
     assert!(revoked["data"]["revoked_at"].is_string());
-    let (status, _) = call(&app, Method::PATCH, &link_path, Some(json!({"setup_link": {"expires_at": later}}))).await;
+    let (status, _) = call(
+        &app,
+        Method::PATCH,
+        &link_path,
+        Some(json!({"setup_link": {"expires_at": later}})),
+    )
+    .await;
     assert_eq!(status, 422, "a revoked link cannot be extended");
-    let (status, _) = call(&app, Method::PATCH, &format!("{path}/{}", uuid::Uuid::now_v7()), Some(json!({"setup_link": {"status": "revoked"}}))).await;
+    let (status, _) = call(
+        &app,
+        Method::PATCH,
+        &format!("{path}/{}", uuid::Uuid::now_v7()),
+        Some(json!({"setup_link": {"status": "revoked"}})),
+    )
+    .await;
     assert_eq!(status, 404);
 }
 
@@ -253,27 +445,65 @@ async fn reconnect_links_lock_to_the_existing_number(app: TestApp) {
             "access_token": format!("EAAG-{pnid}"), "display_phone_number": display, "is_coexistence": coexistence}})
     };
     let numbers = format!("/platform/v1/customers/{customer}/whatsapp/phone_numbers");
-    let (status, body) = call(&app, Method::POST, &numbers, Some(connect("8880001", "+1 555-888-0001", true))).await;
+    let (status, body) = call(
+        &app,
+        Method::POST,
+        &numbers,
+        Some(connect("8880001", "+1 555-888-0001", true)),
+    )
+    .await;
     assert_eq!(status, 201, "{body}");
     let path = format!("/platform/v1/customers/{customer}/setup_links");
-    let (status, link) = call(&app, Method::POST, &path, Some(json!({"setup_link": {"reconnect_phone_number": "+15558880001"}}))).await;
+    let (status, link) = call(
+        &app,
+        Method::POST,
+        &path,
+        Some(json!({"setup_link": {"reconnect_phone_number": "+15558880001"}})),
+    )
+    .await;
     assert_eq!(status, 201, "{link}");
-    assert_eq!(link["data"]["allowed_connection_types"], json!(["coexistence"]), "locked to the number's type");
+    assert_eq!(
+        link["data"]["allowed_connection_types"],
+        json!(["coexistence"]),
+        "locked to the number's type"
+    );
     assert_eq!(link["data"]["reconnect_phone_number"], "+15558880001");
     for (body, field) in [
-        (json!({"reconnect_phone_number": "+15558880001", "provision_phone_number": true}), "provision_phone_number"),
-        (json!({"reconnect_phone_number": "+15558880001", "allowed_connection_types": ["dedicated"]}), "allowed_connection_types"),
+        (
+            json!({"reconnect_phone_number": "+15558880001", "provision_phone_number": true}),
+            "provision_phone_number",
+        ),
+        (
+            json!({"reconnect_phone_number": "+15558880001", "allowed_connection_types": ["dedicated"]}),
+            "allowed_connection_types",
+        ),
     ] {
-        let (status, error) = call(&app, Method::POST, &path, Some(json!({"setup_link": body}))).await;
+        let (status, error) =
+            call(&app, Method::POST, &path, Some(json!({"setup_link": body}))).await;
         assert_eq!(status, 422, "{error}");
         assert_eq!(fields(&error), [field]);
     }
     // A second config with the same number: a distinct 422.
-    let (status, _) = call(&app, Method::POST, &numbers, Some(connect("8880002", "+1 (555) 888-0001", false))).await;
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        &numbers,
+        Some(connect("8880002", "+1 (555) 888-0001", false)),
+    )
+    .await;
     assert_eq!(status, 201);
-    let (status, error) = call(&app, Method::POST, &path, Some(json!({"setup_link": {"reconnect_phone_number": "+15558880001"}}))).await;
+    let (status, error) = call(
+        &app,
+        Method::POST,
+        &path,
+        Some(json!({"setup_link": {"reconnect_phone_number": "+15558880001"}})),
+    )
+    .await;
     assert_eq!(status, 422);
-    assert!(error["error"].as_str().unwrap().contains("more than one"), "{error}");
+    assert!(
+        error["error"].as_str().unwrap().contains("more than one"),
+        "{error}"
+    );
     // Another customer's number never matches.
     let other = new_customer(&app, "Other", None).await;
     let (status, error) = call(
@@ -284,12 +514,21 @@ async fn reconnect_links_lock_to_the_existing_number(app: TestApp) {
     )
     .await;
     assert_eq!(status, 422);
-    assert!(error["error"].as_str().unwrap().contains("must match an existing WhatsApp config for this customer"));
+    assert!(error["error"]
+        .as_str()
+        .unwrap()
+        .contains("must match an existing WhatsApp config for this customer"));
 }
 
 async fn customers_are_isolated_between_projects(app: TestApp) {
     let mine = new_customer(&app, "Mine", None).await;
-    let (_, my_link) = call(&app, Method::POST, &format!("/platform/v1/customers/{mine}/setup_links"), Some(json!({}))).await;
+    let (_, my_link) = call(
+        &app,
+        Method::POST,
+        &format!("/platform/v1/customers/{mine}/setup_links"),
+        Some(json!({})),
+    )
+    .await;
     let link_id = my_link["data"]["id"].as_str().unwrap().to_owned();
     let (_, other_key) = app.other_project().await;
     let unknown = uuid::Uuid::now_v7().to_string();
@@ -297,21 +536,59 @@ async fn customers_are_isolated_between_projects(app: TestApp) {
         let mut bodies = Vec::new();
         for (method, path, body) in [
             (Method::GET, format!("/platform/v1/customers/{id}"), None),
-            (Method::PATCH, format!("/platform/v1/customers/{id}"), Some(json!({"customer": {"name": "x"}}))),
-            (Method::DELETE, format!("/platform/v1/customers/{id}?force=true"), None),
-            (Method::GET, format!("/platform/v1/customers/{id}/setup_links"), None),
-            (Method::POST, format!("/platform/v1/customers/{id}/setup_links"), Some(json!({}))),
-            (Method::PATCH, format!("/platform/v1/customers/{id}/setup_links/{link_id}"), Some(json!({"setup_link": {"status": "revoked"}}))),
+            (
+                Method::PATCH,
+                format!("/platform/v1/customers/{id}"),
+                Some(json!({"customer": {"name": "x"}})),
+            ),
+            (
+                Method::DELETE,
+                format!("/platform/v1/customers/{id}?force=true"),
+                None,
+            ),
+            (
+                Method::GET,
+                format!("/platform/v1/customers/{id}/setup_links"),
+                None,
+            ),
+            (
+                Method::POST,
+                format!("/platform/v1/customers/{id}/setup_links"),
+                Some(json!({})),
+            ),
+            (
+                Method::PATCH,
+                format!("/platform/v1/customers/{id}/setup_links/{link_id}"),
+                Some(json!({"setup_link": {"status": "revoked"}})),
+            ),
         ] {
             let (status, body) = call_with_key(&app, &other_key, method, &path, body).await;
             assert_eq!(status, 404, "{path}");
             bodies.push(body);
         }
-        assert!(bodies.iter().all(|b| b == &json!({"error": "customer not found"})), "{bodies:?}");
+        assert!(
+            bodies
+                .iter()
+                .all(|b| b == &json!({"error": "customer not found"})),
+            "{bodies:?}"
+        );
     }
-    let (_, list) = call_with_key(&app, &other_key, Method::GET, "/platform/v1/customers", None).await;
+    let (_, list) = call_with_key(
+        &app,
+        &other_key,
+        Method::GET,
+        "/platform/v1/customers",
+        None,
+    )
+    .await;
     assert_eq!(list["meta"]["total_count"], 0);
-    let (_, still) = call(&app, Method::GET, &format!("/platform/v1/customers/{mine}/setup_links?status=active"), None).await;
+    let (_, still) = call(
+        &app,
+        Method::GET,
+        &format!("/platform/v1/customers/{mine}/setup_links?status=active"),
+        None,
+    )
+    .await;
     assert_eq!(still["data"][0]["id"], json!(link_id), "nothing changed");
 }
 

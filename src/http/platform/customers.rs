@@ -14,18 +14,26 @@ use super::PlatformError;
 use crate::domain::phone_numbers::FieldError;
 use crate::domain::setup_links::{self, SetupLinkError};
 use crate::state::AppState;
-use crate::store::{Customer, CustomerFilter, CustomerPatch, NewCustomer, Page, SetupLinkFilter, StoreError};
+use crate::store::{
+    Customer, CustomerFilter, CustomerPatch, NewCustomer, Page, SetupLinkFilter, StoreError,
+};
 use crate::time::iso;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/customers", get(list).post(create))
-        .route("/customers/{customer_id}", get(show).patch(update).delete(remove))
+        .route(
+            "/customers/{customer_id}",
+            get(show).patch(update).delete(remove),
+        )
         .route(
             "/customers/{customer_id}/setup_links",
             get(list_links).post(create_link),
         )
-        .route("/customers/{customer_id}/setup_links/{link_id}", patch(update_link))
+        .route(
+            "/customers/{customer_id}/setup_links/{link_id}",
+            patch(update_link),
+        )
 }
 
 const MAX_NAME_LEN: usize = 255;
@@ -55,12 +63,20 @@ fn page_json<T>(page: Page<T>, number: u32, per_page: u32, present: impl Fn(&T) 
 }
 
 /// A customer of the caller's project; a malformed, unknown or foreign id is the same 404.
-async fn own_customer(state: &AppState, project_id: Uuid, raw: &str) -> Result<Customer, PlatformError> {
+async fn own_customer(
+    state: &AppState,
+    project_id: Uuid,
+    raw: &str,
+) -> Result<Customer, PlatformError> {
     let id = Uuid::parse_str(raw).map_err(|_| PlatformError::NotFound("customer"))?;
-    state.store.get_customer(project_id, id).await.map_err(|e| match e {
-        StoreError::NotFound => PlatformError::NotFound("customer"),
-        other => other.into(),
-    })
+    state
+        .store
+        .get_customer(project_id, id)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => PlatformError::NotFound("customer"),
+            other => other.into(),
+        })
 }
 
 fn conflict_on_external_id(error: StoreError) -> PlatformError {
@@ -81,7 +97,9 @@ struct CustomerInput {
     external_customer_id: Option<Option<String>>,
 }
 
-fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+fn double_option<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<String>>, D::Error> {
     Option::<String>::deserialize(d).map(Some)
 }
 
@@ -133,7 +151,10 @@ async fn create(
         .await
         .map_err(conflict_on_external_id)?;
     tracing::info!(customer_id = %customer.id, "customer created");
-    Ok((StatusCode::CREATED, Json(json!({ "data": customer_json(&customer) }))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "data": customer_json(&customer) })),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -150,12 +171,20 @@ async fn list(
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Value>, PlatformError> {
     let page = parse_page_param("page", query.page.as_deref(), 1, 1_000_000)?;
-    let per_page = parse_page_param("per_page", query.per_page.as_deref(), DEFAULT_PER_PAGE, MAX_PER_PAGE)?;
+    let per_page = parse_page_param(
+        "per_page",
+        query.per_page.as_deref(),
+        DEFAULT_PER_PAGE,
+        MAX_PER_PAGE,
+    )?;
     let filter = CustomerFilter {
         name: query.name.filter(|n| !n.is_empty()),
         external_customer_id: query.external_customer_id.filter(|n| !n.is_empty()),
     };
-    let result = state.store.list_customers(key.project_id, &filter, page, per_page).await?;
+    let result = state
+        .store
+        .list_customers(key.project_id, &filter, page, per_page)
+        .await?;
     Ok(Json(page_json(result, page, per_page, customer_json)))
 }
 
@@ -250,7 +279,12 @@ impl From<SetupLinkError> for PlatformError {
 
 /// `{origin}/setup/{token}`.
 fn link_url(state: &AppState, headers: &HeaderMap, token: Option<String>) -> Option<String> {
-    token.map(|t| format!("{}/setup/{t}", crate::http::public_origin(&state.config, headers)))
+    token.map(|t| {
+        format!(
+            "{}/setup/{t}",
+            crate::http::public_origin(&state.config, headers)
+        )
+    })
 }
 
 async fn create_link(
@@ -280,7 +314,10 @@ struct LinkListQuery {
     created_before: Option<String>,
 }
 
-fn time_param(name: &str, raw: Option<&str>) -> Result<Option<chrono::DateTime<chrono::Utc>>, PlatformError> {
+fn time_param(
+    name: &str,
+    raw: Option<&str>,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, PlatformError> {
     raw.filter(|r| !r.is_empty())
         .map(|r| {
             crate::stored::filters::parse_time(r).ok_or_else(|| {
@@ -301,7 +338,12 @@ async fn list_links(
 ) -> Result<Json<Value>, PlatformError> {
     let customer = own_customer(&state, key.project_id, &customer_id).await?;
     let page = parse_page_param("page", query.page.as_deref(), 1, 1_000_000)?;
-    let per_page = parse_page_param("per_page", query.per_page.as_deref(), DEFAULT_PER_PAGE, MAX_PER_PAGE)?;
+    let per_page = parse_page_param(
+        "per_page",
+        query.per_page.as_deref(),
+        DEFAULT_PER_PAGE,
+        MAX_PER_PAGE,
+    )?;
     let status = query.status.filter(|s| !s.is_empty());
     if let Some(s) = &status {
         if !["active", "used", "expired", "revoked"].contains(&s.as_str()) {
@@ -321,7 +363,11 @@ async fn list_links(
         .list_setup_links(customer.id, &filter, now, page, per_page)
         .await?;
     Ok(Json(page_json(result, page, per_page, |row| {
-        setup_links::to_json(row, link_url(&state, &headers, setup_links::token(&state.secrets, row)), now)
+        setup_links::to_json(
+            row,
+            link_url(&state, &headers, setup_links::token(&state.secrets, row)),
+            now,
+        )
     })))
 }
 
@@ -334,8 +380,12 @@ async fn update_link(
 ) -> Result<Json<Value>, PlatformError> {
     let customer = own_customer(&state, key.project_id, &customer_id).await?;
     let link_id = Uuid::parse_str(&link_id).map_err(|_| PlatformError::NotFound("setup link"))?;
-    let input = body.setup_link.ok_or_else(|| wrapper_missing("setup_link"))?;
+    let input = body
+        .setup_link
+        .ok_or_else(|| wrapper_missing("setup_link"))?;
     let row = setup_links::update(&*state.store, customer.id, link_id, input).await?;
     let url = link_url(&state, &headers, setup_links::token(&state.secrets, &row));
-    Ok(Json(json!({ "data": setup_links::to_json(&row, url, crate::store::now()) })))
+    Ok(Json(
+        json!({ "data": setup_links::to_json(&row, url, crate::store::now()) }),
+    ))
 }

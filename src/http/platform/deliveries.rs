@@ -48,7 +48,10 @@ fn bad(error: crate::http::graph_error::GraphError) -> PlatformError {
     PlatformError::BadRequest(error.details.unwrap_or(error.message))
 }
 
-fn time_param(query: &Query, name: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, PlatformError> {
+fn time_param(
+    query: &Query,
+    name: &str,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, PlatformError> {
     query
         .get(name)
         .map(|raw| {
@@ -83,7 +86,8 @@ async fn list(
         filter.status = Some(status.to_owned());
     }
     if let Some(pnid) = query.get("phone_number_id") {
-        filter.phone_number_internal_id = Some(own_number(&state, key.project_id, pnid).await?.internal_id);
+        filter.phone_number_internal_id =
+            Some(own_number(&state, key.project_id, pnid).await?.internal_id);
     }
     let page = paging::parse(&query, "d", key.project_id).map_err(bad)?;
     let rows = state

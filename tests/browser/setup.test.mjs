@@ -1,0 +1,236 @@
+// The hosted setup page in a real browser: headless Chromium (playwright-core, the system's
+// /usr/bin/chromium) against a running `wagate serve --sandbox`, whose page runs the simulated
+// Meta sign-in. Redirect targets are a small HTTP listener started here that records each query.
+//
+// Needs WAGATE_URL (http://127.0.0.1:<port>), WAGATE_API_KEY and WAGATE_EMULATOR_URL; run.sh
+// beside this file starts wagate and sets them.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const BASE = process.env.WAGATE_URL;
+const KEY = process.env.WAGATE_API_KEY;
+const EMULATOR = process.env.WAGATE_EMULATOR_URL;
+const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
+const OUT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'out');
+for (const [name, value] of Object.entries({ WAGATE_URL: BASE, WAGATE_API_KEY: KEY, WAGATE_EMULATOR_URL: EMULATOR })) {
+  if (!value) throw new Error(`${name} is not set (run tests/browser/run.sh)`);
+}
+
+// ---- the platform's redirect targets ----------------------------------------------------------
+const hits = [];
+let receiver;
+let receiverUrl;
+function startReceiver() {
+  receiver = http.createServer((req, res) => {
+    const url = new URL(req.url, 'http://receiver');
+    hits.push({ path: url.pathname, params: Object.fromEntries(url.searchParams) });
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+    res.end(`<!doctype html><title>platform</title><h1 id="landed">${url.pathname}</h1>`);
+  });
+  return new Promise((resolve) => receiver.listen(0, '127.0.0.1', () => {
+    receiverUrl = `http://127.0.0.1:${receiver.address().port}`;
+    resolve();
+  }));
+}
+function landing(url) {
+  const u = new URL(url);
+  return { path: u.pathname, params: Object.fromEntries(u.searchParams) };
+}
+
+// ---- wagate and the emulator ------------------------------------------------------------------
+async function api(method, p, body) {
+  const response = await fetch(`${BASE}/platform/v1${p}`, {
+    method,
+    headers: { 'x-api-key': KEY, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  return { status: response.status, body: text ? JSON.parse(text) : null };
+}
+
+// Numbers made up for this run, served by the emulator, unregistered until the signup.
+const run = String(Date.now() % 1e7).padStart(7, '0');
+function number(n) {
+  return {
+    phone_number_id: `1${run}000${n}`.padEnd(15, '0'),
+    business_account_id: `2${run}000${n}`.padEnd(15, '0'),
+    display_phone_number: `+1 555-${run.slice(0, 3)}-${run.slice(3, 6)}${n}`,
+  };
+}
+const A = number(1);
+const B = number(2);
+function e164(display) {
+  return '+' + display.replace(/\D/g, '');
+}
+
+let browser;
+let customerId;
+let page;
+
+before(async () => {
+  await startReceiver();
+  for (const n of [A, B]) {
+    const response = await fetch(`${EMULATOR}/_sandbox/numbers`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ ...n, access_token: `sandbox-token-${n.phone_number_id}`, registered: false }),
+    });
+    assert.equal(response.status, 201, await response.text());
+  }
+  const customer = await api('POST', '/customers', { customer: { name: `Browser test ${run}` } });
+  assert.equal(customer.status, 201, JSON.stringify(customer.body));
+  customerId = customer.body.data.id;
+
+  fs.mkdirSync(OUT, { recursive: true });
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'wagate-chromium-'));
+  browser = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    ],
+    viewport: { width: 900, height: 1000 },
+    locale: 'en-US',
+  });
+  page = browser.pages()[0] || (await browser.newPage());
+  page.setDefaultTimeout(10_000);
+});
+
+after(async () => {
+  await browser?.close();
+  receiver?.close();
+});
+
+async function newLink(fields) {
+  const response = await api('POST', `/customers/${customerId}/setup_links`, {
+    setup_link: {
+      success_redirect_url: `${receiverUrl}/ok?from=wagate`,
+      failure_redirect_url: `${receiverUrl}/fail`,
+      ...fields,
+    },
+  });
+  assert.equal(response.status, 201, JSON.stringify(response.body));
+  return response.body.data;
+}
+
+async function signInSimulated(n) {
+  await page.locator('#sim-phone-number-id').fill(n.phone_number_id);
+  await page.locator('#sim-waba-id').fill(n.business_account_id);
+  await page.locator('#simulated-connect').click();
+}
+
+let first;
+
+test('a new number connects through the page and lands on the success URL', async () => {
+  first = await newLink({ language: 'en', theme_config: { primary_color: '#7c3aed', card_color: '#fdf4ff' } });
+  const response = await page.goto(first.url);
+  assert.equal(response.status(), 200);
+  await page.locator('h1#title').waitFor({ state: 'visible' });
+  assert.equal(await page.locator('h1#title').innerText(), 'Connect your WhatsApp number');
+  assert.equal(await page.evaluate(() => document.documentElement.lang), 'en');
+
+  // The theme is applied.
+  const button = page.locator('#simulated-connect');
+  assert.ok(await button.isVisible());
+  assert.equal(await button.evaluate((el) => getComputedStyle(el).backgroundColor), 'rgb(124, 58, 237)');
+  assert.equal(await page.locator('#setup').evaluate((el) => getComputedStyle(el).backgroundColor), 'rgb(253, 244, 255)');
+
+  // Both types are offered, with their limits; the warning is visible.
+  const dedicated = page.locator('label.option[data-type="dedicated"]');
+  const coexistence = page.locator('label.option[data-type="coexistence"]');
+  assert.match(await dedicated.innerText(), /Up to 1000 msg\/s, API only/);
+  assert.match(await coexistence.innerText(), /5 msg\/s, keeps the WhatsApp Business app/);
+  const warning = page.locator('#display-name-warning');
+  assert.ok(await warning.isVisible());
+  assert.match(await warning.innerText(), /Display name only/);
+  assert.ok(await page.locator('#simulated-signup').isVisible());
+  assert.equal(await page.locator('script[src*="facebook"]').count(), 0, 'no Facebook SDK in simulated mode');
+
+  // Nothing chosen yet: the page says what to do and stays.
+  await signInSimulated(A);
+  const error = page.locator('#error');
+  await error.waitFor({ state: 'visible' });
+  assert.equal(await error.innerText(), 'Choose how you want to connect first.');
+  assert.equal(page.url(), first.url);
+
+  await dedicated.click();
+  assert.ok(await page.locator('input[value="dedicated"]').isChecked());
+  assert.ok(await error.isHidden(), 'choosing clears the message');
+  await page.screenshot({ path: path.join(OUT, 'setup.png'), fullPage: true });
+
+  await Promise.all([page.waitForURL(`${receiverUrl}/ok**`), signInSimulated(A)]);
+  assert.equal(await page.locator('#landed').innerText(), '/ok');
+  const landed = landing(page.url());
+  assert.deepEqual(landed.params, {
+    from: 'wagate',
+    setup_link_id: first.id,
+    status: 'completed',
+    phone_number_id: A.phone_number_id,
+    business_account_id: A.business_account_id,
+    display_phone_number: e164(A.display_phone_number),
+  });
+  assert.ok(page.url().includes(`display_phone_number=${encodeURIComponent(e164(A.display_phone_number))}`));
+  assert.deepEqual(hits.filter((h) => h.path === '/ok').at(-1), landed);
+
+  // wagate has the number, for this customer; the emulator registered it.
+  const connected = await api('GET', `/whatsapp/phone_numbers/${A.phone_number_id}`);
+  assert.equal(connected.status, 200);
+  assert.equal(connected.body.data.customer_id, customerId);
+  assert.equal(connected.body.data.is_coexistence, false);
+  const numbers = await (await fetch(`${EMULATOR}/_sandbox/numbers`)).json();
+  assert.equal(numbers.data.find((n) => n.phone_number_id === A.phone_number_id).registered, true);
+});
+
+test('a used link explains and forwards with already_used', async () => {
+  const response = await page.goto(first.url);
+  assert.equal(response.status(), 410);
+  assert.equal(await page.locator('h1#title').innerText(), 'This setup link was already used');
+  assert.ok(await page.locator('#continue').isVisible());
+  await page.waitForURL(`${receiverUrl}/fail**`, { timeout: 10_000 });
+  assert.deepEqual(landing(page.url()).params, { setup_link_id: first.id, error_code: 'already_used' });
+});
+
+let reconnect;
+
+test('a reconnect link signed in with another number fails and changes nothing', async () => {
+  reconnect = await newLink({ reconnect_phone_number: e164(A.display_phone_number) });
+  await page.goto(reconnect.url);
+  // Locked to the number's type: the only option, already chosen.
+  assert.equal(await page.locator('label.option').count(), 1);
+  assert.ok(await page.locator('input[value="dedicated"]').isChecked());
+  await Promise.all([page.waitForURL(`${receiverUrl}/fail**`), signInSimulated(B)]);
+  assert.deepEqual(landing(page.url()).params, { setup_link_id: reconnect.id, error_code: 'phone_verification_failed' });
+  assert.equal((await api('GET', `/whatsapp/phone_numbers/${B.phone_number_id}`)).status, 404);
+  assert.equal((await api('GET', `/whatsapp/phone_numbers/${A.phone_number_id}`)).status, 200);
+  const links = await api('GET', `/customers/${customerId}/setup_links?status=active`);
+  assert.equal(links.body.data[0].id, reconnect.id, 'the link stays usable');
+  assert.equal(links.body.data[0].whatsapp_setup_error, 'phone_verification_failed');
+});
+
+test('a revoked link explains and forwards with link_expired', async () => {
+  const revoked = await api('PATCH', `/customers/${customerId}/setup_links/${reconnect.id}`, { setup_link: { status: 'revoked' } });
+  assert.equal(revoked.status, 200, JSON.stringify(revoked.body));
+  const response = await page.goto(reconnect.url);
+  assert.equal(response.status(), 410);
+  assert.equal(await page.locator('h1#title').innerText(), 'This setup link is no longer valid');
+  await page.waitForURL(`${receiverUrl}/fail**`, { timeout: 10_000 });
+  assert.deepEqual(landing(page.url()).params, { setup_link_id: reconnect.id, error_code: 'link_expired' });
+});
+
+test('an Arabic link renders right to left', async () => {
+  const link = await newLink({ language: 'ar', allowed_connection_types: ['coexistence'] });
+  await page.goto(link.url);
+  assert.equal(await page.evaluate(() => document.documentElement.dir), 'rtl');
+  assert.equal(await page.locator('#setup').evaluate((el) => getComputedStyle(el).direction), 'rtl');
+  assert.equal(await page.locator('h1#title').innerText(), 'اربط رقم واتساب الخاص بك');
+  assert.ok(await page.locator('input[value="coexistence"]').isChecked());
+  assert.ok(await page.locator('#display-name-warning').isVisible());
+  await page.screenshot({ path: path.join(OUT, 'setup-ar.png'), fullPage: true });
+});
