@@ -1,4 +1,6 @@
 //! Who is calling, and which WhatsApp configurations they may reach, answered from memory.
+//! `/metrics` counts lookups and misses per cache (`wagate_cache_lookups_total`,
+//! `wagate_cache_misses_total`), so the hit ratio is visible.
 //!
 //! The hot path must not touch the database: API keys, access tokens and phone-number
 //! configurations (with the decrypted token) are cached for `cache.ttl`. Writes made through this
@@ -134,9 +136,11 @@ impl Authenticator {
         }
         let hash = crypto::sha256_hex(key.as_bytes());
         let store = self.store.clone();
+        metrics::counter!("wagate_cache_lookups_total", "cache" => "api_keys").increment(1);
         let cached = self
             .api_keys
             .try_get_with(hash.clone(), async move {
+                metrics::counter!("wagate_cache_misses_total", "cache" => "api_keys").increment(1);
                 let record = store.find_api_key_by_hash(&hash).await?;
                 Ok::<_, StoreError>(record.filter(|k| !k.is_revoked()).map(|k| CachedKey {
                     project_id: k.project_id,
@@ -160,9 +164,11 @@ impl Authenticator {
         let hash = crypto::sha256_hex(token.as_bytes());
         let store = self.store.clone();
         let secrets = self.secrets.clone();
+        metrics::counter!("wagate_cache_lookups_total", "cache" => "tokens").increment(1);
         let numbers = self
             .tokens
             .try_get_with(hash.clone(), async move {
+                metrics::counter!("wagate_cache_misses_total", "cache" => "tokens").increment(1);
                 let rows = store.find_phone_numbers_by_token_hash(&hash).await?;
                 Ok::<_, StoreError>(Arc::new(decrypt_all(&secrets, rows)))
             })
@@ -187,8 +193,10 @@ impl Authenticator {
         let store = self.store.clone();
         let secrets = self.secrets.clone();
         let id = phone_number_id.to_owned();
+        metrics::counter!("wagate_cache_lookups_total", "cache" => "numbers").increment(1);
         self.numbers
             .try_get_with(id.clone(), async move {
+                metrics::counter!("wagate_cache_misses_total", "cache" => "numbers").increment(1);
                 let row = store.find_phone_number(&id).await?;
                 Ok::<_, StoreError>(row.and_then(|n| decrypt(&secrets, n)).map(Arc::new))
             })
@@ -205,8 +213,10 @@ impl Authenticator {
         let store = self.store.clone();
         let secrets = self.secrets.clone();
         let waba = business_account_id.to_owned();
+        metrics::counter!("wagate_cache_lookups_total", "cache" => "wabas").increment(1);
         self.wabas
             .try_get_with((project_id, waba.clone()), async move {
+                metrics::counter!("wagate_cache_misses_total", "cache" => "wabas").increment(1);
                 let rows = store.find_phone_numbers_by_waba(project_id, &waba).await?;
                 Ok::<_, StoreError>(Arc::new(decrypt_all(&secrets, rows)))
             })
@@ -222,8 +232,10 @@ impl Authenticator {
     ) -> Result<Option<Arc<NumberConfig>>, StoreError> {
         let store = self.store.clone();
         let secrets = self.secrets.clone();
+        metrics::counter!("wagate_cache_lookups_total", "cache" => "sole").increment(1);
         self.sole
             .try_get_with(project_id, async move {
+                metrics::counter!("wagate_cache_misses_total", "cache" => "sole").increment(1);
                 let page = store.list_phone_numbers(project_id, None, 1, 2).await?;
                 Ok::<_, StoreError>(if page.total_count == 1 {
                     page.items
@@ -243,8 +255,11 @@ impl Authenticator {
     pub async fn waba_known(&self, business_account_id: &str) -> Result<bool, StoreError> {
         let store = self.store.clone();
         let waba = business_account_id.to_owned();
+        metrics::counter!("wagate_cache_lookups_total", "cache" => "known_wabas").increment(1);
         self.known_wabas
             .try_get_with(waba.clone(), async move {
+                metrics::counter!("wagate_cache_misses_total", "cache" => "known_wabas")
+                    .increment(1);
                 Ok::<_, StoreError>(
                     !store
                         .find_phone_numbers_by_waba_any(&waba)

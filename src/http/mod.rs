@@ -6,6 +6,7 @@ mod health;
 pub mod platform;
 pub mod request_id;
 pub mod server;
+mod setup;
 mod webhooks;
 
 use std::time::Duration;
@@ -57,7 +58,9 @@ pub fn router(state: AppState) -> Router {
         .nest("/platform/v1", platform::router())
         .merge(crate::proxy::router())
         .merge(webhooks::router())
+        .merge(setup::router())
         .fallback(not_found)
+        .layer(middleware::from_fn(count_request))
         .layer(RequestBodyTimeoutLayer::new(body_idle_timeout))
         .layer(
             TraceLayer::new_for_http()
@@ -87,7 +90,16 @@ fn make_request_span(request: &Request) -> Span {
         .get(request_id::REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    tracing::info_span!("request", method = %request.method(), route, request_id)
+    // `project_id` and `phone_number_id` are filled in by whoever resolves them (the proxy, the
+    // Platform API's key extractor), so the request's log line names both.
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        route,
+        request_id,
+        project_id = tracing::field::Empty,
+        phone_number_id = tracing::field::Empty,
+    )
 }
 
 fn log_response(response: &Response, latency: Duration, _span: &Span) {
@@ -96,6 +108,24 @@ fn log_response(response: &Response, latency: Duration, _span: &Span) {
         latency_us = latency.as_micros() as u64,
         "request finished"
     );
+}
+
+/// Requests by route template and status, and their latency, for `/metrics`. Route templates
+/// (never raw paths) keep the label set bounded.
+async fn count_request(request: Request, next: middleware::Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::histogram!("wagate_http_request_duration_seconds", "route" => route.clone())
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!("wagate_http_requests_total", "route" => route, "status" => status)
+        .increment(1);
+    response
 }
 
 async fn not_found(uri: Uri) -> Response {

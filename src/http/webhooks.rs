@@ -110,15 +110,44 @@ async fn receive(State(state): State<AppState>, request: Request) -> Response {
     };
     let state_name = job.event.state.clone();
     let routes = job.routes.len();
+    let fields: Vec<&'static str> = job
+        .routes
+        .iter()
+        .flat_map(|r| r.changes.iter().map(|c| field_label(&c.field)))
+        .collect();
     match state.writer.ingest(job).await {
         Ok(()) => {
             metrics::counter!("wagate_webhook_events_total", "state" => state_name.clone())
                 .increment(1);
+            for field in fields {
+                metrics::counter!("wagate_webhook_changes_total", "field" => field).increment(1);
+            }
             tracing::info!(state = %state_name, routes, "webhook ingested");
             (StatusCode::OK, Json(json!({ "success": true }))).into_response()
         }
         Err(e) => unavailable(e),
     }
+}
+
+/// Meta's webhook fields as metric labels; anything else is `other`, so a label set stays bounded.
+fn field_label(field: &str) -> &'static str {
+    const KNOWN: [&str; 14] = [
+        "messages",
+        "calls",
+        "smb_message_echoes",
+        "smb_app_state_sync",
+        "history",
+        "business_username_updates",
+        "user_id_update",
+        "user_preferences",
+        "message_template_status_update",
+        "message_template_quality_update",
+        "phone_number_quality_update",
+        "phone_number_name_update",
+        "account_update",
+        "account_alerts",
+    ];
+    KNOWN.into_iter().find(|k| *k == field).unwrap_or("other")
 }
 
 fn unavailable(error: StoreError) -> Response {
