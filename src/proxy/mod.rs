@@ -164,6 +164,9 @@ async fn forward(state: &AppState, request: Request) -> Result<Response, GraphEr
         },
     )
     .await?;
+    let span = tracing::Span::current();
+    span.record("project_id", tracing::field::display(number.project_id));
+    span.record("phone_number_id", number.phone_number_id.as_str());
 
     // `GET {waba}/message_templates/{id}` (the JS SDK's templates.get) is not a Graph route;
     // Graph serves one template at `/{id}`.
@@ -275,6 +278,9 @@ async fn forward(state: &AppState, request: Request) -> Result<Response, GraphEr
             let (mut parts, body) = send(&task_state, request).await?.into_parts();
             headers::for_downstream(&mut parts.headers);
             let bytes = read_upstream(&task_state, body).await?;
+            if !parts.status.is_success() {
+                count_meta_error(&bytes);
+            }
             if parts.status.is_success() {
                 match kind {
                     RecordKind::Username(op) => {
@@ -324,7 +330,16 @@ async fn forward(state: &AppState, request: Request) -> Result<Response, GraphEr
 /// never cut.
 async fn send(state: &AppState, request: hyper::Request<Body>) -> Result<Response, GraphError> {
     let timeout = state.config.graph.timeout;
-    match tokio::time::timeout(timeout, state.graph.passthrough.request(request)).await {
+    let started = std::time::Instant::now();
+    let answer = tokio::time::timeout(timeout, state.graph.passthrough.request(request)).await;
+    // Time to Graph's response headers, and what Graph answered (`error` for transport failures).
+    metrics::histogram!("wagate_upstream_duration_seconds").record(started.elapsed().as_secs_f64());
+    let outcome = match &answer {
+        Ok(Ok(response)) => status_label(response.status().as_u16()),
+        _ => "error",
+    };
+    metrics::counter!("wagate_upstream_responses_total", "status" => outcome).increment(1);
+    match answer {
         Err(_) => Err(GraphError::gateway_timeout(format!(
             "Graph did not answer within {timeout:?}"
         ))),
@@ -333,6 +348,32 @@ async fn send(state: &AppState, request: hyper::Request<Body>) -> Result<Respons
             Ok(response.map(|incoming| Body::new(TimeoutBody::new(timeout, incoming))))
         }
     }
+}
+
+/// Status classes as metric labels (a bounded set).
+fn status_label(status: u16) -> &'static str {
+    match status {
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        429 => "429",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// Counts Meta's error code from a buffered error answer (`wagate_meta_errors_total{code}`).
+/// Codes are Meta's small integers; anything else is `other`, so the label set stays bounded.
+fn count_meta_error(body: &[u8]) {
+    let code = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.pointer("/error/code").and_then(serde_json::Value::as_u64))
+        .filter(|c| *c < 1_000_000)
+        .map_or_else(|| "other".to_owned(), |c| c.to_string());
+    metrics::counter!("wagate_meta_errors_total", "code" => code).increment(1);
 }
 
 /// Reads a whole Graph answer (sends, calls, media metadata: small JSON) within the media limit.

@@ -31,7 +31,10 @@ impl FromRequestParts<AppState> for ProjectKey {
             .and_then(|v| v.to_str().ok())
             .ok_or(PlatformError::MissingKey)?;
         match state.auth.authenticate_api_key(key).await {
-            Ok(Caller::ApiKey { project_id, .. }) => Ok(Self { project_id }),
+            Ok(Caller::ApiKey { project_id, .. }) => {
+                tracing::Span::current().record("project_id", tracing::field::display(project_id));
+                Ok(Self { project_id })
+            }
             Ok(Caller::Bearer { .. }) | Err(AuthError::Invalid) => Err(PlatformError::InvalidKey),
             Err(AuthError::Missing) => Err(PlatformError::MissingKey),
             Err(AuthError::Store(e)) => Err(e.into()),
