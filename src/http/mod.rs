@@ -3,6 +3,7 @@
 pub mod body;
 pub mod graph_error;
 mod health;
+pub mod openapi;
 pub mod platform;
 pub mod request_id;
 pub mod server;
@@ -55,6 +56,7 @@ pub fn router(state: AppState) -> Router {
     let body_idle_timeout = state.config.server.body_idle_timeout;
     Router::new()
         .merge(health::router())
+        .merge(openapi::router())
         .nest("/platform/v1", platform::router())
         .merge(crate::proxy::router())
         .merge(webhooks::router())

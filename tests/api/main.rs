@@ -9,6 +9,7 @@ mod emulator;
 mod hygiene;
 mod ingest;
 mod onboarding;
+mod openapi;
 mod outage;
 mod platform_customers;
 mod platform_phone_numbers;
