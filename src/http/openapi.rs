@@ -292,14 +292,15 @@ fn operations() -> Vec<Operation> {
         if path.contains("customers/{customer_id}") && method == "delete" {
             responses.push((409, "the customer has connected numbers", "PlatformError"));
         }
-        if path == "/platform/v1/whatsapp/phone_numbers" && method == "post"
-            || path.ends_with("{customer_id}/whatsapp/phone_numbers") && method == "post"
+        if method == "post"
+            && (path == "/platform/v1/whatsapp/phone_numbers"
+                || path.ends_with("{customer_id}/whatsapp/phone_numbers"))
         {
             responses.push((409, "already connected", "PlatformError"));
             responses.push((502, "Graph unreachable while verifying", "PlatformError"));
         }
-        if path == "/platform/v1/customers" && method == "post"
-            || path == "/platform/v1/customers/{customer_id}" && method == "patch"
+        if (path == "/platform/v1/customers" && method == "post")
+            || (path == "/platform/v1/customers/{customer_id}" && method == "patch")
         {
             responses.push((409, "external_customer_id already used", "PlatformError"));
         }
