@@ -50,6 +50,9 @@ export WAGATE_BIN="$PWD/target/debug/wagate"
 echo "==> official Kapso SDKs (JS and Python) against wagate"
 tests/sdk/run.sh || status=1
 
+echo "==> schemathesis against the OpenAPI document (no 5xx, documented statuses and schemas)"
+tests/schema/run.sh || status=1
+
 echo "==> hosted onboarding page in headless Chromium (simulated Meta sign-in)"
 tests/browser/run.sh || status=1
 
