@@ -26,7 +26,13 @@ use crate::config::DeliveryConfig;
 use crate::store::{AttemptRow, ClaimedDelivery, DeliveryOutcome, DynStore};
 
 /// How long a delivery put back for a busy destination waits.
-const BUSY_DESTINATION_DELAY: Duration = Duration::from_millis(250);
+const BUSY_DESTINATION_DELAY: Duration = Duration::from_millis(500);
+
+/// One destination's attempts in flight, and the claimed deliveries queued for it here.
+struct Destination {
+    slots: Arc<Semaphore>,
+    waiting: std::sync::atomic::AtomicUsize,
+}
 /// Most outcomes committed in one transaction.
 const FINISH_BATCH: usize = 512;
 
@@ -39,7 +45,7 @@ pub struct Worker {
     backoff: Backoff,
     wake: Arc<Notify>,
     in_flight: Arc<Semaphore>,
-    destinations: Mutex<HashMap<String, Arc<Semaphore>>>,
+    destinations: Mutex<HashMap<String, Arc<Destination>>>,
     outcomes: mpsc::Sender<DeliveryOutcome>,
 }
 
@@ -142,11 +148,42 @@ impl Worker {
         }
     }
 
-    fn destination_slots(&self, origin: &str) -> Arc<Semaphore> {
+    fn destination(&self, origin: &str) -> Arc<Destination> {
         let mut map = self.destinations.lock().expect("destinations lock");
         map.entry(origin.to_owned())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.config.per_destination)))
+            .or_insert_with(|| {
+                Arc::new(Destination {
+                    slots: Arc::new(Semaphore::new(self.config.per_destination)),
+                    waiting: std::sync::atomic::AtomicUsize::new(0),
+                })
+            })
             .clone()
+    }
+
+    /// A slot of the destination: at once, or after queueing behind its running attempts. A
+    /// destination may queue at most half of this instance's in-flight slots (so a slow one
+    /// never holds them all), and a delivery waits at most half of what its lease leaves after
+    /// the attempt's own timeout (so it is never claimed again while it waits); otherwise `None`
+    /// and the delivery goes back to the outbox.
+    async fn destination_slot(&self, origin: &str) -> Option<OwnedSemaphorePermit> {
+        use std::sync::atomic::Ordering;
+        let destination = self.destination(origin);
+        if let Ok(slot) = destination.slots.clone().try_acquire_owned() {
+            return Some(slot);
+        }
+        let cap = (self.config.max_in_flight / 2).max(1);
+        if destination.waiting.fetch_add(1, Ordering::SeqCst) >= cap {
+            destination.waiting.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        let patience = self
+            .config
+            .lease
+            .saturating_sub(self.config.request_timeout)
+            / 2;
+        let slot = tokio::time::timeout(patience, destination.slots.clone().acquire_owned()).await;
+        destination.waiting.fetch_sub(1, Ordering::SeqCst);
+        slot.ok().and_then(Result::ok)
     }
 
     async fn deliver(self: Arc<Self>, claimed: ClaimedDelivery, _slot: OwnedSemaphorePermit) {
@@ -212,8 +249,7 @@ impl Worker {
         let origin = url::Url::parse(&url)
             .map(|u| u.origin().ascii_serialization())
             .unwrap_or_else(|_| url.clone());
-        let slots = self.destination_slots(&origin);
-        let Ok(_destination) = slots.try_acquire_owned() else {
+        let Some(_destination) = self.destination_slot(&origin).await else {
             // Busy destination: back in the queue, no attempt counted.
             outcome.status = if row.attempts == 0 {
                 "pending"
