@@ -111,6 +111,19 @@ proptest! {
     }
 
     #[test]
+    fn usernames_never_panic_and_accepted_ones_follow_the_rules(raw in ".{0,40}", shaped in "[a-zA-Z0-9._]{1,40}") {
+        let _ = crate::domain::usernames::problem(&raw);
+        if crate::domain::usernames::problem(&shaped).is_none() {
+            let lower = shaped.to_ascii_lowercase();
+            prop_assert!((3..=35).contains(&shaped.len()), "{}", shaped);
+            prop_assert!(shaped.bytes().any(|b| b.is_ascii_alphabetic()), "{}", shaped);
+            prop_assert!(!shaped.starts_with('.') && !shaped.ends_with('.') && !shaped.contains(".."), "{}", shaped);
+            prop_assert!(!lower.starts_with("www"), "{}", shaped);
+            prop_assert!(![".com", ".org", ".net", ".io", ".ai"].iter().any(|s| lower.ends_with(s)), "{}", shaped);
+        }
+    }
+
+    #[test]
     fn api_key_checks_never_panic(raw in ".{0,80}") {
         let _ = crate::crypto::api_key_well_formed(&raw);
         let _ = crate::crypto::api_key_well_formed(&format!("wag_{raw}"));

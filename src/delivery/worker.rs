@@ -188,8 +188,13 @@ impl Worker {
 
     async fn deliver(self: Arc<Self>, claimed: ClaimedDelivery, _slot: OwnedSemaphorePermit) {
         let outcome = self.attempt(&claimed).await;
-        metrics::counter!("wagate_deliveries_total", "outcome" => outcome_label(&outcome))
-            .increment(1);
+        // Per number: bounded by the numbers connected, and where an operator looks first.
+        metrics::counter!(
+            "wagate_deliveries_total",
+            "outcome" => outcome_label(&outcome),
+            "phone_number_id" => claimed.row.phone_number_id.clone()
+        )
+        .increment(1);
         if self.outcomes.send(outcome).await.is_err() {
             tracing::error!("delivery finisher stopped; the lease will bring this delivery back");
         }
@@ -262,6 +267,8 @@ impl Worker {
             return outcome;
         };
 
+        // The attempt starts once the destination has a slot (queueing is not the receiver's).
+        let now = crate::store::now();
         let started = Instant::now();
         let result = self.post(&url, claimed, &number).await;
         let elapsed = started.elapsed();

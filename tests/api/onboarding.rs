@@ -677,6 +677,53 @@ async fn revoked_links_are_link_expired(backend: Backend) {
     assert!(html.contains("link_expired"));
 }
 
+/// A link past its expiry (set in the store: the API only moves it into the future) reads as
+/// expired, explains itself and sends completions to the failure URL with `link_expired`.
+async fn expired_links_are_link_expired(backend: Backend) {
+    let env = Env::start(backend, |_| {}).await;
+    let link = env.link(urls()).await;
+    let customer = uuid::Uuid::parse_str(&env.customer.to_string()).unwrap();
+    let id = uuid::Uuid::parse_str(&link.id).unwrap();
+    let past = wagate::store::SetupLinkPatch {
+        revoke: false,
+        expires_at: Some(chrono::Utc::now() - chrono::Duration::minutes(1)),
+    };
+    env.app
+        .store
+        .update_setup_link(customer, id, &past, chrono::Utc::now())
+        .await
+        .unwrap();
+    let (status, listed) = api(
+        &env.app,
+        Method::GET,
+        &format!(
+            "/platform/v1/customers/{}/setup_links?status=expired",
+            env.customer
+        ),
+        json!(null),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(listed["data"][0]["id"], json!(link.id));
+    assert_eq!(listed["data"][0]["status"], "expired");
+    let (status, _, html) = env.page(&link, None).await;
+    assert_eq!(status, 410);
+    assert!(
+        html.contains(&failure(&link, "link_expired").replace('&', "&amp;")),
+        "{html}"
+    );
+    let (status, location, _) = env.signup(&link, NUMBER_2, "dedicated").await;
+    assert_eq!(status, 303);
+    assert_eq!(location.unwrap(), failure(&link, "link_expired"));
+    assert!(env
+        .app
+        .store
+        .find_phone_number(NUMBER_2.0)
+        .await
+        .unwrap()
+        .is_none());
+}
+
 async fn reconnect_links_update_the_token_only_for_their_number(backend: Backend) {
     let env = Env::start(backend, |_| {}).await;
     let first = env.link(urls()).await;
@@ -825,6 +872,7 @@ backend_fns!(
     bad_code_is_token_exchange_failed_and_the_link_stays_usable,
     invalid_inputs_fail_with_a_page_when_there_is_no_url,
     revoked_links_are_link_expired,
+    expired_links_are_link_expired,
     reconnect_links_update_the_token_only_for_their_number,
     numbers_connected_elsewhere_are_refused,
     wrong_app_secret_is_token_exchange_failed,
