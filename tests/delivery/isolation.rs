@@ -106,7 +106,7 @@ async fn slow_receiver_is_isolated(backend: Backend) {
         most = most.max(running);
     }
     assert!(
-        most >= 1 && most <= 2,
+        (1..=2).contains(&most),
         "{most} attempts at once to the slow receiver (per_destination = 2)"
     );
     assert!(slow.max_in_flight() >= 2, "the slow receiver was kept busy");
