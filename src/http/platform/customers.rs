@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::extract::{PlatformJson, ProjectKey};
+use super::extract::{time_param, PlatformJson, ProjectKey};
 use super::phone_numbers::{parse_page_param, wrapper_missing, DEFAULT_PER_PAGE, MAX_PER_PAGE};
 use super::PlatformError;
 use crate::domain::phone_numbers::FieldError;
@@ -312,21 +312,6 @@ struct LinkListQuery {
     status: Option<String>,
     created_after: Option<String>,
     created_before: Option<String>,
-}
-
-fn time_param(
-    name: &str,
-    raw: Option<&str>,
-) -> Result<Option<chrono::DateTime<chrono::Utc>>, PlatformError> {
-    raw.filter(|r| !r.is_empty())
-        .map(|r| {
-            crate::stored::filters::parse_time(r).ok_or_else(|| {
-                PlatformError::BadRequest(format!(
-                    "{name} must be an ISO 8601 time such as 2026-01-15T12:00:00Z, got '{r}'"
-                ))
-            })
-        })
-        .transpose()
 }
 
 async fn list_links(

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::extract::{PlatformJson, ProjectKey};
+use super::extract::{time_param, PlatformJson, ProjectKey};
 use super::PlatformError;
 use crate::domain::phone_numbers::FieldError;
 use crate::state::AppState;
@@ -48,22 +48,6 @@ fn bad(error: crate::http::graph_error::GraphError) -> PlatformError {
     PlatformError::BadRequest(error.details.unwrap_or(error.message))
 }
 
-fn time_param(
-    query: &Query,
-    name: &str,
-) -> Result<Option<chrono::DateTime<chrono::Utc>>, PlatformError> {
-    query
-        .get(name)
-        .map(|raw| {
-            parse_time(raw).ok_or_else(|| {
-                PlatformError::BadRequest(format!(
-                    "{name}: must be an ISO 8601 time such as 2026-01-15T12:00:00Z, got '{raw}'"
-                ))
-            })
-        })
-        .transpose()
-}
-
 async fn list(
     State(state): State<AppState>,
     key: ProjectKey,
@@ -72,8 +56,8 @@ async fn list(
 ) -> Result<Json<Value>, PlatformError> {
     let query = Query::parse(raw.as_deref());
     let mut filter = DeliveryFilter {
-        since: time_param(&query, "since")?,
-        until: time_param(&query, "until")?,
+        since: time_param("since", query.get("since"))?,
+        until: time_param("until", query.get("until"))?,
         ..DeliveryFilter::default()
     };
     if let Some(status) = query.get("status") {

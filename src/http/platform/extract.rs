@@ -81,3 +81,19 @@ impl<T: DeserializeOwned> FromRequest<AppState> for PlatformJson<T> {
             })
     }
 }
+
+/// An optional ISO 8601 query parameter; a bad one is a 400 naming the parameter.
+pub fn time_param(
+    name: &str,
+    raw: Option<&str>,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, PlatformError> {
+    raw.filter(|r| !r.is_empty())
+        .map(|r| {
+            crate::stored::filters::parse_time(r).ok_or_else(|| {
+                PlatformError::BadRequest(format!(
+                    "{name}: must be an ISO 8601 time such as 2026-01-15T12:00:00Z, got '{r}'"
+                ))
+            })
+        })
+        .transpose()
+}
