@@ -14,8 +14,8 @@ use super::envelope::{self, Change, ChangeTarget};
 use super::message_content::{is_media, next_status, render};
 use crate::auth::Authenticator;
 use crate::store::{
-    CallRow, DynStore, EventRouteRow, MessageRow, NewDelivery, NewWebhookEvent, StoreResult,
-    StoreTx,
+    CallRow, DynStore, EventRouteRow, MessageRow, NewDelivery, NewWebhookEvent, Prefetch,
+    StoreError, StoreResult, StoreTx,
 };
 
 /// The number a route belongs to, as ingest needs it.
@@ -74,6 +74,53 @@ impl IngestJob {
                 })
         });
         shard_hash(number, user.as_deref().unwrap_or(""))
+    }
+}
+
+impl IngestJob {
+    /// What this job will read and lock: its messages' wamids and its users' identifiers, so a
+    /// batch can lock and read them all at once.
+    pub fn prefetch(&self, batch: &mut Prefetch) {
+        for route in &self.routes {
+            let Some(number) = &route.number else {
+                continue;
+            };
+            let number = number.internal_id;
+            for change in &route.changes {
+                let (lists, user_keys): (&[&str], &[&str]) = match change.field.as_str() {
+                    "messages" => (
+                        &["messages", "statuses"],
+                        &["from", "from_user_id", "recipient_id", "recipient_user_id"],
+                    ),
+                    "smb_message_echoes" => (&["message_echoes"], &["to", "to_user_id"]),
+                    _ => continue,
+                };
+                for list in lists {
+                    for item in array(&change.value, list) {
+                        if let Some(id) = text(item, "id") {
+                            batch.messages.push((number, id));
+                        }
+                        for key in user_keys {
+                            prefetch_user(batch, number, text(item, key));
+                        }
+                    }
+                }
+                for contact in array(&change.value, "contacts") {
+                    prefetch_user(batch, number, text(contact, "wa_id"));
+                    prefetch_user(batch, number, text(contact, "user_id"));
+                }
+            }
+        }
+    }
+}
+
+/// Adds a user identifier (phone number or BSUID) to a prefetch.
+pub fn prefetch_user(batch: &mut Prefetch, number: Uuid, id: Option<String>) {
+    let Some(id) = id else { return };
+    if contacts::is_bsuid(&id) {
+        batch.bsuids.push((number, id));
+    } else if let Some(wa_id) = contacts::normalize_wa_id(&id) {
+        batch.wa_ids.push((number, wa_id));
     }
 }
 
@@ -485,9 +532,12 @@ pub async fn record_message(
         return Ok(());
     };
     // One writer per wamid at a time: a concurrent status either sees the message or parks
-    // before we look for parked statuses.
+    // before we look for parked statuses. Under that lock "not stored" stays true until we
+    // insert, so the contact and conversation can be settled first and the message written
+    // once, complete.
     tx.lock_key(number.internal_id, &wamid).await?;
-    if tx.find_message(number.internal_id, &wamid).await?.is_some() {
+    let (stored, parked) = tx.message_presence(number.internal_id, &wamid).await?;
+    if stored {
         return Ok(());
     }
     let message_type = text(message, "type").unwrap_or_else(|| "text".into());
@@ -526,10 +576,6 @@ pub async fn record_message(
         created_at: now,
         updated_at: now,
     };
-    // The message first: only a message actually stored counts in its conversation.
-    if !tx.insert_message(&row).await? {
-        return Ok(());
-    }
     if let Some(contact) = &contact {
         let activity = Activity {
             inbound: recorded.direction == "inbound",
@@ -549,13 +595,20 @@ pub async fn record_message(
         .await?;
         row.conversation_id = Some(conversation.id);
     }
-    for status in tx.take_parked_statuses(number.internal_id, &wamid).await? {
-        if let Ok(status) = serde_json::from_str::<Value>(&status.status) {
-            fold_status(&mut row, &status);
+    if parked {
+        for status in tx.take_parked_statuses(number.internal_id, &wamid).await? {
+            if let Ok(status) = serde_json::from_str::<Value>(&status.status) {
+                fold_status(&mut row, &status);
+            }
         }
     }
-    if row.conversation_id.is_some() || row.statuses != "[]" {
-        tx.update_message_state(&row).await?;
+    if !tx.insert_message(&row).await? {
+        // Only a writer that skipped the wamid lock gets here. Roll back rather than leave a
+        // conversation counting a message that is not this one; the writer retries the job
+        // alone, and then finds the message stored.
+        return Err(StoreError::Conflict {
+            constraint: Some("messages (phone_number_internal_id, wamid)".into()),
+        });
     }
     Ok(())
 }

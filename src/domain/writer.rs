@@ -58,6 +58,37 @@ impl Recording {
     }
 }
 
+impl Recording {
+    /// The wamid a recorded send will lock and the user it went to (see `IngestJob::prefetch`).
+    fn prefetch(&self, batch: &mut crate::store::Prefetch) {
+        if let Self::Send {
+            number,
+            request,
+            response,
+            ..
+        } = self
+        {
+            if request.get("status").and_then(Value::as_str) == Some("read") {
+                return;
+            }
+            let number = number.internal_id;
+            if let Some(wamid) = response.pointer("/messages/0/id").and_then(Value::as_str) {
+                batch.messages.push((number, wamid.to_owned()));
+            }
+            let contact = response.pointer("/contacts/0").unwrap_or(&Value::Null);
+            for id in [
+                request.get("to"),
+                request.get("recipient"),
+                contact.get("wa_id"),
+                contact.get("user_id"),
+            ] {
+                let id = id.and_then(Value::as_str).map(str::to_owned);
+                ingest::prefetch_user(batch, number, id);
+            }
+        }
+    }
+}
+
 /// How a recording ended up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
@@ -204,6 +235,15 @@ impl Shard {
     async fn try_batch(&self, jobs: &[Job]) -> StoreResult<()> {
         let now = crate::store::now();
         let mut tx = self.store.begin().await?;
+        let mut batch = crate::store::Prefetch::default();
+        for job in jobs {
+            match job {
+                Job::Ingest(job, _) => job.prefetch(&mut batch),
+                Job::Record(recording, _) => recording.prefetch(&mut batch),
+            }
+        }
+        tx.lock_keys(&batch.messages).await?;
+        tx.prefetch(&batch).await?;
         for job in jobs {
             self.apply(&mut *tx, job, now).await?;
         }

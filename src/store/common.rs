@@ -376,6 +376,7 @@ macro_rules! impl_common_store {
                 Ok(Box::new($tx {
                     tx: self.pool.begin_with(Self::BEGIN_WRITE).await?,
                     queued_deliveries: false,
+                    state: Default::default(),
                 }))
             }
 
@@ -520,15 +521,28 @@ macro_rules! impl_common_store {
                 project_id: uuid::Uuid,
                 phone_number_id: &str,
             ) -> $crate::store::StoreResult<()> {
-                let result =
-                    sqlx::query("delete from phone_numbers where project_id = $1 and phone_number_id = $2")
-                        .bind(project_id)
-                        .bind(phone_number_id)
-                        .execute(&self.pool)
-                        .await?;
-                if result.rows_affected() == 0 {
+                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
+                let internal_id: Option<uuid::Uuid> = sqlx::query_scalar(
+                    "delete from phone_numbers where project_id = $1 and phone_number_id = $2 returning internal_id",
+                )
+                .bind(project_id)
+                .bind(phone_number_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(internal_id) = internal_id else {
                     return Err($crate::store::StoreError::NotFound);
+                };
+                // The rows PostgreSQL does not cascade (migration 0005); on SQLite the foreign
+                // keys have already removed them.
+                for sql in [
+                    "delete from webhook_delivery_attempts where delivery_id in \
+                     (select id from webhook_deliveries where phone_number_internal_id = $1)",
+                    "delete from webhook_deliveries where phone_number_internal_id = $1",
+                    "delete from messages where phone_number_internal_id = $1",
+                ] {
+                    sqlx::query(sql).bind(internal_id).execute(&mut *tx).await?;
                 }
+                tx.commit().await?;
                 Ok(())
             }
         }

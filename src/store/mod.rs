@@ -14,6 +14,7 @@ mod postgres;
 mod records;
 mod sqlite;
 pub(crate) mod tx;
+pub(crate) mod tx_state;
 
 use std::sync::Arc;
 
@@ -34,6 +35,7 @@ pub use postgres::PgStore;
 pub use records::*;
 pub use sqlite::SqliteStore;
 pub use tx::StoreTx;
+pub use tx_state::Prefetch;
 
 use crate::config::{Backend, DatabaseConfig};
 

@@ -54,6 +54,7 @@ impl PgStore {
 pub struct PgTx {
     tx: sqlx::Transaction<'static, sqlx::Postgres>,
     queued_deliveries: bool,
+    state: super::tx_state::TxState,
 }
 
 impl_common_store!(PgStore, PgTx);
@@ -97,4 +98,353 @@ impl PgTx {
     const NOTIFY: Option<&'static str> = PgStore::NOTIFY;
     const KEY_LOCK: Option<&'static str> =
         Some("select pg_advisory_xact_lock(hashtextextended($1, 0))");
+
+    /// `StoreTx::prefetch`: the batch's messages (locked, in id order), whether statuses are
+    /// parked for them, its contacts and their active conversations (locked, in id order).
+    async fn prefetch_rows(
+        tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+        batch: &super::Prefetch,
+    ) -> super::StoreResult<Option<super::tx_state::Prefetched>> {
+        use super::tx::{CONTACT_COLUMNS, CONVERSATION_COLUMNS, MESSAGE_COLUMNS};
+        fn split<T: Clone>(pairs: &[(uuid::Uuid, T)]) -> (Vec<uuid::Uuid>, Vec<T>) {
+            pairs.iter().cloned().unzip()
+        }
+        let mut got = super::tx_state::Prefetched::default();
+        if !batch.messages.is_empty() {
+            let (numbers, wamids) = split(&batch.messages);
+            got.messages = sqlx::query_as(&format!(
+                "select {MESSAGE_COLUMNS} from messages where (phone_number_internal_id, wamid) in \
+                 (select * from unnest($1::uuid[], $2::text[])) order by id for update"
+            ))
+            .bind(&numbers)
+            .bind(&wamids)
+            .fetch_all(&mut **tx)
+            .await?;
+            got.parked = sqlx::query_as(
+                "select distinct phone_number_internal_id, wamid from parked_statuses \
+                 where (phone_number_internal_id, wamid) in (select * from unnest($1::uuid[], $2::text[]))",
+            )
+            .bind(&numbers)
+            .bind(&wamids)
+            .fetch_all(&mut **tx)
+            .await?;
+        }
+        if !batch.wa_ids.is_empty() || !batch.bsuids.is_empty() {
+            let (wa_numbers, wa_ids) = split(&batch.wa_ids);
+            let (bsuid_numbers, bsuids) = split(&batch.bsuids);
+            got.contacts = sqlx::query_as(&format!(
+                // `is not null` lets the planner use the partial unique indexes.
+                "select {CONTACT_COLUMNS} from contacts where wa_id is not null and \
+                 (phone_number_internal_id, wa_id) in (select * from unnest($1::uuid[], $2::text[])) \
+                 union all select {CONTACT_COLUMNS} from contacts \
+                 where business_scoped_user_id is not null and \
+                 (phone_number_internal_id, business_scoped_user_id) in \
+                 (select * from unnest($3::uuid[], $4::text[]))"
+            ))
+            .bind(&wa_numbers)
+            .bind(&wa_ids)
+            .bind(&bsuid_numbers)
+            .bind(&bsuids)
+            .fetch_all(&mut **tx)
+            .await?;
+        }
+        if !got.contacts.is_empty() {
+            let (numbers, contacts): (Vec<uuid::Uuid>, Vec<uuid::Uuid>) = got
+                .contacts
+                .iter()
+                .map(|c| (c.phone_number_internal_id, c.id))
+                .unzip();
+            got.conversations = sqlx::query_as(&format!(
+                "select {CONVERSATION_COLUMNS} from conversations where status = 'active' and \
+                 (phone_number_internal_id, contact_id) in (select * from unnest($1::uuid[], $2::uuid[])) \
+                 order by id for update"
+            ))
+            .bind(&numbers)
+            .bind(&contacts)
+            .fetch_all(&mut **tx)
+            .await?;
+        }
+        Ok(Some(got))
+    }
+
+    /// `StoreTx::lock_keys`: sorted by the lock's own key (the subquery's DISTINCT keeps the sort
+    /// below the locking), so concurrent batches take shared keys in the same order.
+    async fn lock_many(
+        tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+        keys: &[String],
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "select pg_advisory_xact_lock(h) from (select distinct hashtextextended(k, 0) as h \
+             from unnest($1::text[]) as k order by h) as keys",
+        )
+        .bind(keys)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+}
+
+/// Commit-time writes of the rows a transaction buffered (see `tx_state`). Each is one statement
+/// over arrays (`unnest`), so its text, and its cached plan, are the same whatever the batch size.
+impl PgTx {
+    async fn flush_pending(&mut self) -> super::StoreResult<()> {
+        let events = std::mem::take(&mut self.state.events);
+        if !events.is_empty() {
+            sqlx::query(
+                "insert into webhook_events (id, received_at, body, state, error) \
+                 select * from unnest($1::uuid[], $2::timestamptz[], $3::bytea[], $4::text[], $5::text[])",
+            )
+            .bind(events.iter().map(|e| e.id).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.received_at).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.body.as_slice()).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.state.as_str()).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.error.as_deref()).collect::<Vec<_>>())
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        let routes = std::mem::take(&mut self.state.routes);
+        if !routes.is_empty() {
+            sqlx::query(
+                "insert into webhook_event_routes \
+                 (id, event_id, project_id, phone_number_id, fields, payload, created_at) \
+                 select * from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], \
+                 $6::bytea[], $7::timestamptz[])",
+            )
+            .bind(routes.iter().map(|r| r.id).collect::<Vec<_>>())
+            .bind(routes.iter().map(|r| r.event_id).collect::<Vec<_>>())
+            .bind(routes.iter().map(|r| r.project_id).collect::<Vec<_>>())
+            .bind(
+                routes
+                    .iter()
+                    .map(|r| r.phone_number_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(routes.iter().map(|r| r.fields.as_str()).collect::<Vec<_>>())
+            .bind(
+                routes
+                    .iter()
+                    .map(|r| r.payload.as_slice())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(routes.iter().map(|r| r.created_at).collect::<Vec<_>>())
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        let deliveries = std::mem::take(&mut self.state.deliveries);
+        if !deliveries.is_empty() {
+            sqlx::query(
+                "insert into webhook_deliveries (id, project_id, phone_number_internal_id, \
+                 phone_number_id, event_id, route_id, fields, idempotency_key, message_wamids, \
+                 status, attempts, next_attempt_at, replay_of, created_at, updated_at) \
+                 select id, project_id, internal_id, pnid, event_id, route_id, fields, idem, wamids, \
+                 'pending', 0, created_at, replay_of, created_at, created_at \
+                 from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::uuid[], $6::uuid[], \
+                 $7::text[], $8::text[], $9::text[], $10::uuid[], $11::timestamptz[]) \
+                 as d(id, project_id, internal_id, pnid, event_id, route_id, fields, idem, wamids, \
+                 replay_of, created_at)",
+            )
+            .bind(deliveries.iter().map(|d| d.id).collect::<Vec<_>>())
+            .bind(deliveries.iter().map(|d| d.project_id).collect::<Vec<_>>())
+            .bind(deliveries.iter().map(|d| d.phone_number_internal_id).collect::<Vec<_>>())
+            .bind(deliveries.iter().map(|d| d.phone_number_id.as_str()).collect::<Vec<_>>())
+            .bind(deliveries.iter().map(|d| d.event_id).collect::<Vec<_>>())
+            .bind(deliveries.iter().map(|d| d.route_id).collect::<Vec<_>>())
+            .bind(deliveries.iter().map(|d| d.fields.as_str()).collect::<Vec<_>>())
+            .bind(deliveries.iter().map(|d| d.idempotency_key.as_str()).collect::<Vec<_>>())
+            .bind(deliveries.iter().map(|d| d.message_wamids.as_str()).collect::<Vec<_>>())
+            .bind(deliveries.iter().map(|d| d.replay_of).collect::<Vec<_>>())
+            .bind(deliveries.iter().map(|d| d.created_at).collect::<Vec<_>>())
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn flush_conversations(&mut self) -> super::StoreResult<()> {
+        let rows = self.state.take_conversation_writes();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "update conversations as c set status = v.status, last_active_at = v.last_active_at, \
+             ended_at = v.ended_at, messages_count = v.messages_count, last_message_id = v.last_message_id, \
+             last_message_type = v.last_message_type, last_message_timestamp = v.last_message_timestamp, \
+             last_message_text = v.last_message_text, last_inbound_at = v.last_inbound_at, \
+             last_outbound_at = v.last_outbound_at, metadata = v.metadata, updated_at = v.updated_at \
+             from unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::int4[], \
+             $6::text[], $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::timestamptz[], \
+             $12::text[], $13::timestamptz[]) as v(id, status, last_active_at, ended_at, messages_count, \
+             last_message_id, last_message_type, last_message_timestamp, last_message_text, \
+             last_inbound_at, last_outbound_at, metadata, updated_at) \
+             where c.id = v.id",
+        )
+        .bind(rows.iter().map(|c| c.id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|c| c.status.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|c| c.last_active_at).collect::<Vec<_>>())
+        .bind(rows.iter().map(|c| c.ended_at).collect::<Vec<_>>())
+        .bind(rows.iter().map(|c| c.messages_count).collect::<Vec<_>>())
+        .bind(rows.iter().map(|c| c.last_message_id.as_deref()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|c| c.last_message_type.as_deref()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|c| c.last_message_timestamp.as_deref()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|c| c.last_message_text.as_deref()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|c| c.last_inbound_at).collect::<Vec<_>>())
+        .bind(rows.iter().map(|c| c.last_outbound_at).collect::<Vec<_>>())
+        .bind(rows.iter().map(|c| c.metadata.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|c| c.updated_at).collect::<Vec<_>>())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn flush_messages(&mut self) -> super::StoreResult<()> {
+        let (inserts, updates) = self.state.take_message_writes();
+        if !inserts.is_empty() {
+            let m = &inserts;
+            sqlx::query(
+                "insert into messages (id, project_id, phone_number_internal_id, wamid, direction, \
+                 message_type, status, processing_status, origin, meta_timestamp, contact_id, \
+                 conversation_id, has_media, body, content, errors, statuses, created_at, updated_at) \
+                 select * from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], \
+                 $6::text[], $7::text[], $8::text[], $9::text[], $10::int8[], $11::uuid[], $12::uuid[], \
+                 $13::bool[], $14::text[], $15::text[], $16::text[], $17::text[], $18::timestamptz[], \
+                 $19::timestamptz[])",
+            )
+            .bind(m.iter().map(|m| m.id).collect::<Vec<_>>())
+            .bind(m.iter().map(|m| m.project_id).collect::<Vec<_>>())
+            .bind(m.iter().map(|m| m.phone_number_internal_id).collect::<Vec<_>>())
+            .bind(m.iter().map(|m| m.wamid.as_str()).collect::<Vec<_>>())
+            .bind(m.iter().map(|m| m.direction.as_str()).collect::<Vec<_>>())
+            .bind(m.iter().map(|m| m.message_type.as_str()).collect::<Vec<_>>())
+            .bind(m.iter().map(|m| m.status.as_str()).collect::<Vec<_>>())
+            .bind(m.iter().map(|m| m.processing_status.as_str()).collect::<Vec<_>>())
+            .bind(m.iter().map(|m| m.origin.as_str()).collect::<Vec<_>>())
+            .bind(m.iter().map(|m| m.meta_timestamp).collect::<Vec<_>>())
+            .bind(m.iter().map(|m| m.contact_id).collect::<Vec<_>>())
+            .bind(m.iter().map(|m| m.conversation_id).collect::<Vec<_>>())
+            .bind(m.iter().map(|m| m.has_media).collect::<Vec<_>>())
+            .bind(m.iter().map(|m| m.body.as_str()).collect::<Vec<_>>())
+            .bind(m.iter().map(|m| m.content.as_str()).collect::<Vec<_>>())
+            .bind(m.iter().map(|m| m.errors.as_deref()).collect::<Vec<_>>())
+            .bind(m.iter().map(|m| m.statuses.as_str()).collect::<Vec<_>>())
+            .bind(m.iter().map(|m| m.created_at).collect::<Vec<_>>())
+            .bind(m.iter().map(|m| m.updated_at).collect::<Vec<_>>())
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        if !updates.is_empty() {
+            let m = &updates;
+            sqlx::query(
+                "update messages as m set status = v.status, processing_status = v.processing_status, \
+                 errors = v.errors, statuses = v.statuses, contact_id = v.contact_id, \
+                 conversation_id = v.conversation_id, updated_at = v.updated_at \
+                 from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::uuid[], \
+                 $7::uuid[], $8::timestamptz[]) as v(id, status, processing_status, errors, statuses, \
+                 contact_id, conversation_id, updated_at) \
+                 where m.id = v.id",
+            )
+            .bind(m.iter().map(|m| m.id).collect::<Vec<_>>())
+            .bind(m.iter().map(|m| m.status.as_str()).collect::<Vec<_>>())
+            .bind(m.iter().map(|m| m.processing_status.as_str()).collect::<Vec<_>>())
+            .bind(m.iter().map(|m| m.errors.as_deref()).collect::<Vec<_>>())
+            .bind(m.iter().map(|m| m.statuses.as_str()).collect::<Vec<_>>())
+            .bind(m.iter().map(|m| m.contact_id).collect::<Vec<_>>())
+            .bind(m.iter().map(|m| m.conversation_id).collect::<Vec<_>>())
+            .bind(m.iter().map(|m| m.updated_at).collect::<Vec<_>>())
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+impl PgStore {
+    /// `Outbox::finish_deliveries`: three statements over arrays for the whole batch (attempts,
+    /// deliveries whose lease still holds, their messages' processing status).
+    async fn finish_batch(
+        pool: &PgPool,
+        outcomes: &[super::DeliveryOutcome],
+    ) -> super::StoreResult<()> {
+        let mut tx = pool.begin().await?;
+        let attempts: Vec<&super::AttemptRow> =
+            outcomes.iter().filter_map(|o| o.attempt.as_ref()).collect();
+        if !attempts.is_empty() {
+            let a = &attempts;
+            // Not for a delivery deleted meanwhile (with its number).
+            sqlx::query(
+                "insert into webhook_delivery_attempts (id, delivery_id, attempt, started_at, \
+                 duration_ms, destination, status_code, response_excerpt, error) \
+                 select a.* from unnest($1::uuid[], $2::uuid[], $3::int4[], $4::timestamptz[], \
+                 $5::int4[], $6::text[], $7::int4[], $8::text[], $9::text[]) as a(id, delivery_id, \
+                 attempt, started_at, duration_ms, destination, status_code, response_excerpt, error) \
+                 where exists (select 1 from webhook_deliveries d where d.id = a.delivery_id)",
+            )
+            .bind(a.iter().map(|a| a.id).collect::<Vec<_>>())
+            .bind(a.iter().map(|a| a.delivery_id).collect::<Vec<_>>())
+            .bind(a.iter().map(|a| a.attempt).collect::<Vec<_>>())
+            .bind(a.iter().map(|a| a.started_at).collect::<Vec<_>>())
+            .bind(a.iter().map(|a| a.duration_ms).collect::<Vec<_>>())
+            .bind(a.iter().map(|a| a.destination.as_str()).collect::<Vec<_>>())
+            .bind(a.iter().map(|a| a.status_code).collect::<Vec<_>>())
+            .bind(a.iter().map(|a| a.response_excerpt.as_deref()).collect::<Vec<_>>())
+            .bind(a.iter().map(|a| a.error.as_deref()).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        }
+        let o = outcomes;
+        // A delivery claimed again after our lease ran out keeps the newer claim's state.
+        let moved: Vec<uuid::Uuid> = sqlx::query_scalar(
+            "update webhook_deliveries as d set status = v.status, attempts = d.attempts + v.counted, \
+             next_attempt_at = v.next_attempt_at, \
+             last_status_code = case when v.counted = 1 then v.code else d.last_status_code end, \
+             last_error = case when v.counted = 1 then v.error else d.last_error end, \
+             delivered_at = coalesce(v.delivered_at, d.delivered_at), lease_token = null, \
+             updated_at = v.at \
+             from unnest($1::uuid[], $2::uuid[], $3::text[], $4::int4[], $5::timestamptz[], \
+             $6::int4[], $7::text[], $8::timestamptz[], $9::timestamptz[]) as v(id, token, status, \
+             counted, next_attempt_at, code, error, delivered_at, at) \
+             where d.id = v.id and d.lease_token = v.token returning d.id",
+        )
+        .bind(o.iter().map(|o| o.delivery_id).collect::<Vec<_>>())
+        .bind(o.iter().map(|o| o.lease_token).collect::<Vec<_>>())
+        .bind(o.iter().map(|o| o.status).collect::<Vec<_>>())
+        .bind(o.iter().map(|o| i32::from(o.attempt.is_some())).collect::<Vec<_>>())
+        .bind(o.iter().map(|o| o.next_attempt_at).collect::<Vec<_>>())
+        .bind(o.iter().map(|o| o.last_status_code).collect::<Vec<_>>())
+        .bind(o.iter().map(|o| o.last_error.as_deref()).collect::<Vec<_>>())
+        .bind(o.iter().map(|o| o.delivered_at).collect::<Vec<_>>())
+        .bind(o.iter().map(|o| o.at).collect::<Vec<_>>())
+        .fetch_all(&mut *tx)
+        .await?;
+        let moved: std::collections::HashSet<uuid::Uuid> = moved.into_iter().collect();
+        // The last outcome for a message wins (outcomes are in finishing order).
+        let mut statuses: std::collections::HashMap<
+            (uuid::Uuid, &str),
+            (&str, chrono::DateTime<chrono::Utc>),
+        > = std::collections::HashMap::new();
+        for o in outcomes.iter().filter(|o| moved.contains(&o.delivery_id)) {
+            if let Some(status) = o.processing_status {
+                for wamid in o.message_wamids.split_whitespace() {
+                    statuses.insert((o.phone_number_internal_id, wamid), (status, o.at));
+                }
+            }
+        }
+        if !statuses.is_empty() {
+            let (keys, values): (Vec<_>, Vec<_>) = statuses.into_iter().unzip();
+            sqlx::query(
+                "update messages as m set processing_status = v.status, updated_at = v.at \
+                 from unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[]) \
+                 as v(number, wamid, status, at) \
+                 where m.phone_number_internal_id = v.number and m.wamid = v.wamid \
+                 and m.direction = 'inbound'",
+            )
+            .bind(keys.iter().map(|k| k.0).collect::<Vec<_>>())
+            .bind(keys.iter().map(|k| k.1).collect::<Vec<_>>())
+            .bind(values.iter().map(|v| v.0).collect::<Vec<_>>())
+            .bind(values.iter().map(|v| v.1).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
 }

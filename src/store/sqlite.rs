@@ -60,6 +60,7 @@ impl SqliteStore {
 pub struct SqliteTx {
     tx: sqlx::Transaction<'static, sqlx::Sqlite>,
     queued_deliveries: bool,
+    state: super::tx_state::TxState,
 }
 
 impl_common_store!(SqliteStore, SqliteTx);
@@ -73,6 +74,66 @@ impl SqliteStore {
     /// Every writer is in this process, which wakes its workers itself.
     const NOTIFY: Option<&'static str> = None;
 
+    /// `Outbox::finish_deliveries`: statement by statement (cheap in process).
+    async fn finish_batch(
+        pool: &SqlitePool,
+        outcomes: &[super::DeliveryOutcome],
+    ) -> super::StoreResult<()> {
+        let mut tx = pool.begin().await?;
+        for o in outcomes {
+            if let Some(a) = &o.attempt {
+                // Not for a delivery deleted meanwhile (its number or project was): the
+                // foreign key would fail the whole batch, and every outcome in it.
+                sqlx::query(
+                    "insert into webhook_delivery_attempts (id, delivery_id, attempt, started_at, \
+                     duration_ms, destination, status_code, response_excerpt, error) \
+                     select $1, $2, $3, $4, $5, $6, $7, $8, $9 \
+                     where exists (select 1 from webhook_deliveries where id = $2)",
+                )
+                .bind(a.id)
+                .bind(a.delivery_id)
+                .bind(a.attempt)
+                .bind(a.started_at)
+                .bind(a.duration_ms)
+                .bind(&a.destination)
+                .bind(a.status_code)
+                .bind(&a.response_excerpt)
+                .bind(&a.error)
+                .execute(&mut *tx)
+                .await?;
+            }
+            let counted = i32::from(o.attempt.is_some());
+            let moved = sqlx::query(
+                "update webhook_deliveries set status = $3, attempts = attempts + $4, \
+                 next_attempt_at = $5, last_status_code = case when $4 = 1 then $6 else last_status_code end, \
+                 last_error = case when $4 = 1 then $7 else last_error end, \
+                 delivered_at = coalesce($8, delivered_at), lease_token = null, updated_at = $9 \
+                 where id = $1 and lease_token = $2",
+            )
+            .bind(o.delivery_id).bind(o.lease_token).bind(o.status).bind(counted)
+            .bind(o.next_attempt_at).bind(o.last_status_code).bind(&o.last_error)
+            .bind(o.delivered_at).bind(o.at)
+            .execute(&mut *tx).await?
+            .rows_affected();
+            if moved == 0 {
+                // Claimed again after our lease ran out: the newer claim decides.
+                continue;
+            }
+            if let Some(status) = o.processing_status {
+                for wamid in o.message_wamids.split_whitespace() {
+                    sqlx::query(
+                        "update messages set processing_status = $3, updated_at = $4 \
+                         where phone_number_internal_id = $1 and wamid = $2 and direction = 'inbound'",
+                    )
+                    .bind(o.phone_number_internal_id).bind(wamid).bind(status).bind(o.at)
+                    .execute(&mut *tx).await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn listen(_pool: &SqlitePool, _wake: std::sync::Arc<tokio::sync::Notify>) {}
 }
 
@@ -80,5 +141,210 @@ impl SqliteTx {
     /// Appended to read-then-write selects so concurrent writers of one row queue up.
     const LOCK_ROWS: &'static str = "";
     const KEY_LOCK: Option<&'static str> = None;
+
+    /// Statements are cheap in process: rows are cached as the batch reads them instead.
+    async fn prefetch_rows(
+        _tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+        _batch: &super::Prefetch,
+    ) -> super::StoreResult<Option<super::tx_state::Prefetched>> {
+        Ok(None)
+    }
+
+    /// One writer at a time: nothing to lock.
+    async fn lock_many(
+        _tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+        _keys: &[String],
+    ) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
     const NOTIFY: Option<&'static str> = SqliteStore::NOTIFY;
+}
+
+/// Commit-time writes of the rows a transaction buffered (see `tx_state`): multi-row statements
+/// built per batch (SQLite prepares them cheaply).
+impl SqliteTx {
+    /// Inserts the buffered append-only rows: parents before children (foreign keys).
+    async fn flush_pending(&mut self) -> crate::store::StoreResult<()> {
+        use crate::store::tx::INSERT_CHUNK;
+        let events = std::mem::take(&mut self.state.events);
+        for chunk in events.chunks(INSERT_CHUNK) {
+            let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "insert into webhook_events (id, received_at, body, state, error) ",
+            );
+            query.push_values(chunk, |mut row, e| {
+                row.push_bind(e.id)
+                    .push_bind(e.received_at)
+                    .push_bind(&e.body)
+                    .push_bind(&e.state)
+                    .push_bind(&e.error);
+            });
+            query.build().execute(&mut *self.tx).await?;
+        }
+        let routes = std::mem::take(&mut self.state.routes);
+        for chunk in routes.chunks(INSERT_CHUNK) {
+            let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "insert into webhook_event_routes \
+                 (id, event_id, project_id, phone_number_id, fields, payload, created_at) ",
+            );
+            query.push_values(chunk, |mut row, r| {
+                row.push_bind(r.id)
+                    .push_bind(r.event_id)
+                    .push_bind(r.project_id)
+                    .push_bind(&r.phone_number_id)
+                    .push_bind(&r.fields)
+                    .push_bind(&r.payload)
+                    .push_bind(r.created_at);
+            });
+            query.build().execute(&mut *self.tx).await?;
+        }
+        let deliveries = std::mem::take(&mut self.state.deliveries);
+        for chunk in deliveries.chunks(INSERT_CHUNK) {
+            let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "insert into webhook_deliveries (id, project_id, phone_number_internal_id, \
+                 phone_number_id, event_id, route_id, fields, idempotency_key, message_wamids, \
+                 status, attempts, next_attempt_at, replay_of, created_at, updated_at) ",
+            );
+            query.push_values(chunk, |mut row, d| {
+                row.push_bind(d.id)
+                    .push_bind(d.project_id)
+                    .push_bind(d.phone_number_internal_id)
+                    .push_bind(&d.phone_number_id)
+                    .push_bind(d.event_id)
+                    .push_bind(d.route_id)
+                    .push_bind(&d.fields)
+                    .push_bind(&d.idempotency_key)
+                    .push_bind(&d.message_wamids)
+                    .push("'pending'")
+                    .push("0")
+                    .push_bind(d.created_at)
+                    .push_bind(d.replay_of)
+                    .push_bind(d.created_at)
+                    .push_bind(d.created_at);
+            });
+            query.build().execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes every changed conversation, one statement per chunk.
+    async fn flush_conversations(&mut self) -> crate::store::StoreResult<()> {
+        let rows = self.state.take_conversation_writes();
+        for chunk in rows.chunks(crate::store::tx::INSERT_CHUNK) {
+            let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "update conversations set status = v.status, last_active_at = v.last_active_at, \
+                 ended_at = v.ended_at, messages_count = v.messages_count, \
+                 last_message_id = v.last_message_id, last_message_type = v.last_message_type, \
+                 last_message_timestamp = v.last_message_timestamp, \
+                 last_message_text = v.last_message_text, last_inbound_at = v.last_inbound_at, \
+                 last_outbound_at = v.last_outbound_at, metadata = v.metadata, \
+                 updated_at = v.updated_at from (",
+            );
+            for (i, c) in chunk.iter().enumerate() {
+                query.push(if i == 0 {
+                    "select "
+                } else {
+                    " union all select "
+                });
+                query
+                    .push_bind(c.id)
+                    .push(" as id, ")
+                    .push_bind(&c.status)
+                    .push(" as status, ")
+                    .push_bind(c.last_active_at)
+                    .push(" as last_active_at, ")
+                    .push_bind(c.ended_at)
+                    .push(" as ended_at, ")
+                    .push_bind(c.messages_count)
+                    .push(" as messages_count, ")
+                    .push_bind(&c.last_message_id)
+                    .push(" as last_message_id, ")
+                    .push_bind(&c.last_message_type)
+                    .push(" as last_message_type, ")
+                    .push_bind(&c.last_message_timestamp)
+                    .push(" as last_message_timestamp, ")
+                    .push_bind(&c.last_message_text)
+                    .push(" as last_message_text, ")
+                    .push_bind(c.last_inbound_at)
+                    .push(" as last_inbound_at, ")
+                    .push_bind(c.last_outbound_at)
+                    .push(" as last_outbound_at, ")
+                    .push_bind(&c.metadata)
+                    .push(" as metadata, ")
+                    .push_bind(c.updated_at)
+                    .push(" as updated_at");
+            }
+            query.push(") as v where conversations.id = v.id");
+            query.build().execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Inserts the messages recorded in this transaction (a unique-key clash fails the
+    /// batch: the writer then retries its jobs one by one) and writes changed ones.
+    async fn flush_messages(&mut self) -> crate::store::StoreResult<()> {
+        let (inserts, updates) = self.state.take_message_writes();
+        for chunk in inserts.chunks(crate::store::tx::INSERT_CHUNK) {
+            let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "insert into messages (id, project_id, phone_number_internal_id, wamid, direction, \
+                 message_type, status, processing_status, origin, meta_timestamp, contact_id, \
+                 conversation_id, has_media, body, content, errors, statuses, created_at, updated_at) ",
+            );
+            query.push_values(chunk, |mut row, m| {
+                row.push_bind(m.id)
+                    .push_bind(m.project_id)
+                    .push_bind(m.phone_number_internal_id)
+                    .push_bind(&m.wamid)
+                    .push_bind(&m.direction)
+                    .push_bind(&m.message_type)
+                    .push_bind(&m.status)
+                    .push_bind(&m.processing_status)
+                    .push_bind(&m.origin)
+                    .push_bind(m.meta_timestamp)
+                    .push_bind(m.contact_id)
+                    .push_bind(m.conversation_id)
+                    .push_bind(m.has_media)
+                    .push_bind(&m.body)
+                    .push_bind(&m.content)
+                    .push_bind(&m.errors)
+                    .push_bind(&m.statuses)
+                    .push_bind(m.created_at)
+                    .push_bind(m.updated_at);
+            });
+            query.build().execute(&mut *self.tx).await?;
+        }
+        for chunk in updates.chunks(crate::store::tx::INSERT_CHUNK) {
+            let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "update messages set status = v.status, processing_status = v.processing_status, \
+                 errors = v.errors, statuses = v.statuses, contact_id = v.contact_id, \
+                 conversation_id = v.conversation_id, updated_at = v.updated_at from (",
+            );
+            for (i, m) in chunk.iter().enumerate() {
+                query.push(if i == 0 {
+                    "select "
+                } else {
+                    " union all select "
+                });
+                query
+                    .push_bind(m.id)
+                    .push(" as id, ")
+                    .push_bind(&m.status)
+                    .push(" as status, ")
+                    .push_bind(&m.processing_status)
+                    .push(" as processing_status, ")
+                    .push_bind(&m.errors)
+                    .push(" as errors, ")
+                    .push_bind(&m.statuses)
+                    .push(" as statuses, ")
+                    .push_bind(m.contact_id)
+                    .push(" as contact_id, ")
+                    .push_bind(m.conversation_id)
+                    .push(" as conversation_id, ")
+                    .push_bind(m.updated_at)
+                    .push(" as updated_at");
+            }
+            query.push(") as v where messages.id = v.id");
+            query.build().execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
 }

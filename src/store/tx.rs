@@ -14,7 +14,18 @@ pub trait StoreTx: Send {
     /// Serialises work on one key (a message's wamid) across transactions until commit: on
     /// PostgreSQL an advisory transaction lock, on SQLite nothing (one writer at a time).
     async fn lock_key(&mut self, number: Uuid, key: &str) -> StoreResult<()>;
+    /// Locks several keys with one statement, in one global order (two transactions locking
+    /// overlapping sets never deadlock); a key locked once stays locked until commit, so later
+    /// `lock_key` calls for it cost nothing.
+    async fn lock_keys(&mut self, keys: &[(Uuid, String)]) -> StoreResult<()>;
+    /// Reads what a batch will touch (its messages, contacts and their active conversations)
+    /// with a few statements, locking the message and conversation rows; the batch's keys must
+    /// be locked first. A no-op where statements are cheap (SQLite, in process).
+    async fn prefetch(&mut self, batch: &super::Prefetch) -> StoreResult<()>;
 
+    /// The raw event, its routes and their outbox rows are append-only and never read back by
+    /// the transaction that writes them: they are buffered and inserted at commit, one
+    /// multi-row statement per table, so a batch of N webhooks costs three statements, not 3N.
     async fn insert_webhook_event(&mut self, event: &NewWebhookEvent) -> StoreResult<()>;
     async fn insert_event_route(&mut self, route: &EventRouteRow) -> StoreResult<()>;
     /// Queues a webhook delivery; the commit wakes the delivery workers of every instance.
@@ -60,6 +71,8 @@ pub trait StoreTx: Send {
     /// Inserts unless (number, wamid) exists; returns whether it inserted.
     async fn insert_message(&mut self, message: &MessageRow) -> StoreResult<bool>;
     async fn find_message(&mut self, number: Uuid, wamid: &str) -> StoreResult<Option<MessageRow>>;
+    /// Whether (number, wamid) is stored, and whether statuses are parked for it (one query).
+    async fn message_presence(&mut self, number: Uuid, wamid: &str) -> StoreResult<(bool, bool)>;
     /// Writes back status, processing status, errors, status history, contact and conversation.
     async fn update_message_state(&mut self, message: &MessageRow) -> StoreResult<()>;
     async fn park_status(
@@ -107,39 +120,70 @@ pub(crate) const CALL_COLUMNS: &str =
     status, from_number, to_number, contact_id, conversation_id, started_at, session_started_at, \
     ended_at, duration_seconds, events, created_at, updated_at";
 
-/// Implements [`StoreTx`] for `$tx` (a struct with a `tx: sqlx::Transaction<'static, _>` field).
+/// Rows per multi-row insert: far below either backend's bound-parameter limit.
+pub(crate) const INSERT_CHUNK: usize = 200;
+
+/// Implements [`StoreTx`] for `$tx` (a struct with a `tx: sqlx::Transaction<'static, _>` field
+/// and a `state: TxState` field). Each backend provides `lock_many`, `prefetch_rows` and the
+/// commit-time `flush_*` writes.
 macro_rules! impl_store_tx {
     ($tx:ty) => {
         #[async_trait::async_trait]
         impl $crate::store::StoreTx for $tx {
             async fn lock_key(&mut self, number: uuid::Uuid, key: &str) -> $crate::store::StoreResult<()> {
                 if let Some(sql) = Self::KEY_LOCK {
-                    sqlx::query(sql).bind(format!("{number}/{key}")).execute(&mut *self.tx).await?;
+                    let key = format!("{number}/{key}");
+                    if !self.state.locked.contains(&key) {
+                        sqlx::query(sql).bind(&key).execute(&mut *self.tx).await?;
+                        self.state.locked.insert(key);
+                    }
+                }
+                Ok(())
+            }
+
+            async fn lock_keys(&mut self, keys: &[(uuid::Uuid, String)]) -> $crate::store::StoreResult<()> {
+                if Self::KEY_LOCK.is_some() {
+                    let fresh: Vec<String> = keys
+                        .iter()
+                        .map(|(number, key)| format!("{number}/{key}"))
+                        .filter(|key| !self.state.locked.contains(key))
+                        .collect();
+                    if !fresh.is_empty() {
+                        Self::lock_many(&mut self.tx, &fresh).await?;
+                        self.state.locked.extend(fresh);
+                    }
                 }
                 Ok(())
             }
 
             async fn insert_webhook_event(&mut self, e: &$crate::store::NewWebhookEvent) -> $crate::store::StoreResult<()> {
-                sqlx::query("insert into webhook_events (id, received_at, body, state, error) values ($1, $2, $3, $4, $5)")
-                    .bind(e.id).bind(e.received_at).bind(&e.body).bind(&e.state).bind(&e.error)
-                    .execute(&mut *self.tx).await?;
+                self.state.events.push(e.clone());
                 Ok(())
             }
 
             async fn insert_event_route(&mut self, r: &$crate::store::EventRouteRow) -> $crate::store::StoreResult<()> {
-                sqlx::query(
-                    "insert into webhook_event_routes (id, event_id, project_id, phone_number_id, fields, payload, created_at) \
-                     values ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(r.id).bind(r.event_id).bind(r.project_id).bind(&r.phone_number_id).bind(&r.fields)
-                .bind(&r.payload).bind(r.created_at)
-                .execute(&mut *self.tx).await?;
+                self.state.routes.push(r.clone());
+                Ok(())
+            }
+
+            async fn prefetch(&mut self, batch: &$crate::store::Prefetch) -> $crate::store::StoreResult<()> {
+                if let Some(rows) = Self::prefetch_rows(&mut self.tx, batch).await? {
+                    self.state.remember_prefetched(batch, rows);
+                }
                 Ok(())
             }
 
             async fn find_contact_by_bsuid(&mut self, number: uuid::Uuid, bsuid: &str) -> $crate::store::StoreResult<Option<$crate::store::ContactRow>> {
+                if let $crate::store::tx_state::Cached::Known(row) = self.state.contact_by_bsuid(number, bsuid) {
+                    return Ok(row);
+                }
                 let sql = format!("select {} from contacts where phone_number_internal_id = $1 and business_scoped_user_id = $2", $crate::store::tx::CONTACT_COLUMNS);
-                Ok(sqlx::query_as(&sql).bind(number).bind(bsuid).fetch_optional(&mut *self.tx).await?)
+                let row: Option<$crate::store::ContactRow> = sqlx::query_as(&sql).bind(number).bind(bsuid).fetch_optional(&mut *self.tx).await?;
+                match &row {
+                    Some(row) => self.state.remember_contact(row),
+                    None => self.state.remember_no_contact_by_bsuid(number, bsuid),
+                }
+                Ok(row)
             }
 
             async fn find_contact_by_parent_bsuid(&mut self, number: uuid::Uuid, parent: &str) -> $crate::store::StoreResult<Option<$crate::store::ContactRow>> {
@@ -151,8 +195,16 @@ macro_rules! impl_store_tx {
             }
 
             async fn find_contact_by_wa_id(&mut self, number: uuid::Uuid, wa_id: &str) -> $crate::store::StoreResult<Option<$crate::store::ContactRow>> {
+                if let $crate::store::tx_state::Cached::Known(row) = self.state.contact_by_wa_id(number, wa_id) {
+                    return Ok(row);
+                }
                 let sql = format!("select {} from contacts where phone_number_internal_id = $1 and wa_id = $2", $crate::store::tx::CONTACT_COLUMNS);
-                Ok(sqlx::query_as(&sql).bind(number).bind(wa_id).fetch_optional(&mut *self.tx).await?)
+                let row: Option<$crate::store::ContactRow> = sqlx::query_as(&sql).bind(number).bind(wa_id).fetch_optional(&mut *self.tx).await?;
+                match &row {
+                    Some(row) => self.state.remember_contact(row),
+                    None => self.state.remember_no_contact_by_wa_id(number, wa_id),
+                }
+                Ok(row)
             }
 
             async fn insert_contact(&mut self, c: &$crate::store::ContactRow) -> $crate::store::StoreResult<bool> {
@@ -167,7 +219,13 @@ macro_rules! impl_store_tx {
                 .bind(&c.profile_name).bind(&c.display_name).bind(c.customer_id).bind(&c.metadata)
                 .bind(c.created_at).bind(c.updated_at)
                 .execute(&mut *self.tx).await?;
-                Ok(result.rows_affected() == 1)
+                let inserted = result.rows_affected() == 1;
+                if inserted {
+                    self.state.remember_contact(c);
+                } else {
+                    self.state.forget_absent_contact(c);
+                }
+                Ok(inserted)
             }
 
             async fn update_contact(&mut self, c: &$crate::store::ContactRow) -> $crate::store::StoreResult<()> {
@@ -180,6 +238,7 @@ macro_rules! impl_store_tx {
                 .bind(&c.username).bind(&c.profile_name).bind(&c.display_name).bind(c.customer_id).bind(&c.metadata)
                 .bind(c.updated_at)
                 .execute(&mut *self.tx).await?;
+                self.state.remember_contact(c);
                 Ok(())
             }
 
@@ -198,15 +257,23 @@ macro_rules! impl_store_tx {
             }
 
             async fn find_active_conversation(&mut self, number: uuid::Uuid, contact: uuid::Uuid) -> $crate::store::StoreResult<Option<$crate::store::ConversationRow>> {
+                if let $crate::store::tx_state::Cached::Known(row) = self.state.active_conversation(number, contact) {
+                    return Ok(row);
+                }
                 let sql = format!(
                     "select {} from conversations where phone_number_internal_id = $1 and contact_id = $2 and status = 'active'{}",
                     $crate::store::tx::CONVERSATION_COLUMNS,
                     Self::LOCK_ROWS
                 );
-                Ok(sqlx::query_as(&sql).bind(number).bind(contact).fetch_optional(&mut *self.tx).await?)
+                let row: Option<$crate::store::ConversationRow> = sqlx::query_as(&sql).bind(number).bind(contact).fetch_optional(&mut *self.tx).await?;
+                self.state.remember_conversation(number, contact, row.clone());
+                Ok(row)
             }
 
             async fn insert_conversation(&mut self, c: &$crate::store::ConversationRow) -> $crate::store::StoreResult<bool> {
+                // A conversation ended earlier in this transaction must be ended in the table
+                // before its successor can take the "one active" slot.
+                self.flush_conversations().await?;
                 let result = sqlx::query(
                     "insert into conversations (id, project_id, phone_number_internal_id, contact_id, status, last_active_at, \
                      ended_at, messages_count, last_message_id, last_message_type, last_message_timestamp, last_message_text, \
@@ -219,24 +286,24 @@ macro_rules! impl_store_tx {
                 .bind(&c.last_message_type).bind(&c.last_message_timestamp).bind(&c.last_message_text)
                 .bind(c.last_inbound_at).bind(c.last_outbound_at).bind(&c.metadata).bind(c.created_at).bind(c.updated_at)
                 .execute(&mut *self.tx).await?;
-                Ok(result.rows_affected() == 1)
+                let inserted = result.rows_affected() == 1;
+                if inserted {
+                    self.state.remember_conversation(c.phone_number_internal_id, c.contact_id, Some(c.clone()));
+                } else {
+                    self.state.forget_conversation(c.phone_number_internal_id, c.contact_id);
+                }
+                Ok(inserted)
             }
 
             async fn update_conversation(&mut self, c: &$crate::store::ConversationRow) -> $crate::store::StoreResult<()> {
-                sqlx::query(
-                    "update conversations set status = $2, last_active_at = $3, ended_at = $4, messages_count = $5, \
-                     last_message_id = $6, last_message_type = $7, last_message_timestamp = $8, last_message_text = $9, \
-                     last_inbound_at = $10, last_outbound_at = $11, metadata = $12, updated_at = $13 where id = $1",
-                )
-                .bind(c.id).bind(&c.status).bind(c.last_active_at).bind(c.ended_at).bind(c.messages_count)
-                .bind(&c.last_message_id).bind(&c.last_message_type).bind(&c.last_message_timestamp)
-                .bind(&c.last_message_text).bind(c.last_inbound_at).bind(c.last_outbound_at).bind(&c.metadata)
-                .bind(c.updated_at)
-                .execute(&mut *self.tx).await?;
+                self.state.update_conversation(c);
                 Ok(())
             }
 
             async fn insert_message(&mut self, m: &$crate::store::MessageRow) -> $crate::store::StoreResult<bool> {
+                if let Some(inserted) = self.state.insert_message(m) {
+                    return Ok(inserted);
+                }
                 let result = sqlx::query(
                     "insert into messages (id, project_id, phone_number_internal_id, wamid, direction, message_type, status, \
                      processing_status, origin, meta_timestamp, contact_id, conversation_id, has_media, body, content, errors, \
@@ -249,19 +316,62 @@ macro_rules! impl_store_tx {
                 .bind(m.contact_id).bind(m.conversation_id).bind(m.has_media).bind(&m.body).bind(&m.content)
                 .bind(&m.errors).bind(&m.statuses).bind(m.created_at).bind(m.updated_at)
                 .execute(&mut *self.tx).await?;
-                Ok(result.rows_affected() == 1)
+                let inserted = result.rows_affected() == 1;
+                if inserted {
+                    self.state.remember_message(m.phone_number_internal_id, &m.wamid, Some(m.clone()), true);
+                }
+                Ok(inserted)
             }
 
             async fn find_message(&mut self, number: uuid::Uuid, wamid: &str) -> $crate::store::StoreResult<Option<$crate::store::MessageRow>> {
+                if let $crate::store::tx_state::Cached::Known(row) = self.state.message(number, wamid) {
+                    return Ok(row);
+                }
                 let sql = format!(
                     "select {} from messages where phone_number_internal_id = $1 and wamid = $2{}",
                     $crate::store::tx::MESSAGE_COLUMNS,
                     Self::LOCK_ROWS
                 );
-                Ok(sqlx::query_as(&sql).bind(number).bind(wamid).fetch_optional(&mut *self.tx).await?)
+                let row: Option<$crate::store::MessageRow> = sqlx::query_as(&sql).bind(number).bind(wamid).fetch_optional(&mut *self.tx).await?;
+                let trusted = Self::KEY_LOCK.is_none() || self.state.has_lock(number, wamid);
+                self.state.remember_message(number, wamid, row.clone(), trusted);
+                Ok(row)
+            }
+
+            async fn message_presence(&mut self, number: uuid::Uuid, wamid: &str) -> $crate::store::StoreResult<(bool, bool)> {
+                use $crate::store::tx_state::Cached;
+                let stored = match self.state.message(number, wamid) {
+                    Cached::Known(row) => Some(row.is_some()),
+                    Cached::Unknown => None,
+                };
+                let parked = match self.state.parked(number, wamid) {
+                    Cached::Known(parked) => Some(parked),
+                    Cached::Unknown => None,
+                };
+                if let (Some(stored), Some(parked)) = (stored, parked) {
+                    return Ok((stored, parked));
+                }
+                let (in_table, parked_in_table): (bool, bool) = sqlx::query_as(
+                    "select exists(select 1 from messages where phone_number_internal_id = $1 and wamid = $2), \
+                     exists(select 1 from parked_statuses where phone_number_internal_id = $1 and wamid = $2)",
+                )
+                .bind(number).bind(wamid)
+                .fetch_one(&mut *self.tx).await?;
+                let stored = stored.unwrap_or(in_table);
+                let parked = parked.unwrap_or(parked_in_table);
+                if Self::KEY_LOCK.is_none() || self.state.has_lock(number, wamid) {
+                    if !stored {
+                        self.state.remember_message(number, wamid, None, true);
+                    }
+                    self.state.remember_parked(number, wamid, parked);
+                }
+                Ok((stored, parked))
             }
 
             async fn update_message_state(&mut self, m: &$crate::store::MessageRow) -> $crate::store::StoreResult<()> {
+                if self.state.update_message(m) {
+                    return Ok(());
+                }
                 sqlx::query(
                     "update messages set status = $2, processing_status = $3, errors = $4, statuses = $5, contact_id = $6, \
                      conversation_id = $7, updated_at = $8 where id = $1",
@@ -276,10 +386,19 @@ macro_rules! impl_store_tx {
                 sqlx::query("insert into parked_statuses (id, phone_number_internal_id, wamid, status, received_at) values ($1, $2, $3, $4, $5)")
                     .bind(uuid::Uuid::now_v7()).bind(number).bind(wamid).bind(status).bind(at)
                     .execute(&mut *self.tx).await?;
+                if Self::KEY_LOCK.is_none() || self.state.has_lock(number, wamid) {
+                    self.state.remember_parked(number, wamid, true);
+                }
                 Ok(())
             }
 
             async fn take_parked_statuses(&mut self, number: uuid::Uuid, wamid: &str) -> $crate::store::StoreResult<Vec<$crate::store::ParkedStatusRow>> {
+                if self.state.parked(number, wamid) == $crate::store::tx_state::Cached::Known(false) {
+                    return Ok(Vec::new());
+                }
+                if Self::KEY_LOCK.is_none() || self.state.has_lock(number, wamid) {
+                    self.state.remember_parked(number, wamid, false);
+                }
                 let rows: Vec<$crate::store::ParkedStatusRow> = sqlx::query_as(
                     "delete from parked_statuses where phone_number_internal_id = $1 and wamid = $2 returning id, status",
                 )
@@ -337,12 +456,15 @@ macro_rules! impl_store_tx {
             }
 
             async fn queue_delivery(&mut self, d: &$crate::store::NewDelivery) -> $crate::store::StoreResult<()> {
-                $crate::store::outbox::insert_delivery!(&mut *self.tx, d);
+                self.state.deliveries.push(d.clone());
                 self.queued_deliveries = true;
                 Ok(())
             }
 
             async fn commit(mut self: Box<Self>) -> $crate::store::StoreResult<()> {
+                self.flush_conversations().await?;
+                self.flush_pending().await?;
+                self.flush_messages().await?;
                 if self.queued_deliveries {
                     if let Some(sql) = Self::NOTIFY {
                         sqlx::query(sql).execute(&mut *self.tx).await?;

@@ -809,6 +809,71 @@ async fn inactivity_ends_conversations(backend: Backend) {
     assert_ne!(messages[0].conversation_id, messages[1].conversation_id);
 }
 
+/// Many related events at once, so they share writer batches (and its cached rows): messages,
+/// their duplicates, statuses before and after their message, several users. Whatever the order
+/// the writer applies them in, the outcome is the same.
+async fn concurrent_related_events_share_batches_consistently(backend: Backend) {
+    let env = Env::start(backend).await;
+    let users = ["15551110001", "15551110002", "15551110003"];
+    let mut bodies = Vec::new();
+    for (u, user) in users.iter().enumerate() {
+        for i in 0..4 {
+            let wamid = format!("wamid.C{u}.{i}");
+            let message = envelope(
+                "messages",
+                json!({"metadata": metadata(),
+                "contacts": [{"profile": {"name": format!("User {u}")}, "wa_id": user}],
+                "messages": [{"from": user, "id": wamid, "timestamp": "1750000000", "type": "text", "text": {"body": format!("m{i}")}}]}),
+            );
+            bodies.push(message.to_string());
+            bodies.push(message.to_string()); // Meta's duplicate
+            for status in ["sent", "delivered", "read"] {
+                bodies.push(envelope("messages", json!({"metadata": metadata(),
+                    "statuses": [{"id": wamid, "status": status, "timestamp": "1750000001", "recipient_id": user}]})).to_string());
+            }
+        }
+    }
+    let posts = bodies.iter().map(|body| env.post_signed(body.as_bytes()));
+    for response in futures::future::join_all(posts).await {
+        assert_eq!(response.status(), 200);
+    }
+    let messages = env.messages().await;
+    assert_eq!(messages.len(), users.len() * 4, "each wamid stored once");
+    for m in &messages {
+        // Inbound messages start `delivered`; `read` wins whatever arrived first.
+        assert_eq!(m.status, "read", "{}", m.wamid);
+        let history: Vec<Value> = serde_json::from_str(&m.statuses).unwrap();
+        assert_eq!(history.len(), 3, "every raw status kept once: {}", m.wamid);
+        assert!(m.conversation_id.is_some() && m.contact_id.is_some());
+    }
+    let contacts = env.app.store.contacts_of(env.number).await.unwrap();
+    assert_eq!(contacts.len(), users.len());
+    let conversations = env.app.store.conversations_of(env.number).await.unwrap();
+    assert_eq!(
+        conversations.len(),
+        users.len(),
+        "one active conversation per user"
+    );
+    for c in &conversations {
+        assert_eq!((c.status.as_str(), c.messages_count), ("active", 4));
+        let of_contact = messages.iter().filter(|m| m.conversation_id == Some(c.id));
+        assert!(of_contact
+            .clone()
+            .all(|m| m.contact_id == Some(c.contact_id)));
+        assert_eq!(of_contact.count(), 4);
+    }
+    assert_eq!(
+        env.app
+            .store
+            .webhook_events(None, 1000)
+            .await
+            .unwrap()
+            .len(),
+        bodies.len(),
+        "each raw delivery is kept"
+    );
+}
+
 crate::backend_fns!(
     verification_handshake,
     bad_signatures_store_nothing,
@@ -823,4 +888,5 @@ crate::backend_fns!(
     calls_usernames_and_identity_changes,
     batched_envelopes_are_split_by_number,
     inactivity_ends_conversations,
+    concurrent_related_events_share_batches_consistently,
 );
