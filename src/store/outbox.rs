@@ -246,52 +246,7 @@ macro_rules! impl_outbox {
                 &self,
                 outcomes: &[$crate::store::DeliveryOutcome],
             ) -> $crate::store::StoreResult<()> {
-                let mut tx = self.pool.begin().await?;
-                for o in outcomes {
-                    if let Some(a) = &o.attempt {
-                        // Not for a delivery deleted meanwhile (its number or project was): the
-                        // foreign key would fail the whole batch, and every outcome in it.
-                        sqlx::query(
-                            "insert into webhook_delivery_attempts (id, delivery_id, attempt, started_at, \
-                             duration_ms, destination, status_code, response_excerpt, error) \
-                             select $1, $2, $3, $4, $5, $6, $7, $8, $9 \
-                             where exists (select 1 from webhook_deliveries where id = $2)",
-                        )
-                        .bind(a.id).bind(a.delivery_id).bind(a.attempt).bind(a.started_at)
-                        .bind(a.duration_ms).bind(&a.destination).bind(a.status_code)
-                        .bind(&a.response_excerpt).bind(&a.error)
-                        .execute(&mut *tx).await?;
-                    }
-                    let counted = i32::from(o.attempt.is_some());
-                    let moved = sqlx::query(
-                        "update webhook_deliveries set status = $3, attempts = attempts + $4, \
-                         next_attempt_at = $5, last_status_code = case when $4 = 1 then $6 else last_status_code end, \
-                         last_error = case when $4 = 1 then $7 else last_error end, \
-                         delivered_at = coalesce($8, delivered_at), lease_token = null, updated_at = $9 \
-                         where id = $1 and lease_token = $2",
-                    )
-                    .bind(o.delivery_id).bind(o.lease_token).bind(o.status).bind(counted)
-                    .bind(o.next_attempt_at).bind(o.last_status_code).bind(&o.last_error)
-                    .bind(o.delivered_at).bind(o.at)
-                    .execute(&mut *tx).await?
-                    .rows_affected();
-                    if moved == 0 {
-                        // Claimed again after our lease ran out: the newer claim decides.
-                        continue;
-                    }
-                    if let Some(status) = o.processing_status {
-                        for wamid in o.message_wamids.split_whitespace() {
-                            sqlx::query(
-                                "update messages set processing_status = $3, updated_at = $4 \
-                                 where phone_number_internal_id = $1 and wamid = $2 and direction = 'inbound'",
-                            )
-                            .bind(o.phone_number_internal_id).bind(wamid).bind(status).bind(o.at)
-                            .execute(&mut *tx).await?;
-                        }
-                    }
-                }
-                tx.commit().await?;
-                Ok(())
+                Self::finish_batch(&self.pool, outcomes).await
             }
 
             async fn delivery(

@@ -417,6 +417,11 @@ async fn deleting_a_number_mid_delivery_stalls_nothing(backend: Backend) {
     .await;
     post_webhook(&app, &inbound(&gone, "wamid.GONE", "bye")).await;
     slow.wait_for(1, ms(5000)).await;
+    let gone_delivery: uuid::Uuid = deliveries_of(&app, &gone).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let (status, body) = call(
         &app,
         &app.api_key,
@@ -437,6 +442,28 @@ async fn deleting_a_number_mid_delivery_stalls_nothing(backend: Backend) {
     wait_processing_status(&app, &kept, "wamid.KEPT", "completed").await;
     tokio::time::sleep(ms(300)).await;
     assert_eq!(healthy.hits().len(), 1);
+    // The deleted number's stored rows went with it (explicitly on PostgreSQL, where these
+    // tables carry no foreign keys; by cascade on SQLite), including the late attempt.
+    let store = &app.store;
+    assert_eq!(
+        store.message(gone.internal_id, "wamid.GONE").await.unwrap(),
+        None
+    );
+    assert!(store
+        .delivery(app.project_id, gone_delivery)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .delivery_attempts(gone_delivery)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .message(kept.internal_id, "wamid.KEPT")
+        .await
+        .unwrap()
+        .is_some());
 }
 
 crate::backend_fns!(
