@@ -17,8 +17,12 @@
 #   LOW_FRACTION=0.5 (also an open-loop run at half the closed-loop throughput when that is below RATE)
 #   EVENTS=100000 (pre-signed bodies for the closed loop; must exceed events/s x duration)
 #   PG_URL=postgres://postgres@127.0.0.1:5432   BIN=path/to/wagate (skips the build)
-#   PG_PARAMS="?sslmode=disable" (wagate's URL; by default sqlx negotiates TLS when the server offers it)
+#   PG_PARAMS="?sslmode=disable" (appended to wagate's database URL. The default turns TLS off: the
+#             database is on loopback, where TLS only costs CPU (about a third of ingest's, measured);
+#             PG_PARAMS= measures with the TLS sqlx negotiates when the server offers it)
 #   ANALYZE=1 (VACUUM ANALYZE PostgreSQL after the warm-up, as §B2 asks; 0 = fresh, unanalyzed tables)
+#   PIN=1 (0 = §B2 step 6, "absolute capacity of one 2-vCPU instance": nothing pinned, so wagate,
+#          PostgreSQL and the load generator share both cores; CPU figures are then whole-machine)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,8 +36,11 @@ EVENTS=${EVENTS:-100000}
 WARM_EVENTS=${WARM_EVENTS:-30000}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432}
 ANALYZE=${ANALYZE:-1}
+PIN=${PIN:-1}
+if [ "$PIN" = 1 ]; then ON_SERVER_CPU="taskset -c 1"; ON_LOAD_CPU="taskset -c 0"; CPU_STAT=cpu1
+else ON_SERVER_CPU=""; ON_LOAD_CPU=""; CPU_STAT=cpu; fi
 LOW_FRACTION=${LOW_FRACTION:-0.5}   # extra open-loop run at this fraction of the closed-loop rate (0 = off)
-PG_PARAMS=${PG_PARAMS:-}   # appended to wagate's database URL, e.g. "?sslmode=disable"
+PG_PARAMS=${PG_PARAMS-?sslmode=disable}   # appended to wagate's database URL
 APP_SECRET=bench-app-secret
 MASTER_KEY=$(printf 'wagate-ingest-bench-master-key!!' | base64)   # 32 bytes
 PNID=100000000000001; WABA=200000000000001
@@ -94,8 +101,8 @@ run() { # run a command in the background and wait for it, so a signal is handle
   CHILD=""
 }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-cpu1_ticks() { # busy, all, irq+softirq
-  awk '$1=="cpu1"{print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8, $7+$8}' /proc/stat
+cpu1_ticks() { # busy, all, irq+softirq of CPU 1 (of the whole machine when PIN=0)
+  awk -v cpu="$CPU_STAT" '$1==cpu{print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8, $7+$8}' /proc/stat
 }
 proc_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 pg_ticks() { # CPU ticks of the PostgreSQL server processes (0 when not known)
@@ -197,7 +204,7 @@ run_backend() {
     PG_DBS+=("$db")
     db_url="$PG_URL/$db"
     echo "    PostgreSQL: $(psql "$db_url" -XAtc "select 'shared_buffers=' || current_setting('shared_buffers') || ' synchronous_commit=' || current_setting('synchronous_commit') || ' fsync=' || current_setting('fsync') || ' ssl=' || current_setting('ssl')")${PG_PARAMS:+, wagate URL params $PG_PARAMS}"
-    pin_postgres
+    if [ "$PIN" = 1 ]; then pin_postgres; else PG_PM=$(head -1 "$(psql "$PG_URL/postgres" -XAtc "show data_directory")/postmaster.pid" 2>/dev/null || true); fi
     wagate_url="$db_url$PG_PARAMS"
   else
     db_url="sqlite://$dir/wagate.db"
@@ -214,7 +221,7 @@ run_backend() {
     export WAGATE__LOG__LEVEL=warn
     export WAGATE__GRAPH__VERIFY_NUMBERS=false  # the canned upstream is not Meta
     export WAGATE__LOG__FORMAT=json
-    exec taskset -c 1 "$BIN" serve
+    exec $ON_SERVER_CPU "$BIN" serve
   ) >"$dir/wagate.out" 2>"$dir/wagate.log" &
   WAGATE_PID=$!
   local up=0
@@ -232,7 +239,7 @@ run_backend() {
 
   local url="$base/webhooks/whatsapp"
   echo "    warm-up: wrk -c$CONNS -d$WARMUP"
-  run taskset -c 0 wrk -t1 -c"$CONNS" -d"$WARMUP" -s "$WORK/webhook.lua" "$url" -- "$WORK/warm.txt" >"$dir/warm.txt"
+  run $ON_LOAD_CPU wrk -t1 -c"$CONNS" -d"$WARMUP" -s "$WORK/webhook.lua" "$url" -- "$WORK/warm.txt" >"$dir/warm.txt"
   if [ "$backend" = postgres ] && [ "$ANALYZE" = 1 ]; then
     # §B2: measure on analyzed tables. (Without statistics, e.g. autovacuum off and no ANALYZE
     # yet, PostgreSQL may plan lookups very differently; ANALYZE=0 measures that case.)
@@ -243,7 +250,7 @@ run_backend() {
   echo "    (a) closed loop: wrk -t1 -c$CONNS -d$DURATION"
   local c1a c1b wa wb pa pb
   c1a=$(cpu1_ticks); wa=$(proc_ticks "$WAGATE_PID"); pa=$(pg_ticks)
-  run taskset -c 0 wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s "$WORK/webhook.lua" "$url" -- "$WORK/closed.txt" >"$dir/wrk.txt"
+  run $ON_LOAD_CPU wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s "$WORK/webhook.lua" "$url" -- "$WORK/closed.txt" >"$dir/wrk.txt"
   c1b=$(cpu1_ticks); wb=$(proc_ticks "$WAGATE_PID"); pb=$(pg_ticks)
   echo "$c1a $c1b $wa $wb $pa $pb $(getconf CLK_TCK)" >"$dir/cpu.txt"
 
@@ -254,12 +261,12 @@ run_backend() {
   if [ "$LOW_FRACTION" != 0 ] && [ "$low_rate" -lt "$RATE" ]; then
     echo "    (b) open loop: $low_rate events/s (${LOW_FRACTION} x closed-loop throughput) for ${OPEN_DURATION}s"
     run $LOAD sign --secret "$APP_SECRET" --prefix low --count "$((low_rate * OPEN_DURATION))" --out "$dir/low.txt" --seed 4
-    run taskset -c 0 $LOAD open --url "$url" --file "$dir/low.txt" --rate "$low_rate" --duration "$OPEN_DURATION" \
+    run $ON_LOAD_CPU $LOAD open --url "$url" --file "$dir/low.txt" --rate "$low_rate" --duration "$OPEN_DURATION" \
       --out "$dir/open_low.json" --acked-out "$dir/open_low.acked" >/dev/null
     echo "$low_rate" >"$dir/low_rate.txt"
   fi
   echo "    (b) open loop: $RATE events/s for ${OPEN_DURATION}s"
-  run taskset -c 0 $LOAD open --url "$url" --file "$WORK/open.txt" --rate "$RATE" --duration "$OPEN_DURATION" \
+  run $ON_LOAD_CPU $LOAD open --url "$url" --file "$WORK/open.txt" --rate "$RATE" --duration "$OPEN_DURATION" \
     --out "$dir/open_target.json" --acked-out "$dir/open_target.acked" >/dev/null
   echo "$(ps -o rss= -p "$WAGATE_PID" | tr -d ' ')" >"$dir/rss.txt"
 
@@ -285,5 +292,5 @@ run_backend() {
 
 for backend in $BACKENDS; do run_backend "$backend"; done
 $LOAD report --dir "$WORK" --backends "$BACKENDS" --conns "$CONNS" --duration "$DURATION" \
-  --rate "$RATE" --open-duration "$OPEN_DURATION" || FAILED=1
+  --rate "$RATE" --open-duration "$OPEN_DURATION" --pinned "$PIN" || FAILED=1
 exit $FAILED
