@@ -35,6 +35,11 @@ cd "$(dirname "$0")/.."
 
 BACKENDS=${BACKENDS:-postgres}
 RATE=${RATE:-2000}
+# PIN=0: nothing pinned (§B2 step 6, the whole 2-core machine; the per-core CPU lines then mix
+# processes, the µs-per-event figures still hold).
+PIN=${PIN:-1}
+if [ "$PIN" = 1 ]; then ON_SERVER_CPU="taskset -c 1"; ON_LOAD_CPU="taskset -c 0"
+else ON_SERVER_CPU=""; ON_LOAD_CPU=""; fi
 OPEN_DURATION=${OPEN_DURATION:-10}
 WARMUP=${WARMUP:-2}
 WAIT_TIMEOUT=${WAIT_TIMEOUT:-60}
@@ -176,7 +181,7 @@ run_backend() {
     PG_DBS+=("$db")
     db_url="$PG_URL/$db"
     echo "    PostgreSQL: $(psql "$db_url" -XAtc "select 'shared_buffers=' || current_setting('shared_buffers') || ' synchronous_commit=' || current_setting('synchronous_commit') || ' fsync=' || current_setting('fsync') || ' ssl=' || current_setting('ssl')")${PG_PARAMS:+, wagate URL params $PG_PARAMS}"
-    pin_postgres
+    if [ "$PIN" = 1 ]; then pin_postgres; else PG_PM=$(head -1 "$(psql "$PG_URL/postgres" -XAtc "show data_directory")/postmaster.pid" 2>/dev/null || true); fi
     wagate_url="$db_url$PG_PARAMS"
   else
     db_url="sqlite://$dir/wagate.db"
@@ -186,7 +191,7 @@ run_backend() {
   # The customer's receiver, on CPU 0 with the load generator.
   rport=$(free_port)
   hook="http://127.0.0.1:$rport/hook"
-  taskset -c 0 $FWD receive --port "$rport" --secret "$WEBHOOK_SECRET" --out "$dir/received.json" \
+  $ON_LOAD_CPU $FWD receive --port "$rport" --secret "$WEBHOOK_SECRET" --out "$dir/received.json" \
     2>"$dir/receiver.log" &
   RECV_PID=$!
   local up=0
@@ -212,7 +217,7 @@ run_backend() {
     export WAGATE__WORKERS__DELIVERY=true
     export WAGATE__DELIVERY__ALLOW_HTTP=true        # the receiver is plain http ...
     export WAGATE__DELIVERY__ALLOW_PRIVATE_NETWORKS=true   # ... on loopback
-    exec taskset -c 1 "$BIN" serve
+    exec $ON_SERVER_CPU "$BIN" serve
   ) >"$dir/wagate.out" 2>"$dir/wagate.log" &
   WAGATE_PID=$!
   up=0
@@ -234,7 +239,7 @@ run_backend() {
 
   local url="$base/webhooks/whatsapp" w w_expected w_missing w_waited
   echo "    warm-up: $RATE events/s for ${WARMUP}s, then until delivered (at most ${WAIT_TIMEOUT}s)"
-  run taskset -c 0 $FWD open --url "$url" --file "$WORK/warm.txt" --rate "$RATE" --duration "$WARMUP" \
+  run $ON_LOAD_CPU $FWD open --url "$url" --file "$WORK/warm.txt" --rate "$RATE" --duration "$WARMUP" \
     --conns "$SEND_CONNS" --out "$dir/warm.json" --acks-out "$dir/warm.acks" >/dev/null
   run $FWD wait --url "http://127.0.0.1:$rport" --acks "$dir/warm.acks" --prefix warm \
     --timeout "$WAIT_TIMEOUT" --grace 0 >"$dir/wait_warm.json"
@@ -255,7 +260,7 @@ run_backend() {
   echo "    measured: open loop $RATE events/s for ${OPEN_DURATION}s"
   local ca cb wa wb pa pb ra rb
   ca=$(cpu_ticks); wa=$(proc_ticks "$WAGATE_PID"); pa=$(pg_ticks); ra=$(proc_ticks "$RECV_PID")
-  run taskset -c 0 $FWD open --url "$url" --file "$WORK/open.txt" --rate "$RATE" --duration "$OPEN_DURATION" \
+  run $ON_LOAD_CPU $FWD open --url "$url" --file "$WORK/open.txt" --rate "$RATE" --duration "$OPEN_DURATION" \
     --conns "$SEND_CONNS" --out "$dir/open.json" --acks-out "$dir/open.acks" >/dev/null
   cb=$(cpu_ticks); wb=$(proc_ticks "$WAGATE_PID"); pb=$(pg_ticks); rb=$(proc_ticks "$RECV_PID")
   echo "$ca $cb $wa $wb $pa $pb $ra $rb $(getconf CLK_TCK)" >"$dir/cpu.txt"
@@ -277,5 +282,5 @@ run_backend() {
 
 FAILED=0
 for backend in $BACKENDS; do run_backend "$backend"; done
-$FWD report --dir "$WORK" --backends "$BACKENDS" --rate "$RATE" --open-duration "$OPEN_DURATION" || FAILED=1
+$FWD report --dir "$WORK" --backends "$BACKENDS" --rate "$RATE" --open-duration "$OPEN_DURATION" --pinned "$PIN" || FAILED=1
 exit $FAILED

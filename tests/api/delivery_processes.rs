@@ -221,7 +221,7 @@ async fn sigkill_with_leased_deliveries(backend: Backend) {
     for i in 0..EVENTS {
         post_webhook(&http, &first.base, &format!("wamid.crash.{i}")).await;
     }
-    // Eight (per_destination) attempts hang in flight, holding leases; the rest are queued.
+    // Attempts hang in flight (up to per_destination), holding leases; the rest are queued.
     wait_until("attempts in flight", Duration::from_secs(10), || {
         receiver.hanging.load(Ordering::SeqCst) >= 8
     })
