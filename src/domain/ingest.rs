@@ -75,9 +75,7 @@ impl IngestJob {
         });
         shard_hash(number, user.as_deref().unwrap_or(""))
     }
-}
 
-impl IngestJob {
     /// What this job will read and lock: its messages' wamids and its users' identifiers, so a
     /// batch can lock and read them all at once.
     pub fn prefetch(&self, batch: &mut Prefetch) {

@@ -56,9 +56,7 @@ impl Recording {
             .unwrap_or("");
         ingest::shard_hash(number.internal_id, user)
     }
-}
 
-impl Recording {
     /// The wamid a recorded send will lock and the user it went to (see `IngestJob::prefetch`).
     fn prefetch(&self, batch: &mut crate::store::Prefetch) {
         if let Self::Send {

@@ -132,7 +132,7 @@ macro_rules! impl_store_tx {
         impl $crate::store::StoreTx for $tx {
             async fn lock_key(&mut self, number: uuid::Uuid, key: &str) -> $crate::store::StoreResult<()> {
                 if let Some(sql) = Self::KEY_LOCK {
-                    let key = format!("{number}/{key}");
+                    let key = $crate::store::tx_state::lock_name(number, key);
                     if !self.state.locked.contains(&key) {
                         sqlx::query(sql).bind(&key).execute(&mut *self.tx).await?;
                         self.state.locked.insert(key);
@@ -145,7 +145,7 @@ macro_rules! impl_store_tx {
                 if Self::KEY_LOCK.is_some() {
                     let fresh: Vec<String> = keys
                         .iter()
-                        .map(|(number, key)| format!("{number}/{key}"))
+                        .map(|(number, key)| $crate::store::tx_state::lock_name(*number, key))
                         .filter(|key| !self.state.locked.contains(key))
                         .collect();
                     if !fresh.is_empty() {

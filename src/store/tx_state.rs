@@ -57,9 +57,14 @@ pub(crate) enum Cached<T> {
     Unknown,
 }
 
+/// The name a key lock is taken and remembered under.
+pub(crate) fn lock_name(number: Uuid, key: &str) -> String {
+    format!("{number}/{key}")
+}
+
 impl TxState {
     pub fn has_lock(&self, number: Uuid, key: &str) -> bool {
-        self.locked.contains(&format!("{number}/{key}"))
+        self.locked.contains(&lock_name(number, key))
     }
 
     // ---- messages ----
