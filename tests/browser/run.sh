@@ -15,14 +15,8 @@ set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 
-BIN=${WAGATE_BIN:-target/debug/wagate}
-if [[ "$BIN" != /* ]]; then
-  if [[ -e "$PWD/$BIN" ]]; then BIN="$PWD/$BIN"; else BIN="$ROOT/$BIN"; fi
-fi
-if [[ ! -x "$BIN" ]]; then
-  echo "run.sh: no wagate binary at $BIN (run 'cargo build' in $ROOT, or set WAGATE_BIN)" >&2
-  exit 2
-fi
+source "$ROOT/tests/lib/sandbox.sh"
+wagate_bin
 
 # ---- chromium and the pinned playwright-core -----------------------------------------------
 CHROMIUM_BIN=${CHROMIUM_BIN:-/usr/bin/chromium}
@@ -43,48 +37,7 @@ fi
 export CHROMIUM_BIN
 
 # ---- wagate --------------------------------------------------------------------------------
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/wagate-browser.XXXXXX")
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-(
-  cd "$WORK" && WAGATE__SERVER__LISTEN="127.0.0.1:$PORT" WAGATE__LOG__LEVEL=warn \
-    exec "$BIN" serve --sandbox >"$WORK/stdout.log" 2>"$WORK/stderr.log"
-) &
-WAGATE_PID=$!
-
-cleanup() {
-  local rc=$?
-  if kill -0 "$WAGATE_PID" 2>/dev/null; then
-    kill "$WAGATE_PID" 2>/dev/null
-    for _ in $(seq 50); do kill -0 "$WAGATE_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$WAGATE_PID" 2>/dev/null
-  fi
-  wait "$WAGATE_PID" 2>/dev/null
-  if [[ $rc -ne 0 && -s "$WORK/stderr.log" ]]; then
-    echo "---- wagate stderr (last 40 lines) ----"
-    tail -n 40 "$WORK/stderr.log"
-  fi
-  rm -rf "$WORK"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-for _ in $(seq 300); do
-  grep -q 'Graph emulator on' "$WORK/stdout.log" 2>/dev/null && break
-  if ! kill -0 "$WAGATE_PID" 2>/dev/null; then
-    echo "run.sh: wagate exited during start-up" >&2
-    cat "$WORK/stdout.log" "$WORK/stderr.log" >&2
-    exit 2
-  fi
-  sleep 0.1
-done
-WAGATE_API_KEY=$(grep -o 'shown only this once: wag_[A-Za-z0-9_-]*' "$WORK/stdout.log" | head -n1 | awk '{print $NF}')
-WAGATE_EMULATOR_URL=$(grep -o 'Graph emulator on http://[^ ]*' "$WORK/stdout.log" | head -n1 | awk '{print $NF}')
-if [[ -z "$WAGATE_API_KEY" || -z "$WAGATE_EMULATOR_URL" ]]; then
-  echo "run.sh: could not read the API key / emulator URL from wagate's output:" >&2
-  cat "$WORK/stdout.log" >&2
-  exit 2
-fi
+start_sandbox browser
 export WAGATE_API_KEY WAGATE_EMULATOR_URL
 export WAGATE_URL="http://127.0.0.1:$PORT"
 echo "run.sh: wagate $BIN on 127.0.0.1:$PORT, emulator $WAGATE_EMULATOR_URL, $("$CHROMIUM_BIN" --version 2>/dev/null)"

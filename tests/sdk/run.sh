@@ -15,14 +15,8 @@ ROOT=$(cd "$HERE/../.." && pwd)
 SUITES=${1:-all}
 case "$SUITES" in all|js|python) ;; *) echo "usage: $0 [all|js|python]" >&2; exit 2 ;; esac
 
-BIN=${WAGATE_BIN:-target/debug/wagate}
-if [[ "$BIN" != /* ]]; then
-  if [[ -e "$PWD/$BIN" ]]; then BIN="$PWD/$BIN"; else BIN="$ROOT/$BIN"; fi
-fi
-if [[ ! -x "$BIN" ]]; then
-  echo "run.sh: no wagate binary at $BIN (run 'cargo build' in $ROOT, or set WAGATE_BIN)" >&2
-  exit 2
-fi
+source "$ROOT/tests/lib/sandbox.sh"
+wagate_bin
 
 # ---- pinned SDKs ---------------------------------------------------------------------------
 JS_PIN=$(node -p 'require(process.argv[1]).dependencies["@kapso/whatsapp-cloud-api"]' "$HERE/package.json")
@@ -35,60 +29,10 @@ if [[ "$SUITES" != python && "$(installed_js)" != "$JS_PIN" ]]; then
   (cd "$HERE" && npm ci --no-audit --no-fund --loglevel=error) || { echo "run.sh: npm ci failed" >&2; exit 2; }
 fi
 
-VENV="$HERE/.venv"
-REQ_SUM=$(sha256sum "$HERE/requirements.txt" | cut -d' ' -f1)
-if [[ "$SUITES" != js && "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" != "$REQ_SUM" ]]; then
-  echo "run.sh: installing the pinned Python SDK (pip install -r requirements.txt)"
-  rm -rf "$VENV"
-  python3 -m venv "$VENV" \
-    && "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$HERE/requirements.txt" \
-    && echo "$REQ_SUM" > "$VENV/.requirements.sha256" \
-    || { echo "run.sh: pip install failed" >&2; exit 2; }
-fi
+[[ "$SUITES" != js ]] && pinned_venv "$HERE"
 
 # ---- wagate --------------------------------------------------------------------------------
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/wagate-sdk.XXXXXX")
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-(
-  cd "$WORK" && WAGATE__SERVER__LISTEN="127.0.0.1:$PORT" WAGATE__LOG__LEVEL=warn \
-    exec "$BIN" serve --sandbox >"$WORK/stdout.log" 2>"$WORK/stderr.log"
-) &
-WAGATE_PID=$!
-
-cleanup() {
-  local rc=$?
-  if kill -0 "$WAGATE_PID" 2>/dev/null; then
-    kill "$WAGATE_PID" 2>/dev/null
-    for _ in $(seq 50); do kill -0 "$WAGATE_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$WAGATE_PID" 2>/dev/null
-  fi
-  wait "$WAGATE_PID" 2>/dev/null
-  if [[ $rc -ne 0 && -s "$WORK/stderr.log" ]]; then
-    echo "---- wagate stderr (last 40 lines) ----"
-    tail -n 40 "$WORK/stderr.log"
-  fi
-  rm -rf "$WORK"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-for _ in $(seq 300); do
-  grep -q 'Graph emulator on' "$WORK/stdout.log" 2>/dev/null && break
-  if ! kill -0 "$WAGATE_PID" 2>/dev/null; then
-    echo "run.sh: wagate exited during start-up" >&2
-    cat "$WORK/stdout.log" "$WORK/stderr.log" >&2
-    exit 2
-  fi
-  sleep 0.1
-done
-WAGATE_API_KEY=$(grep -o 'shown only this once: wag_[A-Za-z0-9_-]*' "$WORK/stdout.log" | head -n1 | awk '{print $NF}')
-WAGATE_EMULATOR_URL=$(grep -o 'Graph emulator on http://[^ ]*' "$WORK/stdout.log" | head -n1 | awk '{print $NF}')
-if [[ -z "$WAGATE_API_KEY" || -z "$WAGATE_EMULATOR_URL" ]] || ! grep -q 'Connected the demo number 100000000000001' "$WORK/stdout.log"; then
-  echo "run.sh: could not read the API key / emulator URL / demo number from wagate's output:" >&2
-  cat "$WORK/stdout.log" >&2
-  exit 2
-fi
+start_sandbox sdk
 export WAGATE_API_KEY WAGATE_EMULATOR_URL
 export WAGATE_BASE_URL="http://127.0.0.1:$PORT/meta/whatsapp"
 export WAGATE_PNID=100000000000001 WAGATE_WABA=200000000000001

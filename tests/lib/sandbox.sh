@@ -1,0 +1,77 @@
+# Shared by the suites that drive a real `wagate serve --sandbox` from outside (tests/sdk,
+# tests/browser, tests/schema). Source it after setting ROOT (the repository root).
+
+# wagate_bin: sets BIN from WAGATE_BIN (default target/debug/wagate), relative to the current
+# folder or ROOT; exits 2 when there is no binary.
+wagate_bin() {
+  BIN=${WAGATE_BIN:-target/debug/wagate}
+  if [[ "$BIN" != /* ]]; then
+    if [[ -e "$PWD/$BIN" ]]; then BIN="$PWD/$BIN"; else BIN="$ROOT/$BIN"; fi
+  fi
+  if [[ ! -x "$BIN" ]]; then
+    echo "run.sh: no wagate binary at $BIN (run 'cargo build' in $ROOT, or set WAGATE_BIN)" >&2
+    exit 2
+  fi
+}
+
+# pinned_venv DIR: a virtualenv in DIR/.venv with DIR/requirements.txt installed, rebuilt when
+# that file changes. Sets VENV.
+pinned_venv() {
+  local dir=$1 sum
+  VENV="$dir/.venv"
+  sum=$(sha256sum "$dir/requirements.txt" | cut -d' ' -f1)
+  [[ "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" == "$sum" ]] && return 0
+  echo "run.sh: installing $dir/requirements.txt (pip, pinned)"
+  rm -rf "$VENV"
+  python3 -m venv "$VENV" \
+    && "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$dir/requirements.txt" \
+    && echo "$sum" > "$VENV/.requirements.sha256" \
+    || { echo "run.sh: pip install failed" >&2; exit 2; }
+}
+
+# start_sandbox NAME: starts `$BIN serve --sandbox` on a free loopback port in a fresh folder,
+# stops it on exit (printing its stderr when the suite failed), and waits until it is up. Sets
+# WORK, PORT, WAGATE_PID, WAGATE_API_KEY and WAGATE_EMULATOR_URL.
+start_sandbox() {
+  WORK=$(mktemp -d "${TMPDIR:-/tmp}/wagate-$1.XXXXXX")
+  PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  (
+    cd "$WORK" && WAGATE__SERVER__LISTEN="127.0.0.1:$PORT" WAGATE__LOG__LEVEL=warn \
+      exec "$BIN" serve --sandbox >"$WORK/stdout.log" 2>"$WORK/stderr.log"
+  ) &
+  WAGATE_PID=$!
+  trap stop_sandbox EXIT
+  trap 'exit 130' INT TERM
+  for _ in $(seq 300); do
+    grep -q 'Graph emulator on' "$WORK/stdout.log" 2>/dev/null && break
+    if ! kill -0 "$WAGATE_PID" 2>/dev/null; then
+      echo "run.sh: wagate exited during start-up" >&2
+      cat "$WORK/stdout.log" "$WORK/stderr.log" >&2
+      exit 2
+    fi
+    sleep 0.1
+  done
+  WAGATE_API_KEY=$(grep -o 'shown only this once: wag_[A-Za-z0-9_-]*' "$WORK/stdout.log" | head -n1 | awk '{print $NF}')
+  WAGATE_EMULATOR_URL=$(grep -o 'Graph emulator on http://[^ ]*' "$WORK/stdout.log" | head -n1 | awk '{print $NF}')
+  if [[ -z "$WAGATE_API_KEY" || -z "$WAGATE_EMULATOR_URL" ]] || ! grep -q 'Connected the demo number 100000000000001' "$WORK/stdout.log"; then
+    echo "run.sh: could not read the API key / emulator URL / demo number from wagate's output:" >&2
+    cat "$WORK/stdout.log" >&2
+    exit 2
+  fi
+}
+
+stop_sandbox() {
+  local rc=$?
+  if kill -0 "$WAGATE_PID" 2>/dev/null; then
+    kill "$WAGATE_PID" 2>/dev/null
+    for _ in $(seq 50); do kill -0 "$WAGATE_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$WAGATE_PID" 2>/dev/null
+  fi
+  wait "$WAGATE_PID" 2>/dev/null
+  if [[ $rc -ne 0 && -s "$WORK/stderr.log" ]]; then
+    echo "---- wagate stderr (last 40 lines) ----"
+    tail -n 40 "$WORK/stderr.log"
+  fi
+  rm -rf "$WORK"
+  exit "$rc"
+}
