@@ -293,13 +293,15 @@ impl TxState {
     /// Fills the cache from a prefetch; every key asked for becomes known, found or not.
     pub fn remember_prefetched(&mut self, asked: &Prefetch, got: Prefetched) {
         let parked: HashSet<(Uuid, String)> = got.parked.into_iter().collect();
-        let mut found: HashMap<(Uuid, String), MessageRow> = got
+        // A batch asks for a key once per job that touches it (a message and its statuses), so
+        // look rows up rather than take them: the second ask must not read as "absent".
+        let found: HashMap<(Uuid, String), MessageRow> = got
             .messages
             .into_iter()
             .map(|m| ((m.phone_number_internal_id, m.wamid.clone()), m))
             .collect();
         for key in &asked.messages {
-            let row = found.remove(key);
+            let row = found.get(key).cloned();
             self.remember_message(key.0, &key.1, row, true);
             self.remember_parked(key.0, &key.1, parked.contains(key));
         }
@@ -317,13 +319,14 @@ impl TxState {
         for (number, bsuid) in &asked.bsuids {
             self.remember_no_contact_by_bsuid(*number, bsuid);
         }
-        let mut active: HashMap<(Uuid, Uuid), ConversationRow> = got
+        // A contact found by both its wa_id and its BSUID comes back twice; same rule.
+        let active: HashMap<(Uuid, Uuid), ConversationRow> = got
             .conversations
             .into_iter()
             .map(|c| ((c.phone_number_internal_id, c.contact_id), c))
             .collect();
         for key in contact_ids {
-            let row = active.remove(&key);
+            let row = active.get(&key).cloned();
             self.remember_conversation(key.0, key.1, row);
         }
     }
@@ -440,5 +443,69 @@ mod tests {
         contact.wa_id = Some("15550002".into());
         state.forget_absent_contact(&contact);
         assert_eq!(state.contact_by_wa_id(number, "15550002"), Cached::Unknown);
+    }
+
+    /// A batch asks for a wamid once per job (the message and each of its statuses) and can get
+    /// a contact back twice (by wa_id and by BSUID); every ask must see the row. (Taking the row
+    /// on the first ask made the later ones "absent": statuses parked for a stored message.)
+    #[test]
+    fn rows_asked_for_twice_in_a_prefetch_are_found_for_every_ask() {
+        let mut state = TxState::default();
+        let number = Uuid::now_v7();
+        let now = Utc::now();
+        let stored = message(number, "w1");
+        let contact = ContactRow {
+            id: Uuid::now_v7(),
+            project_id: Uuid::nil(),
+            phone_number_internal_id: number,
+            wa_id: Some("15550001".into()),
+            business_scoped_user_id: Some("US.1".into()),
+            parent_business_scoped_user_id: None,
+            username: None,
+            profile_name: None,
+            display_name: None,
+            customer_id: None,
+            metadata: "{}".into(),
+            created_at: now,
+            updated_at: now,
+        };
+        let conversation = ConversationRow {
+            id: Uuid::now_v7(),
+            project_id: Uuid::nil(),
+            phone_number_internal_id: number,
+            contact_id: contact.id,
+            status: "active".into(),
+            last_active_at: now,
+            ended_at: None,
+            messages_count: 1,
+            last_message_id: None,
+            last_message_type: None,
+            last_message_timestamp: None,
+            last_message_text: None,
+            last_inbound_at: None,
+            last_outbound_at: None,
+            metadata: "{}".into(),
+            created_at: now,
+            updated_at: now,
+        };
+        let key = (number, "w1".to_owned());
+        let asked = Prefetch {
+            messages: vec![key.clone(), key.clone(), key],
+            wa_ids: vec![(number, "15550001".into())],
+            bsuids: vec![(number, "US.1".into())],
+        };
+        let got = Prefetched {
+            messages: vec![stored.clone()],
+            parked: Vec::new(),
+            contacts: vec![contact.clone(), contact.clone()],
+            conversations: vec![conversation.clone()],
+        };
+        state.remember_prefetched(&asked, got);
+        assert_eq!(state.message(number, "w1"), Cached::Known(Some(stored)));
+        assert_eq!(state.parked(number, "w1"), Cached::Known(false));
+        assert_eq!(
+            state.active_conversation(number, contact.id),
+            Cached::Known(Some(conversation))
+        );
     }
 }
