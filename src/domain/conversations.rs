@@ -38,25 +38,7 @@ pub async fn touch(
         other => other,
     };
     if conversation.is_none() {
-        let fresh = ConversationRow {
-            id: Uuid::now_v7(),
-            project_id,
-            phone_number_internal_id: number,
-            contact_id,
-            status: "active".into(),
-            last_active_at: activity.at,
-            ended_at: None,
-            messages_count: 0,
-            last_message_id: None,
-            last_message_type: None,
-            last_message_timestamp: None,
-            last_message_text: None,
-            last_inbound_at: None,
-            last_outbound_at: None,
-            metadata: "{}".into(),
-            created_at: activity.at,
-            updated_at: activity.at,
-        };
+        let fresh = ConversationRow::opened(project_id, number, contact_id, activity.at);
         conversation = if tx.insert_conversation(&fresh).await? {
             Some(fresh)
         } else {

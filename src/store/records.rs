@@ -44,6 +44,31 @@ pub struct ConversationRow {
     pub updated_at: DateTime<Utc>,
 }
 
+impl ConversationRow {
+    /// A new active conversation of a contact, with nothing counted yet.
+    pub fn opened(project_id: Uuid, number: Uuid, contact_id: Uuid, at: DateTime<Utc>) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            project_id,
+            phone_number_internal_id: number,
+            contact_id,
+            status: "active".into(),
+            last_active_at: at,
+            ended_at: None,
+            messages_count: 0,
+            last_message_id: None,
+            last_message_type: None,
+            last_message_timestamp: None,
+            last_message_text: None,
+            last_inbound_at: None,
+            last_outbound_at: None,
+            metadata: "{}".into(),
+            created_at: at,
+            updated_at: at,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct MessageRow {
     pub id: Uuid,

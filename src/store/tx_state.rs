@@ -363,6 +363,25 @@ mod tests {
         }
     }
 
+    fn contact(number: Uuid, wa_id: Option<&str>, bsuid: Option<&str>) -> ContactRow {
+        let now = Utc::now();
+        ContactRow {
+            id: Uuid::now_v7(),
+            project_id: Uuid::nil(),
+            phone_number_internal_id: number,
+            wa_id: wa_id.map(Into::into),
+            business_scoped_user_id: bsuid.map(Into::into),
+            parent_business_scoped_user_id: None,
+            username: None,
+            profile_name: None,
+            display_name: None,
+            customer_id: None,
+            metadata: "{}".into(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
     #[test]
     fn an_unknown_message_is_never_assumed_absent() {
         let mut state = TxState::default();
@@ -412,22 +431,7 @@ mod tests {
     fn a_contact_that_changes_identifiers_is_found_only_by_the_new_ones() {
         let mut state = TxState::default();
         let number = Uuid::now_v7();
-        let now = Utc::now();
-        let mut contact = ContactRow {
-            id: Uuid::now_v7(),
-            project_id: Uuid::nil(),
-            phone_number_internal_id: number,
-            wa_id: Some("15550001".into()),
-            business_scoped_user_id: None,
-            parent_business_scoped_user_id: None,
-            username: None,
-            profile_name: None,
-            display_name: None,
-            customer_id: None,
-            metadata: "{}".into(),
-            created_at: now,
-            updated_at: now,
-        };
+        let mut contact = contact(number, Some("15550001"), None);
         state.remember_contact(&contact);
         state.remember_no_contact_by_bsuid(number, "US.1");
         contact.wa_id = None;
@@ -454,40 +458,9 @@ mod tests {
         let number = Uuid::now_v7();
         let now = Utc::now();
         let stored = message(number, "w1");
-        let contact = ContactRow {
-            id: Uuid::now_v7(),
-            project_id: Uuid::nil(),
-            phone_number_internal_id: number,
-            wa_id: Some("15550001".into()),
-            business_scoped_user_id: Some("US.1".into()),
-            parent_business_scoped_user_id: None,
-            username: None,
-            profile_name: None,
-            display_name: None,
-            customer_id: None,
-            metadata: "{}".into(),
-            created_at: now,
-            updated_at: now,
-        };
-        let conversation = ConversationRow {
-            id: Uuid::now_v7(),
-            project_id: Uuid::nil(),
-            phone_number_internal_id: number,
-            contact_id: contact.id,
-            status: "active".into(),
-            last_active_at: now,
-            ended_at: None,
-            messages_count: 1,
-            last_message_id: None,
-            last_message_type: None,
-            last_message_timestamp: None,
-            last_message_text: None,
-            last_inbound_at: None,
-            last_outbound_at: None,
-            metadata: "{}".into(),
-            created_at: now,
-            updated_at: now,
-        };
+        let contact = contact(number, Some("15550001"), Some("US.1"));
+        let mut conversation = ConversationRow::opened(Uuid::nil(), number, contact.id, now);
+        conversation.messages_count = 1;
         let key = (number, "w1".to_owned());
         let asked = Prefetch {
             messages: vec![key.clone(), key.clone(), key],
