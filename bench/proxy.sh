@@ -42,7 +42,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-SEND_RESPONSE='{"messaging_product":"whatsapp","contacts":[{"input":"15551234567","wa_id":"15551234567"}],"messages":[{"id":"wamid.HBgLMTU1NTEyMzQ1NjcVAgARGBI5QTNDQTVCM0Q0Q0Q2RTY3RTcA","message_status":"accepted"}]}'
+# Every send gets its own wamid, as from Meta (nginx's \$request_id), so each one is a new row.
+SEND_RESPONSE='{"messaging_product":"whatsapp","contacts":[{"input":"15551234567","wa_id":"15551234567"}],"messages":[{"id":"wamid.HBgLMTU1NTEy$request_id","message_status":"accepted"}]}'
 PROFILE_RESPONSE='{"data":[{"about":"Hello","address":"1 Main St","description":"Bench","email":"a@b.c","messaging_product":"whatsapp","vertical":"OTHER","websites":[]}]}'
 
 cat > "$WORK/upstream.conf" <<CONF
@@ -188,24 +189,39 @@ fi
 
 RESULTS="$WORK/results.tsv"
 : >"$RESULTS"
+SENDS=1  # wagate's answered sends (the sanity one, then every wrk run's), checked against its store
+count_sends() { # target workload wrk-output
+  if [ "$1/$2" = wagate/send ]; then
+    SENDS=$((SENDS + $(grep -oE '^ +[0-9]+ requests in' <<<"$3" | grep -oE '[0-9]+')))
+  fi
+}
 run_wrk() { # round target workload conns duration
   local out
   out=$(taskset -c 0 wrk -t1 -c"$4" -d"$5" --latency -s "$WORK/$3.lua" "${URL[$2]}/${PATHS[$3]}")
   if grep -q "Non-2xx" <<<"$out"; then
     echo "$2/$3 returned errors:" >&2; echo "$out" >&2; exit 1
   fi
+  count_sends "$2" "$3" "$out"
   python3 bench/wrk_parse.py "$1" "$2" "$3" "$4" <<<"$out" >>"$RESULTS"
 }
 echo "==> measuring: $ROUNDS rounds x 5 targets x 2 workloads, c=$CONNS for $DURATION and c=1"
 for round in $(seq 1 "$ROUNDS"); do
   for workload in profile send; do
     for target in direct nginx haproxy floor wagate; do
-      taskset -c 0 wrk -t1 -c"$CONNS" -d2s -s "$WORK/$workload.lua" "${URL[$target]}/${PATHS[$workload]}" >/dev/null
+      count_sends "$target" "$workload" \
+        "$(taskset -c 0 wrk -t1 -c"$CONNS" -d2s -s "$WORK/$workload.lua" "${URL[$target]}/${PATHS[$workload]}")"
       run_wrk "$round" "$target" "$workload" "$CONNS" "$DURATION"
       run_wrk "$round" "$target" "$workload" 1 3s
     done
   done
   echo "    round $round done"
 done
+# Each answered send is a stored message (wrk does not count the ones in flight at its deadline,
+# which wagate still records, hence "at least").
+STORED=$(python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute(
+    "select count(*) from messages where direction = ?", ("outbound",)).fetchone()[0])' \
+  "$WORK/wagate/data/wagate.db")
+echo "==> wagate answered $SENDS sends and stored $STORED outbound messages"
+[ "$STORED" -ge "$SENDS" ] || { echo "fewer stored messages than answered sends" >&2; exit 1; }
 RSS_KB=$(ps -o rss= -p "$(pgrep -f "$BIN serve" | head -1)" 2>/dev/null || echo 0)
 python3 bench/summarize.py "$RESULTS" "$RSS_KB"
