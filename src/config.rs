@@ -62,6 +62,9 @@ pub struct DatabaseConfig {
     pub acquire_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub busy_timeout: Duration,
+    /// SQLite only: WAL pages after which a commit checkpoints (copies the WAL back into the
+    /// database file, with an fsync). Larger: fewer checkpoints, less work per write, a bigger WAL.
+    pub sqlite_wal_autocheckpoint: u32,
 }
 
 impl std::fmt::Debug for DatabaseConfig {
@@ -72,6 +75,7 @@ impl std::fmt::Debug for DatabaseConfig {
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout", &self.acquire_timeout)
             .field("busy_timeout", &self.busy_timeout)
+            .field("sqlite_wal_autocheckpoint", &self.sqlite_wal_autocheckpoint)
             .finish()
     }
 }
@@ -426,6 +430,13 @@ impl Config {
                 "database.max_connections: must be at least 1".into(),
             ));
         }
+        if self.database.sqlite_wal_autocheckpoint == 0 {
+            return Err(ConfigError(
+                "database.sqlite_wal_autocheckpoint: must be at least 1 (0 never checkpoints, \
+                 so the WAL would grow without bound)"
+                    .into(),
+            ));
+        }
         if !self.security.master_key.expose_secret().is_empty() {
             self.security.decoded_master_key()?;
         }
@@ -576,6 +587,15 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("meta.app_id"));
+    }
+
+    #[test]
+    fn a_wal_that_never_checkpoints_is_refused() {
+        let mut config = Config::defaults();
+        assert_eq!(config.database.sqlite_wal_autocheckpoint, 10_000);
+        config.database.sqlite_wal_autocheckpoint = 0;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("database.sqlite_wal_autocheckpoint"), "{err}");
     }
 
     #[test]

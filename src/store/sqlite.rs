@@ -40,6 +40,10 @@ impl SqliteStore {
             // commit; a power loss may drop the last commits, as documented in the README.
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(config.busy_timeout)
+            .pragma(
+                "wal_autocheckpoint",
+                config.sqlite_wal_autocheckpoint.to_string(),
+            )
             .foreign_keys(true);
         // An in-process connection cannot go stale: no ping (one more round trip to the
         // connection's worker thread) on acquire.
@@ -449,5 +453,29 @@ impl SqliteTx {
             query.build().execute(&mut *self.tx).await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_connection_checkpoints_at_the_configured_wal_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = crate::config::Config::defaults().database;
+        config.url = format!("sqlite://{}/w.db", dir.path().display()).into();
+        config.sqlite_wal_autocheckpoint = 1234;
+        let store = SqliteStore::connect(&config).await.unwrap();
+        // Hold two connections at once so both the first and a later one are asked.
+        let mut first = store.pool.acquire().await.unwrap();
+        let mut second = store.pool.acquire().await.unwrap();
+        for conn in [&mut first, &mut second] {
+            let pages: i64 = sqlx::query_scalar("pragma wal_autocheckpoint")
+                .fetch_one(&mut **conn)
+                .await
+                .unwrap();
+            assert_eq!(pages, 1234);
+        }
     }
 }
