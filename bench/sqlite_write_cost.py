@@ -6,7 +6,7 @@ the JSON body plus its text, time-ordered ids, random wamids) in batches of BATC
 `BEGIN IMMEDIATE` transaction per batch with one multi-row insert and the conversation update, as
 wagate's writer commits them. Foreign keys are off (no parent rows); wagate checks four per row.
 
-Usage: [WAL_AUTOCHECKPOINT=10000] taskset -c 1 python3 bench/sqlite_write_cost.py [DB_PATH] [BATCH] [N]
+Usage: [WAL_AUTOCHECKPOINT=1000] taskset -c 1 python3 bench/sqlite_write_cost.py [DB_PATH] [BATCH] [N]
 """
 import glob
 import json
@@ -27,7 +27,7 @@ db = sqlite3.connect(path, isolation_level=None)
 db.execute("pragma journal_mode=wal")
 db.execute("pragma synchronous=normal")
 # wagate's database.sqlite_wal_autocheckpoint (SQLite's own default is 1000).
-db.execute("pragma wal_autocheckpoint=" + str(int(os.environ.get("WAL_AUTOCHECKPOINT", "10000"))))
+db.execute("pragma wal_autocheckpoint=" + str(int(os.environ.get("WAL_AUTOCHECKPOINT", "1000"))))
 here = os.path.dirname(os.path.abspath(__file__))
 for migration in sorted(glob.glob(os.path.join(here, "..", "migrations", "sqlite", "*.sql"))):
     db.executescript(open(migration).read())

@@ -592,7 +592,7 @@ mod tests {
     #[test]
     fn a_wal_that_never_checkpoints_is_refused() {
         let mut config = Config::defaults();
-        assert_eq!(config.database.sqlite_wal_autocheckpoint, 10_000);
+        assert_eq!(config.database.sqlite_wal_autocheckpoint, 1_000);
         config.database.sqlite_wal_autocheckpoint = 0;
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("database.sqlite_wal_autocheckpoint"), "{err}");
