@@ -3,8 +3,9 @@
 Builds wagate's SQLite schema from migrations/sqlite in a fresh database (WAL, synchronous=NORMAL,
 as wagate opens it), then inserts N messages shaped like the proxy benchmark's sends (1 KiB text:
 the JSON body plus its text, time-ordered ids, random wamids) in batches of BATCH, one
-`BEGIN IMMEDIATE` transaction per batch with one multi-row insert and the conversation update, as
-wagate's writer commits them. Foreign keys are off (no parent rows); wagate checks four per row.
+`BEGIN IMMEDIATE` transaction per batch, as wagate's writer commits them. It is a lower bound:
+one multi-row insert per batch where wagate on SQLite inserts row by row, and foreign keys off (no
+parent rows) where wagate checks four per row.
 
 Usage: [WAL_AUTOCHECKPOINT=1000] taskset -c 1 python3 bench/sqlite_write_cost.py [DB_PATH] [BATCH] [N]
 """
