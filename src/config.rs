@@ -388,14 +388,7 @@ impl Config {
                 return Err(ConfigError(format!("{key}: must be greater than 0s")));
             }
         }
-        let version = self.onboarding.graph_version.strip_prefix('v');
-        if !version.is_some_and(|v| {
-            v.split_once('.').is_some_and(|(major, minor)| {
-                [major, minor]
-                    .iter()
-                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-            })
-        }) {
+        if !crate::types::GraphVersion::is_valid(&self.onboarding.graph_version) {
             return Err(ConfigError(
                 "onboarding.graph_version: must look like v23.0".into(),
             ));
@@ -407,7 +400,7 @@ impl Config {
                 &self.meta.embedded_signup_config_id,
             ),
         ] {
-            if value.len() > 32 || !value.bytes().all(|b| b.is_ascii_digit()) {
+            if !value.is_empty() && !crate::types::MetaId::is_valid(value) {
                 return Err(ConfigError(format!(
                     "{key}: must be Meta's numeric ID (digits only), or empty"
                 )));

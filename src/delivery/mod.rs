@@ -5,7 +5,6 @@
 //! deliveries off private networks. This module also holds what the Platform API does with
 //! deliveries: present them, retry one, replay a time range.
 
-pub mod guard;
 pub mod schedule;
 pub mod worker;
 

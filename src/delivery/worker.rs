@@ -19,10 +19,12 @@ use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::guard::{self, DestinationPolicy, GuardedResolver, ResolvedToForbidden};
 use super::schedule::{parse_retry_after, Backoff};
-use crate::auth::Authenticator;
 use crate::config::DeliveryConfig;
+use crate::destination_guard::{
+    self as guard, DestinationPolicy, GuardedResolver, ResolvedToForbidden,
+};
+use crate::domain::auth::Authenticator;
 use crate::store::{AttemptRow, ClaimedDelivery, DeliveryOutcome, DynStore};
 
 /// How long a delivery put back for a busy destination waits.
@@ -396,7 +398,7 @@ impl Worker {
         &self,
         url: &str,
         claimed: &ClaimedDelivery,
-        number: &crate::auth::NumberConfig,
+        number: &crate::domain::auth::NumberConfig,
     ) -> Result<Answer, String> {
         let url =
             guard::check_url(url, self.policy).map_err(|r| format!("destination refused: {r}"))?;

@@ -6,7 +6,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::contacts::{self, text, Identity};
-use super::ingest::{push_event, RoutedNumber};
+use super::envelope::RoutedNumber;
 use crate::store::{CallRow, StoreResult, StoreTx};
 
 fn rank(status: &str) -> u8 {
@@ -198,4 +198,11 @@ pub async fn record_outbound(
     call.to_number = text(request, "to");
     push_event(&mut call, request);
     tx.update_call(&call).await
+}
+
+/// A stored call row's events list with one more event.
+fn push_event(call: &mut CallRow, event: &Value) {
+    let mut events: Vec<Value> = serde_json::from_str(&call.events).unwrap_or_default();
+    events.push(event.clone());
+    call.events = Value::Array(events).to_string();
 }

@@ -5,6 +5,7 @@
 //! original bytes are kept, so a forwarded body is byte-identical to Meta's.
 
 use serde_json::{json, Map, Value};
+use uuid::Uuid;
 
 /// Where a change belongs.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -105,6 +106,14 @@ pub fn restricted(envelope: &Value, all: &[Change], selected: &[usize]) -> Value
         out_entries.push(Value::Object(entry));
     }
     json!({ "object": object, "entry": out_entries })
+}
+
+/// The number a route belongs to, as ingest needs it.
+#[derive(Debug, Clone)]
+pub struct RoutedNumber {
+    pub internal_id: Uuid,
+    pub project_id: Uuid,
+    pub forwarding: bool,
 }
 
 #[cfg(test)]

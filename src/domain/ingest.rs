@@ -10,21 +10,14 @@ use uuid::Uuid;
 
 use super::contacts::{self, text, Identity};
 use super::conversations::{self, Activity};
+use super::envelope::RoutedNumber;
 use super::envelope::{self, Change, ChangeTarget};
 use super::message_content::{is_media, next_status, render};
-use crate::auth::Authenticator;
+use crate::domain::auth::Authenticator;
 use crate::store::{
-    CallRow, DynStore, EventRouteRow, MessageRow, NewDelivery, NewWebhookEvent, Prefetch,
-    StoreError, StoreResult, StoreTx,
+    DynStore, EventRouteRow, MessageRow, NewDelivery, NewWebhookEvent, Prefetch, StoreError,
+    StoreResult, StoreTx,
 };
-
-/// The number a route belongs to, as ingest needs it.
-#[derive(Debug, Clone)]
-pub struct RoutedNumber {
-    pub internal_id: Uuid,
-    pub project_id: Uuid,
-    pub forwarding: bool,
-}
 
 #[derive(Debug, Clone)]
 pub struct Route {
@@ -664,11 +657,4 @@ pub async fn mark_read(
         }
     }
     Ok(())
-}
-
-/// Exposed for the call module: a stored call row's events list with one more event.
-pub fn push_event(call: &mut CallRow, event: &Value) {
-    let mut events: Vec<Value> = serde_json::from_str(&call.events).unwrap_or_default();
-    events.push(event.clone());
-    call.events = Value::Array(events).to_string();
 }

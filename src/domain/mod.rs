@@ -1,9 +1,11 @@
 //! The domain layer: what wagate does, independent of HTTP. Handlers and the CLI call into it.
 
+pub mod auth;
 pub mod calls;
 pub mod contacts;
 pub mod conversations;
 pub mod envelope;
+pub mod field_error;
 pub mod ingest;
 pub mod message_content;
 pub mod onboarding;

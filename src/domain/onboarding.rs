@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use super::phone_numbers::{self, ConnectInput, PhoneNumberError, UpdateInput};
 use super::verify::{self, VerifyError};
 use crate::crypto::SecretBox;
-use crate::delivery::guard::DestinationPolicy;
+use crate::destination_guard::DestinationPolicy;
 use crate::graph::GraphClient;
 use crate::store::{
     PhoneNumber, PhoneNumberPatch, SealedSecret, SetupCompletion, SetupLinkRow, Store, StoreError,
@@ -177,7 +177,7 @@ pub async fn complete(
 fn meta_id(value: Option<&str>) -> Option<String> {
     value
         .map(str::trim)
-        .filter(|v| !v.is_empty() && v.len() <= 32 && v.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|v| crate::types::MetaId::is_valid(v))
         .map(str::to_owned)
 }
 

@@ -1,33 +1,19 @@
 //! Connecting WhatsApp phone numbers to a project: validation, sealing secrets, the public view.
 
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::crypto::{self, SecretBox};
-use crate::delivery::guard::DestinationPolicy;
+use crate::destination_guard::DestinationPolicy;
 use crate::store::{
     NewPhoneNumber, PhoneNumber, PhoneNumberDetails, PhoneNumberPatch, SealedSecret, Store,
     StoreError,
 };
 use crate::time::iso;
 
-/// A rejected field: which one and why. Rendered as 422 by the Platform API.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
+pub use super::field_error::FieldError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PhoneNumberError {
@@ -110,7 +96,7 @@ fn meta_id(field: &'static str, value: Option<&str>, errors: &mut Vec<FieldError
             errors.push(FieldError::new(field, "is required"));
             String::new()
         }
-        Some(v) if v.len() > 32 || !v.bytes().all(|b| b.is_ascii_digit()) => {
+        Some(v) if !crate::types::MetaId::is_valid(v) => {
             errors.push(FieldError::new(
                 field,
                 "must be Meta's numeric ID (digits only, at most 32)",
@@ -151,7 +137,7 @@ fn check_token(field: &'static str, token: Option<&SecretString>, errors: &mut V
 /// loopback, link-local or metadata address (checked again, after DNS, at every attempt).
 async fn check_url(value: Option<&str>, policy: DestinationPolicy, errors: &mut Vec<FieldError>) {
     if let Some(url) = value {
-        if let Err(refusal) = crate::delivery::guard::check_destination(url, policy).await {
+        if let Err(refusal) = crate::destination_guard::check_destination(url, policy).await {
             errors.push(FieldError::new(
                 "webhook_destination_url",
                 refusal.to_string(),

@@ -1,12 +1,78 @@
 //! Recording what passes through the proxy: sends (as outbound messages, `pending`), `status: read`
 //! requests (the inbound message becomes `read`) and calls placed through Graph.
 
+use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
 use super::contacts::{self, text, Identity};
+use super::envelope::RoutedNumber;
 use super::ingest::{self, IngestSettings, Recorded};
-use super::writer::Recording;
 use crate::store::{StoreResult, StoreTx};
+
+/// Something the proxy saw that must be recorded.
+#[derive(Debug, Clone)]
+pub enum Recording {
+    /// `POST {pnid}/messages` that Meta accepted (a send, or a `status: read`).
+    Send {
+        number: RoutedNumber,
+        request: Value,
+        response: Value,
+        at: DateTime<Utc>,
+    },
+    /// `POST {pnid}/calls` with `action: connect` that Meta accepted.
+    Call {
+        number: RoutedNumber,
+        request: Value,
+        response: Value,
+        at: DateTime<Utc>,
+    },
+}
+
+impl Recording {
+    /// Same shard as the webhooks about the same user (see `IngestJob::shard_key`).
+    pub(super) fn shard_key(&self) -> u64 {
+        let (Self::Send {
+            number, request, ..
+        }
+        | Self::Call {
+            number, request, ..
+        }) = self;
+        let user = ["to", "recipient"]
+            .iter()
+            .find_map(|key| request.get(key).and_then(Value::as_str))
+            .unwrap_or("");
+        ingest::shard_hash(number.internal_id, user)
+    }
+
+    /// The wamid a recorded send will lock and the user it went to (see `IngestJob::prefetch`).
+    pub(super) fn prefetch(&self, batch: &mut crate::store::Prefetch) {
+        if let Self::Send {
+            number,
+            request,
+            response,
+            ..
+        } = self
+        {
+            if request.get("status").and_then(Value::as_str) == Some("read") {
+                return;
+            }
+            let number = number.internal_id;
+            if let Some(wamid) = response.pointer("/messages/0/id").and_then(Value::as_str) {
+                batch.messages.push((number, wamid.to_owned()));
+            }
+            let contact = response.pointer("/contacts/0").unwrap_or(&Value::Null);
+            for id in [
+                request.get("to"),
+                request.get("recipient"),
+                contact.get("wa_id"),
+                contact.get("user_id"),
+            ] {
+                let id = id.and_then(Value::as_str).map(str::to_owned);
+                ingest::prefetch_user(batch, number, id);
+            }
+        }
+    }
+}
 
 pub async fn apply(
     tx: &mut dyn StoreTx,

@@ -91,10 +91,6 @@ fn redirect_url(field: &str, value: &Option<String>, errors: &mut Vec<FieldError
     }
 }
 
-fn is_hex_color(value: &str) -> bool {
-    value.len() == 7 && value.starts_with('#') && value[1..].bytes().all(|b| b.is_ascii_hexdigit())
-}
-
 /// The full theme: defaults overridden by the caller's valid colors.
 fn theme(input: &Option<Map<String, Value>>, errors: &mut Vec<FieldError>) -> Map<String, Value> {
     let mut theme: Map<String, Value> = THEME_DEFAULTS
@@ -114,7 +110,7 @@ fn theme(input: &Option<Map<String, Value>>, errors: &mut Vec<FieldError>) -> Ma
             continue;
         }
         match value.as_str() {
-            Some(color) if is_hex_color(color) => {
+            Some(color) if crate::types::HexColour::is_valid(color) => {
                 theme.insert(key.clone(), json!(color.to_ascii_lowercase()));
             }
             _ => errors.push(FieldError::new(field, "must be a #RRGGBB color")),
@@ -350,7 +346,7 @@ pub async fn update(
     };
     let expires_at = match input.expires_at.as_deref() {
         None => None,
-        Some(raw) => match crate::stored::filters::parse_time(raw) {
+        Some(raw) => match crate::time::parse_time(raw) {
             Some(t) if t > now => Some(t),
             Some(_) => {
                 errors.push(FieldError::new("expires_at", "must be in the future"));
@@ -424,9 +420,9 @@ mod tests {
 
     #[test]
     fn colors_and_countries() {
-        assert!(is_hex_color("#3b82F6"));
+        assert!(crate::types::HexColour::is_valid("#3b82F6"));
         for bad in ["3b82f6", "#3b82f", "#3b82f6a", "#gggggg", "red"] {
-            assert!(!is_hex_color(bad), "{bad}");
+            assert!(!crate::types::HexColour::is_valid(bad), "{bad}");
         }
         let mut errors = Vec::new();
         let ok = countries(&Some(vec!["us".into(), "BR".into()]), &mut errors);

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::phone_numbers::FieldError;
+use super::field_error::FieldError;
 use crate::graph::GraphClient;
 use crate::store::PhoneNumberDetails;
 

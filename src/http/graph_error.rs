@@ -83,6 +83,18 @@ impl GraphError {
         }
     }
 
+    /// A request body that could not be read within `limit`: 413, 408 or 400.
+    pub fn unreadable_body(error: super::body::BodyError, limit: usize) -> Self {
+        use super::body::BodyError;
+        match error {
+            BodyError::TooLarge => Self::payload_too_large(limit),
+            BodyError::Stalled => Self::request_timeout(),
+            BodyError::Read(message) => {
+                Self::invalid_parameter(format!("body: could not be read ({message})"))
+            }
+        }
+    }
+
     /// 408: the caller stopped sending its body for longer than `server.body_idle_timeout`.
     pub fn request_timeout() -> Self {
         Self {

@@ -6,7 +6,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use crate::state::AppState;
+use crate::http::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -44,6 +44,6 @@ async fn metrics() -> ([(axum::http::HeaderName, &'static str); 1], String) {
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        crate::telemetry_metrics::handle().render(),
+        crate::telemetry::metrics::handle().render(),
     )
 }

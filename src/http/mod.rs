@@ -1,13 +1,16 @@
 //! The HTTP surface: one router per capability, merged here, under one set of layers.
 
 pub mod body;
+pub mod graph;
 pub mod graph_error;
 mod health;
 pub mod openapi;
+pub mod origin;
 pub mod platform;
 pub mod request_id;
 pub mod server;
 mod setup;
+pub mod state;
 mod webhooks;
 
 use std::time::Duration;
@@ -23,34 +26,7 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tracing::Span;
 
-use crate::state::AppState;
-
-/// Prefixes under which wagate speaks Graph (and answers errors in Graph's envelope).
-pub const GRAPH_PREFIXES: [&str; 2] = ["/meta/whatsapp/", "/api/meta/"];
-
-/// The origin clients reach wagate at: `server.public_url`, else the request's Host (and
-/// `X-Forwarded-Proto` from a load balancer). Used for paging links and download links.
-pub fn public_origin(config: &crate::config::Config, headers: &axum::http::HeaderMap) -> String {
-    if let Some(url) = config.public_url() {
-        return url.to_owned();
-    }
-    let header = |name: &str, default: &'static str| {
-        headers
-            .get(name)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or(default)
-            .to_owned()
-    };
-    format!(
-        "{}://{}",
-        header("x-forwarded-proto", "http"),
-        header("host", "localhost")
-    )
-}
-
-pub fn is_graph_path(path: &str) -> bool {
-    GRAPH_PREFIXES.iter().any(|p| path.starts_with(p))
-}
+use crate::http::state::AppState;
 
 pub fn router(state: AppState) -> Router {
     let body_idle_timeout = state.config.server.body_idle_timeout;
@@ -58,7 +34,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(openapi::router())
         .nest("/platform/v1", platform::router())
-        .merge(crate::proxy::router())
+        .merge(graph::router())
         .merge(webhooks::router())
         .merge(setup::router())
         .fallback(not_found)
@@ -131,7 +107,7 @@ async fn count_request(request: Request, next: middleware::Next) -> Response {
 }
 
 async fn not_found(uri: Uri) -> Response {
-    if is_graph_path(uri.path()) {
+    if graph::path::is_graph_path(uri.path()) {
         graph_error::GraphError::invalid_parameter(format!("unknown path: {}", uri.path()))
             .into_response()
     } else {

@@ -13,7 +13,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 
-use crate::state::AppState;
+use crate::http::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -619,11 +619,7 @@ async fn document() -> impl IntoResponse {
     Json(spec().clone())
 }
 
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
+use crate::types::escape_html as escape;
 
 /// Every operation, readable without any script or external asset.
 async fn page() -> impl IntoResponse {

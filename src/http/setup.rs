@@ -30,8 +30,9 @@ use serde_json::{json, Map, Value};
 use self::i18n::Strings;
 use crate::domain::onboarding::{self, CompleteError, CompleteInput, FailureCode, Signup};
 use crate::domain::setup_links::{LANGUAGES, THEME_DEFAULTS};
-use crate::state::AppState;
+use crate::http::state::AppState;
 use crate::store::SetupLinkRow;
+use crate::types::{HexColour, MetaId};
 
 const SHELL: &str = include_str!("setup/page.html");
 const CSS: &str = include_str!("setup/page.css");
@@ -91,20 +92,7 @@ fn language<'a>(link: Option<&'a SetupLinkRow>, headers: &HeaderMap) -> &'a str 
 
 // ---- rendering -----------------------------------------------------------------------------
 
-fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use crate::types::escape_html as esc;
 
 /// JSON safe inside a `<script>` element.
 fn script_json(value: &Value) -> String {
@@ -141,10 +129,6 @@ fn fill(template: &str, values: &[(&str, &str)]) -> String {
     out
 }
 
-fn is_hex_color(value: &str) -> bool {
-    value.len() == 7 && value.starts_with('#') && value[1..].bytes().all(|b| b.is_ascii_hexdigit())
-}
-
 /// `--primary: #3b82f6;` … for every theme key, from the link's colors over the defaults.
 fn theme_css(theme_config: Option<&str>) -> String {
     let theme: Map<String, Value> = theme_config
@@ -155,7 +139,7 @@ fn theme_css(theme_config: Option<&str>) -> String {
         let color = theme
             .get(key)
             .and_then(Value::as_str)
-            .filter(|c| is_hex_color(c))
+            .filter(|c| HexColour::is_valid(c))
             .unwrap_or(default);
         let name = key.trim_end_matches("_color").replace('_', "-");
         let _ = writeln!(css, "  --{name}: {};", color.to_ascii_lowercase());
@@ -400,7 +384,7 @@ fn digits_param(query: &[(String, String)], key: &str) -> String {
         .iter()
         .find(|(k, _)| k == key)
         .map(|(_, v)| v.as_str())
-        .filter(|v| v.len() <= 32 && v.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|v| v.is_empty() || MetaId::is_valid(v))
         .unwrap_or("")
         .to_owned()
 }

@@ -18,7 +18,7 @@ use serde_json::json;
 use crate::crypto;
 use crate::domain::ingest;
 use crate::http::body::{read_limited, BodyError};
-use crate::state::AppState;
+use crate::http::state::AppState;
 use crate::store::StoreError;
 
 pub fn router() -> Router<AppState> {

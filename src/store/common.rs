@@ -3,28 +3,6 @@
 //! Both SQLite and PostgreSQL accept `$n` placeholders, `returning` and `on conflict`; values are
 //! bound from Rust (never `now()`) so both store identical timestamps.
 
-use chrono::{DateTime, SubsecRound, Utc};
-
-/// Current time at the precision both backends keep (microseconds), so a value read back equals
-/// the value written.
-pub(crate) fn now() -> DateTime<Utc> {
-    Utc::now().trunc_subsecs(6)
-}
-
-pub(crate) const PHONE_NUMBER_COLUMNS: &str = r#"internal_id, project_id, customer_id,
-    phone_number_id, business_account_id, kind, name, display_phone_number, verified_name,
-    quality_rating, code_verification_status, name_status, status, throughput_tier,
-    messaging_limit, is_official_business_account, is_pin_enabled, is_coexistence,
-    inbound_processing_enabled, calls_enabled, access_token_sealed, access_token_key_id,
-    access_token_sha256, webhook_destination_url, webhook_secret_sealed,
-    webhook_verify_token_sealed, secrets_key_id, webhook_verified_at, username, username_status,
-    created_at, updated_at"#;
-
-pub(crate) const API_KEY_COLUMNS: &str =
-    "id, project_id, key_sha256, display_prefix, created_at, revoked_at";
-pub(crate) const CUSTOMER_COLUMNS: &str =
-    "id, project_id, name, external_customer_id, created_at, updated_at";
-
 /// Implements the backend-independent part of [`crate::store::Store`] for a type with a
 /// `pool: sqlx::Pool<_>` field and a `backend_kind()` inherent method.
 macro_rules! impl_common_store {
@@ -50,7 +28,7 @@ macro_rules! impl_common_store {
                 )
                 .bind(uuid::Uuid::now_v7())
                 .bind(name)
-                .bind($crate::store::common::now())
+                .bind($crate::store::now())
                 .fetch_one(&self.pool)
                 .await?;
                 Ok(project)
@@ -89,7 +67,7 @@ macro_rules! impl_common_store {
                 )
                 .bind(uuid::Uuid::now_v7())
                 .bind(name)
-                .bind($crate::store::common::now())
+                .bind($crate::store::now())
                 .fetch_one(&mut *tx)
                 .await?;
                 tx.commit().await?;
@@ -103,14 +81,14 @@ macro_rules! impl_common_store {
                 let sql = format!(
                     "insert into api_keys (id, project_id, key_sha256, display_prefix, created_at) \
                      values ($1, $2, $3, $4, $5) returning {}",
-                    $crate::store::common::API_KEY_COLUMNS
+                    $crate::store::columns::API_KEY_COLUMNS
                 );
                 Ok(sqlx::query_as(&sql)
                     .bind(uuid::Uuid::now_v7())
                     .bind(key.project_id)
                     .bind(&key.key_sha256)
                     .bind(&key.display_prefix)
-                    .bind($crate::store::common::now())
+                    .bind($crate::store::now())
                     .fetch_one(&self.pool)
                     .await?)
             }
@@ -121,7 +99,7 @@ macro_rules! impl_common_store {
             ) -> $crate::store::StoreResult<Vec<$crate::store::ApiKeyRecord>> {
                 let sql = format!(
                     "select {} from api_keys where project_id = $1 order by created_at, id",
-                    $crate::store::common::API_KEY_COLUMNS
+                    $crate::store::columns::API_KEY_COLUMNS
                 );
                 Ok(sqlx::query_as(&sql).bind(project_id).fetch_all(&self.pool).await?)
             }
@@ -133,11 +111,11 @@ macro_rules! impl_common_store {
                 // coalesce keeps the first revocation time when a key is revoked twice.
                 let sql = format!(
                     "update api_keys set revoked_at = coalesce(revoked_at, $2) where id = $1 returning {}",
-                    $crate::store::common::API_KEY_COLUMNS
+                    $crate::store::columns::API_KEY_COLUMNS
                 );
                 Ok(sqlx::query_as(&sql)
                     .bind(id)
-                    .bind($crate::store::common::now())
+                    .bind($crate::store::now())
                     .fetch_one(&self.pool)
                     .await?)
             }
@@ -148,7 +126,7 @@ macro_rules! impl_common_store {
             ) -> $crate::store::StoreResult<Option<$crate::store::ApiKeyRecord>> {
                 let sql = format!(
                     "select {} from api_keys where key_sha256 = $1",
-                    $crate::store::common::API_KEY_COLUMNS
+                    $crate::store::columns::API_KEY_COLUMNS
                 );
                 Ok(sqlx::query_as(&sql).bind(key_sha256).fetch_optional(&self.pool).await?)
             }
@@ -157,11 +135,11 @@ macro_rules! impl_common_store {
                 &self,
                 customer: $crate::store::NewCustomer,
             ) -> $crate::store::StoreResult<$crate::store::Customer> {
-                let now = $crate::store::common::now();
+                let now = $crate::store::now();
                 let sql = format!(
                     "insert into customers (id, project_id, name, external_customer_id, created_at, updated_at) \
                      values ($1, $2, $3, $4, $5, $5) returning {}",
-                    $crate::store::common::CUSTOMER_COLUMNS
+                    $crate::store::columns::CUSTOMER_COLUMNS
                 );
                 Ok(sqlx::query_as(&sql)
                     .bind(uuid::Uuid::now_v7())
@@ -180,7 +158,7 @@ macro_rules! impl_common_store {
             ) -> $crate::store::StoreResult<$crate::store::Customer> {
                 let sql = format!(
                     "select {} from customers where project_id = $1 and id = $2",
-                    $crate::store::common::CUSTOMER_COLUMNS
+                    $crate::store::columns::CUSTOMER_COLUMNS
                 );
                 Ok(sqlx::query_as(&sql).bind(project_id).bind(id).fetch_one(&self.pool).await?)
             }
@@ -189,7 +167,7 @@ macro_rules! impl_common_store {
                 &self,
                 n: $crate::store::NewPhoneNumber,
             ) -> $crate::store::StoreResult<$crate::store::PhoneNumber> {
-                let now = $crate::store::common::now();
+                let now = $crate::store::now();
                 let secrets_key_id = (n.webhook_secret.is_some() || n.webhook_verify_token.is_some())
                     .then(|| n.access_token.key_id.clone());
                 let sql = format!(
@@ -202,7 +180,7 @@ macro_rules! impl_common_store {
                      webhook_verify_token_sealed, secrets_key_id, created_at, updated_at) \
                      values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
                      $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $28) returning {}",
-                    $crate::store::common::PHONE_NUMBER_COLUMNS
+                    $crate::store::columns::PHONE_NUMBER_COLUMNS
                 );
                 Ok(sqlx::query_as(&sql)
                     .bind(uuid::Uuid::now_v7())
@@ -243,7 +221,7 @@ macro_rules! impl_common_store {
             ) -> $crate::store::StoreResult<Option<$crate::store::PhoneNumber>> {
                 let sql = format!(
                     "select {} from phone_numbers where phone_number_id = $1",
-                    $crate::store::common::PHONE_NUMBER_COLUMNS
+                    $crate::store::columns::PHONE_NUMBER_COLUMNS
                 );
                 Ok(sqlx::query_as(&sql).bind(phone_number_id).fetch_optional(&self.pool).await?)
             }
@@ -256,7 +234,7 @@ macro_rules! impl_common_store {
                 let sql = format!(
                     "select {} from phone_numbers where business_account_id = $1 and project_id = $2 \
                      order by created_at, internal_id",
-                    $crate::store::common::PHONE_NUMBER_COLUMNS
+                    $crate::store::columns::PHONE_NUMBER_COLUMNS
                 );
                 Ok(sqlx::query_as(&sql)
                     .bind(business_account_id)
@@ -266,7 +244,7 @@ macro_rules! impl_common_store {
             }
 
             async fn phone_number_by_internal_id(&self, internal_id: uuid::Uuid) -> $crate::store::StoreResult<Option<$crate::store::PhoneNumber>> {
-                let sql = format!("select {} from phone_numbers where internal_id = $1", $crate::store::common::PHONE_NUMBER_COLUMNS);
+                let sql = format!("select {} from phone_numbers where internal_id = $1", $crate::store::columns::PHONE_NUMBER_COLUMNS);
                 Ok(sqlx::query_as(&sql).bind(internal_id).fetch_optional(&self.pool).await?)
             }
 
@@ -276,7 +254,7 @@ macro_rules! impl_common_store {
             ) -> $crate::store::StoreResult<Vec<$crate::store::PhoneNumber>> {
                 let sql = format!(
                     "select {} from phone_numbers where business_account_id = $1 order by created_at, internal_id",
-                    $crate::store::common::PHONE_NUMBER_COLUMNS
+                    $crate::store::columns::PHONE_NUMBER_COLUMNS
                 );
                 Ok(sqlx::query_as(&sql).bind(business_account_id).fetch_all(&self.pool).await?)
             }
@@ -287,7 +265,7 @@ macro_rules! impl_common_store {
             ) -> $crate::store::StoreResult<Vec<$crate::store::PhoneNumber>> {
                 let sql = format!(
                     "select {} from phone_numbers where access_token_sha256 = $1 order by created_at, internal_id",
-                    $crate::store::common::PHONE_NUMBER_COLUMNS
+                    $crate::store::columns::PHONE_NUMBER_COLUMNS
                 );
                 Ok(sqlx::query_as(&sql)
                     .bind(access_token_sha256)
@@ -314,7 +292,7 @@ macro_rules! impl_common_store {
                 let sql = format!(
                     "select {} from phone_numbers where {filter} \
                      order by created_at desc, internal_id desc limit $3 offset $4",
-                    $crate::store::common::PHONE_NUMBER_COLUMNS
+                    $crate::store::columns::PHONE_NUMBER_COLUMNS
                 );
                 let items = sqlx::query_as(&sql)
                     .bind(project_id)
@@ -335,7 +313,7 @@ macro_rules! impl_common_store {
                 let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
                 let select = format!(
                     "select {} from phone_numbers where project_id = $1 and phone_number_id = $2",
-                    $crate::store::common::PHONE_NUMBER_COLUMNS
+                    $crate::store::columns::PHONE_NUMBER_COLUMNS
                 );
                 let mut n: $crate::store::PhoneNumber = sqlx::query_as(&select)
                     .bind(project_id)
@@ -349,7 +327,7 @@ macro_rules! impl_common_store {
                      secrets_key_id = $9, inbound_processing_enabled = $10, calls_enabled = $11, \
                      username = $12, username_status = $13, updated_at = $14 \
                      where project_id = $1 and phone_number_id = $2 returning {}",
-                    $crate::store::common::PHONE_NUMBER_COLUMNS
+                    $crate::store::columns::PHONE_NUMBER_COLUMNS
                 );
                 let updated = sqlx::query_as(&sql)
                     .bind(project_id)
@@ -365,7 +343,7 @@ macro_rules! impl_common_store {
                     .bind(n.calls_enabled)
                     .bind(&n.username)
                     .bind(&n.username_status)
-                    .bind($crate::store::common::now())
+                    .bind($crate::store::now())
                     .fetch_one(&mut *tx)
                     .await?;
                 tx.commit().await?;
@@ -406,27 +384,27 @@ macro_rules! impl_common_store {
             }
 
             async fn message(&self, number: uuid::Uuid, wamid: &str) -> $crate::store::StoreResult<Option<$crate::store::MessageRow>> {
-                let sql = format!("select {} from messages where phone_number_internal_id = $1 and wamid = $2", $crate::store::tx::MESSAGE_COLUMNS);
+                let sql = format!("select {} from messages where phone_number_internal_id = $1 and wamid = $2", $crate::store::columns::MESSAGE_COLUMNS);
                 Ok(sqlx::query_as(&sql).bind(number).bind(wamid).fetch_optional(&self.pool).await?)
             }
 
             async fn messages_of(&self, number: uuid::Uuid) -> $crate::store::StoreResult<Vec<$crate::store::MessageRow>> {
-                let sql = format!("select {} from messages where phone_number_internal_id = $1 order by created_at, id", $crate::store::tx::MESSAGE_COLUMNS);
+                let sql = format!("select {} from messages where phone_number_internal_id = $1 order by created_at, id", $crate::store::columns::MESSAGE_COLUMNS);
                 Ok(sqlx::query_as(&sql).bind(number).fetch_all(&self.pool).await?)
             }
 
             async fn contacts_of(&self, number: uuid::Uuid) -> $crate::store::StoreResult<Vec<$crate::store::ContactRow>> {
-                let sql = format!("select {} from contacts where phone_number_internal_id = $1 order by created_at, id", $crate::store::tx::CONTACT_COLUMNS);
+                let sql = format!("select {} from contacts where phone_number_internal_id = $1 order by created_at, id", $crate::store::columns::CONTACT_COLUMNS);
                 Ok(sqlx::query_as(&sql).bind(number).fetch_all(&self.pool).await?)
             }
 
             async fn conversations_of(&self, number: uuid::Uuid) -> $crate::store::StoreResult<Vec<$crate::store::ConversationRow>> {
-                let sql = format!("select {} from conversations where phone_number_internal_id = $1 order by created_at, id", $crate::store::tx::CONVERSATION_COLUMNS);
+                let sql = format!("select {} from conversations where phone_number_internal_id = $1 order by created_at, id", $crate::store::columns::CONVERSATION_COLUMNS);
                 Ok(sqlx::query_as(&sql).bind(number).fetch_all(&self.pool).await?)
             }
 
             async fn calls_of(&self, number: uuid::Uuid) -> $crate::store::StoreResult<Vec<$crate::store::CallRow>> {
-                let sql = format!("select {} from calls where phone_number_internal_id = $1 order by created_at, id", $crate::store::tx::CALL_COLUMNS);
+                let sql = format!("select {} from calls where phone_number_internal_id = $1 order by created_at, id", $crate::store::columns::CALL_COLUMNS);
                 Ok(sqlx::query_as(&sql).bind(number).fetch_all(&self.pool).await?)
             }
 
@@ -472,7 +450,7 @@ macro_rules! impl_common_store {
             }
 
             async fn conversation(&self, id: uuid::Uuid) -> $crate::store::StoreResult<Option<$crate::store::ConversationRow>> {
-                let sql = format!("select {} from conversations where id = $1", $crate::store::tx::CONVERSATION_COLUMNS);
+                let sql = format!("select {} from conversations where id = $1", $crate::store::columns::CONVERSATION_COLUMNS);
                 Ok(sqlx::query_as(&sql).bind(id).fetch_optional(&self.pool).await?)
             }
 
@@ -481,7 +459,7 @@ macro_rules! impl_common_store {
                     return Ok(Vec::new());
                 }
                 let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
-                let sql = format!("select {} from contacts where id in ({})", $crate::store::tx::CONTACT_COLUMNS, placeholders.join(", "));
+                let sql = format!("select {} from contacts where id in ({})", $crate::store::columns::CONTACT_COLUMNS, placeholders.join(", "));
                 let mut query = sqlx::query_as(&sql);
                 for id in ids {
                     query = query.bind(*id);
@@ -490,7 +468,7 @@ macro_rules! impl_common_store {
             }
 
             async fn call(&self, number: uuid::Uuid, call_id: &str) -> $crate::store::StoreResult<Option<$crate::store::CallRow>> {
-                let sql = format!("select {} from calls where phone_number_internal_id = $1 and call_id = $2", $crate::store::tx::CALL_COLUMNS);
+                let sql = format!("select {} from calls where phone_number_internal_id = $1 and call_id = $2", $crate::store::columns::CALL_COLUMNS);
                 Ok(sqlx::query_as(&sql).bind(number).bind(call_id).fetch_optional(&self.pool).await?)
             }
 

@@ -129,7 +129,7 @@ impl Sql {
 pub(crate) fn message_sql(number: Uuid, filter: &MessageFilter, seek: Seek, limit: u32) -> Sql {
     let mut sql = Sql::new(&format!(
         "select {} from messages where",
-        super::tx::MESSAGE_COLUMNS
+        super::columns::MESSAGE_COLUMNS
     ));
     sql.push(" phone_number_internal_id = ?", [Arg::Uuid(number)]);
     if let Some(v) = &filter.direction {
@@ -163,7 +163,7 @@ pub(crate) fn conversation_sql(
     seek: Seek,
     limit: u32,
 ) -> Sql {
-    let columns = super::tx::CONVERSATION_COLUMNS
+    let columns = super::columns::CONVERSATION_COLUMNS
         .split(", ")
         .map(|c| format!("v.{}", c.trim()))
         .collect::<Vec<_>>()
@@ -206,7 +206,7 @@ pub(crate) fn conversation_sql(
 pub(crate) fn contact_sql(number: Uuid, filter: &ContactFilter, seek: Seek, limit: u32) -> Sql {
     let mut sql = Sql::new(&format!(
         "select {} from contacts where",
-        super::tx::CONTACT_COLUMNS
+        super::columns::CONTACT_COLUMNS
     ));
     sql.push(" phone_number_internal_id = ?", [Arg::Uuid(number)]);
     if let Some(v) = &filter.wa_id {
@@ -239,7 +239,7 @@ pub(crate) fn contact_sql(number: Uuid, filter: &ContactFilter, seek: Seek, limi
 pub(crate) fn call_sql(number: Uuid, filter: &CallFilter, seek: Seek, limit: u32) -> Sql {
     let mut sql = Sql::new(&format!(
         "select {} from calls where",
-        super::tx::CALL_COLUMNS
+        super::columns::CALL_COLUMNS
     ));
     sql.push(" phone_number_internal_id = ?", [Arg::Uuid(number)]);
     if let Some(v) = &filter.direction {

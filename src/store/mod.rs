@@ -5,6 +5,7 @@
 //! compiled against each driver. Dialect differences live in the backend files. sqlx types never
 //! leave this module: callers see domain models and [`StoreError`].
 
+mod columns;
 mod common;
 pub(crate) mod lists;
 mod models;
@@ -19,9 +20,9 @@ pub(crate) mod tx_state;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, SubsecRound, Utc};
 use uuid::Uuid;
 
-pub(crate) use common::now;
 pub use lists::{CallFilter, ContactFilter, ConversationFilter, MessageFilter, Seek};
 pub use models::*;
 pub use onboarding::{
@@ -38,6 +39,12 @@ pub use tx::StoreTx;
 pub use tx_state::Prefetch;
 
 use crate::config::{Backend, DatabaseConfig};
+
+/// Current time at the precision both backends keep (microseconds), so a value read back equals
+/// the value written.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
 
 /// What can go wrong in the store, in terms callers act on.
 #[derive(Debug, thiserror::Error)]

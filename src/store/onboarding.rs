@@ -209,7 +209,7 @@ pub(crate) fn customer_sql(
     } else {
         format!(
             "select {} from customers where",
-            super::common::CUSTOMER_COLUMNS
+            super::columns::CUSTOMER_COLUMNS
         )
     });
     sql.push(" project_id = ?", [Arg::Uuid(project_id)]);
@@ -270,7 +270,7 @@ macro_rules! impl_onboarding {
                     "update customers set name = coalesce($3, name), \
                      external_customer_id = case when $4 then $5 else external_customer_id end, \
                      updated_at = $6 where project_id = $1 and id = $2 returning {}",
-                    $crate::store::common::CUSTOMER_COLUMNS
+                    $crate::store::columns::CUSTOMER_COLUMNS
                 );
                 Ok(sqlx::query_as(&sql)
                     .bind(project_id)
@@ -278,7 +278,7 @@ macro_rules! impl_onboarding {
                     .bind(&patch.name)
                     .bind(patch.external_customer_id.is_some())
                     .bind(patch.external_customer_id.clone().flatten())
-                    .bind($crate::store::common::now())
+                    .bind($crate::store::now())
                     .fetch_one(&self.pool)
                     .await?)
             }
@@ -312,7 +312,7 @@ macro_rules! impl_onboarding {
                     }
                     sqlx::query("update phone_numbers set customer_id = null, updated_at = $2 where customer_id = $1")
                         .bind(id)
-                        .bind($crate::store::common::now())
+                        .bind($crate::store::now())
                         .execute(&mut *tx)
                         .await?;
                 }

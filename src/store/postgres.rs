@@ -105,7 +105,7 @@ impl PgTx {
         tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
         batch: &super::Prefetch,
     ) -> super::StoreResult<Option<super::tx_state::Prefetched>> {
-        use super::tx::{CONTACT_COLUMNS, CONVERSATION_COLUMNS, MESSAGE_COLUMNS};
+        use super::columns::{CONTACT_COLUMNS, CONVERSATION_COLUMNS, MESSAGE_COLUMNS};
         fn split<T: Clone>(pairs: &[(uuid::Uuid, T)]) -> (Vec<uuid::Uuid>, Vec<T>) {
             pairs.iter().cloned().unzip()
         }

@@ -103,23 +103,6 @@ pub trait StoreTx: Send {
     async fn commit(self: Box<Self>) -> StoreResult<()>;
 }
 
-pub(crate) const CONTACT_COLUMNS: &str = "id, project_id, phone_number_internal_id, wa_id, \
-    business_scoped_user_id, parent_business_scoped_user_id, username, profile_name, display_name, \
-    customer_id, metadata, created_at, updated_at";
-pub(crate) const CONVERSATION_COLUMNS: &str =
-    "id, project_id, phone_number_internal_id, contact_id, \
-    status, last_active_at, ended_at, messages_count, last_message_id, last_message_type, \
-    last_message_timestamp, last_message_text, last_inbound_at, last_outbound_at, metadata, \
-    created_at, updated_at";
-pub(crate) const MESSAGE_COLUMNS: &str =
-    "id, project_id, phone_number_internal_id, wamid, direction, \
-    message_type, status, processing_status, origin, meta_timestamp, contact_id, conversation_id, \
-    has_media, body, content, errors, statuses, created_at, updated_at";
-pub(crate) const CALL_COLUMNS: &str =
-    "id, project_id, phone_number_internal_id, call_id, direction, \
-    status, from_number, to_number, contact_id, conversation_id, started_at, session_started_at, \
-    ended_at, duration_seconds, events, created_at, updated_at";
-
 /// Rows per multi-row insert: far below either backend's bound-parameter limit.
 pub(crate) const INSERT_CHUNK: usize = 200;
 
@@ -177,7 +160,7 @@ macro_rules! impl_store_tx {
                 if let $crate::store::tx_state::Cached::Known(row) = self.state.contact_by_bsuid(number, bsuid) {
                     return Ok(row);
                 }
-                let sql = format!("select {} from contacts where phone_number_internal_id = $1 and business_scoped_user_id = $2", $crate::store::tx::CONTACT_COLUMNS);
+                let sql = format!("select {} from contacts where phone_number_internal_id = $1 and business_scoped_user_id = $2", $crate::store::columns::CONTACT_COLUMNS);
                 let row: Option<$crate::store::ContactRow> = sqlx::query_as(&sql).bind(number).bind(bsuid).fetch_optional(&mut *self.tx).await?;
                 match &row {
                     Some(row) => self.state.remember_contact(row),
@@ -189,7 +172,7 @@ macro_rules! impl_store_tx {
             async fn find_contact_by_parent_bsuid(&mut self, number: uuid::Uuid, parent: &str) -> $crate::store::StoreResult<Option<$crate::store::ContactRow>> {
                 // A parent BSUID spans linked portfolios: with two contacts under one parent it
                 // names neither, so only a single match counts.
-                let sql = format!("select {} from contacts where phone_number_internal_id = $1 and parent_business_scoped_user_id = $2 order by created_at, id limit 2", $crate::store::tx::CONTACT_COLUMNS);
+                let sql = format!("select {} from contacts where phone_number_internal_id = $1 and parent_business_scoped_user_id = $2 order by created_at, id limit 2", $crate::store::columns::CONTACT_COLUMNS);
                 let mut rows: Vec<$crate::store::ContactRow> = sqlx::query_as(&sql).bind(number).bind(parent).fetch_all(&mut *self.tx).await?;
                 Ok(if rows.len() == 1 { rows.pop() } else { None })
             }
@@ -198,7 +181,7 @@ macro_rules! impl_store_tx {
                 if let $crate::store::tx_state::Cached::Known(row) = self.state.contact_by_wa_id(number, wa_id) {
                     return Ok(row);
                 }
-                let sql = format!("select {} from contacts where phone_number_internal_id = $1 and wa_id = $2", $crate::store::tx::CONTACT_COLUMNS);
+                let sql = format!("select {} from contacts where phone_number_internal_id = $1 and wa_id = $2", $crate::store::columns::CONTACT_COLUMNS);
                 let row: Option<$crate::store::ContactRow> = sqlx::query_as(&sql).bind(number).bind(wa_id).fetch_optional(&mut *self.tx).await?;
                 match &row {
                     Some(row) => self.state.remember_contact(row),
@@ -262,7 +245,7 @@ macro_rules! impl_store_tx {
                 }
                 let sql = format!(
                     "select {} from conversations where phone_number_internal_id = $1 and contact_id = $2 and status = 'active'{}",
-                    $crate::store::tx::CONVERSATION_COLUMNS,
+                    $crate::store::columns::CONVERSATION_COLUMNS,
                     Self::LOCK_ROWS
                 );
                 let row: Option<$crate::store::ConversationRow> = sqlx::query_as(&sql).bind(number).bind(contact).fetch_optional(&mut *self.tx).await?;
@@ -329,7 +312,7 @@ macro_rules! impl_store_tx {
                 }
                 let sql = format!(
                     "select {} from messages where phone_number_internal_id = $1 and wamid = $2{}",
-                    $crate::store::tx::MESSAGE_COLUMNS,
+                    $crate::store::columns::MESSAGE_COLUMNS,
                     Self::LOCK_ROWS
                 );
                 let row: Option<$crate::store::MessageRow> = sqlx::query_as(&sql).bind(number).bind(wamid).fetch_optional(&mut *self.tx).await?;
@@ -413,7 +396,7 @@ macro_rules! impl_store_tx {
             async fn find_call(&mut self, number: uuid::Uuid, call_id: &str) -> $crate::store::StoreResult<Option<$crate::store::CallRow>> {
                 let sql = format!(
                     "select {} from calls where phone_number_internal_id = $1 and call_id = $2{}",
-                    $crate::store::tx::CALL_COLUMNS,
+                    $crate::store::columns::CALL_COLUMNS,
                     Self::LOCK_ROWS
                 );
                 Ok(sqlx::query_as(&sql).bind(number).bind(call_id).fetch_optional(&mut *self.tx).await?)
@@ -450,7 +433,7 @@ macro_rules! impl_store_tx {
 
             async fn set_username(&mut self, number: uuid::Uuid, username: Option<&str>, status: Option<&str>) -> $crate::store::StoreResult<()> {
                 sqlx::query("update phone_numbers set username = $2, username_status = $3, updated_at = $4 where internal_id = $1")
-                    .bind(number).bind(username).bind(status).bind($crate::store::common::now())
+                    .bind(number).bind(username).bind(status).bind($crate::store::now())
                     .execute(&mut *self.tx).await?;
                 Ok(())
             }

@@ -113,7 +113,7 @@ async fn document_and_routes_agree(app: TestApp) {
                 .replace("{call_id}", "wacid.X");
             let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             assert!(
-                wagate::stored::route(&method, &sample).is_some(),
+                wagate::http::graph::stored::route(&method, &sample).is_some(),
                 "{method} {path} is documented as stored data but not served as such"
             );
             stored += 1;

@@ -10,10 +10,10 @@ use uuid::Uuid;
 
 use super::extract::{time_param, PlatformJson, ProjectKey};
 use super::phone_numbers::{parse_page_param, wrapper_missing, DEFAULT_PER_PAGE, MAX_PER_PAGE};
-use super::PlatformError;
+use super::error::PlatformError;
 use crate::domain::phone_numbers::FieldError;
 use crate::domain::setup_links::{self, SetupLinkError};
-use crate::state::AppState;
+use crate::http::state::AppState;
 use crate::store::{
     Customer, CustomerFilter, CustomerPatch, NewCustomer, Page, SetupLinkFilter, StoreError,
 };
@@ -282,7 +282,7 @@ fn link_url(state: &AppState, headers: &HeaderMap, token: Option<String>) -> Opt
     token.map(|t| {
         format!(
             "{}/setup/{t}",
-            crate::http::public_origin(&state.config, headers)
+            crate::http::origin::public_origin(&state.config, headers)
         )
     })
 }

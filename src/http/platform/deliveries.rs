@@ -10,12 +10,12 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::extract::{time_param, PlatformJson, ProjectKey};
-use super::PlatformError;
+use super::error::PlatformError;
 use crate::domain::phone_numbers::FieldError;
-use crate::state::AppState;
+use crate::http::graph::stored::paging::{self, ListContext, Query};
+use crate::http::state::AppState;
 use crate::store::{DeliveryFilter, PhoneNumber};
-use crate::stored::filters::parse_time;
-use crate::stored::paging::{self, ListContext, Query};
+use crate::time::parse_time;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -84,7 +84,7 @@ async fn list(
         request: page,
         base_url: format!(
             "{}/platform/v1/webhook_deliveries",
-            crate::http::public_origin(&state.config, &headers)
+            crate::http::origin::public_origin(&state.config, &headers)
         ),
         query: &query,
     };

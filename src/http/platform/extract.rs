@@ -5,11 +5,11 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use super::PlatformError;
-use crate::auth::{AuthError, Caller};
+use super::error::PlatformError;
+use crate::domain::auth::{AuthError, Caller};
 use crate::domain::phone_numbers::FieldError;
 use crate::http::body::{read_limited, BodyError};
-use crate::state::AppState;
+use crate::http::state::AppState;
 
 /// The project of the calling API key. Bearer tokens are not accepted here: they identify a
 /// number, not a project.
@@ -89,7 +89,7 @@ pub fn time_param(
 ) -> Result<Option<chrono::DateTime<chrono::Utc>>, PlatformError> {
     raw.filter(|r| !r.is_empty())
         .map(|r| {
-            crate::stored::filters::parse_time(r).ok_or_else(|| {
+            crate::time::parse_time(r).ok_or_else(|| {
                 PlatformError::BadRequest(format!(
                     "{name}: must be an ISO 8601 time such as 2026-01-15T12:00:00Z, got '{r}'"
                 ))

@@ -11,7 +11,7 @@ use axum::Router;
 
 pub use error::PlatformError;
 
-use crate::state::AppState;
+use crate::http::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()

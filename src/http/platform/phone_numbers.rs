@@ -10,9 +10,9 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::extract::{PlatformJson, ProjectKey};
-use super::PlatformError;
+use super::error::PlatformError;
 use crate::domain::phone_numbers::{self, ConnectInput, FieldError, UpdateInput, Written};
-use crate::state::AppState;
+use crate::http::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -1,6 +1,7 @@
 //! Stored-data reads and updates under the Graph mounts (design §2, §4–7): messages,
-//! conversations, contacts and calls, with Graph cursors and `fields=kapso(…)`. The proxy hands a
-//! request here when its method and path name one of these routes; everything else passes through.
+//! conversations, contacts and calls, with Graph cursors and `fields=kapso(…)`. The Graph mounts
+//! hand a request here when its method and path name one of these routes; everything else goes
+//! to the proxy.
 
 pub(crate) mod fields;
 pub(crate) mod filters;
@@ -17,10 +18,12 @@ use axum::Json;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::auth::{Caller, NumberConfig};
+use crate::domain::auth::{Caller, NumberConfig};
+use crate::http::body::{declared_too_large, read_body};
+use crate::http::graph::path::GraphAddress;
+use crate::http::graph::resolve::reachable_number;
 use crate::http::graph_error::GraphError;
-use crate::proxy::resolve::reachable_number;
-use crate::state::AppState;
+use crate::http::state::AppState;
 use crate::store::{ContactFilter, ContactRow, Seek};
 
 pub use paging::Query;
@@ -84,6 +87,31 @@ pub fn route(method: &Method, rest: &str) -> Option<Route> {
     })
 }
 
+/// Reads the (small, JSON) body within `server.json_body_limit` and serves the route.
+pub async fn serve(
+    state: &AppState,
+    caller: &Caller,
+    address: &GraphAddress,
+    request: axum::extract::Request,
+    route: Route,
+) -> Result<Response, GraphError> {
+    let limit = state.config.server.json_body_limit;
+    let (parts, body) = request.into_parts();
+    let too_large = declared_too_large(&parts.headers, limit);
+    let body = read_body(body, too_large, limit)
+        .await
+        .map_err(|e| GraphError::unreadable_body(e, limit))?;
+    let request = Request {
+        state,
+        caller,
+        query: Query::parse(address.query()),
+        headers: &parts.headers,
+        path: address.path(),
+        body,
+    };
+    handle(request, route).await
+}
+
 /// Everything a stored-data handler needs from the request.
 pub struct Request<'a> {
     pub state: &'a AppState,
@@ -131,7 +159,7 @@ impl Request<'_> {
 
     /// Absolute URL of this list, for `paging.next`/`previous`.
     fn base_url(&self) -> String {
-        let origin = crate::http::public_origin(&self.state.config, self.headers);
+        let origin = crate::http::origin::public_origin(&self.state.config, self.headers);
         format!("{origin}{}", self.path)
     }
 

@@ -1,4 +1,7 @@
-//! Command line: `serve` (default), `migrate`, `admin …`.
+//! Command line: `serve` (default), `migrate`, `admin …`, `sandbox`.
+
+mod bootstrap;
+mod sandbox_mode;
 
 use std::path::PathBuf;
 
@@ -11,8 +14,10 @@ use crate::config::Config;
 use crate::domain::projects;
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::store::{self, StoreError};
+use crate::telemetry::logs as telemetry;
 use crate::time::iso;
-use crate::{telemetry, App};
+use crate::App;
+use bootstrap::print_bootstrap;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -136,9 +141,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref())?;
     telemetry::init(&config.log);
     match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
-        Command::Serve(args) if args.sandbox => {
-            crate::sandbox_mode::serve_with_sandbox(config).await
-        }
+        Command::Serve(args) if args.sandbox => sandbox_mode::serve_with_sandbox(config).await,
         Command::Serve(_) => serve(config).await,
         Command::Sandbox(args) => sandbox(args).await,
         Command::Migrate => {
@@ -178,22 +181,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     print_bootstrap(&app);
     tracing::info!(addr = %app.local_addr(), backend = ?app.state.store.backend(), "wagate listening");
     app.run(crate::http::server::shutdown_signal()).await
-}
-
-/// Shows the default project's key, once, on the start that created it.
-pub(crate) fn print_bootstrap(app: &App) {
-    let addr = app.local_addr();
-    if let Some((project, key)) = &app.bootstrap {
-        println!(
-            "Created the default project {} ({}).",
-            project.name, project.id
-        );
-        println!("Its API key, shown only this once: {}", key.plaintext);
-        println!(
-            "Use it as: curl -H 'X-API-Key: {}' http://{addr}/platform/v1/whatsapp/phone_numbers",
-            key.plaintext
-        );
-    }
 }
 
 fn not_found(what: &str, id: Uuid) -> impl FnOnce(StoreError) -> anyhow::Error + '_ {

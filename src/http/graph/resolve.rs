@@ -7,8 +7,9 @@
 
 use std::sync::Arc;
 
-use crate::auth::{Authenticator, Caller, NumberConfig};
+use crate::domain::auth::{Authenticator, Caller, NumberConfig};
 use crate::http::graph_error::GraphError;
+use crate::types::MetaId;
 
 /// What the path and query say about the target object.
 #[derive(Debug, Clone, Copy)]
@@ -34,7 +35,7 @@ pub async fn reachable_number(
     caller: &Caller,
     phone_number_id: &str,
 ) -> Result<Option<Arc<NumberConfig>>, GraphError> {
-    if !is_meta_id(phone_number_id) {
+    if !MetaId::is_valid(phone_number_id) {
         return Ok(None);
     }
     Ok(auth
@@ -48,7 +49,7 @@ async fn reachable_waba(
     caller: &Caller,
     waba: &str,
 ) -> Result<Option<Arc<NumberConfig>>, GraphError> {
-    if !is_meta_id(waba) {
+    if !MetaId::is_valid(waba) {
         return Ok(None);
     }
     Ok(match caller {
@@ -62,11 +63,6 @@ async fn reachable_waba(
             .find(|n| n.business_account_id == waba)
             .cloned(),
     })
-}
-
-/// Meta object IDs are numeric; anything else cannot be a number or a WABA.
-pub fn is_meta_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 32 && id.bytes().all(|b| b.is_ascii_digit())
 }
 
 pub async fn resolve(

@@ -13,9 +13,9 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::auth::NumberConfig;
+use crate::domain::auth::NumberConfig;
 use crate::http::graph_error::GraphError;
-use crate::state::AppState;
+use crate::http::state::AppState;
 
 /// How long a download link works (Meta's own URLs live 5 minutes).
 const LINK_LIFETIME: Duration = Duration::minutes(5);
@@ -105,7 +105,7 @@ pub fn rewrite_metadata(
     {
         return body;
     }
-    let origin = crate::http::public_origin(&state.config, headers);
+    let origin = crate::http::origin::public_origin(&state.config, headers);
     let (token, expires) = issue(state, number, &url, Utc::now());
     let download = format!("{origin}/meta/whatsapp/media_download?token={token}");
     body["download_url"] = Value::String(download.clone());

@@ -4,8 +4,6 @@
 //! that no input panics and that valid input round-trips. cargo-fuzz needs a nightly toolchain,
 //! which a fresh CI machine does not have; these use the same idea on stable.
 
-#![cfg(test)]
-
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -91,8 +89,8 @@ proptest! {
     fn cursors_never_panic(raw in ".{0,200}", b64 in "[A-Za-z0-9_-]{0,120}") {
         let number = uuid::Uuid::nil();
         for cursor in [raw.as_str(), b64.as_str()] {
-            let query = crate::stored::paging::Query::parse(Some(&format!("after={}", urlencode(cursor))));
-            match crate::stored::paging::parse(&query, "m", number) {
+            let query = crate::http::graph::stored::paging::Query::parse(Some(&format!("after={}", urlencode(cursor))));
+            match crate::http::graph::stored::paging::parse(&query, "m", number) {
                 Ok(_) | Err(_) => {}
             }
         }
@@ -100,9 +98,9 @@ proptest! {
 
     #[test]
     fn fields_grammar_never_panics(raw in ".{0,80}", names in prop::collection::vec("[a-z_]{1,12}", 0..6)) {
-        let _ = crate::stored::fields::parse(Some(&raw));
+        let _ = crate::http::graph::stored::fields::parse(Some(&raw));
         let list = format!("kapso({})", names.join(","));
-        let parsed = crate::stored::fields::parse(Some(&list));
+        let parsed = crate::http::graph::stored::fields::parse(Some(&list));
         prop_assert!(parsed.is_ok(), "{} refused", list);
         let parsed = parsed.unwrap();
         for name in &names {
@@ -131,9 +129,9 @@ proptest! {
 
     #[test]
     fn destinations_never_panic(raw in ".{0,80}", host in "[a-z0-9.:\\[\\]-]{0,40}") {
-        let policy = crate::delivery::guard::DestinationPolicy { allow_http: true, allow_private_networks: false };
-        let _ = crate::delivery::guard::check_url(&raw, policy);
-        let _ = crate::delivery::guard::check_url(&format!("http://{host}/hook"), policy);
+        let policy = crate::destination_guard::DestinationPolicy { allow_http: true, allow_private_networks: false };
+        let _ = crate::destination_guard::check_url(&raw, policy);
+        let _ = crate::destination_guard::check_url(&format!("http://{host}/hook"), policy);
     }
 }
 
@@ -143,7 +141,7 @@ fn urlencode(raw: &str) -> String {
 
 #[test]
 fn a_valid_cursor_round_trips() {
-    use crate::stored::paging::{envelope, parse, ListContext, PageRequest, Query};
+    use crate::http::graph::stored::paging::{envelope, parse, ListContext, PageRequest, Query};
     let number = uuid::Uuid::now_v7();
     let rows: Vec<(chrono::DateTime<chrono::Utc>, uuid::Uuid)> = (0..3)
         .map(|_| (crate::store::now(), uuid::Uuid::now_v7()))

@@ -29,7 +29,7 @@ pub async fn serve_with_sandbox(mut config: Config) -> anyhow::Result<()> {
     let app = App::build(config).await?;
     let addr = app.local_addr();
     sandbox.set_webhook_url(Some(format!("http://{addr}/webhooks/whatsapp")));
-    crate::cli::print_bootstrap(&app);
+    super::bootstrap::print_bootstrap(&app);
 
     let store = app.store();
     if store

@@ -5,7 +5,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::paging::Query;
-use crate::auth::NumberConfig;
+use crate::domain::auth::NumberConfig;
 use crate::http::graph_error::GraphError;
 use crate::store::{
     CallFilter, ContactFilter, ContactRow, ConversationFilter, DynStore, MessageFilter, StoreError,
@@ -28,35 +28,11 @@ fn one_of(query: &Query, name: &str, allowed: &[&str]) -> Result<Option<String>,
     }
 }
 
-/// ISO 8601 with an offset; without one (Python's naive `isoformat()`), UTC; a bare date is its
-/// midnight UTC; digits are Unix seconds.
-pub fn parse_time(raw: &str) -> Option<DateTime<Utc>> {
-    use chrono::{NaiveDate, NaiveDateTime};
-    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
-        return Some(t.with_timezone(&Utc));
-    }
-    for format in [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M",
-    ] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(raw, format) {
-            return Some(t.and_utc());
-        }
-    }
-    if let Ok(d) = NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
-        return d.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
-    }
-    raw.parse::<i64>()
-        .ok()
-        .and_then(|s| DateTime::from_timestamp(s, 0))
-}
-
 fn time(query: &Query, name: &str) -> Result<Option<DateTime<Utc>>, GraphError> {
     query
         .get(name)
         .map(|raw| {
-            parse_time(raw).ok_or_else(|| {
+            crate::time::parse_time(raw).ok_or_else(|| {
                 GraphError::invalid_parameter(format!(
                     "{name}: expected an ISO 8601 time such as 2024-01-15T12:00:00Z, got '{raw}'"
                 ))
@@ -261,20 +237,4 @@ pub async fn apply_contact_patch(
     }
     contact.updated_at = crate::store::now();
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn times_with_and_without_offsets() {
-        use super::parse_time;
-        let utc = parse_time("2026-01-01T10:00:00Z").unwrap();
-        assert_eq!(parse_time("2026-01-01T10:00:00").unwrap(), utc);
-        assert_eq!(parse_time("2026-01-01T11:00:00+01:00").unwrap(), utc);
-        assert_eq!(parse_time("2026-01-01T10:00:00.000000").unwrap(), utc);
-        assert_eq!(parse_time("1767261600").unwrap(), utc);
-        assert!(parse_time("2026-01-01").is_some());
-        assert!(parse_time("yesterday").is_none());
-        assert!(parse_time("2024-13-01").is_none());
-    }
 }

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use crate::auth::Authenticator;
 use crate::config::{Backend, Config};
 use crate::crypto::SecretBox;
+use crate::domain::auth::Authenticator;
 use crate::domain::ingest::IngestSettings;
 use crate::domain::writer::Writer;
 use crate::domain::writer::WriterSettings;
@@ -65,8 +65,8 @@ impl Services {
     }
 
     /// Which webhook destinations the configuration allows.
-    pub fn destinations(&self) -> crate::delivery::guard::DestinationPolicy {
-        crate::delivery::guard::DestinationPolicy::from_config(&self.config.delivery)
+    pub fn destinations(&self) -> crate::destination_guard::DestinationPolicy {
+        crate::destination_guard::DestinationPolicy::from_config(&self.config.delivery)
     }
 }
 

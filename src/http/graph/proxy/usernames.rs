@@ -11,10 +11,10 @@
 use axum::http::{HeaderMap, Method};
 use serde_json::{Map, Value};
 
-use crate::auth::NumberConfig;
+use crate::domain::auth::NumberConfig;
 use crate::domain::usernames;
 use crate::http::graph_error::GraphError;
-use crate::state::AppState;
+use crate::http::state::AppState;
 
 /// Which username call a request is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
