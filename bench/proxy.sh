@@ -13,13 +13,16 @@
 #   send:    POST /{pnid}/messages with 1 KiB JSON     (buffered and, from issue 4 on, recorded)
 #
 # Usage: bench/proxy.sh            ROUNDS=3 DURATION=8s CONNS=32 by default
+#        BASELINE_BIN=/path/to/older/wagate bench/proxy.sh
+#                                   also measures an older build as `baseline` in the same run
+#                                   (a refactor must not make the proxy slower)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-8s}
 CONNS=${CONNS:-32}
-UP=18080; NGINX=18081; HAPROXY=18082; WAGATE=18083; FLOOR=18084
+UP=18080; NGINX=18081; HAPROXY=18082; WAGATE=18083; FLOOR=18084; BASELINE=18085
 PNID=100000000000001; WABA=200000000000001
 
 need() { command -v "$1" >/dev/null 2>&1; }
@@ -31,7 +34,8 @@ if ! need nginx || ! need haproxy || ! need wrk; then
 fi
 echo "==> building wagate (release)"
 cargo build --release --quiet --bin wagate --example bare_proxy
-BIN="$PWD/target/release/wagate"
+RELEASE="${CARGO_TARGET_DIR:-$PWD/target}/release"
+BIN="$RELEASE/wagate"
 
 WORK=$(mktemp -d /tmp/wagate-bench.XXXXXX)
 PIDS=()
@@ -122,38 +126,62 @@ start 1 upstream nginx -c "$WORK/upstream.conf" -p "$WORK"
 start 1 nginx nginx -c "$WORK/nginx.conf" -p "$WORK"
 start 1 haproxy haproxy -f "$WORK/haproxy.cfg"
 # The stack floor: hyper server + hyper-util client on the same runtime, nothing wagate adds.
-TOKIO_WORKER_THREADS=1 start 1 floor "$PWD/target/release/examples/bare_proxy" "127.0.0.1:$FLOOR" "http://127.0.0.1:$UP"
-mkdir -p "$WORK/wagate"
-(
-  cd "$WORK/wagate"
-  export WAGATE__SERVER__LISTEN=127.0.0.1:$WAGATE
-  export WAGATE__GRAPH__BASE_URL=http://127.0.0.1:$UP
-  export WAGATE__LOG__LEVEL=warn
-  export WAGATE__GRAPH__VERIFY_NUMBERS=false  # the canned upstream is not Meta
-  export TOKIO_WORKER_THREADS=1
-  exec taskset -c 1 "$BIN" serve
-) >"$WORK/wagate.out" 2>"$WORK/wagate.log" &
-PIDS+=($!)
+TOKIO_WORKER_THREADS=1 start 1 floor "$RELEASE/examples/bare_proxy" "127.0.0.1:$FLOOR" "http://127.0.0.1:$UP"
+start_wagate() { # name, port, binary
+  mkdir -p "$WORK/$1"
+  (
+    cd "$WORK/$1"
+    export WAGATE__SERVER__LISTEN=127.0.0.1:$2
+    export WAGATE__GRAPH__BASE_URL=http://127.0.0.1:$UP
+    export WAGATE__LOG__LEVEL=warn
+    export WAGATE__GRAPH__VERIFY_NUMBERS=false  # the canned upstream is not Meta
+    export TOKIO_WORKER_THREADS=1
+    exec taskset -c 1 "$3" serve
+  ) >"$WORK/$1.out" 2>"$WORK/$1.log" &
+  PIDS+=($!)
+}
+WAGATES=(wagate)
+start_wagate wagate "$WAGATE" "$BIN"
+if [ -n "${BASELINE_BIN:-}" ]; then
+  WAGATES+=(baseline)
+  start_wagate baseline "$BASELINE" "$BASELINE_BIN"
+  wait_port "$BASELINE"
+fi
 for port in $UP $NGINX $HAPROXY $FLOOR $WAGATE; do wait_port "$port"; done
 
-KEY=$(grep -o 'wag_[A-Za-z0-9_-]*' "$WORK/wagate.out" | head -1)
-[ -n "$KEY" ] || { echo "no API key printed by wagate" >&2; cat "$WORK/wagate.log" >&2; exit 1; }
-curl -fsS -o /dev/null -X POST "http://127.0.0.1:$WAGATE/platform/v1/whatsapp/phone_numbers" \
-  -H "X-API-Key: $KEY" -H 'content-type: application/json' \
-  -d "{\"whatsapp_phone_number\":{\"phone_number_id\":\"$PNID\",\"business_account_id\":\"$WABA\",\"access_token\":\"bench-token\"}}"
+declare -A KEYS
+connect_number() { # name, port: the instance's first-start key, and the bench number connected
+  local key
+  key=$(grep -o 'wag_[A-Za-z0-9_-]*' "$WORK/$1.out" | head -1)
+  [ -n "$key" ] || { echo "no API key printed by $1" >&2; cat "$WORK/$1.log" >&2; exit 1; }
+  curl -fsS -o /dev/null -X POST "http://127.0.0.1:$2/platform/v1/whatsapp/phone_numbers" \
+    -H "X-API-Key: $key" -H 'content-type: application/json' \
+    -d "{\"whatsapp_phone_number\":{\"phone_number_id\":\"$PNID\",\"business_account_id\":\"$WABA\",\"access_token\":\"bench-token\"}}"
+  KEYS[$1]=$key
+}
+connect_number wagate "$WAGATE"
+[ -z "${BASELINE_BIN:-}" ] || connect_number baseline "$BASELINE"
+KEY=${KEYS[wagate]}
 
-cat > "$WORK/profile.lua" <<LUA
+write_scripts() { # suffix, key
+  cat > "$WORK/profile$1.lua" <<LUA
 wrk.method = "GET"
-wrk.headers["X-API-Key"] = "$KEY"
+wrk.headers["X-API-Key"] = "$2"
 LUA
-cat > "$WORK/send.lua" <<LUA
+  cat > "$WORK/send$1.lua" <<LUA
 -- 1 KiB JSON body, built at run time (LuaJIT limits constants per script).
 local text = string.rep("x", 1024 - 110)
 wrk.method = "POST"
-wrk.headers["X-API-Key"] = "$KEY"
+wrk.headers["X-API-Key"] = "$2"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{"messaging_product":"whatsapp","to":"15551234567","type":"text","text":{"body":"' .. text .. '"}}'
 LUA
+}
+write_scripts "" "$KEY"
+[ -z "${BASELINE_BIN:-}" ] || write_scripts "-baseline" "${KEYS[baseline]}"
+script() { # target workload: the baseline instance has its own key
+  if [ "$1" = baseline ]; then echo "$WORK/$2-baseline.lua"; else echo "$WORK/$2.lua"; fi
+}
 
 declare -A URL
 URL[direct]="http://127.0.0.1:$UP/v24.0/$PNID"
@@ -161,18 +189,21 @@ URL[nginx]="http://127.0.0.1:$NGINX/meta/whatsapp/v24.0/$PNID"
 URL[haproxy]="http://127.0.0.1:$HAPROXY/meta/whatsapp/v24.0/$PNID"
 URL[floor]="http://127.0.0.1:$FLOOR/meta/whatsapp/v24.0/$PNID"
 URL[wagate]="http://127.0.0.1:$WAGATE/meta/whatsapp/v24.0/$PNID"
+URL[baseline]="http://127.0.0.1:$BASELINE/meta/whatsapp/v24.0/$PNID"
+TARGETS=(direct nginx haproxy floor "${WAGATES[@]}")
 declare -A PATHS=([profile]=whatsapp_business_profile [send]=messages)
 
 # Sanity: every target answers 200 for both workloads before anything is measured.
-for target in direct nginx haproxy floor wagate; do
-  curl -fsS -o /dev/null -H "X-API-Key: $KEY" "${URL[$target]}/whatsapp_business_profile"
-  curl -fsS -o /dev/null -X POST -H "X-API-Key: $KEY" -H 'content-type: application/json' \
+for target in "${TARGETS[@]}"; do
+  key=${KEYS[$target]:-$KEY}
+  curl -fsS -o /dev/null -H "X-API-Key: $key" "${URL[$target]}/whatsapp_business_profile"
+  curl -fsS -o /dev/null -X POST -H "X-API-Key: $key" -H 'content-type: application/json' \
     -d '{"messaging_product":"whatsapp","to":"1","type":"text","text":{"body":"x"}}' "${URL[$target]}/messages"
 done
 
 # HOLD=1: keep the topology up for manual experiments (prints the URLs and key).
 if [ -n "${HOLD:-}" ]; then
-  echo "KEY=$KEY WORK=$WORK"; for t in direct nginx haproxy floor wagate; do echo "$t ${URL[$t]}"; done
+  echo "KEY=$KEY WORK=$WORK"; for t in "${TARGETS[@]}"; do echo "$t ${URL[$t]}"; done
   sleep infinity
 fi
 # PROFILE=profile|send: record a CPU profile of wagate under the c=32 load instead of measuring.
@@ -197,19 +228,19 @@ count_sends() { # target workload wrk-output
 }
 run_wrk() { # round target workload conns duration
   local out
-  out=$(taskset -c 0 wrk -t1 -c"$4" -d"$5" --latency -s "$WORK/$3.lua" "${URL[$2]}/${PATHS[$3]}")
+  out=$(taskset -c 0 wrk -t1 -c"$4" -d"$5" --latency -s "$(script "$2" "$3")" "${URL[$2]}/${PATHS[$3]}")
   if grep -q "Non-2xx" <<<"$out"; then
     echo "$2/$3 returned errors:" >&2; echo "$out" >&2; exit 1
   fi
   count_sends "$2" "$3" "$out"
   python3 bench/wrk_parse.py "$1" "$2" "$3" "$4" <<<"$out" >>"$RESULTS"
 }
-echo "==> measuring: $ROUNDS rounds x 5 targets x 2 workloads, c=$CONNS for $DURATION and c=1"
+echo "==> measuring: $ROUNDS rounds x ${#TARGETS[@]} targets x 2 workloads, c=$CONNS for $DURATION and c=1"
 for round in $(seq 1 "$ROUNDS"); do
   for workload in profile send; do
-    for target in direct nginx haproxy floor wagate; do
+    for target in "${TARGETS[@]}"; do
       count_sends "$target" "$workload" \
-        "$(taskset -c 0 wrk -t1 -c"$CONNS" -d2s -s "$WORK/$workload.lua" "${URL[$target]}/${PATHS[$workload]}")"
+        "$(taskset -c 0 wrk -t1 -c"$CONNS" -d2s -s "$(script "$target" "$workload")" "${URL[$target]}/${PATHS[$workload]}")"
       run_wrk "$round" "$target" "$workload" "$CONNS" "$DURATION"
       run_wrk "$round" "$target" "$workload" 1 3s
     done
