@@ -1,0 +1,125 @@
+//! What the proxy logs from the task that finishes a send names the request it belongs to: the
+//! `wagate` binary runs with JSON logs, a send fails against a Graph that refuses connections, and
+//! the warning that failure logs (from the spawned send task) must carry the request's
+//! `request_id`, `project_id` and `phone_number_id`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+const PNID: &str = "106540352242922";
+const WABA: &str = "102290129340398";
+
+struct Gateway(Child);
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn closed_port() -> u16 {
+    // Bound then dropped: nothing listens there while the test runs.
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn warnings_from_the_send_task_carry_the_request_span() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = closed_port();
+    let graph = closed_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wagate"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("WAGATE__DATABASE__URL", "sqlite://data/w.db")
+        .env("WAGATE__SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env(
+            "WAGATE__GRAPH__BASE_URL",
+            format!("http://127.0.0.1:{graph}"),
+        )
+        .env("WAGATE__GRAPH__VERIFY_NUMBERS", "false")
+        .env("WAGATE__LOG__FORMAT", "json")
+        .env("WAGATE__LOG__LEVEL", "info")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let _gateway = Gateway(child);
+    let (key_tx, key_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            if let Some(key) = line.split_whitespace().find(|w| w.starts_with("wag_")) {
+                let _ = key_tx.send(key.to_owned());
+            }
+        }
+    });
+    let (log_tx, log_rx) = mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if let Ok(value) = serde_json::from_str::<Value>(&line) {
+                let _ = log_tx.send(value);
+            }
+        }
+    });
+    let key = key_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the first start prints an API key");
+    let next_log = |what: &str, matches: &dyn Fn(&Value) -> bool| loop {
+        let line = log_rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no log line for {what}"));
+        if matches(&line) {
+            return line;
+        }
+    };
+    next_log("listening", &|l| l["message"] == "wagate listening");
+
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let connect = http
+        .post(format!("{base}/platform/v1/whatsapp/phone_numbers"))
+        .header("X-API-Key", &key)
+        .json(&serde_json::json!({ "whatsapp_phone_number": {
+            "phone_number_id": PNID, "business_account_id": WABA, "access_token": "token-1" } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(connect.status(), 201, "{}", connect.text().await.unwrap());
+    let project_id = connect.json::<Value>().await.unwrap()["data"]["project_id"].clone();
+
+    let send = http
+        .post(format!("{base}/meta/whatsapp/v23.0/{PNID}/messages"))
+        .header("X-API-Key", &key)
+        .header("x-request-id", "span-test-1")
+        .json(&serde_json::json!({
+            "messaging_product": "whatsapp", "to": "15551234567", "type": "text",
+            "text": { "body": "hi" } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(send.status(), 502, "Graph refuses connections");
+
+    let warning = next_log("the unreachable Graph", &|l| {
+        l["message"] == "Graph unreachable"
+    });
+    let span = &warning["span"];
+    assert_eq!(span["name"], "request", "{warning}");
+    assert_eq!(span["request_id"], "span-test-1", "{warning}");
+    assert_eq!(span["phone_number_id"], PNID, "{warning}");
+    if !project_id.is_null() {
+        assert_eq!(span["project_id"], project_id, "{warning}");
+    } else {
+        assert!(span["project_id"].is_string(), "{warning}");
+    }
+}
