@@ -78,11 +78,21 @@ proptest! {
     fn signature_headers_never_panic_and_only_the_right_one_passes(
         header in ".{0,80}",
         body in prop::collection::vec(any::<u8>(), 0..256),
+        flip in 7usize..71,
     ) {
         let secret = b"app-secret";
         let right = crate::crypto::hub_signature(secret, &body);
-        prop_assert_eq!(crate::crypto::verify_hub_signature(secret, &body, &header), header.trim() == right);
+        prop_assert_eq!(
+            crate::crypto::verify_hub_signature(secret, &body, &header),
+            header.trim().eq_ignore_ascii_case(&right)
+        );
+        prop_assert!(crate::crypto::verify_hub_signature(secret, &body, &right.to_ascii_uppercase()));
         prop_assert!(crate::crypto::verify_hub_signature(secret, &body, &right));
+        // One hex digit changed anywhere in the MAC: refused.
+        let mut forged = right.clone().into_bytes();
+        forged[flip] = if forged[flip] == b'0' { b'1' } else { b'0' };
+        let forged = String::from_utf8(forged).unwrap();
+        prop_assert!(!crate::crypto::verify_hub_signature(secret, &body, &forged));
     }
 
     #[test]
