@@ -7,18 +7,15 @@
 //! Every failure carries one of Kapso's error codes (contract §11.3) for the failure redirect.
 //! The OAuth code and the token are never logged, and neither is a URL that holds them.
 
-use std::time::Duration;
-
 use rand::Rng as _;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::phone_numbers::{self, ConnectInput, PhoneNumberError, UpdateInput};
 use super::verify::{self, VerifyError};
 use crate::crypto::SecretBox;
 use crate::destination_guard::DestinationPolicy;
-use crate::graph::GraphClient;
+use crate::graph::{GraphCallError, GraphClient};
 use crate::store::{
     PhoneNumber, PhoneNumberPatch, SealedSecret, SetupCompletion, SetupLinkRow, Store, StoreError,
 };
@@ -137,7 +134,6 @@ pub struct Signup<'a> {
     pub app_id: &'a str,
     pub app_secret: &'a str,
     pub graph_version: &'a str,
-    pub timeout: Duration,
 }
 
 /// The error code a link that is not active gets, if it is not.
@@ -471,32 +467,24 @@ fn connect_failure(error: PhoneNumberError) -> CompleteError {
     }
 }
 
-/// Sends one Graph request; answers Meta's status and JSON body. Transport errors are described
-/// without the URL (it can hold the code and the app secret).
-async fn send(
-    signup: &Signup<'_>,
-    request: reqwest::RequestBuilder,
-) -> Result<(u16, Value), String> {
-    let response = request.timeout(signup.timeout).send().await.map_err(|e| {
-        if e.is_timeout() {
-            "Graph did not answer in time".to_owned()
-        } else {
-            "could not connect to Graph".to_owned()
-        }
-    })?;
-    let status = response.status().as_u16();
-    let body = response.json::<Value>().await.unwrap_or(Value::Null);
-    Ok((status, body))
+/// A failed Graph call of the completion as a `Failure`: transport failures name the `step`,
+/// refusals get `refused(status, Meta's message)`. Never the URL (it can hold the code and the
+/// app secret).
+fn graph_failure(
+    code: FailureCode,
+    step: &str,
+    error: GraphCallError,
+    refused: impl FnOnce(u16, &str) -> String,
+) -> Failure {
+    match error {
+        GraphCallError::Refused {
+            status, message, ..
+        } => Failure::new(code, refused(status, &message)),
+        transport => Failure::new(code, format!("{step}: {transport}")),
+    }
 }
 
-fn graph_message(body: &Value) -> String {
-    body.pointer("/error/message")
-        .and_then(Value::as_str)
-        .unwrap_or("no details")
-        .to_owned()
-}
-
-/// `GET /{version}/oauth/access_token?client_id&client_secret&code`.
+/// The OAuth code exchanged for the customer's token.
 async fn exchange_code(signup: &Signup<'_>, code: &SecretString) -> Result<SecretString, Failure> {
     use FailureCode::TokenExchangeFailed;
     if signup.app_id.is_empty() || signup.app_secret.is_empty() {
@@ -505,91 +493,50 @@ async fn exchange_code(signup: &Signup<'_>, code: &SecretString) -> Result<Secre
             "meta.app_id and meta.app_secret must be configured to exchange Embedded Signup codes",
         ));
     }
-    let query = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("client_id", signup.app_id)
-        .append_pair("client_secret", signup.app_secret)
-        .append_pair("code", code.expose_secret().trim())
-        .finish();
-    let url = signup
+    let code = code.expose_secret().trim();
+    signup
         .graph
-        .url(signup.graph_version, "oauth/access_token", Some(&query));
-    let (status, body) = send(signup, signup.graph.http.get(url))
+        .exchange_code(signup.graph_version, signup.app_id, signup.app_secret, code)
         .await
-        .map_err(|why| Failure::new(TokenExchangeFailed, format!("code exchange: {why}")))?;
-    let token = body
-        .get("access_token")
-        .and_then(Value::as_str)
-        .map(str::trim)
-        .filter(|t| !t.is_empty() && t.len() <= 4096 && t.bytes().all(|b| b.is_ascii_graphic()));
-    match token {
-        Some(token) if status == 200 => Ok(token.to_owned().into()),
-        _ => Err(Failure::new(
-            TokenExchangeFailed,
-            format!(
-                "Graph refused the code exchange (HTTP {status}: {}); the customer should sign in again",
-                graph_message(&body)
-            ),
-        )),
-    }
+        .map_err(|error| {
+            graph_failure(TokenExchangeFailed, "code exchange", error, |status, message| {
+                format!("Graph refused the code exchange (HTTP {status}: {message}); the customer should sign in again")
+            })
+        })
 }
 
-/// `POST /{waba}/subscribed_apps`: the WABA's webhooks go to this app (and so to wagate).
+/// The WABA's webhooks go to this app (and so to wagate).
 async fn subscribe_app(signup: &Signup<'_>, token: &str, waba: &str) -> Result<(), Failure> {
-    let url = signup.graph.url(
-        signup.graph_version,
-        &format!("{waba}/subscribed_apps"),
-        None,
-    );
-    let (status, body) = send(signup, signup.graph.http.post(url).bearer_auth(token))
+    signup
+        .graph
+        .subscribe_app(signup.graph_version, token, waba)
         .await
-        .map_err(|why| {
-            Failure::new(
-                FailureCode::FacebookAuthFailed,
-                format!("subscribed_apps: {why}"),
-            )
-        })?;
-    if (200..300).contains(&status) && body.get("success") != Some(&json!(false)) {
-        Ok(())
-    } else {
-        Err(Failure::new(
-            FailureCode::FacebookAuthFailed,
-            format!(
-                "Graph refused to subscribe the app to business account {waba} (HTTP {status}: {})",
-                graph_message(&body)
-            ),
-        ))
-    }
+        .map_err(|error| {
+            graph_failure(FailureCode::FacebookAuthFailed, "subscribed_apps", error, |status, message| {
+                format!("Graph refused to subscribe the app to business account {waba} (HTTP {status}: {message})")
+            })
+        })
 }
 
-/// `POST /{pnid}/register` with a random two-step verification PIN (not kept).
+/// Registers a dedicated number with a random two-step verification PIN (not kept).
 async fn register(signup: &Signup<'_>, token: &str, pnid: &str) -> Result<(), Failure> {
     let pin = format!("{:06}", rand::thread_rng().gen_range(0..1_000_000));
-    let url = signup
+    signup
         .graph
-        .url(signup.graph_version, &format!("{pnid}/register"), None);
-    let request = signup
-        .graph
-        .http
-        .post(url)
-        .bearer_auth(token)
-        .json(&json!({ "messaging_product": "whatsapp", "pin": pin }));
-    let (status, body) = send(signup, request).await.map_err(|why| {
-        Failure::new(
-            FailureCode::PhoneVerificationFailed,
-            format!("register: {why}"),
-        )
-    })?;
-    if (200..300).contains(&status) {
-        Ok(())
-    } else {
-        Err(Failure::new(
-            FailureCode::PhoneVerificationFailed,
-            format!(
-                "Graph refused to register phone number {pnid} (HTTP {status}: {})",
-                graph_message(&body)
-            ),
-        ))
-    }
+        .register_number(signup.graph_version, token, pnid, &pin)
+        .await
+        .map_err(|error| {
+            graph_failure(
+                FailureCode::PhoneVerificationFailed,
+                "register",
+                error,
+                |status, message| {
+                    format!(
+                        "Graph refused to register phone number {pnid} (HTTP {status}: {message})"
+                    )
+                },
+            )
+        })
 }
 
 #[cfg(test)]

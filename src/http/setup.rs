@@ -580,7 +580,6 @@ async fn complete(
         app_id: &state.config.meta.app_id,
         app_secret: state.config.meta.app_secret.expose_secret(),
         graph_version: &state.config.onboarding.graph_version,
-        timeout: state.config.graph.timeout,
     };
     match onboarding::complete(&signup, &link, input).await {
         Ok(done) => {

@@ -8,9 +8,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::error::PlatformError;
 use super::extract::{time_param, PlatformJson, ProjectKey};
 use super::phone_numbers::{parse_page_param, wrapper_missing, DEFAULT_PER_PAGE, MAX_PER_PAGE};
-use super::error::PlatformError;
 use crate::domain::phone_numbers::FieldError;
 use crate::domain::setup_links::{self, SetupLinkError};
 use crate::http::state::AppState;

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::extract::{time_param, PlatformJson, ProjectKey};
 use super::error::PlatformError;
+use super::extract::{time_param, PlatformJson, ProjectKey};
 use crate::domain::phone_numbers::FieldError;
 use crate::http::graph::stored::paging::{self, ListContext, Query};
 use crate::http::state::AppState;

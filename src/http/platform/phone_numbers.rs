@@ -9,8 +9,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::extract::{PlatformJson, ProjectKey};
 use super::error::PlatformError;
+use super::extract::{PlatformJson, ProjectKey};
 use crate::domain::phone_numbers::{self, ConnectInput, FieldError, UpdateInput, Written};
 use crate::http::state::AppState;
 
