@@ -1,3 +1,6 @@
+//! The hosted onboarding ([`Onboarding`]): finding a setup link by its URL token and completing
+//! it. (Creating and managing the links is [`super::setup_links`].)
+//!
 //! Completing a setup link: what happens after the customer finished Meta's Embedded Signup on
 //! the hosted page (`/setup/{token}`). The page sends the OAuth code and the WABA and phone number
 //! Meta reported; this exchanges the code for a token, subscribes the app to the WABA, registers
@@ -11,14 +14,11 @@ use rand::Rng as _;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::phone_numbers::{self, ConnectInput, PhoneNumberError, UpdateInput};
+use super::phone_numbers::{ConnectInput, PhoneNumberError, PhoneNumbers, UpdateInput};
 use super::verify::{self, VerifyError};
-use crate::crypto::SecretBox;
-use crate::destination_guard::DestinationPolicy;
+use crate::config::Config;
 use crate::graph::{GraphCallError, GraphClient};
-use crate::store::{
-    PhoneNumber, PhoneNumberPatch, SealedSecret, SetupCompletion, SetupLinkRow, Store, StoreError,
-};
+use crate::store::{DynStore, PhoneNumber, SetupCompletion, SetupLinkRow, StoreError};
 
 /// Why a signup did not complete, as the failure redirect's `error_code`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,8 +69,6 @@ impl FailureCode {
 pub struct Failure {
     pub code: FailureCode,
     pub reason: String,
-    /// A number was written and then put back; caches must forget it.
-    pub numbers_changed: bool,
 }
 
 impl Failure {
@@ -78,7 +76,6 @@ impl Failure {
         Self {
             code,
             reason: reason.into(),
-            numbers_changed: false,
         }
     }
 }
@@ -122,18 +119,26 @@ pub struct Completed {
     pub connection_type: &'static str,
 }
 
-/// What completing a signup needs from the running server.
-pub struct Signup<'a> {
-    pub store: &'a dyn Store,
-    pub secrets: &'a SecretBox,
+/// The hosted onboarding service: what completing a signup needs from the running server.
+#[derive(Clone)]
+pub struct Onboarding {
+    store: DynStore,
     /// Wagate's own Graph client (code exchange, `subscribed_apps`, `register`).
-    pub graph: &'a GraphClient,
-    /// The client that verifies numbers, unless `graph.verify_numbers` is off.
-    pub verifier: Option<&'a GraphClient>,
-    pub destinations: DestinationPolicy,
-    pub app_id: &'a str,
-    pub app_secret: &'a str,
-    pub graph_version: &'a str,
+    graph: GraphClient,
+    /// Connects or reconnects the number, verifying it unless `graph.verify_numbers` is off.
+    numbers: PhoneNumbers,
+    app_id: String,
+    app_secret: SecretString,
+    /// `onboarding.graph_version`.
+    graph_version: String,
+}
+
+/// Tokens are URL-safe base64; anything else cannot be a link.
+fn plausible_token(token: &str) -> bool {
+    (16..=128).contains(&token.len())
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// The error code a link that is not active gets, if it is not.
@@ -148,26 +153,53 @@ pub fn link_problem(
     }
 }
 
-/// Completes `link` with what Meta's flow returned. Records a failure on the link (its
-/// `whatsapp_setup_error`) unless the link itself was the problem.
-pub async fn complete(
-    signup: &Signup<'_>,
-    link: &SetupLinkRow,
-    input: CompleteInput,
-) -> Result<Completed, CompleteError> {
-    let result = run(signup, link, input).await;
-    if let Err(CompleteError::Failed(failure)) = &result {
-        if !failure.code.is_link_state() {
-            if let Err(error) = signup
-                .store
-                .fail_setup_link(link.id, failure.code.as_str(), crate::store::now())
-                .await
-            {
-                tracing::warn!(setup_link_id = %link.id, %error, "could not record the failed signup");
-            }
+impl Onboarding {
+    pub fn new(
+        store: DynStore,
+        graph: GraphClient,
+        numbers: PhoneNumbers,
+        config: &Config,
+    ) -> Self {
+        Self {
+            store,
+            graph,
+            numbers,
+            app_id: config.meta.app_id.clone(),
+            app_secret: config.meta.app_secret.clone(),
+            graph_version: config.onboarding.graph_version.clone(),
         }
     }
-    result
+
+    /// The link whose URL token this is (looked up by its hash), if any.
+    pub async fn link_by_token(&self, token: &str) -> Result<Option<SetupLinkRow>, StoreError> {
+        if !plausible_token(token) {
+            return Ok(None);
+        }
+        let hash = crate::crypto::sha256_hex(token.as_bytes());
+        self.store.setup_link_by_token(&hash).await
+    }
+
+    /// Completes `link` with what Meta's flow returned. Records a failure on the link (its
+    /// `whatsapp_setup_error`) unless the link itself was the problem.
+    pub async fn complete(
+        &self,
+        link: &SetupLinkRow,
+        input: CompleteInput,
+    ) -> Result<Completed, CompleteError> {
+        let result = self.run(link, input).await;
+        if let Err(CompleteError::Failed(failure)) = &result {
+            if !failure.code.is_link_state() {
+                if let Err(error) = self
+                    .store
+                    .fail_setup_link(link.id, failure.code.as_str(), crate::store::now())
+                    .await
+                {
+                    tracing::warn!(setup_link_id = %link.id, %error, "could not record the failed signup");
+                }
+            }
+        }
+        result
+    }
 }
 
 fn meta_id(value: Option<&str>) -> Option<String> {
@@ -243,37 +275,38 @@ fn check_input(link: &SetupLinkRow, input: CompleteInput) -> Result<Checked, Fai
     })
 }
 
-async fn run(
-    signup: &Signup<'_>,
-    link: &SetupLinkRow,
-    input: CompleteInput,
-) -> Result<Completed, CompleteError> {
-    use FailureCode::*;
-    if let Some(code) = link_problem(link, crate::store::now()) {
-        return Err(Failure::new(
-            code,
-            format!("the link is {}", link.status_at(crate::store::now())),
-        )
-        .into());
-    }
-    let checked = check_input(link, input)?;
-    let pnid = checked.phone_number_id.as_str();
-    let waba = checked.waba_id.as_str();
-
-    // A reconnect is locked to its number and WABA; checked before anything is asked of Meta.
-    let existing = match &link.reconnect_phone_number_id {
-        None => None,
-        Some(locked) if locked != pnid => {
+impl Onboarding {
+    async fn run(
+        &self,
+        link: &SetupLinkRow,
+        input: CompleteInput,
+    ) -> Result<Completed, CompleteError> {
+        use FailureCode::*;
+        if let Some(code) = link_problem(link, crate::store::now()) {
             return Err(Failure::new(
-                PhoneVerificationFailed,
-                format!(
-                    "this reconnect link is for phone number {locked}, the signup chose {pnid}"
-                ),
+                code,
+                format!("the link is {}", link.status_at(crate::store::now())),
             )
-            .into())
+            .into());
         }
-        Some(locked) => {
-            let number = signup
+        let checked = check_input(link, input)?;
+        let pnid = checked.phone_number_id.as_str();
+        let waba = checked.waba_id.as_str();
+
+        // A reconnect is locked to its number and WABA; checked before anything is asked of Meta.
+        let existing = match &link.reconnect_phone_number_id {
+            None => None,
+            Some(locked) if locked != pnid => {
+                return Err(Failure::new(
+                    PhoneVerificationFailed,
+                    format!(
+                        "this reconnect link is for phone number {locked}, the signup chose {pnid}"
+                    ),
+                )
+                .into())
+            }
+            Some(locked) => {
+                let number = self
                 .store
                 .find_phone_number(locked)
                 .await?
@@ -284,156 +317,135 @@ async fn run(
                         format!("phone number {locked} is no longer connected to this customer; create a new (non-reconnect) setup link"),
                     )
                 })?;
-            if number.business_account_id != waba {
-                return Err(Failure::new(
-                    PhoneVerificationFailed,
-                    format!(
+                if number.business_account_id != waba {
+                    return Err(Failure::new(
+                        PhoneVerificationFailed,
+                        format!(
                         "this reconnect link is for business account {}, the signup chose {waba}",
                         number.business_account_id
                     ),
-                )
-                .into());
+                    )
+                    .into());
+                }
+                Some(number)
             }
-            Some(number)
+        };
+
+        let token = self.exchange_code(&checked.code).await?;
+
+        // Control of the number is proven before "already connected" is said about it.
+        if let Some(verifier) = self.numbers.verifier() {
+            verify::number(verifier, token.expose_secret(), pnid, Some(waba))
+                .await
+                .map_err(|e| Failure::new(PhoneVerificationFailed, verify_reason(&e)))?;
         }
-    };
-
-    let token = exchange_code(signup, &checked.code).await?;
-
-    // Control of the number is proven before "already connected" is said about it.
-    if let Some(verifier) = signup.verifier {
-        verify::number(verifier, token.expose_secret(), pnid, Some(waba))
-            .await
-            .map_err(|e| Failure::new(PhoneVerificationFailed, verify_reason(&e)))?;
-    }
-    if existing.is_none() && signup.store.find_phone_number(pnid).await?.is_some() {
-        return Err(Failure::new(
+        if existing.is_none() && self.store.find_phone_number(pnid).await?.is_some() {
+            return Err(Failure::new(
             PhoneVerificationFailed,
             format!("phone number {pnid} is already connected to wagate; disconnect it first, or send a reconnect link to refresh its token"),
         )
         .into());
-    }
-
-    subscribe_app(signup, token.expose_secret(), waba).await?;
-    // A reconnected number keeps its registration (and the PIN set when it first connected).
-    if checked.connection_type == "dedicated" && existing.is_none() {
-        register(signup, token.expose_secret(), pnid).await?;
-    }
-
-    let number = match &existing {
-        Some(_) => {
-            phone_numbers::update(
-                signup.store,
-                signup.secrets,
-                signup.verifier,
-                signup.destinations,
-                link.project_id,
-                pnid,
-                UpdateInput {
-                    access_token: Some(token),
-                    ..UpdateInput::default()
-                },
-            )
-            .await
         }
-        None => {
-            phone_numbers::connect(
-                signup.store,
-                signup.secrets,
-                signup.verifier,
-                signup.destinations,
-                link.project_id,
-                Some(link.customer_id),
-                ConnectInput {
-                    phone_number_id: Some(pnid.to_owned()),
-                    business_account_id: Some(waba.to_owned()),
-                    access_token: Some(token),
-                    name: None,
-                    kind: Some("production".into()),
-                    display_phone_number: None,
-                    verified_name: None,
-                    customer_id: None,
-                    webhook_destination_url: None,
-                    webhook_secret: None,
-                    webhook_verify_token: None,
-                    is_coexistence: Some(checked.connection_type == "coexistence"),
-                    inbound_processing_enabled: None,
-                    calls_enabled: None,
-                },
-            )
-            .await
-        }
-    }
-    .map_err(connect_failure)?
-    .number;
 
-    let completion = SetupCompletion {
-        phone_number_id: pnid.to_owned(),
-        business_account_id: waba.to_owned(),
-    };
-    if !signup
-        .store
-        .complete_setup_link(link.id, &completion, crate::store::now())
-        .await?
-    {
-        // Completed, revoked or expired while this ran: put the number back as it was.
-        undo(signup, link, &number, existing.as_ref()).await;
-        let now = crate::store::now();
-        let code = match signup.store.setup_link(link.customer_id, link.id).await? {
-            Some(current) => link_problem(&current, now).unwrap_or(AlreadyUsed),
-            None => LinkExpired,
-        };
-        return Err(Failure {
-            code,
-            reason:
-                "the link stopped being active while the signup completed; the number was put back"
-                    .into(),
-            numbers_changed: true,
+        self.subscribe_app(token.expose_secret(), waba).await?;
+        // A reconnected number keeps its registration (and the PIN set when it first connected).
+        if checked.connection_type == "dedicated" && existing.is_none() {
+            self.register(token.expose_secret(), pnid).await?;
         }
-        .into());
-    }
-    Ok(Completed {
-        number,
-        reconnected: existing.is_some(),
-        connection_type: checked.connection_type,
-    })
-}
 
-async fn undo(
-    signup: &Signup<'_>,
-    link: &SetupLinkRow,
-    number: &PhoneNumber,
-    existing: Option<&PhoneNumber>,
-) {
-    let result = match existing {
-        None => {
-            signup
-                .store
-                .delete_phone_number(link.project_id, &number.phone_number_id)
-                .await
-        }
-        Some(old) => signup
-            .store
-            .update_phone_number(
-                link.project_id,
-                &old.phone_number_id,
-                PhoneNumberPatch {
-                    access_token: Some((
-                        SealedSecret {
-                            sealed: old.access_token_sealed.clone(),
-                            key_id: old.access_token_key_id.clone(),
+        let number = match &existing {
+            Some(_) => {
+                self.numbers
+                    .update(
+                        link.project_id,
+                        pnid,
+                        UpdateInput {
+                            access_token: Some(token),
+                            ..UpdateInput::default()
                         },
-                        old.access_token_sha256.clone(),
-                    )),
-                    ..PhoneNumberPatch::default()
-                },
+                    )
+                    .await
+            }
+            None => {
+                self.numbers
+                    .connect(
+                        link.project_id,
+                        Some(link.customer_id),
+                        ConnectInput {
+                            phone_number_id: Some(pnid.to_owned()),
+                            business_account_id: Some(waba.to_owned()),
+                            access_token: Some(token),
+                            name: None,
+                            kind: Some("production".into()),
+                            display_phone_number: None,
+                            verified_name: None,
+                            customer_id: None,
+                            webhook_destination_url: None,
+                            webhook_secret: None,
+                            webhook_verify_token: None,
+                            is_coexistence: Some(checked.connection_type == "coexistence"),
+                            inbound_processing_enabled: None,
+                            calls_enabled: None,
+                        },
+                    )
+                    .await
+            }
+        }
+        .map_err(connect_failure)?
+        .number;
+
+        let completion = SetupCompletion {
+            phone_number_id: pnid.to_owned(),
+            business_account_id: waba.to_owned(),
+        };
+        if !self
+            .store
+            .complete_setup_link(link.id, &completion, crate::store::now())
+            .await?
+        {
+            // Completed, revoked or expired while this ran: put the number back as it was.
+            self.undo(link, &number, existing.as_ref()).await;
+            let now = crate::store::now();
+            let code = match self.store.setup_link(link.customer_id, link.id).await? {
+                Some(current) => link_problem(&current, now).unwrap_or(AlreadyUsed),
+                None => LinkExpired,
+            };
+            return Err(Failure::new(
+                code,
+                "the link stopped being active while the signup completed; the number was put back",
             )
-            .await
-            .map(drop),
-    };
-    if let Err(error) = result {
-        tracing::error!(setup_link_id = %link.id, phone_number_id = %number.phone_number_id, %error,
+            .into());
+        }
+        Ok(Completed {
+            number,
+            reconnected: existing.is_some(),
+            connection_type: checked.connection_type,
+        })
+    }
+
+    /// Puts the number back as it was before this signup wrote it.
+    async fn undo(
+        &self,
+        link: &SetupLinkRow,
+        number: &PhoneNumber,
+        existing: Option<&PhoneNumber>,
+    ) {
+        let result = match existing {
+            None => {
+                self.numbers
+                    .disconnect(link.project_id, &number.phone_number_id)
+                    .await
+            }
+            Some(old) => {
+                self.numbers
+                    .restore_access_token(link.project_id, old)
+                    .await
+            }
+        };
+        if let Err(error) = result {
+            tracing::error!(setup_link_id = %link.id, phone_number_id = %number.phone_number_id, %error,
             "could not undo the number written by a signup whose link is no longer active");
+        }
     }
 }
 
@@ -485,96 +497,98 @@ fn graph_failure(
 }
 
 /// The OAuth code exchanged for the customer's token.
-async fn exchange_code(signup: &Signup<'_>, code: &SecretString) -> Result<SecretString, Failure> {
-    use FailureCode::TokenExchangeFailed;
-    if signup.app_id.is_empty() || signup.app_secret.is_empty() {
-        return Err(Failure::new(
+impl Onboarding {
+    async fn exchange_code(&self, code: &SecretString) -> Result<SecretString, Failure> {
+        use FailureCode::TokenExchangeFailed;
+        let app_secret = self.app_secret.expose_secret();
+        if self.app_id.is_empty() || app_secret.is_empty() {
+            return Err(Failure::new(
             TokenExchangeFailed,
             "meta.app_id and meta.app_secret must be configured to exchange Embedded Signup codes",
         ));
-    }
-    let code = code.expose_secret().trim();
-    signup
-        .graph
-        .exchange_code(signup.graph_version, signup.app_id, signup.app_secret, code)
+        }
+        let code = code.expose_secret().trim();
+        self.graph
+        .exchange_code(&self.graph_version, &self.app_id, app_secret, code)
         .await
         .map_err(|error| {
             graph_failure(TokenExchangeFailed, "code exchange", error, |status, message| {
                 format!("Graph refused the code exchange (HTTP {status}: {message}); the customer should sign in again")
             })
         })
-}
+    }
 
-/// The WABA's webhooks go to this app (and so to wagate).
-async fn subscribe_app(signup: &Signup<'_>, token: &str, waba: &str) -> Result<(), Failure> {
-    signup
-        .graph
-        .subscribe_app(signup.graph_version, token, waba)
+    /// The WABA's webhooks go to this app (and so to wagate).
+    async fn subscribe_app(&self, token: &str, waba: &str) -> Result<(), Failure> {
+        self.graph
+        .subscribe_app(&self.graph_version, token, waba)
         .await
         .map_err(|error| {
             graph_failure(FailureCode::FacebookAuthFailed, "subscribed_apps", error, |status, message| {
                 format!("Graph refused to subscribe the app to business account {waba} (HTTP {status}: {message})")
             })
         })
-}
+    }
 
-/// Registers a dedicated number with a random two-step verification PIN (not kept).
-async fn register(signup: &Signup<'_>, token: &str, pnid: &str) -> Result<(), Failure> {
-    let pin = format!("{:06}", rand::thread_rng().gen_range(0..1_000_000));
-    signup
-        .graph
-        .register_number(signup.graph_version, token, pnid, &pin)
-        .await
-        .map_err(|error| {
-            graph_failure(
-                FailureCode::PhoneVerificationFailed,
-                "register",
-                error,
-                |status, message| {
-                    format!(
+    /// Registers a dedicated number with a random two-step verification PIN (not kept).
+    async fn register(&self, token: &str, pnid: &str) -> Result<(), Failure> {
+        let pin = format!("{:06}", rand::thread_rng().gen_range(0..1_000_000));
+        self.graph
+            .register_number(&self.graph_version, token, pnid, &pin)
+            .await
+            .map_err(|error| {
+                graph_failure(
+                    FailureCode::PhoneVerificationFailed,
+                    "register",
+                    error,
+                    |status, message| {
+                        format!(
                         "Graph refused to register phone number {pnid} (HTTP {status}: {message})"
                     )
-                },
-            )
-        })
+                    },
+                )
+            })
+    }
+}
+
+/// An active link allowing `types` (comma-separated), for tests.
+#[cfg(test)]
+pub(crate) fn sample_link(types: &str) -> SetupLinkRow {
+    let now = crate::store::now();
+    SetupLinkRow {
+        id: uuid::Uuid::now_v7(),
+        project_id: uuid::Uuid::now_v7(),
+        customer_id: uuid::Uuid::now_v7(),
+        token_sha256: String::new(),
+        token_sealed: vec![],
+        token_key_id: String::new(),
+        status: "active".into(),
+        success_redirect_url: None,
+        failure_redirect_url: None,
+        allowed_connection_types: types.into(),
+        theme_config: "{}".into(),
+        language: None,
+        provision_phone_number: false,
+        phone_number_country_isos: "[\"US\"]".into(),
+        phone_number_area_code: None,
+        reconnect_phone_number: None,
+        reconnect_phone_number_id: None,
+        meta_billing_mode: None,
+        whatsapp_setup_status: "pending".into(),
+        whatsapp_setup_error: None,
+        phone_number_id: None,
+        business_account_id: None,
+        expires_at: now + chrono::Duration::days(1),
+        used_at: None,
+        revoked_at: None,
+        created_at: now,
+        updated_at: now,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn link(types: &str) -> SetupLinkRow {
-        let now = crate::store::now();
-        SetupLinkRow {
-            id: uuid::Uuid::now_v7(),
-            project_id: uuid::Uuid::now_v7(),
-            customer_id: uuid::Uuid::now_v7(),
-            token_sha256: String::new(),
-            token_sealed: vec![],
-            token_key_id: String::new(),
-            status: "active".into(),
-            success_redirect_url: None,
-            failure_redirect_url: None,
-            allowed_connection_types: types.into(),
-            theme_config: "{}".into(),
-            language: None,
-            provision_phone_number: false,
-            phone_number_country_isos: "[\"US\"]".into(),
-            phone_number_area_code: None,
-            reconnect_phone_number: None,
-            reconnect_phone_number_id: None,
-            meta_billing_mode: None,
-            whatsapp_setup_status: "pending".into(),
-            whatsapp_setup_error: None,
-            phone_number_id: None,
-            business_account_id: None,
-            expires_at: now + chrono::Duration::days(1),
-            used_at: None,
-            revoked_at: None,
-            created_at: now,
-            updated_at: now,
-        }
-    }
 
     fn input(code: &str, waba: &str, pnid: &str, kind: Option<&str>) -> CompleteInput {
         CompleteInput {
@@ -587,7 +601,7 @@ mod tests {
 
     #[test]
     fn inputs_are_checked() {
-        let both = link("coexistence,dedicated");
+        let both = sample_link("coexistence,dedicated");
         let ok = check_input(&both, input("c", "2", "1", Some("coexistence"))).unwrap();
         assert_eq!(ok.connection_type, "coexistence");
         let code = |link: &SetupLinkRow, i| check_input(link, i).err().map(|f| f.code);
@@ -612,7 +626,7 @@ mod tests {
             code(&both, input("c", "2", "", Some("dedicated"))),
             Some(PhoneVerificationFailed)
         );
-        let one = link("dedicated");
+        let one = sample_link("dedicated");
         assert_eq!(
             check_input(&one, input("c", "2", "1", None))
                 .unwrap()
@@ -626,8 +640,14 @@ mod tests {
     }
 
     #[test]
+    fn only_plausible_tokens_are_looked_up() {
+        assert!(!plausible_token("../etc"));
+        assert!(plausible_token("aBcD_123-xyzXYZ0123456789"));
+    }
+
+    #[test]
     fn link_states_map_to_codes() {
-        let mut l = link("dedicated");
+        let mut l = sample_link("dedicated");
         let now = crate::store::now();
         assert_eq!(link_problem(&l, now), None);
         l.expires_at = now - chrono::Duration::seconds(1);

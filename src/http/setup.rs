@@ -24,11 +24,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use secrecy::ExposeSecret;
 use serde_json::{json, Map, Value};
 
 use self::i18n::Strings;
-use crate::domain::onboarding::{self, CompleteError, CompleteInput, FailureCode, Signup};
+use crate::domain::onboarding::{self, CompleteError, CompleteInput, FailureCode};
 use crate::domain::setup_links::{LANGUAGES, THEME_DEFAULTS};
 use crate::http::state::AppState;
 use crate::store::SetupLinkRow;
@@ -48,14 +47,6 @@ pub fn router() -> Router<AppState> {
         .route("/setup/{token}/complete", post(complete))
 }
 
-/// Tokens are URL-safe base64; anything else cannot be a link.
-fn plausible_token(token: &str) -> bool {
-    (16..=128).contains(&token.len())
-        && token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
 enum Lookup {
     Found(Box<SetupLinkRow>),
     Missing,
@@ -63,11 +54,7 @@ enum Lookup {
 }
 
 async fn lookup(state: &AppState, token: &str) -> Lookup {
-    if !plausible_token(token) {
-        return Lookup::Missing;
-    }
-    let hash = crate::crypto::sha256_hex(token.as_bytes());
-    match state.store.setup_link_by_token(&hash).await {
+    match state.onboarding.link_by_token(token).await {
         Ok(Some(link)) => Lookup::Found(Box::new(link)),
         Ok(None) => Lookup::Missing,
         Err(error) => {
@@ -571,19 +558,8 @@ async fn complete(
             CompleteInput::default()
         }
     };
-    let signup = Signup {
-        store: &*state.store,
-        secrets: &state.secrets,
-        graph: &state.graph,
-        verifier: state.verifier(),
-        destinations: state.destinations(),
-        app_id: &state.config.meta.app_id,
-        app_secret: state.config.meta.app_secret.expose_secret(),
-        graph_version: &state.config.onboarding.graph_version,
-    };
-    match onboarding::complete(&signup, &link, input).await {
+    match state.onboarding.complete(&link, input).await {
         Ok(done) => {
-            state.auth.invalidate_numbers();
             let number = &done.number;
             tracing::info!(setup_link_id = %link.id, customer_id = %link.customer_id,
                 phone_number_id = %number.phone_number_id, connection_type = done.connection_type,
@@ -628,9 +604,6 @@ async fn complete(
             page.render()
         }
         Err(CompleteError::Failed(failure)) => {
-            if failure.numbers_changed {
-                state.auth.invalidate_numbers();
-            }
             tracing::warn!(setup_link_id = %link.id, customer_id = %link.customer_id,
                 error_code = failure.code.as_str(), reason = %failure.reason, "setup link signup failed");
             if let Some(url) = failure_url(&link, failure.code) {
@@ -704,8 +677,6 @@ mod tests {
         assert!(css.contains("--primary: #ff0000;"), "{css}");
         assert!(css.contains("--text: #0f172a;"), "{css}");
         assert!(css.contains("--destructive-foreground: #fef2f2;"), "{css}");
-        assert!(!plausible_token("../etc"));
-        assert!(plausible_token("aBcD_123-xyzXYZ0123456789"));
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod deliveries;
 mod error;
 mod extract;
 mod phone_numbers;
+mod present;
 
 use axum::Router;
 
