@@ -7,6 +7,7 @@ mod error;
 mod extract;
 mod phone_numbers;
 mod present;
+mod setup_links;
 
 use axum::Router;
 
@@ -19,4 +20,5 @@ pub fn router() -> Router<AppState> {
         .merge(phone_numbers::router())
         .merge(deliveries::router())
         .merge(customers::router())
+        .merge(setup_links::router())
 }

@@ -9,12 +9,10 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::error::PlatformError;
-use super::extract::{PlatformJson, ProjectKey};
+use super::extract::{page_params, wrapper_missing, PlatformJson, ProjectKey};
 use super::present::{Data, Listing, PhoneNumberObject};
 use crate::domain::customers::CustomerError;
-use crate::domain::phone_numbers::{
-    ConnectInput, FieldError, PhoneNumberError, UpdateInput, Written,
-};
+use crate::domain::phone_numbers::{ConnectInput, PhoneNumberError, UpdateInput, Written};
 use crate::http::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -45,16 +43,6 @@ struct ListQuery {
     page: Option<String>,
     per_page: Option<String>,
     customer_id: Option<String>,
-}
-
-pub const MAX_PER_PAGE: u32 = 100;
-pub const DEFAULT_PER_PAGE: u32 = 20;
-
-pub(super) fn wrapper_missing(name: &str) -> PlatformError {
-    PlatformError::Validation(vec![FieldError::new(
-        name,
-        "is required: wrap the fields in {\"".to_owned() + name + "\": {…}}",
-    )])
 }
 
 fn parse_customer_id(raw: &str) -> Result<Uuid, PlatformError> {
@@ -107,36 +95,13 @@ async fn connect_for_customer(
     connect_inner(&state, key.project_id, Some(customer_id), body).await
 }
 
-pub(super) fn parse_page_param(
-    name: &str,
-    raw: Option<&str>,
-    default: u32,
-    max: u32,
-) -> Result<u32, PlatformError> {
-    match raw {
-        None | Some("") => Ok(default),
-        Some(raw) => match raw.parse::<u32>() {
-            Ok(v) if (1..=max).contains(&v) => Ok(v),
-            _ => Err(PlatformError::BadRequest(format!(
-                "{name} must be an integer between 1 and {max}"
-            ))),
-        },
-    }
-}
-
 async fn list_inner(
     state: &AppState,
     project_id: Uuid,
     customer_id: Option<Uuid>,
     query: ListQuery,
 ) -> Result<Response, PlatformError> {
-    let page = parse_page_param("page", query.page.as_deref(), 1, 1_000_000)?;
-    let per_page = parse_page_param(
-        "per_page",
-        query.per_page.as_deref(),
-        DEFAULT_PER_PAGE,
-        MAX_PER_PAGE,
-    )?;
+    let (page, per_page) = page_params(query.page.as_deref(), query.per_page.as_deref())?;
     let result = state
         .phone_numbers
         .list(project_id, customer_id, page, per_page)

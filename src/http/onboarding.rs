@@ -33,9 +33,9 @@ use crate::http::state::AppState;
 use crate::store::SetupLinkRow;
 use crate::types::{HexColour, MetaId};
 
-const SHELL: &str = include_str!("setup/page.html");
-const CSS: &str = include_str!("setup/page.css");
-const SCRIPT: &str = include_str!("setup/page.js");
+const SHELL: &str = include_str!("onboarding/page.html");
+const CSS: &str = include_str!("onboarding/page.css");
+const SCRIPT: &str = include_str!("onboarding/page.js");
 /// Facebook's JS SDK, the one external asset (real mode only).
 pub const FACEBOOK_SDK_URL: &str = "https://connect.facebook.net/en_US/sdk.js";
 /// Seconds an expired, revoked or used link's explanation shows before the failure redirect.
