@@ -10,105 +10,23 @@
 //! Every failure carries one of Kapso's error codes (contract §11.3) for the failure redirect.
 //! The OAuth code and the token are never logged, and neither is a URL that holds them.
 
+mod failure;
+mod input;
+
 use rand::Rng as _;
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+
+pub use self::failure::{CompleteError, Failure, FailureCode};
+use self::input::check_input;
+#[cfg(test)]
+pub(crate) use self::input::sample_link;
+pub use self::input::CompleteInput;
 
 use super::phone_numbers::{ConnectInput, PhoneNumberError, PhoneNumbers, UpdateInput};
 use super::verify::{self, VerifyError};
 use crate::config::Config;
 use crate::graph::{GraphCallError, GraphClient};
 use crate::store::{DynStore, PhoneNumber, SetupCompletion, SetupLinkRow, StoreError};
-
-/// Why a signup did not complete, as the failure redirect's `error_code`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureCode {
-    /// Meta did not give what a signup needs (no code, no WABA, a bad connection type) or
-    /// refused to subscribe the app to the WABA.
-    FacebookAuthFailed,
-    /// The number could not be verified, registered or connected: no phone number chosen, the
-    /// token does not reach it, registration failed, it is connected already, or a reconnect
-    /// signed in with another number.
-    PhoneVerificationFailed,
-    /// Meta refused the OAuth code (wrong, expired or already used) or could not be reached.
-    TokenExchangeFailed,
-    /// The link expired or was revoked.
-    LinkExpired,
-    /// The link completed already.
-    AlreadyUsed,
-}
-
-impl FailureCode {
-    pub const ALL: [FailureCode; 5] = [
-        Self::FacebookAuthFailed,
-        Self::PhoneVerificationFailed,
-        Self::TokenExchangeFailed,
-        Self::LinkExpired,
-        Self::AlreadyUsed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::FacebookAuthFailed => "facebook_auth_failed",
-            Self::PhoneVerificationFailed => "phone_verification_failed",
-            Self::TokenExchangeFailed => "token_exchange_failed",
-            Self::LinkExpired => "link_expired",
-            Self::AlreadyUsed => "already_used",
-        }
-    }
-
-    /// Whether the link itself is the problem (it is left exactly as it is).
-    pub fn is_link_state(self) -> bool {
-        matches!(self, Self::LinkExpired | Self::AlreadyUsed)
-    }
-}
-
-/// A failed signup: the code for the redirect and a sentence for the operator's log (never the
-/// OAuth code or a token).
-#[derive(Debug)]
-pub struct Failure {
-    pub code: FailureCode,
-    pub reason: String,
-}
-
-impl Failure {
-    fn new(code: FailureCode, reason: impl Into<String>) -> Self {
-        Self {
-            code,
-            reason: reason.into(),
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum CompleteError {
-    #[error("{}: {}", .0.code.as_str(), .0.reason)]
-    Failed(Failure),
-    /// The database could not be used; the customer should try again in a moment.
-    #[error(transparent)]
-    Store(StoreError),
-}
-
-impl From<Failure> for CompleteError {
-    fn from(failure: Failure) -> Self {
-        Self::Failed(failure)
-    }
-}
-
-impl From<StoreError> for CompleteError {
-    fn from(error: StoreError) -> Self {
-        Self::Store(error)
-    }
-}
-
-/// What the page posts to `/setup/{token}/complete` (a form or JSON).
-#[derive(Debug, Default, Deserialize)]
-pub struct CompleteInput {
-    pub code: Option<SecretString>,
-    pub waba_id: Option<String>,
-    pub phone_number_id: Option<String>,
-    pub connection_type: Option<String>,
-}
 
 /// A completed signup.
 #[derive(Debug)]
@@ -200,79 +118,6 @@ impl Onboarding {
         }
         result
     }
-}
-
-fn meta_id(value: Option<&str>) -> Option<String> {
-    value
-        .map(str::trim)
-        .filter(|v| crate::types::MetaId::is_valid(v))
-        .map(str::to_owned)
-}
-
-struct Checked {
-    code: SecretString,
-    waba_id: String,
-    phone_number_id: String,
-    connection_type: &'static str,
-}
-
-fn check_input(link: &SetupLinkRow, input: CompleteInput) -> Result<Checked, Failure> {
-    use FailureCode::*;
-    let allowed = link.connection_types();
-    let connection_type = match input.connection_type.as_deref().map(str::trim) {
-        None | Some("") if allowed.len() == 1 => allowed[0],
-        None | Some("") => {
-            return Err(Failure::new(
-                FacebookAuthFailed,
-                "no connection_type was chosen",
-            ))
-        }
-        Some(t) if allowed.contains(&t) => t,
-        Some(t) => {
-            return Err(Failure::new(
-                FacebookAuthFailed,
-                format!(
-                    "connection_type {t:?} is not allowed by this link ({})",
-                    allowed.join(", ")
-                ),
-            ))
-        }
-    };
-    let connection_type = if connection_type == "coexistence" {
-        "coexistence"
-    } else {
-        "dedicated"
-    };
-    let code = input
-        .code
-        .filter(|c| {
-            let c = c.expose_secret().trim();
-            !c.is_empty() && c.len() <= 4096 && c.bytes().all(|b| b.is_ascii_graphic())
-        })
-        .ok_or_else(|| {
-            Failure::new(
-                FacebookAuthFailed,
-                "Meta's sign-in returned no authorization code (missing or malformed)",
-            )
-        })?;
-    let waba_id = meta_id(input.waba_id.as_deref()).ok_or_else(|| {
-        Failure::new(
-            FacebookAuthFailed,
-            "no WhatsApp Business Account ID (waba_id, digits only) came back from the signup",
-        )
-    })?;
-    let phone_number_id = meta_id(input.phone_number_id.as_deref()).ok_or_else(|| {
-        Failure::new(
-            PhoneVerificationFailed,
-            "no phone number ID (digits only) came back from the signup: the customer must pick or add a phone number, not \"Display name only\"",
-        )
-    })?;
-    Ok(Checked {
-        code,
-        waba_id,
-        phone_number_id,
-        connection_type,
-    })
 }
 
 impl Onboarding {
@@ -496,8 +341,8 @@ fn graph_failure(
     }
 }
 
-/// The OAuth code exchanged for the customer's token.
 impl Onboarding {
+    /// The OAuth code exchanged for the customer's token.
     async fn exchange_code(&self, code: &SecretString) -> Result<SecretString, Failure> {
         use FailureCode::TokenExchangeFailed;
         let app_secret = self.app_secret.expose_secret();
@@ -551,93 +396,9 @@ impl Onboarding {
     }
 }
 
-/// An active link allowing `types` (comma-separated), for tests.
-#[cfg(test)]
-pub(crate) fn sample_link(types: &str) -> SetupLinkRow {
-    let now = crate::store::now();
-    SetupLinkRow {
-        id: uuid::Uuid::now_v7(),
-        project_id: uuid::Uuid::now_v7(),
-        customer_id: uuid::Uuid::now_v7(),
-        token_sha256: String::new(),
-        token_sealed: vec![],
-        token_key_id: String::new(),
-        status: "active".into(),
-        success_redirect_url: None,
-        failure_redirect_url: None,
-        allowed_connection_types: types.into(),
-        theme_config: "{}".into(),
-        language: None,
-        provision_phone_number: false,
-        phone_number_country_isos: "[\"US\"]".into(),
-        phone_number_area_code: None,
-        reconnect_phone_number: None,
-        reconnect_phone_number_id: None,
-        meta_billing_mode: None,
-        whatsapp_setup_status: "pending".into(),
-        whatsapp_setup_error: None,
-        phone_number_id: None,
-        business_account_id: None,
-        expires_at: now + chrono::Duration::days(1),
-        used_at: None,
-        revoked_at: None,
-        created_at: now,
-        updated_at: now,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn input(code: &str, waba: &str, pnid: &str, kind: Option<&str>) -> CompleteInput {
-        CompleteInput {
-            code: Some(code.to_owned().into()),
-            waba_id: Some(waba.into()),
-            phone_number_id: Some(pnid.into()),
-            connection_type: kind.map(str::to_owned),
-        }
-    }
-
-    #[test]
-    fn inputs_are_checked() {
-        let both = sample_link("coexistence,dedicated");
-        let ok = check_input(&both, input("c", "2", "1", Some("coexistence"))).unwrap();
-        assert_eq!(ok.connection_type, "coexistence");
-        let code = |link: &SetupLinkRow, i| check_input(link, i).err().map(|f| f.code);
-        use FailureCode::*;
-        assert_eq!(
-            code(&both, input("c", "2", "1", None)),
-            Some(FacebookAuthFailed)
-        );
-        assert_eq!(
-            code(&both, input("c", "2", "1", Some("shared"))),
-            Some(FacebookAuthFailed)
-        );
-        assert_eq!(
-            code(&both, input("", "2", "1", Some("dedicated"))),
-            Some(FacebookAuthFailed)
-        );
-        assert_eq!(
-            code(&both, input("c", "2x", "1", Some("dedicated"))),
-            Some(FacebookAuthFailed)
-        );
-        assert_eq!(
-            code(&both, input("c", "2", "", Some("dedicated"))),
-            Some(PhoneVerificationFailed)
-        );
-        let one = sample_link("dedicated");
-        assert_eq!(
-            check_input(&one, input("c", "2", "1", None))
-                .unwrap()
-                .connection_type,
-            "dedicated"
-        );
-        assert_eq!(
-            code(&one, input("c", "2", "1", Some("coexistence"))),
-            Some(FacebookAuthFailed)
-        );
-    }
 
     #[test]
     fn only_plausible_tokens_are_looked_up() {
