@@ -2,7 +2,7 @@
 //!
 //! Two clients share one configuration: `passthrough`, a bare hyper client for the proxy's hot
 //! path (no URL re-parse, redirect or retry layers: the request is already an `http::Request`),
-//! and `http`, reqwest, behind the typed methods of [`calls`] (wagate's own calls: number
+//! and `http`, reqwest, behind the typed methods of `calls` (wagate's own calls: number
 //! verification, the signup completion, media downloads), which fail with one
 //! [`GraphCallError`].
 
