@@ -59,16 +59,10 @@ pub async fn serve_with_sandbox(mut config: Config) -> anyhow::Result<()> {
             "display_phone_number": demo.display_phone_number,
             "verified_name": demo.verified_name,
         }))?;
-        phone_numbers::connect(
-            &*store,
-            &app.state.secrets,
-            app.state.verifier(),
-            app.state.destinations(),
-            project_id,
-            None,
-            input,
-        )
-        .await?;
+        app.state
+            .phone_numbers
+            .connect(project_id, None, input)
+            .await?;
         println!("Connected the demo number {}.", demo.phone_number_id);
     }
     println!("Graph emulator on http://{sandbox_addr} (control API under /_sandbox)");

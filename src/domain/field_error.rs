@@ -1,7 +1,7 @@
 //! A rejected input field, the unit of every domain validation (rendered as 422 by the Platform
-//! API).
+//! API), and the one serde helper input bodies share.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A rejected field: which one and why. Rendered as 422 by the Platform API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -17,4 +17,14 @@ impl FieldError {
             message: message.into(),
         }
     }
+}
+
+/// For an input field where `null` means "clear it" and an absent key "leave it":
+/// `#[serde(default, deserialize_with = "double_option")]` reads `null` as `Some(None)`.
+pub fn double_option<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }

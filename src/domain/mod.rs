@@ -4,6 +4,7 @@ pub mod auth;
 pub mod calls;
 pub mod contacts;
 pub mod conversations;
+pub mod customers;
 pub mod envelope;
 pub mod field_error;
 pub mod ingest;

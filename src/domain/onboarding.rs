@@ -1,3 +1,6 @@
+//! The hosted onboarding ([`Onboarding`]): finding a setup link by its URL token and completing
+//! it. (Creating and managing the links is [`super::setup_links`].)
+//!
 //! Completing a setup link: what happens after the customer finished Meta's Embedded Signup on
 //! the hosted page (`/setup/{token}`). The page sends the OAuth code and the WABA and phone number
 //! Meta reported; this exchanges the code for a token, subscribes the app to the WABA, registers
@@ -7,114 +10,23 @@
 //! Every failure carries one of Kapso's error codes (contract §11.3) for the failure redirect.
 //! The OAuth code and the token are never logged, and neither is a URL that holds them.
 
-use std::time::Duration;
+mod failure;
+mod input;
 
 use rand::Rng as _;
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
-use serde_json::{json, Value};
 
-use super::phone_numbers::{self, ConnectInput, PhoneNumberError, UpdateInput};
+pub use self::failure::{CompleteError, Failure, FailureCode};
+use self::input::check_input;
+#[cfg(test)]
+pub(crate) use self::input::sample_link;
+pub use self::input::CompleteInput;
+
+use super::phone_numbers::{ConnectInput, PhoneNumberError, PhoneNumbers, UpdateInput};
 use super::verify::{self, VerifyError};
-use crate::crypto::SecretBox;
-use crate::destination_guard::DestinationPolicy;
-use crate::graph::GraphClient;
-use crate::store::{
-    PhoneNumber, PhoneNumberPatch, SealedSecret, SetupCompletion, SetupLinkRow, Store, StoreError,
-};
-
-/// Why a signup did not complete, as the failure redirect's `error_code`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureCode {
-    /// Meta did not give what a signup needs (no code, no WABA, a bad connection type) or
-    /// refused to subscribe the app to the WABA.
-    FacebookAuthFailed,
-    /// The number could not be verified, registered or connected: no phone number chosen, the
-    /// token does not reach it, registration failed, it is connected already, or a reconnect
-    /// signed in with another number.
-    PhoneVerificationFailed,
-    /// Meta refused the OAuth code (wrong, expired or already used) or could not be reached.
-    TokenExchangeFailed,
-    /// The link expired or was revoked.
-    LinkExpired,
-    /// The link completed already.
-    AlreadyUsed,
-}
-
-impl FailureCode {
-    pub const ALL: [FailureCode; 5] = [
-        Self::FacebookAuthFailed,
-        Self::PhoneVerificationFailed,
-        Self::TokenExchangeFailed,
-        Self::LinkExpired,
-        Self::AlreadyUsed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::FacebookAuthFailed => "facebook_auth_failed",
-            Self::PhoneVerificationFailed => "phone_verification_failed",
-            Self::TokenExchangeFailed => "token_exchange_failed",
-            Self::LinkExpired => "link_expired",
-            Self::AlreadyUsed => "already_used",
-        }
-    }
-
-    /// Whether the link itself is the problem (it is left exactly as it is).
-    pub fn is_link_state(self) -> bool {
-        matches!(self, Self::LinkExpired | Self::AlreadyUsed)
-    }
-}
-
-/// A failed signup: the code for the redirect and a sentence for the operator's log (never the
-/// OAuth code or a token).
-#[derive(Debug)]
-pub struct Failure {
-    pub code: FailureCode,
-    pub reason: String,
-    /// A number was written and then put back; caches must forget it.
-    pub numbers_changed: bool,
-}
-
-impl Failure {
-    fn new(code: FailureCode, reason: impl Into<String>) -> Self {
-        Self {
-            code,
-            reason: reason.into(),
-            numbers_changed: false,
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum CompleteError {
-    #[error("{}: {}", .0.code.as_str(), .0.reason)]
-    Failed(Failure),
-    /// The database could not be used; the customer should try again in a moment.
-    #[error(transparent)]
-    Store(StoreError),
-}
-
-impl From<Failure> for CompleteError {
-    fn from(failure: Failure) -> Self {
-        Self::Failed(failure)
-    }
-}
-
-impl From<StoreError> for CompleteError {
-    fn from(error: StoreError) -> Self {
-        Self::Store(error)
-    }
-}
-
-/// What the page posts to `/setup/{token}/complete` (a form or JSON).
-#[derive(Debug, Default, Deserialize)]
-pub struct CompleteInput {
-    pub code: Option<SecretString>,
-    pub waba_id: Option<String>,
-    pub phone_number_id: Option<String>,
-    pub connection_type: Option<String>,
-}
+use crate::config::Config;
+use crate::graph::{GraphCallError, GraphClient};
+use crate::store::{DynStore, PhoneNumber, SetupCompletion, SetupLinkRow, StoreError};
 
 /// A completed signup.
 #[derive(Debug)]
@@ -125,19 +37,26 @@ pub struct Completed {
     pub connection_type: &'static str,
 }
 
-/// What completing a signup needs from the running server.
-pub struct Signup<'a> {
-    pub store: &'a dyn Store,
-    pub secrets: &'a SecretBox,
+/// The hosted onboarding service: what completing a signup needs from the running server.
+#[derive(Clone)]
+pub struct Onboarding {
+    store: DynStore,
     /// Wagate's own Graph client (code exchange, `subscribed_apps`, `register`).
-    pub graph: &'a GraphClient,
-    /// The client that verifies numbers, unless `graph.verify_numbers` is off.
-    pub verifier: Option<&'a GraphClient>,
-    pub destinations: DestinationPolicy,
-    pub app_id: &'a str,
-    pub app_secret: &'a str,
-    pub graph_version: &'a str,
-    pub timeout: Duration,
+    graph: GraphClient,
+    /// Connects or reconnects the number, verifying it unless `graph.verify_numbers` is off.
+    numbers: PhoneNumbers,
+    app_id: String,
+    app_secret: SecretString,
+    /// `onboarding.graph_version`.
+    graph_version: String,
+}
+
+/// Tokens are URL-safe base64; anything else cannot be a link.
+fn plausible_token(token: &str) -> bool {
+    (16..=128).contains(&token.len())
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// The error code a link that is not active gets, if it is not.
@@ -152,132 +71,87 @@ pub fn link_problem(
     }
 }
 
-/// Completes `link` with what Meta's flow returned. Records a failure on the link (its
-/// `whatsapp_setup_error`) unless the link itself was the problem.
-pub async fn complete(
-    signup: &Signup<'_>,
-    link: &SetupLinkRow,
-    input: CompleteInput,
-) -> Result<Completed, CompleteError> {
-    let result = run(signup, link, input).await;
-    if let Err(CompleteError::Failed(failure)) = &result {
-        if !failure.code.is_link_state() {
-            if let Err(error) = signup
-                .store
-                .fail_setup_link(link.id, failure.code.as_str(), crate::store::now())
-                .await
-            {
-                tracing::warn!(setup_link_id = %link.id, %error, "could not record the failed signup");
+impl Onboarding {
+    pub fn new(
+        store: DynStore,
+        graph: GraphClient,
+        numbers: PhoneNumbers,
+        config: &Config,
+    ) -> Self {
+        Self {
+            store,
+            graph,
+            numbers,
+            app_id: config.meta.app_id.clone(),
+            app_secret: config.meta.app_secret.clone(),
+            graph_version: config.onboarding.graph_version.clone(),
+        }
+    }
+
+    /// The link whose URL token this is (looked up by its hash), if any.
+    pub async fn link_by_token(&self, token: &str) -> Result<Option<SetupLinkRow>, StoreError> {
+        if !plausible_token(token) {
+            return Ok(None);
+        }
+        let hash = crate::crypto::sha256_hex(token.as_bytes());
+        self.store.setup_link_by_token(&hash).await
+    }
+
+    /// Completes `link` with what Meta's flow returned. Records a failure on the link (its
+    /// `whatsapp_setup_error`) unless the link itself was the problem.
+    pub async fn complete(
+        &self,
+        link: &SetupLinkRow,
+        input: CompleteInput,
+    ) -> Result<Completed, CompleteError> {
+        let result = self.run(link, input).await;
+        if let Err(CompleteError::Failed(failure)) = &result {
+            if !failure.code.is_link_state() {
+                if let Err(error) = self
+                    .store
+                    .fail_setup_link(link.id, failure.code.as_str(), crate::store::now())
+                    .await
+                {
+                    tracing::warn!(setup_link_id = %link.id, %error, "could not record the failed signup");
+                }
             }
         }
+        result
     }
-    result
 }
 
-fn meta_id(value: Option<&str>) -> Option<String> {
-    value
-        .map(str::trim)
-        .filter(|v| crate::types::MetaId::is_valid(v))
-        .map(str::to_owned)
-}
-
-struct Checked {
-    code: SecretString,
-    waba_id: String,
-    phone_number_id: String,
-    connection_type: &'static str,
-}
-
-fn check_input(link: &SetupLinkRow, input: CompleteInput) -> Result<Checked, Failure> {
-    use FailureCode::*;
-    let allowed = link.connection_types();
-    let connection_type = match input.connection_type.as_deref().map(str::trim) {
-        None | Some("") if allowed.len() == 1 => allowed[0],
-        None | Some("") => {
+impl Onboarding {
+    async fn run(
+        &self,
+        link: &SetupLinkRow,
+        input: CompleteInput,
+    ) -> Result<Completed, CompleteError> {
+        use FailureCode::*;
+        if let Some(code) = link_problem(link, crate::store::now()) {
             return Err(Failure::new(
-                FacebookAuthFailed,
-                "no connection_type was chosen",
-            ))
-        }
-        Some(t) if allowed.contains(&t) => t,
-        Some(t) => {
-            return Err(Failure::new(
-                FacebookAuthFailed,
-                format!(
-                    "connection_type {t:?} is not allowed by this link ({})",
-                    allowed.join(", ")
-                ),
-            ))
-        }
-    };
-    let connection_type = if connection_type == "coexistence" {
-        "coexistence"
-    } else {
-        "dedicated"
-    };
-    let code = input
-        .code
-        .filter(|c| {
-            let c = c.expose_secret().trim();
-            !c.is_empty() && c.len() <= 4096 && c.bytes().all(|b| b.is_ascii_graphic())
-        })
-        .ok_or_else(|| {
-            Failure::new(
-                FacebookAuthFailed,
-                "Meta's sign-in returned no authorization code (missing or malformed)",
+                code,
+                format!("the link is {}", link.status_at(crate::store::now())),
             )
-        })?;
-    let waba_id = meta_id(input.waba_id.as_deref()).ok_or_else(|| {
-        Failure::new(
-            FacebookAuthFailed,
-            "no WhatsApp Business Account ID (waba_id, digits only) came back from the signup",
-        )
-    })?;
-    let phone_number_id = meta_id(input.phone_number_id.as_deref()).ok_or_else(|| {
-        Failure::new(
-            PhoneVerificationFailed,
-            "no phone number ID (digits only) came back from the signup: the customer must pick or add a phone number, not \"Display name only\"",
-        )
-    })?;
-    Ok(Checked {
-        code,
-        waba_id,
-        phone_number_id,
-        connection_type,
-    })
-}
-
-async fn run(
-    signup: &Signup<'_>,
-    link: &SetupLinkRow,
-    input: CompleteInput,
-) -> Result<Completed, CompleteError> {
-    use FailureCode::*;
-    if let Some(code) = link_problem(link, crate::store::now()) {
-        return Err(Failure::new(
-            code,
-            format!("the link is {}", link.status_at(crate::store::now())),
-        )
-        .into());
-    }
-    let checked = check_input(link, input)?;
-    let pnid = checked.phone_number_id.as_str();
-    let waba = checked.waba_id.as_str();
-
-    // A reconnect is locked to its number and WABA; checked before anything is asked of Meta.
-    let existing = match &link.reconnect_phone_number_id {
-        None => None,
-        Some(locked) if locked != pnid => {
-            return Err(Failure::new(
-                PhoneVerificationFailed,
-                format!(
-                    "this reconnect link is for phone number {locked}, the signup chose {pnid}"
-                ),
-            )
-            .into())
+            .into());
         }
-        Some(locked) => {
-            let number = signup
+        let checked = check_input(link, input)?;
+        let pnid = checked.phone_number_id.as_str();
+        let waba = checked.waba_id.as_str();
+
+        // A reconnect is locked to its number and WABA; checked before anything is asked of Meta.
+        let existing = match &link.reconnect_phone_number_id {
+            None => None,
+            Some(locked) if locked != pnid => {
+                return Err(Failure::new(
+                    PhoneVerificationFailed,
+                    format!(
+                        "this reconnect link is for phone number {locked}, the signup chose {pnid}"
+                    ),
+                )
+                .into())
+            }
+            Some(locked) => {
+                let number = self
                 .store
                 .find_phone_number(locked)
                 .await?
@@ -288,156 +162,135 @@ async fn run(
                         format!("phone number {locked} is no longer connected to this customer; create a new (non-reconnect) setup link"),
                     )
                 })?;
-            if number.business_account_id != waba {
-                return Err(Failure::new(
-                    PhoneVerificationFailed,
-                    format!(
+                if number.business_account_id != waba {
+                    return Err(Failure::new(
+                        PhoneVerificationFailed,
+                        format!(
                         "this reconnect link is for business account {}, the signup chose {waba}",
                         number.business_account_id
                     ),
-                )
-                .into());
+                    )
+                    .into());
+                }
+                Some(number)
             }
-            Some(number)
+        };
+
+        let token = self.exchange_code(&checked.code).await?;
+
+        // Control of the number is proven before "already connected" is said about it.
+        if let Some(verifier) = self.numbers.verifier() {
+            verify::number(verifier, token.expose_secret(), pnid, Some(waba))
+                .await
+                .map_err(|e| Failure::new(PhoneVerificationFailed, verify_reason(&e)))?;
         }
-    };
-
-    let token = exchange_code(signup, &checked.code).await?;
-
-    // Control of the number is proven before "already connected" is said about it.
-    if let Some(verifier) = signup.verifier {
-        verify::number(verifier, token.expose_secret(), pnid, Some(waba))
-            .await
-            .map_err(|e| Failure::new(PhoneVerificationFailed, verify_reason(&e)))?;
-    }
-    if existing.is_none() && signup.store.find_phone_number(pnid).await?.is_some() {
-        return Err(Failure::new(
+        if existing.is_none() && self.store.find_phone_number(pnid).await?.is_some() {
+            return Err(Failure::new(
             PhoneVerificationFailed,
             format!("phone number {pnid} is already connected to wagate; disconnect it first, or send a reconnect link to refresh its token"),
         )
         .into());
-    }
-
-    subscribe_app(signup, token.expose_secret(), waba).await?;
-    // A reconnected number keeps its registration (and the PIN set when it first connected).
-    if checked.connection_type == "dedicated" && existing.is_none() {
-        register(signup, token.expose_secret(), pnid).await?;
-    }
-
-    let number = match &existing {
-        Some(_) => {
-            phone_numbers::update(
-                signup.store,
-                signup.secrets,
-                signup.verifier,
-                signup.destinations,
-                link.project_id,
-                pnid,
-                UpdateInput {
-                    access_token: Some(token),
-                    ..UpdateInput::default()
-                },
-            )
-            .await
         }
-        None => {
-            phone_numbers::connect(
-                signup.store,
-                signup.secrets,
-                signup.verifier,
-                signup.destinations,
-                link.project_id,
-                Some(link.customer_id),
-                ConnectInput {
-                    phone_number_id: Some(pnid.to_owned()),
-                    business_account_id: Some(waba.to_owned()),
-                    access_token: Some(token),
-                    name: None,
-                    kind: Some("production".into()),
-                    display_phone_number: None,
-                    verified_name: None,
-                    customer_id: None,
-                    webhook_destination_url: None,
-                    webhook_secret: None,
-                    webhook_verify_token: None,
-                    is_coexistence: Some(checked.connection_type == "coexistence"),
-                    inbound_processing_enabled: None,
-                    calls_enabled: None,
-                },
-            )
-            .await
-        }
-    }
-    .map_err(connect_failure)?
-    .number;
 
-    let completion = SetupCompletion {
-        phone_number_id: pnid.to_owned(),
-        business_account_id: waba.to_owned(),
-    };
-    if !signup
-        .store
-        .complete_setup_link(link.id, &completion, crate::store::now())
-        .await?
-    {
-        // Completed, revoked or expired while this ran: put the number back as it was.
-        undo(signup, link, &number, existing.as_ref()).await;
-        let now = crate::store::now();
-        let code = match signup.store.setup_link(link.customer_id, link.id).await? {
-            Some(current) => link_problem(&current, now).unwrap_or(AlreadyUsed),
-            None => LinkExpired,
-        };
-        return Err(Failure {
-            code,
-            reason:
-                "the link stopped being active while the signup completed; the number was put back"
-                    .into(),
-            numbers_changed: true,
+        self.subscribe_app(token.expose_secret(), waba).await?;
+        // A reconnected number keeps its registration (and the PIN set when it first connected).
+        if checked.connection_type == "dedicated" && existing.is_none() {
+            self.register(token.expose_secret(), pnid).await?;
         }
-        .into());
-    }
-    Ok(Completed {
-        number,
-        reconnected: existing.is_some(),
-        connection_type: checked.connection_type,
-    })
-}
 
-async fn undo(
-    signup: &Signup<'_>,
-    link: &SetupLinkRow,
-    number: &PhoneNumber,
-    existing: Option<&PhoneNumber>,
-) {
-    let result = match existing {
-        None => {
-            signup
-                .store
-                .delete_phone_number(link.project_id, &number.phone_number_id)
-                .await
-        }
-        Some(old) => signup
-            .store
-            .update_phone_number(
-                link.project_id,
-                &old.phone_number_id,
-                PhoneNumberPatch {
-                    access_token: Some((
-                        SealedSecret {
-                            sealed: old.access_token_sealed.clone(),
-                            key_id: old.access_token_key_id.clone(),
+        let number = match &existing {
+            Some(_) => {
+                self.numbers
+                    .update(
+                        link.project_id,
+                        pnid,
+                        UpdateInput {
+                            access_token: Some(token),
+                            ..UpdateInput::default()
                         },
-                        old.access_token_sha256.clone(),
-                    )),
-                    ..PhoneNumberPatch::default()
-                },
+                    )
+                    .await
+            }
+            None => {
+                self.numbers
+                    .connect(
+                        link.project_id,
+                        Some(link.customer_id),
+                        ConnectInput {
+                            phone_number_id: Some(pnid.to_owned()),
+                            business_account_id: Some(waba.to_owned()),
+                            access_token: Some(token),
+                            name: None,
+                            kind: Some("production".into()),
+                            display_phone_number: None,
+                            verified_name: None,
+                            customer_id: None,
+                            webhook_destination_url: None,
+                            webhook_secret: None,
+                            webhook_verify_token: None,
+                            is_coexistence: Some(checked.connection_type == "coexistence"),
+                            inbound_processing_enabled: None,
+                            calls_enabled: None,
+                        },
+                    )
+                    .await
+            }
+        }
+        .map_err(connect_failure)?
+        .number;
+
+        let completion = SetupCompletion {
+            phone_number_id: pnid.to_owned(),
+            business_account_id: waba.to_owned(),
+        };
+        if !self
+            .store
+            .complete_setup_link(link.id, &completion, crate::store::now())
+            .await?
+        {
+            // Completed, revoked or expired while this ran: put the number back as it was.
+            self.undo(link, &number, existing.as_ref()).await;
+            let now = crate::store::now();
+            let code = match self.store.setup_link(link.customer_id, link.id).await? {
+                Some(current) => link_problem(&current, now).unwrap_or(AlreadyUsed),
+                None => LinkExpired,
+            };
+            return Err(Failure::new(
+                code,
+                "the link stopped being active while the signup completed; the number was put back",
             )
-            .await
-            .map(drop),
-    };
-    if let Err(error) = result {
-        tracing::error!(setup_link_id = %link.id, phone_number_id = %number.phone_number_id, %error,
+            .into());
+        }
+        Ok(Completed {
+            number,
+            reconnected: existing.is_some(),
+            connection_type: checked.connection_type,
+        })
+    }
+
+    /// Puts the number back as it was before this signup wrote it.
+    async fn undo(
+        &self,
+        link: &SetupLinkRow,
+        number: &PhoneNumber,
+        existing: Option<&PhoneNumber>,
+    ) {
+        let result = match existing {
+            None => {
+                self.numbers
+                    .disconnect(link.project_id, &number.phone_number_id)
+                    .await
+            }
+            Some(old) => {
+                self.numbers
+                    .restore_access_token(link.project_id, old)
+                    .await
+            }
+        };
+        if let Err(error) = result {
+            tracing::error!(setup_link_id = %link.id, phone_number_id = %number.phone_number_id, %error,
             "could not undo the number written by a signup whose link is no longer active");
+        }
     }
 }
 
@@ -471,124 +324,75 @@ fn connect_failure(error: PhoneNumberError) -> CompleteError {
     }
 }
 
-/// Sends one Graph request; answers Meta's status and JSON body. Transport errors are described
-/// without the URL (it can hold the code and the app secret).
-async fn send(
-    signup: &Signup<'_>,
-    request: reqwest::RequestBuilder,
-) -> Result<(u16, Value), String> {
-    let response = request.timeout(signup.timeout).send().await.map_err(|e| {
-        if e.is_timeout() {
-            "Graph did not answer in time".to_owned()
-        } else {
-            "could not connect to Graph".to_owned()
-        }
-    })?;
-    let status = response.status().as_u16();
-    let body = response.json::<Value>().await.unwrap_or(Value::Null);
-    Ok((status, body))
+/// A failed Graph call of the completion as a `Failure`: transport failures name the `step`,
+/// refusals get `refused(status, Meta's message)`. Never the URL (it can hold the code and the
+/// app secret).
+fn graph_failure(
+    code: FailureCode,
+    step: &str,
+    error: GraphCallError,
+    refused: impl FnOnce(u16, &str) -> String,
+) -> Failure {
+    match error {
+        GraphCallError::Refused {
+            status, message, ..
+        } => Failure::new(code, refused(status, &message)),
+        transport => Failure::new(code, format!("{step}: {transport}")),
+    }
 }
 
-fn graph_message(body: &Value) -> String {
-    body.pointer("/error/message")
-        .and_then(Value::as_str)
-        .unwrap_or("no details")
-        .to_owned()
-}
-
-/// `GET /{version}/oauth/access_token?client_id&client_secret&code`.
-async fn exchange_code(signup: &Signup<'_>, code: &SecretString) -> Result<SecretString, Failure> {
-    use FailureCode::TokenExchangeFailed;
-    if signup.app_id.is_empty() || signup.app_secret.is_empty() {
-        return Err(Failure::new(
+impl Onboarding {
+    /// The OAuth code exchanged for the customer's token.
+    async fn exchange_code(&self, code: &SecretString) -> Result<SecretString, Failure> {
+        use FailureCode::TokenExchangeFailed;
+        let app_secret = self.app_secret.expose_secret();
+        if self.app_id.is_empty() || app_secret.is_empty() {
+            return Err(Failure::new(
             TokenExchangeFailed,
             "meta.app_id and meta.app_secret must be configured to exchange Embedded Signup codes",
         ));
-    }
-    let query = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("client_id", signup.app_id)
-        .append_pair("client_secret", signup.app_secret)
-        .append_pair("code", code.expose_secret().trim())
-        .finish();
-    let url = signup
-        .graph
-        .url(signup.graph_version, "oauth/access_token", Some(&query));
-    let (status, body) = send(signup, signup.graph.http.get(url))
+        }
+        let code = code.expose_secret().trim();
+        self.graph
+        .exchange_code(&self.graph_version, &self.app_id, app_secret, code)
         .await
-        .map_err(|why| Failure::new(TokenExchangeFailed, format!("code exchange: {why}")))?;
-    let token = body
-        .get("access_token")
-        .and_then(Value::as_str)
-        .map(str::trim)
-        .filter(|t| !t.is_empty() && t.len() <= 4096 && t.bytes().all(|b| b.is_ascii_graphic()));
-    match token {
-        Some(token) if status == 200 => Ok(token.to_owned().into()),
-        _ => Err(Failure::new(
-            TokenExchangeFailed,
-            format!(
-                "Graph refused the code exchange (HTTP {status}: {}); the customer should sign in again",
-                graph_message(&body)
-            ),
-        )),
+        .map_err(|error| {
+            graph_failure(TokenExchangeFailed, "code exchange", error, |status, message| {
+                format!("Graph refused the code exchange (HTTP {status}: {message}); the customer should sign in again")
+            })
+        })
     }
-}
 
-/// `POST /{waba}/subscribed_apps`: the WABA's webhooks go to this app (and so to wagate).
-async fn subscribe_app(signup: &Signup<'_>, token: &str, waba: &str) -> Result<(), Failure> {
-    let url = signup.graph.url(
-        signup.graph_version,
-        &format!("{waba}/subscribed_apps"),
-        None,
-    );
-    let (status, body) = send(signup, signup.graph.http.post(url).bearer_auth(token))
+    /// The WABA's webhooks go to this app (and so to wagate).
+    async fn subscribe_app(&self, token: &str, waba: &str) -> Result<(), Failure> {
+        self.graph
+        .subscribe_app(&self.graph_version, token, waba)
         .await
-        .map_err(|why| {
-            Failure::new(
-                FailureCode::FacebookAuthFailed,
-                format!("subscribed_apps: {why}"),
-            )
-        })?;
-    if (200..300).contains(&status) && body.get("success") != Some(&json!(false)) {
-        Ok(())
-    } else {
-        Err(Failure::new(
-            FailureCode::FacebookAuthFailed,
-            format!(
-                "Graph refused to subscribe the app to business account {waba} (HTTP {status}: {})",
-                graph_message(&body)
-            ),
-        ))
+        .map_err(|error| {
+            graph_failure(FailureCode::FacebookAuthFailed, "subscribed_apps", error, |status, message| {
+                format!("Graph refused to subscribe the app to business account {waba} (HTTP {status}: {message})")
+            })
+        })
     }
-}
 
-/// `POST /{pnid}/register` with a random two-step verification PIN (not kept).
-async fn register(signup: &Signup<'_>, token: &str, pnid: &str) -> Result<(), Failure> {
-    let pin = format!("{:06}", rand::thread_rng().gen_range(0..1_000_000));
-    let url = signup
-        .graph
-        .url(signup.graph_version, &format!("{pnid}/register"), None);
-    let request = signup
-        .graph
-        .http
-        .post(url)
-        .bearer_auth(token)
-        .json(&json!({ "messaging_product": "whatsapp", "pin": pin }));
-    let (status, body) = send(signup, request).await.map_err(|why| {
-        Failure::new(
-            FailureCode::PhoneVerificationFailed,
-            format!("register: {why}"),
-        )
-    })?;
-    if (200..300).contains(&status) {
-        Ok(())
-    } else {
-        Err(Failure::new(
-            FailureCode::PhoneVerificationFailed,
-            format!(
-                "Graph refused to register phone number {pnid} (HTTP {status}: {})",
-                graph_message(&body)
-            ),
-        ))
+    /// Registers a dedicated number with a random two-step verification PIN (not kept).
+    async fn register(&self, token: &str, pnid: &str) -> Result<(), Failure> {
+        let pin = format!("{:06}", rand::thread_rng().gen_range(0..1_000_000));
+        self.graph
+            .register_number(&self.graph_version, token, pnid, &pin)
+            .await
+            .map_err(|error| {
+                graph_failure(
+                    FailureCode::PhoneVerificationFailed,
+                    "register",
+                    error,
+                    |status, message| {
+                        format!(
+                        "Graph refused to register phone number {pnid} (HTTP {status}: {message})"
+                    )
+                    },
+                )
+            })
     }
 }
 
@@ -596,91 +400,15 @@ async fn register(signup: &Signup<'_>, token: &str, pnid: &str) -> Result<(), Fa
 mod tests {
     use super::*;
 
-    fn link(types: &str) -> SetupLinkRow {
-        let now = crate::store::now();
-        SetupLinkRow {
-            id: uuid::Uuid::now_v7(),
-            project_id: uuid::Uuid::now_v7(),
-            customer_id: uuid::Uuid::now_v7(),
-            token_sha256: String::new(),
-            token_sealed: vec![],
-            token_key_id: String::new(),
-            status: "active".into(),
-            success_redirect_url: None,
-            failure_redirect_url: None,
-            allowed_connection_types: types.into(),
-            theme_config: "{}".into(),
-            language: None,
-            provision_phone_number: false,
-            phone_number_country_isos: "[\"US\"]".into(),
-            phone_number_area_code: None,
-            reconnect_phone_number: None,
-            reconnect_phone_number_id: None,
-            meta_billing_mode: None,
-            whatsapp_setup_status: "pending".into(),
-            whatsapp_setup_error: None,
-            phone_number_id: None,
-            business_account_id: None,
-            expires_at: now + chrono::Duration::days(1),
-            used_at: None,
-            revoked_at: None,
-            created_at: now,
-            updated_at: now,
-        }
-    }
-
-    fn input(code: &str, waba: &str, pnid: &str, kind: Option<&str>) -> CompleteInput {
-        CompleteInput {
-            code: Some(code.to_owned().into()),
-            waba_id: Some(waba.into()),
-            phone_number_id: Some(pnid.into()),
-            connection_type: kind.map(str::to_owned),
-        }
-    }
-
     #[test]
-    fn inputs_are_checked() {
-        let both = link("coexistence,dedicated");
-        let ok = check_input(&both, input("c", "2", "1", Some("coexistence"))).unwrap();
-        assert_eq!(ok.connection_type, "coexistence");
-        let code = |link: &SetupLinkRow, i| check_input(link, i).err().map(|f| f.code);
-        use FailureCode::*;
-        assert_eq!(
-            code(&both, input("c", "2", "1", None)),
-            Some(FacebookAuthFailed)
-        );
-        assert_eq!(
-            code(&both, input("c", "2", "1", Some("shared"))),
-            Some(FacebookAuthFailed)
-        );
-        assert_eq!(
-            code(&both, input("", "2", "1", Some("dedicated"))),
-            Some(FacebookAuthFailed)
-        );
-        assert_eq!(
-            code(&both, input("c", "2x", "1", Some("dedicated"))),
-            Some(FacebookAuthFailed)
-        );
-        assert_eq!(
-            code(&both, input("c", "2", "", Some("dedicated"))),
-            Some(PhoneVerificationFailed)
-        );
-        let one = link("dedicated");
-        assert_eq!(
-            check_input(&one, input("c", "2", "1", None))
-                .unwrap()
-                .connection_type,
-            "dedicated"
-        );
-        assert_eq!(
-            code(&one, input("c", "2", "1", Some("coexistence"))),
-            Some(FacebookAuthFailed)
-        );
+    fn only_plausible_tokens_are_looked_up() {
+        assert!(!plausible_token("../etc"));
+        assert!(plausible_token("aBcD_123-xyzXYZ0123456789"));
     }
 
     #[test]
     fn link_states_map_to_codes() {
-        let mut l = link("dedicated");
+        let mut l = sample_link("dedicated");
         let now = crate::store::now();
         assert_eq!(link_problem(&l, now), None);
         l.expires_at = now - chrono::Duration::seconds(1);

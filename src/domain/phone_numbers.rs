@@ -1,17 +1,19 @@
-//! Connecting WhatsApp phone numbers to a project: validation, sealing secrets, the public view.
+//! Connecting WhatsApp phone numbers to a project: validation, proving control with Graph,
+//! sealing secrets, and making the caches forget a number once it changed ([`PhoneNumbers`]).
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::auth::Authenticator;
+use super::field_error::double_option;
 use crate::crypto::{self, SecretBox};
 use crate::destination_guard::DestinationPolicy;
+use crate::graph::GraphClient;
 use crate::store::{
-    NewPhoneNumber, PhoneNumber, PhoneNumberDetails, PhoneNumberPatch, SealedSecret, Store,
-    StoreError,
+    DynStore, NewPhoneNumber, Page, PhoneNumber, PhoneNumberDetails, PhoneNumberPatch,
+    SealedSecret, StoreError,
 };
-use crate::time::iso;
 
 pub use super::field_error::FieldError;
 
@@ -70,14 +72,6 @@ pub struct UpdateInput {
     pub rotate_webhook_secret: Option<bool>,
     pub inbound_processing_enabled: Option<bool>,
     pub calls_enabled: Option<bool>,
-}
-
-fn double_option<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// The result of a write: the number, plus a webhook secret when one was just generated.
@@ -146,17 +140,148 @@ async fn check_url(value: Option<&str>, policy: DestinationPolicy, errors: &mut 
     }
 }
 
-/// Connects a number to `project_id`. `customer_id` from the path wins over the body's.
-#[allow(clippy::too_many_arguments)]
-pub async fn connect(
-    store: &dyn Store,
-    secrets: &SecretBox,
-    graph: Option<&crate::graph::GraphClient>,
+/// The phone-number service: connects, changes, lists and disconnects a project's numbers.
+/// Every write makes this instance's caches forget numbers at once (other instances converge
+/// within `cache.ttl`).
+#[derive(Clone)]
+pub struct PhoneNumbers {
+    store: DynStore,
+    secrets: SecretBox,
+    /// Proves control of a number with Graph, unless `graph.verify_numbers` is off.
+    verifier: Option<GraphClient>,
     destinations: DestinationPolicy,
+    auth: Authenticator,
+}
+
+impl PhoneNumbers {
+    pub fn new(
+        store: DynStore,
+        secrets: SecretBox,
+        verifier: Option<GraphClient>,
+        destinations: DestinationPolicy,
+        auth: Authenticator,
+    ) -> Self {
+        Self {
+            store,
+            secrets,
+            verifier,
+            destinations,
+            auth,
+        }
+    }
+
+    /// The client that verifies numbers, unless verification is off.
+    pub fn verifier(&self) -> Option<&GraphClient> {
+        self.verifier.as_ref()
+    }
+
+    /// Connects a number to `project_id`. `customer_id` from the path wins over the body's.
+    pub async fn connect(
+        &self,
+        project_id: Uuid,
+        path_customer_id: Option<Uuid>,
+        input: ConnectInput,
+    ) -> Result<Written, PhoneNumberError> {
+        self.forget_numbers(connect(self, project_id, path_customer_id, input).await)
+    }
+
+    /// Applies a PATCH to a number of `project_id`.
+    pub async fn update(
+        &self,
+        project_id: Uuid,
+        phone_number_id: &str,
+        input: UpdateInput,
+    ) -> Result<Written, PhoneNumberError> {
+        self.forget_numbers(update(self, project_id, phone_number_id, input).await)
+    }
+
+    /// A number of `project_id`; another project's number is `NotFound` like an unknown one.
+    pub async fn get(
+        &self,
+        project_id: Uuid,
+        phone_number_id: &str,
+    ) -> Result<PhoneNumber, PhoneNumberError> {
+        // Looked up by Meta's id across projects, then checked.
+        self.store
+            .find_phone_number(phone_number_id)
+            .await?
+            .filter(|n| n.project_id == project_id)
+            .ok_or(PhoneNumberError::NotFound)
+    }
+
+    /// One page of the project's numbers (of one customer, when given).
+    pub async fn list(
+        &self,
+        project_id: Uuid,
+        customer_id: Option<Uuid>,
+        page: u32,
+        per_page: u32,
+    ) -> Result<Page<PhoneNumber>, StoreError> {
+        self.store
+            .list_phone_numbers(project_id, customer_id, page, per_page)
+            .await
+    }
+
+    /// Disconnects a number of `project_id` (its stored messages go with it).
+    pub async fn disconnect(
+        &self,
+        project_id: Uuid,
+        phone_number_id: &str,
+    ) -> Result<(), PhoneNumberError> {
+        let deleted = self
+            .store
+            .delete_phone_number(project_id, phone_number_id)
+            .await;
+        self.forget_numbers(deleted.map_err(PhoneNumberError::from))
+    }
+
+    /// Puts back the access token `old` had (a write undone).
+    pub async fn restore_access_token(
+        &self,
+        project_id: Uuid,
+        old: &PhoneNumber,
+    ) -> Result<(), PhoneNumberError> {
+        let token = SealedSecret {
+            sealed: old.access_token_sealed.clone(),
+            key_id: old.access_token_key_id.clone(),
+        };
+        let patch = PhoneNumberPatch {
+            access_token: Some((token, old.access_token_sha256.clone())),
+            ..PhoneNumberPatch::default()
+        };
+        let restored = self
+            .store
+            .update_phone_number(project_id, &old.phone_number_id, patch)
+            .await;
+        self.forget_numbers(restored.map(drop).map_err(PhoneNumberError::from))
+    }
+
+    /// Passes a write's result on; after a successful one, this instance's caches forget every
+    /// number (the next request reads them again).
+    fn forget_numbers<T>(
+        &self,
+        written: Result<T, PhoneNumberError>,
+    ) -> Result<T, PhoneNumberError> {
+        if written.is_ok() {
+            self.auth.invalidate_numbers();
+        }
+        written
+    }
+}
+
+async fn connect(
+    service: &PhoneNumbers,
     project_id: Uuid,
     path_customer_id: Option<Uuid>,
     input: ConnectInput,
 ) -> Result<Written, PhoneNumberError> {
+    let PhoneNumbers {
+        store,
+        secrets,
+        verifier: graph,
+        destinations,
+        ..
+    } = service;
     let mut errors = Vec::new();
     let phone_number_id = meta_id(
         "phone_number_id",
@@ -176,7 +301,7 @@ pub async fn connect(
     check_name(input.name.as_deref(), &mut errors);
     check_url(
         input.webhook_destination_url.as_deref(),
-        destinations,
+        *destinations,
         &mut errors,
     )
     .await;
@@ -268,16 +393,19 @@ pub async fn connect(
     })
 }
 
-/// Applies a PATCH to a number of `project_id`.
-pub async fn update(
-    store: &dyn Store,
-    secrets: &SecretBox,
-    graph: Option<&crate::graph::GraphClient>,
-    destinations: DestinationPolicy,
+async fn update(
+    service: &PhoneNumbers,
     project_id: Uuid,
     phone_number_id: &str,
     input: UpdateInput,
 ) -> Result<Written, PhoneNumberError> {
+    let PhoneNumbers {
+        store,
+        secrets,
+        verifier: graph,
+        destinations,
+        ..
+    } = service;
     let mut errors = Vec::new();
     check_token("access_token", input.access_token.as_ref(), &mut errors);
     check_token("webhook_secret", input.webhook_secret.as_ref(), &mut errors);
@@ -287,7 +415,7 @@ pub async fn update(
             .webhook_destination_url
             .as_ref()
             .and_then(Option::as_deref),
-        destinations,
+        *destinations,
         &mut errors,
     )
     .await;
@@ -340,44 +468,5 @@ pub async fn update(
     Ok(Written {
         number,
         new_webhook_secret: new_webhook_secret.filter(|_| echo),
-    })
-}
-
-/// Digits of a display number, as Kapso's `display_phone_number_normalized`.
-fn normalized(display: &str) -> String {
-    display.chars().filter(char::is_ascii_digit).collect()
-}
-
-/// The Platform API's phone-number object (contract §11.4). Secrets are never included.
-pub fn to_json(n: &PhoneNumber) -> Value {
-    json!({
-        "id": n.phone_number_id,
-        "internal_id": n.internal_id,
-        "phone_number_id": n.phone_number_id,
-        "name": n.name,
-        "kind": n.kind,
-        "business_account_id": n.business_account_id,
-        "is_coexistence": n.is_coexistence,
-        "inbound_processing_enabled": n.inbound_processing_enabled,
-        "calls_enabled": n.calls_enabled,
-        "webhook_destination_url": n.webhook_destination_url,
-        "webhook_verified_at": n.webhook_verified_at.map(iso),
-        "created_at": iso(n.created_at),
-        "updated_at": iso(n.updated_at),
-        "customer_id": n.customer_id,
-        "display_name": n.name.as_ref().or(n.verified_name.as_ref()),
-        "display_phone_number": n.display_phone_number,
-        "display_phone_number_normalized": n.display_phone_number.as_deref().map(normalized),
-        "verified_name": n.verified_name,
-        "quality_rating": n.quality_rating,
-        "code_verification_status": n.code_verification_status,
-        "name_status": n.name_status,
-        "status": n.status,
-        "throughput_tier": n.throughput_tier,
-        "whatsapp_business_manager_messaging_limit": n.messaging_limit,
-        "is_official_business_account": n.is_official_business_account,
-        "is_pin_enabled": n.is_pin_enabled,
-        "username": n.username,
-        "username_status": n.username_status,
     })
 }

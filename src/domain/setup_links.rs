@@ -1,16 +1,18 @@
 //! Setup links: what a platform sends its customer to connect a WhatsApp number through the
-//! hosted onboarding page. Validation of every field (contract §11.2), the reconnect rules, the
-//! sealed URL token, and the public object.
+//! hosted onboarding page ([`SetupLinks`]). Validation of every field (contract §11.2), the
+//! reconnect rules and the sealed URL token. What happens when the customer completes the page
+//! is [`super::onboarding`].
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::phone_numbers::FieldError;
+use super::field_error::FieldError;
 use crate::crypto::{self, SecretBox};
-use crate::store::{Customer, SetupLinkPatch, SetupLinkRow, Store, StoreError};
-use crate::time::iso;
+use crate::store::{
+    Customer, DynStore, Page, SetupLinkFilter, SetupLinkPatch, SetupLinkRow, Store, StoreError,
+};
 
 /// How long a link stays usable after it is created.
 pub const LIFETIME_DAYS: i64 = 30;
@@ -224,8 +226,59 @@ async fn reconnect_target(
     }
 }
 
-/// Validates and creates a link for `customer`; returns it with its URL token.
-pub async fn create(
+/// The setup-link service: creates, lists and changes a customer's links; opens their sealed
+/// URL tokens.
+#[derive(Clone)]
+pub struct SetupLinks {
+    store: DynStore,
+    secrets: SecretBox,
+}
+
+impl SetupLinks {
+    pub fn new(store: DynStore, secrets: SecretBox) -> Self {
+        Self { store, secrets }
+    }
+
+    /// Validates and creates a link for `customer`; returns it with its URL token.
+    pub async fn create(
+        &self,
+        customer: &Customer,
+        input: CreateInput,
+    ) -> Result<(SetupLinkRow, String), SetupLinkError> {
+        create(&*self.store, &self.secrets, customer, input).await
+    }
+
+    /// Applies a PATCH: `status: "revoked"` and/or a new `expires_at`.
+    pub async fn update(
+        &self,
+        customer_id: Uuid,
+        id: Uuid,
+        input: UpdateInput,
+    ) -> Result<SetupLinkRow, SetupLinkError> {
+        update(&*self.store, customer_id, id, input).await
+    }
+
+    /// One page of the customer's links, their status as of `now`.
+    pub async fn list(
+        &self,
+        customer_id: Uuid,
+        filter: &SetupLinkFilter,
+        now: DateTime<Utc>,
+        page: u32,
+        per_page: u32,
+    ) -> Result<Page<SetupLinkRow>, StoreError> {
+        self.store
+            .list_setup_links(customer_id, filter, now, page, per_page)
+            .await
+    }
+
+    /// The link's URL token (sealed at rest).
+    pub fn token(&self, row: &SetupLinkRow) -> Option<String> {
+        self.secrets.open(&row.token_key_id, &row.token_sealed).ok()
+    }
+}
+
+async fn create(
     store: &dyn Store,
     secrets: &SecretBox,
     customer: &Customer,
@@ -324,8 +377,7 @@ pub async fn create(
     Ok((row, token))
 }
 
-/// Applies a PATCH: `status: "revoked"` and/or a new `expires_at`.
-pub async fn update(
+async fn update(
     store: &dyn Store,
     customer_id: Uuid,
     id: Uuid,
@@ -377,41 +429,6 @@ pub async fn update(
     Ok(store
         .update_setup_link(customer_id, id, &SetupLinkPatch { revoke, expires_at }, now)
         .await?)
-}
-
-/// The link's URL token (sealed at rest).
-pub fn token(secrets: &SecretBox, row: &SetupLinkRow) -> Option<String> {
-    secrets.open(&row.token_key_id, &row.token_sealed).ok()
-}
-
-/// The Platform API's setup-link object (contract §11.2).
-pub fn to_json(row: &SetupLinkRow, url: Option<String>, now: DateTime<Utc>) -> Value {
-    json!({
-        "id": row.id,
-        "customer_id": row.customer_id,
-        "status": row.status_at(now),
-        "url": url,
-        "created_at": iso(row.created_at),
-        "updated_at": iso(row.updated_at),
-        "expires_at": iso(row.expires_at),
-        "used_at": row.used_at.map(iso),
-        "revoked_at": row.revoked_at.map(iso),
-        "success_redirect_url": row.success_redirect_url,
-        "failure_redirect_url": row.failure_redirect_url,
-        "allowed_connection_types": row.connection_types(),
-        "theme_config": serde_json::from_str::<Value>(&row.theme_config).unwrap_or_else(|_| json!({})),
-        "language": row.language,
-        "provision_phone_number": row.provision_phone_number,
-        "phone_number_area_code": row.phone_number_area_code,
-        "phone_number_country_isos": serde_json::from_str::<Value>(&row.phone_number_country_isos).unwrap_or_else(|_| json!([])),
-        "reconnect_phone_number": row.reconnect_phone_number,
-        "meta_billing_mode": row.meta_billing_mode,
-        "whatsapp_setup_status": row.whatsapp_setup_status,
-        "whatsapp_setup_error": row.whatsapp_setup_error,
-        "phone_number_id": row.phone_number_id,
-        "business_account_id": row.business_account_id,
-        "provisioned_phone_number": Value::Null,
-    })
 }
 
 #[cfg(test)]

@@ -2,10 +2,8 @@
 //! with the given token, and list it under the given WABA. Without this, any project could claim
 //! someone else's phone_number_id and receive its webhooks.
 
-use serde_json::Value;
-
 use super::field_error::FieldError;
-use crate::graph::GraphClient;
+use crate::graph::{GraphCallError, GraphClient};
 use crate::store::PhoneNumberDetails;
 
 /// The Graph version used for wagate's own calls.
@@ -19,36 +17,19 @@ pub enum VerifyError {
     Unreachable(String),
 }
 
-async fn get(
-    graph: &GraphClient,
-    token: &str,
-    path: &str,
-    query: &str,
-) -> Result<(u16, Value), VerifyError> {
-    let url = graph.url(VERSION, path, Some(query));
-    let response = graph
-        .http
-        .get(url)
-        .bearer_auth(token)
-        .send()
-        .await
-        .map_err(|e| {
-            VerifyError::Unreachable(if e.is_timeout() {
-                "timeout".into()
-            } else {
-                "connection failed".into()
-            })
-        })?;
-    let status = response.status().as_u16();
-    let body = response.json::<Value>().await.unwrap_or(Value::Null);
-    Ok((status, body))
+/// A transport failure, as the reason verification could not happen.
+fn unreachable(error: GraphCallError) -> VerifyError {
+    VerifyError::Unreachable(match error {
+        GraphCallError::Timeout => "timeout".into(),
+        _ => "connection failed".into(),
+    })
 }
 
-fn graph_message(body: &Value) -> String {
-    body.pointer("/error/message")
-        .and_then(Value::as_str)
-        .unwrap_or("no details")
-        .to_owned()
+fn unreachable_number(phone_number_id: &str, why: &str) -> VerifyError {
+    VerifyError::Refused(FieldError::new(
+        "access_token",
+        format!("cannot reach phone number {phone_number_id} on Graph ({why}); check the token and the id"),
+    ))
 }
 
 /// Checks the token reaches `phone_number_id` (and, when given, that the number belongs to
@@ -59,49 +40,33 @@ pub async fn number(
     phone_number_id: &str,
     business_account_id: Option<&str>,
 ) -> Result<PhoneNumberDetails, VerifyError> {
-    let (status, node) = get(
-        graph,
-        token,
-        phone_number_id,
-        "fields=id,display_phone_number,verified_name,quality_rating,code_verification_status,name_status",
-    )
-    .await?;
-    if status != 200 || node.get("id").and_then(Value::as_str) != Some(phone_number_id) {
-        return Err(VerifyError::Refused(FieldError::new(
-            "access_token",
-            format!("cannot reach phone number {phone_number_id} on Graph ({}); check the token and the id", graph_message(&node)),
-        )));
-    }
+    let node = match graph.phone_number(VERSION, token, phone_number_id).await {
+        Ok(node) if node.id.as_deref() == Some(phone_number_id) => node,
+        Ok(_) => return Err(unreachable_number(phone_number_id, "no details")),
+        Err(GraphCallError::Refused { message, .. }) => {
+            return Err(unreachable_number(phone_number_id, &message))
+        }
+        Err(error) => return Err(unreachable(error)),
+    };
     if let Some(waba) = business_account_id {
-        let (status, list) = get(
-            graph,
-            token,
-            &format!("{waba}/phone_numbers"),
-            "fields=id&limit=100",
-        )
-        .await?;
-        let listed = list
-            .get("data")
-            .and_then(Value::as_array)
-            .is_some_and(|numbers| {
-                numbers
-                    .iter()
-                    .any(|n| n.get("id").and_then(Value::as_str) == Some(phone_number_id))
-            });
-        if status != 200 || !listed {
+        let listed = match graph.business_phone_number_ids(VERSION, token, waba).await {
+            Ok(ids) => ids.iter().any(|id| id == phone_number_id),
+            Err(GraphCallError::Refused { .. }) => false,
+            Err(error) => return Err(unreachable(error)),
+        };
+        if !listed {
             return Err(VerifyError::Refused(FieldError::new(
                 "business_account_id",
                 format!("Graph does not list phone number {phone_number_id} under business account {waba}"),
             )));
         }
     }
-    let text = |key: &str| node.get(key).and_then(Value::as_str).map(str::to_owned);
     Ok(PhoneNumberDetails {
-        display_phone_number: text("display_phone_number"),
-        verified_name: text("verified_name"),
-        quality_rating: text("quality_rating"),
-        code_verification_status: text("code_verification_status"),
-        name_status: text("name_status"),
+        display_phone_number: node.display_phone_number,
+        verified_name: node.verified_name,
+        quality_rating: node.quality_rating,
+        code_verification_status: node.code_verification_status,
+        name_status: node.name_status,
         status: Some("CONNECTED".into()),
         ..PhoneNumberDetails::default()
     })

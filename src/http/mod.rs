@@ -4,12 +4,12 @@ pub mod body;
 pub mod graph;
 pub mod graph_error;
 mod health;
+mod onboarding;
 pub mod openapi;
 pub mod origin;
 pub mod platform;
 pub mod request_id;
 pub mod server;
-mod setup;
 pub mod state;
 mod webhooks;
 
@@ -36,7 +36,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/platform/v1", platform::router())
         .merge(graph::router())
         .merge(webhooks::router())
-        .merge(setup::router())
+        .merge(onboarding::router())
         .fallback(not_found)
         .layer(middleware::from_fn(count_request))
         .layer(RequestBodyTimeoutLayer::new(body_idle_timeout))

@@ -4,8 +4,13 @@ use std::sync::Arc;
 
 use crate::config::{Backend, Config};
 use crate::crypto::SecretBox;
+use crate::destination_guard::DestinationPolicy;
 use crate::domain::auth::Authenticator;
+use crate::domain::customers::Customers;
 use crate::domain::ingest::IngestSettings;
+use crate::domain::onboarding::Onboarding;
+use crate::domain::phone_numbers::PhoneNumbers;
+use crate::domain::setup_links::SetupLinks;
 use crate::domain::writer::Writer;
 use crate::domain::writer::WriterSettings;
 use crate::graph::GraphClient;
@@ -31,6 +36,11 @@ pub struct Services {
     pub auth: Authenticator,
     pub graph: GraphClient,
     pub writer: Writer,
+    pub phone_numbers: PhoneNumbers,
+    pub customers: Customers,
+    pub setup_links: SetupLinks,
+    /// The hosted page's side of setup links: lookup by token and completion.
+    pub onboarding: Onboarding,
     /// Wakes this instance's delivery worker when deliveries are queued.
     pub delivery_wake: Arc<tokio::sync::Notify>,
 }
@@ -46,7 +56,22 @@ impl AppState {
             writer_settings(&config, store.backend()),
             delivery_wake.clone(),
         );
+        let verifier = config.graph.verify_numbers.then(|| graph.clone());
+        let destinations = DestinationPolicy::from_config(&config.delivery);
+        let phone_numbers = PhoneNumbers::new(
+            store.clone(),
+            secrets.clone(),
+            verifier,
+            destinations,
+            auth.clone(),
+        );
+        let onboarding =
+            Onboarding::new(store.clone(), graph.clone(), phone_numbers.clone(), &config);
         Ok(Self(Arc::new(Services {
+            customers: Customers::new(store.clone(), auth.clone()),
+            setup_links: SetupLinks::new(store.clone(), secrets.clone()),
+            phone_numbers,
+            onboarding,
             writer,
             delivery_wake,
             config,
@@ -55,18 +80,6 @@ impl AppState {
             auth,
             graph,
         })))
-    }
-}
-
-impl Services {
-    /// The Graph client used to verify numbers, unless `graph.verify_numbers` is off.
-    pub fn verifier(&self) -> Option<&GraphClient> {
-        self.config.graph.verify_numbers.then_some(&self.graph)
-    }
-
-    /// Which webhook destinations the configuration allows.
-    pub fn destinations(&self) -> crate::destination_guard::DestinationPolicy {
-        crate::destination_guard::DestinationPolicy::from_config(&self.config.delivery)
     }
 }
 

@@ -16,10 +16,11 @@ fn declared_routes() -> BTreeSet<(String, String)> {
     let files = [
         ("src/http/health.rs", ""),
         ("src/http/webhooks.rs", ""),
-        ("src/http/setup.rs", ""),
+        ("src/http/onboarding.rs", ""),
         ("src/http/openapi.rs", ""),
         ("src/http/platform/phone_numbers.rs", "/platform/v1"),
         ("src/http/platform/customers.rs", "/platform/v1"),
+        ("src/http/platform/setup_links.rs", "/platform/v1"),
         ("src/http/platform/deliveries.rs", "/platform/v1"),
     ];
     let mut routes = BTreeSet::new();

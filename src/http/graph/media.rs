@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::domain::auth::NumberConfig;
+use crate::graph::GraphCallError;
 use crate::http::graph_error::GraphError;
 use crate::http::state::AppState;
 
@@ -144,17 +145,17 @@ async fn fetch(state: &AppState, query: DownloadQuery) -> Result<Response, Graph
         .await?
         .filter(|n| n.internal_id == claim.n)
         .ok_or_else(|| GraphError::unreachable_object(&claim.p))?;
-    let sent = state
+    let upstream = state
         .graph
-        .http
-        .get(&claim.u)
-        .header("authorization", number.authorization.clone())
-        .send();
-    let upstream = tokio::time::timeout(state.config.graph.timeout, sent)
+        .download_media(&claim.u, number.authorization.clone())
         .await
-        .map_err(|_| GraphError::gateway_timeout("Graph did not answer in time"))?
-        .map_err(|e| {
-            GraphError::bad_gateway(format!("could not fetch the media: {}", e.without_url()))
+        .map_err(|error| match error {
+            GraphCallError::Timeout => GraphError::gateway_timeout("Graph did not answer in time"),
+            GraphCallError::Connect { detail } => {
+                GraphError::bad_gateway(format!("could not fetch the media: {detail}"))
+            }
+            // The download answers Graph's status as it is; it never refuses.
+            GraphCallError::Refused { .. } => GraphError::internal(),
         })?;
     let mut response = Response::builder().status(upstream.status());
     for name in [

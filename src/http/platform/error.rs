@@ -4,7 +4,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::domain::customers::CustomerError;
 use crate::domain::phone_numbers::{FieldError, PhoneNumberError};
+use crate::domain::setup_links::SetupLinkError;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +98,32 @@ impl From<PhoneNumberError> for PlatformError {
                 e @ crate::domain::verify::VerifyError::Unreachable(_),
             ) => Self::BadGateway(e.to_string()),
             PhoneNumberError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<CustomerError> for PlatformError {
+    fn from(error: CustomerError) -> Self {
+        match error {
+            CustomerError::Invalid(errors) => Self::Validation(errors),
+            CustomerError::NotFound => Self::NotFound("customer"),
+            CustomerError::ExternalIdTaken => Self::Conflict(error.to_string()),
+            CustomerError::HasNumbers => Self::Conflict(
+                "the customer has connected phone numbers; disconnect them first, or delete with ?force=true \
+                 to keep them connected to the project without a customer"
+                    .into(),
+            ),
+            CustomerError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<SetupLinkError> for PlatformError {
+    fn from(error: SetupLinkError) -> Self {
+        match error {
+            SetupLinkError::Invalid(errors) => Self::Validation(errors),
+            SetupLinkError::NotFound => Self::NotFound("setup link"),
+            SetupLinkError::Store(e) => e.into(),
         }
     }
 }

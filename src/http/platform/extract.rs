@@ -97,3 +97,42 @@ pub fn time_param(
         })
         .transpose()
 }
+
+const MAX_PER_PAGE: u32 = 100;
+const DEFAULT_PER_PAGE: u32 = 20;
+
+/// The 422 for a body whose fields are not wrapped in `{"<name>": {…}}`.
+pub fn wrapper_missing(name: &str) -> PlatformError {
+    PlatformError::Validation(vec![FieldError::new(
+        name,
+        "is required: wrap the fields in {\"".to_owned() + name + "\": {…}}",
+    )])
+}
+
+fn parse_page_param(
+    name: &str,
+    raw: Option<&str>,
+    default: u32,
+    max: u32,
+) -> Result<u32, PlatformError> {
+    match raw {
+        None | Some("") => Ok(default),
+        Some(raw) => match raw.parse::<u32>() {
+            Ok(v) if (1..=max).contains(&v) => Ok(v),
+            _ => Err(PlatformError::BadRequest(format!(
+                "{name} must be an integer between 1 and {max}"
+            ))),
+        },
+    }
+}
+
+/// `(page, per_page)` from a list's query: page 1 and 20 per page unless given, at most 100.
+pub fn page_params(
+    page: Option<&str>,
+    per_page: Option<&str>,
+) -> Result<(u32, u32), PlatformError> {
+    Ok((
+        parse_page_param("page", page, 1, 1_000_000)?,
+        parse_page_param("per_page", per_page, DEFAULT_PER_PAGE, MAX_PER_PAGE)?,
+    ))
+}

@@ -6,6 +6,8 @@ mod deliveries;
 mod error;
 mod extract;
 mod phone_numbers;
+mod present;
+mod setup_links;
 
 use axum::Router;
 
@@ -18,4 +20,5 @@ pub fn router() -> Router<AppState> {
         .merge(phone_numbers::router())
         .merge(deliveries::router())
         .merge(customers::router())
+        .merge(setup_links::router())
 }

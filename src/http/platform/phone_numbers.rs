@@ -2,16 +2,17 @@
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::error::PlatformError;
-use super::extract::{PlatformJson, ProjectKey};
-use crate::domain::phone_numbers::{self, ConnectInput, FieldError, UpdateInput, Written};
+use super::extract::{page_params, wrapper_missing, PlatformJson, ProjectKey};
+use super::present::{Data, Listing, PhoneNumberObject};
+use crate::domain::customers::CustomerError;
+use crate::domain::phone_numbers::{ConnectInput, PhoneNumberError, UpdateInput, Written};
 use crate::http::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -44,28 +45,15 @@ struct ListQuery {
     customer_id: Option<String>,
 }
 
-pub const MAX_PER_PAGE: u32 = 100;
-pub const DEFAULT_PER_PAGE: u32 = 20;
-
-pub(super) fn wrapper_missing(name: &str) -> PlatformError {
-    PlatformError::Validation(vec![FieldError::new(
-        name,
-        "is required: wrap the fields in {\"".to_owned() + name + "\": {…}}",
-    )])
-}
-
 fn parse_customer_id(raw: &str) -> Result<Uuid, PlatformError> {
     // A malformed id cannot exist, so it gets the same 404 as an unknown one.
     Uuid::parse_str(raw).map_err(|_| PlatformError::NotFound("customer"))
 }
 
-fn written_response(status: StatusCode, written: Written) -> impl IntoResponse {
-    let mut data = phone_numbers::to_json(&written.number);
-    if let Some(secret) = written.new_webhook_secret {
-        // Shown once: only its sealed form is kept.
-        data["webhook_secret"] = json!(secret);
-    }
-    (status, Json(json!({ "data": data })))
+fn written_response(status: StatusCode, written: Written) -> Response {
+    let data =
+        PhoneNumberObject::new(&written.number).with_webhook_secret(written.new_webhook_secret);
+    (status, Json(Data { data })).into_response()
 }
 
 async fn connect_inner(
@@ -73,25 +61,18 @@ async fn connect_inner(
     project_id: Uuid,
     customer_id: Option<Uuid>,
     body: ConnectBody,
-) -> Result<impl IntoResponse, PlatformError> {
+) -> Result<Response, PlatformError> {
     let input = body
         .whatsapp_phone_number
         .ok_or_else(|| wrapper_missing("whatsapp_phone_number"))?;
-    let written = phone_numbers::connect(
-        &*state.store,
-        &state.secrets,
-        state.verifier(),
-        state.destinations(),
-        project_id,
-        customer_id,
-        input,
-    )
-    .await
-    .map_err(|e| match e {
-        phone_numbers::PhoneNumberError::NotFound => PlatformError::NotFound("customer"),
-        other => other.into(),
-    })?;
-    state.auth.invalidate_numbers();
+    let written = state
+        .phone_numbers
+        .connect(project_id, customer_id, input)
+        .await
+        .map_err(|e| match e {
+            PhoneNumberError::NotFound => PlatformError::NotFound("customer"),
+            other => other.into(),
+        })?;
     tracing::info!(phone_number_id = %written.number.phone_number_id, "phone number connected");
     Ok(written_response(StatusCode::CREATED, written))
 }
@@ -100,7 +81,7 @@ async fn connect(
     State(state): State<AppState>,
     key: ProjectKey,
     PlatformJson(body): PlatformJson<ConnectBody>,
-) -> Result<impl IntoResponse, PlatformError> {
+) -> Result<Response, PlatformError> {
     connect_inner(&state, key.project_id, None, body).await
 }
 
@@ -109,26 +90,9 @@ async fn connect_for_customer(
     key: ProjectKey,
     Path(customer_id): Path<String>,
     PlatformJson(body): PlatformJson<ConnectBody>,
-) -> Result<impl IntoResponse, PlatformError> {
+) -> Result<Response, PlatformError> {
     let customer_id = parse_customer_id(&customer_id)?;
     connect_inner(&state, key.project_id, Some(customer_id), body).await
-}
-
-pub(super) fn parse_page_param(
-    name: &str,
-    raw: Option<&str>,
-    default: u32,
-    max: u32,
-) -> Result<u32, PlatformError> {
-    match raw {
-        None | Some("") => Ok(default),
-        Some(raw) => match raw.parse::<u32>() {
-            Ok(v) if (1..=max).contains(&v) => Ok(v),
-            _ => Err(PlatformError::BadRequest(format!(
-                "{name} must be an integer between 1 and {max}"
-            ))),
-        },
-    }
 }
 
 async fn list_inner(
@@ -136,35 +100,21 @@ async fn list_inner(
     project_id: Uuid,
     customer_id: Option<Uuid>,
     query: ListQuery,
-) -> Result<Json<Value>, PlatformError> {
-    let page = parse_page_param("page", query.page.as_deref(), 1, 1_000_000)?;
-    let per_page = parse_page_param(
-        "per_page",
-        query.per_page.as_deref(),
-        DEFAULT_PER_PAGE,
-        MAX_PER_PAGE,
-    )?;
+) -> Result<Response, PlatformError> {
+    let (page, per_page) = page_params(query.page.as_deref(), query.per_page.as_deref())?;
     let result = state
-        .store
-        .list_phone_numbers(project_id, customer_id, page, per_page)
+        .phone_numbers
+        .list(project_id, customer_id, page, per_page)
         .await?;
-    let total_pages = (result.total_count + i64::from(per_page) - 1) / i64::from(per_page);
-    Ok(Json(json!({
-        "data": result.items.iter().map(phone_numbers::to_json).collect::<Vec<_>>(),
-        "meta": {
-            "page": page,
-            "per_page": per_page,
-            "total_pages": total_pages,
-            "total_count": result.total_count,
-        }
-    })))
+    let listing = Listing::new(&result, page, per_page, PhoneNumberObject::new);
+    Ok(Json(listing).into_response())
 }
 
 async fn list(
     State(state): State<AppState>,
     key: ProjectKey,
     Query(query): Query<ListQuery>,
-) -> Result<Json<Value>, PlatformError> {
+) -> Result<Response, PlatformError> {
     let customer_id = match query.customer_id.as_deref() {
         None | Some("") => None,
         Some(raw) => Some(Uuid::parse_str(raw).map_err(|_| {
@@ -179,14 +129,14 @@ async fn list_for_customer(
     key: ProjectKey,
     Path(customer_id): Path<String>,
     Query(query): Query<ListQuery>,
-) -> Result<Json<Value>, PlatformError> {
+) -> Result<Response, PlatformError> {
     let customer_id = parse_customer_id(&customer_id)?;
     state
-        .store
-        .get_customer(key.project_id, customer_id)
+        .customers
+        .get(key.project_id, customer_id)
         .await
         .map_err(|e| match e {
-            crate::store::StoreError::NotFound => PlatformError::NotFound("customer"),
+            CustomerError::NotFound => PlatformError::NotFound("customer"),
             other => other.into(),
         })?;
     list_inner(&state, key.project_id, Some(customer_id), query).await
@@ -196,16 +146,16 @@ async fn show(
     State(state): State<AppState>,
     key: ProjectKey,
     Path(phone_number_id): Path<String>,
-) -> Result<Json<Value>, PlatformError> {
-    // Looked up by Meta's id across projects, then checked: another project's number and an
-    // unknown one give the same 404.
+) -> Result<Response, PlatformError> {
+    // Another project's number and an unknown one give the same 404.
     let number = state
-        .store
-        .find_phone_number(&phone_number_id)
-        .await?
-        .filter(|n| n.project_id == key.project_id)
-        .ok_or(PlatformError::NotFound("phone number"))?;
-    Ok(Json(json!({ "data": phone_numbers::to_json(&number) })))
+        .phone_numbers
+        .get(key.project_id, &phone_number_id)
+        .await?;
+    Ok(Json(Data {
+        data: PhoneNumberObject::new(&number),
+    })
+    .into_response())
 }
 
 async fn update(
@@ -213,21 +163,14 @@ async fn update(
     key: ProjectKey,
     Path(phone_number_id): Path<String>,
     PlatformJson(body): PlatformJson<UpdateBody>,
-) -> Result<impl IntoResponse, PlatformError> {
+) -> Result<Response, PlatformError> {
     let input = body
         .whatsapp_phone_number
         .ok_or_else(|| wrapper_missing("whatsapp_phone_number"))?;
-    let written = phone_numbers::update(
-        &*state.store,
-        &state.secrets,
-        state.verifier(),
-        state.destinations(),
-        key.project_id,
-        &phone_number_id,
-        input,
-    )
-    .await?;
-    state.auth.invalidate_numbers();
+    let written = state
+        .phone_numbers
+        .update(key.project_id, &phone_number_id, input)
+        .await?;
     Ok(written_response(StatusCode::OK, written))
 }
 
@@ -237,14 +180,9 @@ async fn remove(
     Path(phone_number_id): Path<String>,
 ) -> Result<StatusCode, PlatformError> {
     state
-        .store
-        .delete_phone_number(key.project_id, &phone_number_id)
-        .await
-        .map_err(|e| match e {
-            crate::store::StoreError::NotFound => PlatformError::NotFound("phone number"),
-            other => other.into(),
-        })?;
-    state.auth.invalidate_numbers();
+        .phone_numbers
+        .disconnect(key.project_id, &phone_number_id)
+        .await?;
     tracing::info!(%phone_number_id, "phone number disconnected");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -2,7 +2,14 @@
 //!
 //! Two clients share one configuration: `passthrough`, a bare hyper client for the proxy's hot
 //! path (no URL re-parse, redirect or retry layers: the request is already an `http::Request`),
-//! and `http`, reqwest, for wagate's own calls (number verification, media downloads).
+//! and `http`, reqwest, behind the typed methods of `calls` (wagate's own calls: number
+//! verification, the signup completion, media downloads), which fail with one
+//! [`GraphCallError`].
+
+mod calls;
+mod error;
+
+use std::time::Duration;
 
 use axum::body::Body;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -10,6 +17,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::GraphConfig;
+
+pub use calls::PhoneNumberNode;
+pub use error::GraphCallError;
 
 /// Sent when the caller sent no `User-Agent` of its own.
 pub const USER_AGENT: &str = concat!("wagate/", env!("CARGO_PKG_VERSION"));
@@ -20,9 +30,12 @@ pub type PassthroughClient = Client<hyper_rustls::HttpsConnector<HttpConnector>,
 #[derive(Debug, Clone)]
 pub struct GraphClient {
     pub passthrough: PassthroughClient,
-    pub http: reqwest::Client,
+    http: reqwest::Client,
     /// `graph.base_url` without a trailing slash.
     pub base_url: String,
+    /// `graph.timeout`: the deadline of the signup completion's calls and of a download's
+    /// answer.
+    timeout: Duration,
 }
 
 impl GraphClient {
@@ -58,6 +71,7 @@ impl GraphClient {
             passthrough,
             http,
             base_url: config.base_url.trim_end_matches('/').to_owned(),
+            timeout: config.timeout,
         })
     }
 

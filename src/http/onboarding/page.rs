@@ -1,81 +1,32 @@
-//! The hosted onboarding page behind setup links (design §12, contract §11.2–11.3).
-//!
-//! `GET /setup/{token}` renders the page in the link's theme and language: the connection-type
-//! choice, the "Display name only" warning, and Meta's Embedded Signup (Facebook's JS SDK), or a
-//! simulated sign-in when `onboarding.simulated_signup` is on (against the Graph emulator).
-//! `POST /setup/{token}/complete` takes what the signup returned and completes it
-//! ([`crate::domain::onboarding`]), then answers 303 to the link's success or failure URL with
-//! Kapso's parameters, or with a page of its own when the link has no such URL.
-//!
-//! The token is a secret: it is never logged (spans name the route, not the URI), pages send
-//! `Referrer-Policy: no-referrer` so it does not leak to Facebook's script host or to the redirect
-//! targets, and nothing is cached.
-
-mod i18n;
+//! The hosted onboarding page's HTML: the shell filled with the link's theme and language, the
+//! signup page with its script configuration, the message pages (completed, failed, expired,
+//! not found, unavailable) and the redirects with Kapso's parameters.
 
 use std::fmt::Write as _;
 
-use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, REFERRER_POLICY,
     X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
-use secrecy::ExposeSecret;
 use serde_json::{json, Map, Value};
 
-use self::i18n::Strings;
-use crate::domain::onboarding::{self, CompleteError, CompleteInput, FailureCode, Signup};
+use super::i18n::{self, Strings};
+use crate::domain::onboarding::FailureCode;
 use crate::domain::setup_links::{LANGUAGES, THEME_DEFAULTS};
 use crate::http::state::AppState;
 use crate::store::SetupLinkRow;
+pub(super) use crate::types::escape_html as esc;
 use crate::types::{HexColour, MetaId};
 
-const SHELL: &str = include_str!("setup/page.html");
-const CSS: &str = include_str!("setup/page.css");
-const SCRIPT: &str = include_str!("setup/page.js");
+const SHELL: &str = include_str!("page.html");
+const CSS: &str = include_str!("page.css");
+const SCRIPT: &str = include_str!("page.js");
 /// Facebook's JS SDK, the one external asset (real mode only).
-pub const FACEBOOK_SDK_URL: &str = "https://connect.facebook.net/en_US/sdk.js";
+const FACEBOOK_SDK_URL: &str = "https://connect.facebook.net/en_US/sdk.js";
 /// Seconds an expired, revoked or used link's explanation shows before the failure redirect.
-pub const REDIRECT_DELAY_SECS: u32 = 3;
-
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/setup/{token}", get(show))
-        .route("/setup/{token}/complete", post(complete))
-}
-
-/// Tokens are URL-safe base64; anything else cannot be a link.
-fn plausible_token(token: &str) -> bool {
-    (16..=128).contains(&token.len())
-        && token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-enum Lookup {
-    Found(Box<SetupLinkRow>),
-    Missing,
-    Unavailable,
-}
-
-async fn lookup(state: &AppState, token: &str) -> Lookup {
-    if !plausible_token(token) {
-        return Lookup::Missing;
-    }
-    let hash = crate::crypto::sha256_hex(token.as_bytes());
-    match state.store.setup_link_by_token(&hash).await {
-        Ok(Some(link)) => Lookup::Found(Box::new(link)),
-        Ok(None) => Lookup::Missing,
-        Err(error) => {
-            tracing::error!(%error, "setup page: could not read the setup link");
-            Lookup::Unavailable
-        }
-    }
-}
+const REDIRECT_DELAY_SECS: u32 = 3;
 
 fn accept_language(headers: &HeaderMap) -> Option<&str> {
     headers
@@ -84,15 +35,13 @@ fn accept_language(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The link's language, else the browser's best supported one, else English.
-fn language<'a>(link: Option<&'a SetupLinkRow>, headers: &HeaderMap) -> &'a str {
+pub(super) fn language<'a>(link: Option<&'a SetupLinkRow>, headers: &HeaderMap) -> &'a str {
     link.and_then(|l| l.language.as_deref())
         .filter(|l| LANGUAGES.contains(l))
         .unwrap_or_else(|| i18n::negotiate(accept_language(headers)))
 }
 
 // ---- rendering -----------------------------------------------------------------------------
-
-use crate::types::escape_html as esc;
 
 /// JSON safe inside a `<script>` element.
 fn script_json(value: &Value) -> String {
@@ -147,13 +96,13 @@ fn theme_css(theme_config: Option<&str>) -> String {
     css
 }
 
-struct Page<'a> {
+pub(super) struct Page<'a> {
     status: StatusCode,
     lang: &'a str,
     theme: Option<&'a str>,
     title: &'a str,
     state: &'a str,
-    body: String,
+    pub(super) body: String,
     /// Meta refresh target (shown after [`REDIRECT_DELAY_SECS`]).
     refresh: Option<&'a str>,
     /// The page's configuration for `page.js`; `None` renders no script at all.
@@ -162,7 +111,7 @@ struct Page<'a> {
 }
 
 impl Page<'_> {
-    fn render(self) -> Response {
+    pub(super) fn render(self) -> Response {
         let nonce = crate::crypto::random_token(18);
         let refresh = self
             .refresh
@@ -241,7 +190,7 @@ fn security_headers(headers: &mut HeaderMap) {
     headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
 }
 
-fn see_other(url: &str) -> Response {
+pub(super) fn see_other(url: &str) -> Response {
     let Ok(location) = HeaderValue::from_str(url) else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
@@ -253,7 +202,7 @@ fn see_other(url: &str) -> Response {
 }
 
 /// `base` with `params` appended to its query (its own query and fragment kept).
-fn with_params(base: &str, params: &[(&str, &str)]) -> Option<String> {
+pub(super) fn with_params(base: &str, params: &[(&str, &str)]) -> Option<String> {
     let mut url = url::Url::parse(base).ok()?;
     {
         let mut query = url.query_pairs_mut();
@@ -264,7 +213,7 @@ fn with_params(base: &str, params: &[(&str, &str)]) -> Option<String> {
     Some(url.into())
 }
 
-fn failure_url(link: &SetupLinkRow, code: FailureCode) -> Option<String> {
+pub(super) fn failure_url(link: &SetupLinkRow, code: FailureCode) -> Option<String> {
     let base = link.failure_redirect_url.as_deref()?;
     with_params(
         base,
@@ -275,7 +224,7 @@ fn failure_url(link: &SetupLinkRow, code: FailureCode) -> Option<String> {
     )
 }
 
-fn message_page<'a>(
+pub(super) fn message_page<'a>(
     status: StatusCode,
     lang: &'a str,
     theme: Option<&'a str>,
@@ -300,7 +249,7 @@ fn message_page<'a>(
     }
 }
 
-fn not_found_page(headers: &HeaderMap) -> Response {
+pub(super) fn not_found_page(headers: &HeaderMap) -> Response {
     let lang = language(None, headers);
     let t = i18n::strings(lang);
     message_page(
@@ -314,7 +263,7 @@ fn not_found_page(headers: &HeaderMap) -> Response {
     .render()
 }
 
-fn unavailable_page(lang: &str, theme: Option<&str>) -> Response {
+pub(super) fn unavailable_page(lang: &str, theme: Option<&str>) -> Response {
     let t = i18n::strings(lang);
     message_page(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -328,7 +277,7 @@ fn unavailable_page(lang: &str, theme: Option<&str>) -> Response {
 }
 
 /// An expired, revoked or used link: the explanation, then (with a failure URL) the redirect.
-fn inactive_page(link: &SetupLinkRow, lang: &str, code: FailureCode) -> Response {
+pub(super) fn inactive_page(link: &SetupLinkRow, lang: &str, code: FailureCode) -> Response {
     let t = i18n::strings(lang);
     let status = link.status_at(crate::store::now()).to_owned();
     let title = match status.as_str() {
@@ -390,7 +339,7 @@ fn digits_param(query: &[(String, String)], key: &str) -> String {
 }
 
 /// The page of an active link.
-fn signup_page(
+pub(super) fn signup_page(
     state: &AppState,
     link: &SetupLinkRow,
     token: &str,
@@ -493,180 +442,6 @@ fn signup_page(
     .render()
 }
 
-// ---- handlers ------------------------------------------------------------------------------
-
-async fn show(
-    State(state): State<AppState>,
-    Path(token): Path<String>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Response {
-    let link = match lookup(&state, &token).await {
-        Lookup::Found(link) => link,
-        Lookup::Missing => return not_found_page(&headers),
-        Lookup::Unavailable => return unavailable_page(language(None, &headers), None),
-    };
-    let lang = language(Some(&link), &headers);
-    if let Some(code) = onboarding::link_problem(&link, crate::store::now()) {
-        tracing::info!(setup_link_id = %link.id, error_code = code.as_str(), "setup page: link not usable");
-        return inactive_page(&link, lang, code);
-    }
-    let query: Vec<(String, String)> =
-        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-            .into_owned()
-            .collect();
-    signup_page(&state, &link, &token, lang, &query)
-}
-
-fn parse_input(headers: &HeaderMap, body: &[u8]) -> CompleteInput {
-    let json = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("application/json")
-        });
-    if json {
-        return serde_json::from_slice(body).unwrap_or_default();
-    }
-    let mut input = CompleteInput::default();
-    for (key, value) in url::form_urlencoded::parse(body) {
-        let value = value.into_owned();
-        match key.as_ref() {
-            "code" => input.code = Some(value.into()),
-            "waba_id" => input.waba_id = Some(value),
-            "phone_number_id" => input.phone_number_id = Some(value),
-            "connection_type" => input.connection_type = Some(value),
-            _ => {}
-        }
-    }
-    input
-}
-
-/// `+15551234567` from a display number such as `+1 555-123-4567`.
-fn e164(display: &str) -> String {
-    let digits: String = display.chars().filter(char::is_ascii_digit).collect();
-    format!("+{digits}")
-}
-
-async fn complete(
-    State(state): State<AppState>,
-    Path(token): Path<String>,
-    request: Request,
-) -> Response {
-    let headers = request.headers().clone();
-    let link = match lookup(&state, &token).await {
-        Lookup::Found(link) => link,
-        Lookup::Missing => return not_found_page(&headers),
-        Lookup::Unavailable => return unavailable_page(language(None, &headers), None),
-    };
-    let lang = language(Some(&link), &headers);
-    let limit = state.config.server.json_body_limit;
-    // An unreadable body is a signup without its results: it fails as facebook_auth_failed.
-    let input = match crate::http::body::read_limited(request, limit).await {
-        Ok(body) => parse_input(&headers, &body),
-        Err(error) => {
-            tracing::warn!(setup_link_id = %link.id, %error, "setup completion: unreadable body");
-            CompleteInput::default()
-        }
-    };
-    let signup = Signup {
-        store: &*state.store,
-        secrets: &state.secrets,
-        graph: &state.graph,
-        verifier: state.verifier(),
-        destinations: state.destinations(),
-        app_id: &state.config.meta.app_id,
-        app_secret: state.config.meta.app_secret.expose_secret(),
-        graph_version: &state.config.onboarding.graph_version,
-        timeout: state.config.graph.timeout,
-    };
-    match onboarding::complete(&signup, &link, input).await {
-        Ok(done) => {
-            state.auth.invalidate_numbers();
-            let number = &done.number;
-            tracing::info!(setup_link_id = %link.id, customer_id = %link.customer_id,
-                phone_number_id = %number.phone_number_id, connection_type = done.connection_type,
-                reconnected = done.reconnected, "setup link completed");
-            let display = number.display_phone_number.as_deref().map(e164);
-            let link_id = link.id.to_string();
-            let mut params = vec![
-                ("setup_link_id", link_id.as_str()),
-                ("status", "completed"),
-                ("phone_number_id", number.phone_number_id.as_str()),
-                ("business_account_id", number.business_account_id.as_str()),
-            ];
-            if let Some(display) = &display {
-                params.push(("display_phone_number", display));
-            }
-            if let Some(url) = link
-                .success_redirect_url
-                .as_deref()
-                .and_then(|base| with_params(base, &params))
-            {
-                return see_other(&url);
-            }
-            let t = i18n::strings(lang);
-            let shown = number
-                .display_phone_number
-                .clone()
-                .unwrap_or_else(|| number.phone_number_id.clone());
-            let mut page = message_page(
-                StatusCode::OK,
-                lang,
-                Some(&link.theme_config),
-                "completed",
-                t.success_title,
-                t.success_body,
-            );
-            page.body = format!(
-                "<h1 id=\"title\">{}</h1>\n<p id=\"number\"><strong>{}</strong></p>\n<p id=\"message\">{}</p>\n",
-                esc(t.success_title),
-                esc(&shown),
-                esc(t.success_body)
-            );
-            page.render()
-        }
-        Err(CompleteError::Failed(failure)) => {
-            if failure.numbers_changed {
-                state.auth.invalidate_numbers();
-            }
-            tracing::warn!(setup_link_id = %link.id, customer_id = %link.customer_id,
-                error_code = failure.code.as_str(), reason = %failure.reason, "setup link signup failed");
-            if let Some(url) = failure_url(&link, failure.code) {
-                return see_other(&url);
-            }
-            if failure.code.is_link_state() {
-                return inactive_page(&link, lang, failure.code);
-            }
-            let t = i18n::strings(lang);
-            let mut page = message_page(
-                StatusCode::BAD_REQUEST,
-                lang,
-                Some(&link.theme_config),
-                "failed",
-                t.failure_title,
-                t.failure(failure.code),
-            );
-            let _ = write!(
-                page.body,
-                "<a class=\"button\" id=\"try-again\" href=\"../{}\">{}</a>\n\
-                 <p class=\"code\">{}: <code id=\"error-code\">{}</code></p>\n",
-                esc(&token),
-                esc(t.try_again),
-                esc(t.error_code_label),
-                failure.code.as_str()
-            );
-            page.render()
-        }
-        Err(CompleteError::Store(error)) => {
-            tracing::error!(setup_link_id = %link.id, %error, "setup completion: database unavailable");
-            unavailable_page(lang, Some(&link.theme_config))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -694,7 +469,6 @@ mod tests {
             url,
             "https://app.example.com/done?tab=wa&display_phone_number=%2B15551234567&status=completed#top"
         );
-        assert_eq!(e164("+1 555-123-4567"), "+15551234567");
     }
 
     #[test]
@@ -705,8 +479,6 @@ mod tests {
         assert!(css.contains("--primary: #ff0000;"), "{css}");
         assert!(css.contains("--text: #0f172a;"), "{css}");
         assert!(css.contains("--destructive-foreground: #fef2f2;"), "{css}");
-        assert!(!plausible_token("../etc"));
-        assert!(plausible_token("aBcD_123-xyzXYZ0123456789"));
     }
 
     #[test]

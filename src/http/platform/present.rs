@@ -1,0 +1,300 @@
+//! The Platform API's JSON: one typed object per resource (contract §11.2–11.4), the `{"data": …}`
+//! envelope and the paged listing. Only this module shapes what the API answers.
+//!
+//! Every struct declares its keys in alphabetical order: that is the order the API has always
+//! answered in (serde_json's map sorts keys), and clients and the SDK suites compare bytes. The
+//! test at the bottom holds each struct to it.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::store::{Customer, Page, PhoneNumber, SetupLinkRow};
+use crate::time::iso;
+
+/// `{"data": …}`.
+#[derive(Debug, Serialize)]
+pub struct Data<T> {
+    pub data: T,
+}
+
+/// A page of objects and where it stands.
+#[derive(Debug, Serialize)]
+pub struct Listing<T> {
+    pub data: Vec<T>,
+    pub meta: PageMeta,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PageMeta {
+    pub page: u32,
+    pub per_page: u32,
+    pub total_count: i64,
+    pub total_pages: i64,
+}
+
+impl<T> Listing<T> {
+    /// Page `number` of `per_page` items, each presented by `present`.
+    pub fn new<'a, R>(
+        page: &'a Page<R>,
+        number: u32,
+        per_page: u32,
+        present: impl FnMut(&'a R) -> T,
+    ) -> Self {
+        let total_pages = (page.total_count + i64::from(per_page) - 1) / i64::from(per_page);
+        Self {
+            data: page.items.iter().map(present).collect(),
+            meta: PageMeta {
+                page: number,
+                per_page,
+                total_count: page.total_count,
+                total_pages,
+            },
+        }
+    }
+}
+
+/// The phone-number object (contract §11.4). Secrets are never included, except a webhook
+/// secret just generated or set, shown once.
+#[derive(Debug, Serialize)]
+pub struct PhoneNumberObject<'a> {
+    business_account_id: &'a str,
+    calls_enabled: bool,
+    code_verification_status: Option<&'a str>,
+    created_at: String,
+    customer_id: Option<Uuid>,
+    display_name: Option<&'a str>,
+    display_phone_number: Option<&'a str>,
+    display_phone_number_normalized: Option<String>,
+    id: &'a str,
+    inbound_processing_enabled: bool,
+    internal_id: Uuid,
+    is_coexistence: bool,
+    is_official_business_account: bool,
+    is_pin_enabled: bool,
+    kind: &'a str,
+    name: Option<&'a str>,
+    name_status: Option<&'a str>,
+    phone_number_id: &'a str,
+    quality_rating: Option<&'a str>,
+    status: Option<&'a str>,
+    throughput_tier: Option<&'a str>,
+    updated_at: String,
+    username: Option<&'a str>,
+    username_status: Option<&'a str>,
+    verified_name: Option<&'a str>,
+    webhook_destination_url: Option<&'a str>,
+    /// Only its sealed form is kept, so it is shown once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webhook_secret: Option<String>,
+    webhook_verified_at: Option<String>,
+    whatsapp_business_manager_messaging_limit: Option<&'a str>,
+}
+
+/// Digits of a display number, as Kapso's `display_phone_number_normalized`.
+fn normalized(display: &str) -> String {
+    display.chars().filter(char::is_ascii_digit).collect()
+}
+
+impl<'a> PhoneNumberObject<'a> {
+    pub fn new(n: &'a PhoneNumber) -> Self {
+        Self {
+            business_account_id: &n.business_account_id,
+            calls_enabled: n.calls_enabled,
+            code_verification_status: n.code_verification_status.as_deref(),
+            created_at: iso(n.created_at),
+            customer_id: n.customer_id,
+            display_name: n.name.as_deref().or(n.verified_name.as_deref()),
+            display_phone_number: n.display_phone_number.as_deref(),
+            display_phone_number_normalized: n.display_phone_number.as_deref().map(normalized),
+            id: &n.phone_number_id,
+            inbound_processing_enabled: n.inbound_processing_enabled,
+            internal_id: n.internal_id,
+            is_coexistence: n.is_coexistence,
+            is_official_business_account: n.is_official_business_account,
+            is_pin_enabled: n.is_pin_enabled,
+            kind: &n.kind,
+            name: n.name.as_deref(),
+            name_status: n.name_status.as_deref(),
+            phone_number_id: &n.phone_number_id,
+            quality_rating: n.quality_rating.as_deref(),
+            status: n.status.as_deref(),
+            throughput_tier: n.throughput_tier.as_deref(),
+            updated_at: iso(n.updated_at),
+            username: n.username.as_deref(),
+            username_status: n.username_status.as_deref(),
+            verified_name: n.verified_name.as_deref(),
+            webhook_destination_url: n.webhook_destination_url.as_deref(),
+            webhook_secret: None,
+            webhook_verified_at: n.webhook_verified_at.map(iso),
+            whatsapp_business_manager_messaging_limit: n.messaging_limit.as_deref(),
+        }
+    }
+
+    /// With the webhook secret a write just generated (or was given), if any.
+    pub fn with_webhook_secret(mut self, secret: Option<String>) -> Self {
+        self.webhook_secret = secret;
+        self
+    }
+}
+
+/// The customer object.
+#[derive(Debug, Serialize)]
+pub struct CustomerObject<'a> {
+    created_at: String,
+    external_customer_id: Option<&'a str>,
+    id: Uuid,
+    name: &'a str,
+    updated_at: String,
+}
+
+impl<'a> CustomerObject<'a> {
+    pub fn new(c: &'a Customer) -> Self {
+        Self {
+            created_at: iso(c.created_at),
+            external_customer_id: c.external_customer_id.as_deref(),
+            id: c.id,
+            name: &c.name,
+            updated_at: iso(c.updated_at),
+        }
+    }
+}
+
+/// The setup-link object (contract §11.2), its status as of `now`.
+#[derive(Debug, Serialize)]
+pub struct SetupLinkObject<'a> {
+    allowed_connection_types: Vec<&'a str>,
+    business_account_id: Option<&'a str>,
+    created_at: String,
+    customer_id: Uuid,
+    expires_at: String,
+    failure_redirect_url: Option<&'a str>,
+    id: Uuid,
+    language: Option<&'a str>,
+    meta_billing_mode: Option<&'a str>,
+    phone_number_area_code: Option<&'a str>,
+    phone_number_country_isos: Value,
+    phone_number_id: Option<&'a str>,
+    provision_phone_number: bool,
+    /// Always `null`: wagate provisions no numbers.
+    provisioned_phone_number: (),
+    reconnect_phone_number: Option<&'a str>,
+    revoked_at: Option<String>,
+    status: &'a str,
+    success_redirect_url: Option<&'a str>,
+    theme_config: Value,
+    updated_at: String,
+    url: Option<String>,
+    used_at: Option<String>,
+    whatsapp_setup_error: Option<&'a str>,
+    whatsapp_setup_status: &'a str,
+}
+
+impl<'a> SetupLinkObject<'a> {
+    pub fn new(row: &'a SetupLinkRow, url: Option<String>, now: DateTime<Utc>) -> Self {
+        Self {
+            allowed_connection_types: row.connection_types(),
+            business_account_id: row.business_account_id.as_deref(),
+            created_at: iso(row.created_at),
+            customer_id: row.customer_id,
+            expires_at: iso(row.expires_at),
+            failure_redirect_url: row.failure_redirect_url.as_deref(),
+            id: row.id,
+            language: row.language.as_deref(),
+            meta_billing_mode: row.meta_billing_mode.as_deref(),
+            phone_number_area_code: row.phone_number_area_code.as_deref(),
+            phone_number_country_isos: serde_json::from_str(&row.phone_number_country_isos)
+                .unwrap_or_else(|_| json!([])),
+            phone_number_id: row.phone_number_id.as_deref(),
+            provision_phone_number: row.provision_phone_number,
+            provisioned_phone_number: (),
+            reconnect_phone_number: row.reconnect_phone_number.as_deref(),
+            revoked_at: row.revoked_at.map(iso),
+            status: row.status_at(now),
+            success_redirect_url: row.success_redirect_url.as_deref(),
+            theme_config: serde_json::from_str(&row.theme_config).unwrap_or_else(|_| json!({})),
+            updated_at: iso(row.updated_at),
+            url,
+            used_at: row.used_at.map(iso),
+            whatsapp_setup_error: row.whatsapp_setup_error.as_deref(),
+            whatsapp_setup_status: &row.whatsapp_setup_status,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Serialised as declared, and as serde_json's sorted map would: the same bytes.
+    fn assert_sorted(object: &impl Serialize) {
+        let declared = serde_json::to_string(object).unwrap();
+        let sorted = serde_json::to_value(object).unwrap().to_string();
+        assert_eq!(declared, sorted);
+    }
+
+    #[test]
+    fn objects_keep_the_api_key_order() {
+        let now = crate::store::now();
+        let number = PhoneNumber {
+            internal_id: Uuid::now_v7(),
+            project_id: Uuid::now_v7(),
+            customer_id: Some(Uuid::now_v7()),
+            phone_number_id: "1".into(),
+            business_account_id: "2".into(),
+            kind: "production".into(),
+            name: None,
+            display_phone_number: Some("+1 555-0100".into()),
+            verified_name: Some("Acme".into()),
+            quality_rating: None,
+            code_verification_status: None,
+            name_status: None,
+            status: None,
+            throughput_tier: None,
+            messaging_limit: None,
+            is_official_business_account: false,
+            is_pin_enabled: false,
+            is_coexistence: false,
+            inbound_processing_enabled: true,
+            calls_enabled: false,
+            access_token_sealed: vec![],
+            access_token_key_id: String::new(),
+            access_token_sha256: String::new(),
+            webhook_destination_url: None,
+            webhook_secret_sealed: None,
+            webhook_verify_token_sealed: None,
+            secrets_key_id: None,
+            webhook_verified_at: Some(now),
+            username: None,
+            username_status: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let object = PhoneNumberObject::new(&number).with_webhook_secret(Some("s".into()));
+        assert_sorted(&Data { data: object });
+        assert_eq!(
+            serde_json::to_value(PhoneNumberObject::new(&number)).unwrap()["display_name"],
+            "Acme"
+        );
+        let customer = Customer {
+            id: Uuid::now_v7(),
+            project_id: Uuid::now_v7(),
+            name: "Acme".into(),
+            external_customer_id: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let page = Page {
+            items: vec![customer],
+            total_count: 21,
+        };
+        let listing = Listing::new(&page, 1, 20, CustomerObject::new);
+        assert_eq!(listing.meta.total_pages, 2);
+        assert_sorted(&listing);
+        let link = crate::domain::onboarding::sample_link("dedicated");
+        let object = SetupLinkObject::new(&link, Some("u".into()), now);
+        assert_sorted(&object);
+        assert!(serde_json::to_value(&object).unwrap()["provisioned_phone_number"].is_null());
+    }
+}
