@@ -91,7 +91,7 @@ impl App {
         if self.state.config.workers.delivery {
             delivery::worker::start(
                 self.state.store.clone(),
-                self.state.auth.clone(),
+                self.state.numbers.clone(),
                 self.state.config.delivery.clone(),
                 self.state.delivery_wake.clone(),
                 stop_workers.clone(),

@@ -24,7 +24,7 @@ use crate::config::DeliveryConfig;
 use crate::destination_guard::{
     self as guard, DestinationPolicy, GuardedResolver, ResolvedToForbidden,
 };
-use crate::domain::auth::Authenticator;
+use crate::domain::number_directory::NumberDirectory;
 use crate::store::{AttemptRow, ClaimedDelivery, DeliveryOutcome, DynStore};
 
 /// How long a delivery put back for a busy destination waits.
@@ -40,7 +40,7 @@ const FINISH_BATCH: usize = 512;
 
 pub struct Worker {
     store: DynStore,
-    auth: Authenticator,
+    numbers: NumberDirectory,
     client: reqwest::Client,
     config: DeliveryConfig,
     policy: DestinationPolicy,
@@ -71,7 +71,7 @@ pub fn client(config: &DeliveryConfig) -> anyhow::Result<reqwest::Client> {
 /// is cancelled.
 pub fn start(
     store: DynStore,
-    auth: Authenticator,
+    numbers: NumberDirectory,
     config: DeliveryConfig,
     wake: Arc<Notify>,
     stop: CancellationToken,
@@ -86,7 +86,7 @@ pub fn start(
         in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
         destinations: Mutex::default(),
         store,
-        auth,
+        numbers,
         config,
         wake,
         outcomes,
@@ -219,7 +219,7 @@ impl Worker {
             message_wamids: row.message_wamids.clone(),
             at: now,
         };
-        let number = match self.auth.number(&row.phone_number_id).await {
+        let number = match self.numbers.number(&row.phone_number_id).await {
             Ok(number) => number,
             Err(error) => {
                 // The database is away: try again after a short pause, no attempt counted.

@@ -5,8 +5,8 @@
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::auth::Authenticator;
 use super::field_error::{double_option, FieldError};
+use super::number_directory::NumberDirectory;
 use crate::store::{
     Customer, CustomerFilter, CustomerPatch, DynStore, NewCustomer, Page, StoreError,
 };
@@ -79,12 +79,12 @@ fn check(input: &CustomerInput, creating: bool) -> Result<(), CustomerError> {
 #[derive(Clone)]
 pub struct Customers {
     store: DynStore,
-    auth: Authenticator,
+    numbers: NumberDirectory,
 }
 
 impl Customers {
-    pub fn new(store: DynStore, auth: Authenticator) -> Self {
-        Self { store, auth }
+    pub fn new(store: DynStore, numbers: NumberDirectory) -> Self {
+        Self { store, numbers }
     }
 
     pub async fn create(
@@ -158,7 +158,7 @@ impl Customers {
                 StoreError::NotFound => CustomerError::NotFound,
                 other => CustomerError::Store(other),
             })?;
-        self.auth.invalidate_numbers();
+        self.numbers.invalidate();
         Ok(())
     }
 }

@@ -13,7 +13,7 @@ use super::conversations::{self, Activity};
 use super::envelope::RoutedNumber;
 use super::envelope::{self, Change, ChangeTarget};
 use super::message_content::{is_media, next_status, render};
-use crate::domain::auth::Authenticator;
+use crate::domain::number_directory::NumberDirectory;
 use crate::store::{
     DynStore, EventRouteRow, MessageRow, NewDelivery, NewWebhookEvent, Prefetch, StoreError,
     StoreResult, StoreTx,
@@ -118,7 +118,7 @@ pub fn prefetch_user(batch: &mut Prefetch, number: Uuid, id: Option<String>) {
 /// Parses and routes a verified webhook body. Invalid JSON yields a job that stores only the raw
 /// event (state `invalid_json`), so Meta stops retrying and operators can see it.
 pub async fn prepare(
-    auth: &Authenticator,
+    numbers: &NumberDirectory,
     store: &DynStore,
     body: &[u8],
     now: DateTime<Utc>,
@@ -156,7 +156,7 @@ pub async fn prepare(
     for (index, change) in all.iter().enumerate() {
         let targets: Vec<(String, Option<RoutedNumber>)> = match &change.target {
             ChangeTarget::Number(pnid) => {
-                let number = auth.number(pnid).await?.map(|n| RoutedNumber {
+                let number = numbers.number(pnid).await?.map(|n| RoutedNumber {
                     internal_id: n.internal_id,
                     project_id: n.project_id,
                     forwarding: n.webhook_destination_url.is_some(),

@@ -9,6 +9,7 @@ pub mod envelope;
 pub mod field_error;
 pub mod ingest;
 pub mod message_content;
+pub mod number_directory;
 pub mod onboarding;
 pub mod phone_numbers;
 pub mod projects;

@@ -5,8 +5,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::auth::Authenticator;
 use super::field_error::double_option;
+use super::number_directory::NumberDirectory;
 use crate::crypto::{self, SecretBox};
 use crate::destination_guard::DestinationPolicy;
 use crate::graph::GraphClient;
@@ -150,7 +150,7 @@ pub struct PhoneNumbers {
     /// Proves control of a number with Graph, unless `graph.verify_numbers` is off.
     verifier: Option<GraphClient>,
     destinations: DestinationPolicy,
-    auth: Authenticator,
+    numbers: NumberDirectory,
 }
 
 impl PhoneNumbers {
@@ -159,14 +159,14 @@ impl PhoneNumbers {
         secrets: SecretBox,
         verifier: Option<GraphClient>,
         destinations: DestinationPolicy,
-        auth: Authenticator,
+        numbers: NumberDirectory,
     ) -> Self {
         Self {
             store,
             secrets,
             verifier,
             destinations,
-            auth,
+            numbers,
         }
     }
 
@@ -263,7 +263,7 @@ impl PhoneNumbers {
         written: Result<T, PhoneNumberError>,
     ) -> Result<T, PhoneNumberError> {
         if written.is_ok() {
-            self.auth.invalidate_numbers();
+            self.numbers.invalidate();
         }
         written
     }

@@ -8,6 +8,7 @@ use crate::destination_guard::DestinationPolicy;
 use crate::domain::auth::Authenticator;
 use crate::domain::customers::Customers;
 use crate::domain::ingest::IngestSettings;
+use crate::domain::number_directory::NumberDirectory;
 use crate::domain::onboarding::Onboarding;
 use crate::domain::phone_numbers::PhoneNumbers;
 use crate::domain::setup_links::SetupLinks;
@@ -34,6 +35,8 @@ pub struct Services {
     pub store: DynStore,
     pub secrets: SecretBox,
     pub auth: Authenticator,
+    /// Number configurations by phone number ID, WABA and token, from memory.
+    pub numbers: NumberDirectory,
     pub graph: GraphClient,
     pub writer: Writer,
     pub phone_numbers: PhoneNumbers,
@@ -48,7 +51,8 @@ pub struct Services {
 impl AppState {
     /// Builds the state and starts the writer tasks (so it must run inside the runtime).
     pub fn new(config: Arc<Config>, store: DynStore, secrets: SecretBox) -> anyhow::Result<Self> {
-        let auth = Authenticator::new(store.clone(), secrets.clone(), &config.cache);
+        let numbers = NumberDirectory::new(store.clone(), secrets.clone(), &config.cache);
+        let auth = Authenticator::new(store.clone(), numbers.clone(), &config.cache);
         let graph = GraphClient::new(&config.graph)?;
         let delivery_wake = Arc::new(tokio::sync::Notify::new());
         let writer = Writer::start(
@@ -63,12 +67,12 @@ impl AppState {
             secrets.clone(),
             verifier,
             destinations,
-            auth.clone(),
+            numbers.clone(),
         );
         let onboarding =
             Onboarding::new(store.clone(), graph.clone(), phone_numbers.clone(), &config);
         Ok(Self(Arc::new(Services {
-            customers: Customers::new(store.clone(), auth.clone()),
+            customers: Customers::new(store.clone(), numbers.clone()),
             setup_links: SetupLinks::new(store.clone(), secrets.clone()),
             phone_numbers,
             onboarding,
@@ -78,6 +82,7 @@ impl AppState {
             store,
             secrets,
             auth,
+            numbers,
             graph,
         })))
     }

@@ -104,7 +104,7 @@ async fn receive(State(state): State<AppState>, request: Request) -> Response {
         );
     }
     let now = crate::store::now();
-    let job = match ingest::prepare(&state.auth, &state.store, &body, now).await {
+    let job = match ingest::prepare(&state.numbers, &state.store, &body, now).await {
         Ok(job) => job,
         Err(e) => return unavailable(e),
     };

@@ -140,7 +140,7 @@ async fn fetch(state: &AppState, query: DownloadQuery) -> Result<Response, Graph
         )
     })?;
     let number = state
-        .auth
+        .numbers
         .number(&claim.p)
         .await?
         .filter(|n| n.internal_id == claim.n)

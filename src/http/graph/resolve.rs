@@ -7,7 +7,8 @@
 
 use std::sync::Arc;
 
-use crate::domain::auth::{Authenticator, Caller, NumberConfig};
+use crate::domain::auth::{Caller, NumberConfig};
+use crate::domain::number_directory::NumberDirectory;
 use crate::http::graph_error::GraphError;
 use crate::types::MetaId;
 
@@ -31,21 +32,21 @@ fn owned_by(caller: &Caller, number: &NumberConfig) -> bool {
 
 /// A number the caller may use, by phone number ID; `None` when unknown or not theirs.
 pub async fn reachable_number(
-    auth: &Authenticator,
+    numbers: &NumberDirectory,
     caller: &Caller,
     phone_number_id: &str,
 ) -> Result<Option<Arc<NumberConfig>>, GraphError> {
     if !MetaId::is_valid(phone_number_id) {
         return Ok(None);
     }
-    Ok(auth
+    Ok(numbers
         .number(phone_number_id)
         .await?
         .filter(|n| owned_by(caller, n)))
 }
 
 async fn reachable_waba(
-    auth: &Authenticator,
+    numbers: &NumberDirectory,
     caller: &Caller,
     waba: &str,
 ) -> Result<Option<Arc<NumberConfig>>, GraphError> {
@@ -53,7 +54,7 @@ async fn reachable_waba(
         return Ok(None);
     }
     Ok(match caller {
-        Caller::ApiKey { project_id, .. } => auth
+        Caller::ApiKey { project_id, .. } => numbers
             .numbers_of_waba(*project_id, waba)
             .await?
             .first()
@@ -66,14 +67,14 @@ async fn reachable_waba(
 }
 
 pub async fn resolve(
-    auth: &Authenticator,
+    numbers: &NumberDirectory,
     caller: &Caller,
     target: Target<'_>,
 ) -> Result<Arc<NumberConfig>, GraphError> {
-    if let Some(number) = reachable_number(auth, caller, target.object_id).await? {
+    if let Some(number) = reachable_number(numbers, caller, target.object_id).await? {
         return Ok(number);
     }
-    if let Some(number) = reachable_waba(auth, caller, target.object_id).await? {
+    if let Some(number) = reachable_waba(numbers, caller, target.object_id).await? {
         return Ok(number);
     }
     // An id that is not one of the caller's numbers or WABAs goes on exactly like an id wagate
@@ -86,7 +87,7 @@ pub async fn resolve(
         return Err(GraphError::unreachable_object(target.object_id));
     }
     if let Some(pnid) = target.phone_number_id {
-        return reachable_number(auth, caller, pnid)
+        return reachable_number(numbers, caller, pnid)
             .await?
             .ok_or_else(|| GraphError::unreachable_object(pnid));
     }
@@ -98,7 +99,7 @@ pub async fn resolve(
             .ok_or_else(GraphError::invalid_credentials),
         // A project with a single number leaves no doubt (the Python SDK's `templates.get(id)`
         // has no way to add the parameter).
-        Caller::ApiKey { project_id, .. } => match auth.sole_number(*project_id).await? {
+        Caller::ApiKey { project_id, .. } => match numbers.sole_number(*project_id).await? {
             Some(number) => Ok(number),
             None => Err(GraphError::invalid_parameter(format!(
             "phone_number_id: required as a query parameter for object ID '{}' (media and other objects): add ?phone_number_id=<your phone number ID>",

@@ -81,7 +81,7 @@ async fn resolve_number(
         has_edge: address.has_edge(),
         phone_number_id: phone_number_id.as_deref(),
     };
-    let number = resolve::resolve(&state.auth, caller, target).await?;
+    let number = resolve::resolve(&state.numbers, caller, target).await?;
     let span = tracing::Span::current();
     span.record("project_id", tracing::field::display(number.project_id));
     span.record("phone_number_id", number.phone_number_id.as_str());

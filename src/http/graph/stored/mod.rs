@@ -124,7 +124,7 @@ pub struct Request<'a> {
 
 impl Request<'_> {
     async fn number(&self, pnid: &str) -> Result<Arc<NumberConfig>, GraphError> {
-        reachable_number(&self.state.auth, self.caller, pnid)
+        reachable_number(&self.state.numbers, self.caller, pnid)
             .await?
             .ok_or_else(|| GraphError::unreachable_object(pnid))
     }
@@ -154,7 +154,7 @@ impl Request<'_> {
         else {
             return Ok(None);
         };
-        reachable_number(&self.state.auth, self.caller, &row.phone_number_id).await
+        reachable_number(&self.state.numbers, self.caller, &row.phone_number_id).await
     }
 
     /// Absolute URL of this list, for `paging.next`/`previous`.

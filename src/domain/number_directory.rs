@@ -1,0 +1,265 @@
+//! Which WhatsApp configuration a phone number ID, a WABA or an access token names, answered from
+//! memory: the number configurations (with the decrypted token and a prebuilt `Authorization`
+//! header) every request, webhook and delivery needs. `/metrics` counts lookups and misses per
+//! cache (`wagate_cache_lookups_total`, `wagate_cache_misses_total`).
+//!
+//! Entries live for `cache.ttl`. A write made through this instance calls [`NumberDirectory::invalidate`]
+//! (the domain services do it after their own writes); other instances converge within the TTL.
+
+use std::sync::Arc;
+
+use axum::http::HeaderValue;
+use moka::future::Cache;
+use secrecy::SecretString;
+use uuid::Uuid;
+
+use crate::config::CacheConfig;
+use crate::crypto::SecretBox;
+use crate::store::{DynStore, PhoneNumber, StoreError};
+
+/// A phone number's configuration as the proxy needs it: ids, owner and the usable token.
+#[derive(Clone)]
+pub struct NumberConfig {
+    pub internal_id: Uuid,
+    pub project_id: Uuid,
+    pub phone_number_id: String,
+    pub business_account_id: String,
+    pub access_token: SecretString,
+    /// `Bearer <token>`, built once so the hot path does not format it per request.
+    pub authorization: HeaderValue,
+    pub webhook_destination_url: Option<String>,
+    /// Signs forwarded webhooks (`X-Hub-Signature-256`).
+    pub webhook_secret: Option<SecretString>,
+    pub inbound_processing_enabled: bool,
+}
+
+impl std::fmt::Debug for NumberConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NumberConfig")
+            .field("phone_number_id", &self.phone_number_id)
+            .field("business_account_id", &self.business_account_id)
+            .field("project_id", &self.project_id)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(super) type NumberList = Arc<Vec<Arc<NumberConfig>>>;
+
+/// The number caches. Cheap to clone (the caches are shared).
+#[derive(Clone)]
+pub struct NumberDirectory {
+    store: DynStore,
+    secrets: SecretBox,
+    numbers: Cache<String, Option<Arc<NumberConfig>>>,
+    wabas: Cache<(Uuid, String), NumberList>,
+    sole: Cache<Uuid, Option<Arc<NumberConfig>>>,
+    known_wabas: Cache<String, bool>,
+    tokens: Cache<String, NumberList>,
+}
+
+/// A moka cache sized and timed by `[cache]`.
+pub(super) fn cache<K, V>(config: &CacheConfig) -> Cache<K, V>
+where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    Cache::builder()
+        .max_capacity(config.max_entries)
+        .time_to_live(config.ttl)
+        .build()
+}
+
+impl NumberDirectory {
+    pub fn new(store: DynStore, secrets: SecretBox, config: &CacheConfig) -> Self {
+        Self {
+            store,
+            secrets,
+            numbers: cache(config),
+            wabas: cache(config),
+            sole: cache(config),
+            known_wabas: cache(config),
+            tokens: cache(config),
+        }
+    }
+
+    /// A number by Meta's phone number ID, in any project (callers check ownership).
+    pub async fn number(
+        &self,
+        phone_number_id: &str,
+    ) -> Result<Option<Arc<NumberConfig>>, StoreError> {
+        let store = self.store.clone();
+        let secrets = self.secrets.clone();
+        let id = phone_number_id.to_owned();
+        metrics::counter!("wagate_cache_lookups_total", "cache" => "numbers").increment(1);
+        self.numbers
+            .try_get_with(id.clone(), async move {
+                metrics::counter!("wagate_cache_misses_total", "cache" => "numbers").increment(1);
+                let row = store.find_phone_number(&id).await?;
+                Ok::<_, StoreError>(row.and_then(|n| decrypt(&secrets, n)).map(Arc::new))
+            })
+            .await
+            .map_err(unwrap_shared)
+    }
+
+    /// The numbers of `project_id` that belong to a WABA, oldest first.
+    pub async fn numbers_of_waba(
+        &self,
+        project_id: Uuid,
+        business_account_id: &str,
+    ) -> Result<NumberList, StoreError> {
+        let store = self.store.clone();
+        let secrets = self.secrets.clone();
+        let waba = business_account_id.to_owned();
+        metrics::counter!("wagate_cache_lookups_total", "cache" => "wabas").increment(1);
+        self.wabas
+            .try_get_with((project_id, waba.clone()), async move {
+                metrics::counter!("wagate_cache_misses_total", "cache" => "wabas").increment(1);
+                let rows = store.find_phone_numbers_by_waba(project_id, &waba).await?;
+                Ok::<_, StoreError>(Arc::new(decrypt_all(&secrets, rows)))
+            })
+            .await
+            .map_err(unwrap_shared)
+    }
+
+    /// The project's only number, when it has exactly one (so object ids need no
+    /// `phone_number_id`).
+    pub async fn sole_number(
+        &self,
+        project_id: Uuid,
+    ) -> Result<Option<Arc<NumberConfig>>, StoreError> {
+        let store = self.store.clone();
+        let secrets = self.secrets.clone();
+        metrics::counter!("wagate_cache_lookups_total", "cache" => "sole").increment(1);
+        self.sole
+            .try_get_with(project_id, async move {
+                metrics::counter!("wagate_cache_misses_total", "cache" => "sole").increment(1);
+                let page = store.list_phone_numbers(project_id, None, 1, 2).await?;
+                Ok::<_, StoreError>(if page.total_count == 1 {
+                    page.items
+                        .into_iter()
+                        .next()
+                        .and_then(|n| decrypt(&secrets, n))
+                        .map(Arc::new)
+                } else {
+                    None
+                })
+            })
+            .await
+            .map_err(unwrap_shared)
+    }
+
+    /// Whether any project has a number in this WABA.
+    pub async fn waba_known(&self, business_account_id: &str) -> Result<bool, StoreError> {
+        let store = self.store.clone();
+        let waba = business_account_id.to_owned();
+        metrics::counter!("wagate_cache_lookups_total", "cache" => "known_wabas").increment(1);
+        self.known_wabas
+            .try_get_with(waba.clone(), async move {
+                metrics::counter!("wagate_cache_misses_total", "cache" => "known_wabas")
+                    .increment(1);
+                Ok::<_, StoreError>(
+                    !store
+                        .find_phone_numbers_by_waba_any(&waba)
+                        .await?
+                        .is_empty(),
+                )
+            })
+            .await
+            .map_err(unwrap_shared)
+    }
+
+    /// The numbers stored with this access token (by its SHA-256), any project.
+    pub async fn numbers_with_token(&self, token_sha256: &str) -> Result<NumberList, StoreError> {
+        let store = self.store.clone();
+        let secrets = self.secrets.clone();
+        let hash = token_sha256.to_owned();
+        metrics::counter!("wagate_cache_lookups_total", "cache" => "tokens").increment(1);
+        self.tokens
+            .try_get_with(hash.clone(), async move {
+                metrics::counter!("wagate_cache_misses_total", "cache" => "tokens").increment(1);
+                let rows = store.find_phone_numbers_by_token_hash(&hash).await?;
+                Ok::<_, StoreError>(Arc::new(decrypt_all(&secrets, rows)))
+            })
+            .await
+            .map_err(unwrap_shared)
+    }
+
+    /// Forget every cached number configuration on this instance (after connect, update, delete).
+    pub fn invalidate(&self) {
+        self.numbers.invalidate_all();
+        self.wabas.invalidate_all();
+        self.sole.invalidate_all();
+        self.known_wabas.invalidate_all();
+        self.tokens.invalidate_all();
+    }
+}
+
+fn decrypt_all(secrets: &SecretBox, rows: Vec<PhoneNumber>) -> Vec<Arc<NumberConfig>> {
+    rows.into_iter()
+        .filter_map(|n| decrypt(secrets, n))
+        .map(Arc::new)
+        .collect()
+}
+
+/// Opens a stored number's token. A token sealed under another master key is logged and the
+/// number treated as unusable rather than failing every request.
+fn decrypt(secrets: &SecretBox, n: PhoneNumber) -> Option<NumberConfig> {
+    let opened = secrets
+        .open(&n.access_token_key_id, &n.access_token_sealed)
+        .map_err(|e| e.to_string())
+        .and_then(|token| {
+            let mut header = HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| "the stored access token is not a valid header value".to_owned())?;
+            header.set_sensitive(true);
+            Ok((token, header))
+        });
+    let webhook_secret = match (&n.webhook_secret_sealed, &n.secrets_key_id) {
+        (Some(sealed), Some(key_id)) => match secrets.open(key_id, sealed) {
+            Ok(secret) => Some(SecretString::from(secret)),
+            Err(error) => {
+                tracing::error!(
+                    phone_number_id = %n.phone_number_id,
+                    %error,
+                    "cannot open the webhook secret; forwarded webhooks stay queued until one is set (PATCH rotate_webhook_secret)"
+                );
+                None
+            }
+        },
+        _ => None,
+    };
+    match opened {
+        Ok((token, authorization)) => Some(NumberConfig {
+            webhook_secret,
+            authorization,
+            internal_id: n.internal_id,
+            project_id: n.project_id,
+            phone_number_id: n.phone_number_id,
+            business_account_id: n.business_account_id,
+            access_token: token.into(),
+            webhook_destination_url: n.webhook_destination_url,
+            inbound_processing_enabled: n.inbound_processing_enabled,
+        }),
+        Err(error) => {
+            tracing::error!(
+                phone_number_id = %n.phone_number_id,
+                %error,
+                "cannot use the stored access token; check security.master_key, or PATCH a new token"
+            );
+            None
+        }
+    }
+}
+
+pub(super) fn unwrap_shared(error: Arc<StoreError>) -> StoreError {
+    match Arc::try_unwrap(error) {
+        Ok(error) => error,
+        Err(shared) => match &*shared {
+            StoreError::NotFound => StoreError::NotFound,
+            StoreError::Unavailable(message) => StoreError::Unavailable(message.clone()),
+            StoreError::Conflict { constraint } => StoreError::Conflict {
+                constraint: constraint.clone(),
+            },
+            StoreError::Other(e) => StoreError::Other(anyhow::anyhow!("{e:#}")),
+        },
+    }
+}
