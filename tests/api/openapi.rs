@@ -7,8 +7,7 @@ use std::collections::BTreeSet;
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::backend_tests;
-use crate::helpers::TestApp;
+use crate::common::TestApp;
 
 /// `(method, path)` of every `.route("…", method(…)…)` in the HTTP routers, as served.
 fn declared_routes() -> BTreeSet<(String, String)> {
@@ -137,4 +136,4 @@ async fn document_and_routes_agree(app: TestApp) {
     }
 }
 
-backend_tests!(document_and_routes_agree);
+crate::both_backends!(app: document_and_routes_agree);
