@@ -275,15 +275,7 @@ async fn metrics_cover_each_path(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(ingested.status(), 200);
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     for needle in [
         "wagate_http_requests_total{route=\"/meta/whatsapp/{version}/{*rest}\",status=\"200\"}",
         "wagate_http_requests_total{route=\"/webhooks/whatsapp\",status=\"200\"}",

@@ -92,15 +92,7 @@ async fn outage_then_recovery(backend: Backend) {
     let row = env.wait_message(&wamid, |_| true).await;
     assert_eq!(row.direction, "outbound");
     // The buffered recording was counted.
-    let metrics = env
-        .http
-        .get(env.app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = env.app.metrics().await;
     assert!(
         metrics.contains("wagate_recordings_buffered_total"),
         "{metrics}"

@@ -121,6 +121,12 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
+    /// `GET /metrics`: the Prometheus text.
+    pub async fn metrics(&self) -> String {
+        let response = self.client.get(self.url("/metrics")).send().await.unwrap();
+        response.text().await.unwrap()
+    }
+
     /// A request with this app's default API key.
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.client
