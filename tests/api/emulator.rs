@@ -30,13 +30,7 @@ async fn env(backend: Backend) -> Env {
     .await;
     let number = number.unwrap();
     let app = TestApp::spawn_against(backend, &sandbox_url, |_| {}).await;
-    app.connect_number(
-        &app.api_key,
-        &number.phone_number_id,
-        &number.business_account_id,
-        &number.access_token,
-    )
-    .await;
+    app.connect_emulator_number(&number).await;
     Env {
         app,
         sandbox,

@@ -42,13 +42,7 @@ impl Env {
         let number = number.unwrap();
         let app = TestApp::spawn_against(backend, &sandbox_url, adjust).await;
         sandbox.set_webhook_url(Some(app.url("/webhooks/whatsapp")));
-        app.connect_number(
-            &app.api_key,
-            &number.phone_number_id,
-            &number.business_account_id,
-            &number.access_token,
-        )
-        .await;
+        app.connect_emulator_number(&number).await;
         let number = app
             .store
             .find_phone_number(PNID)

@@ -233,6 +233,17 @@ impl TestApp {
         .await
     }
 
+    /// Connects one of the Graph emulator's numbers with this app's key; returns the data.
+    pub async fn connect_emulator_number(&self, number: &wagate::sandbox::SandboxNumber) -> Value {
+        self.connect_number(
+            &self.api_key,
+            &number.phone_number_id,
+            &number.business_account_id,
+            &number.access_token,
+        )
+        .await
+    }
+
     /// Connects `pnid` (WABA `waba`, token `token-{pnid}`) with `key`, forwarding its webhooks
     /// to `url` when given; checks the destination and the generated secret come back.
     pub async fn connect(&self, key: &str, pnid: &str, waba: &str, url: Option<&str>) -> Number {
