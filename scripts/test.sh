@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 
 PG_URL="${WAGATE_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 export WAGATE_TEST_POSTGRES_URL="$PG_URL"
+# Without this a PostgreSQL test that finds no server says SKIPPED and passes (so a bare
+# `cargo test` runs the SQLite half anywhere); here, and so in CI, it fails instead.
+export WAGATE_REQUIRE_POSTGRES=1
 
 pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
 

@@ -1,14 +1,11 @@
-//! The Graph emulator over real HTTP: `Sandbox::spawn` on 127.0.0.1:0 and a small webhook
-//! receiver that records every POST and checks its `X-Hub-Signature-256`.
+//! The Graph emulator over real HTTP: `Sandbox::spawn` on 127.0.0.1:0 and the test kit's webhook
+//! receiver, recording every POST with its `X-Hub-Signature-256` checked.
 
-use std::sync::{Arc, Mutex};
+mod common;
+
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
-use axum::Router;
+use common::receiver::Hook;
 use serde_json::{json, Value};
 use wagate::crypto::verify_hub_signature;
 use wagate::sandbox::{Sandbox, SandboxConfig, SandboxNumber};
@@ -27,43 +24,47 @@ struct Received {
     body: Value,
 }
 
-/// A webhook target: records POSTs, answers Meta's `hub.challenge` GET for `verify-me`.
-#[derive(Clone, Default)]
+/// A webhook target (the kit's recording receiver): the POSTs it got, each with its
+/// `X-Hub-Signature-256` checked; answers Meta's `hub.challenge` GET for `verify-me`.
+#[derive(Clone)]
 struct Receiver {
-    received: Arc<Mutex<Vec<Received>>>,
+    hook: Hook,
 }
 
 impl Receiver {
     async fn spawn() -> (String, Receiver) {
-        let receiver = Receiver::default();
-        let app = Router::new()
-            .route("/hook", post(record).get(verify))
-            .with_state(receiver.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        (url, receiver)
+        let hook = Hook::start().await;
+        hook.answer_verification("verify-me");
+        (hook.url.clone(), Receiver { hook })
     }
 
     fn all(&self) -> Vec<Received> {
-        self.received.lock().unwrap().clone()
+        self.hook
+            .hits()
+            .iter()
+            .map(|hit| {
+                let signature = hit
+                    .headers
+                    .get("x-hub-signature-256")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                Received {
+                    signature_ok: verify_hub_signature(SECRET.as_bytes(), &hit.body, signature),
+                    body: serde_json::from_slice(&hit.body).unwrap_or(Value::Null),
+                }
+            })
+            .collect()
+    }
+
+    /// Forgets the webhooks received so far.
+    fn clear(&self) {
+        self.hook.clear();
     }
 
     /// Waits until at least `n` webhooks arrived (5 s at most) and returns them all.
     async fn wait_for(&self, n: usize) -> Vec<Received> {
-        for _ in 0..500 {
-            if self.all().len() >= n {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let all = self.all();
-        assert!(
-            all.len() >= n,
-            "expected {n} webhooks, got {}: {all:#?}",
-            all.len()
-        );
-        all
+        self.hook.wait_for(n, Duration::from_secs(5)).await;
+        self.all()
     }
 
     /// Webhooks carrying a message status, as (status, wamid).
@@ -81,34 +82,6 @@ impl Receiver {
     }
 }
 
-async fn record(State(receiver): State<Receiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let signature = headers
-        .get("x-hub-signature-256")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let signature_ok = verify_hub_signature(SECRET.as_bytes(), &body, signature);
-    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    receiver
-        .received
-        .lock()
-        .unwrap()
-        .push(Received { signature_ok, body });
-    StatusCode::OK
-}
-
-async fn verify(
-    Query(q): Query<std::collections::HashMap<String, String>>,
-) -> (StatusCode, String) {
-    if q.get("hub.verify_token").map(String::as_str) == Some("verify-me") {
-        (
-            StatusCode::OK,
-            q.get("hub.challenge").cloned().unwrap_or_default(),
-        )
-    } else {
-        (StatusCode::FORBIDDEN, "bad token".into())
-    }
-}
-
 struct Env {
     base: String,
     http: reqwest::Client,
@@ -120,19 +93,20 @@ struct Env {
 impl Env {
     async fn start() -> Env {
         let (hook_url, receiver) = Receiver::spawn().await;
-        let mut config = SandboxConfig::demo();
-        config.webhook_url = Some(hook_url.clone());
-        config.status_delay = Duration::from_millis(10);
-        config.numbers.push(SandboxNumber {
-            phone_number_id: PNID2.into(),
-            business_account_id: WABA2.into(),
-            access_token: TOKEN2.into(),
-            display_phone_number: "+1 555-000-0002".into(),
-            verified_name: "second number".into(),
-        });
-        let (addr, sandbox) = Sandbox::spawn(config).await.unwrap();
+        let (sandbox, base) = common::emulator(|config| {
+            config.webhook_url = Some(hook_url.clone());
+            config.status_delay = Duration::from_millis(10);
+            config.numbers.push(SandboxNumber {
+                phone_number_id: PNID2.into(),
+                business_account_id: WABA2.into(),
+                access_token: TOKEN2.into(),
+                display_phone_number: "+1 555-000-0002".into(),
+                verified_name: "second number".into(),
+            });
+        })
+        .await;
         Env {
-            base: format!("http://{addr}"),
+            base,
             http: reqwest::Client::new(),
             receiver,
             hook_url,
@@ -494,7 +468,7 @@ async fn knobs_reorder_duplicate_drop_and_fail() {
     let order: Vec<String> = env.receiver.statuses().into_iter().map(|s| s.0).collect();
     assert_eq!(order, ["read", "delivered", "sent"]);
 
-    env.receiver.received.lock().unwrap().clear();
+    env.receiver.clear();
     env.control(
         "/_sandbox/knobs",
         json!({"reorder": false, "duplicate": true, "drop": ["delivered"]}),
@@ -506,7 +480,7 @@ async fn knobs_reorder_duplicate_drop_and_fail() {
     let order: Vec<String> = env.receiver.statuses().into_iter().map(|s| s.0).collect();
     assert_eq!(order, ["sent", "sent", "read", "read"]);
 
-    env.receiver.received.lock().unwrap().clear();
+    env.receiver.clear();
     env.control(
         "/_sandbox/knobs",
         json!({"duplicate": false, "drop": [], "fail_sends_with": 130429}),

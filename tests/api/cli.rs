@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 use wagate::config::Backend;
 
-use crate::helpers::fresh_database_url;
+use crate::common::fresh_database_url;
 
 const BIN: &str = env!("CARGO_BIN_EXE_wagate");
 
@@ -123,7 +123,7 @@ fn config_file_is_read_and_env_overrides_it() {
     assert!(dir.path().join("from-file/w.db").exists());
 }
 
-async fn admin_flow(backend: Backend) {
+async fn admin_commands(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let db = fresh_database_url(backend, dir.path()).await;
     let created = json_of(&wagate(
@@ -197,15 +197,7 @@ async fn admin_flow(backend: Backend) {
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("does not exist"));
 }
 
-#[tokio::test]
-async fn admin_commands_on_sqlite() {
-    admin_flow(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn admin_commands_on_postgres() {
-    admin_flow(Backend::Postgres).await;
-}
+crate::both_backends!(backend: admin_commands);
 
 /// Runs `wagate serve` until it logs that it listens, stops it, and returns what it printed on
 /// stdout.

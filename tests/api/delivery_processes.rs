@@ -5,18 +5,14 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use serde_json::{json, Value};
-use sha2::Digest as _;
+use serde_json::json;
 use wagate::config::Backend;
 
-use crate::helpers::{fresh_database_url, APP_SECRET};
+use crate::common::fresh_database_url;
+use crate::common::meta::{self, sha256_hex, APP_SECRET};
+use crate::common::receiver::{Hook, Reply};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wagate");
 const MASTER_KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
@@ -30,62 +26,55 @@ struct Seen {
     wamid: String,
     idempotency_key: String,
     body_sha256: String,
+    /// Answered 200 at once (not held back by a hanging receiver).
     answered: bool,
 }
 
-/// A receiver that can hang (accept and never answer) or answer 200.
-#[derive(Clone, Default)]
-struct Receiver {
-    hang: Arc<AtomicBool>,
-    hanging: Arc<AtomicUsize>,
-    seen: Arc<Mutex<Vec<Seen>>>,
+/// A receiver that hangs (accepts and never answers within the test) or answers 200.
+async fn receiver(hang: bool) -> Hook {
+    let hook = Hook::start().await;
+    hang_up(&hook, hang);
+    hook
 }
 
-impl Receiver {
-    async fn start(hang: bool) -> (Self, String) {
-        let receiver = Self::default();
-        receiver.hang.store(hang, Ordering::SeqCst);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        let app = axum::Router::new()
-            .route("/hook", axum::routing::post(receive))
-            .with_state(receiver.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        (receiver, url)
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-
-    /// Distinct wamids answered 200.
-    fn delivered(&self) -> HashMap<String, usize> {
-        let mut counts = HashMap::new();
-        for s in self.seen().into_iter().filter(|s| s.answered) {
-            *counts.entry(s.wamid).or_insert(0) += 1;
-        }
-        counts
-    }
-}
-
-async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let value: Value = serde_json::from_slice(&body).unwrap();
-    let wamid = value["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let hang = r.hang.load(Ordering::SeqCst);
-    r.seen.lock().unwrap().push(Seen {
-        wamid,
-        idempotency_key: headers["x-idempotency-key"].to_str().unwrap().to_owned(),
-        body_sha256: hex::encode(sha2::Sha256::digest(&body)),
-        answered: !hang,
+fn hang_up(hook: &Hook, hang: bool) {
+    hook.always(if hang {
+        Reply::ok().after(Duration::from_secs(60))
+    } else {
+        Reply::ok()
     });
-    if hang {
-        r.hanging.fetch_add(1, Ordering::SeqCst);
-        tokio::time::sleep(Duration::from_secs(60)).await;
+}
+
+fn seen(hook: &Hook) -> Vec<Seen> {
+    hook.hits()
+        .iter()
+        .map(|hit| Seen {
+            wamid: hit.json()["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            idempotency_key: hit.header("x-idempotency-key").to_owned(),
+            body_sha256: sha256_hex(&hit.body),
+            answered: hit.delay.is_zero(),
+        })
+        .collect()
+}
+
+/// Requests held back by a hanging receiver.
+fn hanging(hook: &Hook) -> usize {
+    hook.hits()
+        .iter()
+        .filter(|hit| !hit.delay.is_zero())
+        .count()
+}
+
+/// Distinct wamids answered 200.
+fn delivered(hook: &Hook) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for s in seen(hook).into_iter().filter(|s| s.answered) {
+        *counts.entry(s.wamid).or_insert(0) += 1;
     }
-    StatusCode::OK
+    counts
 }
 
 /// A running `wagate serve`; killed with SIGKILL when dropped.
@@ -161,29 +150,18 @@ fn spawn(dir: &std::path::Path, db: &str) -> Instance {
 }
 
 fn envelope(wamid: &str) -> Vec<u8> {
-    json!({"object": "whatsapp_business_account", "entry": [{"id": WABA, "changes": [{"field": "messages", "value": {
+    meta::envelope(WABA, "messages", json!({
         "messaging_product": "whatsapp",
         "metadata": {"display_phone_number": "15550000777", "phone_number_id": PNID},
         "contacts": [{"profile": {"name": "Crash"}, "wa_id": "15557770000"}],
         "messages": [{"from": "15557770000", "id": wamid, "timestamp": "1750000000", "type": "text", "text": {"body": "hi"}}]
-    }}]}]})
+    }))
     .to_string()
     .into_bytes()
 }
 
 async fn post_webhook(http: &reqwest::Client, base: &str, wamid: &str) {
-    let body = envelope(wamid);
-    let response = http
-        .post(format!("{base}/webhooks/whatsapp"))
-        .header("content-type", "application/json")
-        .header(
-            "x-hub-signature-256",
-            wagate::crypto::hub_signature(APP_SECRET.as_bytes(), &body),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let response = meta::post_webhook(http, base, &envelope(wamid)).await;
     assert_eq!(response.status(), 200, "webhook {wamid} acknowledged");
 }
 
@@ -214,7 +192,8 @@ async fn sigkill_with_leased_deliveries(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let db = fresh_database_url(backend, dir.path()).await;
     let http = reqwest::Client::new();
-    let (receiver, url) = Receiver::start(true).await;
+    let receiver = receiver(true).await;
+    let url = receiver.url.clone();
 
     let first = spawn(dir.path(), &db);
     connect(&http, &first, &url).await;
@@ -223,20 +202,20 @@ async fn sigkill_with_leased_deliveries(backend: Backend) {
     }
     // Attempts hang in flight (up to per_destination), holding leases; the rest are queued.
     wait_until("attempts in flight", Duration::from_secs(10), || {
-        receiver.hanging.load(Ordering::SeqCst) >= 8
+        hanging(&receiver) >= 8
     })
     .await;
-    let in_flight: Vec<Seen> = receiver.seen();
+    let in_flight: Vec<Seen> = seen(&receiver);
     drop(first); // SIGKILL
 
-    receiver.hang.store(false, Ordering::SeqCst);
+    hang_up(&receiver, false);
     let _second = spawn(dir.path(), &db);
     wait_until("every event delivered", Duration::from_secs(30), || {
-        receiver.delivered().len() == EVENTS
+        delivered(&receiver).len() == EVENTS
     })
     .await;
 
-    let seen = receiver.seen();
+    let seen = seen(&receiver);
     let mut keys: HashMap<&str, &str> = HashMap::new();
     for s in &seen {
         assert_eq!(
@@ -252,16 +231,16 @@ async fn sigkill_with_leased_deliveries(backend: Backend) {
     }
     for s in &in_flight {
         assert!(
-            receiver.delivered().contains_key(&s.wamid),
+            delivered(&receiver).contains_key(&s.wamid),
             "{} was in flight at the kill and was delivered after the restart",
             s.wamid
         );
     }
-    let duplicates: usize = receiver.delivered().values().map(|n| n - 1).sum();
+    let duplicates: usize = delivered(&receiver).values().map(|n| n - 1).sum();
     assert_eq!(duplicates, 0, "no event answered 200 twice");
 }
 
-crate::backend_fns!(sigkill_with_leased_deliveries);
+crate::both_backends!(backend: sigkill_with_leased_deliveries);
 
 fn delivered_metric(text: &str) -> f64 {
     text.lines()
@@ -273,11 +252,15 @@ fn delivered_metric(text: &str) -> f64 {
 /// Two instances on one PostgreSQL: every event delivered exactly once, the work shared.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_the_queue_on_postgres() {
+    if !crate::common::postgres::available().await {
+        return;
+    }
     const EVENTS: usize = 300;
     let dir = tempfile::tempdir().unwrap();
     let db = fresh_database_url(Backend::Postgres, dir.path()).await;
     let http = reqwest::Client::new();
-    let (receiver, url) = Receiver::start(false).await;
+    let receiver = receiver(false).await;
+    let url = receiver.url.clone();
     let a = spawn(dir.path(), &db);
     let b = spawn(dir.path(), &db);
     connect(&http, &a, &url).await;
@@ -287,11 +270,11 @@ async fn two_instances_share_the_queue_on_postgres() {
         post_webhook(&http, &target.base, &format!("wamid.shared.{i}")).await;
     }
     wait_until("every event delivered", Duration::from_secs(30), || {
-        receiver.delivered().len() == EVENTS
+        delivered(&receiver).len() == EVENTS
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let delivered = receiver.delivered();
+    let delivered = delivered(&receiver);
     assert!(
         delivered.values().all(|&n| n == 1),
         "an event was delivered twice: {:?}",

@@ -5,10 +5,10 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{json, Value};
 use wagate::config::Backend;
-use wagate::sandbox::{Sandbox, SandboxConfig};
+use wagate::sandbox::Sandbox;
 
-use crate::helpers::TestApp;
-use crate::receiver::Receiver;
+use crate::common::receiver::Hook;
+use crate::common::{emulator, TestApp};
 
 const V: &str = "/meta/whatsapp/v24.0";
 
@@ -22,20 +22,15 @@ struct Env {
 }
 
 async fn env(backend: Backend) -> Env {
-    let mut config = SandboxConfig::demo();
-    config.status_delay = Duration::from_millis(10);
-    let number = config.numbers[0].clone();
-    let (addr, sandbox) = Sandbox::spawn(config).await.unwrap();
-    let sandbox_url = format!("http://{addr}");
-    let base = sandbox_url.clone();
-    let app = TestApp::spawn_with(backend, move |c| c.graph.base_url = base).await;
-    app.connect_number(
-        &app.api_key,
-        &number.phone_number_id,
-        &number.business_account_id,
-        &number.access_token,
-    )
+    let mut number = None;
+    let (sandbox, sandbox_url) = emulator(|config| {
+        config.status_delay = Duration::from_millis(10);
+        number = Some(config.numbers[0].clone());
+    })
     .await;
+    let number = number.unwrap();
+    let app = TestApp::spawn_against(backend, &sandbox_url, |_| {}).await;
+    app.connect_emulator_number(&number).await;
     Env {
         app,
         sandbox,
@@ -48,7 +43,7 @@ async fn env(backend: Backend) -> Env {
 
 async fn sends_return_wamids_and_signed_statuses_follow(backend: Backend) {
     let env = env(backend).await;
-    let receiver = Receiver::start().await;
+    let receiver = Hook::start().await;
     env.sandbox.set_webhook_url(Some(receiver.url.clone()));
     let response = env
         .app
@@ -64,7 +59,7 @@ async fn sends_return_wamids_and_signed_statuses_follow(backend: Backend) {
     let wamid = body["messages"][0]["id"].as_str().unwrap().to_owned();
     assert!(wamid.starts_with("wamid."));
 
-    let hooks = receiver.wait_for(3).await;
+    let hooks = receiver.wait_for(3, Duration::from_secs(10)).await;
     let statuses: Vec<String> = hooks
         .iter()
         .map(|h| {
@@ -345,7 +340,7 @@ async fn media_templates_profile_and_registration(backend: Backend) {
     assert_eq!(bad_pin.status(), 400);
 }
 
-crate::backend_fns!(
+crate::both_backends!(backend:
     sends_return_wamids_and_signed_statuses_follow,
     meta_validation_errors_come_back_unchanged,
     media_templates_profile_and_registration

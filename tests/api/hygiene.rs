@@ -7,8 +7,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::backend_tests;
-use crate::helpers::TestApp;
+use crate::common::TestApp;
 
 /// Reads until the server closes the connection (or 15 s pass); returns what it sent.
 async fn read_until_closed(stream: &mut TcpStream) -> (String, Duration) {
@@ -248,7 +247,7 @@ async fn metrics_cover_each_path(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(profile.status(), 200);
-    app.graph.respond(crate::graph_mock::Canned {
+    app.graph.respond(crate::common::graph::Canned {
         status: 400,
         content_type: "application/json",
         body: br#"{"error":{"message":"Re-engagement message","type":"OAuthException","code":131047,"fbtrace_id":"x"}}"#.to_vec(),
@@ -269,22 +268,14 @@ async fn metrics_cover_each_path(app: TestApp) {
         .post(app.url("/webhooks/whatsapp"))
         .header(
             "x-hub-signature-256",
-            wagate::crypto::hub_signature(crate::helpers::APP_SECRET.as_bytes(), body.as_bytes()),
+            wagate::crypto::hub_signature(crate::common::APP_SECRET.as_bytes(), body.as_bytes()),
         )
         .body(body)
         .send()
         .await
         .unwrap();
     assert_eq!(ingested.status(), 200);
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     for needle in [
         "wagate_http_requests_total{route=\"/meta/whatsapp/{version}/{*rest}\",status=\"200\"}",
         "wagate_http_requests_total{route=\"/webhooks/whatsapp\",status=\"200\"}",
@@ -301,7 +292,7 @@ async fn metrics_cover_each_path(app: TestApp) {
     }
 }
 
-backend_tests!(
+crate::both_backends!(app:
     metrics_cover_each_path,
     request_ids_are_generated_and_echoed,
     slow_headers_are_cut_off,

@@ -6,10 +6,10 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{json, Value};
 use wagate::config::Backend;
-use wagate::sandbox::{Sandbox, SandboxConfig};
+use wagate::sandbox::Sandbox;
 use wagate::store::MessageRow;
 
-use crate::helpers::{TestApp, APP_SECRET, VERIFY_TOKEN};
+use crate::common::{emulator, meta, TestApp, APP_SECRET, VERIFY_TOKEN};
 
 const V: &str = "/meta/whatsapp/v24.0";
 pub const PNID: &str = "100000000000001";
@@ -32,26 +32,17 @@ impl Env {
         backend: Backend,
         adjust: impl FnOnce(&mut wagate::config::Config),
     ) -> Self {
-        let mut config = SandboxConfig::demo();
-        config.status_delay = Duration::from_millis(5);
-        config.app_secret = APP_SECRET.into();
-        let number = config.numbers[0].clone();
-        let (addr, sandbox) = Sandbox::spawn(config).await.unwrap();
-        let sandbox_url = format!("http://{addr}");
-        let base = sandbox_url.clone();
-        let app = TestApp::spawn_with(backend, move |c| {
-            c.graph.base_url = base;
-            adjust(c);
+        let mut number = None;
+        let (sandbox, sandbox_url) = emulator(|config| {
+            config.status_delay = Duration::from_millis(5);
+            config.app_secret = APP_SECRET.into();
+            number = Some(config.numbers[0].clone());
         })
         .await;
+        let number = number.unwrap();
+        let app = TestApp::spawn_against(backend, &sandbox_url, adjust).await;
         sandbox.set_webhook_url(Some(app.url("/webhooks/whatsapp")));
-        app.connect_number(
-            &app.api_key,
-            &number.phone_number_id,
-            &number.business_account_id,
-            &number.access_token,
-        )
-        .await;
+        app.connect_emulator_number(&number).await;
         let number = app
             .store
             .find_phone_number(PNID)
@@ -94,17 +85,7 @@ impl Env {
     }
 
     pub async fn post_signed(&self, body: &[u8]) -> reqwest::Response {
-        self.http
-            .post(self.app.url("/webhooks/whatsapp"))
-            .header("content-type", "application/json")
-            .header(
-                "x-hub-signature-256",
-                wagate::crypto::hub_signature(APP_SECRET.as_bytes(), body),
-            )
-            .body(body.to_vec())
-            .send()
-            .await
-            .unwrap()
+        meta::post_webhook(&self.http, &self.app.base, body).await
     }
 
     pub async fn messages(&self) -> Vec<MessageRow> {
@@ -147,7 +128,7 @@ impl Env {
 }
 
 fn envelope(change_field: &str, value: Value) -> Value {
-    json!({"object": "whatsapp_business_account", "entry": [{"id": WABA, "changes": [{"field": change_field, "value": value}]}]})
+    meta::envelope(WABA, change_field, value)
 }
 
 fn metadata() -> Value {
@@ -874,7 +855,7 @@ async fn concurrent_related_events_share_batches_consistently(backend: Backend) 
     );
 }
 
-crate::backend_fns!(
+crate::both_backends!(backend:
     verification_handshake,
     bad_signatures_store_nothing,
     invalid_json_and_unknown_numbers_are_kept,

@@ -1,7 +1,7 @@
 //! End-to-end tests: the real server over real HTTP on an ephemeral port, on both backends.
 
-mod graph_mock;
-mod helpers;
+#[path = "../common/mod.rs"]
+mod common;
 
 mod cli;
 mod delivery_processes;
@@ -14,7 +14,6 @@ mod outage;
 mod platform_customers;
 mod platform_phone_numbers;
 mod proxy;
-mod receiver;
 mod security;
 mod store;
 mod stored;

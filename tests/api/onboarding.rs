@@ -6,11 +6,10 @@ use reqwest::redirect::Policy;
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
 use wagate::config::{Backend, Config};
-use wagate::sandbox::{Sandbox, SandboxConfig, SANDBOX_APP_ID};
+use wagate::sandbox::{Sandbox, SANDBOX_APP_ID};
 use wagate::store::PhoneNumberPatch;
 
-use crate::backend_fns;
-use crate::helpers::{TestApp, APP_SECRET};
+use crate::common::{emulator, TestApp, APP_SECRET};
 
 const OK_URL: &str = "https://platform.example.com/whatsapp/done?tab=wa";
 const FAIL_URL: &str = "https://platform.example.com/whatsapp/failed";
@@ -35,13 +34,8 @@ struct Link {
 
 impl Env {
     async fn start(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Self {
-        let mut config = SandboxConfig::demo();
-        config.app_secret = APP_SECRET.into();
-        let (addr, sandbox) = Sandbox::spawn(config).await.unwrap();
-        let sandbox_url = format!("http://{addr}");
-        let base = sandbox_url.clone();
-        let app = TestApp::spawn_with(backend, move |c| {
-            c.graph.base_url = base;
+        let (sandbox, sandbox_url) = emulator(|config| config.app_secret = APP_SECRET.into()).await;
+        let app = TestApp::spawn_against(backend, &sandbox_url, move |c| {
             c.meta.app_id = SANDBOX_APP_ID.into();
             c.onboarding.simulated_signup = true;
             adjust(c);
@@ -216,13 +210,8 @@ impl Env {
 }
 
 async fn api(app: &TestApp, method: Method, path: &str, body: Value) -> (u16, Value) {
-    let mut request = app.request(method, path);
-    if !body.is_null() {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    app.call(method, path, (!body.is_null()).then_some(body))
+        .await
 }
 
 fn failure(link: &Link, code: &str) -> String {
@@ -863,7 +852,7 @@ async fn wrong_app_secret_is_token_exchange_failed(backend: Backend) {
     assert_eq!(location.unwrap(), failure(&link, "token_exchange_failed"));
 }
 
-backend_fns!(
+crate::both_backends!(backend:
     page_follows_theme_language_and_allowed_types,
     facebook_mode_runs_embedded_signup,
     unknown_tokens_get_a_404_page,

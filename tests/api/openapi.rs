@@ -2,65 +2,167 @@
 //! every documented path is served (stored-data paths are recognised by wagate, not forwarded),
 //! and every documented status of a probe is one the document lists.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
 
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::backend_tests;
-use crate::helpers::TestApp;
+use crate::common::TestApp;
 
-/// `(method, path)` of every `.route("…", method(…)…)` in the HTTP routers, as served.
-fn declared_routes() -> BTreeSet<(String, String)> {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let files = [
-        ("src/http/health.rs", ""),
-        ("src/http/webhooks.rs", ""),
-        ("src/http/onboarding.rs", ""),
-        ("src/http/openapi.rs", ""),
-        ("src/http/platform/phone_numbers.rs", "/platform/v1"),
-        ("src/http/platform/customers.rs", "/platform/v1"),
-        ("src/http/platform/setup_links.rs", "/platform/v1"),
-        ("src/http/platform/deliveries.rs", "/platform/v1"),
-    ];
-    let mut routes = BTreeSet::new();
-    for (file, prefix) in files {
-        let source = std::fs::read_to_string(format!("{root}/{file}")).unwrap();
-        let compact: String = source.split_whitespace().collect::<Vec<_>>().join(" ");
-        for piece in compact.split(".route(").skip(1) {
-            let Some(path) = piece
-                .trim_start()
-                .strip_prefix('"')
-                .and_then(|p| p.split('"').next())
-            else {
+/// Routes wagate serves that the document does not describe yet: the signed media download links
+/// the proxy hands out (`src/http/graph/media.rs`). Each is checked to be declared and still
+/// undocumented, so the list can only shrink (document them in `src/http/openapi.rs`, then drop
+/// them here).
+const KNOWN_UNDOCUMENTED: &[(&str, &str)] = &[
+    ("get", "/api/meta/media_download"),
+    ("get", "/meta/whatsapp/media_download"),
+];
+
+/// Every `.rs` file under `dir`, as (module path, file, source); `src/a/mod.rs` and `src/a.rs`
+/// are module `a`, `src/lib.rs` and `src/main.rs` the crate root.
+fn sources(dir: &Path, module: &[String], out: &mut Vec<(Vec<String>, String, String)>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if path.is_dir() {
+            let mut child = module.to_vec();
+            child.push(name);
+            sources(&path, &child, out);
+        } else if let Some(stem) = name.strip_suffix(".rs") {
+            let mut m = module.to_vec();
+            if !["mod", "lib", "main"].contains(&stem) {
+                m.push(stem.to_owned());
+            }
+            let source = std::fs::read_to_string(&path).unwrap();
+            out.push((m, path.display().to_string(), source));
+        }
+    }
+}
+
+/// The text of a call's arguments: from just after its opening parenthesis to its closing one.
+fn call_arguments(rest: &str) -> &str {
+    let mut depth = 0usize;
+    for (i, c) in rest.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' if depth == 0 => return &rest[..i],
+            ')' => depth -= 1,
+            _ => {}
+        }
+    }
+    rest
+}
+
+/// `(method, path)` of every `.route("…", method(…)…)` call in `compact` (whitespace folded).
+fn routes_in(compact: &str) -> Vec<(String, String)> {
+    let mut routes = Vec::new();
+    for piece in compact.split(".route(").skip(1) {
+        let Some(path) = piece
+            .trim_start()
+            .strip_prefix('"')
+            .and_then(|p| p.split('"').next())
+        else {
+            continue;
+        };
+        // The handler expression up to the route call's closing parenthesis.
+        let handlers = call_arguments(&piece[piece.find(',').unwrap() + 1..]);
+        for method in ["get", "post", "patch", "delete", "put"] {
+            if handlers.contains(&format!(" {method}("))
+                || handlers.trim_start().starts_with(&format!("{method}("))
+                || handlers.contains(&format!(".{method}("))
+            {
+                routes.push((method.to_owned(), path.to_owned()));
+            }
+        }
+    }
+    routes
+}
+
+/// Routers `module`'s source mounts: `.nest("/prefix", x::router())` and `.merge(x::router())`,
+/// as (mounted module, prefix), `x` resolved like a Rust path from `module`.
+fn mounts_in(module: &[String], compact: &str) -> Vec<(Vec<String>, String)> {
+    let mut mounts = Vec::new();
+    for (call, nested) in [(".nest(", true), (".merge(", false)] {
+        for piece in compact.split(call).skip(1) {
+            let args = call_arguments(piece);
+            let (prefix, target) = if nested {
+                let Some((prefix, target)) = args.split_once(',') else {
+                    continue;
+                };
+                (prefix.trim().trim_matches('"').to_owned(), target.trim())
+            } else {
+                (String::new(), args.trim())
+            };
+            let Some(path) = target.strip_suffix("::router()") else {
                 continue;
             };
-            // The handler expression up to the route call's closing parenthesis.
-            let rest = &piece[piece.find(',').unwrap() + 1..];
-            let mut depth = 0usize;
-            let mut end = rest.len();
-            for (i, c) in rest.char_indices() {
-                match c {
-                    '(' => depth += 1,
-                    ')' if depth == 0 => {
-                        end = i;
-                        break;
+            let mut resolved = module.to_vec();
+            for segment in path.split("::") {
+                match segment {
+                    "crate" => resolved.clear(),
+                    "self" => {}
+                    "super" => {
+                        resolved.pop();
                     }
-                    ')' => depth -= 1,
-                    _ => {}
+                    name => resolved.push(name.to_owned()),
                 }
             }
-            let handlers = &rest[..end];
-            for method in ["get", "post", "patch", "delete", "put"] {
-                if handlers.contains(&format!(" {method}("))
-                    || handlers.trim_start().starts_with(&format!("{method}("))
-                    || handlers.contains(&format!(".{method}("))
-                {
-                    routes.insert((method.to_owned(), format!("{prefix}{path}")));
+            mounts.push((resolved, prefix));
+        }
+    }
+    mounts
+}
+
+/// `(method, path)` of every route wagate's HTTP server declares, as served. Every file under
+/// `src/` is read: a module's routes are served under the prefixes of the `.nest` calls on the
+/// way to it from the app's router (`http::router`), following `.nest` and `.merge`. A file that
+/// declares routes in a module that router does not mount fails the test, unless it belongs to
+/// the Graph emulator (`sandbox`), a separate server this document does not describe.
+fn declared_routes() -> BTreeSet<(String, String)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&root, &[], &mut files);
+    let compact = |source: &str| source.split_whitespace().collect::<Vec<_>>().join(" ");
+    // Mounted module -> the prefix it is served under, walked from the app's router.
+    let app = vec!["http".to_owned()];
+    let mut mounted: HashMap<Vec<String>, String> = HashMap::from([(app.clone(), String::new())]);
+    let mut queue = vec![app];
+    while let Some(module) = queue.pop() {
+        let prefix = mounted[&module].clone();
+        for (_, _, source) in files.iter().filter(|(m, _, _)| *m == module) {
+            for (child, nest) in mounts_in(&module, &compact(source)) {
+                if !mounted.contains_key(&child) {
+                    mounted.insert(child.clone(), format!("{prefix}{nest}"));
+                    queue.push(child);
                 }
             }
         }
     }
+    let mut routes = BTreeSet::new();
+    let mut unmounted = Vec::new();
+    for (module, file, source) in &files {
+        let declared = routes_in(&compact(source));
+        if declared.is_empty() || module.first().map(String::as_str) == Some("sandbox") {
+            continue;
+        }
+        match mounted.get(module) {
+            Some(prefix) => {
+                for (method, path) in declared {
+                    routes.insert((method, format!("{prefix}{path}")));
+                }
+            }
+            None => unmounted.push(file.clone()),
+        }
+    }
+    assert!(
+        unmounted.is_empty(),
+        "routes declared in files the app's router does not mount: {unmounted:?}"
+    );
     routes
 }
 
@@ -96,7 +198,22 @@ async fn document_and_routes_agree(app: TestApp) {
         "patch".to_owned(),
         "/platform/v1/customers/{customer_id}/setup_links/{link_id}".to_owned()
     )));
-    let undocumented: Vec<_> = routes.difference(&docs).collect();
+    // Every router file is read, the Graph mounts' too.
+    for (method, path) in KNOWN_UNDOCUMENTED {
+        let route = (method.to_string(), path.to_string());
+        assert!(
+            routes.contains(&route),
+            "{method} {path} is no longer served"
+        );
+        assert!(
+            !docs.contains(&route),
+            "{method} {path} is documented now: drop it from KNOWN_UNDOCUMENTED"
+        );
+    }
+    let undocumented: Vec<_> = routes
+        .difference(&docs)
+        .filter(|(m, p)| !KNOWN_UNDOCUMENTED.contains(&(m.as_str(), p.as_str())))
+        .collect();
     assert!(
         undocumented.is_empty(),
         "routes missing from the OpenAPI document: {undocumented:?}"
@@ -138,4 +255,4 @@ async fn document_and_routes_agree(app: TestApp) {
     }
 }
 
-backend_tests!(document_and_routes_agree);
+crate::both_backends!(app: document_and_routes_agree);

@@ -7,6 +7,7 @@ use serde_json::json;
 use sqlx::Connection as _;
 use wagate::config::Backend;
 
+use crate::common::meta;
 use crate::ingest::{Env, PNID, WABA};
 
 /// Holds a lock that blocks every write of the app until released.
@@ -50,12 +51,12 @@ impl Blocker {
 }
 
 fn inbound(wamid: &str) -> Vec<u8> {
-    json!({"object": "whatsapp_business_account", "entry": [{"id": WABA, "changes": [{"field": "messages", "value": {
+    meta::envelope(WABA, "messages", json!({
         "messaging_product": "whatsapp",
         "metadata": {"display_phone_number": "15550000001", "phone_number_id": PNID},
         "contacts": [{"profile": {"name": "Ada"}, "wa_id": "15551234567"}],
         "messages": [{"from": "15551234567", "id": wamid, "timestamp": "1750000000", "type": "text", "text": {"body": "during the outage"}}]
-    }}]}]})
+    }))
     .to_string()
     .into_bytes()
 }
@@ -91,15 +92,7 @@ async fn outage_then_recovery(backend: Backend) {
     let row = env.wait_message(&wamid, |_| true).await;
     assert_eq!(row.direction, "outbound");
     // The buffered recording was counted.
-    let metrics = env
-        .http
-        .get(env.app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = env.app.metrics().await;
     assert!(
         metrics.contains("wagate_recordings_buffered_total"),
         "{metrics}"
@@ -111,4 +104,4 @@ async fn outage_then_recovery(backend: Backend) {
     );
 }
 
-crate::backend_fns!(outage_then_recovery);
+crate::both_backends!(backend: outage_then_recovery);

@@ -3,37 +3,16 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::backend_tests;
-use crate::helpers::TestApp;
-
-async fn call(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    call_with_key(app, &app.api_key, method, path, body).await
-}
-
-async fn call_with_key(
-    app: &TestApp,
-    key: &str,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = app.request_with_key(method, path, key);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
+use crate::common::TestApp;
 
 async fn new_customer(app: &TestApp, name: &str, external: Option<&str>) -> String {
-    let (status, body) = call(
-        app,
-        Method::POST,
-        "/platform/v1/customers",
-        Some(json!({"customer": {"name": name, "external_customer_id": external}})),
-    )
-    .await;
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/platform/v1/customers",
+            Some(json!({"customer": {"name": name, "external_customer_id": external}})),
+        )
+        .await;
     assert_eq!(status, 201, "{body}");
     body["data"]["id"].as_str().unwrap().to_owned()
 }
@@ -51,13 +30,9 @@ fn fields(body: &Value) -> Vec<String> {
 
 async fn customers_crud_filters_and_paging(app: TestApp) {
     let id = new_customer(&app, "Acme Corp", Some("cus_1")).await;
-    let (status, body) = call(
-        &app,
-        Method::GET,
-        &format!("/platform/v1/customers/{id}"),
-        None,
-    )
-    .await;
+    let (status, body) = app
+        .call(Method::GET, &format!("/platform/v1/customers/{id}"), None)
+        .await;
     assert_eq!(status, 200);
     let data = &body["data"];
     assert_eq!(data["name"], "Acme Corp");
@@ -69,55 +44,57 @@ async fn customers_crud_filters_and_paging(app: TestApp) {
         new_customer(&app, &format!("Globex {i}"), None).await;
     }
     // Duplicate external id: 409.
-    let (status, body) = call(
-        &app,
-        Method::POST,
-        "/platform/v1/customers",
-        Some(json!({"customer": {"name": "Again", "external_customer_id": "cus_1"}})),
-    )
-    .await;
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/platform/v1/customers",
+            Some(json!({"customer": {"name": "Again", "external_customer_id": "cus_1"}})),
+        )
+        .await;
     assert_eq!(status, 409, "{body}");
 
-    let (_, page) = call(
-        &app,
-        Method::GET,
-        "/platform/v1/customers?name=globex&per_page=3",
-        None,
-    )
-    .await;
+    let (_, page) = app
+        .call(
+            Method::GET,
+            "/platform/v1/customers?name=globex&per_page=3",
+            None,
+        )
+        .await;
     assert_eq!(page["data"].as_array().unwrap().len(), 3);
     assert_eq!(
         page["meta"],
         json!({"page": 1, "per_page": 3, "total_pages": 2, "total_count": 4})
     );
     assert_eq!(page["data"][0]["name"], "Globex 3", "newest first");
-    let (_, second) = call(
-        &app,
-        Method::GET,
-        "/platform/v1/customers?name=globex&per_page=3&page=2",
-        None,
-    )
-    .await;
+    let (_, second) = app
+        .call(
+            Method::GET,
+            "/platform/v1/customers?name=globex&per_page=3&page=2",
+            None,
+        )
+        .await;
     assert_eq!(second["data"].as_array().unwrap().len(), 1);
-    let (_, by_external) = call(
-        &app,
-        Method::GET,
-        "/platform/v1/customers?external_customer_id=cus_1",
-        None,
-    )
-    .await;
+    let (_, by_external) = app
+        .call(
+            Method::GET,
+            "/platform/v1/customers?external_customer_id=cus_1",
+            None,
+        )
+        .await;
     assert_eq!(by_external["data"].as_array().unwrap().len(), 1);
     // `%` and `_` in the name filter are literal.
-    let (_, literal) = call(&app, Method::GET, "/platform/v1/customers?name=%25", None).await;
+    let (_, literal) = app
+        .call(Method::GET, "/platform/v1/customers?name=%25", None)
+        .await;
     assert_eq!(literal["meta"]["total_count"], 0);
 
-    let (status, updated) = call(
-        &app,
-        Method::PATCH,
-        &format!("/platform/v1/customers/{id}"),
-        Some(json!({"customer": {"name": "Acme Inc", "external_customer_id": null}})),
-    )
-    .await;
+    let (status, updated) = app
+        .call(
+            Method::PATCH,
+            &format!("/platform/v1/customers/{id}"),
+            Some(json!({"customer": {"name": "Acme Inc", "external_customer_id": null}})),
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(updated["data"]["name"], "Acme Inc");
     assert_eq!(updated["data"]["external_customer_id"], Value::Null);
@@ -131,50 +108,42 @@ async fn customers_crud_filters_and_paging(app: TestApp) {
             "external_customer_id",
         ),
     ] {
-        let (status, error) = call(&app, Method::POST, "/platform/v1/customers", Some(body)).await;
+        let (status, error) = app
+            .call(Method::POST, "/platform/v1/customers", Some(body))
+            .await;
         assert_eq!(status, 422, "{error}");
         assert_eq!(fields(&error), [field]);
     }
-    let (status, _) = call(
-        &app,
-        Method::POST,
-        "/platform/v1/customers",
-        Some(json!({"name": "unwrapped"})),
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            "/platform/v1/customers",
+            Some(json!({"name": "unwrapped"})),
+        )
+        .await;
     assert_eq!(status, 422);
-    let (status, _) = call(
-        &app,
-        Method::GET,
-        "/platform/v1/customers?per_page=101",
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(Method::GET, "/platform/v1/customers?per_page=101", None)
+        .await;
     assert_eq!(status, 400);
 
-    let (status, _) = call(
-        &app,
-        Method::DELETE,
-        &format!("/platform/v1/customers/{id}"),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::DELETE,
+            &format!("/platform/v1/customers/{id}"),
+            None,
+        )
+        .await;
     assert_eq!(status, 204);
-    let (status, _) = call(
-        &app,
-        Method::GET,
-        &format!("/platform/v1/customers/{id}"),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(Method::GET, &format!("/platform/v1/customers/{id}"), None)
+        .await;
     assert_eq!(status, 404);
 }
 
 async fn deleting_a_customer_with_numbers_needs_force(app: TestApp) {
     let id = new_customer(&app, "Has numbers", None).await;
-    let (status, body) = call(
-        &app,
-        Method::POST,
+    let (status, body) = app.call(Method::POST,
         &format!("/platform/v1/customers/{id}/whatsapp/phone_numbers"),
         Some(json!({"whatsapp_phone_number": {
             "phone_number_id": "5550001", "business_account_id": "6660001", "access_token": "EAAG-c1",
@@ -182,46 +151,42 @@ async fn deleting_a_customer_with_numbers_needs_force(app: TestApp) {
     )
     .await;
     assert_eq!(status, 201, "{body}");
-    let (status, body) = call(
-        &app,
-        Method::DELETE,
-        &format!("/platform/v1/customers/{id}"),
-        None,
-    )
-    .await;
+    let (status, body) = app
+        .call(
+            Method::DELETE,
+            &format!("/platform/v1/customers/{id}"),
+            None,
+        )
+        .await;
     assert_eq!(status, 409, "{body}");
     assert!(body["error"].as_str().unwrap().contains("force=true"));
-    let (status, _) = call(
-        &app,
-        Method::GET,
-        &format!("/platform/v1/customers/{id}"),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(Method::GET, &format!("/platform/v1/customers/{id}"), None)
+        .await;
     assert_eq!(status, 200, "nothing deleted");
-    let (status, _) = call(
-        &app,
-        Method::DELETE,
-        &format!("/platform/v1/customers/{id}?force=maybe"),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::DELETE,
+            &format!("/platform/v1/customers/{id}?force=maybe"),
+            None,
+        )
+        .await;
     assert_eq!(status, 400);
-    let (status, _) = call(
-        &app,
-        Method::DELETE,
-        &format!("/platform/v1/customers/{id}?force=true"),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::DELETE,
+            &format!("/platform/v1/customers/{id}?force=true"),
+            None,
+        )
+        .await;
     assert_eq!(status, 204);
-    let (status, number) = call(
-        &app,
-        Method::GET,
-        "/platform/v1/whatsapp/phone_numbers/5550001",
-        None,
-    )
-    .await;
+    let (status, number) = app
+        .call(
+            Method::GET,
+            "/platform/v1/whatsapp/phone_numbers/5550001",
+            None,
+        )
+        .await;
     assert_eq!(status, 200, "the number stays connected");
     assert_eq!(number["data"]["customer_id"], Value::Null);
 }
@@ -229,7 +194,9 @@ async fn deleting_a_customer_with_numbers_needs_force(app: TestApp) {
 async fn setup_links_rules(app: TestApp) {
     let customer = new_customer(&app, "Links", None).await;
     let path = format!("/platform/v1/customers/{customer}/setup_links");
-    let (status, first) = call(&app, Method::POST, &path, Some(json!({"setup_link": {}}))).await;
+    let (status, first) = app
+        .call(Method::POST, &path, Some(json!({"setup_link": {}})))
+        .await;
     assert_eq!(status, 201, "{first}");
     let link = &first["data"];
     assert_eq!(link["status"], "active");
@@ -250,27 +217,27 @@ async fn setup_links_rules(app: TestApp) {
     assert_eq!(expires - created, chrono::Duration::days(30));
 
     // A second link revokes the first.
-    let (status, second) = call(
-        &app,
-        Method::POST,
-        &path,
-        Some(json!({"setup_link": {
-            "success_redirect_url": "https://app.example.com/done",
-            "failure_redirect_url": "https://app.example.com/failed",
-            "allowed_connection_types": ["dedicated"],
-            "theme_config": {"primary_color": "#FF0000"},
-            "language": "es",
-            "phone_number_country_isos": ["br", "US"],
-        }})),
-    )
-    .await;
+    let (status, second) = app
+        .call(
+            Method::POST,
+            &path,
+            Some(json!({"setup_link": {
+                "success_redirect_url": "https://app.example.com/done",
+                "failure_redirect_url": "https://app.example.com/failed",
+                "allowed_connection_types": ["dedicated"],
+                "theme_config": {"primary_color": "#FF0000"},
+                "language": "es",
+                "phone_number_country_isos": ["br", "US"],
+            }})),
+        )
+        .await;
     assert_eq!(status, 201, "{second}");
     assert_eq!(second["data"]["theme_config"]["primary_color"], "#ff0000");
     assert_eq!(
         second["data"]["phone_number_country_isos"],
         json!(["BR", "US"])
     );
-    let (_, list) = call(&app, Method::GET, &path, None).await;
+    let (_, list) = app.call(Method::GET, &path, None).await;
     let statuses: Vec<_> = list["data"]
         .as_array()
         .unwrap()
@@ -279,26 +246,26 @@ async fn setup_links_rules(app: TestApp) {
         .collect();
     assert_eq!(statuses, [json!("active"), json!("revoked")]);
     assert_eq!(list["meta"]["total_count"], 2);
-    let (_, active) = call(&app, Method::GET, &format!("{path}?status=active"), None).await;
+    let (_, active) = app
+        .call(Method::GET, &format!("{path}?status=active"), None)
+        .await;
     assert_eq!(active["data"].as_array().unwrap().len(), 1);
     assert_eq!(
         active["data"][0]["url"], second["data"]["url"],
         "url shown again in lists"
     );
-    let (_, revoked) = call(&app, Method::GET, &format!("{path}?status=revoked"), None).await;
+    let (_, revoked) = app
+        .call(Method::GET, &format!("{path}?status=revoked"), None)
+        .await;
     assert_eq!(revoked["data"][0]["id"], link["id"]);
     let future = (chrono::Utc::now() + chrono::Duration::hours(1))
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let (_, none) = call(
-        &app,
-        Method::GET,
-        &format!("{path}?created_after={future}"),
-        None,
-    )
-    .await;
+    let (_, none) = app
+        .call(Method::GET, &format!("{path}?created_after={future}"), None)
+        .await;
     assert_eq!(none["data"].as_array().unwrap().len(), 0);
     for bad in ["?status=bogus", "?created_after=yesterday", "?per_page=0"] {
-        let (status, _) = call(&app, Method::GET, &format!("{path}{bad}"), None).await;
+        let (status, _) = app.call(Method::GET, &format!("{path}{bad}"), None).await;
         assert_eq!(status, 400, "{bad}");
     }
 
@@ -358,25 +325,27 @@ async fn setup_links_rules(app: TestApp) {
             "reconnect_phone_number",
         ),
     ] {
-        let (status, error) = call(
-            &app,
-            Method::POST,
-            &path,
-            Some(json!({"setup_link": body.clone()})),
-        )
-        .await;
+        let (status, error) = app
+            .call(
+                Method::POST,
+                &path,
+                Some(json!({"setup_link": body.clone()})),
+            )
+            .await;
         assert_eq!(status, 422, "{body} → {error}");
         assert_eq!(fields(&error), [field], "{body}");
     }
-    let (status, _) = call(
-        &app,
-        Method::POST,
-        &path,
-        Some(json!({"setup_link": {"unknown": 1}})),
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &path,
+            Some(json!({"setup_link": {"unknown": 1}})),
+        )
+        .await;
     assert_eq!(status, 422, "unknown fields are refused");
-    let (_, list) = call(&app, Method::GET, &format!("{path}?status=active"), None).await;
+    let (_, list) = app
+        .call(Method::GET, &format!("{path}?status=active"), None)
+        .await;
     assert_eq!(
         list["data"][0]["id"], second["data"]["id"],
         "refused creations revoke nothing"
@@ -386,13 +355,13 @@ async fn setup_links_rules(app: TestApp) {
     let link_path = format!("{path}/{}", second["data"]["id"].as_str().unwrap());
     let later = (chrono::Utc::now() + chrono::Duration::days(3))
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-    let (status, moved) = call(
-        &app,
-        Method::PATCH,
-        &link_path,
-        Some(json!({"setup_link": {"expires_at": later}})),
-    )
-    .await;
+    let (status, moved) = app
+        .call(
+            Method::PATCH,
+            &link_path,
+            Some(json!({"setup_link": {"expires_at": later}})),
+        )
+        .await;
     assert_eq!(status, 200, "{moved}");
     assert_eq!(moved["data"]["expires_at"], json!(later));
     for body in [
@@ -401,40 +370,40 @@ async fn setup_links_rules(app: TestApp) {
         json!({"expires_at": "2001-01-01T00:00:00Z"}),
         json!({"expires_at": "soon"}),
     ] {
-        let (status, error) = call(
-            &app,
-            Method::PATCH,
-            &link_path,
-            Some(json!({"setup_link": body.clone()})),
-        )
-        .await;
+        let (status, error) = app
+            .call(
+                Method::PATCH,
+                &link_path,
+                Some(json!({"setup_link": body.clone()})),
+            )
+            .await;
         assert_eq!(status, 422, "{body} → {error}");
     }
-    let (status, revoked) = call(
-        &app,
-        Method::PATCH,
-        &link_path,
-        Some(json!({"setup_link": {"status": "revoked"}})),
-    )
-    .await;
+    let (status, revoked) = app
+        .call(
+            Method::PATCH,
+            &link_path,
+            Some(json!({"setup_link": {"status": "revoked"}})),
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(revoked["data"]["status"], "revoked");
     assert!(revoked["data"]["revoked_at"].is_string());
-    let (status, _) = call(
-        &app,
-        Method::PATCH,
-        &link_path,
-        Some(json!({"setup_link": {"expires_at": later}})),
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::PATCH,
+            &link_path,
+            Some(json!({"setup_link": {"expires_at": later}})),
+        )
+        .await;
     assert_eq!(status, 422, "a revoked link cannot be extended");
-    let (status, _) = call(
-        &app,
-        Method::PATCH,
-        &format!("{path}/{}", uuid::Uuid::now_v7()),
-        Some(json!({"setup_link": {"status": "revoked"}})),
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::PATCH,
+            &format!("{path}/{}", uuid::Uuid::now_v7()),
+            Some(json!({"setup_link": {"status": "revoked"}})),
+        )
+        .await;
     assert_eq!(status, 404);
 }
 
@@ -445,22 +414,22 @@ async fn reconnect_links_lock_to_the_existing_number(app: TestApp) {
             "access_token": format!("EAAG-{pnid}"), "display_phone_number": display, "is_coexistence": coexistence}})
     };
     let numbers = format!("/platform/v1/customers/{customer}/whatsapp/phone_numbers");
-    let (status, body) = call(
-        &app,
-        Method::POST,
-        &numbers,
-        Some(connect("8880001", "+1 555-888-0001", true)),
-    )
-    .await;
+    let (status, body) = app
+        .call(
+            Method::POST,
+            &numbers,
+            Some(connect("8880001", "+1 555-888-0001", true)),
+        )
+        .await;
     assert_eq!(status, 201, "{body}");
     let path = format!("/platform/v1/customers/{customer}/setup_links");
-    let (status, link) = call(
-        &app,
-        Method::POST,
-        &path,
-        Some(json!({"setup_link": {"reconnect_phone_number": "+15558880001"}})),
-    )
-    .await;
+    let (status, link) = app
+        .call(
+            Method::POST,
+            &path,
+            Some(json!({"setup_link": {"reconnect_phone_number": "+15558880001"}})),
+        )
+        .await;
     assert_eq!(status, 201, "{link}");
     assert_eq!(
         link["data"]["allowed_connection_types"],
@@ -478,27 +447,28 @@ async fn reconnect_links_lock_to_the_existing_number(app: TestApp) {
             "allowed_connection_types",
         ),
     ] {
-        let (status, error) =
-            call(&app, Method::POST, &path, Some(json!({"setup_link": body}))).await;
+        let (status, error) = app
+            .call(Method::POST, &path, Some(json!({"setup_link": body})))
+            .await;
         assert_eq!(status, 422, "{error}");
         assert_eq!(fields(&error), [field]);
     }
     // A second config with the same number: a distinct 422.
-    let (status, _) = call(
-        &app,
-        Method::POST,
-        &numbers,
-        Some(connect("8880002", "+1 (555) 888-0001", false)),
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &numbers,
+            Some(connect("8880002", "+1 (555) 888-0001", false)),
+        )
+        .await;
     assert_eq!(status, 201);
-    let (status, error) = call(
-        &app,
-        Method::POST,
-        &path,
-        Some(json!({"setup_link": {"reconnect_phone_number": "+15558880001"}})),
-    )
-    .await;
+    let (status, error) = app
+        .call(
+            Method::POST,
+            &path,
+            Some(json!({"setup_link": {"reconnect_phone_number": "+15558880001"}})),
+        )
+        .await;
     assert_eq!(status, 422);
     assert!(
         error["error"].as_str().unwrap().contains("more than one"),
@@ -506,13 +476,13 @@ async fn reconnect_links_lock_to_the_existing_number(app: TestApp) {
     );
     // Another customer's number never matches.
     let other = new_customer(&app, "Other", None).await;
-    let (status, error) = call(
-        &app,
-        Method::POST,
-        &format!("/platform/v1/customers/{other}/setup_links"),
-        Some(json!({"setup_link": {"reconnect_phone_number": "+15558880001"}})),
-    )
-    .await;
+    let (status, error) = app
+        .call(
+            Method::POST,
+            &format!("/platform/v1/customers/{other}/setup_links"),
+            Some(json!({"setup_link": {"reconnect_phone_number": "+15558880001"}})),
+        )
+        .await;
     assert_eq!(status, 422);
     assert!(error["error"]
         .as_str()
@@ -522,13 +492,13 @@ async fn reconnect_links_lock_to_the_existing_number(app: TestApp) {
 
 async fn customers_are_isolated_between_projects(app: TestApp) {
     let mine = new_customer(&app, "Mine", None).await;
-    let (_, my_link) = call(
-        &app,
-        Method::POST,
-        &format!("/platform/v1/customers/{mine}/setup_links"),
-        Some(json!({})),
-    )
-    .await;
+    let (_, my_link) = app
+        .call(
+            Method::POST,
+            &format!("/platform/v1/customers/{mine}/setup_links"),
+            Some(json!({})),
+        )
+        .await;
     let link_id = my_link["data"]["id"].as_str().unwrap().to_owned();
     let (_, other_key) = app.other_project().await;
     let unknown = uuid::Uuid::now_v7().to_string();
@@ -562,7 +532,7 @@ async fn customers_are_isolated_between_projects(app: TestApp) {
                 Some(json!({"setup_link": {"status": "revoked"}})),
             ),
         ] {
-            let (status, body) = call_with_key(&app, &other_key, method, &path, body).await;
+            let (status, body) = app.call_with_key(&other_key, method, &path, body).await;
             assert_eq!(status, 404, "{path}");
             bodies.push(body);
         }
@@ -573,26 +543,21 @@ async fn customers_are_isolated_between_projects(app: TestApp) {
             "{bodies:?}"
         );
     }
-    let (_, list) = call_with_key(
-        &app,
-        &other_key,
-        Method::GET,
-        "/platform/v1/customers",
-        None,
-    )
-    .await;
+    let (_, list) = app
+        .call_with_key(&other_key, Method::GET, "/platform/v1/customers", None)
+        .await;
     assert_eq!(list["meta"]["total_count"], 0);
-    let (_, still) = call(
-        &app,
-        Method::GET,
-        &format!("/platform/v1/customers/{mine}/setup_links?status=active"),
-        None,
-    )
-    .await;
+    let (_, still) = app
+        .call(
+            Method::GET,
+            &format!("/platform/v1/customers/{mine}/setup_links?status=active"),
+            None,
+        )
+        .await;
     assert_eq!(still["data"][0]["id"], json!(link_id), "nothing changed");
 }
 
-backend_tests!(
+crate::both_backends!(app:
     customers_crud_filters_and_paging,
     deleting_a_customer_with_numbers_needs_force,
     setup_links_rules,
@@ -604,4 +569,4 @@ fn unverified(config: &mut wagate::config::Config) {
     config.graph.verify_numbers = false;
 }
 
-crate::backend_tests_with!(super::unverified; reconnect_links_lock_to_the_existing_number);
+crate::both_backends!(app with unverified: reconnect_links_lock_to_the_existing_number);

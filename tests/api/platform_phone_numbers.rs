@@ -3,20 +3,12 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::backend_tests;
-use crate::helpers::TestApp;
+use crate::common::TestApp;
 
 const PATH: &str = "/platform/v1/whatsapp/phone_numbers";
 
 async fn post_number(app: &TestApp, body: Value) -> (u16, Value) {
-    let response = app
-        .request(Method::POST, PATH)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    app.call(Method::POST, PATH, Some(body)).await
 }
 
 async fn connect_returns_the_full_object_without_secrets(app: TestApp) {
@@ -511,7 +503,7 @@ async fn platform_auth_errors(app: TestApp) {
     assert_eq!(revoked.status(), 401);
 }
 
-backend_tests!(
+crate::both_backends!(app:
     connect_returns_the_full_object_without_secrets,
     connect_validation_names_each_field,
     duplicate_connect_is_409_and_keeps_the_original,

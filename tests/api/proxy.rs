@@ -7,9 +7,8 @@ use futures::StreamExt as _;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::graph_mock::{Canned, STREAM_CHUNK};
-use crate::helpers::TestApp;
-use crate::{backend_tests, backend_tests_with};
+use crate::common::graph::{Canned, STREAM_CHUNK};
+use crate::common::TestApp;
 
 const V: &str = "/meta/whatsapp/v24.0";
 
@@ -614,7 +613,7 @@ async fn config_changes_apply_at_once_on_this_instance(app: TestApp) {
     assert_eq!(status, 404);
 }
 
-backend_tests!(
+crate::both_backends!(app:
     forwards_with_the_numbers_token_and_clean_headers,
     meta_errors_pass_through_unchanged,
     credentials_errors,
@@ -676,5 +675,5 @@ async fn dead_graph_gives_502(app: TestApp) {
     assert_eq!(body["error"]["code"], 2);
 }
 
-backend_tests_with!(super::short_graph_timeout; stalled_graph_gives_504);
-backend_tests_with!(super::dead_graph; dead_graph_gives_502);
+crate::both_backends!(app with short_graph_timeout: stalled_graph_gives_504);
+crate::both_backends!(app with dead_graph: dead_graph_gives_502);

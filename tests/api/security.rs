@@ -7,7 +7,8 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{TestApp, APP_SECRET};
+use crate::common::receiver::Hook;
+use crate::common::{meta, TestApp};
 
 const V: &str = "/meta/whatsapp/v24.0";
 const ALT: &str = "/api/meta/v24.0";
@@ -23,24 +24,11 @@ const A_CALL: &str = "wacid.SECURITY.A.1";
 const A_WEBHOOK_SECRET: &str = "project-a-webhook-secret-value";
 
 async fn signed(app: &TestApp, body: Value) {
-    let body = body.to_string();
-    let response = app
-        .client
-        .post(app.url("/webhooks/whatsapp"))
-        .header("content-type", "application/json")
-        .header(
-            "x-hub-signature-256",
-            wagate::crypto::hub_signature(APP_SECRET.as_bytes(), body.as_bytes()),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    app.post_webhook_ok(body.to_string().as_bytes()).await;
 }
 
 fn change(field: &str, value: Value) -> Value {
-    json!({"object": "whatsapp_business_account", "entry": [{"id": A_WABA, "changes": [{"field": field, "value": value}]}]})
+    meta::envelope(A_WABA, field, value)
 }
 
 /// Project A's world: a number with a destination, a customer and its setup link, a contact, a
@@ -55,24 +43,22 @@ struct World {
 }
 
 async fn project_a(app: &TestApp) -> World {
-    let receiver = crate::receiver::Receiver::start().await;
-    let response = app
-        .request(Method::POST, "/platform/v1/whatsapp/phone_numbers")
-        .json(&json!({"whatsapp_phone_number": {
+    let receiver = Hook::start().await;
+    app.connect_number_with(
+        &app.api_key,
+        json!({
             "phone_number_id": A_PNID, "business_account_id": A_WABA, "access_token": A_TOKEN,
             "display_phone_number": "+1 555-333-0000", "webhook_destination_url": receiver.url,
-            "webhook_secret": A_WEBHOOK_SECRET}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
+            "webhook_secret": A_WEBHOOK_SECRET}),
+    )
+    .await;
     let meta = json!({"display_phone_number": "15553330000", "phone_number_id": A_PNID});
     signed(app, change("messages", json!({"messaging_product": "whatsapp", "metadata": meta,
         "contacts": [{"profile": {"name": "Alice"}, "wa_id": A_WA_ID}],
         "messages": [{"from": A_WA_ID, "id": A_WAMID, "timestamp": "1750000000", "type": "text", "text": {"body": "private words"}}]}))).await;
     signed(app, change("calls", json!({"messaging_product": "whatsapp", "metadata": meta,
         "calls": [{"id": A_CALL, "from": A_WA_ID, "to": "15553330000", "event": "connect", "timestamp": "1750000001", "direction": "USER_INITIATED"}]}))).await;
-    receiver.wait_for(2).await;
+    receiver.wait_for(2, Duration::from_secs(10)).await;
 
     let get = |path: String| async move {
         let response = app.request(Method::GET, &path).send().await.unwrap();
@@ -613,7 +599,7 @@ async fn secrets_are_not_stored_in_clear(app: TestApp) {
     assert!(found.is_empty(), "secrets stored in clear: {found:?}");
 }
 
-crate::backend_tests!(
+crate::both_backends!(app:
     bola_matrix,
     auth_failures,
     bad_key_flood_needs_no_database,

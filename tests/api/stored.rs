@@ -500,7 +500,7 @@ async fn other_projects_data_is_unreachable(backend: Backend) {
     assert_eq!(still["status"], "active", "untouched");
 }
 
-crate::backend_fns!(
+crate::both_backends!(backend:
     paging_walks_every_row_once_both_ways,
     bad_parameters_are_400_naming_the_parameter,
     fields_select_the_kapso_block,

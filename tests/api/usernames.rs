@@ -9,19 +9,14 @@ use serde_json::{json, Value};
 use wagate::config::Backend;
 use wagate::sandbox::SandboxNumber;
 
-use crate::graph_mock::Canned;
-use crate::helpers::TestApp;
+use crate::common::app::json_of;
+use crate::common::graph::Canned;
+use crate::common::TestApp;
 use crate::ingest::{Env, PNID, WABA};
-use crate::{backend_fns, backend_tests};
 
 const V: &str = "/meta/whatsapp/v24.0";
 /// The number connected against the Graph mock.
 const MOCK_PNID: &str = "1001";
-
-async fn json_of(response: reqwest::Response) -> (u16, Value) {
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
 
 async fn claim(app: &TestApp, pnid: &str, body: Value) -> (u16, Value) {
     json_of(
@@ -460,7 +455,7 @@ async fn proxy_calls_record_the_number_username(app: TestApp) {
     );
 }
 
-backend_tests!(
+crate::both_backends!(app:
     claims_are_checked_before_meta,
     meta_errors_pass_through_unchanged,
     proxy_calls_record_the_number_username,
@@ -1207,7 +1202,7 @@ async fn later_webhooks_attach_phone_numbers(backend: Backend) {
     );
 }
 
-backend_fns!(
+crate::both_backends!(backend:
     username_journey_through_the_emulator,
     bsuid_journey_through_the_emulator,
     later_webhooks_attach_phone_numbers,

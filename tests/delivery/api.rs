@@ -6,8 +6,6 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use wagate::config::Backend;
 
-use crate::helpers::TestApp;
-use crate::receiver::{Hook, Reply};
 use crate::support::*;
 
 const N1: &str = "100000000000001";
@@ -25,7 +23,7 @@ fn ids(page: &Value) -> Vec<String> {
 }
 
 async fn list(app: &TestApp, query: &str) -> Value {
-    let (status, body) = get(app, &format!("{DELIVERIES}?{query}")).await;
+    let (status, body) = app.get(&format!("{DELIVERIES}?{query}")).await;
     assert_eq!(status, 200, "{query}: {body}");
     body
 }
@@ -42,7 +40,7 @@ async fn follow(app: &TestApp, link: &Value) -> Value {
     let url = link.as_str().expect("a paging link");
     assert!(url.starts_with(&app.base), "{url}");
     let path = &url[app.base.len()..];
-    let (status, body) = get(app, path).await;
+    let (status, body) = app.get(path).await;
     assert_eq!(status, 200, "{url}: {body}");
     body
 }
@@ -60,47 +58,58 @@ async fn delivery_log_and_replays(backend: Backend) {
         Hook::start().await,
     );
     down.always(Reply::status(500));
-    let n1 = connect(&app, &app.api_key, N1, "200000000000001", Some(&ok.url)).await;
-    let n2 = connect(&app, &app.api_key, N2, "200000000000002", Some(&down.url)).await;
-    let n3 = connect(&app, &other_key, N3, "200000000000003", Some(&theirs.url)).await;
-    let n4 = connect(&app, &app.api_key, N4, "200000000000004", None).await;
+    let n1 = app
+        .connect(&app.api_key, N1, "200000000000001", Some(&ok.url))
+        .await;
+    let n2 = app
+        .connect(&app.api_key, N2, "200000000000002", Some(&down.url))
+        .await;
+    let n3 = app
+        .connect(&other_key, N3, "200000000000003", Some(&theirs.url))
+        .await;
+    let n4 = app.connect(&app.api_key, N4, "200000000000004", None).await;
 
     let t0 = chrono::Utc::now();
     pause().await;
     for i in 0..2 {
-        post_webhook(&app, &inbound(&n2, &format!("wamid.N2.{i}"), "down")).await;
+        app.post_webhook_ok(&n2.inbound(&format!("wamid.N2.{i}"), "down"))
+            .await;
     }
     pause().await;
     let ta = chrono::Utc::now();
     pause().await;
     for i in 0..10 {
-        post_webhook(&app, &inbound(&n1, &format!("wamid.N1.{i}"), "up")).await;
+        app.post_webhook_ok(&n1.inbound(&format!("wamid.N1.{i}"), "up"))
+            .await;
     }
     pause().await;
     let tb = chrono::Utc::now();
     pause().await;
     for i in 10..25 {
-        post_webhook(&app, &inbound(&n1, &format!("wamid.N1.{i}"), "up")).await;
+        app.post_webhook_ok(&n1.inbound(&format!("wamid.N1.{i}"), "up"))
+            .await;
     }
     pause().await;
     let tc = chrono::Utc::now();
     for i in 0..2 {
-        post_webhook(&app, &inbound(&n3, &format!("wamid.N3.{i}"), "theirs")).await;
+        app.post_webhook_ok(&n3.inbound(&format!("wamid.N3.{i}"), "theirs"))
+            .await;
     }
     // A number without a destination queues nothing.
-    post_webhook(&app, &inbound(&n4, "wamid.N4", "kept only")).await;
+    app.post_webhook_ok(&n4.inbound("wamid.N4", "kept only"))
+        .await;
 
     ok.wait_for(25, ms(8000)).await;
     theirs.wait_for(2, ms(5000)).await;
     eventually(ms(8000), "everything settled", || async {
-        let (_, their_done) = call(
-            &app,
-            &other_key,
-            Method::GET,
-            &format!("{DELIVERIES}?status=succeeded"),
-            None,
-        )
-        .await;
+        let (_, their_done) = app
+            .call_with_key(
+                &other_key,
+                Method::GET,
+                &format!("{DELIVERIES}?status=succeeded"),
+                None,
+            )
+            .await;
         let settled = count(&app, "status=succeeded").await == 25
             && count(&app, "status=dead").await == 2
             && their_done["data"].as_array().unwrap().len() == 2;
@@ -185,14 +194,14 @@ async fn delivery_log_and_replays(backend: Backend) {
     assert!(b1["paging"]["next"].is_string());
 
     // Bad parameters.
-    let (_, their_page) = call(
-        &app,
-        &other_key,
-        Method::GET,
-        &format!("{DELIVERIES}?limit=1"),
-        None,
-    )
-    .await;
+    let (_, their_page) = app
+        .call_with_key(
+            &other_key,
+            Method::GET,
+            &format!("{DELIVERIES}?limit=1"),
+            None,
+        )
+        .await;
     let foreign_cursor = their_page["paging"]["cursors"]["after"]
         .as_str()
         .expect("their first page has a next one")
@@ -213,47 +222,45 @@ async fn delivery_log_and_replays(backend: Backend) {
         ),
         format!("after={foreign_cursor}"),
     ] {
-        let (status, body) = get(&app, &format!("{DELIVERIES}?{query}")).await;
+        let (status, body) = app.get(&format!("{DELIVERIES}?{query}")).await;
         assert_eq!(status, 400, "{query}: {body}");
         assert!(body["error"].is_string(), "{query}: {body}");
     }
 
     // Unknown, malformed and other projects' ids look alike.
-    let (_, their_list) = call(&app, &other_key, Method::GET, DELIVERIES, None).await;
+    let (_, their_list) = app
+        .call_with_key(&other_key, Method::GET, DELIVERIES, None)
+        .await;
     let their_id = their_list["data"][0]["id"].as_str().unwrap().to_owned();
-    let (status, unknown) = get(&app, &format!("{DELIVERIES}/{}", uuid::Uuid::now_v7())).await;
+    let (status, unknown) = app
+        .get(&format!("{DELIVERIES}/{}", uuid::Uuid::now_v7()))
+        .await;
     assert_eq!(status, 404);
     assert!(unknown["error"].is_string());
     for path in [
         format!("{DELIVERIES}/{their_id}"),
         format!("{DELIVERIES}/not-a-uuid"),
     ] {
-        assert_eq!(get(&app, &path).await, (404, unknown.clone()), "{path}");
+        assert_eq!(app.get(&path).await, (404, unknown.clone()), "{path}");
     }
     let retry = |id: String| {
         let app = &app;
         async move {
-            call(
-                app,
-                &app.api_key,
-                Method::POST,
-                &format!("{DELIVERIES}/{id}/retry"),
-                None,
-            )
-            .await
+            app.call(Method::POST, &format!("{DELIVERIES}/{id}/retry"), None)
+                .await
         }
     };
     let unknown_retry = retry(uuid::Uuid::now_v7().to_string()).await;
     assert_eq!(unknown_retry.0, 404);
     assert_eq!(retry(their_id.clone()).await, unknown_retry);
-    let (_, theirs_after) = call(
-        &app,
-        &other_key,
-        Method::GET,
-        &format!("{DELIVERIES}/{their_id}"),
-        None,
-    )
-    .await;
+    let (_, theirs_after) = app
+        .call_with_key(
+            &other_key,
+            Method::GET,
+            &format!("{DELIVERIES}/{their_id}"),
+            None,
+        )
+        .await;
     assert_eq!(
         theirs_after["data"]["status"],
         "succeeded",
@@ -261,21 +268,19 @@ async fn delivery_log_and_replays(backend: Backend) {
         theirs.hits().len()
     );
     assert_eq!(theirs_after["data"]["attempt_count"], 1);
-    let unknown_number = get(
-        &app,
-        &format!("{DELIVERIES}?phone_number_id=100000000000999"),
-    )
-    .await;
+    let unknown_number = app
+        .get(&format!("{DELIVERIES}?phone_number_id=100000000000999"))
+        .await;
     assert_eq!(unknown_number.0, 404);
     assert_eq!(
-        get(&app, &format!("{DELIVERIES}?phone_number_id={N3}")).await,
+        app.get(&format!("{DELIVERIES}?phone_number_id={N3}")).await,
         unknown_number
     );
 
     // Replays: validation, tenancy, the limit.
     let replay = |pnid: &str, body: Value| {
         let (app, path) = (&app, format!("{NUMBERS}/{pnid}/webhook_replays"));
-        async move { call(app, &app.api_key, Method::POST, &path, Some(body)).await }
+        async move { app.call(Method::POST, &path, Some(body)).await }
     };
     let since = iso(t0);
     for (pnid, body, field) in [
@@ -330,28 +335,30 @@ async fn delivery_log_and_replays(backend: Backend) {
     );
 }
 
-crate::backend_fns!(delivery_log_and_replays);
+crate::both_backends!(backend: delivery_log_and_replays);
 
 /// `delivery.replay_limit` at its largest still replays (no overflow to "limit 0").
 async fn replay_limit_at_its_maximum(backend: Backend) {
     let app = spawn(backend, |c| c.delivery.replay_limit = usize::MAX).await;
     let hook = Hook::start().await;
-    let number = connect(&app, &app.api_key, N1, "200000000000001", Some(&hook.url)).await;
+    let number = app
+        .connect(&app.api_key, N1, "200000000000001", Some(&hook.url))
+        .await;
     let since = chrono::Utc::now();
-    post_webhook(&app, &inbound(&number, "wamid.MAX", "one")).await;
+    app.post_webhook_ok(&number.inbound("wamid.MAX", "one"))
+        .await;
     hook.wait_for(1, ms(5000)).await;
-    let (status, response) = call(
-        &app,
-        &app.api_key,
-        Method::POST,
-        &format!("{NUMBERS}/{N1}/webhook_replays"),
-        Some(json!({"since": iso(since)})),
-    )
-    .await;
+    let (status, response) = app
+        .call(
+            Method::POST,
+            &format!("{NUMBERS}/{N1}/webhook_replays"),
+            Some(json!({"since": iso(since)})),
+        )
+        .await;
     assert_eq!(status, 202, "{response}");
     assert_eq!(response["data"]["queued"], 1);
     assert_eq!(response["data"]["truncated"], false);
     hook.wait_for(2, ms(5000)).await;
 }
 
-crate::backend_fns!(replay_limit_at_its_maximum);
+crate::both_backends!(backend: replay_limit_at_its_maximum);

@@ -7,7 +7,6 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use wagate::config::Backend;
 
-use crate::receiver::{Hook, Reply};
 use crate::support::*;
 
 const PNID: &str = "100000000000001";
@@ -18,9 +17,9 @@ async fn happy_path(backend: Backend) {
     let hook = Hook::start().await;
     // A slow first answer, so the message is seen pending while its delivery is in flight.
     hook.then(Reply::ok().after(ms(700)));
-    let number = connect(&app, &app.api_key, PNID, WABA, Some(&hook.url)).await;
-    let body = inbound(&number, "wamid.HAPPY", "hello");
-    post_webhook(&app, &body).await;
+    let number = app.connect(&app.api_key, PNID, WABA, Some(&hook.url)).await;
+    let body = number.inbound("wamid.HAPPY", "hello");
+    app.post_webhook_ok(&body).await;
 
     let hits = hook.wait_for(1, ms(5000)).await;
     assert_eq!(
@@ -74,7 +73,9 @@ async fn happy_path(backend: Backend) {
     assert!(a["duration_ms"].as_i64().unwrap() >= 600, "{a}");
 
     // The stored-data API shows the same processing status.
-    let (status, page) = get(&app, &format!("/meta/whatsapp/v24.0/{PNID}/messages")).await;
+    let (status, page) = app
+        .get(&format!("/meta/whatsapp/v24.0/{PNID}/messages"))
+        .await;
     assert_eq!(status, 200, "{page}");
     assert_eq!(page["data"][0]["kapso"]["processing_status"], "completed");
 }
@@ -91,9 +92,9 @@ async fn retries_until_the_receiver_recovers(backend: Backend) {
         .then(Reply::status(503).header("retry-after", "0"))
         .then(Reply::status(429).header("retry-after", "1"))
         .then(Reply::ok());
-    let number = connect(&app, &app.api_key, PNID, WABA, Some(&hook.url)).await;
-    let body = inbound(&number, "wamid.RETRY", "again");
-    post_webhook(&app, &body).await;
+    let number = app.connect(&app.api_key, PNID, WABA, Some(&hook.url)).await;
+    let body = number.inbound("wamid.RETRY", "again");
+    app.post_webhook_ok(&body).await;
 
     hook.wait_for(1, ms(5000)).await;
     assert_eq!(
@@ -159,26 +160,27 @@ async fn dead_letters_then_replay_and_retry(backend: Backend) {
     let app = spawn(backend, |_| {}).await;
     let hook = Hook::start().await;
     hook.always(Reply::status(500));
-    let number = connect(&app, &app.api_key, PNID, WABA, Some(&hook.url)).await;
+    let number = app.connect(&app.api_key, PNID, WABA, Some(&hook.url)).await;
     // A second number whose receiver refuses connections (nothing listens on its port).
     let closed = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
     let refused_url = format!("http://127.0.0.1:{closed}/hook");
-    let refused = connect(
-        &app,
-        &app.api_key,
-        "100000000000002",
-        "200000000000002",
-        Some(&refused_url),
-    )
-    .await;
+    let refused = app
+        .connect(
+            &app.api_key,
+            "100000000000002",
+            "200000000000002",
+            Some(&refused_url),
+        )
+        .await;
 
     let since = chrono::Utc::now();
-    let body = inbound(&number, "wamid.DEAD", "lost?");
-    post_webhook(&app, &body).await;
-    post_webhook(&app, &inbound(&refused, "wamid.REFUSED", "nobody home")).await;
+    let body = number.inbound("wamid.DEAD", "lost?");
+    app.post_webhook_ok(&body).await;
+    app.post_webhook_ok(&refused.inbound("wamid.REFUSED", "nobody home"))
+        .await;
     let until = chrono::Utc::now();
 
     let id = wait_deliveries(&app, &number, 1).await[0]["id"]
@@ -222,14 +224,13 @@ async fn dead_letters_then_replay_and_retry(backend: Backend) {
 
     // The receiver recovers; a replay of the time range re-sends the event as a new delivery.
     hook.always(Reply::ok());
-    let (status, replay) = call(
-        &app,
-        &app.api_key,
-        Method::POST,
-        &format!("{NUMBERS}/{PNID}/webhook_replays"),
-        Some(json!({"since": iso(since), "until": iso(until)})),
-    )
-    .await;
+    let (status, replay) = app
+        .call(
+            Method::POST,
+            &format!("{NUMBERS}/{PNID}/webhook_replays"),
+            Some(json!({"since": iso(since), "until": iso(until)})),
+        )
+        .await;
     assert_eq!(status, 202, "{replay}");
     assert_eq!(replay["data"]["queued"], 1);
     assert_eq!(replay["data"]["truncated"], false);
@@ -254,14 +255,9 @@ async fn dead_letters_then_replay_and_retry(backend: Backend) {
     );
 
     // A manual retry of the dead delivery sends it again, as its next attempt.
-    let (status, retried) = call(
-        &app,
-        &app.api_key,
-        Method::POST,
-        &format!("{DELIVERIES}/{id}/retry"),
-        None,
-    )
-    .await;
+    let (status, retried) = app
+        .call(Method::POST, &format!("{DELIVERIES}/{id}/retry"), None)
+        .await;
     assert_eq!(status, 202, "{retried}");
     assert_eq!(retried["data"]["status"], "pending");
     let done = wait_status(&app, &id, "succeeded", ms(5000)).await;
@@ -282,28 +278,31 @@ async fn batched_envelopes_are_split_per_number(backend: Backend) {
     let app = spawn(backend, |_| {}).await;
     let (_, other_key) = app.other_project().await;
     let (hook_a, hook_b) = (Hook::start().await, Hook::start().await);
-    let a = connect(&app, &app.api_key, PNID, WABA, Some(&hook_a.url)).await;
-    let b = connect(
-        &app,
-        &other_key,
-        "100000000000009",
-        "200000000000009",
-        Some(&hook_b.url),
-    )
-    .await;
+    let a = app
+        .connect(&app.api_key, PNID, WABA, Some(&hook_a.url))
+        .await;
+    let b = app
+        .connect(
+            &other_key,
+            "100000000000009",
+            "200000000000009",
+            Some(&hook_b.url),
+        )
+        .await;
     let envelope = json!({
         "object": "whatsapp_business_account",
         "entry": [
             {"id": a.waba, "changes": [
-                {"field": "messages", "value": change_value(&a, "wamid.A1", "one")},
-                {"field": "messages", "value": change_value(&a, "wamid.A2", "two")},
+                {"field": "messages", "value": a.text_value("wamid.A1", "one")},
+                {"field": "messages", "value": a.text_value("wamid.A2", "two")},
             ]},
             {"id": b.waba, "changes": [
-                {"field": "messages", "value": change_value(&b, "wamid.B1", "nine")},
+                {"field": "messages", "value": b.text_value("wamid.B1", "nine")},
             ]},
         ]
     });
-    post_webhook(&app, &serde_json::to_vec(&envelope).unwrap()).await;
+    app.post_webhook_ok(&serde_json::to_vec(&envelope).unwrap())
+        .await;
 
     let got_a = hook_a.wait_for(1, ms(5000)).await;
     let got_b = hook_b.wait_for(1, ms(5000)).await;
@@ -352,18 +351,18 @@ async fn batched_envelopes_are_split_per_number(backend: Backend) {
     );
     // Each project sees only its own delivery.
     assert_eq!(deliveries_of(&app, &a).await.len(), 1);
-    let (status, theirs) = call(
-        &app,
-        &other_key,
-        Method::GET,
-        &format!("{DELIVERIES}?limit=100"),
-        None,
-    )
-    .await;
+    let (status, theirs) = app
+        .call_with_key(
+            &other_key,
+            Method::GET,
+            &format!("{DELIVERIES}?limit=100"),
+            None,
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(theirs["data"].as_array().unwrap().len(), 1);
     assert_eq!(theirs["data"][0]["phone_number_id"], b.pnid);
-    let (_, mine) = get(&app, &format!("{DELIVERIES}?limit=100")).await;
+    let (_, mine) = app.get(&format!("{DELIVERIES}?limit=100")).await;
     assert_eq!(mine["data"].as_array().unwrap().len(), 1);
     assert_eq!(
         mine["data"][0]["message_ids"],
@@ -371,7 +370,7 @@ async fn batched_envelopes_are_split_per_number(backend: Backend) {
     );
 }
 
-crate::backend_fns!(
+crate::both_backends!(backend:
     happy_path,
     retries_until_the_receiver_recovers,
     dead_letters_then_replay_and_retry,
@@ -384,8 +383,9 @@ async fn answers_with_nul_bytes_are_recorded(backend: Backend) {
     let app = spawn(backend, |_| {}).await;
     let hook = Hook::start().await;
     hook.always(Reply::ok().body("ok\0binary\u{0}tail"));
-    let number = connect(&app, &app.api_key, PNID, WABA, Some(&hook.url)).await;
-    post_webhook(&app, &inbound(&number, "wamid.NUL", "hi")).await;
+    let number = app.connect(&app.api_key, PNID, WABA, Some(&hook.url)).await;
+    app.post_webhook_ok(&number.inbound("wamid.NUL", "hi"))
+        .await;
     let id = wait_deliveries(&app, &number, 1).await[0]["id"]
         .as_str()
         .unwrap()
@@ -406,34 +406,31 @@ async fn deleting_a_number_mid_delivery_stalls_nothing(backend: Backend) {
     let app = spawn(backend, |_| {}).await;
     let (slow, healthy) = (Hook::start().await, Hook::start().await);
     slow.always(Reply::ok().after(ms(600)));
-    let gone = connect(&app, &app.api_key, PNID, WABA, Some(&slow.url)).await;
-    let kept = connect(
-        &app,
-        &app.api_key,
-        "100000000000002",
-        "200000000000002",
-        Some(&healthy.url),
-    )
-    .await;
-    post_webhook(&app, &inbound(&gone, "wamid.GONE", "bye")).await;
+    let gone = app.connect(&app.api_key, PNID, WABA, Some(&slow.url)).await;
+    let kept = app
+        .connect(
+            &app.api_key,
+            "100000000000002",
+            "200000000000002",
+            Some(&healthy.url),
+        )
+        .await;
+    app.post_webhook_ok(&gone.inbound("wamid.GONE", "bye"))
+        .await;
     slow.wait_for(1, ms(5000)).await;
     let gone_delivery: uuid::Uuid = deliveries_of(&app, &gone).await[0]["id"]
         .as_str()
         .unwrap()
         .parse()
         .unwrap();
-    let (status, body) = call(
-        &app,
-        &app.api_key,
-        Method::DELETE,
-        &format!("{NUMBERS}/{PNID}"),
-        None,
-    )
-    .await;
+    let (status, body) = app
+        .call(Method::DELETE, &format!("{NUMBERS}/{PNID}"), None)
+        .await;
     assert_eq!(status, 204, "{body}");
     // Let the orphaned attempt finish, then deliver to the other number.
     tokio::time::sleep(ms(800)).await;
-    post_webhook(&app, &inbound(&kept, "wamid.KEPT", "still here")).await;
+    app.post_webhook_ok(&kept.inbound("wamid.KEPT", "still here"))
+        .await;
     let id = wait_deliveries(&app, &kept, 1).await[0]["id"]
         .as_str()
         .unwrap()
@@ -466,7 +463,7 @@ async fn deleting_a_number_mid_delivery_stalls_nothing(backend: Backend) {
         .is_some());
 }
 
-crate::backend_fns!(
+crate::both_backends!(backend:
     answers_with_nul_bytes_are_recorded,
     deleting_a_number_mid_delivery_stalls_nothing,
 );
@@ -481,21 +478,17 @@ async fn retry_of_an_in_flight_delivery_sends_once(backend: Backend) {
     .await;
     let hook = Hook::start().await;
     hook.then(Reply::ok().after(ms(800)));
-    let number = connect(&app, &app.api_key, PNID, WABA, Some(&hook.url)).await;
-    post_webhook(&app, &inbound(&number, "wamid.INFLIGHT", "hi")).await;
+    let number = app.connect(&app.api_key, PNID, WABA, Some(&hook.url)).await;
+    app.post_webhook_ok(&number.inbound("wamid.INFLIGHT", "hi"))
+        .await;
     hook.wait_for(1, ms(5000)).await;
     let id = wait_deliveries(&app, &number, 1).await[0]["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let (status, body) = call(
-        &app,
-        &app.api_key,
-        Method::POST,
-        &format!("{DELIVERIES}/{id}/retry"),
-        None,
-    )
-    .await;
+    let (status, body) = app
+        .call(Method::POST, &format!("{DELIVERIES}/{id}/retry"), None)
+        .await;
     assert_eq!(status, 202, "{body}");
     wait_status(&app, &id, "succeeded", ms(5000)).await;
     tokio::time::sleep(ms(500)).await;
@@ -505,4 +498,4 @@ async fn retry_of_an_in_flight_delivery_sends_once(backend: Backend) {
     assert_eq!(d["attempts"].as_array().unwrap().len(), 1, "{d:#}");
 }
 
-crate::backend_fns!(retry_of_an_in_flight_delivery_sends_once);
+crate::both_backends!(backend: retry_of_an_in_flight_delivery_sends_once);

@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 use wagate::config::Backend;
 
-use crate::receiver::{Hook, Reply};
 use crate::support::*;
 
 const EVENTS: usize = 8;
@@ -19,28 +18,29 @@ async fn slow_receiver_is_isolated(backend: Backend) {
     .await;
     let (slow, healthy) = (Hook::start().await, Hook::start().await);
     slow.always(Reply::ok().after(ms(1500)));
-    let a = connect(
-        &app,
-        &app.api_key,
-        "100000000000001",
-        "200000000000001",
-        Some(&slow.url),
-    )
-    .await;
-    let b = connect(
-        &app,
-        &app.api_key,
-        "100000000000002",
-        "200000000000002",
-        Some(&healthy.url),
-    )
-    .await;
+    let a = app
+        .connect(
+            &app.api_key,
+            "100000000000001",
+            "200000000000001",
+            Some(&slow.url),
+        )
+        .await;
+    let b = app
+        .connect(
+            &app.api_key,
+            "100000000000002",
+            "200000000000002",
+            Some(&healthy.url),
+        )
+        .await;
 
     let mut sent_b = HashMap::new();
     for n in 0..EVENTS {
-        post_webhook(&app, &inbound(&a, &format!("wamid.A{n}"), "slow")).await;
+        app.post_webhook_ok(&a.inbound(&format!("wamid.A{n}"), "slow"))
+            .await;
         let wamid = format!("wamid.B{n}");
-        post_webhook(&app, &inbound(&b, &wamid, "fast")).await;
+        app.post_webhook_ok(&b.inbound(&wamid, "fast")).await;
         sent_b.insert(wamid, Instant::now());
     }
 
@@ -113,4 +113,4 @@ async fn slow_receiver_is_isolated(backend: Backend) {
     assert_eq!(healthy.hits().len(), EVENTS, "each healthy delivery once");
 }
 
-crate::backend_fns!(slow_receiver_is_isolated);
+crate::both_backends!(backend: slow_receiver_is_isolated);

@@ -6,7 +6,6 @@ use serde_json::{json, Value};
 use wagate::config::Backend;
 use wagate::store::PhoneNumberPatch;
 
-use crate::receiver::{Hook, Reply};
 use crate::support::*;
 
 fn strict(config: &mut wagate::config::Config) {
@@ -70,49 +69,39 @@ async fn private_destinations_are_refused_when_set(backend: Backend) {
     }
 
     for (n, url) in urls.iter().enumerate() {
-        let (status, body) = call(
-            &app,
-            &app.api_key,
-            Method::POST,
-            NUMBERS,
-            Some(json!({"whatsapp_phone_number": {
-                "phone_number_id": format!("1000000000001{n:02}"),
-                "business_account_id": "200000000000001",
-                "access_token": "token",
-                "webhook_destination_url": url,
-            }})),
-        )
-        .await;
+        let (status, body) = app
+            .call(
+                Method::POST,
+                NUMBERS,
+                Some(json!({"whatsapp_phone_number": {
+                    "phone_number_id": format!("1000000000001{n:02}"),
+                    "business_account_id": "200000000000001",
+                    "access_token": "token",
+                    "webhook_destination_url": url,
+                }})),
+            )
+            .await;
         assert_refused(status, &body, url);
     }
 
-    let number = connect(
-        &app,
-        &app.api_key,
-        "100000000000001",
-        "200000000000001",
-        None,
-    )
-    .await;
+    let number = app
+        .connect(&app.api_key, "100000000000001", "200000000000001", None)
+        .await;
     let path = format!("{NUMBERS}/{}", number.pnid);
     for url in &urls {
-        let (status, body) = call(
-            &app,
-            &app.api_key,
-            Method::PATCH,
-            &path,
-            Some(json!({"whatsapp_phone_number": {"webhook_destination_url": url}})),
-        )
-        .await;
+        let (status, body) = app
+            .call(
+                Method::PATCH,
+                &path,
+                Some(json!({"whatsapp_phone_number": {"webhook_destination_url": url}})),
+            )
+            .await;
         assert_refused(status, &body, url);
     }
-    let (_, shown) = get(&app, &path).await;
+    let (_, shown) = app.get(&path).await;
     assert_eq!(shown["data"]["webhook_destination_url"], Value::Null);
     // A public address is accepted under the same policy (no DNS needed for a literal).
-    let (status, body) = call(
-        &app,
-        &app.api_key,
-        Method::PATCH,
+    let (status, body) = app.call(Method::PATCH,
         &path,
         Some(json!({"whatsapp_phone_number": {"webhook_destination_url": "http://93.184.216.34/hook"}})),
     )
@@ -140,14 +129,14 @@ async fn private_destinations_are_refused_at_delivery(backend: Backend) {
     }
     let mut numbers = Vec::new();
     for (n, url) in urls.iter().enumerate() {
-        let number = connect(
-            &app,
-            &app.api_key,
-            &format!("1000000000000{n:02}"),
-            &format!("2000000000000{n:02}"),
-            None,
-        )
-        .await;
+        let number = app
+            .connect(
+                &app.api_key,
+                &format!("1000000000000{n:02}"),
+                &format!("2000000000000{n:02}"),
+                None,
+            )
+            .await;
         // Written as an instance with allow_private_networks would have accepted it.
         app.store
             .update_phone_number(
@@ -163,7 +152,8 @@ async fn private_destinations_are_refused_at_delivery(backend: Backend) {
         numbers.push(number);
     }
     for (n, number) in numbers.iter().enumerate() {
-        post_webhook(&app, &inbound(number, &format!("wamid.SSRF{n}"), "hi")).await;
+        app.post_webhook_ok(&number.inbound(&format!("wamid.SSRF{n}"), "hi"))
+            .await;
     }
     for (n, (number, url)) in numbers.iter().zip(&urls).enumerate() {
         let listed = wait_deliveries(&app, number, 1).await;
@@ -193,15 +183,16 @@ async fn redirects_are_not_followed(backend: Backend) {
         .then(Reply::status(302).header("location", &target.url))
         .then(Reply::status(307).header("location", &target.url));
     redirector.always(Reply::status(308).header("location", &target.url));
-    let number = connect(
-        &app,
-        &app.api_key,
-        "100000000000001",
-        "200000000000001",
-        Some(&redirector.url),
-    )
-    .await;
-    post_webhook(&app, &inbound(&number, "wamid.REDIRECT", "hop")).await;
+    let number = app
+        .connect(
+            &app.api_key,
+            "100000000000001",
+            "200000000000001",
+            Some(&redirector.url),
+        )
+        .await;
+    app.post_webhook_ok(&number.inbound("wamid.REDIRECT", "hop"))
+        .await;
     let listed = wait_deliveries(&app, &number, 1).await;
     let d = wait_status(&app, listed[0]["id"].as_str().unwrap(), "dead", ms(6000)).await;
     let attempts = d["attempts"].as_array().unwrap();
@@ -217,7 +208,7 @@ async fn redirects_are_not_followed(backend: Backend) {
     assert_eq!(target.connections(), 0, "a redirect was followed");
 }
 
-crate::backend_fns!(
+crate::both_backends!(backend:
     private_destinations_are_refused_when_set,
     private_destinations_are_refused_at_delivery,
     redirects_are_not_followed,

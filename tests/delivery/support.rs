@@ -1,23 +1,18 @@
-//! Shared pieces of the delivery tests: a fast retry schedule, connecting numbers with a
-//! destination, signed Meta webhooks, Platform API calls, independent signature checks, polling.
+//! What only the delivery tests share: a fast retry schedule, the delivery log, stored
+//! processing statuses; the rest (apps, numbers, signed webhooks, receivers, independent
+//! signature checks, polling) comes from the test kit, re-exported here.
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
-use hmac::{Hmac, Mac};
-use reqwest::Method;
-use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
+use serde_json::Value;
 use wagate::config::{Backend, Config};
 
-use crate::helpers::{TestApp, APP_SECRET};
+pub use crate::common::app::NUMBERS;
+pub use crate::common::meta::{hmac_hex, sha256_hex};
+pub use crate::common::receiver::{Hook, Reply};
+pub use crate::common::{eventually, ms, Number, TestApp};
 
 pub const DELIVERIES: &str = "/platform/v1/webhook_deliveries";
-pub const NUMBERS: &str = "/platform/v1/whatsapp/phone_numbers";
-
-pub fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
 
 /// A schedule measured in milliseconds: 50 ms doubling to 200 ms, no jitter, dead after 1.5 s.
 pub fn fast(config: &mut Config) {
@@ -43,160 +38,21 @@ pub async fn spawn(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestAp
     .await
 }
 
-/// HMAC-SHA256, hex: computed here, independently of wagate's crypto module.
-pub fn hmac_hex(key: &[u8], body: &[u8]) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap();
-    mac.update(body);
-    hex::encode(mac.finalize().into_bytes())
-}
-
-pub fn sha256_hex(body: &[u8]) -> String {
-    hex::encode(Sha256::digest(body))
-}
-
-/// A connected number: Meta's id, wagate's internal id, the secret its webhooks are signed with.
-#[derive(Debug, Clone)]
-pub struct Number {
-    pub pnid: String,
-    pub waba: String,
-    pub internal_id: uuid::Uuid,
-    pub secret: String,
-}
-
-/// Connects `pnid` (WABA `waba`) with `key`, forwarding to `url` when given.
-pub async fn connect(
-    app: &TestApp,
-    key: &str,
-    pnid: &str,
-    waba: &str,
-    url: Option<&str>,
-) -> Number {
-    let mut input = json!({
-        "phone_number_id": pnid,
-        "business_account_id": waba,
-        "access_token": format!("token-{pnid}"),
-        "name": format!("Line {pnid}"),
-    });
-    if let Some(url) = url {
-        input["webhook_destination_url"] = json!(url);
-    }
-    let (status, body) = call(
-        app,
-        key,
-        Method::POST,
-        NUMBERS,
-        Some(json!({ "whatsapp_phone_number": input })),
-    )
-    .await;
-    assert_eq!(status, 201, "connect {pnid}: {body}");
-    let data = &body["data"];
-    assert_eq!(data["webhook_destination_url"], json!(url));
-    Number {
-        pnid: pnid.to_owned(),
-        waba: waba.to_owned(),
-        internal_id: data["internal_id"].as_str().unwrap().parse().unwrap(),
-        secret: data["webhook_secret"]
-            .as_str()
-            .expect("a generated webhook secret is returned once")
-            .to_owned(),
-    }
-}
-
-/// A Platform API call with `key`; returns the status and the JSON body.
-pub async fn call(
-    app: &TestApp,
-    key: &str,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = app.request_with_key(method, path, key);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, body)
-}
-
-pub async fn get(app: &TestApp, path: &str) -> (u16, Value) {
-    call(app, &app.api_key, Method::GET, path, None).await
-}
-
-/// One inbound text message to `number`, as Meta sends it (pretty-printed, so any re-encoding
-/// on the way would show).
-pub fn inbound(number: &Number, wamid: &str, text: &str) -> Vec<u8> {
-    serde_json::to_vec_pretty(&json!({
-        "object": "whatsapp_business_account",
-        "entry": [{"id": number.waba, "changes": [{"field": "messages", "value": change_value(number, wamid, text)}]}]
-    }))
-    .unwrap()
-}
-
-pub fn change_value(number: &Number, wamid: &str, text: &str) -> Value {
-    json!({
-        "messaging_product": "whatsapp",
-        "metadata": {"display_phone_number": "15550000001", "phone_number_id": number.pnid},
-        "contacts": [{"profile": {"name": "Ada"}, "wa_id": "15551230001"}],
-        "messages": [{
-            "from": "15551230001",
-            "id": wamid,
-            "timestamp": "1700000000",
-            "type": "text",
-            "text": {"body": text}
-        }]
-    })
-}
-
-/// POSTs `body` to the Meta webhook endpoint, signed with the app secret; asserts it was stored.
-pub async fn post_webhook(app: &TestApp, body: &[u8]) {
-    let response = app
-        .client
-        .post(app.url("/webhooks/whatsapp"))
-        .header("content-type", "application/json")
-        .header(
-            "x-hub-signature-256",
-            format!("sha256={}", hmac_hex(APP_SECRET.as_bytes(), body)),
-        )
-        .body(body.to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "webhook refused");
-}
-
-/// Polls `probe` every 25 ms until it yields a value; panics with `what` after `within`.
-pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(ms(25)).await;
-    }
-}
-
 /// The number's deliveries, newest first (at most 100).
 pub async fn deliveries_of(app: &TestApp, number: &Number) -> Vec<Value> {
-    let (status, body) = get(
-        app,
-        &format!("{DELIVERIES}?phone_number_id={}&limit=100", number.pnid),
-    )
-    .await;
+    let (status, body) = app
+        .get(&format!(
+            "{DELIVERIES}?phone_number_id={}&limit=100",
+            number.pnid
+        ))
+        .await;
     assert_eq!(status, 200, "{body}");
     body["data"].as_array().unwrap().clone()
 }
 
 /// One delivery with its attempts.
 pub async fn delivery(app: &TestApp, id: &str) -> Value {
-    let (status, body) = get(app, &format!("{DELIVERIES}/{id}")).await;
+    let (status, body) = app.get(&format!("{DELIVERIES}/{id}")).await;
     assert_eq!(status, 200, "{body}");
     body["data"].clone()
 }

@@ -2,7 +2,9 @@
 //!
 //! Records every request (headers, raw body, arrival time, what it answered), counts TCP
 //! connections accepted and the most requests it held at once, and answers from a script: the
-//! queued replies first, in order, then the default reply.
+//! queued replies first, in order, then the default reply. With
+//! [`answer_verification`](Hook::answer_verification) it also answers Meta's subscription
+//! handshake (`GET ?hub.verify_token=…&hub.challenge=…`) as a webhook endpoint must.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -65,6 +67,8 @@ pub struct Hit {
     pub at: Instant,
     /// The status the script chose for it (sent unless the caller gave up first).
     pub answered: u16,
+    /// How long the script held the answer back.
+    pub delay: Duration,
 }
 
 impl Hit {
@@ -87,6 +91,7 @@ struct Inner {
     connections: AtomicUsize,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    verify_token: Mutex<Option<String>>,
 }
 
 #[derive(Clone)]
@@ -122,6 +127,7 @@ impl Hook {
             connections: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
+            verify_token: Mutex::default(),
         });
         let accept = inner.clone();
         tokio::spawn(async move {
@@ -165,8 +171,19 @@ impl Hook {
         *self.inner.default.lock().unwrap() = reply;
     }
 
+    /// From now on every GET is Meta's verification handshake, answered (and not recorded) like
+    /// a webhook endpoint does: `hub.challenge` when `hub.verify_token` is `token`, else 403.
+    pub fn answer_verification(&self, token: &str) {
+        *self.inner.verify_token.lock().unwrap() = Some(token.to_owned());
+    }
+
     pub fn hits(&self) -> Vec<Hit> {
         self.inner.hits.lock().unwrap().clone()
+    }
+
+    /// Forgets the requests recorded so far.
+    pub fn clear(&self) {
+        self.inner.hits.lock().unwrap().clear();
     }
 
     pub fn connections(&self) -> usize {
@@ -204,6 +221,10 @@ async fn handle(
     inner.max_in_flight.fetch_max(now, Ordering::SeqCst);
     let _in_flight = InFlight(inner.clone());
     let at = Instant::now();
+    let verify_token = inner.verify_token.lock().unwrap().clone();
+    if let (Some(token), &hyper::Method::GET) = (verify_token, request.method()) {
+        return Ok(verification(&token, request.uri().query().unwrap_or("")));
+    }
     let (parts, body) = request.into_parts();
     let body = body
         .collect()
@@ -219,6 +240,7 @@ async fn handle(
         body,
         at,
         answered: reply.status,
+        delay: reply.delay,
     });
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
@@ -228,4 +250,24 @@ async fn handle(
         response = response.header(name, value);
     }
     Ok(response.body(Full::new(Bytes::from(reply.body))).unwrap())
+}
+
+/// Meta's subscription handshake: the challenge back for the right token, 403 otherwise.
+fn verification(token: &str, query: &str) -> hyper::Response<Full<Bytes>> {
+    let params: std::collections::HashMap<String, String> =
+        url::form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+    let (status, body) = if params.get("hub.verify_token").map(String::as_str) == Some(token) {
+        (
+            200,
+            params.get("hub.challenge").cloned().unwrap_or_default(),
+        )
+    } else {
+        (403, "bad token".to_owned())
+    };
+    hyper::Response::builder()
+        .status(status)
+        .body(Full::new(Bytes::from(body)))
+        .unwrap()
 }
