@@ -90,6 +90,12 @@ fn operations() -> Vec<Operation> {
         Operation { method: "post", path: "/setup/{token}/complete".into(), summary: "Completes Embedded Signup for a setup link (form or JSON: code, waba_id, phone_number_id, connection_type)", auth: None, query: &[], body: Option::None,
             responses: responses![(303, "to the link's success or failure URL", ""), (200, "result page when the link has no redirect URL", ""), (400, "failure page", ""), (404, "unknown link", ""), (410, "expired, revoked or used link", "")] },
     ];
+    for mount in ["/meta/whatsapp", "/api/meta"] {
+        ops.push(Operation { method: "get", path: format!("{mount}/media_download"),
+            summary: "Media bytes behind a signed download link (the `url` wagate puts in media metadata answers); the token is the credential", auth: None,
+            query: &[("token", "the signed token from the link (expires; fetch the metadata again for a fresh one)")], body: Option::None,
+            responses: responses![(200, "the media, with Meta's content type", ""), (400, "missing, invalid or expired token", "GraphError"), (404, "the number behind the link is gone", "GraphError"), (502, "Graph unreachable", "GraphError"), (504, "Graph did not answer in time", "GraphError")] });
+    }
     let platform = [
         (
             "post",
