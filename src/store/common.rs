@@ -22,6 +22,10 @@ macro_rules! impl_common_store {
                 self.pool.close().await;
             }
 
+            fn inspect(&self) -> &dyn $crate::store::StoreInspect {
+                self
+            }
+
             async fn create_project(&self, name: &str) -> $crate::store::StoreResult<$crate::store::Project> {
                 let project = sqlx::query_as(
                     "insert into projects (id, name, created_at) values ($1, $2, $3) returning id, name, created_at",
@@ -388,45 +392,12 @@ macro_rules! impl_common_store {
                 Ok(sqlx::query_as(&sql).bind(number).bind(wamid).fetch_optional(&self.pool).await?)
             }
 
-            async fn messages_of(&self, number: uuid::Uuid) -> $crate::store::StoreResult<Vec<$crate::store::MessageRow>> {
-                let sql = format!("select {} from messages where phone_number_internal_id = $1 order by created_at, id", $crate::store::columns::MESSAGE_COLUMNS);
-                Ok(sqlx::query_as(&sql).bind(number).fetch_all(&self.pool).await?)
-            }
-
-            async fn contacts_of(&self, number: uuid::Uuid) -> $crate::store::StoreResult<Vec<$crate::store::ContactRow>> {
-                let sql = format!("select {} from contacts where phone_number_internal_id = $1 order by created_at, id", $crate::store::columns::CONTACT_COLUMNS);
-                Ok(sqlx::query_as(&sql).bind(number).fetch_all(&self.pool).await?)
-            }
-
-            async fn conversations_of(&self, number: uuid::Uuid) -> $crate::store::StoreResult<Vec<$crate::store::ConversationRow>> {
-                let sql = format!("select {} from conversations where phone_number_internal_id = $1 order by created_at, id", $crate::store::columns::CONVERSATION_COLUMNS);
-                Ok(sqlx::query_as(&sql).bind(number).fetch_all(&self.pool).await?)
-            }
-
-            async fn calls_of(&self, number: uuid::Uuid) -> $crate::store::StoreResult<Vec<$crate::store::CallRow>> {
-                let sql = format!("select {} from calls where phone_number_internal_id = $1 order by created_at, id", $crate::store::columns::CALL_COLUMNS);
-                Ok(sqlx::query_as(&sql).bind(number).fetch_all(&self.pool).await?)
-            }
-
-            async fn identity_changes(&self, contact: uuid::Uuid) -> $crate::store::StoreResult<Vec<(String, Option<String>, Option<String>)>> {
-                Ok(sqlx::query_as("select kind, old_value, new_value from contact_identity_changes where contact_id = $1 order by changed_at, id")
-                    .bind(contact).fetch_all(&self.pool).await?)
-            }
-
             async fn webhook_events(&self, state: Option<&str>, limit: i64) -> $crate::store::StoreResult<Vec<$crate::store::WebhookEventRow>> {
                 Ok(sqlx::query_as(
                     "select id, received_at, body, state, error from webhook_events \
                      where ($1 is null or state = $1) order by received_at desc, id desc limit $2",
                 )
                 .bind(state).bind(limit).fetch_all(&self.pool).await?)
-            }
-
-            async fn event_routes(&self, event_id: uuid::Uuid) -> $crate::store::StoreResult<Vec<$crate::store::EventRouteRow>> {
-                Ok(sqlx::query_as(
-                    "select id, event_id, project_id, phone_number_id, fields, payload, created_at \
-                     from webhook_event_routes where event_id = $1 order by id",
-                )
-                .bind(event_id).fetch_all(&self.pool).await?)
             }
 
             async fn list_messages(&self, number: uuid::Uuid, filter: &$crate::store::MessageFilter, seek: $crate::store::Seek, limit: u32) -> $crate::store::StoreResult<Vec<$crate::store::MessageRow>> {

@@ -7,6 +7,7 @@
 
 mod columns;
 mod common;
+pub(crate) mod inspect;
 pub(crate) mod lists;
 mod models;
 pub(crate) mod onboarding;
@@ -23,6 +24,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use uuid::Uuid;
 
+pub use inspect::StoreInspect;
 pub use lists::{CallFilter, ContactFilter, ConversationFilter, MessageFilter, Seek};
 pub use models::*;
 pub use onboarding::{
@@ -128,6 +130,8 @@ pub trait Store: Outbox + Onboarding + Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
     /// Closes the pool; every later call fails with [`StoreError::Unavailable`].
     async fn close(&self);
+    /// The whole-table reads tests use (see [`StoreInspect`]).
+    fn inspect(&self) -> &dyn StoreInspect;
 
     // Projects and API keys.
     async fn create_project(&self, name: &str) -> StoreResult<Project>;
@@ -199,24 +203,12 @@ pub trait Store: Outbox + Onboarding + Send + Sync + 'static {
         cutoff: chrono::DateTime<chrono::Utc>,
     ) -> StoreResult<u64>;
     async fn message(&self, number: Uuid, wamid: &str) -> StoreResult<Option<MessageRow>>;
-    /// All messages of a number, oldest first (operators and tests; the API pages with cursors).
-    async fn messages_of(&self, number: Uuid) -> StoreResult<Vec<MessageRow>>;
-    async fn contacts_of(&self, number: Uuid) -> StoreResult<Vec<ContactRow>>;
-    async fn conversations_of(&self, number: Uuid) -> StoreResult<Vec<ConversationRow>>;
-    async fn calls_of(&self, number: Uuid) -> StoreResult<Vec<CallRow>>;
-    /// `(kind, old, new)` identity changes of a contact, oldest first.
-    async fn identity_changes(
-        &self,
-        contact: Uuid,
-    ) -> StoreResult<Vec<(String, Option<String>, Option<String>)>>;
     /// Newest raw webhook events, optionally of one state (`invalid_json`, `unrouted`, …).
     async fn webhook_events(
         &self,
         state: Option<&str>,
         limit: i64,
     ) -> StoreResult<Vec<WebhookEventRow>>;
-    async fn event_routes(&self, event_id: Uuid) -> StoreResult<Vec<EventRouteRow>>;
-
     // Keyset lists (at most `limit` rows; `Seek::Before` pages come back oldest first).
     async fn list_messages(
         &self,

@@ -9,6 +9,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
 use super::common::impl_common_store;
+use super::inspect::impl_store_inspect;
 use super::onboarding::impl_onboarding;
 use super::outbox::impl_outbox;
 use super::tx::impl_store_tx;
@@ -61,6 +62,7 @@ impl_common_store!(PgStore, PgTx);
 impl_store_tx!(PgTx);
 impl_outbox!(PgStore);
 impl_onboarding!(PgStore);
+impl_store_inspect!(PgStore);
 
 impl PgStore {
     /// Concurrent claimers (other workers, other instances) skip each other's rows.

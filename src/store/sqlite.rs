@@ -9,6 +9,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 
 use super::common::impl_common_store;
+use super::inspect::impl_store_inspect;
 use super::onboarding::impl_onboarding;
 use super::outbox::impl_outbox;
 use super::tx::impl_store_tx;
@@ -74,6 +75,7 @@ impl_common_store!(SqliteStore, SqliteTx);
 impl_store_tx!(SqliteTx);
 impl_outbox!(SqliteStore);
 impl_onboarding!(SqliteStore);
+impl_store_inspect!(SqliteStore);
 
 impl SqliteStore {
     /// The single writer already serialises claims.

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use wagate::config::Backend;
 use wagate::sandbox::{Sandbox, SandboxConfig};
 use wagate::store::MessageRow;
+use wagate::store::StoreInspect as _;
 
 use crate::helpers::{TestApp, APP_SECRET, VERIFY_TOKEN};
 
