@@ -17,5 +17,7 @@ mod proxy;
 mod receiver;
 mod security;
 mod store;
+mod store_outbox;
+mod store_tx;
 mod stored;
 mod usernames;
