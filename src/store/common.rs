@@ -10,7 +10,7 @@ macro_rules! impl_common_store {
         #[async_trait::async_trait]
         impl $crate::store::Store for $store {
             fn backend(&self) -> $crate::config::Backend {
-                Self::BACKEND
+                <Self as $crate::store::dialect::Dialect>::BACKEND
             }
 
             async fn ping(&self) -> $crate::store::StoreResult<()> {
@@ -56,8 +56,8 @@ macro_rules! impl_common_store {
                 &self,
                 name: &str,
             ) -> $crate::store::StoreResult<Option<$crate::store::Project>> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
-                if let Some(sql) = Self::BOOTSTRAP_LOCK {
+                let mut tx = self.pool.begin_with(<Self as $crate::store::dialect::Dialect>::BEGIN_WRITE).await?;
+                if let Some(sql) = <Self as $crate::store::dialect::Dialect>::BOOTSTRAP_LOCK {
                     sqlx::query(sql).execute(&mut *tx).await?;
                 }
                 let (count,): (i64,) = sqlx::query_as("select count(*) from projects")
@@ -314,7 +314,7 @@ macro_rules! impl_common_store {
                 phone_number_id: &str,
                 patch: $crate::store::PhoneNumberPatch,
             ) -> $crate::store::StoreResult<$crate::store::PhoneNumber> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
+                let mut tx = self.pool.begin_with(<Self as $crate::store::dialect::Dialect>::BEGIN_WRITE).await?;
                 let select = format!(
                     "select {} from phone_numbers where project_id = $1 and phone_number_id = $2",
                     $crate::store::columns::PHONE_NUMBER_COLUMNS
@@ -356,7 +356,7 @@ macro_rules! impl_common_store {
 
             async fn begin(&self) -> $crate::store::StoreResult<Box<dyn $crate::store::StoreTx>> {
                 Ok(Box::new($tx {
-                    tx: self.pool.begin_with(Self::BEGIN_WRITE).await?,
+                    tx: self.pool.begin_with(<Self as $crate::store::dialect::Dialect>::BEGIN_WRITE).await?,
                     queued_deliveries: false,
                     state: Default::default(),
                 }))
@@ -470,7 +470,7 @@ macro_rules! impl_common_store {
                 project_id: uuid::Uuid,
                 phone_number_id: &str,
             ) -> $crate::store::StoreResult<()> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
+                let mut tx = self.pool.begin_with(<Self as $crate::store::dialect::Dialect>::BEGIN_WRITE).await?;
                 let internal_id: Option<uuid::Uuid> = sqlx::query_scalar(
                     "delete from phone_numbers where project_id = $1 and phone_number_id = $2 returning internal_id",
                 )

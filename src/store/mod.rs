@@ -1,12 +1,14 @@
 //! Persistence behind one [`Store`] trait with a SQLite and a PostgreSQL implementation.
 //!
 //! The two backends share their SQL through the `impl_common_store!` macro in `common.rs`: both
-//! dialects accept `$n` placeholders, `returning`, and `on conflict`, so a query is written once and
-//! compiled against each driver. Dialect differences live in the backend files. sqlx types never
-//! leave this module: callers see domain models and [`StoreError`].
+//! dialects accept `$n` placeholders, `returning`, and `on conflict`, so a query is written once
+//! and compiled against each driver. What differs (key locks, row locks, the claim's `skip
+//! locked`, LISTEN/NOTIFY, the prefetch) is each backend's [`dialect::Dialect`] implementation.
+//! sqlx types never leave this module: callers see domain models and [`StoreError`].
 
 mod columns;
 mod common;
+mod dialect;
 pub(crate) mod inspect;
 pub(crate) mod lists;
 mod models;

@@ -190,7 +190,7 @@ pub(crate) fn delivery_sql(
     sql
 }
 
-/// Implements [`Outbox`] for a store type with a `pool` field and `Self::SKIP_LOCKED`.
+/// Implements [`Outbox`] for a store type with a `pool` field and `<Self as $crate::store::dialect::Dialect>::SKIP_LOCKED`.
 macro_rules! impl_outbox {
     ($store:ty) => {
         #[async_trait::async_trait]
@@ -211,7 +211,7 @@ macro_rules! impl_outbox {
                      where id in (select id from webhook_deliveries \
                      where status in ('pending', 'failed') and next_attempt_at <= $3 \
                      order by next_attempt_at, id limit $4{}) returning {DELIVERY_COLUMNS}",
-                    Self::SKIP_LOCKED
+                    <Self as $crate::store::dialect::Dialect>::SKIP_LOCKED
                 );
                 let rows: Vec<$crate::store::DeliveryRow> = sqlx::query_as(&sql)
                     .bind(until)
@@ -317,7 +317,7 @@ macro_rules! impl_outbox {
                         .bind(row.phone_number_internal_id).bind(wamid).bind(now)
                         .execute(&mut *tx).await?;
                     }
-                    if let Some(sql) = Self::NOTIFY {
+                    if let Some(sql) = <Self as $crate::store::dialect::Dialect>::NOTIFY {
                         sqlx::query(sql).execute(&mut *tx).await?;
                     }
                 }
@@ -352,7 +352,7 @@ macro_rules! impl_outbox {
                     $crate::store::outbox::insert_delivery!(&mut *tx, delivery);
                 }
                 if !deliveries.is_empty() {
-                    if let Some(sql) = Self::NOTIFY {
+                    if let Some(sql) = <Self as $crate::store::dialect::Dialect>::NOTIFY {
                         sqlx::query(sql).execute(&mut *tx).await?;
                     }
                 }
@@ -382,7 +382,7 @@ macro_rules! impl_outbox {
             }
 
             async fn listen_for_deliveries(&self, wake: std::sync::Arc<tokio::sync::Notify>) {
-                Self::listen(&self.pool, wake).await
+                <Self as $crate::store::dialect::Dialect>::listen(&self.pool, wake).await
             }
         }
     };

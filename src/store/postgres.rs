@@ -9,6 +9,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
 use super::common::impl_common_store;
+use super::dialect::Dialect;
 use super::inspect::impl_store_inspect;
 use super::onboarding::impl_onboarding;
 use super::outbox::impl_outbox;
@@ -21,11 +22,6 @@ pub struct PgStore {
 }
 
 impl PgStore {
-    const BEGIN_WRITE: &'static str = "BEGIN";
-    /// Serialises first-start bootstraps of instances starting together.
-    const BOOTSTRAP_LOCK: Option<&'static str> = Some("select pg_advisory_xact_lock(7715001)");
-    const BACKEND: Backend = Backend::Postgres;
-
     pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<Self> {
         let options = PgConnectOptions::from_str(config.url.expose_secret())
             .context("parsing database.url")?
@@ -59,12 +55,22 @@ pub struct PgTx {
 }
 
 impl_common_store!(PgStore, PgTx);
-impl_store_tx!(PgTx);
+impl_store_tx!(PgTx, PgStore);
 impl_outbox!(PgStore);
 impl_onboarding!(PgStore);
 impl_store_inspect!(PgStore);
 
-impl PgStore {
+impl Dialect for PgStore {
+    type Db = sqlx::Postgres;
+
+    const BACKEND: Backend = Backend::Postgres;
+    const BEGIN_WRITE: &'static str = "BEGIN";
+    /// Serialises first-start bootstraps of instances starting together.
+    const BOOTSTRAP_LOCK: Option<&'static str> = Some("select pg_advisory_xact_lock(7715001)");
+    /// An advisory transaction lock on the key's hash.
+    const KEY_LOCK: Option<&'static str> =
+        Some("select pg_advisory_xact_lock(hashtextextended($1, 0))");
+    const LOCK_ROWS: &'static str = " for update";
     /// Concurrent claimers (other workers, other instances) skip each other's rows.
     const SKIP_LOCKED: &'static str = " for update skip locked";
     /// Sent inside a transaction that queued deliveries: PostgreSQL delivers it at commit, once.
@@ -92,14 +98,6 @@ impl PgStore {
             wake.notify_one();
         }
     }
-}
-
-impl PgTx {
-    /// Appended to read-then-write selects so concurrent writers of one row queue up.
-    const LOCK_ROWS: &'static str = " for update";
-    const NOTIFY: Option<&'static str> = PgStore::NOTIFY;
-    const KEY_LOCK: Option<&'static str> =
-        Some("select pg_advisory_xact_lock(hashtextextended($1, 0))");
 
     /// `StoreTx::prefetch`: the batch's messages (locked, in id order), whether statuses are
     /// parked for them, its contacts and their active conversations (locked, in id order).

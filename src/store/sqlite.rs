@@ -9,6 +9,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 
 use super::common::impl_common_store;
+use super::dialect::Dialect;
 use super::inspect::impl_store_inspect;
 use super::onboarding::impl_onboarding;
 use super::outbox::impl_outbox;
@@ -21,11 +22,6 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
-    /// `BEGIN IMMEDIATE` already serialises bootstraps.
-    const BOOTSTRAP_LOCK: Option<&'static str> = None;
-    const BACKEND: Backend = Backend::Sqlite;
-
     pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<Self> {
         if let Some(dir) = config.sqlite_data_dir() {
             if !dir.as_os_str().is_empty() {
@@ -72,17 +68,12 @@ pub struct SqliteTx {
 }
 
 impl_common_store!(SqliteStore, SqliteTx);
-impl_store_tx!(SqliteTx);
+impl_store_tx!(SqliteTx, SqliteStore);
 impl_outbox!(SqliteStore);
 impl_onboarding!(SqliteStore);
 impl_store_inspect!(SqliteStore);
 
 impl SqliteStore {
-    /// The single writer already serialises claims.
-    const SKIP_LOCKED: &'static str = "";
-    /// Every writer is in this process, which wakes its workers itself.
-    const NOTIFY: Option<&'static str> = None;
-
     /// `Outbox::finish_deliveries`: statement by statement (cheap in process).
     async fn finish_batch(
         pool: &SqlitePool,
@@ -142,14 +133,22 @@ impl SqliteStore {
         tx.commit().await?;
         Ok(())
     }
-
-    async fn listen(_pool: &SqlitePool, _wake: std::sync::Arc<tokio::sync::Notify>) {}
 }
 
-impl SqliteTx {
-    /// Appended to read-then-write selects so concurrent writers of one row queue up.
-    const LOCK_ROWS: &'static str = "";
+impl Dialect for SqliteStore {
+    type Db = sqlx::Sqlite;
+
+    const BACKEND: Backend = Backend::Sqlite;
+    const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
+    /// `BEGIN IMMEDIATE` already serialises bootstraps.
+    const BOOTSTRAP_LOCK: Option<&'static str> = None;
+    /// One writer at a time: nothing to lock.
     const KEY_LOCK: Option<&'static str> = None;
+    const LOCK_ROWS: &'static str = "";
+    /// The single writer already serialises claims.
+    const SKIP_LOCKED: &'static str = "";
+    /// Every writer is in this process, which wakes its workers itself.
+    const NOTIFY: Option<&'static str> = None;
 
     /// Rows are read and cached as the batch asks for them. A prefetch like PostgreSQL's (four
     /// statements joining a `VALUES` list through the unique indexes) was measured here: ingest
@@ -168,7 +167,8 @@ impl SqliteTx {
     ) -> Result<(), sqlx::Error> {
         Ok(())
     }
-    const NOTIFY: Option<&'static str> = SqliteStore::NOTIFY;
+
+    async fn listen(_pool: &SqlitePool, _wake: std::sync::Arc<tokio::sync::Notify>) {}
 }
 
 /// Commit-time writes of the rows a transaction buffered (see `tx_state`): multi-row statements

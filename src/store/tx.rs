@@ -107,14 +107,14 @@ pub trait StoreTx: Send {
 pub(crate) const INSERT_CHUNK: usize = 200;
 
 /// Implements [`StoreTx`] for `$tx` (a struct with a `tx: sqlx::Transaction<'static, _>` field
-/// and a `state: TxState` field). Each backend provides `lock_many`, `prefetch_rows` and the
-/// commit-time `flush_*` writes.
+/// and a `state: TxState` field) over the backend `$dialect`, which provides the key locks and
+/// the prefetch; `$tx` provides the commit-time `flush_*` writes.
 macro_rules! impl_store_tx {
-    ($tx:ty) => {
+    ($tx:ty, $dialect:ty) => {
         #[async_trait::async_trait]
         impl $crate::store::StoreTx for $tx {
             async fn lock_key(&mut self, number: uuid::Uuid, key: &str) -> $crate::store::StoreResult<()> {
-                if let Some(sql) = Self::KEY_LOCK {
+                if let Some(sql) = <$dialect as $crate::store::dialect::Dialect>::KEY_LOCK {
                     let key = $crate::store::tx_state::lock_name(number, key);
                     if !self.state.locked.contains(&key) {
                         sqlx::query(sql).bind(&key).execute(&mut *self.tx).await?;
@@ -125,14 +125,14 @@ macro_rules! impl_store_tx {
             }
 
             async fn lock_keys(&mut self, keys: &[(uuid::Uuid, String)]) -> $crate::store::StoreResult<()> {
-                if Self::KEY_LOCK.is_some() {
+                if <$dialect as $crate::store::dialect::Dialect>::KEY_LOCK.is_some() {
                     let fresh: Vec<String> = keys
                         .iter()
                         .map(|(number, key)| $crate::store::tx_state::lock_name(*number, key))
                         .filter(|key| !self.state.locked.contains(key))
                         .collect();
                     if !fresh.is_empty() {
-                        Self::lock_many(&mut self.tx, &fresh).await?;
+                        <$dialect as $crate::store::dialect::Dialect>::lock_many(&mut self.tx, &fresh).await?;
                         self.state.locked.extend(fresh);
                     }
                 }
@@ -150,7 +150,7 @@ macro_rules! impl_store_tx {
             }
 
             async fn prefetch(&mut self, batch: &$crate::store::Prefetch) -> $crate::store::StoreResult<()> {
-                if let Some(rows) = Self::prefetch_rows(&mut self.tx, batch).await? {
+                if let Some(rows) = <$dialect as $crate::store::dialect::Dialect>::prefetch_rows(&mut self.tx, batch).await? {
                     self.state.remember_prefetched(batch, rows);
                 }
                 Ok(())
@@ -246,7 +246,7 @@ macro_rules! impl_store_tx {
                 let sql = format!(
                     "select {} from conversations where phone_number_internal_id = $1 and contact_id = $2 and status = 'active'{}",
                     $crate::store::columns::CONVERSATION_COLUMNS,
-                    Self::LOCK_ROWS
+                    <$dialect as $crate::store::dialect::Dialect>::LOCK_ROWS
                 );
                 let row: Option<$crate::store::ConversationRow> = sqlx::query_as(&sql).bind(number).bind(contact).fetch_optional(&mut *self.tx).await?;
                 self.state.remember_conversation(number, contact, row.clone());
@@ -313,10 +313,10 @@ macro_rules! impl_store_tx {
                 let sql = format!(
                     "select {} from messages where phone_number_internal_id = $1 and wamid = $2{}",
                     $crate::store::columns::MESSAGE_COLUMNS,
-                    Self::LOCK_ROWS
+                    <$dialect as $crate::store::dialect::Dialect>::LOCK_ROWS
                 );
                 let row: Option<$crate::store::MessageRow> = sqlx::query_as(&sql).bind(number).bind(wamid).fetch_optional(&mut *self.tx).await?;
-                let trusted = Self::KEY_LOCK.is_none() || self.state.has_lock(number, wamid);
+                let trusted = <$dialect as $crate::store::dialect::Dialect>::KEY_LOCK.is_none() || self.state.has_lock(number, wamid);
                 self.state.remember_message(number, wamid, row.clone(), trusted);
                 Ok(row)
             }
@@ -342,7 +342,7 @@ macro_rules! impl_store_tx {
                 .fetch_one(&mut *self.tx).await?;
                 let stored = stored.unwrap_or(in_table);
                 let parked = parked.unwrap_or(parked_in_table);
-                if Self::KEY_LOCK.is_none() || self.state.has_lock(number, wamid) {
+                if <$dialect as $crate::store::dialect::Dialect>::KEY_LOCK.is_none() || self.state.has_lock(number, wamid) {
                     if !stored {
                         self.state.remember_message(number, wamid, None, true);
                     }
@@ -369,7 +369,7 @@ macro_rules! impl_store_tx {
                 sqlx::query("insert into parked_statuses (id, phone_number_internal_id, wamid, status, received_at) values ($1, $2, $3, $4, $5)")
                     .bind(uuid::Uuid::now_v7()).bind(number).bind(wamid).bind(status).bind(at)
                     .execute(&mut *self.tx).await?;
-                if Self::KEY_LOCK.is_none() || self.state.has_lock(number, wamid) {
+                if <$dialect as $crate::store::dialect::Dialect>::KEY_LOCK.is_none() || self.state.has_lock(number, wamid) {
                     self.state.remember_parked(number, wamid, true);
                 }
                 Ok(())
@@ -379,7 +379,7 @@ macro_rules! impl_store_tx {
                 if self.state.parked(number, wamid) == $crate::store::tx_state::Cached::Known(false) {
                     return Ok(Vec::new());
                 }
-                if Self::KEY_LOCK.is_none() || self.state.has_lock(number, wamid) {
+                if <$dialect as $crate::store::dialect::Dialect>::KEY_LOCK.is_none() || self.state.has_lock(number, wamid) {
                     self.state.remember_parked(number, wamid, false);
                 }
                 let rows: Vec<$crate::store::ParkedStatusRow> = sqlx::query_as(
@@ -397,7 +397,7 @@ macro_rules! impl_store_tx {
                 let sql = format!(
                     "select {} from calls where phone_number_internal_id = $1 and call_id = $2{}",
                     $crate::store::columns::CALL_COLUMNS,
-                    Self::LOCK_ROWS
+                    <$dialect as $crate::store::dialect::Dialect>::LOCK_ROWS
                 );
                 Ok(sqlx::query_as(&sql).bind(number).bind(call_id).fetch_optional(&mut *self.tx).await?)
             }
@@ -449,7 +449,7 @@ macro_rules! impl_store_tx {
                 self.flush_pending().await?;
                 self.flush_messages().await?;
                 if self.queued_deliveries {
-                    if let Some(sql) = Self::NOTIFY {
+                    if let Some(sql) = <$dialect as $crate::store::dialect::Dialect>::NOTIFY {
                         sqlx::query(sql).execute(&mut *self.tx).await?;
                     }
                 }
