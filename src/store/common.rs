@@ -443,7 +443,7 @@ macro_rules! impl_common_store {
                 Ok(sqlx::query_as(&sql).bind(number).bind(call_id).fetch_optional(&self.pool).await?)
             }
 
-            async fn set_conversation_status(&self, id: uuid::Uuid, status: &str, now: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<()> {
+            async fn set_conversation_status(&self, id: uuid::Uuid, status: $crate::store::ConversationStatus, now: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<()> {
                 // Reopening an ended conversation while the contact already has another active one
                 // would break "one active per contact": the unique index refuses it (Conflict).
                 let result = sqlx::query(

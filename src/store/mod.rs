@@ -17,6 +17,7 @@ pub(crate) mod outbox;
 mod postgres;
 mod records;
 mod sqlite;
+mod status;
 pub(crate) mod tx;
 pub(crate) mod tx_state;
 
@@ -39,6 +40,7 @@ pub use outbox::{
 pub use postgres::PgStore;
 pub use records::*;
 pub use sqlite::SqliteStore;
+pub use status::{ConversationStatus, DeliveryStatus, Direction, ProcessingStatus, UnknownValue};
 pub use tx::StoreTx;
 pub use tx_state::Prefetch;
 
@@ -243,11 +245,11 @@ pub trait Store: Outbox + Onboarding + Send + Sync + 'static {
     async fn conversation(&self, id: Uuid) -> StoreResult<Option<ConversationRow>>;
     async fn contacts_by_ids(&self, ids: &[Uuid]) -> StoreResult<Vec<ContactRow>>;
     async fn call(&self, number: Uuid, call_id: &str) -> StoreResult<Option<CallRow>>;
-    /// Sets a conversation's status (`active`/`ended`); ending stamps `ended_at`.
+    /// Sets a conversation's status; ending stamps `ended_at`.
     async fn set_conversation_status(
         &self,
         id: Uuid,
-        status: &str,
+        status: ConversationStatus,
         now: chrono::DateTime<chrono::Utc>,
     ) -> StoreResult<()>;
     /// Writes back a contact's editable fields.

@@ -42,8 +42,7 @@ pub struct DeliveryRow {
     pub fields: String,
     pub idempotency_key: String,
     pub message_wamids: String,
-    /// `pending|failed|succeeded|dead`.
-    pub status: String,
+    pub status: super::DeliveryStatus,
     pub attempts: i32,
     pub next_attempt_at: DateTime<Utc>,
     pub lease_token: Option<Uuid>,
@@ -90,14 +89,13 @@ pub struct DeliveryOutcome {
     pub lease_token: Uuid,
     /// `None` when the delivery was put back without an attempt (destination busy).
     pub attempt: Option<AttemptRow>,
-    /// `pending|failed|succeeded|dead`.
-    pub status: &'static str,
+    pub status: super::DeliveryStatus,
     pub next_attempt_at: DateTime<Utc>,
     pub last_status_code: Option<i32>,
     pub last_error: Option<String>,
     pub delivered_at: Option<DateTime<Utc>>,
     /// Set on the delivered messages (`completed`, or `failed` when dead-lettered).
-    pub processing_status: Option<&'static str>,
+    pub processing_status: Option<super::ProcessingStatus>,
     pub phone_number_internal_id: Uuid,
     pub message_wamids: String,
     pub at: DateTime<Utc>,

@@ -406,7 +406,7 @@ impl PgStore {
         )
         .bind(o.iter().map(|o| o.delivery_id).collect::<Vec<_>>())
         .bind(o.iter().map(|o| o.lease_token).collect::<Vec<_>>())
-        .bind(o.iter().map(|o| o.status).collect::<Vec<_>>())
+        .bind(o.iter().map(|o| o.status.as_str()).collect::<Vec<_>>())
         .bind(o.iter().map(|o| i32::from(o.attempt.is_some())).collect::<Vec<_>>())
         .bind(o.iter().map(|o| o.next_attempt_at).collect::<Vec<_>>())
         .bind(o.iter().map(|o| o.last_status_code).collect::<Vec<_>>())
@@ -424,7 +424,7 @@ impl PgStore {
         for o in outcomes.iter().filter(|o| moved.contains(&o.delivery_id)) {
             if let Some(status) = o.processing_status {
                 for wamid in o.message_wamids.split_whitespace() {
-                    statuses.insert((o.phone_number_internal_id, wamid), (status, o.at));
+                    statuses.insert((o.phone_number_internal_id, wamid), (status.as_str(), o.at));
                 }
             }
         }

@@ -5,8 +5,8 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 use wagate::store::{
-    now, AttemptRow, DeliveryFilter, DeliveryOutcome, DynStore, EventRouteRow, NewDelivery,
-    NewWebhookEvent, Seek,
+    now, AttemptRow, DeliveryFilter, DeliveryOutcome, DeliveryStatus, DynStore, EventRouteRow,
+    NewDelivery, NewWebhookEvent, ProcessingStatus, Seek,
 };
 
 use crate::store_tests;
@@ -66,10 +66,10 @@ fn outcome(
     token: Uuid,
     number: Uuid,
     wamid: &str,
-    status: &'static str,
+    status: DeliveryStatus,
     at: DateTime<Utc>,
 ) -> DeliveryOutcome {
-    let succeeded = status == "succeeded";
+    let succeeded = status == DeliveryStatus::Succeeded;
     DeliveryOutcome {
         delivery_id: id,
         lease_token: token,
@@ -90,8 +90,8 @@ fn outcome(
         last_error: (!succeeded).then(|| "HTTP 500".into()),
         delivered_at: succeeded.then_some(at),
         processing_status: match status {
-            "succeeded" => Some("completed"),
-            "dead" => Some("failed"),
+            DeliveryStatus::Succeeded => Some(ProcessingStatus::Completed),
+            DeliveryStatus::Dead => Some(ProcessingStatus::Failed),
             _ => None,
         },
         phone_number_internal_id: number,
@@ -124,8 +124,15 @@ async fn outbox_claim_and_finish(store: DynStore) {
     let done = at + Duration::seconds(1);
     store
         .finish_deliveries(&[
-            outcome(a, token(0), number, "wamid.a", "succeeded", done),
-            outcome(b, token(1), number, "wamid.b", "failed", done),
+            outcome(
+                a,
+                token(0),
+                number,
+                "wamid.a",
+                DeliveryStatus::Succeeded,
+                done,
+            ),
+            outcome(b, token(1), number, "wamid.b", DeliveryStatus::Failed, done),
         ])
         .await
         .unwrap();
@@ -149,7 +156,14 @@ async fn outbox_claim_and_finish(store: DynStore) {
     assert_eq!(again.len(), 1);
     let token_b = again[0].row.lease_token.unwrap();
     store
-        .finish_deliveries(&[outcome(b, token_b, number, "wamid.b", "dead", later)])
+        .finish_deliveries(&[outcome(
+            b,
+            token_b,
+            number,
+            "wamid.b",
+            DeliveryStatus::Dead,
+            later,
+        )])
         .await
         .unwrap();
     assert_eq!(
@@ -186,7 +200,14 @@ async fn stale_lease_finish_is_ignored(store: DynStore) {
     assert_ne!(stale, fresh);
 
     store
-        .finish_deliveries(&[outcome(id, stale, number, "wamid.s", "succeeded", expired)])
+        .finish_deliveries(&[outcome(
+            id,
+            stale,
+            number,
+            "wamid.s",
+            DeliveryStatus::Succeeded,
+            expired,
+        )])
         .await
         .unwrap();
     let row = store.delivery(project, id).await.unwrap().unwrap();
@@ -197,7 +218,14 @@ async fn stale_lease_finish_is_ignored(store: DynStore) {
     assert_eq!(message.processing_status, "pending");
 
     store
-        .finish_deliveries(&[outcome(id, fresh, number, "wamid.s", "succeeded", expired)])
+        .finish_deliveries(&[outcome(
+            id,
+            fresh,
+            number,
+            "wamid.s",
+            DeliveryStatus::Succeeded,
+            expired,
+        )])
         .await
         .unwrap();
     let row = store.delivery(project, id).await.unwrap().unwrap();
@@ -228,7 +256,14 @@ async fn delivery_log_filters(store: DynStore) {
         .unwrap();
     let token = claimed[0].row.lease_token.unwrap();
     store
-        .finish_deliveries(&[outcome(ids[0], token, number, "wamid.1", "succeeded", at)])
+        .finish_deliveries(&[outcome(
+            ids[0],
+            token,
+            number,
+            "wamid.1",
+            DeliveryStatus::Succeeded,
+            at,
+        )])
         .await
         .unwrap();
 

@@ -3,8 +3,8 @@
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 use wagate::store::{
-    now, CallRow, ContactRow, ConversationRow, DynStore, MessageFilter, MessageRow, Prefetch, Seek,
-    StoreInspect as _,
+    now, CallRow, ContactRow, ConversationRow, Direction, DynStore, MessageFilter, MessageRow,
+    Prefetch, ProcessingStatus, Seek, StoreInspect as _,
 };
 
 use crate::store::new_number;
@@ -44,10 +44,10 @@ pub(crate) fn message(project: Uuid, number: Uuid, wamid: &str, at: DateTime<Utc
         project_id: project,
         phone_number_internal_id: number,
         wamid: wamid.into(),
-        direction: "inbound".into(),
+        direction: Direction::Inbound,
         message_type: "text".into(),
         status: "delivered".into(),
-        processing_status: "pending".into(),
+        processing_status: ProcessingStatus::Pending,
         origin: "cloud_api".into(),
         meta_timestamp: at.timestamp(),
         contact_id: None,
@@ -68,7 +68,7 @@ fn call(project: Uuid, number: Uuid, call_id: &str, at: DateTime<Utc>) -> CallRo
         project_id: project,
         phone_number_internal_id: number,
         call_id: call_id.into(),
-        direction: "inbound".into(),
+        direction: Direction::Inbound,
         status: "ringing".into(),
         from_number: Some("15550001".into()),
         to_number: None,
@@ -335,7 +335,7 @@ async fn message_lists_page_both_ways(store: DynStore) {
             at + Duration::seconds(i / 2),
         );
         if i == 4 {
-            m.direction = "outbound".into();
+            m.direction = Direction::Outbound;
             m.status = "sent".into();
         }
         tx.lock_key(number, &m.wamid).await.unwrap();

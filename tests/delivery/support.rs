@@ -238,6 +238,7 @@ pub async fn processing_status(app: &TestApp, number: &Number, wamid: &str) -> S
         .unwrap()
         .unwrap_or_else(|| panic!("message {wamid} stored"))
         .processing_status
+        .to_string()
 }
 
 pub async fn wait_processing_status(app: &TestApp, number: &Number, wamid: &str, status: &str) {

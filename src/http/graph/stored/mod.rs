@@ -283,8 +283,8 @@ pub async fn handle(request: Request<'_>, route: Route) -> Result<Response, Grap
         Route::UpdateConversation { id } => {
             let (conversation, _) = find_conversation(&request, None, &id).await?;
             let body: Value = parse_body(&request.body)?;
-            let status = match body.get("status").and_then(Value::as_str) {
-                Some(s @ ("active" | "ended")) => s,
+            let status = match body.get("status").and_then(Value::as_str).map(str::parse) {
+                Some(Ok(status)) => status,
                 _ => {
                     return Err(GraphError::invalid_parameter(
                         "status: must be \"active\" or \"ended\"",
