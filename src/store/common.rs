@@ -393,10 +393,12 @@ macro_rules! impl_common_store {
             }
 
             async fn webhook_events(&self, state: Option<&str>, limit: i64) -> $crate::store::StoreResult<Vec<$crate::store::WebhookEventRow>> {
-                Ok(sqlx::query_as(
-                    "select id, received_at, body, state, error from webhook_events \
-                     where ($1 is null or state = $1) order by received_at desc, id desc limit $2",
-                )
+                Ok(sqlx::query_as(concat!(
+                    "select ",
+                    $crate::store::columns::webhook_event_columns!(),
+                    " from webhook_events where ($1 is null or state = $1) \
+                     order by received_at desc, id desc limit $2",
+                ))
                 .bind(state).bind(limit).fetch_all(&self.pool).await?)
             }
 

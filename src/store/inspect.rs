@@ -117,5 +117,8 @@ pub(crate) fn of_number_sql(table: &str, columns: &str) -> String {
 pub(crate) const IDENTITY_CHANGES_SQL: &str = "select kind, old_value, new_value \
     from contact_identity_changes where contact_id = $1 order by changed_at, id";
 
-pub(crate) const EVENT_ROUTES_SQL: &str = "select id, event_id, project_id, phone_number_id, \
-    fields, payload, created_at from webhook_event_routes where event_id = $1 order by id";
+pub(crate) const EVENT_ROUTES_SQL: &str = concat!(
+    "select ",
+    super::columns::event_route_columns!(),
+    " from webhook_event_routes where event_id = $1 order by id"
+);

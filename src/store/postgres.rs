@@ -190,26 +190,33 @@ impl PgTx {
     async fn flush_pending(&mut self) -> super::StoreResult<()> {
         let events = std::mem::take(&mut self.state.events);
         if !events.is_empty() {
-            sqlx::query(
-                "insert into webhook_events (id, received_at, body, state, error) \
-                 select * from unnest($1::uuid[], $2::timestamptz[], $3::bytea[], $4::text[], $5::text[])",
-            )
+            sqlx::query(concat!(
+                "insert into webhook_events (",
+                super::columns::webhook_event_columns!(),
+                ") select * from unnest($1::uuid[], $2::timestamptz[], $3::bytea[], ",
+                "$4::text[], $5::text[])",
+            ))
             .bind(events.iter().map(|e| e.id).collect::<Vec<_>>())
             .bind(events.iter().map(|e| e.received_at).collect::<Vec<_>>())
             .bind(events.iter().map(|e| e.body.as_slice()).collect::<Vec<_>>())
             .bind(events.iter().map(|e| e.state.as_str()).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.error.as_deref()).collect::<Vec<_>>())
+            .bind(
+                events
+                    .iter()
+                    .map(|e| e.error.as_deref())
+                    .collect::<Vec<_>>(),
+            )
             .execute(&mut *self.tx)
             .await?;
         }
         let routes = std::mem::take(&mut self.state.routes);
         if !routes.is_empty() {
-            sqlx::query(
-                "insert into webhook_event_routes \
-                 (id, event_id, project_id, phone_number_id, fields, payload, created_at) \
-                 select * from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], \
-                 $6::bytea[], $7::timestamptz[])",
-            )
+            sqlx::query(concat!(
+                "insert into webhook_event_routes (",
+                super::columns::event_route_columns!(),
+                ") select * from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], ",
+                "$5::text[], $6::bytea[], $7::timestamptz[])",
+            ))
             .bind(routes.iter().map(|r| r.id).collect::<Vec<_>>())
             .bind(routes.iter().map(|r| r.event_id).collect::<Vec<_>>())
             .bind(routes.iter().map(|r| r.project_id).collect::<Vec<_>>())
@@ -300,23 +307,34 @@ impl PgTx {
         let (inserts, updates) = self.state.take_message_writes();
         if !inserts.is_empty() {
             let m = &inserts;
-            sqlx::query(
-                "insert into messages (id, project_id, phone_number_internal_id, wamid, direction, \
-                 message_type, status, processing_status, origin, meta_timestamp, contact_id, \
-                 conversation_id, has_media, body, content, errors, statuses, created_at, updated_at) \
-                 select * from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], \
-                 $6::text[], $7::text[], $8::text[], $9::text[], $10::int8[], $11::uuid[], $12::uuid[], \
-                 $13::bool[], $14::text[], $15::text[], $16::text[], $17::text[], $18::timestamptz[], \
-                 $19::timestamptz[])",
-            )
+            sqlx::query(concat!(
+                "insert into messages (",
+                super::columns::message_columns!(),
+                ") select * from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], ",
+                "$5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::int8[], ",
+                "$11::uuid[], $12::uuid[], $13::bool[], $14::text[], $15::text[], ",
+                "$16::text[], $17::text[], $18::timestamptz[], $19::timestamptz[])",
+            ))
             .bind(m.iter().map(|m| m.id).collect::<Vec<_>>())
             .bind(m.iter().map(|m| m.project_id).collect::<Vec<_>>())
-            .bind(m.iter().map(|m| m.phone_number_internal_id).collect::<Vec<_>>())
+            .bind(
+                m.iter()
+                    .map(|m| m.phone_number_internal_id)
+                    .collect::<Vec<_>>(),
+            )
             .bind(m.iter().map(|m| m.wamid.as_str()).collect::<Vec<_>>())
             .bind(m.iter().map(|m| m.direction.as_str()).collect::<Vec<_>>())
-            .bind(m.iter().map(|m| m.message_type.as_str()).collect::<Vec<_>>())
+            .bind(
+                m.iter()
+                    .map(|m| m.message_type.as_str())
+                    .collect::<Vec<_>>(),
+            )
             .bind(m.iter().map(|m| m.status.as_str()).collect::<Vec<_>>())
-            .bind(m.iter().map(|m| m.processing_status.as_str()).collect::<Vec<_>>())
+            .bind(
+                m.iter()
+                    .map(|m| m.processing_status.as_str())
+                    .collect::<Vec<_>>(),
+            )
             .bind(m.iter().map(|m| m.origin.as_str()).collect::<Vec<_>>())
             .bind(m.iter().map(|m| m.meta_timestamp).collect::<Vec<_>>())
             .bind(m.iter().map(|m| m.contact_id).collect::<Vec<_>>())

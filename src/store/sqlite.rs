@@ -179,9 +179,11 @@ impl SqliteTx {
         use crate::store::tx::INSERT_CHUNK;
         let events = std::mem::take(&mut self.state.events);
         for chunk in events.chunks(INSERT_CHUNK) {
-            let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "insert into webhook_events (id, received_at, body, state, error) ",
-            );
+            let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(concat!(
+                "insert into webhook_events (",
+                super::columns::webhook_event_columns!(),
+                ") ",
+            ));
             query.push_values(chunk, |mut row, e| {
                 row.push_bind(e.id)
                     .push_bind(e.received_at)
@@ -193,10 +195,11 @@ impl SqliteTx {
         }
         let routes = std::mem::take(&mut self.state.routes);
         for chunk in routes.chunks(INSERT_CHUNK) {
-            let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "insert into webhook_event_routes \
-                 (id, event_id, project_id, phone_number_id, fields, payload, created_at) ",
-            );
+            let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(concat!(
+                "insert into webhook_event_routes (",
+                super::columns::event_route_columns!(),
+                ") ",
+            ));
             query.push_values(chunk, |mut row, r| {
                 row.push_bind(r.id)
                     .push_bind(r.event_id)
@@ -295,11 +298,11 @@ impl SqliteTx {
     async fn flush_messages(&mut self) -> crate::store::StoreResult<()> {
         let (inserts, updates) = self.state.take_message_writes();
         for chunk in inserts.chunks(crate::store::tx::INSERT_CHUNK) {
-            let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "insert into messages (id, project_id, phone_number_internal_id, wamid, direction, \
-                 message_type, status, processing_status, origin, meta_timestamp, contact_id, \
-                 conversation_id, has_media, body, content, errors, statuses, created_at, updated_at) ",
-            );
+            let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(concat!(
+                "insert into messages (",
+                super::columns::message_columns!(),
+                ") ",
+            ));
             query.push_values(chunk, |mut row, m| {
                 row.push_bind(m.id)
                     .push_bind(m.project_id)

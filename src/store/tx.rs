@@ -192,10 +192,12 @@ macro_rules! impl_store_tx {
 
             async fn insert_contact(&mut self, c: &$crate::store::ContactRow) -> $crate::store::StoreResult<bool> {
                 let result = sqlx::query(
-                    "insert into contacts (id, project_id, phone_number_internal_id, wa_id, business_scoped_user_id, \
-                     parent_business_scoped_user_id, username, profile_name, display_name, customer_id, metadata, \
-                     created_at, updated_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-                     on conflict do nothing",
+                    concat!(
+                        "insert into contacts (",
+                        $crate::store::columns::contact_columns!(),
+                        ") values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) on ",
+                        "conflict do nothing",
+                    ),
                 )
                 .bind(c.id).bind(c.project_id).bind(c.phone_number_internal_id).bind(&c.wa_id)
                 .bind(&c.business_scoped_user_id).bind(&c.parent_business_scoped_user_id).bind(&c.username)
@@ -258,11 +260,13 @@ macro_rules! impl_store_tx {
                 // before its successor can take the "one active" slot.
                 self.flush_conversations().await?;
                 let result = sqlx::query(
-                    "insert into conversations (id, project_id, phone_number_internal_id, contact_id, status, last_active_at, \
-                     ended_at, messages_count, last_message_id, last_message_type, last_message_timestamp, last_message_text, \
-                     last_inbound_at, last_outbound_at, metadata, created_at, updated_at) \
-                     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
-                     on conflict (phone_number_internal_id, contact_id) where status = 'active' do nothing",
+                    concat!(
+                        "insert into conversations (",
+                        $crate::store::columns::conversation_columns!(),
+                        ") values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, ",
+                        "$15, $16, $17) on conflict (phone_number_internal_id, contact_id) where ",
+                        "status = 'active' do nothing",
+                    ),
                 )
                 .bind(c.id).bind(c.project_id).bind(c.phone_number_internal_id).bind(c.contact_id).bind(&c.status)
                 .bind(c.last_active_at).bind(c.ended_at).bind(c.messages_count).bind(&c.last_message_id)
@@ -288,11 +292,13 @@ macro_rules! impl_store_tx {
                     return Ok(inserted);
                 }
                 let result = sqlx::query(
-                    "insert into messages (id, project_id, phone_number_internal_id, wamid, direction, message_type, status, \
-                     processing_status, origin, meta_timestamp, contact_id, conversation_id, has_media, body, content, errors, \
-                     statuses, created_at, updated_at) \
-                     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
-                     on conflict (phone_number_internal_id, wamid) do nothing",
+                    concat!(
+                        "insert into messages (",
+                        $crate::store::columns::message_columns!(),
+                        ") values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, ",
+                        "$15, $16, $17, $18, $19) on conflict (phone_number_internal_id, wamid) ",
+                        "do nothing",
+                    ),
                 )
                 .bind(m.id).bind(m.project_id).bind(m.phone_number_internal_id).bind(&m.wamid).bind(&m.direction)
                 .bind(&m.message_type).bind(&m.status).bind(&m.processing_status).bind(&m.origin).bind(m.meta_timestamp)
@@ -404,11 +410,13 @@ macro_rules! impl_store_tx {
 
             async fn insert_call(&mut self, c: &$crate::store::CallRow) -> $crate::store::StoreResult<bool> {
                 let result = sqlx::query(
-                    "insert into calls (id, project_id, phone_number_internal_id, call_id, direction, status, from_number, \
-                     to_number, contact_id, conversation_id, started_at, session_started_at, ended_at, duration_seconds, \
-                     events, created_at, updated_at) \
-                     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
-                     on conflict (phone_number_internal_id, call_id) do nothing",
+                    concat!(
+                        "insert into calls (",
+                        $crate::store::columns::call_columns!(),
+                        ") values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, ",
+                        "$15, $16, $17) on conflict (phone_number_internal_id, call_id) do ",
+                        "nothing",
+                    ),
                 )
                 .bind(c.id).bind(c.project_id).bind(c.phone_number_internal_id).bind(&c.call_id).bind(&c.direction)
                 .bind(&c.status).bind(&c.from_number).bind(&c.to_number).bind(c.contact_id).bind(c.conversation_id)
