@@ -284,7 +284,7 @@ macro_rules! impl_common_store {
                     .await?)
             }
 
-            async fn phone_number_by_internal_id(
+            async fn find_phone_number_by_internal_id(
                 &self,
                 internal_id: uuid::Uuid,
             ) -> $crate::store::StoreResult<Option<$crate::store::PhoneNumber>> {
@@ -455,7 +455,7 @@ macro_rules! impl_common_store {
                 Ok(result.rows_affected())
             }
 
-            async fn message(
+            async fn find_message(
                 &self,
                 number: uuid::Uuid,
                 wamid: &str,
@@ -548,7 +548,7 @@ macro_rules! impl_common_store {
                 )
             }
 
-            async fn conversation(
+            async fn find_conversation(
                 &self,
                 id: uuid::Uuid,
             ) -> $crate::store::StoreResult<Option<$crate::store::ConversationRow>> {
@@ -582,7 +582,7 @@ macro_rules! impl_common_store {
                 Ok(query.fetch_all(&self.pool).await?)
             }
 
-            async fn call(
+            async fn find_call(
                 &self,
                 number: uuid::Uuid,
                 call_id: &str,

@@ -162,7 +162,7 @@ pub trait Store: Outbox + Onboarding + Send + Sync + 'static {
         project_id: Uuid,
         business_account_id: &str,
     ) -> StoreResult<Vec<PhoneNumber>>;
-    async fn phone_number_by_internal_id(
+    async fn find_phone_number_by_internal_id(
         &self,
         internal_id: Uuid,
     ) -> StoreResult<Option<PhoneNumber>>;
@@ -206,7 +206,7 @@ pub trait Store: Outbox + Onboarding + Send + Sync + 'static {
         &self,
         cutoff: chrono::DateTime<chrono::Utc>,
     ) -> StoreResult<u64>;
-    async fn message(&self, number: Uuid, wamid: &str) -> StoreResult<Option<MessageRow>>;
+    async fn find_message(&self, number: Uuid, wamid: &str) -> StoreResult<Option<MessageRow>>;
     /// Newest raw webhook events, optionally of one state (`invalid_json`, `unrouted`, …).
     async fn webhook_events(
         &self,
@@ -242,9 +242,9 @@ pub trait Store: Outbox + Onboarding + Send + Sync + 'static {
         seek: Seek,
         limit: u32,
     ) -> StoreResult<Vec<CallRow>>;
-    async fn conversation(&self, id: Uuid) -> StoreResult<Option<ConversationRow>>;
+    async fn find_conversation(&self, id: Uuid) -> StoreResult<Option<ConversationRow>>;
     async fn contacts_by_ids(&self, ids: &[Uuid]) -> StoreResult<Vec<ContactRow>>;
-    async fn call(&self, number: Uuid, call_id: &str) -> StoreResult<Option<CallRow>>;
+    async fn find_call(&self, number: Uuid, call_id: &str) -> StoreResult<Option<CallRow>>;
     /// Sets a conversation's status; ending stamps `ended_at`.
     async fn set_conversation_status(
         &self,

@@ -124,7 +124,7 @@ pub trait Outbox: Send + Sync {
     /// Records attempts and moves deliveries (and their messages' processing status) in one
     /// transaction.
     async fn finish_deliveries(&self, outcomes: &[DeliveryOutcome]) -> StoreResult<()>;
-    async fn delivery(&self, project_id: Uuid, id: Uuid) -> StoreResult<Option<DeliveryRow>>;
+    async fn find_delivery(&self, project_id: Uuid, id: Uuid) -> StoreResult<Option<DeliveryRow>>;
     async fn delivery_attempts(&self, delivery_id: Uuid) -> StoreResult<Vec<AttemptRow>>;
     async fn list_deliveries(
         &self,
@@ -257,7 +257,7 @@ macro_rules! impl_outbox {
                 Self::finish_batch(&self.pool, outcomes).await
             }
 
-            async fn delivery(
+            async fn find_delivery(
                 &self,
                 project_id: uuid::Uuid,
                 id: uuid::Uuid,

@@ -133,7 +133,13 @@ impl Env {
         check: impl Fn(&MessageRow) -> bool,
     ) -> MessageRow {
         for _ in 0..200 {
-            if let Some(row) = self.app.store.message(self.number, wamid).await.unwrap() {
+            if let Some(row) = self
+                .app
+                .store
+                .find_message(self.number, wamid)
+                .await
+                .unwrap()
+            {
                 if check(&row) {
                     return row;
                 }
@@ -142,7 +148,7 @@ impl Env {
         }
         panic!(
             "message {wamid} never reached the expected state: {:?}",
-            self.app.store.message(self.number, wamid).await
+            self.app.store.find_message(self.number, wamid).await
         );
     }
 }
@@ -473,7 +479,7 @@ async fn sends_are_recorded_and_statuses_move_forward(backend: Backend) {
     let row = env
         .app
         .store
-        .message(env.number, &wamid)
+        .find_message(env.number, &wamid)
         .await
         .unwrap()
         .expect("recorded at once");
@@ -545,7 +551,7 @@ async fn failed_statuses_keep_errors_and_early_statuses_are_parked(backend: Back
     assert!(env
         .app
         .store
-        .message(env.number, "wamid.ECHO1")
+        .find_message(env.number, "wamid.ECHO1")
         .await
         .unwrap()
         .is_none());
@@ -561,7 +567,7 @@ async fn failed_statuses_keep_errors_and_early_statuses_are_parked(backend: Back
     let row = env
         .app
         .store
-        .message(env.number, "wamid.ECHO1")
+        .find_message(env.number, "wamid.ECHO1")
         .await
         .unwrap()
         .unwrap();
@@ -601,7 +607,7 @@ async fn marking_read_through_the_proxy_updates_the_inbound_message(backend: Bac
     let row = env
         .app
         .store
-        .message(env.number, &wamid)
+        .find_message(env.number, &wamid)
         .await
         .unwrap()
         .unwrap();

@@ -136,18 +136,26 @@ async fn outbox_claim_and_finish(store: DynStore) {
         ])
         .await
         .unwrap();
-    let row_a = store.delivery(project, a).await.unwrap().unwrap();
+    let row_a = store.find_delivery(project, a).await.unwrap().unwrap();
     assert_eq!(row_a.status, "succeeded");
     assert_eq!(row_a.attempts, 1);
     assert_eq!(row_a.lease_token, None);
     assert_eq!(row_a.delivered_at, Some(done));
     assert_eq!(store.delivery_attempts(a).await.unwrap().len(), 1);
-    let message_a = store.message(number, "wamid.a").await.unwrap().unwrap();
+    let message_a = store
+        .find_message(number, "wamid.a")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(message_a.processing_status, "completed");
-    let row_b = store.delivery(project, b).await.unwrap().unwrap();
+    let row_b = store.find_delivery(project, b).await.unwrap().unwrap();
     assert_eq!(row_b.status, "failed");
     assert_eq!(row_b.last_status_code, Some(500));
-    let message_b = store.message(number, "wamid.b").await.unwrap().unwrap();
+    let message_b = store
+        .find_message(number, "wamid.b")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(message_b.processing_status, "pending");
 
     // The failed one comes due again at its next attempt time; dead is final.
@@ -167,10 +175,19 @@ async fn outbox_claim_and_finish(store: DynStore) {
         .await
         .unwrap();
     assert_eq!(
-        store.delivery(project, b).await.unwrap().unwrap().status,
+        store
+            .find_delivery(project, b)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
         "dead"
     );
-    let message_b = store.message(number, "wamid.b").await.unwrap().unwrap();
+    let message_b = store
+        .find_message(number, "wamid.b")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(message_b.processing_status, "failed");
     let much_later = later + Duration::days(1);
     assert!(store
@@ -181,7 +198,7 @@ async fn outbox_claim_and_finish(store: DynStore) {
 
     // Another project sees none of it.
     let other = store.create_project("other").await.unwrap();
-    assert_eq!(store.delivery(other.id, a).await.unwrap(), None);
+    assert_eq!(store.find_delivery(other.id, a).await.unwrap(), None);
 }
 
 /// A worker whose lease ran out (and whose row was claimed again) records its attempt but does
@@ -210,11 +227,15 @@ async fn stale_lease_finish_is_ignored(store: DynStore) {
         )])
         .await
         .unwrap();
-    let row = store.delivery(project, id).await.unwrap().unwrap();
+    let row = store.find_delivery(project, id).await.unwrap().unwrap();
     assert_eq!(row.status, "pending", "the stale finish moved nothing");
     assert_eq!(row.lease_token, Some(fresh));
     assert_eq!(row.attempts, 0);
-    let message = store.message(number, "wamid.s").await.unwrap().unwrap();
+    let message = store
+        .find_message(number, "wamid.s")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(message.processing_status, "pending");
 
     store
@@ -228,7 +249,7 @@ async fn stale_lease_finish_is_ignored(store: DynStore) {
         )])
         .await
         .unwrap();
-    let row = store.delivery(project, id).await.unwrap().unwrap();
+    let row = store.find_delivery(project, id).await.unwrap().unwrap();
     assert_eq!(row.status, "succeeded");
     assert_eq!(row.attempts, 1);
 }

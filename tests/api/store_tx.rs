@@ -176,14 +176,20 @@ async fn tx_writes_and_reads_back(store: DynStore) {
         store.conversations_of(number).await.unwrap(),
         vec![conv2.clone()]
     );
-    assert_eq!(store.conversation(conv.id).await.unwrap(), Some(conv2));
+    assert_eq!(store.find_conversation(conv.id).await.unwrap(), Some(conv2));
     assert_eq!(store.messages_of(number).await.unwrap(), vec![read.clone()]);
-    assert_eq!(store.message(number, "wamid.1").await.unwrap(), Some(read));
+    assert_eq!(
+        store.find_message(number, "wamid.1").await.unwrap(),
+        Some(read)
+    );
     assert_eq!(
         store.calls_of(number).await.unwrap(),
         vec![answered.clone()]
     );
-    assert_eq!(store.call(number, "call.1").await.unwrap(), Some(answered));
+    assert_eq!(
+        store.find_call(number, "call.1").await.unwrap(),
+        Some(answered)
+    );
     assert_eq!(
         store.identity_changes(c.id).await.unwrap(),
         vec![("wa_id".to_string(), None, Some("1555".to_string()))]
@@ -316,7 +322,10 @@ async fn prefetch_then_cached_reads(store: DynStore) {
         Some(other)
     );
     tx.commit().await.unwrap();
-    assert_eq!(store.message(number, "wamid.2").await.unwrap(), Some(fresh));
+    assert_eq!(
+        store.find_message(number, "wamid.2").await.unwrap(),
+        Some(fresh)
+    );
 }
 
 /// Keyset pages: newest first, `After` continues older, `Before` comes back oldest first, rows

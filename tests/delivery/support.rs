@@ -233,7 +233,7 @@ pub async fn wait_deliveries(app: &TestApp, number: &Number, n: usize) -> Vec<Va
 /// The stored processing status of inbound message `wamid`.
 pub async fn processing_status(app: &TestApp, number: &Number, wamid: &str) -> String {
     app.store
-        .message(number.internal_id, wamid)
+        .find_message(number.internal_id, wamid)
         .await
         .unwrap()
         .unwrap_or_else(|| panic!("message {wamid} stored"))
