@@ -3,7 +3,7 @@
 //! The two backends share their SQL through the `impl_common_store!` macro in `common.rs`: both
 //! dialects accept `$n` placeholders, `returning`, and `on conflict`, so a query is written once
 //! and compiled against each driver. What differs (key locks, row locks, the claim's `skip
-//! locked`, LISTEN/NOTIFY, the prefetch) is each backend's [`dialect::Dialect`] implementation.
+//! locked`, LISTEN/NOTIFY, the prefetch) is each backend's `dialect::Dialect` implementation.
 //! sqlx types never leave this module: callers see domain models and [`StoreError`].
 
 mod columns;
