@@ -68,7 +68,7 @@ pub fn to_json(row: &DeliveryRow) -> Value {
         "fields": row.fields.split(',').filter(|f| !f.is_empty()).collect::<Vec<_>>(),
         "status": row.status,
         "attempt_count": row.attempts,
-        "next_attempt_at": matches!(row.status.as_str(), "pending" | "failed").then(|| iso(row.next_attempt_at)),
+        "next_attempt_at": row.status.is_due_state().then(|| iso(row.next_attempt_at)),
         "last_status_code": row.last_status_code,
         "last_error": row.last_error,
         "idempotency_key": row.idempotency_key,

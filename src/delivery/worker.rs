@@ -25,7 +25,9 @@ use crate::destination_guard::{
     self as guard, DestinationPolicy, GuardedResolver, ResolvedToForbidden,
 };
 use crate::domain::number_directory::NumberDirectory;
-use crate::store::{AttemptRow, ClaimedDelivery, DeliveryOutcome, DynStore};
+use crate::store::{
+    AttemptRow, ClaimedDelivery, DeliveryOutcome, DeliveryStatus, DynStore, ProcessingStatus,
+};
 
 /// How long a delivery put back for a busy destination waits.
 const BUSY_DESTINATION_DELAY: Duration = Duration::from_millis(500);
@@ -209,7 +211,7 @@ impl Worker {
             delivery_id: row.id,
             lease_token: row.lease_token.unwrap_or_default(),
             attempt: None,
-            status: "pending",
+            status: DeliveryStatus::Pending,
             next_attempt_at: now,
             last_status_code: None,
             last_error: None,
@@ -224,9 +226,9 @@ impl Worker {
             Err(error) => {
                 // The database is away: try again after a short pause, no attempt counted.
                 outcome.status = if row.attempts == 0 {
-                    "pending"
+                    DeliveryStatus::Pending
                 } else {
-                    "failed"
+                    DeliveryStatus::Failed
                 };
                 outcome.next_attempt_at = now + chrono::Duration::seconds(5);
                 outcome.last_error = Some(format!("could not load the number: {error}"));
@@ -237,8 +239,8 @@ impl Worker {
             .as_ref()
             .and_then(|n| n.webhook_destination_url.clone())
         else {
-            outcome.status = "dead";
-            outcome.processing_status = Some("failed");
+            outcome.status = DeliveryStatus::Dead;
+            outcome.processing_status = Some(ProcessingStatus::Failed);
             outcome.attempt = Some(self.attempt_row(
                 row.id,
                 row.attempts + 1,
@@ -259,9 +261,9 @@ impl Worker {
         let Some(_destination) = self.destination_slot(&origin).await else {
             // Busy destination: back in the queue, no attempt counted.
             outcome.status = if row.attempts == 0 {
-                "pending"
+                DeliveryStatus::Pending
             } else {
-                "failed"
+                DeliveryStatus::Failed
             };
             outcome.next_attempt_at =
                 now + chrono::Duration::from_std(BUSY_DESTINATION_DELAY).expect("small duration");
@@ -281,9 +283,9 @@ impl Worker {
         outcome.at = finished;
         match result {
             Ok(answer) if (200..300).contains(&answer.status) => {
-                outcome.status = "succeeded";
+                outcome.status = DeliveryStatus::Succeeded;
                 outcome.delivered_at = Some(finished);
-                outcome.processing_status = Some("completed");
+                outcome.processing_status = Some(ProcessingStatus::Completed);
                 outcome.last_status_code = Some(i32::from(answer.status));
                 outcome.attempt = Some(self.attempt_row(
                     row.id,
@@ -353,13 +355,13 @@ impl Worker {
         outcome.last_error = Some(error);
         match next {
             Some(at) => {
-                outcome.status = "failed";
+                outcome.status = DeliveryStatus::Failed;
                 outcome.next_attempt_at = at;
             }
             None => {
-                outcome.status = "dead";
+                outcome.status = DeliveryStatus::Dead;
                 outcome.next_attempt_at = outcome.at;
-                outcome.processing_status = Some("failed");
+                outcome.processing_status = Some(ProcessingStatus::Failed);
                 tracing::warn!(
                     delivery_id = %outcome.delivery_id,
                     "webhook delivery dead-lettered after its retry schedule; replay it once the receiver is fixed"
@@ -489,10 +491,10 @@ fn chain(error: &dyn std::error::Error) -> String {
 
 /// The metric label of an outcome: what happened on this pass.
 fn outcome_label(outcome: &DeliveryOutcome) -> &'static str {
-    if outcome.attempt.is_none() && outcome.status != "dead" {
+    if outcome.attempt.is_none() && outcome.status != DeliveryStatus::Dead {
         "deferred"
     } else {
-        outcome.status
+        outcome.status.as_str()
     }
 }
 

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::contacts::{self, text, Identity};
 use super::envelope::RoutedNumber;
-use crate::store::{CallRow, StoreResult, StoreTx};
+use crate::store::{CallRow, Direction, StoreResult, StoreTx};
 
 fn rank(status: &str) -> u8 {
     match status {
@@ -32,10 +32,10 @@ fn unix(value: Option<&Value>) -> Option<DateTime<Utc>> {
     Utc.timestamp_opt(secs, 0).single()
 }
 
-fn direction(meta: Option<&str>) -> &'static str {
+fn direction(meta: Option<&str>) -> Direction {
     match meta {
-        Some("BUSINESS_INITIATED") => "outbound",
-        _ => "inbound",
+        Some("BUSINESS_INITIATED") => Direction::Outbound,
+        _ => Direction::Inbound,
     }
 }
 
@@ -43,7 +43,7 @@ async fn find_or_new(
     tx: &mut dyn StoreTx,
     number: &RoutedNumber,
     call_id: &str,
-    direction: &str,
+    direction: Direction,
     user: &Identity,
     now: DateTime<Utc>,
 ) -> StoreResult<CallRow> {
@@ -63,7 +63,7 @@ async fn find_or_new(
         project_id: number.project_id,
         phone_number_internal_id: number.internal_id,
         call_id: call_id.to_owned(),
-        direction: direction.to_owned(),
+        direction,
         status: "initiated".into(),
         from_number: None,
         to_number: None,
@@ -98,7 +98,7 @@ pub async fn apply_event(
         return Ok(());
     };
     let direction = direction(event.get("direction").and_then(Value::as_str));
-    let (user_phone, user_bsuid) = if direction == "inbound" {
+    let (user_phone, user_bsuid) = if direction == Direction::Inbound {
         (text(event, "from"), text(event, "from_user_id"))
     } else {
         (text(event, "to"), text(event, "to_user_id"))
@@ -120,7 +120,7 @@ pub async fn apply_event(
     match event.get("event").and_then(Value::as_str) {
         Some("connect") => {
             // A user's call rings; a business call's connect carries the user's answer.
-            if direction == "inbound" {
+            if direction == Direction::Inbound {
                 advance(&mut call, "ringing");
             } else {
                 advance(&mut call, "answered");
@@ -194,7 +194,7 @@ pub async fn record_outbound(
         bsuid: to.filter(|t| contacts::is_bsuid(t)),
         ..Identity::default()
     };
-    let mut call = find_or_new(tx, number, call_id, "outbound", &user, now).await?;
+    let mut call = find_or_new(tx, number, call_id, Direction::Outbound, &user, now).await?;
     call.to_number = text(request, "to");
     push_event(&mut call, request);
     tx.update_call(&call).await

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::store::{ConversationRow, StoreResult, StoreTx};
+use crate::store::{ConversationRow, ConversationStatus, StoreResult, StoreTx};
 use crate::time::iso;
 
 /// What a message contributes to its conversation's counters.
@@ -29,7 +29,7 @@ pub async fn touch(
 ) -> StoreResult<ConversationRow> {
     let mut conversation = match tx.find_active_conversation(number, contact_id).await? {
         Some(mut stale) if stale.last_active_at + inactivity < activity.at => {
-            stale.status = "ended".into();
+            stale.status = ConversationStatus::Ended;
             stale.ended_at = Some(stale.last_active_at + inactivity);
             stale.updated_at = activity.at;
             tx.update_conversation(&stale).await?;

@@ -15,8 +15,8 @@ use super::envelope::{self, Change, ChangeTarget};
 use super::message_content::{is_media, next_status, render};
 use crate::domain::number_directory::NumberDirectory;
 use crate::store::{
-    DynStore, EventRouteRow, MessageRow, NewDelivery, NewWebhookEvent, Prefetch, StoreError,
-    StoreResult, StoreTx,
+    Direction, DynStore, EventRouteRow, MessageRow, NewDelivery, NewWebhookEvent, Prefetch,
+    ProcessingStatus, StoreError, StoreResult, StoreTx,
 };
 
 #[derive(Debug, Clone)]
@@ -386,7 +386,7 @@ async fn apply_change(
             for echo in array(value, "message_echoes") {
                 let who = identity(text(echo, "to"), text(echo, "to_user_id"), None, contacts);
                 let recorded = Recorded {
-                    direction: "outbound",
+                    direction: Direction::Outbound,
                     status: "sent",
                     origin: "business_app",
                 };
@@ -492,7 +492,7 @@ async fn inbound_message(
         }
     }
     let recorded = Recorded {
-        direction: "inbound",
+        direction: Direction::Inbound,
         status: "delivered",
         origin: "cloud_api",
     };
@@ -503,7 +503,7 @@ async fn inbound_message(
 /// How a message enters the store.
 #[derive(Debug, Clone, Copy)]
 pub struct Recorded {
-    pub direction: &'static str,
+    pub direction: Direction,
     pub status: &'static str,
     pub origin: &'static str,
 }
@@ -533,10 +533,10 @@ pub async fn record_message(
     }
     let message_type = text(message, "type").unwrap_or_else(|| "text".into());
     let contact = contacts::upsert(tx, number.project_id, number.internal_id, who, now).await?;
-    let processing_status = if recorded.direction == "inbound" && number.forwarding {
-        "pending"
+    let processing_status = if recorded.direction == Direction::Inbound && number.forwarding {
+        ProcessingStatus::Pending
     } else {
-        "completed"
+        ProcessingStatus::Completed
     };
     let meta_timestamp = message
         .get("timestamp")
@@ -551,10 +551,10 @@ pub async fn record_message(
         project_id: number.project_id,
         phone_number_internal_id: number.internal_id,
         wamid: wamid.clone(),
-        direction: recorded.direction.into(),
+        direction: recorded.direction,
         message_type: message_type.clone(),
         status: recorded.status.into(),
-        processing_status: processing_status.into(),
+        processing_status,
         origin: recorded.origin.into(),
         meta_timestamp,
         contact_id: contact.as_ref().map(|c| c.id),
@@ -569,7 +569,7 @@ pub async fn record_message(
     };
     if let Some(contact) = &contact {
         let activity = Activity {
-            inbound: recorded.direction == "inbound",
+            inbound: recorded.direction == Direction::Inbound,
             wamid: &wamid,
             message_type: &message_type,
             text: &row.content,
@@ -650,7 +650,7 @@ pub async fn mark_read(
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
     if let Some(mut row) = tx.find_message(number, wamid).await? {
-        if row.direction == "inbound" && next_status(&row.status, "read").is_some() {
+        if row.direction == Direction::Inbound && next_status(&row.status, "read").is_some() {
             row.status = "read".into();
             row.updated_at = now;
             tx.update_message_state(&row).await?;

@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 use super::contacts::{self, text, Identity};
 use super::envelope::RoutedNumber;
 use super::ingest::{self, IngestSettings, Recorded};
-use crate::store::{StoreResult, StoreTx};
+use crate::store::{Direction, StoreResult, StoreTx};
 
 /// Something the proxy saw that must be recorded.
 #[derive(Debug, Clone)]
@@ -97,7 +97,7 @@ pub async fn apply(
                 return Ok(());
             };
             let recorded = Recorded {
-                direction: "outbound",
+                direction: Direction::Outbound,
                 status: "pending",
                 origin: "cloud_api",
             };

@@ -10,7 +10,7 @@ macro_rules! impl_common_store {
         #[async_trait::async_trait]
         impl $crate::store::Store for $store {
             fn backend(&self) -> $crate::config::Backend {
-                Self::BACKEND
+                <Self as $crate::store::dialect::Dialect>::BACKEND
             }
 
             async fn ping(&self) -> $crate::store::StoreResult<()> {
@@ -22,9 +22,17 @@ macro_rules! impl_common_store {
                 self.pool.close().await;
             }
 
-            async fn create_project(&self, name: &str) -> $crate::store::StoreResult<$crate::store::Project> {
+            fn inspect(&self) -> &dyn $crate::store::StoreInspect {
+                self
+            }
+
+            async fn create_project(
+                &self,
+                name: &str,
+            ) -> $crate::store::StoreResult<$crate::store::Project> {
                 let project = sqlx::query_as(
-                    "insert into projects (id, name, created_at) values ($1, $2, $3) returning id, name, created_at",
+                    "insert into projects (id, name, created_at) values ($1, $2, $3) \
+                             returning id, name, created_at",
                 )
                 .bind(uuid::Uuid::now_v7())
                 .bind(name)
@@ -34,11 +42,16 @@ macro_rules! impl_common_store {
                 Ok(project)
             }
 
-            async fn get_project(&self, id: uuid::Uuid) -> $crate::store::StoreResult<$crate::store::Project> {
-                Ok(sqlx::query_as("select id, name, created_at from projects where id = $1")
-                    .bind(id)
-                    .fetch_one(&self.pool)
-                    .await?)
+            async fn get_project(
+                &self,
+                id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<$crate::store::Project> {
+                Ok(
+                    sqlx::query_as("select id, name, created_at from projects where id = $1")
+                        .bind(id)
+                        .fetch_one(&self.pool)
+                        .await?,
+                )
             }
 
             async fn count_projects(&self) -> $crate::store::StoreResult<i64> {
@@ -52,8 +65,11 @@ macro_rules! impl_common_store {
                 &self,
                 name: &str,
             ) -> $crate::store::StoreResult<Option<$crate::store::Project>> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
-                if let Some(sql) = Self::BOOTSTRAP_LOCK {
+                let mut tx = self
+                    .pool
+                    .begin_with(<Self as $crate::store::dialect::Dialect>::BEGIN_WRITE)
+                    .await?;
+                if let Some(sql) = <Self as $crate::store::dialect::Dialect>::BOOTSTRAP_LOCK {
                     sqlx::query(sql).execute(&mut *tx).await?;
                 }
                 let (count,): (i64,) = sqlx::query_as("select count(*) from projects")
@@ -63,7 +79,8 @@ macro_rules! impl_common_store {
                     return Ok(None);
                 }
                 let project = sqlx::query_as(
-                    "insert into projects (id, name, created_at) values ($1, $2, $3) returning id, name, created_at",
+                    "insert into projects (id, name, created_at) values ($1, $2, $3) \
+                             returning id, name, created_at",
                 )
                 .bind(uuid::Uuid::now_v7())
                 .bind(name)
@@ -79,8 +96,9 @@ macro_rules! impl_common_store {
                 key: $crate::store::NewApiKey,
             ) -> $crate::store::StoreResult<$crate::store::ApiKeyRecord> {
                 let sql = format!(
-                    "insert into api_keys (id, project_id, key_sha256, display_prefix, created_at) \
-                     values ($1, $2, $3, $4, $5) returning {}",
+                    "insert into api_keys (id, project_id, key_sha256, display_prefix, \
+                             created_at) \
+                             values ($1, $2, $3, $4, $5) returning {}",
                     $crate::store::columns::API_KEY_COLUMNS
                 );
                 Ok(sqlx::query_as(&sql)
@@ -101,7 +119,10 @@ macro_rules! impl_common_store {
                     "select {} from api_keys where project_id = $1 order by created_at, id",
                     $crate::store::columns::API_KEY_COLUMNS
                 );
-                Ok(sqlx::query_as(&sql).bind(project_id).fetch_all(&self.pool).await?)
+                Ok(sqlx::query_as(&sql)
+                    .bind(project_id)
+                    .fetch_all(&self.pool)
+                    .await?)
             }
 
             async fn revoke_api_key(
@@ -110,7 +131,8 @@ macro_rules! impl_common_store {
             ) -> $crate::store::StoreResult<$crate::store::ApiKeyRecord> {
                 // coalesce keeps the first revocation time when a key is revoked twice.
                 let sql = format!(
-                    "update api_keys set revoked_at = coalesce(revoked_at, $2) where id = $1 returning {}",
+                    "update api_keys set revoked_at = coalesce(revoked_at, $2) where id = \
+                             $1 returning {}",
                     $crate::store::columns::API_KEY_COLUMNS
                 );
                 Ok(sqlx::query_as(&sql)
@@ -128,7 +150,10 @@ macro_rules! impl_common_store {
                     "select {} from api_keys where key_sha256 = $1",
                     $crate::store::columns::API_KEY_COLUMNS
                 );
-                Ok(sqlx::query_as(&sql).bind(key_sha256).fetch_optional(&self.pool).await?)
+                Ok(sqlx::query_as(&sql)
+                    .bind(key_sha256)
+                    .fetch_optional(&self.pool)
+                    .await?)
             }
 
             async fn create_customer(
@@ -137,8 +162,9 @@ macro_rules! impl_common_store {
             ) -> $crate::store::StoreResult<$crate::store::Customer> {
                 let now = $crate::store::now();
                 let sql = format!(
-                    "insert into customers (id, project_id, name, external_customer_id, created_at, updated_at) \
-                     values ($1, $2, $3, $4, $5, $5) returning {}",
+                    "insert into customers (id, project_id, name, external_customer_id, \
+                             created_at, updated_at) \
+                             values ($1, $2, $3, $4, $5, $5) returning {}",
                     $crate::store::columns::CUSTOMER_COLUMNS
                 );
                 Ok(sqlx::query_as(&sql)
@@ -160,7 +186,11 @@ macro_rules! impl_common_store {
                     "select {} from customers where project_id = $1 and id = $2",
                     $crate::store::columns::CUSTOMER_COLUMNS
                 );
-                Ok(sqlx::query_as(&sql).bind(project_id).bind(id).fetch_one(&self.pool).await?)
+                Ok(sqlx::query_as(&sql)
+                    .bind(project_id)
+                    .bind(id)
+                    .fetch_one(&self.pool)
+                    .await?)
             }
 
             async fn insert_phone_number(
@@ -168,18 +198,25 @@ macro_rules! impl_common_store {
                 n: $crate::store::NewPhoneNumber,
             ) -> $crate::store::StoreResult<$crate::store::PhoneNumber> {
                 let now = $crate::store::now();
-                let secrets_key_id = (n.webhook_secret.is_some() || n.webhook_verify_token.is_some())
-                    .then(|| n.access_token.key_id.clone());
+                let secrets_key_id = (n.webhook_secret.is_some()
+                    || n.webhook_verify_token.is_some())
+                .then(|| n.access_token.key_id.clone());
                 let sql = format!(
-                    "insert into phone_numbers (internal_id, project_id, customer_id, phone_number_id, \
-                     business_account_id, kind, name, display_phone_number, verified_name, quality_rating, \
-                     code_verification_status, name_status, status, throughput_tier, messaging_limit, \
-                     is_official_business_account, is_pin_enabled, is_coexistence, \
-                     inbound_processing_enabled, calls_enabled, access_token_sealed, access_token_key_id, \
-                     access_token_sha256, webhook_destination_url, webhook_secret_sealed, \
-                     webhook_verify_token_sealed, secrets_key_id, created_at, updated_at) \
-                     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-                     $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $28) returning {}",
+                    "insert into phone_numbers (internal_id, project_id, customer_id, \
+                             phone_number_id, \
+                             business_account_id, kind, name, display_phone_number, \
+                             verified_name, quality_rating, \
+                             code_verification_status, name_status, status, throughput_tier, \
+                             messaging_limit, \
+                             is_official_business_account, is_pin_enabled, is_coexistence, \
+                             inbound_processing_enabled, calls_enabled, access_token_sealed, \
+                             access_token_key_id, \
+                             access_token_sha256, webhook_destination_url, webhook_secret_sealed, \
+                             webhook_verify_token_sealed, secrets_key_id, created_at, updated_at) \
+                             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+                             $15, $16, $17, \
+                             $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $28) \
+                             returning {}",
                     $crate::store::columns::PHONE_NUMBER_COLUMNS
                 );
                 Ok(sqlx::query_as(&sql)
@@ -223,7 +260,10 @@ macro_rules! impl_common_store {
                     "select {} from phone_numbers where phone_number_id = $1",
                     $crate::store::columns::PHONE_NUMBER_COLUMNS
                 );
-                Ok(sqlx::query_as(&sql).bind(phone_number_id).fetch_optional(&self.pool).await?)
+                Ok(sqlx::query_as(&sql)
+                    .bind(phone_number_id)
+                    .fetch_optional(&self.pool)
+                    .await?)
             }
 
             async fn find_phone_numbers_by_waba(
@@ -232,8 +272,9 @@ macro_rules! impl_common_store {
                 business_account_id: &str,
             ) -> $crate::store::StoreResult<Vec<$crate::store::PhoneNumber>> {
                 let sql = format!(
-                    "select {} from phone_numbers where business_account_id = $1 and project_id = $2 \
-                     order by created_at, internal_id",
+                    "select {} from phone_numbers where business_account_id = $1 and \
+                             project_id = $2 \
+                             order by created_at, internal_id",
                     $crate::store::columns::PHONE_NUMBER_COLUMNS
                 );
                 Ok(sqlx::query_as(&sql)
@@ -243,9 +284,18 @@ macro_rules! impl_common_store {
                     .await?)
             }
 
-            async fn phone_number_by_internal_id(&self, internal_id: uuid::Uuid) -> $crate::store::StoreResult<Option<$crate::store::PhoneNumber>> {
-                let sql = format!("select {} from phone_numbers where internal_id = $1", $crate::store::columns::PHONE_NUMBER_COLUMNS);
-                Ok(sqlx::query_as(&sql).bind(internal_id).fetch_optional(&self.pool).await?)
+            async fn find_phone_number_by_internal_id(
+                &self,
+                internal_id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<Option<$crate::store::PhoneNumber>> {
+                let sql = format!(
+                    "select {} from phone_numbers where internal_id = $1",
+                    $crate::store::columns::PHONE_NUMBER_COLUMNS
+                );
+                Ok(sqlx::query_as(&sql)
+                    .bind(internal_id)
+                    .fetch_optional(&self.pool)
+                    .await?)
             }
 
             async fn find_phone_numbers_by_waba_any(
@@ -253,10 +303,14 @@ macro_rules! impl_common_store {
                 business_account_id: &str,
             ) -> $crate::store::StoreResult<Vec<$crate::store::PhoneNumber>> {
                 let sql = format!(
-                    "select {} from phone_numbers where business_account_id = $1 order by created_at, internal_id",
+                    "select {} from phone_numbers where business_account_id = $1 order by \
+                             created_at, internal_id",
                     $crate::store::columns::PHONE_NUMBER_COLUMNS
                 );
-                Ok(sqlx::query_as(&sql).bind(business_account_id).fetch_all(&self.pool).await?)
+                Ok(sqlx::query_as(&sql)
+                    .bind(business_account_id)
+                    .fetch_all(&self.pool)
+                    .await?)
             }
 
             async fn find_phone_numbers_by_token_hash(
@@ -264,7 +318,8 @@ macro_rules! impl_common_store {
                 access_token_sha256: &str,
             ) -> $crate::store::StoreResult<Vec<$crate::store::PhoneNumber>> {
                 let sql = format!(
-                    "select {} from phone_numbers where access_token_sha256 = $1 order by created_at, internal_id",
+                    "select {} from phone_numbers where access_token_sha256 = $1 order by \
+                             created_at, internal_id",
                     $crate::store::columns::PHONE_NUMBER_COLUMNS
                 );
                 Ok(sqlx::query_as(&sql)
@@ -279,19 +334,22 @@ macro_rules! impl_common_store {
                 customer_id: Option<uuid::Uuid>,
                 page: u32,
                 per_page: u32,
-            ) -> $crate::store::StoreResult<$crate::store::Page<$crate::store::PhoneNumber>> {
+            ) -> $crate::store::StoreResult<
+                $crate::store::Page<$crate::store::PhoneNumber>,
+            > {
                 // Platform lists are page-numbered by contract (with a total), so they use
                 // offset; they are bounded by the number of connected numbers, not messages.
                 let filter = "project_id = $1 and ($2 is null or customer_id = $2)";
-                let (total_count,): (i64,) =
-                    sqlx::query_as(&format!("select count(*) from phone_numbers where {filter}"))
-                        .bind(project_id)
-                        .bind(customer_id)
-                        .fetch_one(&self.pool)
-                        .await?;
+                let (total_count,): (i64,) = sqlx::query_as(&format!(
+                    "select count(*) from phone_numbers where {filter}"
+                ))
+                .bind(project_id)
+                .bind(customer_id)
+                .fetch_one(&self.pool)
+                .await?;
                 let sql = format!(
                     "select {} from phone_numbers where {filter} \
-                     order by created_at desc, internal_id desc limit $3 offset $4",
+                             order by created_at desc, internal_id desc limit $3 offset $4",
                     $crate::store::columns::PHONE_NUMBER_COLUMNS
                 );
                 let items = sqlx::query_as(&sql)
@@ -310,7 +368,10 @@ macro_rules! impl_common_store {
                 phone_number_id: &str,
                 patch: $crate::store::PhoneNumberPatch,
             ) -> $crate::store::StoreResult<$crate::store::PhoneNumber> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
+                let mut tx = self
+                    .pool
+                    .begin_with(<Self as $crate::store::dialect::Dialect>::BEGIN_WRITE)
+                    .await?;
                 let select = format!(
                     "select {} from phone_numbers where project_id = $1 and phone_number_id = $2",
                     $crate::store::columns::PHONE_NUMBER_COLUMNS
@@ -322,11 +383,14 @@ macro_rules! impl_common_store {
                     .await?;
                 $crate::store::common::apply_patch(&mut n, patch);
                 let sql = format!(
-                    "update phone_numbers set name = $3, access_token_sealed = $4, access_token_key_id = $5, \
-                     access_token_sha256 = $6, webhook_destination_url = $7, webhook_secret_sealed = $8, \
-                     secrets_key_id = $9, inbound_processing_enabled = $10, calls_enabled = $11, \
-                     username = $12, username_status = $13, updated_at = $14 \
-                     where project_id = $1 and phone_number_id = $2 returning {}",
+                    "update phone_numbers set name = $3, access_token_sealed = $4, \
+                             access_token_key_id = $5, \
+                             access_token_sha256 = $6, webhook_destination_url = $7, \
+                             webhook_secret_sealed = $8, \
+                             secrets_key_id = $9, inbound_processing_enabled = $10, calls_enabled \
+                             = $11, \
+                             username = $12, username_status = $13, updated_at = $14 \
+                             where project_id = $1 and phone_number_id = $2 returning {}",
                     $crate::store::columns::PHONE_NUMBER_COLUMNS
                 );
                 let updated = sqlx::query_as(&sql)
@@ -350,9 +414,14 @@ macro_rules! impl_common_store {
                 Ok(updated)
             }
 
-            async fn begin(&self) -> $crate::store::StoreResult<Box<dyn $crate::store::StoreTx>> {
+            async fn begin(
+                &self,
+            ) -> $crate::store::StoreResult<Box<dyn $crate::store::StoreTx>> {
                 Ok(Box::new($tx {
-                    tx: self.pool.begin_with(Self::BEGIN_WRITE).await?,
+                    tx: self
+                        .pool
+                        .begin_with(<Self as $crate::store::dialect::Dialect>::BEGIN_WRITE)
+                        .await?,
                     queued_deliveries: false,
                     state: Default::default(),
                 }))
@@ -366,7 +435,7 @@ macro_rules! impl_common_store {
                 // One statement: safe with several instances sweeping at once.
                 let result = sqlx::query(
                     "update conversations set status = 'ended', ended_at = $2, updated_at = $2 \
-                     where status = 'active' and last_active_at < $1",
+                             where status = 'active' and last_active_at < $1",
                 )
                 .bind(cutoff)
                 .bind(now)
@@ -375,7 +444,10 @@ macro_rules! impl_common_store {
                 Ok(result.rows_affected())
             }
 
-            async fn delete_parked_statuses_before(&self, cutoff: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<u64> {
+            async fn delete_parked_statuses_before(
+                &self,
+                cutoff: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<u64> {
                 let result = sqlx::query("delete from parked_statuses where received_at < $1")
                     .bind(cutoff)
                     .execute(&self.pool)
@@ -383,83 +455,126 @@ macro_rules! impl_common_store {
                 Ok(result.rows_affected())
             }
 
-            async fn message(&self, number: uuid::Uuid, wamid: &str) -> $crate::store::StoreResult<Option<$crate::store::MessageRow>> {
-                let sql = format!("select {} from messages where phone_number_internal_id = $1 and wamid = $2", $crate::store::columns::MESSAGE_COLUMNS);
-                Ok(sqlx::query_as(&sql).bind(number).bind(wamid).fetch_optional(&self.pool).await?)
+            async fn find_message(
+                &self,
+                number: uuid::Uuid,
+                wamid: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::store::MessageRow>> {
+                let sql = format!(
+                    "select {} from messages where phone_number_internal_id = $1 and wamid = $2",
+                    $crate::store::columns::MESSAGE_COLUMNS
+                );
+                Ok(sqlx::query_as(&sql)
+                    .bind(number)
+                    .bind(wamid)
+                    .fetch_optional(&self.pool)
+                    .await?)
             }
 
-            async fn messages_of(&self, number: uuid::Uuid) -> $crate::store::StoreResult<Vec<$crate::store::MessageRow>> {
-                let sql = format!("select {} from messages where phone_number_internal_id = $1 order by created_at, id", $crate::store::columns::MESSAGE_COLUMNS);
-                Ok(sqlx::query_as(&sql).bind(number).fetch_all(&self.pool).await?)
+            async fn webhook_events(
+                &self,
+                state: Option<&str>,
+                limit: i64,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::WebhookEventRow>> {
+                Ok(sqlx::query_as(concat!(
+                    "select ",
+                    $crate::store::columns::webhook_event_columns!(),
+                    " from webhook_events where ($1 is null or state = $1) \
+                             order by received_at desc, id desc limit $2",
+                ))
+                .bind(state)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?)
             }
 
-            async fn contacts_of(&self, number: uuid::Uuid) -> $crate::store::StoreResult<Vec<$crate::store::ContactRow>> {
-                let sql = format!("select {} from contacts where phone_number_internal_id = $1 order by created_at, id", $crate::store::columns::CONTACT_COLUMNS);
-                Ok(sqlx::query_as(&sql).bind(number).fetch_all(&self.pool).await?)
-            }
-
-            async fn conversations_of(&self, number: uuid::Uuid) -> $crate::store::StoreResult<Vec<$crate::store::ConversationRow>> {
-                let sql = format!("select {} from conversations where phone_number_internal_id = $1 order by created_at, id", $crate::store::columns::CONVERSATION_COLUMNS);
-                Ok(sqlx::query_as(&sql).bind(number).fetch_all(&self.pool).await?)
-            }
-
-            async fn calls_of(&self, number: uuid::Uuid) -> $crate::store::StoreResult<Vec<$crate::store::CallRow>> {
-                let sql = format!("select {} from calls where phone_number_internal_id = $1 order by created_at, id", $crate::store::columns::CALL_COLUMNS);
-                Ok(sqlx::query_as(&sql).bind(number).fetch_all(&self.pool).await?)
-            }
-
-            async fn identity_changes(&self, contact: uuid::Uuid) -> $crate::store::StoreResult<Vec<(String, Option<String>, Option<String>)>> {
-                Ok(sqlx::query_as("select kind, old_value, new_value from contact_identity_changes where contact_id = $1 order by changed_at, id")
-                    .bind(contact).fetch_all(&self.pool).await?)
-            }
-
-            async fn webhook_events(&self, state: Option<&str>, limit: i64) -> $crate::store::StoreResult<Vec<$crate::store::WebhookEventRow>> {
-                Ok(sqlx::query_as(
-                    "select id, received_at, body, state, error from webhook_events \
-                     where ($1 is null or state = $1) order by received_at desc, id desc limit $2",
-                )
-                .bind(state).bind(limit).fetch_all(&self.pool).await?)
-            }
-
-            async fn event_routes(&self, event_id: uuid::Uuid) -> $crate::store::StoreResult<Vec<$crate::store::EventRouteRow>> {
-                Ok(sqlx::query_as(
-                    "select id, event_id, project_id, phone_number_id, fields, payload, created_at \
-                     from webhook_event_routes where event_id = $1 order by id",
-                )
-                .bind(event_id).fetch_all(&self.pool).await?)
-            }
-
-            async fn list_messages(&self, number: uuid::Uuid, filter: &$crate::store::MessageFilter, seek: $crate::store::Seek, limit: u32) -> $crate::store::StoreResult<Vec<$crate::store::MessageRow>> {
+            async fn list_messages(
+                &self,
+                number: uuid::Uuid,
+                filter: &$crate::store::MessageFilter,
+                seek: $crate::store::Seek,
+                limit: u32,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::MessageRow>> {
                 let sql = $crate::store::lists::message_sql(number, filter, seek, limit);
-                Ok($crate::store::lists::bind_args!(sqlx::query_as(&sql.text), &sql.args).fetch_all(&self.pool).await?)
+                Ok(
+                    $crate::store::lists::bind_args!(sqlx::query_as(&sql.text), &sql.args)
+                        .fetch_all(&self.pool)
+                        .await?,
+                )
             }
 
-            async fn list_conversations(&self, number: uuid::Uuid, filter: &$crate::store::ConversationFilter, seek: $crate::store::Seek, limit: u32) -> $crate::store::StoreResult<Vec<$crate::store::ConversationRow>> {
+            async fn list_conversations(
+                &self,
+                number: uuid::Uuid,
+                filter: &$crate::store::ConversationFilter,
+                seek: $crate::store::Seek,
+                limit: u32,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::ConversationRow>> {
                 let sql = $crate::store::lists::conversation_sql(number, filter, seek, limit);
-                Ok($crate::store::lists::bind_args!(sqlx::query_as(&sql.text), &sql.args).fetch_all(&self.pool).await?)
+                Ok(
+                    $crate::store::lists::bind_args!(sqlx::query_as(&sql.text), &sql.args)
+                        .fetch_all(&self.pool)
+                        .await?,
+                )
             }
 
-            async fn list_contacts(&self, number: uuid::Uuid, filter: &$crate::store::ContactFilter, seek: $crate::store::Seek, limit: u32) -> $crate::store::StoreResult<Vec<$crate::store::ContactRow>> {
+            async fn list_contacts(
+                &self,
+                number: uuid::Uuid,
+                filter: &$crate::store::ContactFilter,
+                seek: $crate::store::Seek,
+                limit: u32,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::ContactRow>> {
                 let sql = $crate::store::lists::contact_sql(number, filter, seek, limit);
-                Ok($crate::store::lists::bind_args!(sqlx::query_as(&sql.text), &sql.args).fetch_all(&self.pool).await?)
+                Ok(
+                    $crate::store::lists::bind_args!(sqlx::query_as(&sql.text), &sql.args)
+                        .fetch_all(&self.pool)
+                        .await?,
+                )
             }
 
-            async fn list_calls(&self, number: uuid::Uuid, filter: &$crate::store::CallFilter, seek: $crate::store::Seek, limit: u32) -> $crate::store::StoreResult<Vec<$crate::store::CallRow>> {
+            async fn list_calls(
+                &self,
+                number: uuid::Uuid,
+                filter: &$crate::store::CallFilter,
+                seek: $crate::store::Seek,
+                limit: u32,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::CallRow>> {
                 let sql = $crate::store::lists::call_sql(number, filter, seek, limit);
-                Ok($crate::store::lists::bind_args!(sqlx::query_as(&sql.text), &sql.args).fetch_all(&self.pool).await?)
+                Ok(
+                    $crate::store::lists::bind_args!(sqlx::query_as(&sql.text), &sql.args)
+                        .fetch_all(&self.pool)
+                        .await?,
+                )
             }
 
-            async fn conversation(&self, id: uuid::Uuid) -> $crate::store::StoreResult<Option<$crate::store::ConversationRow>> {
-                let sql = format!("select {} from conversations where id = $1", $crate::store::columns::CONVERSATION_COLUMNS);
-                Ok(sqlx::query_as(&sql).bind(id).fetch_optional(&self.pool).await?)
+            async fn find_conversation(
+                &self,
+                id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<Option<$crate::store::ConversationRow>> {
+                let sql = format!(
+                    "select {} from conversations where id = $1",
+                    $crate::store::columns::CONVERSATION_COLUMNS
+                );
+                Ok(sqlx::query_as(&sql)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?)
             }
 
-            async fn contacts_by_ids(&self, ids: &[uuid::Uuid]) -> $crate::store::StoreResult<Vec<$crate::store::ContactRow>> {
+            async fn contacts_by_ids(
+                &self,
+                ids: &[uuid::Uuid],
+            ) -> $crate::store::StoreResult<Vec<$crate::store::ContactRow>> {
                 if ids.is_empty() {
                     return Ok(Vec::new());
                 }
                 let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
-                let sql = format!("select {} from contacts where id in ({})", $crate::store::columns::CONTACT_COLUMNS, placeholders.join(", "));
+                let sql = format!(
+                    "select {} from contacts where id in ({})",
+                    $crate::store::columns::CONTACT_COLUMNS,
+                    placeholders.join(", ")
+                );
                 let mut query = sqlx::query_as(&sql);
                 for id in ids {
                     query = query.bind(*id);
@@ -467,30 +582,62 @@ macro_rules! impl_common_store {
                 Ok(query.fetch_all(&self.pool).await?)
             }
 
-            async fn call(&self, number: uuid::Uuid, call_id: &str) -> $crate::store::StoreResult<Option<$crate::store::CallRow>> {
-                let sql = format!("select {} from calls where phone_number_internal_id = $1 and call_id = $2", $crate::store::columns::CALL_COLUMNS);
-                Ok(sqlx::query_as(&sql).bind(number).bind(call_id).fetch_optional(&self.pool).await?)
+            async fn find_call(
+                &self,
+                number: uuid::Uuid,
+                call_id: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::store::CallRow>> {
+                let sql = format!(
+                    "select {} from calls where phone_number_internal_id = $1 and call_id = $2",
+                    $crate::store::columns::CALL_COLUMNS
+                );
+                Ok(sqlx::query_as(&sql)
+                    .bind(number)
+                    .bind(call_id)
+                    .fetch_optional(&self.pool)
+                    .await?)
             }
 
-            async fn set_conversation_status(&self, id: uuid::Uuid, status: &str, now: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<()> {
+            async fn set_conversation_status(
+                &self,
+                id: uuid::Uuid,
+                status: $crate::store::ConversationStatus,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<()> {
                 // Reopening an ended conversation while the contact already has another active one
                 // would break "one active per contact": the unique index refuses it (Conflict).
                 let result = sqlx::query(
-                    "update conversations set status = $2, ended_at = case when $2 = 'ended' then coalesce(ended_at, $3) else null end, \
-                     updated_at = $3 where id = $1",
+                    "update conversations set status = $2, ended_at = case when $2 = \
+                             'ended' then coalesce(ended_at, $3) else null end, \
+                             updated_at = $3 where id = $1",
                 )
-                .bind(id).bind(status).bind(now)
-                .execute(&self.pool).await?;
+                .bind(id)
+                .bind(status)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
                 if result.rows_affected() == 0 {
                     return Err($crate::store::StoreError::NotFound);
                 }
                 Ok(())
             }
 
-            async fn save_contact(&self, c: &$crate::store::ContactRow) -> $crate::store::StoreResult<()> {
-                sqlx::query("update contacts set profile_name = $2, display_name = $3, customer_id = $4, metadata = $5, updated_at = $6 where id = $1")
-                    .bind(c.id).bind(&c.profile_name).bind(&c.display_name).bind(c.customer_id).bind(&c.metadata).bind(c.updated_at)
-                    .execute(&self.pool).await?;
+            async fn save_contact(
+                &self,
+                c: &$crate::store::ContactRow,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query(
+                    "update contacts set profile_name = $2, display_name = $3, \
+                 customer_id = $4, metadata = $5, updated_at = $6 where id = $1",
+                )
+                .bind(c.id)
+                .bind(&c.profile_name)
+                .bind(&c.display_name)
+                .bind(c.customer_id)
+                .bind(&c.metadata)
+                .bind(c.updated_at)
+                .execute(&self.pool)
+                .await?;
                 Ok(())
             }
 
@@ -499,9 +646,13 @@ macro_rules! impl_common_store {
                 project_id: uuid::Uuid,
                 phone_number_id: &str,
             ) -> $crate::store::StoreResult<()> {
-                let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
+                let mut tx = self
+                    .pool
+                    .begin_with(<Self as $crate::store::dialect::Dialect>::BEGIN_WRITE)
+                    .await?;
                 let internal_id: Option<uuid::Uuid> = sqlx::query_scalar(
-                    "delete from phone_numbers where project_id = $1 and phone_number_id = $2 returning internal_id",
+                    "delete from phone_numbers where project_id = $1 and phone_number_id \
+                             = $2 returning internal_id",
                 )
                 .bind(project_id)
                 .bind(phone_number_id)
@@ -514,7 +665,8 @@ macro_rules! impl_common_store {
                 // keys have already removed them.
                 for sql in [
                     "delete from webhook_delivery_attempts where delivery_id in \
-                     (select id from webhook_deliveries where phone_number_internal_id = $1)",
+                             (select id from webhook_deliveries where phone_number_internal_id = \
+                             $1)",
                     "delete from webhook_deliveries where phone_number_internal_id = $1",
                     "delete from messages where phone_number_internal_id = $1",
                 ] {

@@ -1,12 +1,15 @@
 //! Persistence behind one [`Store`] trait with a SQLite and a PostgreSQL implementation.
 //!
 //! The two backends share their SQL through the `impl_common_store!` macro in `common.rs`: both
-//! dialects accept `$n` placeholders, `returning`, and `on conflict`, so a query is written once and
-//! compiled against each driver. Dialect differences live in the backend files. sqlx types never
-//! leave this module: callers see domain models and [`StoreError`].
+//! dialects accept `$n` placeholders, `returning`, and `on conflict`, so a query is written once
+//! and compiled against each driver. What differs (key locks, row locks, the claim's `skip
+//! locked`, LISTEN/NOTIFY, the prefetch) is each backend's `dialect::Dialect` implementation.
+//! sqlx types never leave this module: callers see domain models and [`StoreError`].
 
 mod columns;
 mod common;
+mod dialect;
+pub(crate) mod inspect;
 pub(crate) mod lists;
 mod models;
 pub(crate) mod onboarding;
@@ -14,6 +17,7 @@ pub(crate) mod outbox;
 mod postgres;
 mod records;
 mod sqlite;
+mod status;
 pub(crate) mod tx;
 pub(crate) mod tx_state;
 
@@ -23,6 +27,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use uuid::Uuid;
 
+pub use inspect::StoreInspect;
 pub use lists::{CallFilter, ContactFilter, ConversationFilter, MessageFilter, Seek};
 pub use models::*;
 pub use onboarding::{
@@ -35,6 +40,7 @@ pub use outbox::{
 pub use postgres::PgStore;
 pub use records::*;
 pub use sqlite::SqliteStore;
+pub use status::{ConversationStatus, DeliveryStatus, Direction, ProcessingStatus, UnknownValue};
 pub use tx::StoreTx;
 pub use tx_state::Prefetch;
 
@@ -128,6 +134,8 @@ pub trait Store: Outbox + Onboarding + Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
     /// Closes the pool; every later call fails with [`StoreError::Unavailable`].
     async fn close(&self);
+    /// The whole-table reads tests use (see [`StoreInspect`]).
+    fn inspect(&self) -> &dyn StoreInspect;
 
     // Projects and API keys.
     async fn create_project(&self, name: &str) -> StoreResult<Project>;
@@ -154,7 +162,7 @@ pub trait Store: Outbox + Onboarding + Send + Sync + 'static {
         project_id: Uuid,
         business_account_id: &str,
     ) -> StoreResult<Vec<PhoneNumber>>;
-    async fn phone_number_by_internal_id(
+    async fn find_phone_number_by_internal_id(
         &self,
         internal_id: Uuid,
     ) -> StoreResult<Option<PhoneNumber>>;
@@ -198,25 +206,13 @@ pub trait Store: Outbox + Onboarding + Send + Sync + 'static {
         &self,
         cutoff: chrono::DateTime<chrono::Utc>,
     ) -> StoreResult<u64>;
-    async fn message(&self, number: Uuid, wamid: &str) -> StoreResult<Option<MessageRow>>;
-    /// All messages of a number, oldest first (operators and tests; the API pages with cursors).
-    async fn messages_of(&self, number: Uuid) -> StoreResult<Vec<MessageRow>>;
-    async fn contacts_of(&self, number: Uuid) -> StoreResult<Vec<ContactRow>>;
-    async fn conversations_of(&self, number: Uuid) -> StoreResult<Vec<ConversationRow>>;
-    async fn calls_of(&self, number: Uuid) -> StoreResult<Vec<CallRow>>;
-    /// `(kind, old, new)` identity changes of a contact, oldest first.
-    async fn identity_changes(
-        &self,
-        contact: Uuid,
-    ) -> StoreResult<Vec<(String, Option<String>, Option<String>)>>;
+    async fn find_message(&self, number: Uuid, wamid: &str) -> StoreResult<Option<MessageRow>>;
     /// Newest raw webhook events, optionally of one state (`invalid_json`, `unrouted`, …).
     async fn webhook_events(
         &self,
         state: Option<&str>,
         limit: i64,
     ) -> StoreResult<Vec<WebhookEventRow>>;
-    async fn event_routes(&self, event_id: Uuid) -> StoreResult<Vec<EventRouteRow>>;
-
     // Keyset lists (at most `limit` rows; `Seek::Before` pages come back oldest first).
     async fn list_messages(
         &self,
@@ -246,14 +242,14 @@ pub trait Store: Outbox + Onboarding + Send + Sync + 'static {
         seek: Seek,
         limit: u32,
     ) -> StoreResult<Vec<CallRow>>;
-    async fn conversation(&self, id: Uuid) -> StoreResult<Option<ConversationRow>>;
+    async fn find_conversation(&self, id: Uuid) -> StoreResult<Option<ConversationRow>>;
     async fn contacts_by_ids(&self, ids: &[Uuid]) -> StoreResult<Vec<ContactRow>>;
-    async fn call(&self, number: Uuid, call_id: &str) -> StoreResult<Option<CallRow>>;
-    /// Sets a conversation's status (`active`/`ended`); ending stamps `ended_at`.
+    async fn find_call(&self, number: Uuid, call_id: &str) -> StoreResult<Option<CallRow>>;
+    /// Sets a conversation's status; ending stamps `ended_at`.
     async fn set_conversation_status(
         &self,
         id: Uuid,
-        status: &str,
+        status: ConversationStatus,
         now: chrono::DateTime<chrono::Utc>,
     ) -> StoreResult<()>;
     /// Writes back a contact's editable fields.

@@ -246,17 +246,26 @@ macro_rules! impl_onboarding {
                 filter: &$crate::store::CustomerFilter,
                 page: u32,
                 per_page: u32,
-            ) -> $crate::store::StoreResult<$crate::store::Page<$crate::store::Customer>> {
+            ) -> $crate::store::StoreResult<
+                $crate::store::Page<$crate::store::Customer>,
+            > {
                 use $crate::store::lists::{bind_args, Arg};
                 let count = $crate::store::onboarding::customer_sql(project_id, filter, true);
-                let (total_count,): (i64,) =
-                    bind_args!(sqlx::query_as(&count.text), &count.args).fetch_one(&self.pool).await?;
-                let mut sql = $crate::store::onboarding::customer_sql(project_id, filter, false);
+                let (total_count,): (i64,) = bind_args!(sqlx::query_as(&count.text), &count.args)
+                    .fetch_one(&self.pool)
+                    .await?;
+                let mut sql =
+                    $crate::store::onboarding::customer_sql(project_id, filter, false);
                 sql.push(
                     " limit ? offset ?",
-                    [Arg::Int(i64::from(per_page)), Arg::Int(i64::from(page.saturating_sub(1)) * i64::from(per_page))],
+                    [
+                        Arg::Int(i64::from(per_page)),
+                        Arg::Int(i64::from(page.saturating_sub(1)) * i64::from(per_page)),
+                    ],
                 );
-                let items = bind_args!(sqlx::query_as(&sql.text), &sql.args).fetch_all(&self.pool).await?;
+                let items = bind_args!(sqlx::query_as(&sql.text), &sql.args)
+                    .fetch_all(&self.pool)
+                    .await?;
                 Ok($crate::store::Page { items, total_count })
             }
 
@@ -268,8 +277,9 @@ macro_rules! impl_onboarding {
             ) -> $crate::store::StoreResult<$crate::store::Customer> {
                 let sql = format!(
                     "update customers set name = coalesce($3, name), \
-                     external_customer_id = case when $4 then $5 else external_customer_id end, \
-                     updated_at = $6 where project_id = $1 and id = $2 returning {}",
+                             external_customer_id = case when $4 then $5 else \
+                             external_customer_id end, \
+                             updated_at = $6 where project_id = $1 and id = $2 returning {}",
                     $crate::store::columns::CUSTOMER_COLUMNS
                 );
                 Ok(sqlx::query_as(&sql)
@@ -310,13 +320,19 @@ macro_rules! impl_onboarding {
                             constraint: Some("phone_numbers_customer".into()),
                         });
                     }
-                    sqlx::query("update phone_numbers set customer_id = null, updated_at = $2 where customer_id = $1")
-                        .bind(id)
-                        .bind($crate::store::now())
-                        .execute(&mut *tx)
-                        .await?;
+                    sqlx::query(
+                        "update phone_numbers set customer_id = null, updated_at = $2 \
+                     where customer_id = $1",
+                    )
+                    .bind(id)
+                    .bind($crate::store::now())
+                    .execute(&mut *tx)
+                    .await?;
                 }
-                sqlx::query("delete from customers where id = $1").bind(id).execute(&mut *tx).await?;
+                sqlx::query("delete from customers where id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -327,31 +343,52 @@ macro_rules! impl_onboarding {
             ) -> $crate::store::StoreResult<$crate::store::SetupLinkRow> {
                 let mut tx = self.pool.begin().await?;
                 sqlx::query(
-                    "update setup_links set status = case when expires_at <= $2 then 'expired' else 'revoked' end, \
-                     revoked_at = case when expires_at <= $2 then revoked_at else $2 end, updated_at = $2 \
-                     where customer_id = $1 and status = 'active'",
+                    "update setup_links set status = case when expires_at <= $2 then \
+                             'expired' else 'revoked' end, \
+                             revoked_at = case when expires_at <= $2 then revoked_at else $2 end, \
+                             updated_at = $2 \
+                             where customer_id = $1 and status = 'active'",
                 )
                 .bind(l.customer_id)
                 .bind(l.created_at)
                 .execute(&mut *tx)
                 .await?;
                 let sql = format!(
-                    "insert into setup_links ({cols}) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-                     $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27) \
-                     returning {cols}",
+                    "insert into setup_links ({cols}) values ($1, $2, $3, $4, $5, $6, $7, \
+                             $8, $9, $10, \
+                             $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, \
+                             $24, $25, $26, $27) \
+                             returning {cols}",
                     cols = $crate::store::onboarding::SETUP_LINK_COLUMNS
                 );
                 let row = sqlx::query_as(&sql)
-                    .bind(l.id).bind(l.project_id).bind(l.customer_id).bind(&l.token_sha256)
-                    .bind(&l.token_sealed).bind(&l.token_key_id).bind(&l.status)
-                    .bind(&l.success_redirect_url).bind(&l.failure_redirect_url)
-                    .bind(&l.allowed_connection_types).bind(&l.theme_config).bind(&l.language)
-                    .bind(l.provision_phone_number).bind(&l.phone_number_country_isos)
-                    .bind(&l.phone_number_area_code).bind(&l.reconnect_phone_number)
-                    .bind(&l.reconnect_phone_number_id).bind(&l.meta_billing_mode)
-                    .bind(&l.whatsapp_setup_status).bind(&l.whatsapp_setup_error)
-                    .bind(&l.phone_number_id).bind(&l.business_account_id).bind(l.expires_at)
-                    .bind(l.used_at).bind(l.revoked_at).bind(l.created_at).bind(l.updated_at)
+                    .bind(l.id)
+                    .bind(l.project_id)
+                    .bind(l.customer_id)
+                    .bind(&l.token_sha256)
+                    .bind(&l.token_sealed)
+                    .bind(&l.token_key_id)
+                    .bind(&l.status)
+                    .bind(&l.success_redirect_url)
+                    .bind(&l.failure_redirect_url)
+                    .bind(&l.allowed_connection_types)
+                    .bind(&l.theme_config)
+                    .bind(&l.language)
+                    .bind(l.provision_phone_number)
+                    .bind(&l.phone_number_country_isos)
+                    .bind(&l.phone_number_area_code)
+                    .bind(&l.reconnect_phone_number)
+                    .bind(&l.reconnect_phone_number_id)
+                    .bind(&l.meta_billing_mode)
+                    .bind(&l.whatsapp_setup_status)
+                    .bind(&l.whatsapp_setup_error)
+                    .bind(&l.phone_number_id)
+                    .bind(&l.business_account_id)
+                    .bind(l.expires_at)
+                    .bind(l.used_at)
+                    .bind(l.revoked_at)
+                    .bind(l.created_at)
+                    .bind(l.updated_at)
                     .fetch_one(&mut *tx)
                     .await?;
                 tx.commit().await?;
@@ -365,17 +402,27 @@ macro_rules! impl_onboarding {
                 now: chrono::DateTime<chrono::Utc>,
                 page: u32,
                 per_page: u32,
-            ) -> $crate::store::StoreResult<$crate::store::Page<$crate::store::SetupLinkRow>> {
+            ) -> $crate::store::StoreResult<
+                $crate::store::Page<$crate::store::SetupLinkRow>,
+            > {
                 use $crate::store::lists::{bind_args, Arg};
-                let count = $crate::store::onboarding::setup_link_sql(customer_id, filter, now, true);
-                let (total_count,): (i64,) =
-                    bind_args!(sqlx::query_as(&count.text), &count.args).fetch_one(&self.pool).await?;
-                let mut sql = $crate::store::onboarding::setup_link_sql(customer_id, filter, now, false);
+                let count =
+                    $crate::store::onboarding::setup_link_sql(customer_id, filter, now, true);
+                let (total_count,): (i64,) = bind_args!(sqlx::query_as(&count.text), &count.args)
+                    .fetch_one(&self.pool)
+                    .await?;
+                let mut sql =
+                    $crate::store::onboarding::setup_link_sql(customer_id, filter, now, false);
                 sql.push(
                     " limit ? offset ?",
-                    [Arg::Int(i64::from(per_page)), Arg::Int(i64::from(page.saturating_sub(1)) * i64::from(per_page))],
+                    [
+                        Arg::Int(i64::from(per_page)),
+                        Arg::Int(i64::from(page.saturating_sub(1)) * i64::from(per_page)),
+                    ],
                 );
-                let items = bind_args!(sqlx::query_as(&sql.text), &sql.args).fetch_all(&self.pool).await?;
+                let items = bind_args!(sqlx::query_as(&sql.text), &sql.args)
+                    .fetch_all(&self.pool)
+                    .await?;
                 Ok($crate::store::Page { items, total_count })
             }
 
@@ -388,7 +435,11 @@ macro_rules! impl_onboarding {
                     "select {} from setup_links where customer_id = $1 and id = $2",
                     $crate::store::onboarding::SETUP_LINK_COLUMNS
                 );
-                Ok(sqlx::query_as(&sql).bind(customer_id).bind(id).fetch_optional(&self.pool).await?)
+                Ok(sqlx::query_as(&sql)
+                    .bind(customer_id)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?)
             }
 
             async fn setup_link_by_token(
@@ -399,7 +450,10 @@ macro_rules! impl_onboarding {
                     "select {} from setup_links where token_sha256 = $1",
                     $crate::store::onboarding::SETUP_LINK_COLUMNS
                 );
-                Ok(sqlx::query_as(&sql).bind(token_sha256).fetch_optional(&self.pool).await?)
+                Ok(sqlx::query_as(&sql)
+                    .bind(token_sha256)
+                    .fetch_optional(&self.pool)
+                    .await?)
             }
 
             async fn update_setup_link(
@@ -411,10 +465,12 @@ macro_rules! impl_onboarding {
             ) -> $crate::store::StoreResult<$crate::store::SetupLinkRow> {
                 let sql = format!(
                     "update setup_links set \
-                     status = case when $3 and status = 'active' then 'revoked' else status end, \
-                     revoked_at = case when $3 and status = 'active' then $5 else revoked_at end, \
-                     expires_at = coalesce($4, expires_at), updated_at = $5 \
-                     where customer_id = $1 and id = $2 returning {}",
+                             status = case when $3 and status = 'active' then 'revoked' else \
+                             status end, \
+                             revoked_at = case when $3 and status = 'active' then $5 else \
+                             revoked_at end, \
+                             expires_at = coalesce($4, expires_at), updated_at = $5 \
+                             where customer_id = $1 and id = $2 returning {}",
                     $crate::store::onboarding::SETUP_LINK_COLUMNS
                 );
                 Ok(sqlx::query_as(&sql)
@@ -434,9 +490,11 @@ macro_rules! impl_onboarding {
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<bool> {
                 let done = sqlx::query(
-                    "update setup_links set status = 'used', used_at = $2, whatsapp_setup_status = 'completed', \
-                     whatsapp_setup_error = null, phone_number_id = $3, business_account_id = $4, updated_at = $2 \
-                     where id = $1 and status = 'active' and expires_at > $2",
+                    "update setup_links set status = 'used', used_at = $2, \
+                             whatsapp_setup_status = 'completed', \
+                             whatsapp_setup_error = null, phone_number_id = $3, \
+                             business_account_id = $4, updated_at = $2 \
+                             where id = $1 and status = 'active' and expires_at > $2",
                 )
                 .bind(id)
                 .bind(now)
@@ -454,8 +512,9 @@ macro_rules! impl_onboarding {
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<()> {
                 sqlx::query(
-                    "update setup_links set whatsapp_setup_status = 'failed', whatsapp_setup_error = $2, \
-                     updated_at = $3 where id = $1",
+                    "update setup_links set whatsapp_setup_status = 'failed', \
+                             whatsapp_setup_error = $2, \
+                             updated_at = $3 where id = $1",
                 )
                 .bind(id)
                 .bind(error)

@@ -27,7 +27,8 @@ pub struct NewDelivery {
 }
 
 pub(crate) const DELIVERY_COLUMNS: &str = "id, project_id, phone_number_internal_id, \
-    phone_number_id, event_id, route_id, fields, idempotency_key, message_wamids, status, attempts, \
+    phone_number_id, event_id, route_id, fields, idempotency_key, message_wamids, status, \
+    attempts, \
     next_attempt_at, lease_token, last_status_code, last_error, replay_of, created_at, updated_at, \
     delivered_at";
 
@@ -42,8 +43,7 @@ pub struct DeliveryRow {
     pub fields: String,
     pub idempotency_key: String,
     pub message_wamids: String,
-    /// `pending|failed|succeeded|dead`.
-    pub status: String,
+    pub status: super::DeliveryStatus,
     pub attempts: i32,
     pub next_attempt_at: DateTime<Utc>,
     pub lease_token: Option<Uuid>,
@@ -90,14 +90,13 @@ pub struct DeliveryOutcome {
     pub lease_token: Uuid,
     /// `None` when the delivery was put back without an attempt (destination busy).
     pub attempt: Option<AttemptRow>,
-    /// `pending|failed|succeeded|dead`.
-    pub status: &'static str,
+    pub status: super::DeliveryStatus,
     pub next_attempt_at: DateTime<Utc>,
     pub last_status_code: Option<i32>,
     pub last_error: Option<String>,
     pub delivered_at: Option<DateTime<Utc>>,
     /// Set on the delivered messages (`completed`, or `failed` when dead-lettered).
-    pub processing_status: Option<&'static str>,
+    pub processing_status: Option<super::ProcessingStatus>,
     pub phone_number_internal_id: Uuid,
     pub message_wamids: String,
     pub at: DateTime<Utc>,
@@ -125,7 +124,7 @@ pub trait Outbox: Send + Sync {
     /// Records attempts and moves deliveries (and their messages' processing status) in one
     /// transaction.
     async fn finish_deliveries(&self, outcomes: &[DeliveryOutcome]) -> StoreResult<()>;
-    async fn delivery(&self, project_id: Uuid, id: Uuid) -> StoreResult<Option<DeliveryRow>>;
+    async fn find_delivery(&self, project_id: Uuid, id: Uuid) -> StoreResult<Option<DeliveryRow>>;
     async fn delivery_attempts(&self, delivery_id: Uuid) -> StoreResult<Vec<AttemptRow>>;
     async fn list_deliveries(
         &self,
@@ -190,7 +189,7 @@ pub(crate) fn delivery_sql(
     sql
 }
 
-/// Implements [`Outbox`] for a store type with a `pool` field and `Self::SKIP_LOCKED`.
+/// Implements [`Outbox`] for a store type with a `pool` field, over its `Dialect`.
 macro_rules! impl_outbox {
     ($store:ty) => {
         #[async_trait::async_trait]
@@ -202,16 +201,18 @@ macro_rules! impl_outbox {
                 limit: u32,
             ) -> $crate::store::StoreResult<Vec<$crate::store::ClaimedDelivery>> {
                 use $crate::store::outbox::DELIVERY_COLUMNS;
-                let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
+                let until = now
+                    + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
                 let token = uuid::Uuid::now_v7();
                 // One statement: on SQLite the single writer makes it atomic; on PostgreSQL
                 // `skip locked` lets concurrent claimers take different rows.
                 let sql = format!(
-                    "update webhook_deliveries set next_attempt_at = $1, lease_token = $2, updated_at = $3 \
-                     where id in (select id from webhook_deliveries \
-                     where status in ('pending', 'failed') and next_attempt_at <= $3 \
-                     order by next_attempt_at, id limit $4{}) returning {DELIVERY_COLUMNS}",
-                    Self::SKIP_LOCKED
+                    "update webhook_deliveries set next_attempt_at = $1, lease_token = \
+                             $2, updated_at = $3 \
+                             where id in (select id from webhook_deliveries \
+                             where status in ('pending', 'failed') and next_attempt_at <= $3 \
+                             order by next_attempt_at, id limit $4{}) returning {DELIVERY_COLUMNS}",
+                    <Self as $crate::store::dialect::Dialect>::SKIP_LOCKED
                 );
                 let rows: Vec<$crate::store::DeliveryRow> = sqlx::query_as(&sql)
                     .bind(until)
@@ -223,8 +224,13 @@ macro_rules! impl_outbox {
                 if rows.is_empty() {
                     return Ok(Vec::new());
                 }
-                let placeholders = (1..=rows.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
-                let sql = format!("select id, payload from webhook_event_routes where id in ({placeholders})");
+                let placeholders = (1..=rows.len())
+                    .map(|i| format!("${i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = format!(
+                    "select id, payload from webhook_event_routes where id in ({placeholders})"
+                );
                 let mut query = sqlx::query_as::<_, (uuid::Uuid, Vec<u8>)>(&sql);
                 for row in &rows {
                     query = query.bind(row.route_id);
@@ -238,7 +244,9 @@ macro_rules! impl_outbox {
                         Some($crate::store::ClaimedDelivery { row, payload })
                     })
                     .collect();
-                claimed.sort_by(|a, b| (a.row.created_at, a.row.id).cmp(&(b.row.created_at, b.row.id)));
+                claimed.sort_by(|a, b| {
+                    (a.row.created_at, a.row.id).cmp(&(b.row.created_at, b.row.id))
+                });
                 Ok(claimed)
             }
 
@@ -249,7 +257,7 @@ macro_rules! impl_outbox {
                 Self::finish_batch(&self.pool, outcomes).await
             }
 
-            async fn delivery(
+            async fn find_delivery(
                 &self,
                 project_id: uuid::Uuid,
                 id: uuid::Uuid,
@@ -258,7 +266,11 @@ macro_rules! impl_outbox {
                     "select {} from webhook_deliveries where project_id = $1 and id = $2",
                     $crate::store::outbox::DELIVERY_COLUMNS
                 );
-                Ok(sqlx::query_as(&sql).bind(project_id).bind(id).fetch_optional(&self.pool).await?)
+                Ok(sqlx::query_as(&sql)
+                    .bind(project_id)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?)
             }
 
             async fn delivery_attempts(
@@ -266,9 +278,11 @@ macro_rules! impl_outbox {
                 delivery_id: uuid::Uuid,
             ) -> $crate::store::StoreResult<Vec<$crate::store::AttemptRow>> {
                 Ok(sqlx::query_as(
-                    "select id, delivery_id, attempt, started_at, duration_ms, destination, status_code, \
-                     response_excerpt, error from webhook_delivery_attempts where delivery_id = $1 \
-                     order by attempt, started_at, id",
+                    "select id, delivery_id, attempt, started_at, duration_ms, \
+                             destination, status_code, \
+                             response_excerpt, error from webhook_delivery_attempts where \
+                             delivery_id = $1 \
+                             order by attempt, started_at, id",
                 )
                 .bind(delivery_id)
                 .fetch_all(&self.pool)
@@ -283,7 +297,8 @@ macro_rules! impl_outbox {
                 limit: u32,
             ) -> $crate::store::StoreResult<Vec<$crate::store::DeliveryRow>> {
                 let sql = $crate::store::outbox::delivery_sql(project_id, filter, seek, limit);
-                let query = $crate::store::lists::bind_args!(sqlx::query_as(&sql.text), &sql.args);
+                let query =
+                    $crate::store::lists::bind_args!(sqlx::query_as(&sql.text), &sql.args);
                 Ok(query.fetch_all(&self.pool).await?)
             }
 
@@ -297,27 +312,39 @@ macro_rules! impl_outbox {
                 // A row under a live lease has an attempt in flight: it is left to that attempt
                 // (whose outcome would otherwise be dropped while a second POST went out).
                 let sql = format!(
-                    "update webhook_deliveries set status = case when status = 'succeeded' or status = 'dead' \
-                     then 'pending' else status end, \
-                     next_attempt_at = case when lease_token is not null and next_attempt_at > $3 \
-                     then next_attempt_at else $3 end, \
-                     lease_token = case when lease_token is not null and next_attempt_at > $3 \
-                     then lease_token else null end, updated_at = $3 \
-                     where project_id = $1 and id = $2 returning {}",
+                    "update webhook_deliveries set status = case when status = \
+                             'succeeded' or status = 'dead' \
+                             then 'pending' else status end, \
+                             next_attempt_at = case when lease_token is not null and \
+                             next_attempt_at > $3 \
+                             then next_attempt_at else $3 end, \
+                             lease_token = case when lease_token is not null and next_attempt_at \
+                             > $3 \
+                             then lease_token else null end, updated_at = $3 \
+                             where project_id = $1 and id = $2 returning {}",
                     $crate::store::outbox::DELIVERY_COLUMNS
                 );
-                let row: Option<$crate::store::DeliveryRow> =
-                    sqlx::query_as(&sql).bind(project_id).bind(id).bind(now).fetch_optional(&mut *tx).await?;
+                let row: Option<$crate::store::DeliveryRow> = sqlx::query_as(&sql)
+                    .bind(project_id)
+                    .bind(id)
+                    .bind(now)
+                    .fetch_optional(&mut *tx)
+                    .await?;
                 if let Some(row) = &row {
                     for wamid in row.wamids() {
                         sqlx::query(
-                            "update messages set processing_status = 'pending', updated_at = $3 \
-                             where phone_number_internal_id = $1 and wamid = $2 and direction = 'inbound'",
+                            "update messages set processing_status = 'pending', \
+                                     updated_at = $3 \
+                                     where phone_number_internal_id = $1 and wamid = $2 and \
+                                     direction = 'inbound'",
                         )
-                        .bind(row.phone_number_internal_id).bind(wamid).bind(now)
-                        .execute(&mut *tx).await?;
+                        .bind(row.phone_number_internal_id)
+                        .bind(wamid)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
                     }
-                    if let Some(sql) = Self::NOTIFY {
+                    if let Some(sql) = <Self as $crate::store::dialect::Dialect>::NOTIFY {
                         sqlx::query(sql).execute(&mut *tx).await?;
                     }
                 }
@@ -333,11 +360,17 @@ macro_rules! impl_outbox {
                 limit: u32,
             ) -> $crate::store::StoreResult<Vec<$crate::store::EventRouteRow>> {
                 Ok(sqlx::query_as(
-                    "select id, event_id, project_id, phone_number_id, fields, payload, created_at \
-                     from webhook_event_routes where phone_number_id = $1 and project_id = $2 \
-                     and created_at >= $3 and created_at <= $4 order by created_at, id limit $5",
+                    "select id, event_id, project_id, phone_number_id, fields, payload, \
+                             created_at \
+                             from webhook_event_routes where phone_number_id = $1 and project_id \
+                             = $2 \
+                             and created_at >= $3 and created_at <= $4 order by created_at, id \
+                             limit $5",
                 )
-                .bind(&number.phone_number_id).bind(number.project_id).bind(since).bind(until)
+                .bind(&number.phone_number_id)
+                .bind(number.project_id)
+                .bind(since)
+                .bind(until)
                 .bind(i64::from(limit))
                 .fetch_all(&self.pool)
                 .await?)
@@ -352,7 +385,7 @@ macro_rules! impl_outbox {
                     $crate::store::outbox::insert_delivery!(&mut *tx, delivery);
                 }
                 if !deliveries.is_empty() {
-                    if let Some(sql) = Self::NOTIFY {
+                    if let Some(sql) = <Self as $crate::store::dialect::Dialect>::NOTIFY {
                         sqlx::query(sql).execute(&mut *tx).await?;
                     }
                 }
@@ -365,15 +398,17 @@ macro_rules! impl_outbox {
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<(i64, Option<chrono::DateTime<chrono::Utc>>)> {
                 let (count,): (i64,) = sqlx::query_as(
-                    "select count(*) from webhook_deliveries where status in ('pending', 'failed') \
-                     and next_attempt_at <= $1",
+                    "select count(*) from webhook_deliveries where status in ('pending', \
+                             'failed') \
+                             and next_attempt_at <= $1",
                 )
                 .bind(now)
                 .fetch_one(&self.pool)
                 .await?;
                 let oldest: Option<(chrono::DateTime<chrono::Utc>,)> = sqlx::query_as(
-                    "select next_attempt_at from webhook_deliveries where status in ('pending', 'failed') \
-                     and next_attempt_at <= $1 order by next_attempt_at, id limit 1",
+                    "select next_attempt_at from webhook_deliveries where status in \
+                             ('pending', 'failed') \
+                             and next_attempt_at <= $1 order by next_attempt_at, id limit 1",
                 )
                 .bind(now)
                 .fetch_optional(&self.pool)
@@ -382,7 +417,7 @@ macro_rules! impl_outbox {
             }
 
             async fn listen_for_deliveries(&self, wake: std::sync::Arc<tokio::sync::Notify>) {
-                Self::listen(&self.pool, wake).await
+                <Self as $crate::store::dialect::Dialect>::listen(&self.pool, wake).await
             }
         }
     };
@@ -395,14 +430,23 @@ macro_rules! insert_delivery {
     ($executor:expr, $d:expr) => {{
         let d: &$crate::store::NewDelivery = $d;
         sqlx::query(
-            "insert into webhook_deliveries (id, project_id, phone_number_internal_id, phone_number_id, \
+            "insert into webhook_deliveries (id, project_id, phone_number_internal_id, \
+             phone_number_id, \
              event_id, route_id, fields, idempotency_key, message_wamids, status, attempts, \
              next_attempt_at, replay_of, created_at, updated_at) \
              values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 0, $10, $11, $10, $10)",
         )
-        .bind(d.id).bind(d.project_id).bind(d.phone_number_internal_id).bind(&d.phone_number_id)
-        .bind(d.event_id).bind(d.route_id).bind(&d.fields).bind(&d.idempotency_key)
-        .bind(&d.message_wamids).bind(d.created_at).bind(d.replay_of)
+        .bind(d.id)
+        .bind(d.project_id)
+        .bind(d.phone_number_internal_id)
+        .bind(&d.phone_number_id)
+        .bind(d.event_id)
+        .bind(d.route_id)
+        .bind(&d.fields)
+        .bind(&d.idempotency_key)
+        .bind(&d.message_wamids)
+        .bind(d.created_at)
+        .bind(d.replay_of)
         .execute($executor)
         .await?;
     }};

@@ -9,6 +9,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
 use super::common::impl_common_store;
+use super::dialect::Dialect;
+use super::inspect::impl_store_inspect;
 use super::onboarding::impl_onboarding;
 use super::outbox::impl_outbox;
 use super::tx::impl_store_tx;
@@ -20,11 +22,6 @@ pub struct PgStore {
 }
 
 impl PgStore {
-    const BEGIN_WRITE: &'static str = "BEGIN";
-    /// Serialises first-start bootstraps of instances starting together.
-    const BOOTSTRAP_LOCK: Option<&'static str> = Some("select pg_advisory_xact_lock(7715001)");
-    const BACKEND: Backend = Backend::Postgres;
-
     pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<Self> {
         let options = PgConnectOptions::from_str(config.url.expose_secret())
             .context("parsing database.url")?
@@ -58,11 +55,22 @@ pub struct PgTx {
 }
 
 impl_common_store!(PgStore, PgTx);
-impl_store_tx!(PgTx);
+impl_store_tx!(PgTx, PgStore);
 impl_outbox!(PgStore);
 impl_onboarding!(PgStore);
+impl_store_inspect!(PgStore);
 
-impl PgStore {
+impl Dialect for PgStore {
+    type Db = sqlx::Postgres;
+
+    const BACKEND: Backend = Backend::Postgres;
+    const BEGIN_WRITE: &'static str = "BEGIN";
+    /// Serialises first-start bootstraps of instances starting together.
+    const BOOTSTRAP_LOCK: Option<&'static str> = Some("select pg_advisory_xact_lock(7715001)");
+    /// An advisory transaction lock on the key's hash.
+    const KEY_LOCK: Option<&'static str> =
+        Some("select pg_advisory_xact_lock(hashtextextended($1, 0))");
+    const LOCK_ROWS: &'static str = " for update";
     /// Concurrent claimers (other workers, other instances) skip each other's rows.
     const SKIP_LOCKED: &'static str = " for update skip locked";
     /// Sent inside a transaction that queued deliveries: PostgreSQL delivers it at commit, once.
@@ -90,14 +98,6 @@ impl PgStore {
             wake.notify_one();
         }
     }
-}
-
-impl PgTx {
-    /// Appended to read-then-write selects so concurrent writers of one row queue up.
-    const LOCK_ROWS: &'static str = " for update";
-    const NOTIFY: Option<&'static str> = PgStore::NOTIFY;
-    const KEY_LOCK: Option<&'static str> =
-        Some("select pg_advisory_xact_lock(hashtextextended($1, 0))");
 
     /// `StoreTx::prefetch`: the batch's messages (locked, in id order), whether statuses are
     /// parked for them, its contacts and their active conversations (locked, in id order).
@@ -190,26 +190,33 @@ impl PgTx {
     async fn flush_pending(&mut self) -> super::StoreResult<()> {
         let events = std::mem::take(&mut self.state.events);
         if !events.is_empty() {
-            sqlx::query(
-                "insert into webhook_events (id, received_at, body, state, error) \
-                 select * from unnest($1::uuid[], $2::timestamptz[], $3::bytea[], $4::text[], $5::text[])",
-            )
+            sqlx::query(concat!(
+                "insert into webhook_events (",
+                super::columns::webhook_event_columns!(),
+                ") select * from unnest($1::uuid[], $2::timestamptz[], $3::bytea[], ",
+                "$4::text[], $5::text[])",
+            ))
             .bind(events.iter().map(|e| e.id).collect::<Vec<_>>())
             .bind(events.iter().map(|e| e.received_at).collect::<Vec<_>>())
             .bind(events.iter().map(|e| e.body.as_slice()).collect::<Vec<_>>())
             .bind(events.iter().map(|e| e.state.as_str()).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.error.as_deref()).collect::<Vec<_>>())
+            .bind(
+                events
+                    .iter()
+                    .map(|e| e.error.as_deref())
+                    .collect::<Vec<_>>(),
+            )
             .execute(&mut *self.tx)
             .await?;
         }
         let routes = std::mem::take(&mut self.state.routes);
         if !routes.is_empty() {
-            sqlx::query(
-                "insert into webhook_event_routes \
-                 (id, event_id, project_id, phone_number_id, fields, payload, created_at) \
-                 select * from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], \
-                 $6::bytea[], $7::timestamptz[])",
-            )
+            sqlx::query(concat!(
+                "insert into webhook_event_routes (",
+                super::columns::event_route_columns!(),
+                ") select * from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], ",
+                "$5::text[], $6::bytea[], $7::timestamptz[])",
+            ))
             .bind(routes.iter().map(|r| r.id).collect::<Vec<_>>())
             .bind(routes.iter().map(|r| r.event_id).collect::<Vec<_>>())
             .bind(routes.iter().map(|r| r.project_id).collect::<Vec<_>>())
@@ -300,23 +307,34 @@ impl PgTx {
         let (inserts, updates) = self.state.take_message_writes();
         if !inserts.is_empty() {
             let m = &inserts;
-            sqlx::query(
-                "insert into messages (id, project_id, phone_number_internal_id, wamid, direction, \
-                 message_type, status, processing_status, origin, meta_timestamp, contact_id, \
-                 conversation_id, has_media, body, content, errors, statuses, created_at, updated_at) \
-                 select * from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], \
-                 $6::text[], $7::text[], $8::text[], $9::text[], $10::int8[], $11::uuid[], $12::uuid[], \
-                 $13::bool[], $14::text[], $15::text[], $16::text[], $17::text[], $18::timestamptz[], \
-                 $19::timestamptz[])",
-            )
+            sqlx::query(concat!(
+                "insert into messages (",
+                super::columns::message_columns!(),
+                ") select * from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], ",
+                "$5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::int8[], ",
+                "$11::uuid[], $12::uuid[], $13::bool[], $14::text[], $15::text[], ",
+                "$16::text[], $17::text[], $18::timestamptz[], $19::timestamptz[])",
+            ))
             .bind(m.iter().map(|m| m.id).collect::<Vec<_>>())
             .bind(m.iter().map(|m| m.project_id).collect::<Vec<_>>())
-            .bind(m.iter().map(|m| m.phone_number_internal_id).collect::<Vec<_>>())
+            .bind(
+                m.iter()
+                    .map(|m| m.phone_number_internal_id)
+                    .collect::<Vec<_>>(),
+            )
             .bind(m.iter().map(|m| m.wamid.as_str()).collect::<Vec<_>>())
             .bind(m.iter().map(|m| m.direction.as_str()).collect::<Vec<_>>())
-            .bind(m.iter().map(|m| m.message_type.as_str()).collect::<Vec<_>>())
+            .bind(
+                m.iter()
+                    .map(|m| m.message_type.as_str())
+                    .collect::<Vec<_>>(),
+            )
             .bind(m.iter().map(|m| m.status.as_str()).collect::<Vec<_>>())
-            .bind(m.iter().map(|m| m.processing_status.as_str()).collect::<Vec<_>>())
+            .bind(
+                m.iter()
+                    .map(|m| m.processing_status.as_str())
+                    .collect::<Vec<_>>(),
+            )
             .bind(m.iter().map(|m| m.origin.as_str()).collect::<Vec<_>>())
             .bind(m.iter().map(|m| m.meta_timestamp).collect::<Vec<_>>())
             .bind(m.iter().map(|m| m.contact_id).collect::<Vec<_>>())
@@ -406,7 +424,7 @@ impl PgStore {
         )
         .bind(o.iter().map(|o| o.delivery_id).collect::<Vec<_>>())
         .bind(o.iter().map(|o| o.lease_token).collect::<Vec<_>>())
-        .bind(o.iter().map(|o| o.status).collect::<Vec<_>>())
+        .bind(o.iter().map(|o| o.status.as_str()).collect::<Vec<_>>())
         .bind(o.iter().map(|o| i32::from(o.attempt.is_some())).collect::<Vec<_>>())
         .bind(o.iter().map(|o| o.next_attempt_at).collect::<Vec<_>>())
         .bind(o.iter().map(|o| o.last_status_code).collect::<Vec<_>>())
@@ -424,7 +442,7 @@ impl PgStore {
         for o in outcomes.iter().filter(|o| moved.contains(&o.delivery_id)) {
             if let Some(status) = o.processing_status {
                 for wamid in o.message_wamids.split_whitespace() {
-                    statuses.insert((o.phone_number_internal_id, wamid), (status, o.at));
+                    statuses.insert((o.phone_number_internal_id, wamid), (status.as_str(), o.at));
                 }
             }
         }

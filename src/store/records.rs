@@ -4,6 +4,8 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::status::{ConversationStatus, Direction, ProcessingStatus};
+
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ContactRow {
     pub id: Uuid,
@@ -28,8 +30,7 @@ pub struct ConversationRow {
     pub project_id: Uuid,
     pub phone_number_internal_id: Uuid,
     pub contact_id: Uuid,
-    /// `active` or `ended`.
-    pub status: String,
+    pub status: ConversationStatus,
     pub last_active_at: DateTime<Utc>,
     pub ended_at: Option<DateTime<Utc>>,
     pub messages_count: i32,
@@ -52,7 +53,7 @@ impl ConversationRow {
             project_id,
             phone_number_internal_id: number,
             contact_id,
-            status: "active".into(),
+            status: ConversationStatus::Active,
             last_active_at: at,
             ended_at: None,
             messages_count: 0,
@@ -75,14 +76,12 @@ pub struct MessageRow {
     pub project_id: Uuid,
     pub phone_number_internal_id: Uuid,
     pub wamid: String,
-    /// `inbound` or `outbound`.
-    pub direction: String,
+    pub direction: Direction,
     /// Meta's type as received or sent (presentation maps unknown ones).
     pub message_type: String,
     /// `pending|sent|delivered|read|failed`.
     pub status: String,
-    /// `pending|processing|completed|failed`.
-    pub processing_status: String,
+    pub processing_status: ProcessingStatus,
     /// `cloud_api` (webhook or proxy) or `business_app` (coexistence echo).
     pub origin: String,
     pub meta_timestamp: i64,
@@ -107,8 +106,7 @@ pub struct CallRow {
     pub project_id: Uuid,
     pub phone_number_internal_id: Uuid,
     pub call_id: String,
-    /// `inbound` or `outbound`.
-    pub direction: String,
+    pub direction: Direction,
     /// `initiated|ringing|answered|completed|failed`.
     pub status: String,
     pub from_number: Option<String>,

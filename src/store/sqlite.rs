@@ -9,6 +9,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 
 use super::common::impl_common_store;
+use super::dialect::Dialect;
+use super::inspect::impl_store_inspect;
 use super::onboarding::impl_onboarding;
 use super::outbox::impl_outbox;
 use super::tx::impl_store_tx;
@@ -20,11 +22,6 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
-    /// `BEGIN IMMEDIATE` already serialises bootstraps.
-    const BOOTSTRAP_LOCK: Option<&'static str> = None;
-    const BACKEND: Backend = Backend::Sqlite;
-
     pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<Self> {
         if let Some(dir) = config.sqlite_data_dir() {
             if !dir.as_os_str().is_empty() {
@@ -71,16 +68,12 @@ pub struct SqliteTx {
 }
 
 impl_common_store!(SqliteStore, SqliteTx);
-impl_store_tx!(SqliteTx);
+impl_store_tx!(SqliteTx, SqliteStore);
 impl_outbox!(SqliteStore);
 impl_onboarding!(SqliteStore);
+impl_store_inspect!(SqliteStore);
 
 impl SqliteStore {
-    /// The single writer already serialises claims.
-    const SKIP_LOCKED: &'static str = "";
-    /// Every writer is in this process, which wakes its workers itself.
-    const NOTIFY: Option<&'static str> = None;
-
     /// `Outbox::finish_deliveries`: statement by statement (cheap in process).
     async fn finish_batch(
         pool: &SqlitePool,
@@ -140,14 +133,22 @@ impl SqliteStore {
         tx.commit().await?;
         Ok(())
     }
-
-    async fn listen(_pool: &SqlitePool, _wake: std::sync::Arc<tokio::sync::Notify>) {}
 }
 
-impl SqliteTx {
-    /// Appended to read-then-write selects so concurrent writers of one row queue up.
-    const LOCK_ROWS: &'static str = "";
+impl Dialect for SqliteStore {
+    type Db = sqlx::Sqlite;
+
+    const BACKEND: Backend = Backend::Sqlite;
+    const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
+    /// `BEGIN IMMEDIATE` already serialises bootstraps.
+    const BOOTSTRAP_LOCK: Option<&'static str> = None;
+    /// One writer at a time: nothing to lock.
     const KEY_LOCK: Option<&'static str> = None;
+    const LOCK_ROWS: &'static str = "";
+    /// The single writer already serialises claims.
+    const SKIP_LOCKED: &'static str = "";
+    /// Every writer is in this process, which wakes its workers itself.
+    const NOTIFY: Option<&'static str> = None;
 
     /// Rows are read and cached as the batch asks for them. A prefetch like PostgreSQL's (four
     /// statements joining a `VALUES` list through the unique indexes) was measured here: ingest
@@ -166,7 +167,8 @@ impl SqliteTx {
     ) -> Result<(), sqlx::Error> {
         Ok(())
     }
-    const NOTIFY: Option<&'static str> = SqliteStore::NOTIFY;
+
+    async fn listen(_pool: &SqlitePool, _wake: std::sync::Arc<tokio::sync::Notify>) {}
 }
 
 /// Commit-time writes of the rows a transaction buffered (see `tx_state`): multi-row statements
@@ -177,9 +179,11 @@ impl SqliteTx {
         use crate::store::tx::INSERT_CHUNK;
         let events = std::mem::take(&mut self.state.events);
         for chunk in events.chunks(INSERT_CHUNK) {
-            let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "insert into webhook_events (id, received_at, body, state, error) ",
-            );
+            let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(concat!(
+                "insert into webhook_events (",
+                super::columns::webhook_event_columns!(),
+                ") ",
+            ));
             query.push_values(chunk, |mut row, e| {
                 row.push_bind(e.id)
                     .push_bind(e.received_at)
@@ -191,10 +195,11 @@ impl SqliteTx {
         }
         let routes = std::mem::take(&mut self.state.routes);
         for chunk in routes.chunks(INSERT_CHUNK) {
-            let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "insert into webhook_event_routes \
-                 (id, event_id, project_id, phone_number_id, fields, payload, created_at) ",
-            );
+            let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(concat!(
+                "insert into webhook_event_routes (",
+                super::columns::event_route_columns!(),
+                ") ",
+            ));
             query.push_values(chunk, |mut row, r| {
                 row.push_bind(r.id)
                     .push_bind(r.event_id)
@@ -257,7 +262,7 @@ impl SqliteTx {
                 query
                     .push_bind(c.id)
                     .push(" as id, ")
-                    .push_bind(&c.status)
+                    .push_bind(c.status)
                     .push(" as status, ")
                     .push_bind(c.last_active_at)
                     .push(" as last_active_at, ")
@@ -293,20 +298,20 @@ impl SqliteTx {
     async fn flush_messages(&mut self) -> crate::store::StoreResult<()> {
         let (inserts, updates) = self.state.take_message_writes();
         for chunk in inserts.chunks(crate::store::tx::INSERT_CHUNK) {
-            let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "insert into messages (id, project_id, phone_number_internal_id, wamid, direction, \
-                 message_type, status, processing_status, origin, meta_timestamp, contact_id, \
-                 conversation_id, has_media, body, content, errors, statuses, created_at, updated_at) ",
-            );
+            let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(concat!(
+                "insert into messages (",
+                super::columns::message_columns!(),
+                ") ",
+            ));
             query.push_values(chunk, |mut row, m| {
                 row.push_bind(m.id)
                     .push_bind(m.project_id)
                     .push_bind(m.phone_number_internal_id)
                     .push_bind(&m.wamid)
-                    .push_bind(&m.direction)
+                    .push_bind(m.direction)
                     .push_bind(&m.message_type)
                     .push_bind(&m.status)
-                    .push_bind(&m.processing_status)
+                    .push_bind(m.processing_status)
                     .push_bind(&m.origin)
                     .push_bind(m.meta_timestamp)
                     .push_bind(m.contact_id)
@@ -338,7 +343,7 @@ impl SqliteTx {
                     .push(" as id, ")
                     .push_bind(&m.status)
                     .push(" as status, ")
-                    .push_bind(&m.processing_status)
+                    .push_bind(m.processing_status)
                     .push(" as processing_status, ")
                     .push_bind(&m.errors)
                     .push(" as errors, ")

@@ -107,14 +107,19 @@ pub trait StoreTx: Send {
 pub(crate) const INSERT_CHUNK: usize = 200;
 
 /// Implements [`StoreTx`] for `$tx` (a struct with a `tx: sqlx::Transaction<'static, _>` field
-/// and a `state: TxState` field). Each backend provides `lock_many`, `prefetch_rows` and the
-/// commit-time `flush_*` writes.
+/// and a `state: TxState` field) over the backend `$dialect`, which provides the key locks and
+/// the prefetch; `$tx` provides the commit-time `flush_*` writes.
 macro_rules! impl_store_tx {
-    ($tx:ty) => {
+    ($tx:ty, $dialect:ty) => {
         #[async_trait::async_trait]
         impl $crate::store::StoreTx for $tx {
-            async fn lock_key(&mut self, number: uuid::Uuid, key: &str) -> $crate::store::StoreResult<()> {
-                if let Some(sql) = Self::KEY_LOCK {
+            async fn lock_key(
+                &mut self,
+                number: uuid::Uuid,
+                key: &str,
+            ) -> $crate::store::StoreResult<()> {
+                if let Some(sql) = <$dialect as $crate::store::dialect::Dialect>::KEY_LOCK
+                {
                     let key = $crate::store::tx_state::lock_name(number, key);
                     if !self.state.locked.contains(&key) {
                         sqlx::query(sql).bind(&key).execute(&mut *self.tx).await?;
@@ -124,44 +129,80 @@ macro_rules! impl_store_tx {
                 Ok(())
             }
 
-            async fn lock_keys(&mut self, keys: &[(uuid::Uuid, String)]) -> $crate::store::StoreResult<()> {
-                if Self::KEY_LOCK.is_some() {
+            async fn lock_keys(
+                &mut self,
+                keys: &[(uuid::Uuid, String)],
+            ) -> $crate::store::StoreResult<()> {
+                if <$dialect as $crate::store::dialect::Dialect>::KEY_LOCK.is_some() {
                     let fresh: Vec<String> = keys
                         .iter()
                         .map(|(number, key)| $crate::store::tx_state::lock_name(*number, key))
                         .filter(|key| !self.state.locked.contains(key))
                         .collect();
                     if !fresh.is_empty() {
-                        Self::lock_many(&mut self.tx, &fresh).await?;
+                        <$dialect as $crate::store::dialect::Dialect>::lock_many(
+                            &mut self.tx,
+                            &fresh,
+                        )
+                        .await?;
                         self.state.locked.extend(fresh);
                     }
                 }
                 Ok(())
             }
 
-            async fn insert_webhook_event(&mut self, e: &$crate::store::NewWebhookEvent) -> $crate::store::StoreResult<()> {
+            async fn insert_webhook_event(
+                &mut self,
+                e: &$crate::store::NewWebhookEvent,
+            ) -> $crate::store::StoreResult<()> {
                 self.state.events.push(e.clone());
                 Ok(())
             }
 
-            async fn insert_event_route(&mut self, r: &$crate::store::EventRouteRow) -> $crate::store::StoreResult<()> {
+            async fn insert_event_route(
+                &mut self,
+                r: &$crate::store::EventRouteRow,
+            ) -> $crate::store::StoreResult<()> {
                 self.state.routes.push(r.clone());
                 Ok(())
             }
 
-            async fn prefetch(&mut self, batch: &$crate::store::Prefetch) -> $crate::store::StoreResult<()> {
-                if let Some(rows) = Self::prefetch_rows(&mut self.tx, batch).await? {
+            async fn prefetch(
+                &mut self,
+                batch: &$crate::store::Prefetch,
+            ) -> $crate::store::StoreResult<()> {
+                if let Some(rows) =
+                    <$dialect as $crate::store::dialect::Dialect>::prefetch_rows(
+                        &mut self.tx,
+                        batch,
+                    )
+                    .await?
+                {
                     self.state.remember_prefetched(batch, rows);
                 }
                 Ok(())
             }
 
-            async fn find_contact_by_bsuid(&mut self, number: uuid::Uuid, bsuid: &str) -> $crate::store::StoreResult<Option<$crate::store::ContactRow>> {
-                if let $crate::store::tx_state::Cached::Known(row) = self.state.contact_by_bsuid(number, bsuid) {
+            async fn find_contact_by_bsuid(
+                &mut self,
+                number: uuid::Uuid,
+                bsuid: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::store::ContactRow>> {
+                if let $crate::store::tx_state::Cached::Known(row) =
+                    self.state.contact_by_bsuid(number, bsuid)
+                {
                     return Ok(row);
                 }
-                let sql = format!("select {} from contacts where phone_number_internal_id = $1 and business_scoped_user_id = $2", $crate::store::columns::CONTACT_COLUMNS);
-                let row: Option<$crate::store::ContactRow> = sqlx::query_as(&sql).bind(number).bind(bsuid).fetch_optional(&mut *self.tx).await?;
+                let sql = format!(
+                    "select {} from contacts where phone_number_internal_id = $1 \
+                 and business_scoped_user_id = $2",
+                    $crate::store::columns::CONTACT_COLUMNS
+                );
+                let row: Option<$crate::store::ContactRow> = sqlx::query_as(&sql)
+                    .bind(number)
+                    .bind(bsuid)
+                    .fetch_optional(&mut *self.tx)
+                    .await?;
                 match &row {
                     Some(row) => self.state.remember_contact(row),
                     None => self.state.remember_no_contact_by_bsuid(number, bsuid),
@@ -169,20 +210,45 @@ macro_rules! impl_store_tx {
                 Ok(row)
             }
 
-            async fn find_contact_by_parent_bsuid(&mut self, number: uuid::Uuid, parent: &str) -> $crate::store::StoreResult<Option<$crate::store::ContactRow>> {
+            async fn find_contact_by_parent_bsuid(
+                &mut self,
+                number: uuid::Uuid,
+                parent: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::store::ContactRow>> {
                 // A parent BSUID spans linked portfolios: with two contacts under one parent it
                 // names neither, so only a single match counts.
-                let sql = format!("select {} from contacts where phone_number_internal_id = $1 and parent_business_scoped_user_id = $2 order by created_at, id limit 2", $crate::store::columns::CONTACT_COLUMNS);
-                let mut rows: Vec<$crate::store::ContactRow> = sqlx::query_as(&sql).bind(number).bind(parent).fetch_all(&mut *self.tx).await?;
+                let sql = format!(
+                    "select {} from contacts where phone_number_internal_id = $1 \
+                 and parent_business_scoped_user_id = $2 order by created_at, id limit 2",
+                    $crate::store::columns::CONTACT_COLUMNS
+                );
+                let mut rows: Vec<$crate::store::ContactRow> = sqlx::query_as(&sql)
+                    .bind(number)
+                    .bind(parent)
+                    .fetch_all(&mut *self.tx)
+                    .await?;
                 Ok(if rows.len() == 1 { rows.pop() } else { None })
             }
 
-            async fn find_contact_by_wa_id(&mut self, number: uuid::Uuid, wa_id: &str) -> $crate::store::StoreResult<Option<$crate::store::ContactRow>> {
-                if let $crate::store::tx_state::Cached::Known(row) = self.state.contact_by_wa_id(number, wa_id) {
+            async fn find_contact_by_wa_id(
+                &mut self,
+                number: uuid::Uuid,
+                wa_id: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::store::ContactRow>> {
+                if let $crate::store::tx_state::Cached::Known(row) =
+                    self.state.contact_by_wa_id(number, wa_id)
+                {
                     return Ok(row);
                 }
-                let sql = format!("select {} from contacts where phone_number_internal_id = $1 and wa_id = $2", $crate::store::columns::CONTACT_COLUMNS);
-                let row: Option<$crate::store::ContactRow> = sqlx::query_as(&sql).bind(number).bind(wa_id).fetch_optional(&mut *self.tx).await?;
+                let sql = format!(
+                    "select {} from contacts where phone_number_internal_id = $1 and wa_id = $2",
+                    $crate::store::columns::CONTACT_COLUMNS
+                );
+                let row: Option<$crate::store::ContactRow> = sqlx::query_as(&sql)
+                    .bind(number)
+                    .bind(wa_id)
+                    .fetch_optional(&mut *self.tx)
+                    .await?;
                 match &row {
                     Some(row) => self.state.remember_contact(row),
                     None => self.state.remember_no_contact_by_wa_id(number, wa_id),
@@ -190,18 +256,31 @@ macro_rules! impl_store_tx {
                 Ok(row)
             }
 
-            async fn insert_contact(&mut self, c: &$crate::store::ContactRow) -> $crate::store::StoreResult<bool> {
-                let result = sqlx::query(
-                    "insert into contacts (id, project_id, phone_number_internal_id, wa_id, business_scoped_user_id, \
-                     parent_business_scoped_user_id, username, profile_name, display_name, customer_id, metadata, \
-                     created_at, updated_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-                     on conflict do nothing",
-                )
-                .bind(c.id).bind(c.project_id).bind(c.phone_number_internal_id).bind(&c.wa_id)
-                .bind(&c.business_scoped_user_id).bind(&c.parent_business_scoped_user_id).bind(&c.username)
-                .bind(&c.profile_name).bind(&c.display_name).bind(c.customer_id).bind(&c.metadata)
-                .bind(c.created_at).bind(c.updated_at)
-                .execute(&mut *self.tx).await?;
+            async fn insert_contact(
+                &mut self,
+                c: &$crate::store::ContactRow,
+            ) -> $crate::store::StoreResult<bool> {
+                let result = sqlx::query(concat!(
+                    "insert into contacts (",
+                    $crate::store::columns::contact_columns!(),
+                    ") values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) on ",
+                    "conflict do nothing",
+                ))
+                .bind(c.id)
+                .bind(c.project_id)
+                .bind(c.phone_number_internal_id)
+                .bind(&c.wa_id)
+                .bind(&c.business_scoped_user_id)
+                .bind(&c.parent_business_scoped_user_id)
+                .bind(&c.username)
+                .bind(&c.profile_name)
+                .bind(&c.display_name)
+                .bind(c.customer_id)
+                .bind(&c.metadata)
+                .bind(c.created_at)
+                .bind(c.updated_at)
+                .execute(&mut *self.tx)
+                .await?;
                 let inserted = result.rows_affected() == 1;
                 if inserted {
                     self.state.remember_contact(c);
@@ -211,16 +290,29 @@ macro_rules! impl_store_tx {
                 Ok(inserted)
             }
 
-            async fn update_contact(&mut self, c: &$crate::store::ContactRow) -> $crate::store::StoreResult<()> {
+            async fn update_contact(
+                &mut self,
+                c: &$crate::store::ContactRow,
+            ) -> $crate::store::StoreResult<()> {
                 sqlx::query(
-                    "update contacts set wa_id = $2, business_scoped_user_id = $3, parent_business_scoped_user_id = $4, \
-                     username = $5, profile_name = $6, display_name = $7, customer_id = $8, metadata = $9, updated_at = $10 \
-                     where id = $1",
+                    "update contacts set wa_id = $2, business_scoped_user_id = $3, \
+                             parent_business_scoped_user_id = $4, \
+                             username = $5, profile_name = $6, display_name = $7, customer_id = \
+                             $8, metadata = $9, updated_at = $10 \
+                             where id = $1",
                 )
-                .bind(c.id).bind(&c.wa_id).bind(&c.business_scoped_user_id).bind(&c.parent_business_scoped_user_id)
-                .bind(&c.username).bind(&c.profile_name).bind(&c.display_name).bind(c.customer_id).bind(&c.metadata)
+                .bind(c.id)
+                .bind(&c.wa_id)
+                .bind(&c.business_scoped_user_id)
+                .bind(&c.parent_business_scoped_user_id)
+                .bind(&c.username)
+                .bind(&c.profile_name)
+                .bind(&c.display_name)
+                .bind(c.customer_id)
+                .bind(&c.metadata)
                 .bind(c.updated_at)
-                .execute(&mut *self.tx).await?;
+                .execute(&mut *self.tx)
+                .await?;
                 self.state.remember_contact(c);
                 Ok(())
             }
@@ -233,95 +325,182 @@ macro_rules! impl_store_tx {
                 new: Option<&str>,
                 at: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<()> {
-                sqlx::query("insert into contact_identity_changes (id, contact_id, kind, old_value, new_value, changed_at) values ($1, $2, $3, $4, $5, $6)")
-                    .bind(uuid::Uuid::now_v7()).bind(contact_id).bind(kind).bind(old).bind(new).bind(at)
-                    .execute(&mut *self.tx).await?;
+                sqlx::query(
+                    "insert into contact_identity_changes (id, contact_id, kind, \
+                 old_value, new_value, changed_at) values ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(uuid::Uuid::now_v7())
+                .bind(contact_id)
+                .bind(kind)
+                .bind(old)
+                .bind(new)
+                .bind(at)
+                .execute(&mut *self.tx)
+                .await?;
                 Ok(())
             }
 
-            async fn find_active_conversation(&mut self, number: uuid::Uuid, contact: uuid::Uuid) -> $crate::store::StoreResult<Option<$crate::store::ConversationRow>> {
-                if let $crate::store::tx_state::Cached::Known(row) = self.state.active_conversation(number, contact) {
+            async fn find_active_conversation(
+                &mut self,
+                number: uuid::Uuid,
+                contact: uuid::Uuid,
+            ) -> $crate::store::StoreResult<Option<$crate::store::ConversationRow>> {
+                if let $crate::store::tx_state::Cached::Known(row) =
+                    self.state.active_conversation(number, contact)
+                {
                     return Ok(row);
                 }
                 let sql = format!(
-                    "select {} from conversations where phone_number_internal_id = $1 and contact_id = $2 and status = 'active'{}",
+                    "select {} from conversations where phone_number_internal_id = $1 and \
+                             contact_id = $2 and status = 'active'{}",
                     $crate::store::columns::CONVERSATION_COLUMNS,
-                    Self::LOCK_ROWS
+                    <$dialect as $crate::store::dialect::Dialect>::LOCK_ROWS
                 );
-                let row: Option<$crate::store::ConversationRow> = sqlx::query_as(&sql).bind(number).bind(contact).fetch_optional(&mut *self.tx).await?;
-                self.state.remember_conversation(number, contact, row.clone());
+                let row: Option<$crate::store::ConversationRow> = sqlx::query_as(&sql)
+                    .bind(number)
+                    .bind(contact)
+                    .fetch_optional(&mut *self.tx)
+                    .await?;
+                self.state
+                    .remember_conversation(number, contact, row.clone());
                 Ok(row)
             }
 
-            async fn insert_conversation(&mut self, c: &$crate::store::ConversationRow) -> $crate::store::StoreResult<bool> {
+            async fn insert_conversation(
+                &mut self,
+                c: &$crate::store::ConversationRow,
+            ) -> $crate::store::StoreResult<bool> {
                 // A conversation ended earlier in this transaction must be ended in the table
                 // before its successor can take the "one active" slot.
                 self.flush_conversations().await?;
-                let result = sqlx::query(
-                    "insert into conversations (id, project_id, phone_number_internal_id, contact_id, status, last_active_at, \
-                     ended_at, messages_count, last_message_id, last_message_type, last_message_timestamp, last_message_text, \
-                     last_inbound_at, last_outbound_at, metadata, created_at, updated_at) \
-                     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
-                     on conflict (phone_number_internal_id, contact_id) where status = 'active' do nothing",
-                )
-                .bind(c.id).bind(c.project_id).bind(c.phone_number_internal_id).bind(c.contact_id).bind(&c.status)
-                .bind(c.last_active_at).bind(c.ended_at).bind(c.messages_count).bind(&c.last_message_id)
-                .bind(&c.last_message_type).bind(&c.last_message_timestamp).bind(&c.last_message_text)
-                .bind(c.last_inbound_at).bind(c.last_outbound_at).bind(&c.metadata).bind(c.created_at).bind(c.updated_at)
-                .execute(&mut *self.tx).await?;
+                let result = sqlx::query(concat!(
+                    "insert into conversations (",
+                    $crate::store::columns::conversation_columns!(),
+                    ") values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, ",
+                    "$15, $16, $17) on conflict (phone_number_internal_id, contact_id) where ",
+                    "status = 'active' do nothing",
+                ))
+                .bind(c.id)
+                .bind(c.project_id)
+                .bind(c.phone_number_internal_id)
+                .bind(c.contact_id)
+                .bind(&c.status)
+                .bind(c.last_active_at)
+                .bind(c.ended_at)
+                .bind(c.messages_count)
+                .bind(&c.last_message_id)
+                .bind(&c.last_message_type)
+                .bind(&c.last_message_timestamp)
+                .bind(&c.last_message_text)
+                .bind(c.last_inbound_at)
+                .bind(c.last_outbound_at)
+                .bind(&c.metadata)
+                .bind(c.created_at)
+                .bind(c.updated_at)
+                .execute(&mut *self.tx)
+                .await?;
                 let inserted = result.rows_affected() == 1;
                 if inserted {
-                    self.state.remember_conversation(c.phone_number_internal_id, c.contact_id, Some(c.clone()));
+                    self.state.remember_conversation(
+                        c.phone_number_internal_id,
+                        c.contact_id,
+                        Some(c.clone()),
+                    );
                 } else {
-                    self.state.forget_conversation(c.phone_number_internal_id, c.contact_id);
+                    self.state
+                        .forget_conversation(c.phone_number_internal_id, c.contact_id);
                 }
                 Ok(inserted)
             }
 
-            async fn update_conversation(&mut self, c: &$crate::store::ConversationRow) -> $crate::store::StoreResult<()> {
+            async fn update_conversation(
+                &mut self,
+                c: &$crate::store::ConversationRow,
+            ) -> $crate::store::StoreResult<()> {
                 self.state.update_conversation(c);
                 Ok(())
             }
 
-            async fn insert_message(&mut self, m: &$crate::store::MessageRow) -> $crate::store::StoreResult<bool> {
+            async fn insert_message(
+                &mut self,
+                m: &$crate::store::MessageRow,
+            ) -> $crate::store::StoreResult<bool> {
                 if let Some(inserted) = self.state.insert_message(m) {
                     return Ok(inserted);
                 }
-                let result = sqlx::query(
-                    "insert into messages (id, project_id, phone_number_internal_id, wamid, direction, message_type, status, \
-                     processing_status, origin, meta_timestamp, contact_id, conversation_id, has_media, body, content, errors, \
-                     statuses, created_at, updated_at) \
-                     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
-                     on conflict (phone_number_internal_id, wamid) do nothing",
-                )
-                .bind(m.id).bind(m.project_id).bind(m.phone_number_internal_id).bind(&m.wamid).bind(&m.direction)
-                .bind(&m.message_type).bind(&m.status).bind(&m.processing_status).bind(&m.origin).bind(m.meta_timestamp)
-                .bind(m.contact_id).bind(m.conversation_id).bind(m.has_media).bind(&m.body).bind(&m.content)
-                .bind(&m.errors).bind(&m.statuses).bind(m.created_at).bind(m.updated_at)
-                .execute(&mut *self.tx).await?;
+                let result = sqlx::query(concat!(
+                    "insert into messages (",
+                    $crate::store::columns::message_columns!(),
+                    ") values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, ",
+                    "$15, $16, $17, $18, $19) on conflict (phone_number_internal_id, wamid) ",
+                    "do nothing",
+                ))
+                .bind(m.id)
+                .bind(m.project_id)
+                .bind(m.phone_number_internal_id)
+                .bind(&m.wamid)
+                .bind(&m.direction)
+                .bind(&m.message_type)
+                .bind(&m.status)
+                .bind(&m.processing_status)
+                .bind(&m.origin)
+                .bind(m.meta_timestamp)
+                .bind(m.contact_id)
+                .bind(m.conversation_id)
+                .bind(m.has_media)
+                .bind(&m.body)
+                .bind(&m.content)
+                .bind(&m.errors)
+                .bind(&m.statuses)
+                .bind(m.created_at)
+                .bind(m.updated_at)
+                .execute(&mut *self.tx)
+                .await?;
                 let inserted = result.rows_affected() == 1;
                 if inserted {
-                    self.state.remember_message(m.phone_number_internal_id, &m.wamid, Some(m.clone()), true);
+                    self.state.remember_message(
+                        m.phone_number_internal_id,
+                        &m.wamid,
+                        Some(m.clone()),
+                        true,
+                    );
                 }
                 Ok(inserted)
             }
 
-            async fn find_message(&mut self, number: uuid::Uuid, wamid: &str) -> $crate::store::StoreResult<Option<$crate::store::MessageRow>> {
-                if let $crate::store::tx_state::Cached::Known(row) = self.state.message(number, wamid) {
+            async fn find_message(
+                &mut self,
+                number: uuid::Uuid,
+                wamid: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::store::MessageRow>> {
+                if let $crate::store::tx_state::Cached::Known(row) =
+                    self.state.message(number, wamid)
+                {
                     return Ok(row);
                 }
                 let sql = format!(
                     "select {} from messages where phone_number_internal_id = $1 and wamid = $2{}",
                     $crate::store::columns::MESSAGE_COLUMNS,
-                    Self::LOCK_ROWS
+                    <$dialect as $crate::store::dialect::Dialect>::LOCK_ROWS
                 );
-                let row: Option<$crate::store::MessageRow> = sqlx::query_as(&sql).bind(number).bind(wamid).fetch_optional(&mut *self.tx).await?;
-                let trusted = Self::KEY_LOCK.is_none() || self.state.has_lock(number, wamid);
-                self.state.remember_message(number, wamid, row.clone(), trusted);
+                let row: Option<$crate::store::MessageRow> = sqlx::query_as(&sql)
+                    .bind(number)
+                    .bind(wamid)
+                    .fetch_optional(&mut *self.tx)
+                    .await?;
+                let trusted = <$dialect as $crate::store::dialect::Dialect>::KEY_LOCK
+                    .is_none()
+                    || self.state.has_lock(number, wamid);
+                self.state
+                    .remember_message(number, wamid, row.clone(), trusted);
                 Ok(row)
             }
 
-            async fn message_presence(&mut self, number: uuid::Uuid, wamid: &str) -> $crate::store::StoreResult<(bool, bool)> {
+            async fn message_presence(
+                &mut self,
+                number: uuid::Uuid,
+                wamid: &str,
+            ) -> $crate::store::StoreResult<(bool, bool)> {
                 use $crate::store::tx_state::Cached;
                 let stored = match self.state.message(number, wamid) {
                     Cached::Known(row) => Some(row.is_some()),
@@ -335,14 +514,20 @@ macro_rules! impl_store_tx {
                     return Ok((stored, parked));
                 }
                 let (in_table, parked_in_table): (bool, bool) = sqlx::query_as(
-                    "select exists(select 1 from messages where phone_number_internal_id = $1 and wamid = $2), \
-                     exists(select 1 from parked_statuses where phone_number_internal_id = $1 and wamid = $2)",
+                    "select exists(select 1 from messages where phone_number_internal_id \
+                             = $1 and wamid = $2), \
+                             exists(select 1 from parked_statuses where phone_number_internal_id \
+                             = $1 and wamid = $2)",
                 )
-                .bind(number).bind(wamid)
-                .fetch_one(&mut *self.tx).await?;
+                .bind(number)
+                .bind(wamid)
+                .fetch_one(&mut *self.tx)
+                .await?;
                 let stored = stored.unwrap_or(in_table);
                 let parked = parked.unwrap_or(parked_in_table);
-                if Self::KEY_LOCK.is_none() || self.state.has_lock(number, wamid) {
+                if <$dialect as $crate::store::dialect::Dialect>::KEY_LOCK.is_none()
+                    || self.state.has_lock(number, wamid)
+                {
                     if !stored {
                         self.state.remember_message(number, wamid, None, true);
                     }
@@ -351,94 +536,187 @@ macro_rules! impl_store_tx {
                 Ok((stored, parked))
             }
 
-            async fn update_message_state(&mut self, m: &$crate::store::MessageRow) -> $crate::store::StoreResult<()> {
+            async fn update_message_state(
+                &mut self,
+                m: &$crate::store::MessageRow,
+            ) -> $crate::store::StoreResult<()> {
                 if self.state.update_message(m) {
                     return Ok(());
                 }
                 sqlx::query(
-                    "update messages set status = $2, processing_status = $3, errors = $4, statuses = $5, contact_id = $6, \
-                     conversation_id = $7, updated_at = $8 where id = $1",
+                    "update messages set status = $2, processing_status = $3, errors = \
+                             $4, statuses = $5, contact_id = $6, \
+                             conversation_id = $7, updated_at = $8 where id = $1",
                 )
-                .bind(m.id).bind(&m.status).bind(&m.processing_status).bind(&m.errors).bind(&m.statuses)
-                .bind(m.contact_id).bind(m.conversation_id).bind(m.updated_at)
-                .execute(&mut *self.tx).await?;
+                .bind(m.id)
+                .bind(&m.status)
+                .bind(&m.processing_status)
+                .bind(&m.errors)
+                .bind(&m.statuses)
+                .bind(m.contact_id)
+                .bind(m.conversation_id)
+                .bind(m.updated_at)
+                .execute(&mut *self.tx)
+                .await?;
                 Ok(())
             }
 
-            async fn park_status(&mut self, number: uuid::Uuid, wamid: &str, status: &str, at: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<()> {
-                sqlx::query("insert into parked_statuses (id, phone_number_internal_id, wamid, status, received_at) values ($1, $2, $3, $4, $5)")
-                    .bind(uuid::Uuid::now_v7()).bind(number).bind(wamid).bind(status).bind(at)
-                    .execute(&mut *self.tx).await?;
-                if Self::KEY_LOCK.is_none() || self.state.has_lock(number, wamid) {
+            async fn park_status(
+                &mut self,
+                number: uuid::Uuid,
+                wamid: &str,
+                status: &str,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query(
+                    "insert into parked_statuses (id, phone_number_internal_id, wamid, \
+                 status, received_at) values ($1, $2, $3, $4, $5)",
+                )
+                .bind(uuid::Uuid::now_v7())
+                .bind(number)
+                .bind(wamid)
+                .bind(status)
+                .bind(at)
+                .execute(&mut *self.tx)
+                .await?;
+                if <$dialect as $crate::store::dialect::Dialect>::KEY_LOCK.is_none()
+                    || self.state.has_lock(number, wamid)
+                {
                     self.state.remember_parked(number, wamid, true);
                 }
                 Ok(())
             }
 
-            async fn take_parked_statuses(&mut self, number: uuid::Uuid, wamid: &str) -> $crate::store::StoreResult<Vec<$crate::store::ParkedStatusRow>> {
-                if self.state.parked(number, wamid) == $crate::store::tx_state::Cached::Known(false) {
+            async fn take_parked_statuses(
+                &mut self,
+                number: uuid::Uuid,
+                wamid: &str,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::ParkedStatusRow>> {
+                if self.state.parked(number, wamid)
+                    == $crate::store::tx_state::Cached::Known(false)
+                {
                     return Ok(Vec::new());
                 }
-                if Self::KEY_LOCK.is_none() || self.state.has_lock(number, wamid) {
+                if <$dialect as $crate::store::dialect::Dialect>::KEY_LOCK.is_none()
+                    || self.state.has_lock(number, wamid)
+                {
                     self.state.remember_parked(number, wamid, false);
                 }
                 let rows: Vec<$crate::store::ParkedStatusRow> = sqlx::query_as(
-                    "delete from parked_statuses where phone_number_internal_id = $1 and wamid = $2 returning id, status",
+                    "delete from parked_statuses where phone_number_internal_id = $1 and \
+                             wamid = $2 returning id, status",
                 )
-                .bind(number).bind(wamid)
-                .fetch_all(&mut *self.tx).await?;
+                .bind(number)
+                .bind(wamid)
+                .fetch_all(&mut *self.tx)
+                .await?;
                 let mut rows = rows;
                 // UUIDv7 ids are in arrival order.
                 rows.sort_by_key(|r| r.id);
                 Ok(rows)
             }
 
-            async fn find_call(&mut self, number: uuid::Uuid, call_id: &str) -> $crate::store::StoreResult<Option<$crate::store::CallRow>> {
+            async fn find_call(
+                &mut self,
+                number: uuid::Uuid,
+                call_id: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::store::CallRow>> {
                 let sql = format!(
                     "select {} from calls where phone_number_internal_id = $1 and call_id = $2{}",
                     $crate::store::columns::CALL_COLUMNS,
-                    Self::LOCK_ROWS
+                    <$dialect as $crate::store::dialect::Dialect>::LOCK_ROWS
                 );
-                Ok(sqlx::query_as(&sql).bind(number).bind(call_id).fetch_optional(&mut *self.tx).await?)
+                Ok(sqlx::query_as(&sql)
+                    .bind(number)
+                    .bind(call_id)
+                    .fetch_optional(&mut *self.tx)
+                    .await?)
             }
 
-            async fn insert_call(&mut self, c: &$crate::store::CallRow) -> $crate::store::StoreResult<bool> {
-                let result = sqlx::query(
-                    "insert into calls (id, project_id, phone_number_internal_id, call_id, direction, status, from_number, \
-                     to_number, contact_id, conversation_id, started_at, session_started_at, ended_at, duration_seconds, \
-                     events, created_at, updated_at) \
-                     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
-                     on conflict (phone_number_internal_id, call_id) do nothing",
-                )
-                .bind(c.id).bind(c.project_id).bind(c.phone_number_internal_id).bind(&c.call_id).bind(&c.direction)
-                .bind(&c.status).bind(&c.from_number).bind(&c.to_number).bind(c.contact_id).bind(c.conversation_id)
-                .bind(c.started_at).bind(c.session_started_at).bind(c.ended_at).bind(c.duration_seconds)
-                .bind(&c.events).bind(c.created_at).bind(c.updated_at)
-                .execute(&mut *self.tx).await?;
+            async fn insert_call(
+                &mut self,
+                c: &$crate::store::CallRow,
+            ) -> $crate::store::StoreResult<bool> {
+                let result = sqlx::query(concat!(
+                    "insert into calls (",
+                    $crate::store::columns::call_columns!(),
+                    ") values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, ",
+                    "$15, $16, $17) on conflict (phone_number_internal_id, call_id) do ",
+                    "nothing",
+                ))
+                .bind(c.id)
+                .bind(c.project_id)
+                .bind(c.phone_number_internal_id)
+                .bind(&c.call_id)
+                .bind(&c.direction)
+                .bind(&c.status)
+                .bind(&c.from_number)
+                .bind(&c.to_number)
+                .bind(c.contact_id)
+                .bind(c.conversation_id)
+                .bind(c.started_at)
+                .bind(c.session_started_at)
+                .bind(c.ended_at)
+                .bind(c.duration_seconds)
+                .bind(&c.events)
+                .bind(c.created_at)
+                .bind(c.updated_at)
+                .execute(&mut *self.tx)
+                .await?;
                 Ok(result.rows_affected() == 1)
             }
 
-            async fn update_call(&mut self, c: &$crate::store::CallRow) -> $crate::store::StoreResult<()> {
+            async fn update_call(
+                &mut self,
+                c: &$crate::store::CallRow,
+            ) -> $crate::store::StoreResult<()> {
                 sqlx::query(
-                    "update calls set direction = $2, status = $3, from_number = $4, to_number = $5, contact_id = $6, \
-                     conversation_id = $7, session_started_at = $8, ended_at = $9, duration_seconds = $10, events = $11, \
-                     updated_at = $12 where id = $1",
+                    "update calls set direction = $2, status = $3, from_number = $4, \
+                             to_number = $5, contact_id = $6, \
+                             conversation_id = $7, session_started_at = $8, ended_at = $9, \
+                             duration_seconds = $10, events = $11, \
+                             updated_at = $12 where id = $1",
                 )
-                .bind(c.id).bind(&c.direction).bind(&c.status).bind(&c.from_number).bind(&c.to_number)
-                .bind(c.contact_id).bind(c.conversation_id).bind(c.session_started_at).bind(c.ended_at)
-                .bind(c.duration_seconds).bind(&c.events).bind(c.updated_at)
-                .execute(&mut *self.tx).await?;
+                .bind(c.id)
+                .bind(&c.direction)
+                .bind(&c.status)
+                .bind(&c.from_number)
+                .bind(&c.to_number)
+                .bind(c.contact_id)
+                .bind(c.conversation_id)
+                .bind(c.session_started_at)
+                .bind(c.ended_at)
+                .bind(c.duration_seconds)
+                .bind(&c.events)
+                .bind(c.updated_at)
+                .execute(&mut *self.tx)
+                .await?;
                 Ok(())
             }
 
-            async fn set_username(&mut self, number: uuid::Uuid, username: Option<&str>, status: Option<&str>) -> $crate::store::StoreResult<()> {
-                sqlx::query("update phone_numbers set username = $2, username_status = $3, updated_at = $4 where internal_id = $1")
-                    .bind(number).bind(username).bind(status).bind($crate::store::now())
-                    .execute(&mut *self.tx).await?;
+            async fn set_username(
+                &mut self,
+                number: uuid::Uuid,
+                username: Option<&str>,
+                status: Option<&str>,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query(
+                    "update phone_numbers set username = $2, username_status = $3, \
+                 updated_at = $4 where internal_id = $1",
+                )
+                .bind(number)
+                .bind(username)
+                .bind(status)
+                .bind($crate::store::now())
+                .execute(&mut *self.tx)
+                .await?;
                 Ok(())
             }
 
-            async fn queue_delivery(&mut self, d: &$crate::store::NewDelivery) -> $crate::store::StoreResult<()> {
+            async fn queue_delivery(
+                &mut self,
+                d: &$crate::store::NewDelivery,
+            ) -> $crate::store::StoreResult<()> {
                 self.state.deliveries.push(d.clone());
                 self.queued_deliveries = true;
                 Ok(())
@@ -449,7 +727,9 @@ macro_rules! impl_store_tx {
                 self.flush_pending().await?;
                 self.flush_messages().await?;
                 if self.queued_deliveries {
-                    if let Some(sql) = Self::NOTIFY {
+                    if let Some(sql) =
+                        <$dialect as $crate::store::dialect::Dialect>::NOTIFY
+                    {
                         sqlx::query(sql).execute(&mut *self.tx).await?;
                     }
                 }

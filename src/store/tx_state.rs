@@ -18,6 +18,7 @@ use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
 use super::records::{ContactRow, ConversationRow, EventRouteRow, MessageRow, NewWebhookEvent};
+use super::status::ConversationStatus;
 use super::NewDelivery;
 
 type MessageKey = (Uuid, String);
@@ -244,7 +245,7 @@ impl TxState {
     /// has locked pass through here (found `for update`, or inserted by it).
     pub fn update_conversation(&mut self, row: &ConversationRow) {
         let key = (row.phone_number_internal_id, row.contact_id);
-        if row.status == "active" {
+        if row.status == ConversationStatus::Active {
             self.conversations.insert(key, Some(row.clone()));
         } else if matches!(self.conversations.get(&key), Some(Some(c)) if c.id == row.id) {
             self.conversations.insert(key, None);
@@ -345,10 +346,10 @@ mod tests {
             project_id: Uuid::nil(),
             phone_number_internal_id: number,
             wamid: wamid.into(),
-            direction: "inbound".into(),
+            direction: super::super::Direction::Inbound,
             message_type: "text".into(),
             status: "delivered".into(),
-            processing_status: "completed".into(),
+            processing_status: super::super::ProcessingStatus::Completed,
             origin: "cloud_api".into(),
             meta_timestamp: 0,
             contact_id: None,

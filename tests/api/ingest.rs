@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use wagate::config::Backend;
 use wagate::sandbox::Sandbox;
 use wagate::store::MessageRow;
+use wagate::store::StoreInspect as _;
 
 use crate::common::{emulator, meta, TestApp, APP_SECRET, VERIFY_TOKEN};
 
@@ -113,7 +114,13 @@ impl Env {
         check: impl Fn(&MessageRow) -> bool,
     ) -> MessageRow {
         for _ in 0..200 {
-            if let Some(row) = self.app.store.message(self.number, wamid).await.unwrap() {
+            if let Some(row) = self
+                .app
+                .store
+                .find_message(self.number, wamid)
+                .await
+                .unwrap()
+            {
                 if check(&row) {
                     return row;
                 }
@@ -122,7 +129,7 @@ impl Env {
         }
         panic!(
             "message {wamid} never reached the expected state: {:?}",
-            self.app.store.message(self.number, wamid).await
+            self.app.store.find_message(self.number, wamid).await
         );
     }
 }
@@ -453,7 +460,7 @@ async fn sends_are_recorded_and_statuses_move_forward(backend: Backend) {
     let row = env
         .app
         .store
-        .message(env.number, &wamid)
+        .find_message(env.number, &wamid)
         .await
         .unwrap()
         .expect("recorded at once");
@@ -525,7 +532,7 @@ async fn failed_statuses_keep_errors_and_early_statuses_are_parked(backend: Back
     assert!(env
         .app
         .store
-        .message(env.number, "wamid.ECHO1")
+        .find_message(env.number, "wamid.ECHO1")
         .await
         .unwrap()
         .is_none());
@@ -541,7 +548,7 @@ async fn failed_statuses_keep_errors_and_early_statuses_are_parked(backend: Back
     let row = env
         .app
         .store
-        .message(env.number, "wamid.ECHO1")
+        .find_message(env.number, "wamid.ECHO1")
         .await
         .unwrap()
         .unwrap();
@@ -581,7 +588,7 @@ async fn marking_read_through_the_proxy_updates_the_inbound_message(backend: Bac
     let row = env
         .app
         .store
-        .message(env.number, &wamid)
+        .find_message(env.number, &wamid)
         .await
         .unwrap()
         .unwrap();

@@ -16,5 +16,7 @@ mod platform_phone_numbers;
 mod proxy;
 mod security;
 mod store;
+mod store_outbox;
+mod store_tx;
 mod stored;
 mod usernames;

@@ -85,7 +85,7 @@ async fn outage_then_recovery(backend: Backend) {
     assert!(env
         .app
         .store
-        .message(env.number, "wamid.OUTAGE1")
+        .find_message(env.number, "wamid.OUTAGE1")
         .await
         .unwrap()
         .is_some());

@@ -7,7 +7,12 @@ use wagate::store::{
 
 use crate::store_tests;
 
-fn new_number(project_id: uuid::Uuid, pnid: &str, waba: &str, token_hash: &str) -> NewPhoneNumber {
+pub(crate) fn new_number(
+    project_id: uuid::Uuid,
+    pnid: &str,
+    waba: &str,
+    token_hash: &str,
+) -> NewPhoneNumber {
     NewPhoneNumber {
         project_id,
         customer_id: None,

@@ -8,6 +8,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use wagate::config::Backend;
 use wagate::sandbox::SandboxNumber;
+use wagate::store::StoreInspect as _;
 
 use crate::common::app::json_of;
 use crate::common::graph::Canned;

@@ -443,11 +443,14 @@ async fn deleting_a_number_mid_delivery_stalls_nothing(backend: Backend) {
     // tables carry no foreign keys; by cascade on SQLite), including the late attempt.
     let store = &app.store;
     assert_eq!(
-        store.message(gone.internal_id, "wamid.GONE").await.unwrap(),
+        store
+            .find_message(gone.internal_id, "wamid.GONE")
+            .await
+            .unwrap(),
         None
     );
     assert!(store
-        .delivery(app.project_id, gone_delivery)
+        .find_delivery(app.project_id, gone_delivery)
         .await
         .unwrap()
         .is_none());
@@ -457,7 +460,7 @@ async fn deleting_a_number_mid_delivery_stalls_nothing(backend: Backend) {
         .unwrap()
         .is_empty());
     assert!(store
-        .message(kept.internal_id, "wamid.KEPT")
+        .find_message(kept.internal_id, "wamid.KEPT")
         .await
         .unwrap()
         .is_some());

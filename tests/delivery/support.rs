@@ -89,11 +89,12 @@ pub async fn wait_deliveries(app: &TestApp, number: &Number, n: usize) -> Vec<Va
 /// The stored processing status of inbound message `wamid`.
 pub async fn processing_status(app: &TestApp, number: &Number, wamid: &str) -> String {
     app.store
-        .message(number.internal_id, wamid)
+        .find_message(number.internal_id, wamid)
         .await
         .unwrap()
         .unwrap_or_else(|| panic!("message {wamid} stored"))
         .processing_status
+        .to_string()
 }
 
 pub async fn wait_processing_status(app: &TestApp, number: &Number, wamid: &str, status: &str) {

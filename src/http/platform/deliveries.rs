@@ -109,7 +109,7 @@ async fn show(
     let id = parse_id(&id)?;
     let row = state
         .store
-        .delivery(key.project_id, id)
+        .find_delivery(key.project_id, id)
         .await?
         .ok_or(PlatformError::NotFound("webhook delivery"))?;
     let attempts = state.store.delivery_attempts(id).await?;

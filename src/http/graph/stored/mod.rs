@@ -149,7 +149,7 @@ impl Request<'_> {
         let Some(row) = self
             .state
             .store
-            .phone_number_by_internal_id(internal_id)
+            .find_phone_number_by_internal_id(internal_id)
             .await?
         else {
             return Ok(None);
@@ -229,7 +229,7 @@ pub async fn handle(request: Request<'_>, route: Route) -> Result<Response, Grap
             let row = request
                 .state
                 .store
-                .message(number.internal_id, &wamid)
+                .find_message(number.internal_id, &wamid)
                 .await?
                 .ok_or_else(|| GraphError::unreachable_object(&wamid))?;
             let contacts = request.contacts(std::iter::once(row.contact_id)).await?;
@@ -283,8 +283,8 @@ pub async fn handle(request: Request<'_>, route: Route) -> Result<Response, Grap
         Route::UpdateConversation { id } => {
             let (conversation, _) = find_conversation(&request, None, &id).await?;
             let body: Value = parse_body(&request.body)?;
-            let status = match body.get("status").and_then(Value::as_str) {
-                Some(s @ ("active" | "ended")) => s,
+            let status = match body.get("status").and_then(Value::as_str).map(str::parse) {
+                Some(Ok(status)) => status,
                 _ => {
                     return Err(GraphError::invalid_parameter(
                         "status: must be \"active\" or \"ended\"",
@@ -386,7 +386,7 @@ pub async fn handle(request: Request<'_>, route: Route) -> Result<Response, Grap
             let call = request
                 .state
                 .store
-                .call(number.internal_id, &call_id)
+                .find_call(number.internal_id, &call_id)
                 .await?
                 .ok_or_else(|| GraphError::unreachable_object(&call_id))?;
             let contacts = request.contacts(std::iter::once(call.contact_id)).await?;
@@ -423,7 +423,7 @@ async fn find_conversation(
     let conversation = request
         .state
         .store
-        .conversation(uuid)
+        .find_conversation(uuid)
         .await?
         .ok_or_else(not_found)?;
     let number = match path_number {
