@@ -191,6 +191,8 @@ URL[floor]="http://127.0.0.1:$FLOOR/meta/whatsapp/v24.0/$PNID"
 URL[wagate]="http://127.0.0.1:$WAGATE/meta/whatsapp/v24.0/$PNID"
 URL[baseline]="http://127.0.0.1:$BASELINE/meta/whatsapp/v24.0/$PNID"
 TARGETS=(direct nginx haproxy floor "${WAGATES[@]}")
+# ONLY="direct wagate baseline": measure just these (an A/B of two builds needs no peers).
+[ -z "${ONLY:-}" ] || read -r -a TARGETS <<<"$ONLY"
 declare -A PATHS=([profile]=whatsapp_business_profile [send]=messages)
 
 # Sanity: every target answers 200 for both workloads before anything is measured.
@@ -237,8 +239,13 @@ run_wrk() { # round target workload conns duration
 }
 echo "==> measuring: $ROUNDS rounds x ${#TARGETS[@]} targets x 2 workloads, c=$CONNS for $DURATION and c=1"
 for round in $(seq 1 "$ROUNDS"); do
+  # Every other round runs the targets in reverse, so no target always follows another's load.
+  order=("${TARGETS[@]}")
+  if [ $((round % 2)) -eq 0 ]; then
+    order=(); for ((i = ${#TARGETS[@]} - 1; i >= 0; i--)); do order+=("${TARGETS[$i]}"); done
+  fi
   for workload in profile send; do
-    for target in "${TARGETS[@]}"; do
+    for target in "${order[@]}"; do
       count_sends "$target" "$workload" \
         "$(taskset -c 0 wrk -t1 -c"$CONNS" -d2s -s "$(script "$target" "$workload")" "${URL[$target]}/${PATHS[$workload]}")"
       run_wrk "$round" "$target" "$workload" "$CONNS" "$DURATION"

@@ -14,9 +14,9 @@ def med(key, i):
     return statistics.median(v[i] for v in data[key])
 
 
-targets = ["direct", "nginx", "haproxy", "floor", "wagate"]
-if any(t == "baseline" for (t, _, _) in data):
-    targets.append("baseline")  # an older build, measured in the same run (BASELINE_BIN)
+measured = {t for (t, _, _) in data}
+# Peers in their usual order; `baseline` is an older build measured in the same run (BASELINE_BIN).
+targets = [t for t in ["direct", "nginx", "haproxy", "floor", "wagate", "baseline"] if t in measured]
 for workload in ["profile", "send"]:
     conns = max(c for (_, w, c) in data if w == workload)
     print(f"\n## {workload}  (c={conns}: req/s, p50, p99; c=1: p50 and p50 added over direct)")

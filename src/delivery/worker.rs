@@ -241,12 +241,14 @@ impl Worker {
         else {
             outcome.status = DeliveryStatus::Dead;
             outcome.processing_status = Some(ProcessingStatus::Failed);
-            outcome.attempt = Some(self.attempt_row(
-                row.id,
-                row.attempts + 1,
-                now,
-                0,
-                "",
+            let never_sent = Try {
+                delivery_id: row.id,
+                attempt: row.attempts + 1,
+                started_at: now,
+                duration_ms: 0,
+                destination: "",
+            };
+            outcome.attempt = Some(never_sent.row(
                 None,
                 None,
                 Some("the number has no webhook_destination_url any more; set one and replay"),
@@ -281,18 +283,20 @@ impl Worker {
         let attempt_no = row.attempts + 1;
         let finished = crate::store::now();
         outcome.at = finished;
+        let this_try = Try {
+            delivery_id: row.id,
+            attempt: attempt_no,
+            started_at: now,
+            duration_ms,
+            destination: &url,
+        };
         match result {
             Ok(answer) if (200..300).contains(&answer.status) => {
                 outcome.status = DeliveryStatus::Succeeded;
                 outcome.delivered_at = Some(finished);
                 outcome.processing_status = Some(ProcessingStatus::Completed);
                 outcome.last_status_code = Some(i32::from(answer.status));
-                outcome.attempt = Some(self.attempt_row(
-                    row.id,
-                    attempt_no,
-                    now,
-                    duration_ms,
-                    &url,
+                outcome.attempt = Some(this_try.row(
                     Some(answer.status),
                     Some(answer.excerpt),
                     None,
@@ -301,12 +305,7 @@ impl Worker {
             Ok(answer) => {
                 let error = format!("receiver answered {}", answer.status);
                 outcome.last_status_code = Some(i32::from(answer.status));
-                outcome.attempt = Some(self.attempt_row(
-                    row.id,
-                    attempt_no,
-                    now,
-                    duration_ms,
-                    &url,
+                outcome.attempt = Some(this_try.row(
                     Some(answer.status),
                     Some(answer.excerpt),
                     Some(&error),
@@ -320,16 +319,7 @@ impl Worker {
                 );
             }
             Err(error) => {
-                outcome.attempt = Some(self.attempt_row(
-                    row.id,
-                    attempt_no,
-                    now,
-                    duration_ms,
-                    &url,
-                    None,
-                    None,
-                    Some(&error),
-                ));
+                outcome.attempt = Some(this_try.row(None, None, Some(&error)));
                 self.schedule_retry(&mut outcome, row.created_at, attempt_no, None, error);
             }
         }
@@ -370,30 +360,6 @@ impl Worker {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn attempt_row(
-        &self,
-        delivery_id: Uuid,
-        attempt: i32,
-        started_at: DateTime<Utc>,
-        duration_ms: i32,
-        destination: &str,
-        status_code: Option<u16>,
-        excerpt: Option<String>,
-        error: Option<&str>,
-    ) -> AttemptRow {
-        AttemptRow {
-            id: Uuid::now_v7(),
-            delivery_id,
-            attempt,
-            started_at,
-            duration_ms,
-            destination: destination.to_owned(),
-            status_code: status_code.map(i32::from),
-            response_excerpt: excerpt,
-            error: error.map(str::to_owned),
-        }
-    }
 
     /// One POST. `Err` is a transport failure or a refused destination, said plainly.
     async fn post(
@@ -458,6 +424,37 @@ async fn read_excerpt(mut response: reqwest::Response, limit: usize) -> String {
     bytes.truncate(limit);
     // PostgreSQL text cannot hold NUL: one such answer would fail the finisher's whole batch.
     String::from_utf8_lossy(&bytes).replace('\0', "\u{FFFD}")
+}
+
+/// What the attempt rows of one try share: which delivery, which attempt, when, how long, where.
+struct Try<'a> {
+    delivery_id: Uuid,
+    attempt: i32,
+    started_at: DateTime<Utc>,
+    duration_ms: i32,
+    destination: &'a str,
+}
+
+impl Try<'_> {
+    /// The attempt row with the try's outcome.
+    fn row(
+        &self,
+        status_code: Option<u16>,
+        excerpt: Option<String>,
+        error: Option<&str>,
+    ) -> AttemptRow {
+        AttemptRow {
+            id: Uuid::now_v7(),
+            delivery_id: self.delivery_id,
+            attempt: self.attempt,
+            started_at: self.started_at,
+            duration_ms: self.duration_ms,
+            destination: self.destination.to_owned(),
+            status_code: status_code.map(i32::from),
+            response_excerpt: excerpt,
+            error: error.map(str::to_owned),
+        }
+    }
 }
 
 /// A transport error in words an operator acts on.
