@@ -42,6 +42,8 @@ pub struct Config {
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub public_url: String,
+    /// `Host` values (`host[:port]`) links may be built from when `public_url` is empty.
+    pub allowed_hosts: Vec<String>,
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
     #[serde(with = "humantime_serde")]

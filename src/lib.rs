@@ -63,7 +63,8 @@ impl App {
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("binding server.listen = {}", config.server.listen))?;
-        let state = AppState::new(Arc::new(config), store, secrets)?;
+        let bound = listener.local_addr()?;
+        let state = AppState::new(Arc::new(config), store, secrets, bound)?;
         Ok(Self {
             state,
             listener,

@@ -15,6 +15,7 @@ use crate::domain::setup_links::SetupLinks;
 use crate::domain::writer::Writer;
 use crate::domain::writer::WriterSettings;
 use crate::graph::GraphClient;
+use crate::http::origin::PublicOrigin;
 use crate::store::DynStore;
 
 /// Cheap to clone (one `Arc`): axum clones the state for every extractor of every request.
@@ -37,6 +38,8 @@ pub struct Services {
     pub auth: Authenticator,
     /// Number configurations by phone number ID, WABA and token, from memory.
     pub numbers: NumberDirectory,
+    /// Where the links wagate hands out point.
+    pub origin: PublicOrigin,
     pub graph: GraphClient,
     pub writer: Writer,
     pub phone_numbers: PhoneNumbers,
@@ -50,7 +53,13 @@ pub struct Services {
 
 impl AppState {
     /// Builds the state and starts the writer tasks (so it must run inside the runtime).
-    pub fn new(config: Arc<Config>, store: DynStore, secrets: SecretBox) -> anyhow::Result<Self> {
+    pub fn new(
+        config: Arc<Config>,
+        store: DynStore,
+        secrets: SecretBox,
+        bound: std::net::SocketAddr,
+    ) -> anyhow::Result<Self> {
+        let origin = PublicOrigin::new(&config, bound);
         let numbers = NumberDirectory::new(store.clone(), secrets.clone(), &config.cache);
         let auth = Authenticator::new(store.clone(), numbers.clone(), &config.cache);
         let graph = GraphClient::new(&config.graph)?;
@@ -83,6 +92,7 @@ impl AppState {
             secrets,
             auth,
             numbers,
+            origin,
             graph,
         })))
     }
