@@ -8,6 +8,7 @@ mod delivery_processes;
 mod emulator;
 mod hygiene;
 mod ingest;
+mod links;
 mod onboarding;
 mod openapi;
 mod outage;
