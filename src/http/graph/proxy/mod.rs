@@ -165,8 +165,7 @@ async fn build_upstream(
     } else {
         HeaderMap::new()
     };
-    let mut headers = parts.headers;
-    headers::for_upstream(&mut headers);
+    let mut headers = headers::for_upstream(parts.headers);
     headers.insert(AUTHORIZATION, number.authorization.clone());
     if exchange != Exchange::Stream {
         // These answers are parsed (recorded, rewritten): ask for them uncompressed.
