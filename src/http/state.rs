@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::config::{Backend, Config};
 use crate::crypto::SecretBox;
 use crate::destination_guard::DestinationPolicy;
+use crate::domain::api_keys::ApiKeys;
 use crate::domain::auth::Authenticator;
 use crate::domain::customers::Customers;
 use crate::domain::ingest::IngestSettings;
@@ -44,6 +45,7 @@ pub struct Services {
     pub writer: Writer,
     pub phone_numbers: PhoneNumbers,
     pub customers: Customers,
+    pub api_keys: ApiKeys,
     pub setup_links: SetupLinks,
     /// The hosted page's side of setup links: lookup by token and completion.
     pub onboarding: Onboarding,
@@ -82,6 +84,7 @@ impl AppState {
             Onboarding::new(store.clone(), graph.clone(), phone_numbers.clone(), &config);
         Ok(Self(Arc::new(Services {
             customers: Customers::new(store.clone(), numbers.clone()),
+            api_keys: ApiKeys::new(store.clone(), auth.clone()),
             setup_links: SetupLinks::new(store.clone(), secrets.clone()),
             phone_numbers,
             onboarding,

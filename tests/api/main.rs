@@ -3,6 +3,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod api_keys;
 mod cli;
 mod delivery_processes;
 mod emulator;
