@@ -42,6 +42,8 @@ pub struct Config {
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub public_url: String,
+    /// `Host` values (`host[:port]`) links may be built from when `public_url` is empty.
+    pub allowed_hosts: Vec<String>,
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
     #[serde(with = "humantime_serde")]
@@ -174,12 +176,17 @@ pub struct WorkersConfig {
     pub conversation_sweeper: bool,
 }
 
+/// The longest `delivery.allowed_ports` list.
+pub const MAX_ALLOWED_PORTS: usize = 8;
+
 /// Forwarding webhooks to each number's `webhook_destination_url` (the delivery worker).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryConfig {
     pub allow_http: bool,
     pub allow_private_networks: bool,
+    /// Destination ports; empty: 443 (and 80 and 8443 with `allow_http`).
+    pub allowed_ports: Vec<u16>,
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     #[serde(with = "humantime_serde")]
@@ -405,6 +412,14 @@ impl Config {
                     "{key}: must be Meta's numeric ID (digits only), or empty"
                 )));
             }
+        }
+        if self.delivery.allowed_ports.len() > MAX_ALLOWED_PORTS
+            || self.delivery.allowed_ports.contains(&0)
+        {
+            return Err(ConfigError(format!(
+                "delivery.allowed_ports: at most {} ports from 1 to 65535 (empty: the standard ones)",
+                MAX_ALLOWED_PORTS
+            )));
         }
         if !(0.0..1.0).contains(&self.delivery.jitter) {
             return Err(ConfigError(

@@ -13,7 +13,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 #[derive(Debug, Clone, Copy)]
 pub struct DestinationPolicy {
     pub allow_http: bool,
+    /// Also lifts the port rule: closed networks and tests use any port.
     pub allow_private_networks: bool,
+    pub ports: AllowedPorts,
 }
 
 impl DestinationPolicy {
@@ -21,7 +23,44 @@ impl DestinationPolicy {
         Self {
             allow_http: config.allow_http,
             allow_private_networks: config.allow_private_networks,
+            ports: AllowedPorts::from_config(&config.allowed_ports, config.allow_http),
         }
+    }
+}
+
+/// The ports a destination may use (a tenant must not make wagate knock on every port of a
+/// host). At most [`AllowedPorts::MAX`], kept inline so the policy stays `Copy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AllowedPorts {
+    ports: [u16; AllowedPorts::MAX],
+    len: usize,
+}
+
+impl AllowedPorts {
+    pub const MAX: usize = crate::config::MAX_ALLOWED_PORTS;
+
+    /// `delivery.allowed_ports`; empty means the standard ports: 443, and 80 and 8443 when
+    /// `http://` is allowed. Longer lists are refused by config validation.
+    pub fn from_config(configured: &[u16], allow_http: bool) -> Self {
+        let standard: &[u16] = if allow_http { &[443, 80, 8443] } else { &[443] };
+        let list = if configured.is_empty() {
+            standard
+        } else {
+            configured
+        };
+        let mut ports = [0; Self::MAX];
+        let len = list.len().min(Self::MAX);
+        ports[..len].copy_from_slice(&list[..len]);
+        Self { ports, len }
+    }
+
+    pub fn allows(&self, port: u16) -> bool {
+        self.ports[..self.len].contains(&port)
+    }
+
+    fn describe(&self) -> String {
+        let list: Vec<String> = self.ports[..self.len].iter().map(u16::to_string).collect();
+        list.join(", ")
     }
 }
 
@@ -40,6 +79,8 @@ pub enum Refusal {
     PrivateAddress(IpAddr),
     #[error("{0} names this machine or an internal service; webhooks go to public hosts only (delivery.allow_private_networks)")]
     InternalName(String),
+    #[error("port {port} is not allowed; use one of {allowed} (delivery.allowed_ports)")]
+    Port { port: u16, allowed: String },
 }
 
 /// Checks a destination URL without DNS: scheme, credentials, host, IP literals, internal names.
@@ -52,6 +93,13 @@ pub fn check_url(raw: &str, policy: DestinationPolicy) -> Result<url::Url, Refus
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err(Refusal::Credentials);
+    }
+    let port = url.port_or_known_default().unwrap_or(443);
+    if !policy.allow_private_networks && !policy.ports.allows(port) {
+        return Err(Refusal::Port {
+            port,
+            allowed: policy.ports.describe(),
+        });
     }
     match url.host() {
         None => return Err(Refusal::NoHost),
@@ -133,10 +181,12 @@ fn forbidden_v6(ip: Ipv6Addr) -> bool {
         || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
         || (s[0] == 0x2001 && s[1] == 0) // Teredo: tunnels to arbitrary IPv4
         || s[0] == 0x0100 && s[1] == 0 && s[2] == 0 && s[3] == 0 // discard prefix
+        || (s[0] == 0x0064 && s[1] == 0xff9b && s[2] == 0x0001) // local-use NAT64 64:ff9b:1::/48
 }
 
-/// The IPv4 address an IPv6 address stands for: mapped (`::ffff:a.b.c.d`), compatible
-/// (`::a.b.c.d`), NAT64 (`64:ff9b::/96`) and 6to4 (`2002:AABB:CCDD::/48`).
+/// The IPv4 address an IPv6 address stands for: mapped (`::ffff:a.b.c.d`), translated
+/// (`::ffff:0:a.b.c.d`, SIIT), compatible (`::a.b.c.d`), NAT64 (`64:ff9b::/96`) and 6to4
+/// (`2002:AABB:CCDD::/48`).
 fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     let s = ip.segments();
     let tail = || Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
@@ -144,6 +194,9 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
         return Some(v4);
     }
     if s[..6] == [0, 0, 0, 0, 0, 0] && !ip.is_loopback() && !ip.is_unspecified() {
+        return Some(tail());
+    }
+    if s[..6] == [0, 0, 0, 0, 0xffff, 0] {
         return Some(tail());
     }
     if s[0] == 0x0064 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
@@ -222,10 +275,17 @@ pub async fn check_destination(raw: &str, policy: DestinationPolicy) -> Result<u
 mod tests {
     use super::*;
 
-    const STRICT: DestinationPolicy = DestinationPolicy {
-        allow_http: true,
-        allow_private_networks: false,
-    };
+    fn strict() -> DestinationPolicy {
+        policy(true, false)
+    }
+
+    fn policy(allow_http: bool, allow_private_networks: bool) -> DestinationPolicy {
+        DestinationPolicy {
+            allow_http,
+            allow_private_networks,
+            ports: AllowedPorts::from_config(&[], allow_http),
+        }
+    }
 
     /// The URL forms of perf-reliability.md §C5: loopback, private, link-local and metadata
     /// addresses in every spelling the URL parser accepts.
@@ -246,6 +306,10 @@ mod tests {
         "http://[::ffff:7f00:1]/hook",
         "http://[0:0:0:0:0:ffff:169.254.169.254]/hook",
         "http://[64:ff9b::127.0.0.1]/hook",
+        "http://[64:ff9b:1::a00:1]/hook",
+        "http://[64:ff9b:1:ffff::1]/hook",
+        "http://[::ffff:0:7f00:1]/hook",
+        "http://[::ffff:0:a9fe:a9fe]/hook",
         "http://[2002:7f00:1::]/hook",
         "http://169.254.169.254/latest/meta-data/",
         "http://[fd00:ec2::254]/latest/meta-data/",
@@ -269,7 +333,7 @@ mod tests {
     #[test]
     fn every_private_form_is_refused() {
         for url in REFUSED {
-            assert!(check_url(url, STRICT).is_err(), "{url} was accepted");
+            assert!(check_url(url, strict()).is_err(), "{url} was accepted");
         }
     }
 
@@ -281,33 +345,54 @@ mod tests {
             "https://[2606:2800:220:1:248:1893:25c8:1946]/hook",
             "http://example.com:8443/wa?x=1",
         ] {
-            assert!(check_url(url, STRICT).is_ok(), "{url} was refused");
+            assert!(check_url(url, strict()).is_ok(), "{url} was refused");
         }
     }
 
     #[test]
     fn scheme_rules() {
-        let https_only = DestinationPolicy {
-            allow_http: false,
-            allow_private_networks: false,
-        };
+        let https_only = policy(false, false);
         assert_eq!(
             check_url("http://example.com/", https_only),
             Err(Refusal::Scheme)
         );
         assert_eq!(
-            check_url("ftp://example.com/", STRICT),
+            check_url("ftp://example.com/", strict()),
             Err(Refusal::Scheme)
         );
         assert!(matches!(
-            check_url("not a url", STRICT),
+            check_url("not a url", strict()),
             Err(Refusal::Malformed(_))
         ));
-        let open = DestinationPolicy {
-            allow_http: true,
-            allow_private_networks: true,
-        };
+        let open = policy(true, true);
         assert!(check_url("http://127.0.0.1:9/hook", open).is_ok());
+    }
+
+    #[test]
+    fn only_allowed_ports_are_reached() {
+        let https_only = policy(false, false);
+        assert!(check_url("https://example.com/hook", https_only).is_ok());
+        assert!(check_url("https://example.com:443/hook", https_only).is_ok());
+        for url in [
+            "https://example.com:8443/hook",
+            "https://example.com:22/hook",
+        ] {
+            assert!(
+                matches!(check_url(url, https_only), Err(Refusal::Port { .. })),
+                "{url}"
+            );
+        }
+        let with_http = strict();
+        for url in ["http://example.com/h", "https://example.com:8443/h"] {
+            assert!(check_url(url, with_http).is_ok(), "{url}");
+        }
+        assert!(check_url("http://example.com:6379/h", with_http).is_err());
+        let custom = DestinationPolicy {
+            ports: AllowedPorts::from_config(&[9443], false),
+            ..https_only
+        };
+        assert!(check_url("https://example.com:9443/h", custom).is_ok());
+        assert!(check_url("https://example.com/h", custom).is_err());
     }
 
     #[tokio::test]

@@ -51,6 +51,7 @@ impl App {
     /// binds `server.listen` (port 0 picks a free port, as tests do).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         telemetry::metrics::handle();
+        warn_about_unsafe_settings(&config);
         let store = store::connect(&config.database).await?;
         let secrets = SecretBox::new(&load_master_key(&config)?);
         let bootstrap = if config.security.bootstrap_default_project {
@@ -63,7 +64,8 @@ impl App {
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("binding server.listen = {}", config.server.listen))?;
-        let state = AppState::new(Arc::new(config), store, secrets)?;
+        let bound = listener.local_addr()?;
+        let state = AppState::new(Arc::new(config), store, secrets, bound)?;
         Ok(Self {
             state,
             listener,
@@ -109,6 +111,21 @@ impl App {
         http::server::serve(self.listener, router, settings, shutdown).await;
         stop_workers.cancel();
         Ok(())
+    }
+}
+
+/// Settings that switch a protection off are allowed (tests and closed networks need them) but
+/// never silent.
+fn warn_about_unsafe_settings(config: &Config) {
+    if !config.graph.verify_numbers {
+        tracing::warn!(
+            "graph.verify_numbers = false: numbers are connected without asking Graph whether the token controls them; any project can claim any phone_number_id"
+        );
+    }
+    if config.delivery.allow_private_networks {
+        tracing::warn!(
+            "delivery.allow_private_networks = true: webhook destinations may be loopback, private or cloud-metadata addresses on any port; only for tests and closed networks"
+        );
     }
 }
 

@@ -139,7 +139,11 @@ proptest! {
 
     #[test]
     fn destinations_never_panic(raw in ".{0,80}", host in "[a-z0-9.:\\[\\]-]{0,40}") {
-        let policy = crate::destination_guard::DestinationPolicy { allow_http: true, allow_private_networks: false };
+        let policy = crate::destination_guard::DestinationPolicy {
+            allow_http: true,
+            allow_private_networks: false,
+            ports: crate::destination_guard::AllowedPorts::from_config(&[], true),
+        };
         let _ = crate::destination_guard::check_url(&raw, policy);
         let _ = crate::destination_guard::check_url(&format!("http://{host}/hook"), policy);
     }

@@ -3,20 +3,33 @@
 
 use secrecy::ExposeSecret;
 
-use crate::config::Config;
+use crate::config::{Backend, Config};
 use crate::domain::{phone_numbers, projects};
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::App;
 
-pub async fn serve_with_sandbox(mut config: Config) -> anyhow::Result<()> {
-    let mut sandbox_config = SandboxConfig::demo();
-    // The emulator signs webhooks with the gateway's app secret, so ingest verifies them as it
-    // would Meta's.
-    if config.meta.app_secret.expose_secret().is_empty() {
-        config.meta.app_secret = sandbox_config.app_secret.clone().into();
-    } else {
-        sandbox_config.app_secret = config.meta.app_secret.expose_secret().to_owned();
+/// Sandbox mode turns off the SSRF guard, hands every number's token to the emulator and accepts
+/// webhooks signed with a secret printed in this repository: never on a production setup.
+fn refuse_real_setups(config: &Config) -> anyhow::Result<()> {
+    if config.database.backend()? == Backend::Postgres {
+        anyhow::bail!(
+            "serve --sandbox runs on SQLite only: on PostgreSQL it would share a production database (it turns off the SSRF guard and sends tokens to the emulator); point WAGATE__DATABASE__URL at a sqlite:// file, or run `wagate serve` without --sandbox"
+        );
     }
+    if !config.meta.app_secret.expose_secret().is_empty() {
+        anyhow::bail!(
+            "serve --sandbox signs webhooks with a public secret and cannot be combined with a real meta.app_secret; unset it (WAGATE__META__APP_SECRET) for the sandbox, or run `wagate serve` without --sandbox"
+        );
+    }
+    Ok(())
+}
+
+pub async fn serve_with_sandbox(mut config: Config) -> anyhow::Result<()> {
+    refuse_real_setups(&config)?;
+    let sandbox_config = SandboxConfig::demo();
+    // The emulator signs webhooks with its own (public) app secret, and ingest verifies them
+    // with it, as it would Meta's with the real one.
+    config.meta.app_secret = sandbox_config.app_secret.clone().into();
     // Everything runs on this machine: the newcomer's webhook receiver is a local http:// URL.
     config.delivery.allow_http = true;
     config.delivery.allow_private_networks = true;

@@ -466,10 +466,12 @@ fn describe(error: reqwest::Error) -> String {
         }
         source = e.source();
     }
-    if error.is_timeout() {
-        "timed out (delivery.request_timeout)".into()
-    } else if error.is_connect() {
-        format!("could not connect: {}", chain(&error))
+    // Connection failures get one wording whatever their cause: "refused" against "timed out"
+    // would let a tenant map which ports of a host are open, through its delivery log.
+    if error.is_connect() {
+        "could not connect to the destination (refused, unreachable or timed out)".into()
+    } else if error.is_timeout() {
+        "timed out waiting for the answer (delivery.request_timeout)".into()
     } else {
         chain(&error)
     }

@@ -1,5 +1,6 @@
 //! The domain layer: what wagate does, independent of HTTP. Handlers and the CLI call into it.
 
+pub mod api_keys;
 pub mod auth;
 pub mod calls;
 pub mod contacts;

@@ -58,6 +58,23 @@ impl GraphError {
         }
     }
 
+    /// Meta's own answer for an object the token cannot reach (400, code 100, subcode 33, its
+    /// wording), given locally for another project's number or WABA so the caller cannot tell it
+    /// from an id that does not exist, which Meta answers the same way.
+    pub fn object_unreachable_with_token(method: &str, id: &str) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            kind: "GraphMethodException",
+            code: 100,
+            subcode: Some(33),
+            message: format!(
+                "Unsupported {} request. Object with ID '{id}' does not exist, cannot be loaded due to missing permissions, or does not support this operation. Please read the Graph API documentation at https://developers.facebook.com/docs/graph-api",
+                method.to_ascii_lowercase()
+            ),
+            details: None,
+        }
+    }
+
     /// 400 code 100 for a bad parameter; `details` names the parameter and the problem.
     pub fn invalid_parameter(details: impl Into<String>) -> Self {
         Self {

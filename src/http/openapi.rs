@@ -98,6 +98,33 @@ fn operations() -> Vec<Operation> {
     }
     let platform = [
         (
+            "get",
+            "/platform/v1/api_keys",
+            "List the project's API keys (prefixes only; revoked ones with their time)",
+            &[][..],
+            Option::None,
+            200,
+            "ApiKeyList",
+        ),
+        (
+            "post",
+            "/platform/v1/api_keys",
+            "Issue an API key for the project; the answer is the only time the key is shown",
+            &[][..],
+            Option::None,
+            201,
+            "IssuedApiKeyData",
+        ),
+        (
+            "delete",
+            "/platform/v1/api_keys/{key_id}",
+            "Revoke an API key: it fails at once on this instance, within cache.ttl on the others",
+            &[][..],
+            Option::None,
+            200,
+            "ApiKeyData",
+        ),
+        (
             "post",
             "/platform/v1/whatsapp/phone_numbers",
             "Connect a phone number",
@@ -495,7 +522,7 @@ fn schemas() -> Value {
         "meta": {"$ref": "#/components/schemas/PageMeta"}}})
     };
     let nullable = |t: &str| json!({"type": [t, "null"]});
-    json!({
+    let mut schemas = json!({
         "PlatformError": {"type": "object", "required": ["error"], "properties": {
             "error": {"type": "string"},
             "details": {"type": "array", "items": {"type": "object", "properties": {"field": {"type": "string"}, "message": {"type": "string"}}}}}},
@@ -554,7 +581,31 @@ fn schemas() -> Value {
             "data": {"type": "array", "items": {"$ref": "#/components/schemas/Delivery"}}, "paging": {"$ref": "#/components/schemas/GraphPaging"}}},
         "WebhookReplay": loose(json!({"since": {"type": "string"}, "until": {"type": "string"}, "webhook_replay": {"type": "object"}})),
         "ReplayData": {"type": "object", "required": ["data"], "properties": {"data": loose(json!({"queued": {"type": "integer"}, "truncated": {"type": "boolean"}}))}},
-    })
+    });
+    // Added apart: one more entry in the literal above exceeds json!'s recursion limit.
+    let key = |extra: Value| {
+        let mut properties = json!({"id": {"type": "string", "format": "uuid"}, "display_prefix": {"type": "string"},
+            "created_at": {"type": "string"}, "revoked_at": nullable("string")});
+        if let (Some(properties), Value::Object(extra)) = (properties.as_object_mut(), extra) {
+            properties.extend(extra);
+        }
+        loose(properties)
+    };
+    let api_keys = [
+        ("ApiKey", key(json!({}))),
+        ("ApiKeyData", data("ApiKey")),
+        (
+            "ApiKeyList",
+            json!({"type": "object", "required": ["data"], "properties": {
+            "data": {"type": "array", "items": {"$ref": "#/components/schemas/ApiKey"}}}}),
+        ),
+        ("IssuedApiKey", key(json!({"key": {"type": "string"}}))),
+        ("IssuedApiKeyData", data("IssuedApiKey")),
+    ];
+    for (name, schema) in api_keys {
+        schemas[name] = schema;
+    }
+    schemas
 }
 
 fn build() -> Value {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::config::{Backend, Config};
 use crate::crypto::SecretBox;
 use crate::destination_guard::DestinationPolicy;
+use crate::domain::api_keys::ApiKeys;
 use crate::domain::auth::Authenticator;
 use crate::domain::customers::Customers;
 use crate::domain::ingest::IngestSettings;
@@ -15,6 +16,7 @@ use crate::domain::setup_links::SetupLinks;
 use crate::domain::writer::Writer;
 use crate::domain::writer::WriterSettings;
 use crate::graph::GraphClient;
+use crate::http::origin::PublicOrigin;
 use crate::store::DynStore;
 
 /// Cheap to clone (one `Arc`): axum clones the state for every extractor of every request.
@@ -37,10 +39,13 @@ pub struct Services {
     pub auth: Authenticator,
     /// Number configurations by phone number ID, WABA and token, from memory.
     pub numbers: NumberDirectory,
+    /// Where the links wagate hands out point.
+    pub origin: PublicOrigin,
     pub graph: GraphClient,
     pub writer: Writer,
     pub phone_numbers: PhoneNumbers,
     pub customers: Customers,
+    pub api_keys: ApiKeys,
     pub setup_links: SetupLinks,
     /// The hosted page's side of setup links: lookup by token and completion.
     pub onboarding: Onboarding,
@@ -50,7 +55,13 @@ pub struct Services {
 
 impl AppState {
     /// Builds the state and starts the writer tasks (so it must run inside the runtime).
-    pub fn new(config: Arc<Config>, store: DynStore, secrets: SecretBox) -> anyhow::Result<Self> {
+    pub fn new(
+        config: Arc<Config>,
+        store: DynStore,
+        secrets: SecretBox,
+        bound: std::net::SocketAddr,
+    ) -> anyhow::Result<Self> {
+        let origin = PublicOrigin::new(&config, bound);
         let numbers = NumberDirectory::new(store.clone(), secrets.clone(), &config.cache);
         let auth = Authenticator::new(store.clone(), numbers.clone(), &config.cache);
         let graph = GraphClient::new(&config.graph)?;
@@ -73,6 +84,7 @@ impl AppState {
             Onboarding::new(store.clone(), graph.clone(), phone_numbers.clone(), &config);
         Ok(Self(Arc::new(Services {
             customers: Customers::new(store.clone(), numbers.clone()),
+            api_keys: ApiKeys::new(store.clone(), auth.clone()),
             setup_links: SetupLinks::new(store.clone(), secrets.clone()),
             phone_numbers,
             onboarding,
@@ -83,6 +95,7 @@ impl AppState {
             secrets,
             auth,
             numbers,
+            origin,
             graph,
         })))
     }

@@ -76,6 +76,31 @@ pub fn router() -> Router<Arc<Shared>> {
             "/_sandbox/webhook_url",
             get(get_webhook_url).post(set_webhook_url),
         )
+        .route_layer(axum::middleware::from_fn(loopback_only))
+}
+
+/// The control API changes what the emulator says and where its webhooks go, without any
+/// credential: it answers callers on this machine only, even when the emulator listens on
+/// another address (`wagate sandbox --listen 0.0.0.0:…`).
+async fn loopback_only(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip());
+    match peer {
+        Some(ip) if !ip.is_loopback() => (
+            axum::http::StatusCode::FORBIDDEN,
+            Json(
+                json!({ "error": "the sandbox control API answers callers on this machine only" }),
+            ),
+        )
+            .into_response(),
+        _ => next.run(request).await,
+    }
 }
 
 /// Parses a JSON body ourselves so malformed input answers in the control API's shape.
@@ -495,5 +520,33 @@ mod tests {
     fn parse_accepts_empty_and_rejects_garbage() {
         assert_eq!(parse(b"").ok(), Some(json!({})));
         assert!(parse(b"{").is_err());
+    }
+
+    #[tokio::test]
+    async fn the_control_api_answers_loopback_callers_only() {
+        use tower::ServiceExt as _;
+        let router = crate::sandbox::Sandbox::new(crate::sandbox::SandboxConfig::demo()).router();
+        let from = |peer: &str| {
+            let mut request = axum::http::Request::builder()
+                .method("POST")
+                .uri("/_sandbox/webhook_url")
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(
+                    r#"{"url":"http://attacker.example/hook"}"#,
+                ))
+                .unwrap();
+            request.extensions_mut().insert(axum::extract::ConnectInfo(
+                peer.parse::<std::net::SocketAddr>().unwrap(),
+            ));
+            request
+        };
+        let remote = router
+            .clone()
+            .oneshot(from("203.0.113.9:4000"))
+            .await
+            .unwrap();
+        assert_eq!(remote.status(), 403);
+        let local = router.oneshot(from("127.0.0.1:4000")).await.unwrap();
+        assert_eq!(local.status(), 200);
     }
 }

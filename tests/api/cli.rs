@@ -267,3 +267,34 @@ fn first_run_creates_default_project_and_key_once() {
         master
     );
 }
+
+/// `serve --sandbox` turns off the SSRF guard and trusts a public webhook secret: it refuses a
+/// PostgreSQL database and a configured real app secret before touching either.
+#[test]
+fn sandbox_mode_refuses_production_setups() {
+    let dir = tempfile::tempdir().unwrap();
+    let postgres = wagate(
+        dir.path(),
+        "postgres://postgres@127.0.0.1:1/nothing",
+        &["serve", "--sandbox"],
+    );
+    assert!(!postgres.status.success());
+    let stderr = String::from_utf8_lossy(&postgres.stderr);
+    assert!(stderr.contains("SQLite only"), "{stderr}");
+
+    let secret = Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["serve", "--sandbox"])
+        .env("WAGATE__DATABASE__URL", "sqlite://data/w.db")
+        .env("WAGATE__META__APP_SECRET", "a-real-app-secret")
+        .env("WAGATE__SERVER__LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert!(!secret.status.success());
+    let stderr = String::from_utf8_lossy(&secret.stderr);
+    assert!(stderr.contains("meta.app_secret"), "{stderr}");
+    assert!(
+        !dir.path().join("data/w.db").exists(),
+        "refused before creating the database"
+    );
+}

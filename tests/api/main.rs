@@ -3,11 +3,13 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod api_keys;
 mod cli;
 mod delivery_processes;
 mod emulator;
 mod hygiene;
 mod ingest;
+mod links;
 mod onboarding;
 mod openapi;
 mod outage;

@@ -46,7 +46,9 @@ async fn forwards_with_the_numbers_token_and_clean_headers(app: TestApp) {
         .header("authorization", "Bearer caller-supplied")
         .header("connection", "x-hop")
         .header("x-hop", "1")
-        .header("x-custom", "kept")
+        .header("x-custom", "dropped")
+        .header("cookie", "session=caller")
+        .header("x-forwarded-for", "10.1.2.3")
         .header("content-type", "application/json")
         .body(r#"{"calling":{"status":"ENABLED"}}"#)
         .send()
@@ -71,7 +73,10 @@ async fn forwards_with_the_numbers_token_and_clean_headers(app: TestApp) {
     assert_eq!(seen.headers.get_all("authorization").iter().count(), 1);
     assert!(seen.headers.get("x-api-key").is_none());
     assert!(seen.headers.get("x-hop").is_none());
-    assert_eq!(seen.headers["x-custom"], "kept");
+    // Only allow-listed headers reach Meta: not the caller's cookies, address or own headers.
+    for name in ["x-custom", "cookie", "x-forwarded-for"] {
+        assert!(seen.headers.get(name).is_none(), "{name} reached Graph");
+    }
     assert_eq!(seen.headers["content-type"], "application/json");
     assert_ne!(
         seen.headers["host"],

@@ -40,6 +40,10 @@ struct Inner {
     download_gate: Notify,
     /// Phone numbers wagate verified (`GET /{id}?fields=…`): every WABA lists them.
     numbers: Mutex<Vec<String>>,
+    /// `Some`: bare objects (`/{version}/{id}`, any method) are answered as Meta answers a token
+    /// that reaches exactly these ids (a broad system-user token): 200 for them, Meta's
+    /// "does not exist, cannot be loaded" 400 for any other id.
+    reachable: Mutex<Option<Vec<String>>>,
 }
 
 #[derive(Clone)]
@@ -75,6 +79,12 @@ impl GraphMock {
 
     pub fn last(&self) -> Recorded {
         self.recorded().pop().expect("Graph received a request")
+    }
+
+    /// From now on, answer bare objects like Meta with a token that reaches `ids` (and nothing
+    /// else): what a caller would get from Meta if wagate forwarded the request.
+    pub fn reach_like_meta(&self, ids: &[&str]) {
+        *self.inner.reachable.lock().unwrap() = Some(ids.iter().map(|s| s.to_string()).collect());
     }
 
     pub async fn upload_started(&self) {
@@ -154,8 +164,35 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
             .unwrap();
     }
 
-    // wagate's number verification: any token reaches any number here, and every WABA lists
-    // the numbers asked about (ownership checks are exercised against the emulator).
+    if let Some(reachable) = inner.reachable.lock().unwrap().clone() {
+        let segments: Vec<&str> = parts.uri.path().split('/').collect();
+        if segments.len() == 3 && segments[2].bytes().all(|b| b.is_ascii_digit()) {
+            let id = segments[2];
+            let (status, body) = if reachable.iter().any(|r| r == id) {
+                (
+                    200,
+                    serde_json::json!({"id": id, "name": "reached with a broad token"}),
+                )
+            } else {
+                (
+                    400,
+                    serde_json::json!({"error": {
+                    "message": format!("Unsupported {} request. Object with ID '{id}' does not exist, cannot be loaded due to missing permissions, or does not support this operation. Please read the Graph API documentation at https://developers.facebook.com/docs/graph-api", parts.method.as_str().to_ascii_lowercase()),
+                    "type": "GraphMethodException", "code": 100, "error_subcode": 33,
+                    "fbtrace_id": "mock-trace"}}),
+                )
+            };
+            return Response::builder()
+                .status(status)
+                .header("content-type", "application/json; charset=UTF-8")
+                .body(Body::from(body.to_string()))
+                .unwrap();
+        }
+    }
+
+    // wagate's number verification (unless `reach_like_meta` decides): any token reaches any
+    // number here, and every WABA lists the numbers asked about (ownership checks are exercised
+    // against the emulator).
     let query = parts.uri.query().unwrap_or("");
     let segments: Vec<&str> = parts.uri.path().split('/').collect();
     if parts.method == Method::GET && query.contains("display_phone_number") && segments.len() == 3

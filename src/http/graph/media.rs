@@ -106,7 +106,7 @@ pub fn rewrite_metadata(
     {
         return body;
     }
-    let origin = crate::http::origin::public_origin(&state.config, headers);
+    let origin = state.origin.for_request(headers);
     let (token, expires) = issue(state, number, &url, Utc::now());
     let download = format!("{origin}/meta/whatsapp/media_download?token={token}");
     body["download_url"] = Value::String(download.clone());

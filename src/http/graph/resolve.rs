@@ -21,6 +21,8 @@ pub struct Target<'a> {
     /// only numbers and WABAs have here.
     pub has_edge: bool,
     pub phone_number_id: Option<&'a str>,
+    /// The request's method, for the wording of Meta's refusal (`Unsupported post request`).
+    pub method: &'a str,
 }
 
 fn owned_by(caller: &Caller, number: &NumberConfig) -> bool {
@@ -77,15 +79,34 @@ pub async fn resolve(
     if let Some(number) = reachable_waba(numbers, caller, target.object_id).await? {
         return Ok(number);
     }
-    // An id that is not one of the caller's numbers or WABAs goes on exactly like an id wagate
-    // has never seen, whether or not another project owns it: answering another project's ids
-    // differently would tell the caller they exist. A bare object id is forwarded with the
-    // caller's own configuration (Meta then checks the caller's token against it, as it would
-    // without wagate); an edge of a node only numbers and WABAs have here is refused.
+    // An id that is not one of the caller's numbers or WABAs: an edge of it is refused (only
+    // numbers and WABAs have edges here); a bare object (media, template, flow, …) goes on with
+    // the caller's own configuration and Meta checks the caller's token against it.
     if target.has_edge {
-        // `{id}/edge` for an id that is not one of the caller's numbers or WABAs.
         return Err(GraphError::unreachable_object(target.object_id));
     }
+    let number = bare_object_number(numbers, caller, target).await?;
+    // Another project's number or WABA is never forwarded, whatever the method or `fields`
+    // expansion: a token that Meta lets reach more than its own numbers (one system-user token
+    // shared by a platform's projects) would otherwise read or change it. The refusal comes only
+    // now, after every check an unknown id also goes through, and reads exactly like Meta's answer
+    // for an object the token cannot reach, so it does not tell the caller the id exists.
+    if another_projects_object(numbers, caller, target.object_id).await? {
+        return Err(GraphError::object_unreachable_with_token(
+            target.method,
+            target.object_id,
+        ));
+    }
+    Ok(number)
+}
+
+/// The configuration a bare object id is forwarded with: `?phone_number_id=`, else the Bearer
+/// token's own number, else the project's only number.
+async fn bare_object_number(
+    numbers: &NumberDirectory,
+    caller: &Caller,
+    target: Target<'_>,
+) -> Result<Arc<NumberConfig>, GraphError> {
     if let Some(pnid) = target.phone_number_id {
         return reachable_number(numbers, caller, pnid)
             .await?
@@ -107,4 +128,21 @@ pub async fn resolve(
             ))),
         },
     }
+}
+
+/// Whether `id` is a phone number or WABA that wagate holds for someone other than the caller
+/// (answered from the caches).
+async fn another_projects_object(
+    numbers: &NumberDirectory,
+    caller: &Caller,
+    id: &str,
+) -> Result<bool, GraphError> {
+    if !MetaId::is_valid(id) {
+        return Ok(false);
+    }
+    if let Some(number) = numbers.number(id).await? {
+        return Ok(!owned_by(caller, &number));
+    }
+    // The caller's own WABAs resolved before this point, so a known WABA here is another's.
+    Ok(numbers.waba_known(id).await?)
 }

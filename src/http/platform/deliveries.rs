@@ -84,7 +84,7 @@ async fn list(
         request: page,
         base_url: format!(
             "{}/platform/v1/webhook_deliveries",
-            crate::http::origin::public_origin(&state.config, &headers)
+            state.origin.for_request(&headers)
         ),
         query: &query,
     };

@@ -1,6 +1,7 @@
 //! The Platform API (`/platform/v1`): project-scoped management with `X-API-Key`, bodies wrapped
 //! in the resource name, answers as `{"data": …}` and errors as `{"error": …}`.
 
+mod api_keys;
 mod customers;
 mod deliveries;
 mod error;
@@ -21,4 +22,5 @@ pub fn router() -> Router<AppState> {
         .merge(deliveries::router())
         .merge(customers::router())
         .merge(setup_links::router())
+        .merge(api_keys::router())
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::store::{Customer, Page, PhoneNumber, SetupLinkRow};
+use crate::store::{ApiKeyRecord, Customer, Page, PhoneNumber, SetupLinkRow};
 use crate::time::iso;
 
 /// `{"data": …}`.
@@ -51,6 +51,48 @@ impl<T> Listing<T> {
                 total_count: page.total_count,
                 total_pages,
             },
+        }
+    }
+}
+
+/// An API key as listed: never the key itself, only the prefix shown for recognition.
+#[derive(Debug, Serialize)]
+pub struct ApiKeyObject {
+    pub created_at: String,
+    pub display_prefix: String,
+    pub id: Uuid,
+    pub revoked_at: Option<String>,
+}
+
+impl ApiKeyObject {
+    pub fn new(key: &ApiKeyRecord) -> Self {
+        Self {
+            created_at: iso(key.created_at),
+            display_prefix: key.display_prefix.clone(),
+            id: key.id,
+            revoked_at: key.revoked_at.map(iso),
+        }
+    }
+}
+
+/// A key just issued: the only answer that ever carries the key itself.
+#[derive(Debug, Serialize)]
+pub struct IssuedApiKeyObject {
+    pub created_at: String,
+    pub display_prefix: String,
+    pub id: Uuid,
+    pub key: String,
+    pub revoked_at: Option<String>,
+}
+
+impl IssuedApiKeyObject {
+    pub fn new(key: &ApiKeyRecord, plaintext: &str) -> Self {
+        Self {
+            created_at: iso(key.created_at),
+            display_prefix: key.display_prefix.clone(),
+            id: key.id,
+            key: plaintext.to_owned(),
+            revoked_at: None,
         }
     }
 }

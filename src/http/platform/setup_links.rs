@@ -41,12 +41,7 @@ struct UpdateLinkBody {
 
 /// `{origin}/setup/{token}`.
 fn link_url(state: &AppState, headers: &HeaderMap, token: Option<String>) -> Option<String> {
-    token.map(|t| {
-        format!(
-            "{}/setup/{t}",
-            crate::http::origin::public_origin(&state.config, headers)
-        )
-    })
+    token.map(|t| format!("{}/setup/{t}", state.origin.for_request(headers)))
 }
 
 /// `{"data": <setup link>}` with its URL.

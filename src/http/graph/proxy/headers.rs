@@ -2,20 +2,23 @@
 
 use axum::http::header::{self, HeaderMap, HeaderName};
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1) plus the caller's credentials and `Host`, which must
-/// never reach Graph: the number's own token replaces them.
-const STRIPPED_TO_UPSTREAM: [HeaderName; 11] = [
-    header::CONNECTION,
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::HOST,
-    header::AUTHORIZATION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("x-api-key"),
+/// The only caller headers Graph sees: what says how to read the body and the answer, and
+/// conditional or partial downloads. Everything else stays here: the caller's credentials and
+/// `Host`, cookies, `X-Forwarded-For`/`Forwarded` (the caller's address is not Meta's business),
+/// hop-by-hop headers, and whatever a client library adds. The number's token is set after.
+const FORWARDED_TO_UPSTREAM: [HeaderName; 12] = [
+    header::ACCEPT,
+    header::ACCEPT_ENCODING,
+    header::ACCEPT_LANGUAGE,
+    header::CACHE_CONTROL,
+    header::CONTENT_ENCODING,
+    header::CONTENT_LENGTH,
+    header::CONTENT_TYPE,
+    header::IF_MODIFIED_SINCE,
+    header::IF_NONE_MATCH,
+    header::IF_RANGE,
+    header::RANGE,
+    header::USER_AGENT,
 ];
 
 /// Hop-by-hop headers of Graph's response; the rest (content type, length, caching, Graph's own
@@ -51,9 +54,16 @@ fn strip(headers: &mut HeaderMap, names: &[HeaderName]) {
     }
 }
 
-/// Prepares the caller's headers for Graph (the token is set by the caller of this function).
-pub fn for_upstream(headers: &mut HeaderMap) {
-    strip(headers, &STRIPPED_TO_UPSTREAM);
+/// The caller's headers as Graph gets them: the allow-listed ones only, every value kept (the
+/// token is set by the caller of this function).
+pub fn for_upstream(headers: HeaderMap) -> HeaderMap {
+    let mut upstream = HeaderMap::with_capacity(FORWARDED_TO_UPSTREAM.len() + 1);
+    for name in &FORWARDED_TO_UPSTREAM {
+        for value in headers.get_all(name) {
+            upstream.append(name.clone(), value.clone());
+        }
+    }
+    upstream
 }
 
 /// Prepares Graph's response headers for the caller.
@@ -68,27 +78,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn credentials_host_and_hop_by_hop_headers_are_removed() {
+    fn only_allow_listed_headers_reach_graph() {
         let mut headers = HeaderMap::new();
         for (name, value) in [
             ("x-api-key", "wag_x"),
             ("authorization", "Bearer caller"),
             ("host", "wagate.local"),
+            ("cookie", "session=1"),
+            ("x-forwarded-for", "10.0.0.7"),
+            ("forwarded", "for=10.0.0.7"),
             ("connection", "keep-alive, x-custom-hop"),
             ("x-custom-hop", "1"),
             ("keep-alive", "timeout=5"),
             ("transfer-encoding", "chunked"),
+            ("x-trace", "dropped"),
             ("content-type", "application/json"),
-            ("x-trace", "kept"),
+            ("accept-encoding", "gzip"),
+            ("range", "bytes=0-99"),
         ] {
             headers.append(
                 HeaderName::from_static(name),
                 HeaderValue::from_static(value),
             );
         }
-        for_upstream(&mut headers);
-        let left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
-        assert_eq!(left, ["content-type", "x-trace"]);
+        let upstream = for_upstream(headers);
+        let left: Vec<&str> = upstream.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["accept-encoding", "content-type", "range"]);
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub async fn forward(
     address: &GraphAddress,
     request: Request,
 ) -> Result<Response, GraphError> {
-    let number = resolve_number(state, caller, address).await?;
+    let number = resolve_number(state, caller, address, request.method()).await?;
     let exchange = Exchange::classify(request.method(), address, &number);
     let upstream = build_upstream(state, address, &number, exchange, request).await?;
     match exchange {
@@ -74,12 +74,14 @@ async fn resolve_number(
     state: &AppState,
     caller: &Caller,
     address: &GraphAddress,
+    method: &Method,
 ) -> Result<std::sync::Arc<NumberConfig>, GraphError> {
     let phone_number_id = query_param(address.query(), "phone_number_id");
     let target = Target {
         object_id: address.object_id(),
         has_edge: address.has_edge(),
         phone_number_id: phone_number_id.as_deref(),
+        method: method.as_str(),
     };
     let number = resolve::resolve(&state.numbers, caller, target).await?;
     let span = tracing::Span::current();
@@ -163,8 +165,7 @@ async fn build_upstream(
     } else {
         HeaderMap::new()
     };
-    let mut headers = parts.headers;
-    headers::for_upstream(&mut headers);
+    let mut headers = headers::for_upstream(parts.headers);
     headers.insert(AUTHORIZATION, number.authorization.clone());
     if exchange != Exchange::Stream {
         // These answers are parsed (recorded, rewritten): ask for them uncompressed.

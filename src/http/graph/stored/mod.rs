@@ -159,7 +159,7 @@ impl Request<'_> {
 
     /// Absolute URL of this list, for `paging.next`/`previous`.
     fn base_url(&self) -> String {
-        let origin = crate::http::origin::public_origin(&self.state.config, self.headers);
+        let origin = self.state.origin.for_request(self.headers);
         format!("{origin}{}", self.path)
     }
 
