@@ -296,20 +296,14 @@ impl Worker {
                 outcome.delivered_at = Some(finished);
                 outcome.processing_status = Some(ProcessingStatus::Completed);
                 outcome.last_status_code = Some(i32::from(answer.status));
-                outcome.attempt = Some(this_try.row(
-                    Some(answer.status),
-                    Some(answer.excerpt),
-                    None,
-                ));
+                outcome.attempt =
+                    Some(this_try.row(Some(answer.status), Some(answer.excerpt), None));
             }
             Ok(answer) => {
                 let error = format!("receiver answered {}", answer.status);
                 outcome.last_status_code = Some(i32::from(answer.status));
-                outcome.attempt = Some(this_try.row(
-                    Some(answer.status),
-                    Some(answer.excerpt),
-                    Some(&error),
-                ));
+                outcome.attempt =
+                    Some(this_try.row(Some(answer.status), Some(answer.excerpt), Some(&error)));
                 self.schedule_retry(
                     &mut outcome,
                     row.created_at,
@@ -359,7 +353,6 @@ impl Worker {
             }
         }
     }
-
 
     /// One POST. `Err` is a transport failure or a refused destination, said plainly.
     async fn post(

@@ -72,7 +72,7 @@ async fn slow_receiver_is_isolated(backend: Backend) {
     assert_eq!(retried["status"], "failed", "{retried:#}");
     for attempt in retried["attempts"].as_array().unwrap() {
         assert_eq!(
-            attempt["error"], "timed out (delivery.request_timeout)",
+            attempt["error"], "timed out waiting for the answer (delivery.request_timeout)",
             "{attempt}"
         );
         assert_eq!(attempt["status_code"], serde_json::Value::Null);
