@@ -67,6 +67,16 @@ fn meta_message(body: &Value) -> String {
         .to_owned()
 }
 
+/// Meta's words for an object a token cannot reach (code 100, subcode 33): the emulator answers
+/// with them, and so does wagate when it refuses another project's object, so that refusal reads
+/// exactly like Meta's answer for an id that does not exist.
+pub fn unsupported_object_message(method: &str, id: &str) -> String {
+    format!(
+        "Unsupported {} request. Object with ID '{id}' does not exist, cannot be loaded due to missing permissions, or does not support this operation. Please read the Graph API documentation at https://developers.facebook.com/docs/graph-api",
+        method.to_ascii_lowercase()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

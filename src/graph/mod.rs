@@ -19,7 +19,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use crate::config::GraphConfig;
 
 pub use calls::PhoneNumberNode;
-pub use error::GraphCallError;
+pub use error::{unsupported_object_message, GraphCallError};
 
 /// Sent when the caller sent no `User-Agent` of its own.
 pub const USER_AGENT: &str = concat!("wagate/", env!("CARGO_PKG_VERSION"));

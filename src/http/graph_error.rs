@@ -67,10 +67,7 @@ impl GraphError {
             kind: "GraphMethodException",
             code: 100,
             subcode: Some(33),
-            message: format!(
-                "Unsupported {} request. Object with ID '{id}' does not exist, cannot be loaded due to missing permissions, or does not support this operation. Please read the Graph API documentation at https://developers.facebook.com/docs/graph-api",
-                method.to_ascii_lowercase()
-            ),
+            message: crate::graph::unsupported_object_message(method, id),
             details: None,
         }
     }
