@@ -32,8 +32,11 @@ if ! need nginx || ! need haproxy || ! need wrk; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nginx-light haproxy wrk >/dev/null
 fi
-echo "==> building wagate (release)"
-cargo build --release --quiet --bin wagate --example bare_proxy
+# SKIP_BUILD=1: measure the binaries already built (e.g. an A/B of one build against itself).
+if [ -z "${SKIP_BUILD:-}" ]; then
+  echo "==> building wagate (release)"
+  cargo build --release --quiet --bin wagate --example bare_proxy
+fi
 RELEASE="${CARGO_TARGET_DIR:-$PWD/target}/release"
 BIN="$RELEASE/wagate"
 
