@@ -15,21 +15,21 @@
 #       both instances delivered some (wagate_deliveries_total{outcome="succeeded"}, summing to
 #       INBOUND);
 #   (c) a PATCH of webhook_destination_url on A is acted on by B (a delivery made by B reaches
-#       the new URL) within MAX_PROPAGATION seconds (cache.ttl is 5 s); the time is printed.
+#       the new URL) within MAX_PROPAGATION seconds (the change feed, not cache.ttl); the time is printed.
 # Exits non-zero when any check fails. Everything started here is stopped, and the database
 # dropped, on exit.
 #
 # Usage: scripts/topology.sh
 #   BIN=target/release/wagate (or target/debug/wagate; default: cargo build --release)
 #   PG_URL=postgres://postgres@127.0.0.1:5432   PG_PARAMS="?sslmode=disable" (appended to wagate's URL)
-#   INBOUND=200   MAX_PROPAGATION=10   KEEP=1 (keep the work folder with every log)   VERBOSE=1 (each probe of (c))
+#   INBOUND=200   MAX_PROPAGATION=2   KEEP=1 (keep the work folder with every log)   VERBOSE=1 (each probe of (c))
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432}
 PG_PARAMS=${PG_PARAMS:-}
 INBOUND=${INBOUND:-200}
-MAX_PROPAGATION=${MAX_PROPAGATION:-10}
+MAX_PROPAGATION=${MAX_PROPAGATION:-2}
 KEEP=${KEEP:-0}
 APP_SECRET=topology-app-secret
 WEBHOOK_SECRET=topology-webhook-secret
@@ -519,7 +519,7 @@ check(not a_old, "c.instance_a_at_once",
 check(first_b_new is not None and first_b_new <= MAX_PROP, "c.instance_b_within_ttl",
       f"B's first delivery to the new URL {first_b_new:.2f}s after the PATCH"
       + (f", its last to the old one at {b_old[-1][0]:.2f}s" if b_old else "")
-      + f" (limit {MAX_PROP:g}s, cache.ttl 5s)"
+      + f" (limit {MAX_PROP:g}s; cache.ttl 5s is only the backstop)"
       if first_b_new is not None else f"B never delivered to the new URL within {deadline - t_patch:.0f}s")
 # Platform reads go to the database: B shows the new name at once.
 _, answer = js("GET", B + f"/platform/v1/whatsapp/phone_numbers/{PNID}", headers=key)

@@ -35,6 +35,10 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub onboarding: OnboardingConfig,
     pub log: LogConfig,
+    /// Set by `serve --sandbox` only, never by a file or the environment: numbers connected in
+    /// this mode are the emulator's (`kind = "sandbox"`).
+    #[serde(skip)]
+    pub sandbox_mode: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -167,6 +171,10 @@ pub struct CacheConfig {
     #[serde(with = "humantime_serde")]
     pub ttl: Duration,
     pub max_entries: u64,
+    /// SQLite: how often each server reads the change log other processes write (PostgreSQL
+    /// pushes changes with NOTIFY instead).
+    #[serde(with = "humantime_serde")]
+    pub change_poll_interval: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -90,6 +90,14 @@ impl App {
             shutdown_grace: self.state.config.server.shutdown_grace,
         };
         let stop_workers = tokio_util::sync::CancellationToken::new();
+        // Not switchable: without it, changes made elsewhere wait for `cache.ttl` here.
+        tokio::spawn(domain::cache_sync::run(
+            self.state.store.clone(),
+            self.state.auth.clone(),
+            self.state.numbers.clone(),
+            self.state.config.cache.change_poll_interval,
+            stop_workers.clone(),
+        ));
         if self.state.config.workers.delivery {
             delivery::worker::start(
                 self.state.store.clone(),

@@ -121,8 +121,8 @@ pub enum ApiKeysCommand {
         #[command(flatten)]
         output: Output,
     },
-    /// Revoke a key by its id; requests with it fail at once on this database's instances
-    /// (other instances within cache.ttl).
+    /// Revoke a key by its id; running servers on this database refuse it within a second
+    /// (they hear of the change through the database's change feed).
     Revoke {
         key_id: Uuid,
         #[command(flatten)]

@@ -24,8 +24,24 @@ fn refuse_real_setups(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The emulator would receive the real access token of any number connected outside sandbox mode
+/// (it stands in for Graph), so a database holding one is refused before anything is served.
+async fn refuse_real_numbers(config: &Config) -> anyhow::Result<()> {
+    let store = crate::store::connect(&config.database).await?;
+    let real = store.count_phone_numbers_not_of_kind("sandbox").await;
+    store.close().await;
+    match real? {
+        0 => Ok(()),
+        n => anyhow::bail!(
+            "serve --sandbox refuses this database: it holds {n} phone number(s) connected outside sandbox mode, whose real access tokens the sandbox would send to its emulator; give the sandbox its own database (WAGATE__DATABASE__URL=sqlite://sandbox-data/wagate.db), or run `wagate serve` without --sandbox"
+        ),
+    }
+}
+
 pub async fn serve_with_sandbox(mut config: Config) -> anyhow::Result<()> {
     refuse_real_setups(&config)?;
+    refuse_real_numbers(&config).await?;
+    config.sandbox_mode = true;
     let sandbox_config = SandboxConfig::demo();
     // The emulator signs webhooks with its own (public) app secret, and ingest verifies them
     // with it, as it would Meta's with the real one.

@@ -1,6 +1,6 @@
 //! A project's API keys as a service: issue (the key is shown once), list, revoke. A revoked key
-//! stops working at once on the instance that revoked it; the API-key cache of other instances
-//! forgets it within `cache.ttl`.
+//! stops working at once on the instance that revoked it; other instances hear of it through the
+//! store's change feed (`cache_sync`) within a second.
 
 use uuid::Uuid;
 

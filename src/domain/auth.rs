@@ -130,4 +130,9 @@ impl Authenticator {
     pub async fn invalidate_api_key(&self, key_sha256: &str) {
         self.api_keys.invalidate(key_sha256).await;
     }
+
+    /// Forget every cached API key (the change feed may have missed a revocation).
+    pub fn invalidate_all_api_keys(&self) {
+        self.api_keys.invalidate_all();
+    }
 }

@@ -141,8 +141,8 @@ async fn check_url(value: Option<&str>, policy: DestinationPolicy, errors: &mut 
 }
 
 /// The phone-number service: connects, changes, lists and disconnects a project's numbers.
-/// Every write makes this instance's caches forget numbers at once (other instances converge
-/// within `cache.ttl`).
+/// Every write makes this instance's caches forget numbers at once; other instances hear of it
+/// through the store's change feed (`cache_sync`).
 #[derive(Clone)]
 pub struct PhoneNumbers {
     store: DynStore,
@@ -151,6 +151,8 @@ pub struct PhoneNumbers {
     verifier: Option<GraphClient>,
     destinations: DestinationPolicy,
     numbers: NumberDirectory,
+    /// `serve --sandbox`: numbers are the emulator's, connected as `kind = "sandbox"`.
+    sandbox_mode: bool,
 }
 
 impl PhoneNumbers {
@@ -167,7 +169,14 @@ impl PhoneNumbers {
             verifier,
             destinations,
             numbers,
+            sandbox_mode: false,
         }
+    }
+
+    /// Marks this service as `serve --sandbox`'s (see [`crate::config::Config::sandbox_mode`]).
+    pub fn in_sandbox_mode(mut self, sandbox_mode: bool) -> Self {
+        self.sandbox_mode = sandbox_mode;
+        self
     }
 
     /// The client that verifies numbers, unless verification is off.
@@ -305,8 +314,22 @@ async fn connect(
         &mut errors,
     )
     .await;
-    let kind = input.kind.clone().unwrap_or_else(|| "production".into());
-    if !matches!(kind.as_str(), "production" | "sandbox") {
+    let kind = input.kind.clone().unwrap_or_else(|| {
+        // In sandbox mode every number is the emulator's, and marked so: `serve --sandbox`
+        // refuses a database holding any other kind.
+        if service.sandbox_mode {
+            "sandbox"
+        } else {
+            "production"
+        }
+        .into()
+    });
+    if service.sandbox_mode && kind == "production" {
+        errors.push(FieldError::new(
+            "kind",
+            "sandbox mode connects only the emulator's numbers (kind \"sandbox\"); run `wagate serve` for production numbers",
+        ));
+    } else if !matches!(kind.as_str(), "production" | "sandbox") {
         errors.push(FieldError::new(
             "kind",
             "must be \"production\" or \"sandbox\"",

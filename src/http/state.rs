@@ -79,7 +79,8 @@ impl AppState {
             verifier,
             destinations,
             numbers.clone(),
-        );
+        )
+        .in_sandbox_mode(config.sandbox_mode);
         let onboarding =
             Onboarding::new(store.clone(), graph.clone(), phone_numbers.clone(), &config);
         Ok(Self(Arc::new(Services {

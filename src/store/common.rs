@@ -18,6 +18,17 @@ macro_rules! impl_common_store {
                 Ok(())
             }
 
+            async fn watch_cache_changes(
+                &self,
+                changes: tokio::sync::mpsc::Sender<$crate::store::CacheChange>,
+                poll: std::time::Duration,
+            ) {
+                <Self as $crate::store::dialect::Dialect>::watch_cache_changes(
+                    &self.pool, changes, poll,
+                )
+                .await
+            }
+
             async fn close(&self) {
                 self.pool.close().await;
             }
@@ -58,6 +69,18 @@ macro_rules! impl_common_store {
                 let (count,): (i64,) = sqlx::query_as("select count(*) from projects")
                     .fetch_one(&self.pool)
                     .await?;
+                Ok(count)
+            }
+
+            async fn count_phone_numbers_not_of_kind(
+                &self,
+                kind: &str,
+            ) -> $crate::store::StoreResult<i64> {
+                let (count,): (i64,) =
+                    sqlx::query_as("select count(*) from phone_numbers where kind <> $1")
+                        .bind(kind)
+                        .fetch_one(&self.pool)
+                        .await?;
                 Ok(count)
             }
 

@@ -49,4 +49,11 @@ pub(crate) trait Dialect: Send + Sync + 'static {
         pool: &sqlx::Pool<Self::Db>,
         wake: Arc<tokio::sync::Notify>,
     ) -> impl Future<Output = ()> + Send;
+
+    /// `Store::watch_cache_changes`: LISTEN on PostgreSQL, a poll of the log on SQLite.
+    fn watch_cache_changes(
+        pool: &sqlx::Pool<Self::Db>,
+        changes: tokio::sync::mpsc::Sender<super::CacheChange>,
+        poll: std::time::Duration,
+    ) -> impl Future<Output = ()> + Send;
 }

@@ -6,6 +6,7 @@
 //! locked`, LISTEN/NOTIFY, the prefetch) is each backend's `dialect::Dialect` implementation.
 //! sqlx types never leave this module: callers see domain models and [`StoreError`].
 
+pub(crate) mod cache_changes;
 mod columns;
 mod common;
 mod dialect;
@@ -27,6 +28,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use uuid::Uuid;
 
+pub use cache_changes::CacheChange;
 pub use inspect::StoreInspect;
 pub use lists::{CallFilter, ContactFilter, ConversationFilter, MessageFilter, Seek};
 pub use models::*;
@@ -132,6 +134,13 @@ pub trait Store: Outbox + Onboarding + Send + Sync + 'static {
     fn backend(&self) -> Backend;
     /// Cheap round trip for readiness checks.
     async fn ping(&self) -> StoreResult<()>;
+    /// Runs until `changes` is closed, sending what other writers changed in cached rows
+    /// (numbers, API keys): pushed at commit on PostgreSQL, polled every `poll` on SQLite.
+    async fn watch_cache_changes(
+        &self,
+        changes: tokio::sync::mpsc::Sender<CacheChange>,
+        poll: std::time::Duration,
+    );
     /// Closes the pool; every later call fails with [`StoreError::Unavailable`].
     async fn close(&self);
     /// The whole-table reads tests use (see [`StoreInspect`]).
@@ -141,6 +150,9 @@ pub trait Store: Outbox + Onboarding + Send + Sync + 'static {
     async fn create_project(&self, name: &str) -> StoreResult<Project>;
     async fn get_project(&self, id: Uuid) -> StoreResult<Project>;
     async fn count_projects(&self) -> StoreResult<i64>;
+    /// Numbers of every project whose `kind` is not `kind` (`serve --sandbox` refuses a database
+    /// holding any but its own).
+    async fn count_phone_numbers_not_of_kind(&self, kind: &str) -> StoreResult<i64>;
     /// Creates a project only if there is none yet, atomically across instances.
     async fn create_first_project(&self, name: &str) -> StoreResult<Option<Project>>;
     async fn create_api_key(&self, key: NewApiKey) -> StoreResult<ApiKeyRecord>;

@@ -99,6 +99,14 @@ impl Dialect for PgStore {
         }
     }
 
+    async fn watch_cache_changes(
+        pool: &PgPool,
+        changes: tokio::sync::mpsc::Sender<super::CacheChange>,
+        _poll: std::time::Duration,
+    ) {
+        super::cache_changes::listen_postgres(pool, changes).await
+    }
+
     /// `StoreTx::prefetch`: the batch's messages (locked, in id order), whether statuses are
     /// parked for them, its contacts and their active conversations (locked, in id order).
     async fn prefetch_rows(

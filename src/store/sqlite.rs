@@ -169,6 +169,14 @@ impl Dialect for SqliteStore {
     }
 
     async fn listen(_pool: &SqlitePool, _wake: std::sync::Arc<tokio::sync::Notify>) {}
+
+    async fn watch_cache_changes(
+        pool: &SqlitePool,
+        changes: tokio::sync::mpsc::Sender<super::CacheChange>,
+        poll: std::time::Duration,
+    ) {
+        super::cache_changes::poll_sqlite(pool, changes, poll).await
+    }
 }
 
 /// Commit-time writes of the rows a transaction buffered (see `tx_state`): multi-row statements

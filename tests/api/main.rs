@@ -4,6 +4,7 @@
 mod common;
 
 mod api_keys;
+mod cache_sync;
 mod cli;
 mod delivery_processes;
 mod emulator;
@@ -16,6 +17,7 @@ mod outage;
 mod platform_customers;
 mod platform_phone_numbers;
 mod proxy;
+mod sandbox_mode;
 mod security;
 mod store;
 mod store_outbox;
