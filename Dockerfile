@@ -35,6 +35,7 @@ WORKDIR /var/lib/wagate
 # WAGATE__DATABASE__URL=postgres://… and WAGATE__SECURITY__MASTER_KEY for PostgreSQL.
 ENV WAGATE__SERVER__LISTEN=0.0.0.0:8080 \
     WAGATE__DATABASE__URL=sqlite:///var/lib/wagate/data/wagate.db \
+    WAGATE__SECURITY__BOOTSTRAP_KEY_FILE=/var/lib/wagate/data/initial-api-key \
     WAGATE__LOG__FORMAT=json
 EXPOSE 8080
 VOLUME ["/var/lib/wagate/data"]

@@ -162,10 +162,13 @@ class Wagate:
             return "(no log)"
 
     def api_key(self):
-        with open(self.log_path, "rb") as f:
-            text = f.read().decode("utf-8", "replace")
-        m = re.search(r"wag_[A-Za-z0-9_-]+", text)
-        return m.group(0) if m else None
+        # stdout is not a terminal: the first start writes its key to a 0600 file (the SQLite
+        # data folder, else the working folder) and prints only the path.
+        for folder, _, files in os.walk(self.workdir):
+            if "initial-api-key" in files:
+                with open(os.path.join(folder, "initial-api-key")) as f:
+                    return f.read().strip() or None
+        return None
 
 
 def envelope(wamid, wa_id, seq):

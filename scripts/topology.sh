@@ -225,10 +225,11 @@ start_wagate() { # NAME PORT
 }
 echo "==> wagate A on $A, then wagate B on $B ($(basename "$BIN"), $("$BIN" --version))"
 start_wagate a "$P_A"
-KEY=$(grep -o 'wag_[A-Za-z0-9_-]*' "$WORK/a/wagate.out" | head -1 || true)
-[ -n "$KEY" ] || { echo "instance A printed no API key on its first start" >&2; cat "$WORK/a/wagate.out" >&2; exit 1; }
+# stdout is not a terminal: the first start writes its key to a 0600 file and prints only the path.
+KEY=$(cat "$WORK/a/initial-api-key" 2>/dev/null || true)
+[ -n "$KEY" ] || { echo "instance A wrote no API key file on its first start" >&2; cat "$WORK/a/wagate.out" >&2; exit 1; }
 start_wagate b "$P_B"
-B_KEYS=$(grep -c 'wag_' "$WORK/b/wagate.out" || true)
+B_KEYS=$(( $(grep -c 'wag_' "$WORK/b/wagate.out" || true) + $([ -e "$WORK/b/initial-api-key" ] && echo 1 || echo 0) ))
 
 # --- nginx in front of both: deploy/nginx.conf with loopback addresses (no system service) ----
 # The upstream's two servers and the listen port are rewritten; the `resolver` line and the

@@ -163,6 +163,22 @@ pub struct WriterConfig {
 pub struct SecurityConfig {
     pub master_key: SecretString,
     pub bootstrap_default_project: bool,
+    /// Where the first start writes the default project's key when stdout is not a terminal
+    /// (empty: `initial-api-key` in the SQLite data folder, or the working folder).
+    pub bootstrap_key_file: String,
+}
+
+impl SecurityConfig {
+    /// The file the first start's API key goes to when stdout is not a terminal.
+    pub fn bootstrap_key_path(&self, database: &DatabaseConfig) -> PathBuf {
+        if !self.bootstrap_key_file.is_empty() {
+            return PathBuf::from(&self.bootstrap_key_file);
+        }
+        database
+            .sqlite_data_dir()
+            .unwrap_or_default()
+            .join("initial-api-key")
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

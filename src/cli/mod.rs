@@ -17,7 +17,7 @@ use crate::store::{self, StoreError};
 use crate::telemetry::logs as telemetry;
 use crate::time::iso;
 use crate::App;
-use bootstrap::print_bootstrap;
+use bootstrap::announce_bootstrap;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -178,7 +178,7 @@ async fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let app = App::build(config).await?;
-    print_bootstrap(&app);
+    announce_bootstrap(&app)?;
     tracing::info!(addr = %app.local_addr(), backend = ?app.state.store.backend(), "wagate listening");
     app.run(crate::http::server::shutdown_signal()).await
 }

@@ -58,7 +58,7 @@ pub async fn serve_with_sandbox(mut config: Config) -> anyhow::Result<()> {
     let app = App::build(config).await?;
     let addr = app.local_addr();
     sandbox.set_webhook_url(Some(format!("http://{addr}/webhooks/whatsapp")));
-    super::bootstrap::print_bootstrap(&app);
+    super::bootstrap::announce_bootstrap(&app)?;
 
     let store = app.store();
     if store
@@ -72,10 +72,8 @@ pub async fn serve_with_sandbox(mut config: Config) -> anyhow::Result<()> {
             Some((project, _)) => project.id,
             None => {
                 let (project, key) = projects::create_project(&*store, "sandbox").await?;
-                println!(
-                    "Created project sandbox for the demo number; its API key, shown only this once: {}",
-                    key.plaintext
-                );
+                println!("Created project sandbox for the demo number.");
+                super::bootstrap::hand_over_key(&app, project.id, &key.plaintext)?;
                 project.id
             }
         };

@@ -231,16 +231,28 @@ fn start_server(dir: &std::path::Path) -> Vec<String> {
 fn first_run_creates_default_project_and_key_once() {
     let dir = tempfile::tempdir().unwrap();
     let first = start_server(dir.path());
-    let key_line = first
-        .iter()
-        .find(|l| l.contains("shown only this once"))
-        .expect("key printed");
-    let key = key_line.rsplit(' ').next().unwrap();
-    assert!(key.starts_with("wag_"));
+    // stdout is a pipe, not a terminal: the key goes to a file only this user can read, and
+    // the output (which ends up in logs) names the file, never the key.
+    let key_file = dir.path().join("data/initial-api-key");
+    let key = std::fs::read_to_string(&key_file).expect("key written to data/initial-api-key");
+    let key = key.trim();
+    assert!(key.starts_with("wag_"), "{key}");
     assert!(
-        first.iter().any(|l| l.contains("X-API-Key")),
-        "says how to use it: {first:?}"
+        first.iter().all(|l| !l.contains("wag_")),
+        "a key on a non-terminal stdout: {first:?}"
     );
+    assert!(
+        first
+            .iter()
+            .any(|l| l.contains("X-API-Key") && l.contains("data/initial-api-key")),
+        "says where the key is and how to use it: {first:?}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "key file mode {mode:o}");
+    }
     assert!(dir.path().join("data/wagate.db").exists());
     let master = std::fs::read_to_string(dir.path().join("data/master.key")).unwrap();
     assert_eq!(
@@ -257,11 +269,13 @@ fn first_run_creates_default_project_and_key_once() {
         assert_eq!(mode & 0o077, 0, "master key readable by others");
     }
 
+    std::fs::remove_file(&key_file).unwrap();
     let second = start_server(dir.path());
     assert!(
         second.iter().all(|l| !l.contains("wag_")),
         "second start prints no key: {second:?}"
     );
+    assert!(!key_file.exists(), "second start writes no key file");
     assert_eq!(
         std::fs::read_to_string(dir.path().join("data/master.key")).unwrap(),
         master

@@ -31,12 +31,14 @@ pinned_venv() {
 
 # start_sandbox NAME: starts `$BIN serve --sandbox` on a free loopback port in a fresh folder,
 # stops it on exit (printing its stderr when the suite failed), and waits until it is up. Sets
-# WORK, PORT, WAGATE_PID, WAGATE_API_KEY and WAGATE_EMULATOR_URL.
+# WORK, PORT, WAGATE_PID, WAGATE_API_KEY (read from the 0600 file the first start writes) and
+# WAGATE_EMULATOR_URL.
 start_sandbox() {
   WORK=$(mktemp -d "${TMPDIR:-/tmp}/wagate-$1.XXXXXX")
   PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   (
     cd "$WORK" && WAGATE__SERVER__LISTEN="127.0.0.1:$PORT" WAGATE__LOG__LEVEL=warn \
+      WAGATE__SECURITY__BOOTSTRAP_KEY_FILE="$WORK/api-key" \
       exec "$BIN" serve --sandbox >"$WORK/stdout.log" 2>"$WORK/stderr.log"
   ) &
   WAGATE_PID=$!
@@ -51,7 +53,12 @@ start_sandbox() {
     fi
     sleep 0.1
   done
-  WAGATE_API_KEY=$(grep -o 'shown only this once: wag_[A-Za-z0-9_-]*' "$WORK/stdout.log" | head -n1 | awk '{print $NF}')
+  # stdout is not a terminal here, so the key is in the file, never in the output.
+  WAGATE_API_KEY=$(cat "$WORK/api-key" 2>/dev/null)
+  if grep -q 'wag_' "$WORK/stdout.log"; then
+    echo "run.sh: wagate printed an API key to a non-terminal stdout" >&2
+    exit 2
+  fi
   WAGATE_EMULATOR_URL=$(grep -o 'Graph emulator on http://[^ ]*' "$WORK/stdout.log" | head -n1 | awk '{print $NF}')
   if [[ -z "$WAGATE_API_KEY" || -z "$WAGATE_EMULATOR_URL" ]] || ! grep -q 'Connected the demo number 100000000000001' "$WORK/stdout.log"; then
     echo "run.sh: could not read the API key / emulator URL / demo number from wagate's output:" >&2
