@@ -50,11 +50,15 @@ fi
 cargo build --quiet
 export WAGATE_BIN="$PWD/target/debug/wagate"
 
-echo "==> official Kapso SDKs (JS and Python) against wagate"
-tests/sdk/run.sh || status=1
+# Twice each: against `serve --sandbox` (the newcomer's setup), and against `wagate serve` with
+# its production defaults (SSRF guard on, verification on) in front of a separate Graph double.
+for mode in sandbox serve; do
+  echo "==> official Kapso SDKs (JS and Python) against wagate ($mode)"
+  WAGATE_MODE=$mode tests/sdk/run.sh || status=1
 
-echo "==> schemathesis against the OpenAPI document (no 5xx, documented statuses and schemas)"
-tests/schema/run.sh || status=1
+  echo "==> schemathesis against the OpenAPI document, with and without a key ($mode)"
+  WAGATE_MODE=$mode tests/schema/run.sh || status=1
+done
 
 echo "==> hosted onboarding page in headless Chromium (simulated Meta sign-in)"
 tests/browser/run.sh || status=1

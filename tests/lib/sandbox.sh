@@ -35,7 +35,7 @@ pinned_venv() {
 # WAGATE_EMULATOR_URL.
 start_sandbox() {
   WORK=$(mktemp -d "${TMPDIR:-/tmp}/wagate-$1.XXXXXX")
-  PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  PORT=$(free_port)
   (
     cd "$WORK" && WAGATE__SERVER__LISTEN="127.0.0.1:$PORT" WAGATE__LOG__LEVEL=warn \
       WAGATE__SECURITY__BOOTSTRAP_KEY_FILE="$WORK/api-key" \
@@ -67,8 +67,71 @@ start_sandbox() {
   fi
 }
 
+# start_gateway NAME: the production shape instead of `serve --sandbox`: `wagate serve` with its
+# defaults (SSRF guard on: no http:// or private destinations; number verification on; a real
+# app secret) in front of a separate `wagate sandbox` process as the Graph double, which signs
+# its webhooks with that secret and sends them to the gateway. The demo number is connected
+# through the Platform API, verified against the double. Sets the same variables as
+# start_sandbox, plus EMULATOR_PID.
+start_gateway() {
+  WORK=$(mktemp -d "${TMPDIR:-/tmp}/wagate-$1.XXXXXX")
+  PORT=$(free_port)
+  local eport secret=gateway-test-app-secret
+  eport=$(free_port)
+  WAGATE_EMULATOR_URL="http://127.0.0.1:$eport"
+  "$BIN" sandbox --listen "127.0.0.1:$eport" --app-secret "$secret" \
+    --webhook-url "http://127.0.0.1:$PORT/webhooks/whatsapp" >"$WORK/emulator.log" 2>&1 &
+  EMULATOR_PID=$!
+  (
+    cd "$WORK" && WAGATE__SERVER__LISTEN="127.0.0.1:$PORT" WAGATE__LOG__LEVEL=warn \
+      WAGATE__SERVER__PUBLIC_URL="http://127.0.0.1:$PORT" \
+      WAGATE__GRAPH__BASE_URL="$WAGATE_EMULATOR_URL" \
+      WAGATE__META__APP_SECRET="$secret" WAGATE__META__VERIFY_TOKEN=gateway-test-verify-token \
+      WAGATE__SECURITY__BOOTSTRAP_KEY_FILE="$WORK/api-key" \
+      exec "$BIN" serve >"$WORK/stdout.log" 2>"$WORK/stderr.log"
+  ) &
+  WAGATE_PID=$!
+  trap stop_sandbox EXIT
+  trap 'exit 130' INT TERM
+  for _ in $(seq 300); do
+    [[ -s "$WORK/api-key" ]] && curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null \
+      && curl -fs -o /dev/null "$WAGATE_EMULATOR_URL/_sandbox/numbers" && break
+    if ! kill -0 "$WAGATE_PID" 2>/dev/null || ! kill -0 "$EMULATOR_PID" 2>/dev/null; then
+      echo "run.sh: wagate or its Graph double exited during start-up" >&2
+      cat "$WORK/stdout.log" "$WORK/stderr.log" "$WORK/emulator.log" >&2
+      exit 2
+    fi
+    sleep 0.1
+  done
+  WAGATE_API_KEY=$(cat "$WORK/api-key" 2>/dev/null)
+  local status
+  status=$(curl -sS -o "$WORK/connect.json" -w '%{http_code}' -X POST \
+    "http://127.0.0.1:$PORT/platform/v1/whatsapp/phone_numbers" \
+    -H "X-API-Key: $WAGATE_API_KEY" -H 'content-type: application/json' \
+    -d '{"whatsapp_phone_number":{"phone_number_id":"100000000000001","business_account_id":"200000000000001","access_token":"sandbox-token-100000000000001","name":"Gateway demo"}}')
+  if [[ "$status" != 201 ]]; then
+    echo "run.sh: connecting the demo number through the Platform API gave $status:" >&2
+    cat "$WORK/connect.json" "$WORK/stderr.log" >&2
+    exit 2
+  fi
+}
+
+# start_wagate NAME: start_sandbox, or start_gateway when WAGATE_MODE=serve.
+start_wagate() {
+  case "${WAGATE_MODE:-sandbox}" in
+    sandbox) start_sandbox "$1" ;;
+    serve) start_gateway "$1" ;;
+    *) echo "run.sh: WAGATE_MODE must be sandbox or serve" >&2; exit 2 ;;
+  esac
+}
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
 stop_sandbox() {
   local rc=$?
+  if [[ -n "${EMULATOR_PID:-}" ]]; then kill "$EMULATOR_PID" 2>/dev/null; fi
   if kill -0 "$WAGATE_PID" 2>/dev/null; then
     kill "$WAGATE_PID" 2>/dev/null
     for _ in $(seq 50); do kill -0 "$WAGATE_PID" 2>/dev/null || break; sleep 0.1; done

@@ -32,7 +32,7 @@ fi
 [[ "$SUITES" != js ]] && pinned_venv "$HERE"
 
 # ---- wagate --------------------------------------------------------------------------------
-start_sandbox sdk
+start_wagate sdk
 export WAGATE_API_KEY WAGATE_EMULATOR_URL
 export WAGATE_BASE_URL="http://127.0.0.1:$PORT/meta/whatsapp"
 export WAGATE_PNID=100000000000001 WAGATE_WABA=200000000000001
