@@ -221,7 +221,8 @@ impl Onboarding {
                             business_account_id: Some(waba.to_owned()),
                             access_token: Some(token),
                             name: None,
-                            kind: Some("production".into()),
+                            // "production", or "sandbox" under `serve --sandbox`.
+                            kind: None,
                             display_phone_number: None,
                             verified_name: None,
                             customer_id: None,

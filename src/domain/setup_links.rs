@@ -176,11 +176,12 @@ fn digits(value: &str) -> String {
     value.chars().filter(char::is_ascii_digit).collect()
 }
 
-/// The customer's production number a reconnect link is locked to, and its connection type.
+/// The customer's production (sandbox mode: sandbox) number a reconnect link is locked to, and its connection type.
 async fn reconnect_target(
     store: &dyn Store,
     customer: &Customer,
     number: &str,
+    reconnectable_kind: &str,
     errors: &mut Vec<FieldError>,
 ) -> Result<Option<(String, &'static str)>, StoreError> {
     let wanted = digits(number);
@@ -197,7 +198,7 @@ async fn reconnect_target(
     let matches: Vec<_> = page
         .items
         .into_iter()
-        .filter(|n| n.kind == "production")
+        .filter(|n| n.kind == reconnectable_kind)
         .filter(|n| n.display_phone_number.as_deref().map(digits).as_deref() == Some(&wanted))
         .collect();
     match matches.as_slice() {
@@ -232,11 +233,27 @@ async fn reconnect_target(
 pub struct SetupLinks {
     store: DynStore,
     secrets: SecretBox,
+    /// The kind of number a reconnect link may target: Kapso's rule is production numbers only
+    /// (sandbox numbers are shared); under `serve --sandbox` every number is the emulator's and
+    /// marked `sandbox`, and reconnecting them is what a newcomer tries out.
+    reconnectable_kind: &'static str,
 }
 
 impl SetupLinks {
     pub fn new(store: DynStore, secrets: SecretBox) -> Self {
-        Self { store, secrets }
+        Self {
+            store,
+            secrets,
+            reconnectable_kind: "production",
+        }
+    }
+
+    /// Marks this service as `serve --sandbox`'s (see [`crate::config::Config::sandbox_mode`]).
+    pub fn in_sandbox_mode(mut self, sandbox_mode: bool) -> Self {
+        if sandbox_mode {
+            self.reconnectable_kind = "sandbox";
+        }
+        self
     }
 
     /// Validates and creates a link for `customer`; returns it with its URL token.
@@ -245,7 +262,12 @@ impl SetupLinks {
         customer: &Customer,
         input: CreateInput,
     ) -> Result<(SetupLinkRow, String), SetupLinkError> {
-        create(&*self.store, &self.secrets, customer, input).await
+        let context = LinkContext {
+            store: &*self.store,
+            secrets: &self.secrets,
+            reconnectable_kind: self.reconnectable_kind,
+        };
+        create(context, customer, input).await
     }
 
     /// Applies a PATCH: `status: "revoked"` and/or a new `expires_at`.
@@ -278,12 +300,23 @@ impl SetupLinks {
     }
 }
 
+/// What creating a link needs from the service.
+struct LinkContext<'a> {
+    store: &'a dyn Store,
+    secrets: &'a SecretBox,
+    reconnectable_kind: &'static str,
+}
+
 async fn create(
-    store: &dyn Store,
-    secrets: &SecretBox,
+    context: LinkContext<'_>,
     customer: &Customer,
     input: CreateInput,
 ) -> Result<(SetupLinkRow, String), SetupLinkError> {
+    let LinkContext {
+        store,
+        secrets,
+        reconnectable_kind,
+    } = context;
     let mut errors = Vec::new();
     redirect_url(
         "success_redirect_url",
@@ -323,7 +356,9 @@ async fn create(
                 "must be false when reconnect_phone_number is set (a reconnect keeps the existing number)",
             ));
         }
-        if let Some((pnid, kind)) = reconnect_target(store, customer, number, &mut errors).await? {
+        if let Some((pnid, kind)) =
+            reconnect_target(store, customer, number, reconnectable_kind, &mut errors).await?
+        {
             match &input.allowed_connection_types {
                 Some(asked) if asked.iter().any(|t| t != kind) => errors.push(FieldError::new(
                     "allowed_connection_types",

@@ -86,7 +86,8 @@ impl AppState {
         Ok(Self(Arc::new(Services {
             customers: Customers::new(store.clone(), numbers.clone()),
             api_keys: ApiKeys::new(store.clone(), auth.clone()),
-            setup_links: SetupLinks::new(store.clone(), secrets.clone()),
+            setup_links: SetupLinks::new(store.clone(), secrets.clone())
+                .in_sandbox_mode(config.sandbox_mode),
             phone_numbers,
             onboarding,
             writer,
