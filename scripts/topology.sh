@@ -517,7 +517,7 @@ print(f"    {len(observations)} probes after the PATCH: A->old {len(a_old)}, A->
 check(not a_old, "c.instance_a_at_once",
       "A (which made the change) never used the old URL after the PATCH" if not a_old
       else f"A delivered to the old URL {len(a_old)} time(s) after its own PATCH, last at +{a_old[-1][0]:.2f}s")
-check(first_b_new is not None and first_b_new <= MAX_PROP, "c.instance_b_within_ttl",
+check(first_b_new is not None and first_b_new <= MAX_PROP, "c.instance_b_follows",
       f"B's first delivery to the new URL {first_b_new:.2f}s after the PATCH"
       + (f", its last to the old one at {b_old[-1][0]:.2f}s" if b_old else "")
       + f" (limit {MAX_PROP:g}s; cache.ttl 5s is only the backstop)"
