@@ -19,6 +19,7 @@ pub mod graph;
 pub mod telemetry;
 pub mod time;
 pub mod types;
+pub mod vault;
 
 #[cfg(test)]
 mod property_tests;
