@@ -53,7 +53,7 @@ impl App {
         telemetry::metrics::handle();
         warn_about_unsafe_settings(&config);
         let store = store::connect(&config.database).await?;
-        let secrets = SecretBox::new(&load_master_key(&config)?);
+        let secrets = secret_box(&config)?;
         let bootstrap = if config.security.bootstrap_default_project {
             projects::bootstrap_default_project(&*store)
                 .await
@@ -127,6 +127,15 @@ fn warn_about_unsafe_settings(config: &Config) {
             "delivery.allow_private_networks = true: webhook destinations may be loopback, private or cloud-metadata addresses on any port; only for tests and closed networks"
         );
     }
+}
+
+/// The box that seals with the current master key and also opens values sealed with
+/// `security.previous_master_keys`.
+pub fn secret_box(config: &Config) -> anyhow::Result<SecretBox> {
+    Ok(SecretBox::with_previous(
+        &load_master_key(config)?,
+        &config.security.decoded_previous_master_keys()?,
+    ))
 }
 
 /// The master key from config; on SQLite with none configured, the one in the data folder,
