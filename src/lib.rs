@@ -54,6 +54,12 @@ impl App {
         warn_about_unsafe_settings(&config);
         let store = store::connect(&config.database).await?;
         let secrets = secret_box(&config)?;
+        // SQL migrations cannot encrypt: values sealed before they were bound to their row are
+        // re-sealed here, before anything is served (idempotent, and safe with other instances
+        // starting at the same time).
+        domain::reseal::reseal(&*store, &secrets, domain::reseal::Scope::Unbound)
+            .await
+            .context("re-sealing stored secrets")?;
         let bootstrap = if config.security.bootstrap_default_project {
             projects::bootstrap_default_project(&*store)
                 .await

@@ -13,6 +13,7 @@ use super::dialect::Dialect;
 use super::inspect::impl_store_inspect;
 use super::onboarding::impl_onboarding;
 use super::outbox::impl_outbox;
+use super::sealed::impl_sealed_values;
 use super::tx::impl_store_tx;
 use crate::config::{Backend, DatabaseConfig};
 
@@ -71,6 +72,7 @@ impl_common_store!(SqliteStore, SqliteTx);
 impl_store_tx!(SqliteTx, SqliteStore);
 impl_outbox!(SqliteStore);
 impl_onboarding!(SqliteStore);
+impl_sealed_values!(SqliteStore);
 impl_store_inspect!(SqliteStore);
 
 impl SqliteStore {

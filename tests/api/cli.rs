@@ -25,7 +25,7 @@ fn wagate(dir: &std::path::Path, db: &str, args: &[&str]) -> std::process::Outpu
         .unwrap()
 }
 
-fn json_of(output: &std::process::Output) -> Value {
+pub(crate) fn json_of(output: &std::process::Output) -> Value {
     assert!(
         output.status.success(),
         "{}",

@@ -16,6 +16,7 @@ mod outage;
 mod platform_customers;
 mod platform_phone_numbers;
 mod proxy;
+mod secrets_at_rest;
 mod security;
 mod store;
 mod store_outbox;
