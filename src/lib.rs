@@ -175,7 +175,7 @@ fn load_or_create_key_file(path: &Path) -> anyhow::Result<[u8; 32]> {
     }
     let encoded = crypto::new_master_key();
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
+        store::create_private_dir(dir)?;
     }
     write_private(path, &encoded)
         .with_context(|| format!("writing a new master key to {}", path.display()))?;

@@ -41,7 +41,7 @@ pub use outbox::{
 pub use postgres::PgStore;
 pub use records::*;
 pub use sealed::{Resealed, SealedValue, SealedValues};
-pub use sqlite::SqliteStore;
+pub use sqlite::{create_private_dir, SqliteStore};
 pub use status::{ConversationStatus, DeliveryStatus, Direction, ProcessingStatus, UnknownValue};
 pub use tx::StoreTx;
 pub use tx_state::Prefetch;

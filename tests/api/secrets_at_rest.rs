@@ -1,5 +1,5 @@
 //! Secrets at rest: sealed values bound to their column and row, the start-up pass that re-seals
-//! values sealed before that, master-key rotation through the CLI.
+//! values sealed before that, master-key rotation through the CLI, and the SQLite files' modes.
 
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -399,3 +399,28 @@ async fn master_key_rotation_through_the_cli(backend: Backend) {
 }
 
 crate::both_backends!(backend: master_key_rotation_through_the_cli);
+
+/// A fresh SQLite data folder: the folder 0700, the database, its WAL and shared-memory files and
+/// the generated master key 0600, whatever the umask.
+#[cfg(unix)]
+#[tokio::test]
+async fn sqlite_files_are_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut config = test_config(format!("sqlite://{}/wagate.db", data.display()));
+    config.security.master_key = String::new().into();
+    let app = wagate::App::build(config).await.unwrap();
+    app.store().create_project("Write").await.unwrap();
+    let mode = |name: &str| {
+        std::fs::metadata(data.join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(""), 0o700, "data folder");
+    for file in ["wagate.db", "wagate.db-wal", "wagate.db-shm", "master.key"] {
+        assert_eq!(mode(file), 0o600, "{file}");
+    }
+}
