@@ -47,7 +47,8 @@ pub async fn run(config: Config, command: SecretsCommand) -> anyhow::Result<()> 
             let store = store::connect(&config.database).await?;
             let report = reseal::reseal(&*store, &secrets, Scope::NotCurrentKey).await?;
             print_report(&report, &secrets, output);
-            if !output.json && report.total().unreadable == 0 {
+            let total = report.total();
+            if !output.json && total.unreadable == 0 && total.changed_meanwhile == 0 {
                 println!(
                     "every stored secret is sealed with master key {}; security.previous_master_keys can be emptied",
                     secrets.key_id()
