@@ -400,6 +400,63 @@ async fn master_key_rotation_through_the_cli(backend: Backend) {
 
 crate::both_backends!(backend: master_key_rotation_through_the_cli);
 
+/// The pass's write is conditional: a value another writer changed after the pass read it (a
+/// PATCH, another instance's pass) is left to that writer.
+async fn a_reseal_never_overwrites_a_newer_value(store: DynStore) {
+    let project = store.create_project("Acme").await.unwrap().id;
+    let key: [u8; 32] = rand::random();
+    let secrets = SecretBox::new(&key);
+    let id = insert_number(&store, project, "8101", &secrets, Some(key)).await;
+    let read = store
+        .sealed_values(SealedField::AccessToken, Uuid::nil(), 10)
+        .await
+        .unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].row, id);
+    let newer = secrets.seal(SealedField::AccessToken.at(id), "token-newer");
+    let patch = wagate::store::PhoneNumberPatch {
+        internal_id: Some(id),
+        access_token: Some((
+            SealedSecret {
+                sealed: newer.clone(),
+                key_id: secrets.key_id().to_owned(),
+            },
+            "newer-hash".into(),
+        )),
+        ..Default::default()
+    };
+    store
+        .update_phone_number(project, "8101", patch)
+        .await
+        .unwrap();
+    let stale = wagate::store::Resealed {
+        row: id,
+        old: read[0].sealed.clone(),
+        new: secrets.seal(SealedField::AccessToken.at(id), "token-8101"),
+        key_id: secrets.key_id().to_owned(),
+    };
+    let written = store
+        .replace_sealed_values(SealedField::AccessToken, &[stale])
+        .await
+        .unwrap();
+    assert_eq!(written, 0);
+    let now = store.find_phone_number("8101").await.unwrap().unwrap();
+    assert_eq!(now.access_token_sealed, newer);
+    // A patch sealed for another row (the number deleted and connected again meanwhile) is
+    // refused rather than stored where it would not open.
+    let elsewhere = wagate::store::PhoneNumberPatch {
+        internal_id: Some(Uuid::now_v7()),
+        name: Some(Some("x".into())),
+        ..Default::default()
+    };
+    assert!(matches!(
+        store.update_phone_number(project, "8101", elsewhere).await,
+        Err(wagate::store::StoreError::NotFound)
+    ));
+}
+
+crate::both_backends!(store: a_reseal_never_overwrites_a_newer_value);
+
 /// A fresh SQLite data folder: the folder 0700, the database, its WAL and shared-memory files and
 /// the generated master key 0600, whatever the umask.
 #[cfg(unix)]
