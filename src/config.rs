@@ -163,6 +163,10 @@ pub struct WriterConfig {
 #[serde(deny_unknown_fields)]
 pub struct SecurityConfig {
     pub master_key: SecretString,
+    /// Keys values may still be sealed with during a master-key rotation: opened, never used
+    /// to seal.
+    #[serde(default)]
+    pub previous_master_keys: Vec<SecretString>,
     pub bootstrap_default_project: bool,
     /// Where the first start writes the default project's key when stdout is not a terminal
     /// (empty: `initial-api-key` in the SQLite data folder, or the working folder).
@@ -511,6 +515,7 @@ impl Config {
         if !self.security.master_key.expose_secret().is_empty() {
             self.security.decoded_master_key()?;
         }
+        self.security.decoded_previous_master_keys()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
             ConfigError(format!(
                 "log.level: {e}; use a tracing filter such as \"info\""
@@ -563,6 +568,26 @@ impl DatabaseConfig {
 impl SecurityConfig {
     pub fn decoded_master_key(&self) -> Result<[u8; 32], ConfigError> {
         decode_master_key(self.master_key.expose_secret())
+    }
+
+    pub fn master_key_is_empty(&self) -> bool {
+        self.master_key.expose_secret().is_empty()
+    }
+
+    pub fn decoded_previous_master_keys(&self) -> Result<Vec<[u8; 32]>, ConfigError> {
+        self.previous_master_keys
+            .iter()
+            .enumerate()
+            .map(|(i, key)| {
+                decode_master_key(key.expose_secret()).map_err(|e| {
+                    ConfigError(e.0.replacen(
+                        "security.master_key",
+                        &format!("security.previous_master_keys[{i}]"),
+                        1,
+                    ))
+                })
+            })
+            .collect()
     }
 }
 

@@ -1,55 +1,192 @@
 //! Secrets at rest and in comparison: AES-256-GCM for access tokens, SHA-256 for lookups,
 //! random API keys, constant-time equality.
 
-use aes_gcm::aead::{Aead, KeyInit};
+use std::sync::Arc;
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use uuid::Uuid;
 
 /// Prefix every project API key carries, so leaked keys are recognisable by scanners.
 pub const API_KEY_PREFIX: &str = "wag_";
 /// How many characters of a key are stored in clear for display (`wag_AbCd…`).
 pub const API_KEY_DISPLAY_LEN: usize = 8;
 
-/// Encrypts and decrypts secrets stored in the database (access tokens, webhook secrets).
+/// The sealed columns wagate has. A ciphertext is bound to one of them and to its row (the AES-GCM
+/// associated data), so a value copied into another column or row, by mistake or by someone with
+/// write access to the database, does not open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SealedField {
+    /// `phone_numbers.access_token_sealed`
+    AccessToken,
+    /// `phone_numbers.webhook_secret_sealed`
+    WebhookSecret,
+    /// `phone_numbers.webhook_verify_token_sealed`
+    WebhookVerifyToken,
+    /// `setup_links.token_sealed`
+    SetupLinkToken,
+}
+
+impl SealedField {
+    pub const ALL: [SealedField; 4] = [
+        SealedField::AccessToken,
+        SealedField::WebhookSecret,
+        SealedField::WebhookVerifyToken,
+        SealedField::SetupLinkToken,
+    ];
+
+    pub fn table(self) -> &'static str {
+        match self {
+            Self::SetupLinkToken => "setup_links",
+            _ => "phone_numbers",
+        }
+    }
+
+    pub fn column(self) -> &'static str {
+        match self {
+            Self::AccessToken => "access_token_sealed",
+            Self::WebhookSecret => "webhook_secret_sealed",
+            Self::WebhookVerifyToken => "webhook_verify_token_sealed",
+            Self::SetupLinkToken => "token_sealed",
+        }
+    }
+
+    /// The value of this column in the row whose primary key is `row`.
+    pub fn at(self, row: Uuid) -> SealContext {
+        SealContext { field: self, row }
+    }
+}
+
+impl std::fmt::Display for SealedField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.table(), self.column())
+    }
+}
+
+/// Where a sealed value lives: column and row (the row's primary key, which never changes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SealContext {
+    pub field: SealedField,
+    pub row: Uuid,
+}
+
+impl SealContext {
+    fn associated_data(&self) -> String {
+        format!("wagate:v2:{}:{}", self.field, self.row)
+    }
+}
+
+/// First byte of a bound (v2) sealed value. Unbound (v1) values have no header: they start with
+/// their random nonce, so one in 256 starts with this byte too; opening therefore never trusts
+/// the header alone (see [`SecretBox::open`]).
+const V2: u8 = 0x02;
+const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
+const KEY_ID_LEN: usize = 4;
+const V2_HEADER_LEN: usize = 1 + KEY_ID_LEN;
+
+/// One master key: its cipher and its id (first 4 bytes of SHA-256 of the key, shown as hex).
+struct MasterKey {
+    cipher: Aes256Gcm,
+    id: [u8; KEY_ID_LEN],
+    id_hex: String,
+}
+
+impl MasterKey {
+    fn new(key: &[u8; 32]) -> Self {
+        let mut id = [0u8; KEY_ID_LEN];
+        id.copy_from_slice(&Sha256::digest(key)[..KEY_ID_LEN]);
+        Self {
+            cipher: Aes256Gcm::new(key.into()),
+            id,
+            id_hex: hex::encode(id),
+        }
+    }
+
+    fn decrypt(&self, nonce_and_body: &[u8], aad: &[u8]) -> Option<String> {
+        if nonce_and_body.len() < NONCE_LEN + TAG_LEN {
+            return None;
+        }
+        let (nonce, body) = nonce_and_body.split_at(NONCE_LEN);
+        let plain = self
+            .cipher
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: body, aad })
+            .ok()?;
+        String::from_utf8(plain).ok()
+    }
+}
+
+/// Encrypts and decrypts secrets stored in the database (access tokens, webhook secrets,
+/// setup-link tokens).
 ///
-/// Each ciphertext is `nonce (12 bytes) || AES-256-GCM(ciphertext + tag)`; the key id stored beside
-/// it (first 8 hex digits of SHA-256 of the key) tells which master key sealed it, so a rotation can
-/// find the rows still sealed with the old one.
+/// A sealed value is `0x02 || key id (4 bytes) || nonce (12 bytes) || AES-256-GCM(ciphertext +
+/// tag)` with the associated data `wagate:v2:{table}.{column}:{row id}` ([`SealContext`]): it
+/// names the key that sealed it and opens only in its own column and row. Values sealed before
+/// that (v1: `nonce || ciphertext`, no associated data) still open, so an upgraded instance works
+/// before the start-up pass re-seals them. New values are always sealed with the current master
+/// key; `security.previous_master_keys` are only for opening, during a rotation.
 #[derive(Clone)]
 pub struct SecretBox {
-    cipher: Aes256Gcm,
-    key_id: String,
-    /// Key for signing short-lived links, derived from the master key (never the key itself).
+    /// The current key first, then the previous ones.
+    keys: Arc<[MasterKey]>,
+    /// Key for signing short-lived links, derived from the current master key (never the key
+    /// itself); links signed under a previous key stop verifying after a rotation.
     link_key: [u8; 32],
 }
 
 impl std::fmt::Debug for SecretBox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SecretBox")
-            .field("key_id", &self.key_id)
+            .field("key_id", &self.key_id())
+            .field(
+                "previous_key_ids",
+                &self.keys[1..].iter().map(|k| &k.id_hex).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {
-    #[error("secret was sealed with master key {found}, but the configured key is {expected}")]
+    #[error("secret was sealed with master key {found}, which is neither the configured key {expected} nor one of security.previous_master_keys")]
     WrongKey { found: String, expected: String },
     #[error("stored secret is corrupt or the master key is wrong")]
     Corrupt,
+    #[error("the value in {context} does not open there: it was sealed for another row or column (copied?), or it is corrupt")]
+    NotBound { context: String },
+}
+
+/// How a stored value stands against the current key, for the re-seal passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealedState {
+    /// v1: not bound to its row; sealed with whichever key its key-id column names.
+    Unbound,
+    /// v2 under the current master key: nothing to do.
+    Current,
+    /// v2 under another key (a previous one, or one this instance does not know).
+    OtherKey,
 }
 
 impl SecretBox {
     pub fn new(master_key: &[u8; 32]) -> Self {
-        let key_id = hex::encode(&Sha256::digest(master_key)[..4]);
+        Self::with_previous(master_key, &[])
+    }
+
+    /// A box that seals with `master_key` and also opens values sealed with any of `previous`
+    /// (a master-key rotation in progress).
+    pub fn with_previous(master_key: &[u8; 32], previous: &[[u8; 32]]) -> Self {
         let mut link = Sha256::new();
         link.update(b"wagate link signing v1");
         link.update(master_key);
+        let keys: Vec<MasterKey> = std::iter::once(master_key)
+            .chain(previous)
+            .map(MasterKey::new)
+            .collect();
         Self {
-            cipher: Aes256Gcm::new(master_key.into()),
-            key_id,
+            keys: keys.into(),
             link_key: link.finalize().into(),
         }
     }
@@ -63,39 +200,110 @@ impl SecretBox {
         mac.finalize().into_bytes().into()
     }
 
+    /// The id of the current master key, stored beside what it seals.
     pub fn key_id(&self) -> &str {
-        &self.key_id
+        &self.keys[0].id_hex
     }
 
-    pub fn seal(&self, plaintext: &str) -> Vec<u8> {
-        let mut nonce = [0u8; 12];
+    /// Seals `plaintext` for the column and row `context` names, with the current master key.
+    pub fn seal(&self, context: SealContext, plaintext: &str) -> Vec<u8> {
+        let key = &self.keys[0];
+        let mut nonce = [0u8; NONCE_LEN];
         rand::thread_rng().fill_bytes(&mut nonce);
-        let sealed = self
+        let aad = context.associated_data();
+        let sealed = key
             .cipher
-            .encrypt(Nonce::from_slice(&nonce), plaintext.as_bytes())
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext.as_bytes(),
+                    aad: aad.as_bytes(),
+                },
+            )
             .expect("AES-GCM encryption of an in-memory buffer cannot fail");
-        let mut out = Vec::with_capacity(12 + sealed.len());
+        let mut out = Vec::with_capacity(V2_HEADER_LEN + NONCE_LEN + sealed.len());
+        out.push(V2);
+        out.extend_from_slice(&key.id);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&sealed);
         out
     }
 
-    pub fn open(&self, key_id: &str, sealed: &[u8]) -> Result<String, CryptoError> {
-        if key_id != self.key_id {
-            return Err(CryptoError::WrongKey {
+    /// Opens a value read from the column and row `context` names; `key_id` is the key-id column
+    /// stored beside it (only unbound v1 values need it).
+    ///
+    /// A value whose header says v2 under a known key is opened as such; if that fails it is
+    /// tried as v1 before giving up, since a v1 nonce may begin like a v2 header. AES-GCM's tag
+    /// decides, so neither format is ever mistaken for the other.
+    pub fn open(
+        &self,
+        context: SealContext,
+        key_id: &str,
+        sealed: &[u8],
+    ) -> Result<String, CryptoError> {
+        if let Some(key) = self.v2_key(sealed) {
+            let aad = context.associated_data();
+            if let Some(plain) = key.decrypt(&sealed[V2_HEADER_LEN..], aad.as_bytes()) {
+                return Ok(plain);
+            }
+            return self
+                .open_v1(key_id, sealed)
+                .map_err(|_| CryptoError::NotBound {
+                    context: format!("{} of row {}", context.field, context.row),
+                });
+        }
+        if sealed.first() == Some(&V2) && sealed.len() >= V2_HEADER_LEN + NONCE_LEN + TAG_LEN {
+            let found = hex::encode(&sealed[1..V2_HEADER_LEN]);
+            return self
+                .open_v1(key_id, sealed)
+                .map_err(|_| CryptoError::WrongKey {
+                    found,
+                    expected: self.key_id().to_owned(),
+                });
+        }
+        self.open_v1(key_id, sealed)
+    }
+
+    /// A v1 value: the key its key-id column names, else every key this box has (the shared
+    /// `secrets_key_id` column may name the key of the other secret it covers).
+    fn open_v1(&self, key_id: &str, sealed: &[u8]) -> Result<String, CryptoError> {
+        let named = self.keys.iter().find(|k| k.id_hex == key_id);
+        if let Some(plain) = named.and_then(|k| k.decrypt(sealed, b"")) {
+            return Ok(plain);
+        }
+        if let Some(plain) = self.keys.iter().find_map(|k| k.decrypt(sealed, b"")) {
+            return Ok(plain);
+        }
+        match named {
+            Some(_) => Err(CryptoError::Corrupt),
+            None => Err(CryptoError::WrongKey {
                 found: key_id.to_owned(),
-                expected: self.key_id.clone(),
-            });
+                expected: self.key_id().to_owned(),
+            }),
         }
-        if sealed.len() < 12 + 16 {
-            return Err(CryptoError::Corrupt);
+    }
+
+    /// The known key a v2 header names, if the value has one.
+    fn v2_key(&self, sealed: &[u8]) -> Option<&MasterKey> {
+        if sealed.len() < V2_HEADER_LEN + NONCE_LEN + TAG_LEN || sealed[0] != V2 {
+            return None;
         }
-        let (nonce, body) = sealed.split_at(12);
-        let plain = self
-            .cipher
-            .decrypt(Nonce::from_slice(nonce), body)
-            .map_err(|_| CryptoError::Corrupt)?;
-        String::from_utf8(plain).map_err(|_| CryptoError::Corrupt)
+        self.keys
+            .iter()
+            .find(|k| k.id[..] == sealed[1..V2_HEADER_LEN])
+    }
+
+    /// Whether a stored value is bound and under the current key, from its header alone (cheap;
+    /// a v1 value that happens to look current is still opened correctly, it is just left as v1).
+    pub fn state(&self, sealed: &[u8]) -> SealedState {
+        if sealed.len() < V2_HEADER_LEN + NONCE_LEN + TAG_LEN || sealed[0] != V2 {
+            return SealedState::Unbound;
+        }
+        if sealed[1..V2_HEADER_LEN] == self.keys[0].id[..] {
+            SealedState::Current
+        } else {
+            SealedState::OtherKey
+        }
     }
 }
 
@@ -219,15 +427,107 @@ mod tests {
         );
     }
 
+    fn row() -> Uuid {
+        Uuid::now_v7()
+    }
+
+    /// A value as wagate sealed it before values were bound to their row (v1).
+    fn seal_v1(key: &[u8; 32], plaintext: &str) -> Vec<u8> {
+        let nonce = [7u8; NONCE_LEN];
+        let mut out = nonce.to_vec();
+        let cipher = Aes256Gcm::new(key.into());
+        out.extend(
+            cipher
+                .encrypt(Nonce::from_slice(&nonce), plaintext.as_bytes())
+                .unwrap(),
+        );
+        out
+    }
+
     #[test]
     fn seal_then_open_round_trips_and_nonces_differ() {
         let secret_box = SecretBox::new(&[1u8; 32]);
-        let a = secret_box.seal("EAAG-token");
-        let b = secret_box.seal("EAAG-token");
+        let at = SealedField::AccessToken.at(row());
+        let a = secret_box.seal(at, "EAAG-token");
+        let b = secret_box.seal(at, "EAAG-token");
         assert_ne!(a, b, "each seal uses a fresh nonce");
+        assert_eq!(a[0], V2);
+        assert_eq!(hex::encode(&a[1..5]), secret_box.key_id());
         assert_eq!(
-            secret_box.open(secret_box.key_id(), &a).unwrap(),
+            secret_box.open(at, secret_box.key_id(), &a).unwrap(),
             "EAAG-token"
+        );
+        assert_eq!(secret_box.state(&a), SealedState::Current);
+    }
+
+    #[test]
+    fn sealed_values_open_only_in_their_own_column_and_row() {
+        let secret_box = SecretBox::new(&[1u8; 32]);
+        let id = row();
+        let sealed = secret_box.seal(SealedField::AccessToken.at(id), "EAAG-token");
+        for elsewhere in [
+            SealedField::AccessToken.at(row()),
+            SealedField::WebhookSecret.at(id),
+            SealedField::SetupLinkToken.at(id),
+        ] {
+            let error = secret_box
+                .open(elsewhere, secret_box.key_id(), &sealed)
+                .unwrap_err();
+            assert!(matches!(error, CryptoError::NotBound { .. }), "{error}");
+            assert!(error.to_string().contains(elsewhere.field.column()));
+        }
+    }
+
+    #[test]
+    fn unbound_v1_values_still_open_and_are_reported_as_such() {
+        let secret_box = SecretBox::new(&[1u8; 32]);
+        let v1 = seal_v1(&[1u8; 32], "old-token");
+        assert_eq!(secret_box.state(&v1), SealedState::Unbound);
+        let at = SealedField::AccessToken.at(row());
+        assert_eq!(
+            secret_box.open(at, secret_box.key_id(), &v1).unwrap(),
+            "old-token"
+        );
+        // A v1 nonce that begins like a v2 header of the current key still opens as v1.
+        let mut lookalike = vec![V2];
+        lookalike.extend_from_slice(&secret_box.keys[0].id);
+        lookalike.extend_from_slice(&[9u8; NONCE_LEN - V2_HEADER_LEN]);
+        let cipher = Aes256Gcm::new((&[1u8; 32]).into());
+        let body = cipher
+            .encrypt(Nonce::from_slice(&lookalike), b"tricky".as_slice())
+            .unwrap();
+        lookalike.extend(body);
+        assert_eq!(
+            secret_box
+                .open(at, secret_box.key_id(), &lookalike)
+                .unwrap(),
+            "tricky"
+        );
+    }
+
+    #[test]
+    fn previous_keys_open_but_never_seal() {
+        let old = SecretBox::new(&[1u8; 32]);
+        let at = SealedField::WebhookSecret.at(row());
+        let sealed_old = old.seal(at, "secret");
+        let v1_old = seal_v1(&[1u8; 32], "v1-secret");
+        let rolled = SecretBox::with_previous(&[2u8; 32], &[[1u8; 32]]);
+        assert_ne!(rolled.key_id(), old.key_id());
+        assert_eq!(
+            rolled.open(at, old.key_id(), &sealed_old).unwrap(),
+            "secret"
+        );
+        assert_eq!(rolled.open(at, old.key_id(), &v1_old).unwrap(), "v1-secret");
+        assert_eq!(rolled.state(&sealed_old), SealedState::OtherKey);
+        let sealed_new = rolled.seal(at, "secret");
+        assert_eq!(rolled.state(&sealed_new), SealedState::Current);
+        assert_eq!(&hex::encode(&sealed_new[1..5]), rolled.key_id());
+        // Without the previous key: the key named in the header is reported.
+        let new_only = SecretBox::new(&[2u8; 32]);
+        let error = new_only.open(at, old.key_id(), &sealed_old).unwrap_err();
+        assert!(
+            matches!(&error, CryptoError::WrongKey { found, .. } if found == old.key_id()),
+            "{error}"
         );
     }
 
@@ -235,15 +535,20 @@ mod tests {
     fn open_rejects_other_key_and_tampering() {
         let one = SecretBox::new(&[1u8; 32]);
         let two = SecretBox::new(&[2u8; 32]);
-        let mut sealed = one.seal("x");
+        let at = SealedField::AccessToken.at(row());
+        let mut sealed = one.seal(at, "x");
         assert!(matches!(
-            two.open(one.key_id(), &sealed),
+            two.open(at, one.key_id(), &sealed),
             Err(CryptoError::WrongKey { .. })
         ));
         let last = sealed.len() - 1;
         sealed[last] ^= 1;
+        assert!(one.open(at, one.key_id(), &sealed).is_err());
+        let mut v1 = seal_v1(&[1u8; 32], "x");
+        let last = v1.len() - 1;
+        v1[last] ^= 1;
         assert!(matches!(
-            one.open(one.key_id(), &sealed),
+            one.open(at, one.key_id(), &v1),
             Err(CryptoError::Corrupt)
         ));
     }

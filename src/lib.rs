@@ -54,7 +54,13 @@ impl App {
         telemetry::metrics::handle();
         warn_about_unsafe_settings(&config);
         let store = store::connect(&config.database).await?;
-        let secrets = SecretBox::new(&load_master_key(&config)?);
+        let secrets = secret_box(&config)?;
+        // SQL migrations cannot encrypt: values sealed before they were bound to their row are
+        // re-sealed here, before anything is served (idempotent, and safe with other instances
+        // starting at the same time).
+        domain::reseal::reseal(&*store, &secrets, domain::reseal::Scope::Unbound)
+            .await
+            .context("re-sealing stored secrets")?;
         let bootstrap = if config.security.bootstrap_default_project {
             projects::bootstrap_default_project(&*store)
                 .await
@@ -138,6 +144,15 @@ fn warn_about_unsafe_settings(config: &Config) {
     }
 }
 
+/// The box that seals with the current master key and also opens values sealed with
+/// `security.previous_master_keys`.
+pub fn secret_box(config: &Config) -> anyhow::Result<SecretBox> {
+    Ok(SecretBox::with_previous(
+        &load_master_key(config)?,
+        &config.security.decoded_previous_master_keys()?,
+    ))
+}
+
 /// The master key from config; on SQLite with none configured, the one in the data folder,
 /// generated on first run. PostgreSQL deployments must configure it so every instance shares it.
 pub fn load_master_key(config: &Config) -> anyhow::Result<[u8; 32]> {
@@ -169,7 +184,7 @@ fn load_or_create_key_file(path: &Path) -> anyhow::Result<[u8; 32]> {
     }
     let encoded = crypto::new_master_key();
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
+        store::create_private_dir(dir)?;
     }
     write_private(path, &encoded)
         .with_context(|| format!("writing a new master key to {}", path.display()))?;

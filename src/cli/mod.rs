@@ -1,7 +1,9 @@
-//! Command line: `serve` (default), `migrate`, `admin …`, `sandbox`.
+//! Command line: `serve` (default), `migrate`, `admin …` (projects, API keys, webhook events,
+//! secrets), `sandbox`.
 
 mod bootstrap;
 mod sandbox_mode;
+mod secrets;
 
 use std::path::PathBuf;
 
@@ -78,6 +80,9 @@ pub enum AdminCommand {
     /// Raw webhook events as Meta delivered them (failed and unrouted ones included).
     #[command(subcommand, name = "webhook-events")]
     WebhookEvents(WebhookEventsCommand),
+    /// Stored secrets: re-seal them, rotate the master key.
+    #[command(subcommand)]
+    Secrets(secrets::SecretsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -191,8 +196,12 @@ fn not_found(what: &str, id: Uuid) -> impl FnOnce(StoreError) -> anyhow::Error +
 }
 
 async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
+    if let AdminCommand::Secrets(command) = command {
+        return secrets::run(config, command).await;
+    }
     let store = store::connect(&config.database).await?;
     match command {
+        AdminCommand::Secrets(_) => unreachable!("handled above"),
         AdminCommand::Projects(ProjectsCommand::Create { name, output }) => {
             let name = name.trim();
             anyhow::ensure!(!name.is_empty(), "--name must not be empty");

@@ -16,6 +16,7 @@ pub mod onboarding;
 pub mod phone_numbers;
 pub mod projects;
 pub mod recorder;
+pub mod reseal;
 pub mod setup_links;
 pub mod sweeper;
 pub mod usernames;

@@ -14,7 +14,7 @@ use secrecy::SecretString;
 use uuid::Uuid;
 
 use crate::config::CacheConfig;
-use crate::crypto::SecretBox;
+use crate::crypto::{SealedField, SecretBox};
 use crate::store::{DynStore, PhoneNumber, StoreError};
 
 /// A phone number's configuration as the proxy needs it: ids, owner and the usable token.
@@ -201,11 +201,16 @@ fn decrypt_all(secrets: &SecretBox, rows: Vec<PhoneNumber>) -> Vec<Arc<NumberCon
         .collect()
 }
 
-/// Opens a stored number's token. A token sealed under another master key is logged and the
-/// number treated as unusable rather than failing every request.
+/// Opens a stored number's token. A token sealed under another master key, or for another row
+/// (copied there), is logged and the number treated as unusable rather than failing every
+/// request: it is never served with a token that is not its own.
 fn decrypt(secrets: &SecretBox, n: PhoneNumber) -> Option<NumberConfig> {
     let opened = secrets
-        .open(&n.access_token_key_id, &n.access_token_sealed)
+        .open(
+            SealedField::AccessToken.at(n.internal_id),
+            &n.access_token_key_id,
+            &n.access_token_sealed,
+        )
         .map_err(|e| e.to_string())
         .and_then(|token| {
             let mut header = HeaderValue::from_str(&format!("Bearer {token}"))
@@ -214,7 +219,11 @@ fn decrypt(secrets: &SecretBox, n: PhoneNumber) -> Option<NumberConfig> {
             Ok((token, header))
         });
     let webhook_secret = match (&n.webhook_secret_sealed, &n.secrets_key_id) {
-        (Some(sealed), Some(key_id)) => match secrets.open(key_id, sealed) {
+        (Some(sealed), key_id) => match secrets.open(
+            SealedField::WebhookSecret.at(n.internal_id),
+            key_id.as_deref().unwrap_or_default(),
+            sealed,
+        ) {
             Ok(secret) => Some(SecretString::from(secret)),
             Err(error) => {
                 tracing::error!(

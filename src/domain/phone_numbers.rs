@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::field_error::double_option;
 use super::number_directory::NumberDirectory;
-use crate::crypto::{self, SecretBox};
+use crate::crypto::{self, SealedField, SecretBox};
 use crate::destination_guard::DestinationPolicy;
 use crate::graph::GraphClient;
 use crate::store::{
@@ -255,6 +255,8 @@ impl PhoneNumbers {
             key_id: old.access_token_key_id.clone(),
         };
         let patch = PhoneNumberPatch {
+            // The old value is bound to its row: it goes back to that row only.
+            internal_id: Some(old.internal_id),
             access_token: Some((token, old.access_token_sha256.clone())),
             ..PhoneNumberPatch::default()
         };
@@ -379,7 +381,9 @@ async fn connect(
         .webhook_secret
         .map(|s| s.expose_secret().trim().to_owned())
         .unwrap_or_else(|| crypto::random_token(32));
+    let internal_id = Uuid::now_v7();
     let new = NewPhoneNumber {
+        internal_id,
         project_id,
         customer_id,
         phone_number_id: phone_number_id.clone(),
@@ -396,15 +400,20 @@ async fn connect(
         inbound_processing_enabled: input.inbound_processing_enabled.unwrap_or(true),
         calls_enabled: input.calls_enabled.unwrap_or(false),
         access_token: SealedSecret {
-            sealed: secrets.seal(token),
+            sealed: secrets.seal(SealedField::AccessToken.at(internal_id), token),
             key_id: secrets.key_id().to_owned(),
         },
         access_token_sha256: crypto::sha256_hex(token.as_bytes()),
         webhook_destination_url: input.webhook_destination_url,
-        webhook_secret: Some(secrets.seal(&webhook_secret)),
-        webhook_verify_token: input
-            .webhook_verify_token
-            .map(|t| secrets.seal(t.expose_secret())),
+        webhook_secret: Some(
+            secrets.seal(SealedField::WebhookSecret.at(internal_id), &webhook_secret),
+        ),
+        webhook_verify_token: input.webhook_verify_token.map(|t| {
+            secrets.seal(
+                SealedField::WebhookVerifyToken.at(internal_id),
+                t.expose_secret(),
+            )
+        }),
     };
     let number = store.insert_phone_number(new).await.map_err(|e| match e {
         StoreError::Conflict { .. } => PhoneNumberError::AlreadyConnected(phone_number_id),
@@ -451,34 +460,46 @@ async fn update(
     if !errors.is_empty() {
         return Err(PhoneNumberError::Invalid(errors));
     }
-    if let (Some(graph), Some(token)) = (graph, &input.access_token) {
-        // Only the caller's own number may get a new token, and the token must reach it.
-        store
-            .find_phone_number(phone_number_id)
-            .await?
-            .filter(|n| n.project_id == project_id)
-            .ok_or(PhoneNumberError::NotFound)?;
-        super::verify::number(graph, token.expose_secret().trim(), phone_number_id, None).await?;
-    }
     let new_webhook_secret = match (&input.webhook_secret, input.rotate_webhook_secret) {
         (Some(secret), _) => Some(secret.expose_secret().trim().to_owned()),
         (None, Some(true)) => Some(crypto::random_token(32)),
         _ => None,
     };
+    // New secrets are sealed for the number's row, so it is read first; only the caller's own
+    // number may get them.
+    let internal_id = if input.access_token.is_some() || new_webhook_secret.is_some() {
+        let row = store
+            .find_phone_number(phone_number_id)
+            .await?
+            .filter(|n| n.project_id == project_id)
+            .ok_or(PhoneNumberError::NotFound)?;
+        Some(row.internal_id)
+    } else {
+        None
+    };
+    if let (Some(graph), Some(token)) = (graph, &input.access_token) {
+        // The token must reach the number.
+        super::verify::number(graph, token.expose_secret().trim(), phone_number_id, None).await?;
+    }
     let patch = PhoneNumberPatch {
+        internal_id,
         name: input.name,
         access_token: input.access_token.map(|t| {
             let t = t.expose_secret().trim();
+            let row = internal_id.expect("read above when a token is given");
             (
                 SealedSecret {
-                    sealed: secrets.seal(t),
+                    sealed: secrets.seal(SealedField::AccessToken.at(row), t),
                     key_id: secrets.key_id().to_owned(),
                 },
                 crypto::sha256_hex(t.as_bytes()),
             )
         }),
         webhook_destination_url: input.webhook_destination_url,
-        webhook_secret: new_webhook_secret.as_deref().map(|s| secrets.seal(s)),
+        webhook_secret: new_webhook_secret.as_deref().map(|s| {
+            let row = internal_id.expect("read above when a secret is given");
+            secrets.seal(SealedField::WebhookSecret.at(row), s)
+        }),
         inbound_processing_enabled: input.inbound_processing_enabled,
         calls_enabled: input.calls_enabled,
         ..PhoneNumberPatch::default()

@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::field_error::FieldError;
-use crate::crypto::{self, SecretBox};
+use crate::crypto::{self, SealedField, SecretBox};
 use crate::store::{
     Customer, DynStore, Page, SetupLinkFilter, SetupLinkPatch, SetupLinkRow, Store, StoreError,
 };
@@ -296,7 +296,13 @@ impl SetupLinks {
 
     /// The link's URL token (sealed at rest).
     pub fn token(&self, row: &SetupLinkRow) -> Option<String> {
-        self.secrets.open(&row.token_key_id, &row.token_sealed).ok()
+        self.secrets
+            .open(
+                SealedField::SetupLinkToken.at(row.id),
+                &row.token_key_id,
+                &row.token_sealed,
+            )
+            .ok()
     }
 }
 
@@ -379,12 +385,13 @@ async fn create(
     }
     let now = crate::store::now();
     let token = crypto::random_token(24);
+    let id = Uuid::now_v7();
     let row = SetupLinkRow {
-        id: Uuid::now_v7(),
+        id,
         project_id: customer.project_id,
         customer_id: customer.id,
         token_sha256: crypto::sha256_hex(token.as_bytes()),
-        token_sealed: secrets.seal(&token),
+        token_sealed: secrets.seal(SealedField::SetupLinkToken.at(id), &token),
         token_key_id: secrets.key_id().to_owned(),
         status: "active".into(),
         success_redirect_url: input.success_redirect_url,

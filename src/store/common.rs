@@ -243,7 +243,7 @@ macro_rules! impl_common_store {
                     $crate::store::columns::PHONE_NUMBER_COLUMNS
                 );
                 Ok(sqlx::query_as(&sql)
-                    .bind(uuid::Uuid::now_v7())
+                    .bind(n.internal_id)
                     .bind(n.project_id)
                     .bind(n.customer_id)
                     .bind(&n.phone_number_id)
@@ -404,6 +404,9 @@ macro_rules! impl_common_store {
                     .bind(phone_number_id)
                     .fetch_one(&mut *tx)
                     .await?;
+                if patch.internal_id.is_some_and(|id| id != n.internal_id) {
+                    return Err($crate::store::StoreError::NotFound);
+                }
                 $crate::store::common::apply_patch(&mut n, patch);
                 let sql = format!(
                     "update phone_numbers set name = $3, access_token_sealed = $4, \

@@ -17,6 +17,7 @@ pub(crate) mod onboarding;
 pub(crate) mod outbox;
 mod postgres;
 mod records;
+pub(crate) mod sealed;
 mod sqlite;
 mod status;
 pub(crate) mod tx;
@@ -41,7 +42,8 @@ pub use outbox::{
 };
 pub use postgres::PgStore;
 pub use records::*;
-pub use sqlite::SqliteStore;
+pub use sealed::{Resealed, SealedValue, SealedValues};
+pub use sqlite::{create_private_dir, SqliteStore};
 pub use status::{ConversationStatus, DeliveryStatus, Direction, ProcessingStatus, UnknownValue};
 pub use tx::StoreTx;
 pub use tx_state::Prefetch;
@@ -130,7 +132,7 @@ pub struct Page<T> {
 /// Everything wagate persists. Implementations must behave identically; `tests/api/store.rs`
 /// runs the same conformance suite against both.
 #[async_trait]
-pub trait Store: Outbox + Onboarding + Send + Sync + 'static {
+pub trait Store: Outbox + Onboarding + SealedValues + Send + Sync + 'static {
     fn backend(&self) -> Backend;
     /// Cheap round trip for readiness checks.
     async fn ping(&self) -> StoreResult<()>;

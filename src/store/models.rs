@@ -85,6 +85,8 @@ pub struct PhoneNumberDetails {
 
 #[derive(Debug, Clone)]
 pub struct NewPhoneNumber {
+    /// Chosen by the caller, since the sealed secrets below are bound to it.
+    pub internal_id: Uuid,
     pub project_id: Uuid,
     pub customer_id: Option<Uuid>,
     pub phone_number_id: String,
@@ -143,6 +145,9 @@ pub struct PhoneNumber {
 /// A partial update; `None` leaves a field as it is. `Some(None)` clears a nullable field.
 #[derive(Debug, Clone, Default)]
 pub struct PhoneNumberPatch {
+    /// The row the caller sealed new secrets for: the patch applies only if the number is still
+    /// that row (not deleted and connected again meanwhile), else [`super::StoreError::NotFound`].
+    pub internal_id: Option<Uuid>,
     pub name: Option<Option<String>>,
     pub access_token: Option<(SealedSecret, String)>,
     pub webhook_destination_url: Option<Option<String>>,

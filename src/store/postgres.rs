@@ -13,6 +13,7 @@ use super::dialect::Dialect;
 use super::inspect::impl_store_inspect;
 use super::onboarding::impl_onboarding;
 use super::outbox::impl_outbox;
+use super::sealed::impl_sealed_values;
 use super::tx::impl_store_tx;
 use crate::config::{Backend, DatabaseConfig};
 
@@ -58,6 +59,7 @@ impl_common_store!(PgStore, PgTx);
 impl_store_tx!(PgTx, PgStore);
 impl_outbox!(PgStore);
 impl_onboarding!(PgStore);
+impl_sealed_values!(PgStore);
 impl_store_inspect!(PgStore);
 
 impl Dialect for PgStore {

@@ -1,6 +1,7 @@
 //! SQLite backend: the embedded default. WAL mode so readers never wait for the writer, a busy
 //! timeout so concurrent writers queue instead of failing, and foreign keys switched on.
 
+use std::path::Path;
 use std::str::FromStr;
 
 use anyhow::Context as _;
@@ -13,6 +14,7 @@ use super::dialect::Dialect;
 use super::inspect::impl_store_inspect;
 use super::onboarding::impl_onboarding;
 use super::outbox::impl_outbox;
+use super::sealed::impl_sealed_values;
 use super::tx::impl_store_tx;
 use crate::config::{Backend, DatabaseConfig};
 
@@ -23,14 +25,17 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<Self> {
+        let options = SqliteConnectOptions::from_str(config.url.expose_secret())
+            .context("parsing database.url")?;
+        let on_disk = config.sqlite_data_dir().is_some();
         if let Some(dir) = config.sqlite_data_dir() {
             if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(&dir)
+                create_private_dir(&dir)
                     .with_context(|| format!("creating the data folder {}", dir.display()))?;
             }
+            create_private_file(options.get_filename())?;
         }
-        let options = SqliteConnectOptions::from_str(config.url.expose_secret())
-            .context("parsing database.url")?
+        let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // NORMAL is durable across application crashes in WAL mode and avoids an fsync per
@@ -49,15 +54,72 @@ impl SqliteStore {
             .max_connections(config.max_connections.clamp(1, 8))
             .acquire_timeout(config.acquire_timeout)
             .test_before_acquire(false)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .context("opening the SQLite database")?;
         sqlx::migrate!("migrations/sqlite")
             .run(&pool)
             .await
             .context("applying SQLite migrations")?;
+        if on_disk {
+            warn_if_readable_by_others(options.get_filename());
+        }
         Ok(Self { pool })
     }
+}
+
+/// Creates a data folder only its owner can enter (0700), whatever the umask; an existing one is
+/// left as it is.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Creates the database file 0600 before SQLite does, whatever the umask: SQLite gives the `-wal`
+/// and `-shm` files it creates later the database file's permissions, so they are 0600 too.
+/// The file holds sealed tokens, message contents and customers' phone numbers.
+fn create_private_file(path: &Path) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("creating the database {}", path.display())),
+    }
+}
+
+/// A database created by an older wagate (or copied in) may be readable by other users; its
+/// permissions are the operator's, so they are reported rather than changed.
+fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = path.as_os_str().to_owned();
+            file.push(suffix);
+            let file = Path::new(&file);
+            if let Ok(meta) = std::fs::metadata(file) {
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    tracing::warn!(
+                        path = %file.display(),
+                        mode = format!("{mode:o}"),
+                        "the database file is accessible to other users; `chmod 600` it (wagate creates new ones 0600)"
+                    );
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 /// A write transaction on this backend.
@@ -71,6 +133,7 @@ impl_common_store!(SqliteStore, SqliteTx);
 impl_store_tx!(SqliteTx, SqliteStore);
 impl_outbox!(SqliteStore);
 impl_onboarding!(SqliteStore);
+impl_sealed_values!(SqliteStore);
 impl_store_inspect!(SqliteStore);
 
 impl SqliteStore {

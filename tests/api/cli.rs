@@ -25,7 +25,7 @@ fn wagate(dir: &std::path::Path, db: &str, args: &[&str]) -> std::process::Outpu
         .unwrap()
 }
 
-fn json_of(output: &std::process::Output) -> Value {
+pub(crate) fn json_of(output: &std::process::Output) -> Value {
     assert!(
         output.status.success(),
         "{}",
@@ -58,6 +58,11 @@ fn invalid_config_stops_startup_naming_the_key() {
         ),
         ("WAGATE__SERVER__LISTN", "127.0.0.1:1", "listn"),
         ("WAGATE__LOG__FORMAT", "xml", "log.format"),
+        (
+            "WAGATE__SECURITY__PREVIOUS_MASTER_KEYS",
+            "[\"dG9vc2hvcnQ=\"]",
+            "security.previous_master_keys[0]",
+        ),
     ];
     for (var, value, key) in cases {
         let output = Command::new(BIN)

@@ -18,6 +18,7 @@ mod platform_customers;
 mod platform_phone_numbers;
 mod proxy;
 mod sandbox_mode;
+mod secrets_at_rest;
 mod security;
 mod store;
 mod store_outbox;

@@ -14,6 +14,7 @@ pub(crate) fn new_number(
     token_hash: &str,
 ) -> NewPhoneNumber {
     NewPhoneNumber {
+        internal_id: uuid::Uuid::now_v7(),
         project_id,
         customer_id: None,
         phone_number_id: pnid.into(),
