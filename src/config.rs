@@ -202,6 +202,8 @@ pub struct CacheConfig {
 #[serde(deny_unknown_fields)]
 pub struct WorkersConfig {
     pub delivery: bool,
+    /// Downloads into the media vault.
+    pub media_downloads: bool,
     pub conversation_sweeper: bool,
 }
 

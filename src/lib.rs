@@ -116,6 +116,19 @@ impl App {
             let (store, wake) = (self.state.store.clone(), self.state.delivery_wake.clone());
             tokio::spawn(async move { store.listen_for_deliveries(wake).await });
         }
+        if let (Some(vault), true) = (
+            self.state.vault.clone(),
+            self.state.config.workers.media_downloads,
+        ) {
+            let downloads = domain::media::MediaDownloads::new(
+                self.state.store.clone(),
+                self.state.numbers.clone(),
+                self.state.graph.clone(),
+                vault,
+                self.state.config.media.clone(),
+            );
+            tokio::spawn(downloads.run(self.state.media_wake.clone(), stop_workers.clone()));
+        }
         if self.state.config.workers.conversation_sweeper {
             tokio::spawn(domain::sweeper::run(
                 self.state.store.clone(),
@@ -140,6 +153,13 @@ fn warn_about_unsafe_settings(config: &Config) {
     if config.delivery.allow_private_networks {
         tracing::warn!(
             "delivery.allow_private_networks = true: webhook destinations may be loopback, private or cloud-metadata addresses on any port; only for tests and closed networks"
+        );
+    }
+    let local_media = !config.media.store.trim().starts_with("s3://");
+    if config.media.vault && local_media && config.database.backend().ok() == Some(config::Backend::Postgres) {
+        tracing::warn!(
+            store = %config.media.store,
+            "media.store is a local folder while the database is PostgreSQL: with several instances, every instance must see the same folder (a shared volume), or files kept by one are missing on the others; use an s3:// bucket for several instances"
         );
     }
 }

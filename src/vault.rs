@@ -147,9 +147,14 @@ impl MediaVault {
 
     /// Whether the file with this hash is already kept (the same file twice is stored once).
     pub async fn contains(&self, sha256: &str) -> Result<bool, VaultError> {
+        Ok(self.size_of(sha256).await?.is_some())
+    }
+
+    /// The size of the file with this hash, if it is kept.
+    pub async fn size_of(&self, sha256: &str) -> Result<Option<u64>, VaultError> {
         match self.store.head(&Self::blob_path(sha256)).await {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
@@ -262,6 +267,20 @@ impl MediaVault {
 
 fn is_range_error(error: &object_store::Error) -> bool {
     error.to_string().to_ascii_lowercase().contains("range")
+}
+
+/// Meta's checksum (hex or base64) as the lower-case hex the vault addresses files by.
+pub fn checksum_hex(checksum: &str) -> Option<String> {
+    use base64::Engine as _;
+    let checksum = checksum.trim();
+    if checksum.len() == 64 && checksum.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Some(checksum.to_ascii_lowercase());
+    }
+    let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(checksum.trim_end_matches('='))
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(checksum.trim_end_matches('=')))
+        .ok()?;
+    (bytes.len() == 32).then(|| hex::encode(bytes))
 }
 
 /// Meta's `sha256` is hex in some payloads and base64 in others: accept either.

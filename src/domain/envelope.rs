@@ -112,6 +112,8 @@ pub fn restricted(envelope: &Value, all: &[Change], selected: &[usize]) -> Value
 #[derive(Debug, Clone)]
 pub struct RoutedNumber {
     pub internal_id: Uuid,
+    /// Meta's id of the number (media downloads name it to Graph).
+    pub phone_number_id: String,
     pub project_id: Uuid,
     pub forwarding: bool,
 }

@@ -158,6 +158,7 @@ pub async fn prepare(
             ChangeTarget::Number(pnid) => {
                 let number = numbers.number(pnid).await?.map(|n| RoutedNumber {
                     internal_id: n.internal_id,
+                    phone_number_id: n.phone_number_id.clone(),
                     project_id: n.project_id,
                     forwarding: n.webhook_destination_url.is_some(),
                 });
@@ -181,6 +182,7 @@ pub async fn prepare(
                     .map(|n| {
                         let routed = RoutedNumber {
                             internal_id: n.internal_id,
+                            phone_number_id: n.phone_number_id.clone(),
                             project_id: n.project_id,
                             forwarding: n.webhook_destination_url.is_some(),
                         };
@@ -241,6 +243,8 @@ pub fn shard_hash(number: Uuid, user: &str) -> u64 {
 #[derive(Debug, Clone, Copy)]
 pub struct IngestSettings {
     pub inactivity: chrono::Duration,
+    /// Queue a download into the media vault for every media message recorded.
+    pub media_vault: bool,
 }
 
 /// Writes the job inside `tx` (the caller commits).
@@ -600,6 +604,11 @@ pub async fn record_message(
         return Err(StoreError::Conflict {
             constraint: Some("messages (phone_number_internal_id, wamid)".into()),
         });
+    }
+    if settings.media_vault && row.has_media {
+        if let Some(media) = super::media::queued_download(&row, &number.phone_number_id, message, now) {
+            tx.queue_media(&media).await?;
+        }
     }
     Ok(())
 }

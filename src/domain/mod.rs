@@ -10,6 +10,7 @@ pub mod customers;
 pub mod envelope;
 pub mod field_error;
 pub mod ingest;
+pub mod media;
 pub mod message_content;
 pub mod number_directory;
 pub mod onboarding;

@@ -63,6 +63,8 @@ pub struct Writer {
 struct Shard {
     store: DynStore,
     deliveries: Arc<tokio::sync::Notify>,
+    /// Wakes the media downloads after a batch that may have queued some.
+    media: Arc<tokio::sync::Notify>,
     settings: WriterSettings,
     buffer: Arc<Mutex<VecDeque<Recording>>>,
     stats: Arc<WriterStats>,
@@ -74,6 +76,7 @@ impl Writer {
         store: DynStore,
         settings: WriterSettings,
         deliveries: Arc<tokio::sync::Notify>,
+        media: Arc<tokio::sync::Notify>,
     ) -> Self {
         let stats = Arc::new(WriterStats::default());
         let buffer = Arc::new(Mutex::new(VecDeque::new()));
@@ -84,6 +87,7 @@ impl Writer {
             let shard = Shard {
                 store: store.clone(),
                 deliveries: deliveries.clone(),
+                media: media.clone(),
                 settings,
                 buffer: buffer.clone(),
                 stats: stats.clone(),
@@ -193,6 +197,11 @@ impl Shard {
         self.run_batch_inner(batch).await;
         if wake_deliveries {
             self.deliveries.notify_one();
+        }
+        // One permit at most is stored, so a busy writer costs the media worker one claim per
+        // round, not one per batch.
+        if self.settings.ingest.media_vault {
+            self.media.notify_one();
         }
     }
 

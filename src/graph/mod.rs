@@ -18,7 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::GraphConfig;
 
-pub use calls::PhoneNumberNode;
+pub use calls::{MediaNode, PhoneNumberNode};
 pub use error::{unsupported_object_message, GraphCallError};
 
 /// Sent when the caller sent no `User-Agent` of its own.
@@ -73,6 +73,27 @@ impl GraphClient {
             base_url: config.base_url.trim_end_matches('/').to_owned(),
             timeout: config.timeout,
         })
+    }
+
+    /// Whether a number's token may be sent to this media URL: Meta's media hosts (https), or
+    /// the configured Graph host itself (the emulator, a test double).
+    pub fn is_media_host(&self, url: &str) -> bool {
+        let Ok(url) = url::Url::parse(url) else {
+            return false;
+        };
+        let Some(host) = url.host_str() else {
+            return false;
+        };
+        let graph_host = url::Url::parse(&self.base_url)
+            .ok()
+            .and_then(|g| g.host_str().map(str::to_owned));
+        if graph_host.as_deref() == Some(host) {
+            return true;
+        }
+        url.scheme() == "https"
+            && ["fbsbx.com", "facebook.com", "fbcdn.net", "whatsapp.net"]
+                .iter()
+                .any(|domain| host == *domain || host.ends_with(&format!(".{domain}")))
     }
 
     /// `{base_url}/{version}/{rest}` with the query kept byte for byte.

@@ -9,6 +9,7 @@ use crate::domain::api_keys::ApiKeys;
 use crate::domain::auth::Authenticator;
 use crate::domain::customers::Customers;
 use crate::domain::ingest::IngestSettings;
+use crate::vault::MediaVault;
 use crate::domain::number_directory::NumberDirectory;
 use crate::domain::onboarding::Onboarding;
 use crate::domain::phone_numbers::PhoneNumbers;
@@ -51,6 +52,10 @@ pub struct Services {
     pub onboarding: Onboarding,
     /// Wakes this instance's delivery worker when deliveries are queued.
     pub delivery_wake: Arc<tokio::sync::Notify>,
+    /// Wakes this instance's media downloads (the writer, after batches).
+    pub media_wake: Arc<tokio::sync::Notify>,
+    /// The media vault's store; `None` with `media.vault = false`.
+    pub vault: Option<MediaVault>,
 }
 
 impl AppState {
@@ -66,11 +71,21 @@ impl AppState {
         let auth = Authenticator::new(store.clone(), numbers.clone(), &config.cache);
         let graph = GraphClient::new(&config.graph)?;
         let delivery_wake = Arc::new(tokio::sync::Notify::new());
+        let media_wake = Arc::new(tokio::sync::Notify::new());
         let writer = Writer::start(
             store.clone(),
             writer_settings(&config, store.backend()),
             delivery_wake.clone(),
+            media_wake.clone(),
         );
+        let vault = if config.media.vault {
+            Some(MediaVault::open(
+                &config.media,
+                config.database.sqlite_data_dir(),
+            )?)
+        } else {
+            None
+        };
         let verifier = config.graph.verify_numbers.then(|| graph.clone());
         let destinations = DestinationPolicy::from_config(&config.delivery);
         let phone_numbers = PhoneNumbers::new(
@@ -92,6 +107,8 @@ impl AppState {
             onboarding,
             writer,
             delivery_wake,
+            media_wake,
+            vault,
             config,
             store,
             secrets,
@@ -122,6 +139,7 @@ fn writer_settings(config: &Config, backend: Backend) -> WriterSettings {
         ingest: IngestSettings {
             inactivity: chrono::Duration::from_std(config.conversations.inactivity)
                 .unwrap_or(chrono::Duration::hours(24)),
+            media_vault: config.media.vault,
         },
     }
 }

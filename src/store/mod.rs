@@ -12,6 +12,7 @@ mod common;
 mod dialect;
 pub(crate) mod inspect;
 pub(crate) mod lists;
+pub(crate) mod media;
 mod models;
 pub(crate) mod onboarding;
 pub(crate) mod outbox;
@@ -31,6 +32,7 @@ use uuid::Uuid;
 
 pub use cache_changes::CacheChange;
 pub use inspect::StoreInspect;
+pub use media::{MediaFileRow, MediaFiles, MediaOutcome, MediaState};
 pub use lists::{CallFilter, ContactFilter, ConversationFilter, MessageFilter, Seek};
 pub use models::*;
 pub use onboarding::{
@@ -132,7 +134,7 @@ pub struct Page<T> {
 /// Everything wagate persists. Implementations must behave identically; `tests/api/store.rs`
 /// runs the same conformance suite against both.
 #[async_trait]
-pub trait Store: Outbox + Onboarding + SealedValues + Send + Sync + 'static {
+pub trait Store: Outbox + Onboarding + SealedValues + MediaFiles + Send + Sync + 'static {
     fn backend(&self) -> Backend;
     /// Cheap round trip for readiness checks.
     async fn ping(&self) -> StoreResult<()>;

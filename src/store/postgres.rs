@@ -11,6 +11,7 @@ use sqlx::PgPool;
 use super::common::impl_common_store;
 use super::dialect::Dialect;
 use super::inspect::impl_store_inspect;
+use super::media::impl_media_files;
 use super::onboarding::impl_onboarding;
 use super::outbox::impl_outbox;
 use super::sealed::impl_sealed_values;
@@ -59,6 +60,7 @@ impl_common_store!(PgStore, PgTx);
 impl_store_tx!(PgTx, PgStore);
 impl_outbox!(PgStore);
 impl_onboarding!(PgStore);
+impl_media_files!(PgStore);
 impl_sealed_values!(PgStore);
 impl_store_inspect!(PgStore);
 

@@ -12,6 +12,7 @@ use sqlx::SqlitePool;
 use super::common::impl_common_store;
 use super::dialect::Dialect;
 use super::inspect::impl_store_inspect;
+use super::media::impl_media_files;
 use super::onboarding::impl_onboarding;
 use super::outbox::impl_outbox;
 use super::sealed::impl_sealed_values;
@@ -133,6 +134,7 @@ impl_common_store!(SqliteStore, SqliteTx);
 impl_store_tx!(SqliteTx, SqliteStore);
 impl_outbox!(SqliteStore);
 impl_onboarding!(SqliteStore);
+impl_media_files!(SqliteStore);
 impl_sealed_values!(SqliteStore);
 impl_store_inspect!(SqliteStore);
 

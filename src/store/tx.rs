@@ -30,6 +30,8 @@ pub trait StoreTx: Send {
     async fn insert_event_route(&mut self, route: &EventRouteRow) -> StoreResult<()>;
     /// Queues a webhook delivery; the commit wakes the delivery workers of every instance.
     async fn queue_delivery(&mut self, delivery: &super::NewDelivery) -> StoreResult<()>;
+    /// Queues a media message's download (nothing when the message has a row already).
+    async fn queue_media(&mut self, media: &super::MediaFileRow) -> StoreResult<()>;
 
     async fn find_contact_by_bsuid(
         &mut self,
@@ -719,6 +721,43 @@ macro_rules! impl_store_tx {
             ) -> $crate::store::StoreResult<()> {
                 self.state.deliveries.push(d.clone());
                 self.queued_deliveries = true;
+                Ok(())
+            }
+
+            async fn queue_media(
+                &mut self,
+                m: &$crate::store::MediaFileRow,
+            ) -> $crate::store::StoreResult<()> {
+                let sql = format!(
+                    "insert into media_files ({}) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+                     $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
+                     on conflict (phone_number_internal_id, wamid) do nothing",
+                    $crate::store::media::MEDIA_COLUMNS
+                );
+                sqlx::query(&sql)
+                    .bind(m.id)
+                    .bind(m.project_id)
+                    .bind(m.phone_number_internal_id)
+                    .bind(&m.phone_number_id)
+                    .bind(&m.wamid)
+                    .bind(&m.direction)
+                    .bind(&m.media_id)
+                    .bind(&m.source_url)
+                    .bind(&m.expected_sha256)
+                    .bind(&m.sha256)
+                    .bind(&m.content_type)
+                    .bind(&m.filename)
+                    .bind(m.byte_size)
+                    .bind(&m.state)
+                    .bind(m.attempts)
+                    .bind(m.next_attempt_at)
+                    .bind(m.lease_token)
+                    .bind(&m.last_error)
+                    .bind(m.created_at)
+                    .bind(m.updated_at)
+                    .bind(m.stored_at)
+                    .execute(&mut *self.tx)
+                    .await?;
                 Ok(())
             }
 

@@ -69,27 +69,6 @@ fn verify(state: &AppState, token: &str, now: DateTime<Utc>) -> Option<Claim> {
     (claim.e >= now.timestamp()).then_some(claim)
 }
 
-/// Whether the number's token may be sent to this URL: Meta's media hosts, or the configured
-/// Graph host (the emulator, a test double).
-fn trusted_media_url(state: &AppState, url: &str) -> bool {
-    let Ok(url) = url::Url::parse(url) else {
-        return false;
-    };
-    let Some(host) = url.host_str() else {
-        return false;
-    };
-    let graph_host = url::Url::parse(&state.graph.base_url)
-        .ok()
-        .and_then(|g| g.host_str().map(str::to_owned));
-    if graph_host.as_deref() == Some(host) {
-        return true;
-    }
-    url.scheme() == "https"
-        && ["fbsbx.com", "facebook.com", "fbcdn.net", "whatsapp.net"]
-            .iter()
-            .any(|domain| host == *domain || host.ends_with(&format!(".{domain}")))
-}
-
 /// Adds `download_url` (and points `url` at it) in a Graph media metadata answer for `object_id`.
 pub fn rewrite_metadata(
     state: &AppState,
@@ -102,7 +81,7 @@ pub fn rewrite_metadata(
         return body;
     };
     // Only Meta's answer about this very object, pointing at a media host, gets a link.
-    if body.get("id").and_then(Value::as_str) != Some(object_id) || !trusted_media_url(state, &url)
+    if body.get("id").and_then(Value::as_str) != Some(object_id) || !state.graph.is_media_host(&url)
     {
         return body;
     }

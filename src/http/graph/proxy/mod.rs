@@ -381,6 +381,7 @@ async fn record_exchange(
     };
     let number = RoutedNumber {
         internal_id: number.internal_id,
+        phone_number_id: number.phone_number_id.clone(),
         project_id: number.project_id,
         forwarding: number.webhook_destination_url.is_some(),
     };

@@ -1,0 +1,347 @@
+//! The media vault's downloads: every media message recorded (inbound, echoes, outbound by id)
+//! queues a `media_files` row in its own transaction; workers here claim due rows, ask Graph
+//! where the bytes are (`GET /{media_id}` with the number's token), stream them into the
+//! [`MediaVault`] checked against Meta's sha256, and record the outcome under the claim's lease.
+//!
+//! Failures that can pass (Graph 5xx or throttling, timeouts, the store unavailable) are retried
+//! with doubling delays until `media.give_up_after`; the rest (hash mismatch, too large, Meta no
+//! longer has the media, the number is gone) are recorded once as `failed`, with a reason the
+//! message then shows. A crash mid-download leaves the row leased; the lease expires and any
+//! instance downloads it again, and content addressing keeps one copy.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use serde_json::Value;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::number_directory::NumberDirectory;
+use crate::config::MediaConfig;
+use crate::graph::{GraphCallError, GraphClient};
+use crate::store::{DynStore, MediaFileRow, MediaOutcome, MediaState, MessageRow};
+use crate::vault::{MediaVault, VaultError};
+
+/// The Graph version of the media calls.
+const VERSION: &str = "v23.0";
+
+/// The download row for a media message just recorded, when it names something to download.
+pub fn queued_download(
+    message: &MessageRow,
+    phone_number_id: &str,
+    raw: &Value,
+    now: DateTime<Utc>,
+) -> Option<MediaFileRow> {
+    let payload = raw.get(&message.message_type)?;
+    let text = |key: &str| {
+        payload
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let media_id = text("id");
+    let source_url = text("link");
+    if media_id.is_none() && source_url.is_none() {
+        return None;
+    }
+    Some(MediaFileRow {
+        id: Uuid::now_v7(),
+        project_id: message.project_id,
+        phone_number_internal_id: message.phone_number_internal_id,
+        phone_number_id: phone_number_id.to_owned(),
+        wamid: message.wamid.clone(),
+        direction: message.direction.to_string(),
+        media_id,
+        source_url,
+        expected_sha256: text("sha256"),
+        sha256: None,
+        content_type: text("mime_type"),
+        filename: text("filename"),
+        byte_size: None,
+        state: MediaState::Pending.as_str().into(),
+        attempts: 0,
+        next_attempt_at: now,
+        lease_token: None,
+        last_error: None,
+        created_at: now,
+        updated_at: now,
+        stored_at: None,
+    })
+}
+
+/// What a download worker needs. Cheap to clone.
+#[derive(Clone)]
+pub struct MediaDownloads {
+    store: DynStore,
+    numbers: NumberDirectory,
+    graph: GraphClient,
+    vault: MediaVault,
+    config: MediaConfig,
+}
+
+impl MediaDownloads {
+    pub fn new(
+        store: DynStore,
+        numbers: NumberDirectory,
+        graph: GraphClient,
+        vault: MediaVault,
+        config: MediaConfig,
+    ) -> Self {
+        Self {
+            store,
+            numbers,
+            graph,
+            vault,
+            config,
+        }
+    }
+
+    /// Claims and downloads until `stop`: at once when `wake` fires (a local ingest queued
+    /// something), else every `media.poll_interval`.
+    pub async fn run(self, wake: Arc<Notify>, stop: CancellationToken) {
+        let slots = Arc::new(Semaphore::new(self.config.max_in_flight.max(1)));
+        let mut last_depth_report = tokio::time::Instant::now();
+        loop {
+            if stop.is_cancelled() {
+                return;
+            }
+            let free = slots.available_permits() as u32;
+            let claimed = if free == 0 {
+                Vec::new()
+            } else {
+                match self
+                    .store
+                    .claim_media_downloads(crate::store::now(), self.config.lease, free)
+                    .await
+                {
+                    Ok(rows) => rows,
+                    Err(error) => {
+                        tracing::warn!(%error, "claiming media downloads failed; retrying after the poll interval");
+                        Vec::new()
+                    }
+                }
+            };
+            let idle = claimed.is_empty();
+            for row in claimed {
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let this = self.clone();
+                tokio::spawn(async move {
+                    this.download_and_record(row).await;
+                    drop(permit);
+                });
+            }
+            if last_depth_report.elapsed() >= Duration::from_secs(5) {
+                self.report_depth().await;
+                last_depth_report = tokio::time::Instant::now();
+            }
+            if idle {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(self.config.poll_interval) => {}
+                }
+            } else if slots.available_permits() == 0 {
+                // Every slot busy: wait for one to free before claiming again.
+                let _ = slots.acquire().await.map(drop);
+            }
+        }
+    }
+
+    async fn report_depth(&self) {
+        let now = crate::store::now();
+        if let Ok((depth, oldest)) = self.store.media_queue_depth(now).await {
+            metrics::gauge!("wagate_media_queue_depth").set(depth as f64);
+            let age = oldest.map_or(0.0, |t| (now - t).num_milliseconds() as f64 / 1000.0);
+            metrics::gauge!("wagate_media_queue_oldest_seconds").set(age.max(0.0));
+        }
+    }
+
+    async fn download_and_record(&self, row: MediaFileRow) {
+        let Some(lease) = row.lease_token else {
+            return;
+        };
+        let outcome = match self.download(&row).await {
+            Ok(outcome) => outcome,
+            Err(failure) => self.outcome_of(&row, failure),
+        };
+        let label = match &outcome {
+            MediaOutcome::Stored { byte_size, .. } => {
+                metrics::counter!("wagate_media_bytes_total").increment(*byte_size as u64);
+                "stored"
+            }
+            MediaOutcome::Retry { .. } => "retry",
+            MediaOutcome::Failed { .. } => "failed",
+        };
+        metrics::counter!("wagate_media_downloads_total", "outcome" => label).increment(1);
+        match self
+            .store
+            .finish_media_download(row.id, lease, &outcome, crate::store::now())
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => tracing::info!(media = %row.id, "media download finished after its lease ran out; the newer claim decides"),
+            Err(error) => tracing::warn!(media = %row.id, %error, "recording a media download failed; the lease expires and it runs again"),
+        }
+    }
+
+    /// Keeps one message's media: `Ok` with the outcome to record, `Err` with why not.
+    async fn download(&self, row: &MediaFileRow) -> Result<MediaOutcome, Failure> {
+        let number = self
+            .numbers
+            .number(&row.phone_number_id)
+            .await
+            .map_err(|e| Failure::Retry(format!("reading the number failed: {e}")))?
+            .filter(|n| n.internal_id == row.phone_number_internal_id)
+            .ok_or_else(|| Failure::Permanent("the phone number is no longer connected".into()))?;
+        // Already kept (the same file in another message): no download at all.
+        if let Some(hex) = row.expected_sha256.as_deref().and_then(crate::vault::checksum_hex) {
+            if let Some(size) = self.vault.size_of(&hex).await.map_err(store_failure)? {
+                return Ok(stored(hex, size, row.content_type.clone()));
+            }
+        }
+        let Some(media_id) = row.media_id.as_deref() else {
+            return Err(Failure::Permanent(
+                "media sent by link is not kept yet".into(),
+            ));
+        };
+        let node = self
+            .graph
+            .media_node(
+                VERSION,
+                number.authorization.clone(),
+                media_id,
+                &row.phone_number_id,
+            )
+            .await
+            .map_err(graph_failure)?;
+        if node.file_size.is_some_and(|size| size > self.config.max_bytes) {
+            return Err(too_large(self.config.max_bytes));
+        }
+        if !self.graph.is_media_host(&node.url) {
+            return Err(Failure::Permanent(
+                "Graph named a media URL outside Meta's media hosts".into(),
+            ));
+        }
+        let expected = row.expected_sha256.clone().or(node.sha256.clone());
+        let response = self
+            .graph
+            .download_media(&node.url, number.authorization.clone())
+            .await
+            .map_err(graph_failure)?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            return Err(graph_failure(GraphCallError::Refused {
+                status,
+                code: None,
+                message: "downloading the media failed".into(),
+            }));
+        }
+        let bytes = response.bytes_stream().map_err(|e| e.without_url());
+        let put = self
+            .vault
+            .put_stream(bytes, expected.as_deref(), self.config.max_bytes);
+        let blob = tokio::time::timeout(self.config.download_timeout, put)
+            .await
+            .map_err(|_| Failure::Retry("the download took longer than media.download_timeout".into()))?
+            .map_err(vault_failure)?;
+        Ok(stored(
+            blob.sha256,
+            blob.byte_size,
+            node.mime_type.or(row.content_type.clone()),
+        ))
+    }
+
+    fn outcome_of(&self, row: &MediaFileRow, failure: Failure) -> MediaOutcome {
+        let now = crate::store::now();
+        match failure {
+            Failure::Permanent(error) => MediaOutcome::Failed { error },
+            Failure::Retry(error) => {
+                let give_up = chrono::Duration::from_std(self.config.give_up_after)
+                    .unwrap_or(chrono::Duration::days(7));
+                if now - row.created_at >= give_up {
+                    return MediaOutcome::Failed {
+                        error: format!("gave up after media.give_up_after: {error}"),
+                    };
+                }
+                MediaOutcome::Retry {
+                    at: now + backoff(&self.config, row.attempts),
+                    error,
+                }
+            }
+        }
+    }
+}
+
+/// Why a download did not keep the file.
+enum Failure {
+    Retry(String),
+    Permanent(String),
+}
+
+fn stored(sha256: String, byte_size: u64, content_type: Option<String>) -> MediaOutcome {
+    MediaOutcome::Stored {
+        sha256,
+        byte_size: i64::try_from(byte_size).unwrap_or(i64::MAX),
+        content_type,
+    }
+}
+
+fn too_large(limit: u64) -> Failure {
+    Failure::Permanent(format!("the file is larger than media.max_bytes ({limit} bytes)"))
+}
+
+fn graph_failure(error: GraphCallError) -> Failure {
+    if error.retryable() {
+        return Failure::Retry(error.to_string());
+    }
+    match &error {
+        GraphCallError::Refused { status: 404, .. } | GraphCallError::Refused { code: Some(100), .. } => {
+            Failure::Permanent(format!("Meta no longer has this media ({error})"))
+        }
+        _ => Failure::Permanent(error.to_string()),
+    }
+}
+
+/// Store errors can name paths or buckets: those go to the log, a neutral reason to the row.
+fn store_failure(error: VaultError) -> Failure {
+    tracing::warn!(%error, "media store unavailable; the download is retried");
+    Failure::Retry("the media store is unavailable".into())
+}
+
+fn vault_failure(error: VaultError) -> Failure {
+    match error {
+        VaultError::TooLarge { limit } => too_large(limit),
+        VaultError::HashMismatch { .. } => Failure::Permanent(error.to_string()),
+        VaultError::Source(detail) => Failure::Retry(format!("the download broke off: {detail}")),
+        other => store_failure(other),
+    }
+}
+
+/// `backoff_initial` doubled per attempt, at most `backoff_max`.
+fn backoff(config: &MediaConfig, attempts: i32) -> chrono::Duration {
+    let factor = 2u32.saturating_pow(attempts.clamp(0, 30) as u32);
+    let delay = config
+        .backoff_initial
+        .saturating_mul(factor)
+        .min(config.backoff_max);
+    chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::minutes(10))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let config = crate::config::Config::defaults().media;
+        assert_eq!(backoff(&config, 0), chrono::Duration::seconds(2));
+        assert_eq!(backoff(&config, 3), chrono::Duration::seconds(16));
+        assert_eq!(backoff(&config, 40), chrono::Duration::minutes(10));
+    }
+}
