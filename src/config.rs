@@ -166,6 +166,8 @@ pub struct SecurityConfig {
     /// Where the first start writes the default project's key when stdout is not a terminal
     /// (empty: `initial-api-key` in the SQLite data folder, or the working folder).
     pub bootstrap_key_file: String,
+    /// Keys issued before keyed checksums (migration 0011) still authenticate.
+    pub accept_legacy_api_keys: bool,
 }
 
 impl SecurityConfig {
@@ -191,6 +193,8 @@ pub struct CacheConfig {
     /// pushes changes with NOTIFY instead).
     #[serde(with = "humantime_serde")]
     pub change_poll_interval: Duration,
+    /// Unknown credentials remembered (for `ttl`), apart from the known ones.
+    pub negative_max_entries: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -192,11 +192,17 @@ fn not_found(what: &str, id: Uuid) -> impl FnOnce(StoreError) -> anyhow::Error +
 
 async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
     let store = store::connect(&config.database).await?;
+    // Keys are issued with the checksum keyed by the master key, as the server would.
+    let checksum = || -> anyhow::Result<_> {
+        Ok(crate::crypto::ApiKeyChecksum::new(&crate::load_master_key(
+            &config,
+        )?))
+    };
     match command {
         AdminCommand::Projects(ProjectsCommand::Create { name, output }) => {
             let name = name.trim();
             anyhow::ensure!(!name.is_empty(), "--name must not be empty");
-            let (project, key) = projects::create_project(&*store, name).await?;
+            let (project, key) = projects::create_project(&*store, &checksum()?, name).await?;
             if output.json {
                 println!(
                     "{}",
@@ -208,7 +214,7 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
             }
         }
         AdminCommand::ApiKeys(ApiKeysCommand::Create { project, output }) => {
-            let key = projects::issue_api_key(&*store, project)
+            let key = projects::issue_api_key(&*store, &checksum()?, project)
                 .await
                 .map_err(not_found("project", project))?;
             if output.json {

@@ -1,19 +1,23 @@
 //! Who is calling, answered from memory: a project API key or a number's own access token.
 //!
-//! The hot path must not touch the database: API keys are cached for `cache.ttl`, tokens resolve
-//! through the [`NumberDirectory`]. Unknown keys are cached too (as `None`), so a flood of one bad
-//! key costs no queries, and keys that are not even shaped like ours are refused before any lookup.
+//! The hot path must not touch the database: known API keys are cached for `cache.ttl`, tokens
+//! resolve through the [`NumberDirectory`]. Only credentials that could be real cost a lookup: a
+//! key carrying this server's keyed checksum, a legacy-shaped key whose display prefix is one of
+//! a live legacy key's, a token shaped like one wagate could have stored. Lookups that find
+//! nothing are remembered in a small cache of their own (`cache.negative_max_entries`), so bad
+//! credentials never evict good ones.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
 
 use moka::future::Cache;
 use secrecy::ExposeSecret;
 use uuid::Uuid;
 
-use super::number_directory::{cache, unwrap_shared, NumberDirectory};
-use crate::config::CacheConfig;
-use crate::crypto;
-use crate::store::{DynStore, StoreError};
+use super::number_directory::{cache, negative_cache, unwrap_shared, NumberDirectory};
+use crate::config::Config;
+use crate::crypto::{self, ApiKeyChecksum};
+use crate::store::{ApiKeyRecord, DynStore, StoreError};
 
 pub use super::number_directory::NumberConfig;
 
@@ -44,21 +48,54 @@ struct CachedKey {
     key_id: Uuid,
 }
 
+/// Why a key lookup gave no caller (moka caches neither).
+enum Lookup {
+    Unknown,
+    Store(Arc<StoreError>),
+}
+
 /// Cached credential checks. Cheap to clone (shared caches).
 #[derive(Clone)]
 pub struct Authenticator {
     store: DynStore,
-    api_keys: Cache<String, Option<CachedKey>>,
+    checksum: ApiKeyChecksum,
+    /// Live keys only: a miss never takes a place here.
+    api_keys: Cache<String, CachedKey>,
+    /// Hashes of well-formed keys that are unknown or revoked.
+    unknown_keys: Cache<String, ()>,
+    /// Display prefixes of the live keys issued before keyed checksums. Loaded at start and
+    /// after a revocation; legacy keys are never created again, so on any instance it is a
+    /// superset of the truth and a stale copy only costs a lookup.
+    legacy_prefixes: Arc<RwLock<HashSet<String>>>,
+    accept_legacy: bool,
     numbers: NumberDirectory,
 }
 
 impl Authenticator {
-    pub fn new(store: DynStore, numbers: NumberDirectory, config: &CacheConfig) -> Self {
+    pub fn new(
+        store: DynStore,
+        numbers: NumberDirectory,
+        checksum: ApiKeyChecksum,
+        config: &Config,
+    ) -> Self {
         Self {
             store,
-            api_keys: cache(config),
+            checksum,
+            api_keys: cache(&config.cache),
+            unknown_keys: negative_cache(&config.cache),
+            legacy_prefixes: Arc::default(),
+            accept_legacy: config.security.accept_legacy_api_keys,
             numbers,
         }
+    }
+
+    /// Reads which legacy keys are live; returns their display prefixes (for the start-up
+    /// warning). With `security.accept_legacy_api_keys` off they are read but never accepted.
+    pub async fn load_legacy_keys(&self) -> Result<Vec<String>, StoreError> {
+        let mut prefixes = self.store.live_legacy_api_key_prefixes().await?;
+        prefixes.sort();
+        *self.legacy_prefixes.write().expect("not poisoned") = prefixes.iter().cloned().collect();
+        Ok(prefixes)
     }
 
     /// Authenticates from the two accepted headers. `X-API-Key` wins when both are present
@@ -70,7 +107,7 @@ impl Authenticator {
     ) -> Result<Caller, AuthError> {
         match (api_key, bearer) {
             (Some(key), _) => self.authenticate_api_key(key).await,
-            (None, Some(token)) => self.authenticate_bearer(token).await,
+            (None, Some(token)) => self.bearer(token.trim()).await,
             (None, None) => Err(AuthError::Missing),
         }
     }
@@ -80,35 +117,68 @@ impl Authenticator {
         if key.is_empty() {
             return Err(AuthError::Missing);
         }
-        // Shape check first: anything that cannot be one of our keys costs nothing.
-        if !crypto::api_key_well_formed(key) {
+        self.api_key(key).await
+    }
+
+    async fn api_key(&self, key: &str) -> Result<Caller, AuthError> {
+        // Checksum first: a key this server did not issue costs no lookup.
+        if !self.checksum.verify(key) && !self.legacy_candidate(key) {
             return Err(AuthError::Invalid);
         }
         let hash = crypto::sha256_hex(key.as_bytes());
+        if self.unknown_keys.contains_key(&hash) {
+            return Err(AuthError::Invalid);
+        }
         let store = self.store.clone();
         metrics::counter!("wagate_cache_lookups_total", "cache" => "api_keys").increment(1);
-        let cached = self
+        let lookup_hash = hash.clone();
+        let found = self
             .api_keys
             .try_get_with(hash.clone(), async move {
                 metrics::counter!("wagate_cache_misses_total", "cache" => "api_keys").increment(1);
-                let record = store.find_api_key_by_hash(&hash).await?;
-                Ok::<_, StoreError>(record.filter(|k| !k.is_revoked()).map(|k| CachedKey {
-                    project_id: k.project_id,
-                    key_id: k.id,
-                }))
+                let record = store
+                    .find_api_key_by_hash(&lookup_hash)
+                    .await
+                    .map_err(|e| Lookup::Store(Arc::new(e)))?;
+                match record {
+                    Some(k) if !k.is_revoked() => Ok(CachedKey {
+                        project_id: k.project_id,
+                        key_id: k.id,
+                    }),
+                    _ => Err(Lookup::Unknown),
+                }
             })
-            .await
-            .map_err(unwrap_shared)?;
-        let key = cached.ok_or(AuthError::Invalid)?;
-        Ok(Caller::ApiKey {
-            project_id: key.project_id,
-            key_id: key.key_id,
-        })
+            .await;
+        match found {
+            Ok(key) => Ok(Caller::ApiKey {
+                project_id: key.project_id,
+                key_id: key.key_id,
+            }),
+            Err(error) => match &*error {
+                Lookup::Unknown => {
+                    self.unknown_keys.insert(hash, ()).await;
+                    Err(AuthError::Invalid)
+                }
+                Lookup::Store(e) => Err(unwrap_shared(e.clone()).into()),
+            },
+        }
     }
 
-    pub async fn authenticate_bearer(&self, token: &str) -> Result<Caller, AuthError> {
-        let token = token.trim();
-        if token.is_empty() || token.len() > 4096 {
+    /// A key shaped like one issued before keyed checksums, with the display prefix of a live
+    /// one: the only failed-checksum keys worth a lookup.
+    fn legacy_candidate(&self, key: &str) -> bool {
+        self.accept_legacy
+            && crypto::api_key_legacy_shaped(key)
+            && self
+                .legacy_prefixes
+                .read()
+                .expect("not poisoned")
+                .contains(&crypto::api_key_display_prefix(key))
+    }
+
+    async fn bearer(&self, token: &str) -> Result<Caller, AuthError> {
+        // Only a token a number could have been connected with is worth a lookup.
+        if !crypto::access_token_well_formed(token) {
             return Err(AuthError::Invalid);
         }
         let numbers = self
@@ -126,13 +196,43 @@ impl Authenticator {
         Ok(Caller::Bearer { numbers })
     }
 
-    /// Forget an API key (after revocation) on this instance.
-    pub async fn invalidate_api_key(&self, key_sha256: &str) {
-        self.api_keys.invalidate(key_sha256).await;
+    /// Forget a revoked key on this instance: its cache entry at once, and its display prefix
+    /// if it was a legacy key (the set is read again; on failure the old superset stays).
+    pub async fn key_revoked(&self, record: &ApiKeyRecord) {
+        self.api_keys.invalidate(&record.key_sha256).await;
+        let legacy = self
+            .legacy_prefixes
+            .read()
+            .expect("not poisoned")
+            .contains(&record.display_prefix);
+        if legacy {
+            if let Err(error) = self.load_legacy_keys().await {
+                tracing::warn!(%error, "could not re-read the legacy API keys after a revocation");
+            }
+        }
     }
 
-    /// Forget every cached API key (the change feed may have missed a revocation).
+    /// Forget a key changed elsewhere (the store's change feed: another instance, the CLI). If
+    /// legacy keys are live, read their set again too: the change may be one's revocation.
+    pub async fn invalidate_api_key(&self, key_sha256: &str) {
+        self.api_keys.invalidate(key_sha256).await;
+        self.unknown_keys.invalidate(key_sha256).await;
+        let any_legacy = !self
+            .legacy_prefixes
+            .read()
+            .expect("not poisoned")
+            .is_empty();
+        if any_legacy {
+            if let Err(error) = self.load_legacy_keys().await {
+                tracing::warn!(%error, "could not re-read the legacy API keys after a change");
+            }
+        }
+    }
+
+    /// Forget every cached API key, known or unknown (the change feed may have missed a
+    /// revocation).
     pub fn invalidate_all_api_keys(&self) {
         self.api_keys.invalidate_all();
+        self.unknown_keys.invalidate_all();
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::config::{Backend, Config};
-use crate::crypto::SecretBox;
+use crate::crypto::{ApiKeyChecksum, SecretBox};
 use crate::destination_guard::DestinationPolicy;
 use crate::domain::api_keys::ApiKeys;
 use crate::domain::auth::Authenticator;
@@ -59,11 +59,12 @@ impl AppState {
         config: Arc<Config>,
         store: DynStore,
         secrets: SecretBox,
+        checksum: ApiKeyChecksum,
         bound: std::net::SocketAddr,
     ) -> anyhow::Result<Self> {
         let origin = PublicOrigin::new(&config, bound);
         let numbers = NumberDirectory::new(store.clone(), secrets.clone(), &config.cache);
-        let auth = Authenticator::new(store.clone(), numbers.clone(), &config.cache);
+        let auth = Authenticator::new(store.clone(), numbers.clone(), checksum.clone(), &config);
         let graph = GraphClient::new(&config.graph)?;
         let delivery_wake = Arc::new(tokio::sync::Notify::new());
         let writer = Writer::start(
@@ -85,7 +86,7 @@ impl AppState {
             Onboarding::new(store.clone(), graph.clone(), phone_numbers.clone(), &config);
         Ok(Self(Arc::new(Services {
             customers: Customers::new(store.clone(), numbers.clone()),
-            api_keys: ApiKeys::new(store.clone(), auth.clone()),
+            api_keys: ApiKeys::new(store.clone(), auth.clone(), checksum),
             setup_links: SetupLinks::new(store.clone(), secrets.clone())
                 .in_sandbox_mode(config.sandbox_mode),
             phone_numbers,
