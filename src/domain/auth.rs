@@ -5,21 +5,31 @@
 //! key carrying this server's keyed checksum, a legacy-shaped key whose display prefix is one of
 //! a live legacy key's, a token shaped like one wagate could have stored. Lookups that find
 //! nothing are remembered in a small cache of their own (`cache.negative_max_entries`), so bad
-//! credentials never evict good ones.
+//! credentials never evict good ones. Failed attempts are limited per client address and per
+//! credential prefix ([`AuthThrottle`]); past the limit the answer is `Throttled`, before any
+//! check.
 
 use std::collections::HashSet;
+use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use moka::future::Cache;
 use secrecy::ExposeSecret;
 use uuid::Uuid;
 
+use super::auth_throttle::AuthThrottle;
 use super::number_directory::{cache, negative_cache, unwrap_shared, NumberDirectory};
 use crate::config::Config;
 use crate::crypto::{self, ApiKeyChecksum};
 use crate::store::{ApiKeyRecord, DynStore, StoreError};
 
 pub use super::number_directory::NumberConfig;
+
+/// Characters of a Bearer token its failures are counted under. Meta's tokens of one app share
+/// their first dozen or so characters, so fewer would let one client's failures lock out every
+/// token of that app.
+const BEARER_PREFIX_LEN: usize = 24;
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]
@@ -38,6 +48,9 @@ pub enum AuthError {
     Missing,
     #[error("unknown, malformed or revoked credentials")]
     Invalid,
+    /// Too many failed attempts from this client or with this prefix: retry after the wait.
+    #[error("too many failed authentications")]
+    Throttled { retry_after: Duration },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -68,6 +81,7 @@ pub struct Authenticator {
     /// superset of the truth and a stale copy only costs a lookup.
     legacy_prefixes: Arc<RwLock<HashSet<String>>>,
     accept_legacy: bool,
+    throttle: AuthThrottle,
     numbers: NumberDirectory,
 }
 
@@ -85,6 +99,7 @@ impl Authenticator {
             unknown_keys: negative_cache(&config.cache),
             legacy_prefixes: Arc::default(),
             accept_legacy: config.security.accept_legacy_api_keys,
+            throttle: AuthThrottle::new(&config.security, &config.cache),
             numbers,
         }
     }
@@ -99,25 +114,63 @@ impl Authenticator {
     }
 
     /// Authenticates from the two accepted headers. `X-API-Key` wins when both are present
-    /// (the JS SDK sends both when both are configured).
+    /// (the JS SDK sends both when both are configured). `client` is the caller's address, for
+    /// the failed-attempt limit.
     pub async fn authenticate(
         &self,
+        client: Option<IpAddr>,
         api_key: Option<&str>,
         bearer: Option<&str>,
     ) -> Result<Caller, AuthError> {
         match (api_key, bearer) {
-            (Some(key), _) => self.authenticate_api_key(key).await,
-            (None, Some(token)) => self.bearer(token.trim()).await,
+            (Some(key), _) => self.authenticate_api_key(client, key).await,
+            (None, Some(token)) => {
+                let token = token.trim();
+                if token.is_empty() {
+                    return Err(AuthError::Invalid);
+                }
+                let prefix: String = token.chars().take(BEARER_PREFIX_LEN).collect();
+                self.limited(client, &format!("bearer:{prefix}"), self.bearer(token))
+                    .await
+            }
             (None, None) => Err(AuthError::Missing),
         }
     }
 
-    pub async fn authenticate_api_key(&self, key: &str) -> Result<Caller, AuthError> {
+    pub async fn authenticate_api_key(
+        &self,
+        client: Option<IpAddr>,
+        key: &str,
+    ) -> Result<Caller, AuthError> {
         let key = key.trim();
         if key.is_empty() {
             return Err(AuthError::Missing);
         }
-        self.api_key(key).await
+        let prefix = format!("key:{}", crypto::api_key_display_prefix(key));
+        self.limited(client, &prefix, self.api_key(key)).await
+    }
+
+    /// Runs `attempt` unless the client or prefix is over its failure quota, and counts it when
+    /// it fails; the failure that spends the quota is itself answered `Throttled`.
+    async fn limited(
+        &self,
+        client: Option<IpAddr>,
+        prefix: &str,
+        attempt: impl std::future::Future<Output = Result<Caller, AuthError>>,
+    ) -> Result<Caller, AuthError> {
+        let throttled = |retry_after| AuthError::Throttled { retry_after };
+        self.throttle
+            .check(client, prefix)
+            .await
+            .map_err(throttled)?;
+        let result = attempt.await;
+        if matches!(result, Err(AuthError::Invalid)) {
+            self.throttle
+                .failed(client, prefix)
+                .await
+                .map_err(throttled)?;
+        }
+        result
     }
 
     async fn api_key(&self, key: &str) -> Result<Caller, AuthError> {

@@ -16,6 +16,7 @@ use crate::domain::setup_links::SetupLinks;
 use crate::domain::writer::Writer;
 use crate::domain::writer::WriterSettings;
 use crate::graph::GraphClient;
+use crate::http::client_addr::ClientAddrs;
 use crate::http::origin::PublicOrigin;
 use crate::store::DynStore;
 
@@ -37,6 +38,8 @@ pub struct Services {
     pub store: DynStore,
     pub secrets: SecretBox,
     pub auth: Authenticator,
+    /// Who a request comes from (the peer, or `X-Forwarded-For` from a trusted proxy).
+    pub clients: ClientAddrs,
     /// Number configurations by phone number ID, WABA and token, from memory.
     pub numbers: NumberDirectory,
     /// Where the links wagate hands out point.
@@ -65,6 +68,7 @@ impl AppState {
         let origin = PublicOrigin::new(&config, bound);
         let numbers = NumberDirectory::new(store.clone(), secrets.clone(), &config.cache);
         let auth = Authenticator::new(store.clone(), numbers.clone(), checksum.clone(), &config);
+        let clients = ClientAddrs::new(config.server.trusted_proxy_nets()?);
         let graph = GraphClient::new(&config.graph)?;
         let delivery_wake = Arc::new(tokio::sync::Notify::new());
         let writer = Writer::start(
@@ -97,6 +101,7 @@ impl AppState {
             store,
             secrets,
             auth,
+            clients,
             numbers,
             origin,
             graph,
