@@ -130,7 +130,8 @@ impl Authenticator {
                     return Err(AuthError::Invalid);
                 }
                 let prefix: String = token.chars().take(BEARER_PREFIX_LEN).collect();
-                self.limited(client, &format!("bearer:{prefix}"), self.bearer(token))
+                let prefix = format!("bearer:{prefix}");
+                self.limited(client, Some(&prefix), self.bearer(token))
                     .await
             }
             (None, None) => Err(AuthError::Missing),
@@ -146,8 +147,14 @@ impl Authenticator {
         if key.is_empty() {
             return Err(AuthError::Missing);
         }
+        // A key with this server's checksum was minted here: it is real (if perhaps revoked),
+        // not a guess, so it counts against its client only. Counting it against its prefix
+        // too would let anyone who saw a key's display prefix lock that key out.
+        let minted = self.checksum.verify(key);
         let prefix = format!("key:{}", crypto::api_key_display_prefix(key));
-        self.limited(client, &prefix, self.api_key(key)).await
+        let prefix = (!minted).then_some(prefix.as_str());
+        self.limited(client, prefix, self.api_key(key, minted))
+            .await
     }
 
     /// Runs `attempt` unless the client or prefix is over its failure quota, and counts it when
@@ -155,7 +162,7 @@ impl Authenticator {
     async fn limited(
         &self,
         client: Option<IpAddr>,
-        prefix: &str,
+        prefix: Option<&str>,
         attempt: impl std::future::Future<Output = Result<Caller, AuthError>>,
     ) -> Result<Caller, AuthError> {
         let throttled = |retry_after| AuthError::Throttled { retry_after };
@@ -173,9 +180,10 @@ impl Authenticator {
         result
     }
 
-    async fn api_key(&self, key: &str) -> Result<Caller, AuthError> {
+    /// `minted`: the key carries this server's checksum.
+    async fn api_key(&self, key: &str, minted: bool) -> Result<Caller, AuthError> {
         // Checksum first: a key this server did not issue costs no lookup.
-        if !self.checksum.verify(key) && !self.legacy_candidate(key) {
+        if !minted && !self.legacy_candidate(key) {
             return Err(AuthError::Invalid);
         }
         let hash = crypto::sha256_hex(key.as_bytes());

@@ -65,11 +65,16 @@ impl AuthThrottle {
     }
 
     /// `Err(wait)` when the client or the prefix used up its failures: refuse before checking.
-    pub async fn check(&self, client: Option<IpAddr>, prefix: &str) -> Result<(), Duration> {
+    /// `prefix` is `None` for credentials that count against their client only.
+    pub async fn check(
+        &self,
+        client: Option<IpAddr>,
+        prefix: Option<&str>,
+    ) -> Result<(), Duration> {
         let subjects = client
             .map(|ip| Subject::Client(limit_key(ip)))
             .into_iter()
-            .chain(std::iter::once(Subject::Prefix(prefix.into())));
+            .chain(prefix.map(|p| Subject::Prefix(p.into())));
         let mut wait = Duration::ZERO;
         for subject in subjects {
             if let Some(until) = self.0.blocked.get(&subject).await {
@@ -85,7 +90,11 @@ impl AuthThrottle {
 
     /// Counts one failed authentication; `Err(wait)` when it was one too many, and from now on
     /// (for `wait`) the client and/or prefix are refused by [`check`](Self::check).
-    pub async fn failed(&self, client: Option<IpAddr>, prefix: &str) -> Result<(), Duration> {
+    pub async fn failed(
+        &self,
+        client: Option<IpAddr>,
+        prefix: Option<&str>,
+    ) -> Result<(), Duration> {
         self.prune();
         let inner = &self.0;
         let clock = inner.clients.clock();
@@ -95,12 +104,11 @@ impl AuthThrottle {
                 over.push((Subject::Client(ip), not_until.wait_time_from(clock.now())));
             }
         }
-        let prefix: Arc<str> = prefix.into();
-        if let Err(not_until) = inner.prefixes.check_key(&prefix) {
-            over.push((
-                Subject::Prefix(prefix),
-                not_until.wait_time_from(clock.now()),
-            ));
+        if let Some(prefix) = prefix.map(Arc::<str>::from) {
+            if let Err(not_until) = inner.prefixes.check_key(&prefix) {
+                let wait = not_until.wait_time_from(clock.now());
+                over.push((Subject::Prefix(prefix), wait));
+            }
         }
         let mut longest = Duration::ZERO;
         for (subject, wait) in over {
@@ -127,15 +135,21 @@ impl AuthThrottle {
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
-            inner.clients.retain_recent();
-            inner.clients.shrink_to_fit();
-            inner.prefixes.retain_recent();
-            inner.prefixes.shrink_to_fit();
+            self.forget_refilled();
         }
     }
 
-    /// Clients and prefixes currently tracked (for tests of the memory bound).
-    pub fn tracked(&self) -> usize {
+    fn forget_refilled(&self) {
+        let inner = &self.0;
+        inner.clients.retain_recent();
+        inner.clients.shrink_to_fit();
+        inner.prefixes.retain_recent();
+        inner.prefixes.shrink_to_fit();
+    }
+
+    /// Clients and prefixes currently tracked.
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
         self.0.clients.len() + self.0.prefixes.len()
     }
 }
@@ -168,26 +182,48 @@ mod tests {
         let throttle = throttle(1, 3);
         let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
         for i in 0..3 {
-            assert!(throttle.check(Some(a), &format!("p{i}")).await.is_ok());
-            assert!(throttle.failed(Some(a), &format!("p{i}")).await.is_ok());
+            assert!(throttle
+                .check(Some(a), Some(&format!("p{i}")))
+                .await
+                .is_ok());
+            assert!(throttle
+                .failed(Some(a), Some(&format!("p{i}")))
+                .await
+                .is_ok());
         }
-        let wait = throttle.failed(Some(a), "p9").await.unwrap_err();
+        let wait = throttle.failed(Some(a), Some("p9")).await.unwrap_err();
         assert!(wait > Duration::from_secs(50), "{wait:?}");
         assert!(
-            throttle.check(Some(a), "fresh").await.is_err(),
+            throttle.check(Some(a), Some("fresh")).await.is_err(),
             "the client is blocked"
         );
         assert!(
-            throttle.check(Some(b), "fresh").await.is_ok(),
+            throttle.check(Some(b), Some("fresh")).await.is_ok(),
             "another client is not"
         );
         // One prefix used from many addresses runs out too.
         for i in 0..3 {
             let ip: IpAddr = format!("198.51.100.{i}").parse().unwrap();
-            assert!(throttle.failed(Some(ip), "shared").await.is_ok());
+            assert!(throttle.failed(Some(ip), Some("shared")).await.is_ok());
         }
-        assert!(throttle.failed(Some(b), "shared").await.is_err());
-        assert!(throttle.check(None, "shared").await.is_err());
+        assert!(throttle.failed(Some(b), Some("shared")).await.is_err());
+        assert!(throttle.check(None, Some("shared")).await.is_err());
+        // Credentials that count against their client only leave the prefix alone.
+        assert!(throttle.failed(Some(b), None).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn refilled_clients_and_prefixes_are_forgotten() {
+        // A failure every 10 ms refills; after that the state equals an unseen key's.
+        let throttle = throttle(6000, 1);
+        for i in 0..50u8 {
+            let ip = IpAddr::from([192, 0, 2, i]);
+            let _ = throttle.failed(Some(ip), Some(&format!("p{i}"))).await;
+        }
+        assert_eq!(throttle.tracked(), 100);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        throttle.forget_refilled();
+        assert_eq!(throttle.tracked(), 0);
     }
 
     #[test]

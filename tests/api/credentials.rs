@@ -130,6 +130,20 @@ fn retry_after(response: &Response) -> u64 {
         .unwrap()
 }
 
+/// A client whose requests come from 127.0.0.2 (loopback answers the whole 127/8), another
+/// address than the test kit's.
+fn second_address() -> Client {
+    Client::builder()
+        .local_address("127.0.0.2".parse::<IpAddr>().unwrap())
+        .build()
+        .unwrap()
+}
+
+async fn platform_status(client: &Client, app: &TestApp, key: &str) -> u16 {
+    let request = client.get(app.url(NUMBERS)).header("x-api-key", key);
+    request.send().await.unwrap().status().as_u16()
+}
+
 async fn graph_get(client: &Client, app: &TestApp, key: &str) -> Response {
     client
         .get(app.url(GRAPH))
@@ -168,17 +182,8 @@ async fn failed_authentications_are_limited_per_client(app: TestApp) {
     assert!(body["error"].is_string(), "{body}");
 
     // Another address is untouched: its good key works, its bad keys get their own quota.
-    let other = Client::builder()
-        .local_address("127.0.0.2".parse::<IpAddr>().unwrap())
-        .build()
-        .unwrap();
-    let response = other
-        .get(app.url(NUMBERS))
-        .header("x-api-key", &app.api_key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    let other = second_address();
+    assert_eq!(platform_status(&other, &app, &app.api_key).await, 200);
     let response = graph_get(&other, &app, &unkeyed_checksum_key()).await;
     assert_eq!(response.status(), 401);
 
@@ -197,6 +202,20 @@ async fn failed_authentications_are_limited_per_client(app: TestApp) {
         .metrics()
         .await
         .contains("wagate_auth_rate_limited_total"));
+}
+
+/// Guesses at one key prefix are limited from any address; the real key with that prefix is not.
+async fn guesses_at_a_prefix_are_limited_but_never_lock_out_the_key(app: TestApp) {
+    let prefix = api_key_display_prefix(&app.api_key);
+    let guess = || format!("{prefix}{}", &random_token(32)[..35]);
+    let other = second_address();
+    for _ in 0..3 {
+        assert_eq!(graph_get(&app.client, &app, &guess()).await.status(), 401);
+    }
+    // The prefix is spent: another address guessing at it is refused too...
+    assert_eq!(graph_get(&other, &app, &guess()).await.status(), 429);
+    // ...but the key itself carries the server's checksum: it is not a guess.
+    assert_eq!(platform_status(&other, &app, &app.api_key).await, 200);
 }
 
 /// Two failures, then a minute's wait: nothing recovers during the test.
@@ -258,7 +277,10 @@ crate::both_backends!(app:
     legacy_keys_work_until_revoked_and_bogus_ones_cost_no_lookup,
 );
 crate::both_backends!(app with legacy_keys_refused: legacy_keys_can_be_switched_off);
-crate::both_backends!(app with tiny_failure_limit: failed_authentications_are_limited_per_client);
+crate::both_backends!(app with tiny_failure_limit:
+    failed_authentications_are_limited_per_client,
+    guesses_at_a_prefix_are_limited_but_never_lock_out_the_key
+);
 crate::both_backends!(app with two_failures: forwarded_for_is_ignored_from_untrusted_peers);
 crate::both_backends!(app with two_failures_behind_a_proxy:
     forwarded_for_names_the_client_behind_a_trusted_proxy
