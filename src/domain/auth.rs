@@ -290,10 +290,11 @@ impl Authenticator {
         }
     }
 
-    /// Forget every cached API key, known or unknown (the change feed may have missed a
-    /// revocation).
+    /// Forget every cached API key (the change feed may have missed a revocation). Unknown keys
+    /// stay remembered: a missed change cannot have made one real (new keys are fresh random
+    /// strings nobody tried before), and forgetting them would let a flood through to the
+    /// database whenever the feed reconnects.
     pub fn invalidate_all_api_keys(&self) {
         self.api_keys.invalidate_all();
-        self.unknown_keys.invalidate_all();
     }
 }
