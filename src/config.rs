@@ -57,6 +57,28 @@ pub struct ServerConfig {
     pub media_body_limit: usize,
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Proxies (IPs or CIDRs) whose `X-Forwarded-For` names the client; see `trusted_proxy_nets`.
+    pub trusted_proxies: Vec<String>,
+}
+
+impl ServerConfig {
+    /// `trusted_proxies` parsed (a bare address is its own /32 or /128).
+    pub fn trusted_proxy_nets(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        self.trusted_proxies
+            .iter()
+            .map(|entry| {
+                let entry = entry.trim();
+                entry
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        ConfigError(format!(
+                            "server.trusted_proxies: '{entry}' is neither an IP address nor a CIDR such as 10.0.0.0/8"
+                        ))
+                    })
+            })
+            .collect()
+    }
 }
 
 #[derive(Clone, Deserialize)]
@@ -171,6 +193,12 @@ pub struct SecurityConfig {
     /// Where the first start writes the default project's key when stdout is not a terminal
     /// (empty: `initial-api-key` in the SQLite data folder, or the working folder).
     pub bootstrap_key_file: String,
+    /// Keys issued before keyed checksums (migration 0011) still authenticate.
+    pub accept_legacy_api_keys: bool,
+    /// Failed authentications one client address (or one key prefix) may make per minute…
+    pub failed_auth_per_minute: u32,
+    /// …and in a burst, before it is answered 429.
+    pub failed_auth_burst: u32,
 }
 
 impl SecurityConfig {
@@ -196,6 +224,8 @@ pub struct CacheConfig {
     /// pushes changes with NOTIFY instead).
     #[serde(with = "humantime_serde")]
     pub change_poll_interval: Duration,
+    /// Unknown credentials remembered (for `ttl`), apart from the known ones.
+    pub negative_max_entries: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -518,6 +548,21 @@ impl Config {
             self.security.decoded_master_key()?;
         }
         self.security.decoded_previous_master_keys()?;
+        for (key, value) in [
+            (
+                "security.failed_auth_per_minute",
+                self.security.failed_auth_per_minute,
+            ),
+            (
+                "security.failed_auth_burst",
+                self.security.failed_auth_burst,
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError(format!("{key}: must be at least 1")));
+            }
+        }
+        self.server.trusted_proxy_nets()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
             ConfigError(format!(
                 "log.level: {e}; use a tracing filter such as \"info\""

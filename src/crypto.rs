@@ -360,35 +360,120 @@ pub fn random_token(bytes: usize) -> String {
 const API_KEY_CHECK_LEN: usize = 8;
 /// `wag_` + 43 characters of randomness (32 bytes) + the checksum.
 pub const API_KEY_LEN: usize = API_KEY_PREFIX.len() + 43 + API_KEY_CHECK_LEN;
+/// `wag_` + 43 characters: the first keys, issued before checksums.
+const API_KEY_BODY_LEN: usize = API_KEY_LEN - API_KEY_CHECK_LEN;
 
-fn api_key_check(body: &str) -> String {
+/// The key of API-key checksums: HMAC-SHA256 under a key derived from the master key (never the
+/// master key itself), so every instance sharing the master key (and so the database) computes
+/// the same checksums, and nobody without it can compute one: a key that was never issued is
+/// refused without a lookup, however it was made.
+#[derive(Clone)]
+pub struct ApiKeyChecksum {
+    /// The current master key's checksum key first (new keys), then those of
+    /// `security.previous_master_keys` (keys issued before a rotation keep working).
+    keys: Vec<[u8; 32]>,
+}
+
+impl std::fmt::Debug for ApiKeyChecksum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeyChecksum").finish_non_exhaustive()
+    }
+}
+
+impl ApiKeyChecksum {
+    pub fn new(master_key: &[u8; 32]) -> Self {
+        Self::with_previous(master_key, &[])
+    }
+
+    /// Mints with the current master key; also accepts keys minted under previous ones.
+    pub fn with_previous(master_key: &[u8; 32], previous: &[[u8; 32]]) -> Self {
+        let derive = |master: &[u8; 32]| -> [u8; 32] {
+            let mut derive = Sha256::new();
+            derive.update(b"wagate api key checksum v1");
+            derive.update(master);
+            derive.finalize().into()
+        };
+        Self {
+            keys: std::iter::once(master_key)
+                .chain(previous)
+                .map(derive)
+                .collect(),
+        }
+    }
+
+    pub(crate) fn check(&self, body: &str) -> String {
+        Self::check_with(&self.keys[0], body)
+    }
+
+    fn check_with(key: &[u8; 32], body: &str) -> String {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("any key length");
+        mac.update(body.as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..API_KEY_CHECK_LEN / 2])
+    }
+
+    /// A new project API key: `wag_` + 32 random bytes + the keyed checksum of them. Secret
+    /// scanners recognise the prefix; the checksum proves this server (or one sharing its master
+    /// key) issued it.
+    pub fn new_key(&self) -> String {
+        let body = format!("{API_KEY_PREFIX}{}", random_token(32));
+        let check = self.check(&body);
+        body + &check
+    }
+
+    /// Whether `key` carries this server's checksum (compared in constant time).
+    pub fn verify(&self, key: &str) -> bool {
+        if key.len() != API_KEY_LEN || !api_key_body_shaped(key) {
+            return false;
+        }
+        let (body, check) = key.split_at(API_KEY_BODY_LEN);
+        self.keys
+            .iter()
+            .any(|k| constant_time_eq(Self::check_with(k, body).as_bytes(), check.as_bytes()))
+    }
+}
+
+/// `wag_` + 43 URL-safe base64 characters: the part every key wagate ever issued starts with.
+fn api_key_body_shaped(key: &str) -> bool {
+    key.len() >= API_KEY_BODY_LEN
+        && key.starts_with(API_KEY_PREFIX)
+        && key.as_bytes()[API_KEY_PREFIX.len()..API_KEY_BODY_LEN]
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+}
+
+/// The unkeyed checksum of keys issued before the checksum was keyed: anyone can compute it, so
+/// it only tells a typo of such a key from the key itself.
+fn legacy_api_key_check(body: &str) -> String {
     hex::encode(&Sha256::digest(body.as_bytes())[..API_KEY_CHECK_LEN / 2])
 }
 
-/// A new project API key: `wag_` + 32 random bytes + a checksum of them, so keys that were never
-/// issued (typos, guesses, floods) are refused without a database lookup, and secret scanners
-/// can recognise real ones.
-pub fn new_api_key() -> String {
-    let body = format!("{API_KEY_PREFIX}{}", random_token(32));
-    let check = api_key_check(&body);
-    body + &check
-}
-
-/// Whether `key` could be one wagate issued: its shape, and the checksum for current keys. Keys
-/// issued before checksums (`wag_` + 43 characters) still pass on shape alone.
-pub fn api_key_well_formed(key: &str) -> bool {
-    let legacy = API_KEY_LEN - API_KEY_CHECK_LEN;
-    if !key.starts_with(API_KEY_PREFIX) || !key.is_ascii() {
+/// Whether `key` is shaped like a key issued before keyed checksums: `wag_` + 43 characters, or
+/// that + the unkeyed checksum. Such a key is only worth a lookup when a live legacy key has its
+/// display prefix (`domain::auth` keeps that set).
+pub fn api_key_legacy_shaped(key: &str) -> bool {
+    if !api_key_body_shaped(key) {
         return false;
     }
     match key.len() {
-        n if n == API_KEY_LEN => {
-            let (body, check) = key.split_at(legacy);
-            constant_time_eq(api_key_check(body).as_bytes(), check.as_bytes())
+        API_KEY_BODY_LEN => true,
+        API_KEY_LEN => {
+            let (body, check) = key.split_at(API_KEY_BODY_LEN);
+            constant_time_eq(legacy_api_key_check(body).as_bytes(), check.as_bytes())
         }
-        n => n == legacy,
+        _ => false,
     }
 }
+
+/// Whether a Bearer token could be one wagate stored: the rule a number's `access_token` passes
+/// at connect (one to `MAX_ACCESS_TOKEN_LEN` visible ASCII characters, as it becomes an
+/// `Authorization` value). Anything else is refused before any lookup.
+pub fn access_token_well_formed(token: &str) -> bool {
+    (1..=MAX_ACCESS_TOKEN_LEN).contains(&token.len()) && token.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// The longest access token a number may be connected with.
+pub const MAX_ACCESS_TOKEN_LEN: usize = 4096;
 
 /// What is kept of a key in clear, for listings.
 pub fn api_key_display_prefix(key: &str) -> String {
@@ -410,21 +495,48 @@ mod tests {
     use super::*;
 
     #[test]
-    fn api_keys_carry_a_checksum() {
-        let key = new_api_key();
+    fn api_keys_carry_a_keyed_checksum() {
+        let checksum = ApiKeyChecksum::new(&[3u8; 32]);
+        let key = checksum.new_key();
         assert_eq!(key.len(), API_KEY_LEN);
-        assert!(api_key_well_formed(&key));
+        assert!(checksum.verify(&key));
         let mut typo = key.clone().into_bytes();
         let i = API_KEY_PREFIX.len() + 5;
         typo[i] = if typo[i] == b'a' { b'b' } else { b'a' };
-        assert!(!api_key_well_formed(std::str::from_utf8(&typo).unwrap()));
-        assert!(!api_key_well_formed(&key[..key.len() - 1]));
-        assert!(!api_key_well_formed(&key.replace("wag_", "wax_")));
-        let legacy = format!("{API_KEY_PREFIX}{}", random_token(32));
+        assert!(!checksum.verify(std::str::from_utf8(&typo).unwrap()));
+        assert!(!checksum.verify(&key[..key.len() - 1]));
+        assert!(!checksum.verify(&key.replace("wag_", "wax_")));
+        // Another master key, or the unkeyed checksum anyone can compute: never ours.
+        assert!(!ApiKeyChecksum::new(&[4u8; 32]).verify(&key));
+        // After a rotation to [4; 32] with [3; 32] kept as previous, the key still verifies, and
+        // new keys carry the new checksum only.
+        let rotated = ApiKeyChecksum::with_previous(&[4u8; 32], &[[3u8; 32]]);
+        assert!(rotated.verify(&key));
+        assert!(!checksum.verify(&rotated.new_key()));
+        let body = &key[..API_KEY_BODY_LEN];
+        let unkeyed = format!("{body}{}", legacy_api_key_check(body));
+        assert!(!checksum.verify(&unkeyed));
+        assert!(api_key_legacy_shaped(&unkeyed));
+        assert!(api_key_legacy_shaped(body), "keys issued before checksums");
         assert!(
-            api_key_well_formed(&legacy),
-            "keys issued before checksums still work"
+            !api_key_legacy_shaped(&key),
+            "a keyed checksum is not the unkeyed one"
         );
+        assert!(!api_key_legacy_shaped(&format!(
+            "{}!",
+            &body[..body.len() - 1]
+        )));
+    }
+
+    #[test]
+    fn access_tokens_are_visible_ascii_within_the_limit() {
+        assert!(access_token_well_formed("EAAG-token_1.x"));
+        assert!(!access_token_well_formed(""));
+        assert!(!access_token_well_formed("two words"));
+        assert!(!access_token_well_formed("tök"));
+        assert!(!access_token_well_formed(
+            &"a".repeat(MAX_ACCESS_TOKEN_LEN + 1)
+        ));
     }
 
     fn row() -> Uuid {
@@ -555,7 +667,7 @@ mod tests {
 
     #[test]
     fn api_keys_have_prefix_and_display_part() {
-        let key = new_api_key();
+        let key = ApiKeyChecksum::new(&[1u8; 32]).new_key();
         assert!(key.starts_with("wag_"));
         assert!(key.len() > 40);
         assert_eq!(api_key_display_prefix(&key).len(), 12);

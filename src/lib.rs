@@ -34,7 +34,7 @@ use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
 use crate::config::{Backend, Config};
-use crate::crypto::SecretBox;
+use crate::crypto::{ApiKeyChecksum, SecretBox};
 use crate::domain::projects::{self, IssuedApiKey};
 use crate::http::state::AppState;
 use crate::store::{DynStore, Project};
@@ -54,7 +54,10 @@ impl App {
         telemetry::metrics::handle();
         warn_about_unsafe_settings(&config);
         let store = store::connect(&config.database).await?;
-        let secrets = secret_box(&config)?;
+        let master_key = load_master_key(&config)?;
+        let previous = config.security.decoded_previous_master_keys()?;
+        let secrets = SecretBox::with_previous(&master_key, &previous);
+        let checksum = ApiKeyChecksum::with_previous(&master_key, &previous);
         // SQL migrations cannot encrypt: values sealed before they were bound to their row are
         // re-sealed here, before anything is served (idempotent, and safe with other instances
         // starting at the same time).
@@ -62,7 +65,7 @@ impl App {
             .await
             .context("re-sealing stored secrets")?;
         let bootstrap = if config.security.bootstrap_default_project {
-            projects::bootstrap_default_project(&*store)
+            projects::bootstrap_default_project(&*store, &checksum)
                 .await
                 .context("creating the default project")?
         } else {
@@ -72,7 +75,13 @@ impl App {
             .await
             .with_context(|| format!("binding server.listen = {}", config.server.listen))?;
         let bound = listener.local_addr()?;
-        let state = AppState::new(Arc::new(config), store, secrets, bound)?;
+        let state = AppState::new(Arc::new(config), store, secrets, checksum, bound)?;
+        let legacy = state
+            .auth
+            .load_legacy_keys()
+            .await
+            .context("reading which legacy API keys are live")?;
+        warn_about_legacy_keys(&state.config, &legacy);
         Ok(Self {
             state,
             listener,
@@ -171,6 +180,33 @@ pub fn secret_box(config: &Config) -> anyhow::Result<SecretBox> {
         &load_master_key(config)?,
         &config.security.decoded_previous_master_keys()?,
     ))
+}
+
+/// Keys issued before keyed checksums work while `security.accept_legacy_api_keys` is on; the
+/// operator should rotate them, so every start says how many are left and which.
+fn warn_about_legacy_keys(config: &Config, prefixes: &[String]) {
+    if prefixes.is_empty() {
+        return;
+    }
+    let shown = prefixes
+        .iter()
+        .take(20)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if config.security.accept_legacy_api_keys {
+        tracing::warn!(
+            count = prefixes.len(),
+            prefixes = %shown,
+            "live API keys without a keyed checksum (issued before it existed) are still accepted; rotate them (issue a new key, revoke the old one), then set security.accept_legacy_api_keys = false"
+        );
+    } else {
+        tracing::warn!(
+            count = prefixes.len(),
+            prefixes = %shown,
+            "security.accept_legacy_api_keys = false: these unrevoked legacy API keys are refused; revoke them"
+        );
+    }
 }
 
 /// The master key from config; on SQLite with none configured, the one in the data folder,

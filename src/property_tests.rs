@@ -131,10 +131,35 @@ proptest! {
         }
     }
 
+    /// Without the server's secret no key passes: a made-up checksum, the unkeyed SHA-256 one
+    /// anyone can compute, or one keyed by another master key; a key the server mints always
+    /// passes. (Legacy-shaped keys are only looked up for a live legacy key's prefix.)
     #[test]
-    fn api_key_checks_never_panic(raw in ".{0,80}") {
-        let _ = crate::crypto::api_key_well_formed(&raw);
-        let _ = crate::crypto::api_key_well_formed(&format!("wag_{raw}"));
+    fn api_keys_pass_only_with_the_servers_secret(
+        raw in ".{0,80}",
+        body in "[A-Za-z0-9_-]{43}",
+        check in "[0-9a-f]{8}",
+        master in any::<[u8; 32]>(),
+        other in any::<[u8; 32]>(),
+    ) {
+        use sha2::Digest as _;
+        let checksum = crate::crypto::ApiKeyChecksum::new(&master);
+        let _ = checksum.verify(&raw);
+        let _ = crate::crypto::api_key_legacy_shaped(&raw);
+        let prefixed = format!("wag_{raw}");
+        prop_assert!(!checksum.verify(&prefixed));
+        let body = format!("wag_{body}");
+        prop_assume!(check != checksum.check(&body));
+        let made_up = format!("{body}{check}");
+        prop_assert!(!checksum.verify(&made_up));
+        let unkeyed = hex::encode(&sha2::Sha256::digest(body.as_bytes())[..4]);
+        let unkeyed = format!("{body}{unkeyed}");
+        prop_assert!(!checksum.verify(&unkeyed));
+        prop_assume!(master != other);
+        let foreign = crate::crypto::ApiKeyChecksum::new(&other).new_key();
+        prop_assert!(!checksum.verify(&foreign));
+        let minted = checksum.new_key();
+        prop_assert!(checksum.verify(&minted));
     }
 
     #[test]

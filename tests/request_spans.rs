@@ -56,14 +56,8 @@ async fn warnings_from_the_send_task_carry_the_request_span() {
     let stdout = BufReader::new(child.stdout.take().unwrap());
     let stderr = BufReader::new(child.stderr.take().unwrap());
     let _gateway = Gateway(child);
-    let (key_tx, key_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stdout.lines().map_while(Result::ok) {
-            if let Some(key) = line.split_whitespace().find(|w| w.starts_with("wag_")) {
-                let _ = key_tx.send(key.to_owned());
-            }
-        }
-    });
+    // Drained so the child never blocks on a full pipe; the key is not there (not a terminal).
+    std::thread::spawn(move || stdout.lines().map_while(Result::ok).for_each(drop));
     let (log_tx, log_rx) = mpsc::channel::<Value>();
     std::thread::spawn(move || {
         for line in stderr.lines().map_while(Result::ok) {
@@ -72,9 +66,6 @@ async fn warnings_from_the_send_task_carry_the_request_span() {
             }
         }
     });
-    let key = key_rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the first start prints an API key");
     let next_log = |what: &str, matches: &dyn Fn(&Value) -> bool| loop {
         let line = log_rx
             .recv_timeout(Duration::from_secs(30))
@@ -84,6 +75,10 @@ async fn warnings_from_the_send_task_carry_the_request_span() {
         }
     };
     next_log("listening", &|l| l["message"] == "wagate listening");
+    // stdout is a pipe: the first start wrote its key to a 0600 file instead of printing it.
+    let key = std::fs::read_to_string(dir.path().join("data/initial-api-key"))
+        .expect("the first start writes its API key to data/initial-api-key");
+    let key = key.trim().to_owned();
 
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");

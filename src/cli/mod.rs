@@ -200,12 +200,19 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
         return secrets::run(config, command).await;
     }
     let store = store::connect(&config.database).await?;
+    // Keys are issued with the checksum keyed by the master key, as the server would.
+    let checksum = || -> anyhow::Result<_> {
+        Ok(crate::crypto::ApiKeyChecksum::with_previous(
+            &crate::load_master_key(&config)?,
+            &config.security.decoded_previous_master_keys()?,
+        ))
+    };
     match command {
         AdminCommand::Secrets(_) => unreachable!("handled above"),
         AdminCommand::Projects(ProjectsCommand::Create { name, output }) => {
             let name = name.trim();
             anyhow::ensure!(!name.is_empty(), "--name must not be empty");
-            let (project, key) = projects::create_project(&*store, name).await?;
+            let (project, key) = projects::create_project(&*store, &checksum()?, name).await?;
             if output.json {
                 println!(
                     "{}",
@@ -217,7 +224,7 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
             }
         }
         AdminCommand::ApiKeys(ApiKeysCommand::Create { project, output }) => {
-            let key = projects::issue_api_key(&*store, project)
+            let key = projects::issue_api_key(&*store, &checksum()?, project)
                 .await
                 .map_err(not_found("project", project))?;
             if output.json {

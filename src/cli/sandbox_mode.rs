@@ -4,7 +4,7 @@
 use secrecy::ExposeSecret;
 
 use crate::config::{Backend, Config};
-use crate::domain::{phone_numbers, projects};
+use crate::domain::phone_numbers;
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::App;
 
@@ -71,7 +71,7 @@ pub async fn serve_with_sandbox(mut config: Config) -> anyhow::Result<()> {
         let project_id = match &app.bootstrap {
             Some((project, _)) => project.id,
             None => {
-                let (project, key) = projects::create_project(&*store, "sandbox").await?;
+                let (project, key) = app.state.api_keys.create_project("sandbox").await?;
                 println!("Created project sandbox for the demo number.");
                 super::bootstrap::hand_over_key(&app, project.id, &key.plaintext)?;
                 project.id

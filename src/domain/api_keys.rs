@@ -6,21 +6,32 @@ use uuid::Uuid;
 
 use super::auth::Authenticator;
 use super::projects::{self, IssuedApiKey};
-use crate::store::{ApiKeyRecord, DynStore, StoreError, StoreResult};
+use crate::crypto::ApiKeyChecksum;
+use crate::store::{ApiKeyRecord, DynStore, Project, StoreError, StoreResult};
 
 #[derive(Clone)]
 pub struct ApiKeys {
     store: DynStore,
     auth: Authenticator,
+    checksum: ApiKeyChecksum,
 }
 
 impl ApiKeys {
-    pub fn new(store: DynStore, auth: Authenticator) -> Self {
-        Self { store, auth }
+    pub fn new(store: DynStore, auth: Authenticator, checksum: ApiKeyChecksum) -> Self {
+        Self {
+            store,
+            auth,
+            checksum,
+        }
+    }
+
+    /// Creates a project and its first key.
+    pub async fn create_project(&self, name: &str) -> StoreResult<(Project, IssuedApiKey)> {
+        projects::create_project(&*self.store, &self.checksum, name).await
     }
 
     pub async fn issue(&self, project_id: Uuid) -> StoreResult<IssuedApiKey> {
-        projects::issue_api_key(&*self.store, project_id).await
+        projects::issue_api_key(&*self.store, &self.checksum, project_id).await
     }
 
     /// The project's keys, oldest first, revoked ones included (with their time).
@@ -41,7 +52,7 @@ impl ApiKeys {
             return Err(StoreError::NotFound);
         }
         let record = self.store.revoke_api_key(key_id).await?;
-        self.auth.invalidate_api_key(&record.key_sha256).await;
+        self.auth.key_revoked(&record).await;
         Ok(record)
     }
 }

@@ -1,21 +1,35 @@
 //! Who is calling, answered from memory: a project API key or a number's own access token.
 //!
-//! The hot path must not touch the database: API keys are cached for `cache.ttl`, tokens resolve
-//! through the [`NumberDirectory`]. Unknown keys are cached too (as `None`), so a flood of one bad
-//! key costs no queries, and keys that are not even shaped like ours are refused before any lookup.
+//! The hot path must not touch the database: known API keys are cached for `cache.ttl`, tokens
+//! resolve through the [`NumberDirectory`]. Only credentials that could be real cost a lookup: a
+//! key carrying this server's keyed checksum, a legacy-shaped key whose display prefix is one of
+//! a live legacy key's, a token shaped like one wagate could have stored. Lookups that find
+//! nothing are remembered in a small cache of their own (`cache.negative_max_entries`), so bad
+//! credentials never evict good ones. Failed attempts are limited per client address and per
+//! credential prefix ([`AuthThrottle`]); past the limit the answer is `Throttled`, before any
+//! check.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use moka::future::Cache;
 use secrecy::ExposeSecret;
 use uuid::Uuid;
 
-use super::number_directory::{cache, unwrap_shared, NumberDirectory};
-use crate::config::CacheConfig;
-use crate::crypto;
-use crate::store::{DynStore, StoreError};
+use super::auth_throttle::AuthThrottle;
+use super::number_directory::{cache, negative_cache, unwrap_shared, NumberDirectory};
+use crate::config::Config;
+use crate::crypto::{self, ApiKeyChecksum};
+use crate::store::{ApiKeyRecord, DynStore, StoreError};
 
 pub use super::number_directory::NumberConfig;
+
+/// Characters of a Bearer token its failures are counted under. Meta's tokens of one app share
+/// their first dozen or so characters, so fewer would let one client's failures lock out every
+/// token of that app.
+const BEARER_PREFIX_LEN: usize = 24;
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]
@@ -34,6 +48,9 @@ pub enum AuthError {
     Missing,
     #[error("unknown, malformed or revoked credentials")]
     Invalid,
+    /// Too many failed attempts from this client or with this prefix: retry after the wait.
+    #[error("too many failed authentications")]
+    Throttled { retry_after: Duration },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -44,71 +61,185 @@ struct CachedKey {
     key_id: Uuid,
 }
 
+/// Why a key lookup gave no caller (moka caches neither).
+enum Lookup {
+    Unknown,
+    Store(Arc<StoreError>),
+}
+
 /// Cached credential checks. Cheap to clone (shared caches).
 #[derive(Clone)]
 pub struct Authenticator {
     store: DynStore,
-    api_keys: Cache<String, Option<CachedKey>>,
+    checksum: ApiKeyChecksum,
+    /// Live keys only: a miss never takes a place here.
+    api_keys: Cache<String, CachedKey>,
+    /// Hashes of well-formed keys that are unknown or revoked.
+    unknown_keys: Cache<String, ()>,
+    /// Display prefixes of the live keys issued before keyed checksums. Loaded at start and
+    /// after a revocation; legacy keys are never created again, so on any instance it is a
+    /// superset of the truth and a stale copy only costs a lookup.
+    legacy_prefixes: Arc<RwLock<HashSet<String>>>,
+    accept_legacy: bool,
+    throttle: AuthThrottle,
     numbers: NumberDirectory,
 }
 
 impl Authenticator {
-    pub fn new(store: DynStore, numbers: NumberDirectory, config: &CacheConfig) -> Self {
+    pub fn new(
+        store: DynStore,
+        numbers: NumberDirectory,
+        checksum: ApiKeyChecksum,
+        config: &Config,
+    ) -> Self {
         Self {
             store,
-            api_keys: cache(config),
+            checksum,
+            api_keys: cache(&config.cache),
+            unknown_keys: negative_cache(&config.cache),
+            legacy_prefixes: Arc::default(),
+            accept_legacy: config.security.accept_legacy_api_keys,
+            throttle: AuthThrottle::new(&config.security, &config.cache),
             numbers,
         }
     }
 
+    /// Reads which legacy keys are live; returns their display prefixes (for the start-up
+    /// warning). With `security.accept_legacy_api_keys` off they are read but never accepted.
+    pub async fn load_legacy_keys(&self) -> Result<Vec<String>, StoreError> {
+        let mut prefixes = self.store.live_legacy_api_key_prefixes().await?;
+        prefixes.sort();
+        *self.legacy_prefixes.write().expect("not poisoned") = prefixes.iter().cloned().collect();
+        Ok(prefixes)
+    }
+
     /// Authenticates from the two accepted headers. `X-API-Key` wins when both are present
-    /// (the JS SDK sends both when both are configured).
+    /// (the JS SDK sends both when both are configured). `client` is the caller's address, for
+    /// the failed-attempt limit.
     pub async fn authenticate(
         &self,
+        client: Option<IpAddr>,
         api_key: Option<&str>,
         bearer: Option<&str>,
     ) -> Result<Caller, AuthError> {
         match (api_key, bearer) {
-            (Some(key), _) => self.authenticate_api_key(key).await,
-            (None, Some(token)) => self.authenticate_bearer(token).await,
+            (Some(key), _) => self.authenticate_api_key(client, key).await,
+            (None, Some(token)) => {
+                let token = token.trim();
+                if token.is_empty() {
+                    return Err(AuthError::Invalid);
+                }
+                let prefix: String = token.chars().take(BEARER_PREFIX_LEN).collect();
+                let prefix = format!("bearer:{prefix}");
+                self.limited(client, Some(&prefix), self.bearer(token))
+                    .await
+            }
             (None, None) => Err(AuthError::Missing),
         }
     }
 
-    pub async fn authenticate_api_key(&self, key: &str) -> Result<Caller, AuthError> {
+    pub async fn authenticate_api_key(
+        &self,
+        client: Option<IpAddr>,
+        key: &str,
+    ) -> Result<Caller, AuthError> {
         let key = key.trim();
         if key.is_empty() {
             return Err(AuthError::Missing);
         }
-        // Shape check first: anything that cannot be one of our keys costs nothing.
-        if !crypto::api_key_well_formed(key) {
+        // A key with this server's checksum was minted here: it is real (if perhaps revoked),
+        // not a guess, so it counts against its client only. Counting it against its prefix
+        // too would let anyone who saw a key's display prefix lock that key out.
+        let minted = self.checksum.verify(key);
+        let prefix = format!("key:{}", crypto::api_key_display_prefix(key));
+        let prefix = (!minted).then_some(prefix.as_str());
+        self.limited(client, prefix, self.api_key(key, minted))
+            .await
+    }
+
+    /// Runs `attempt` unless the client or prefix is over its failure quota, and counts it when
+    /// it fails; the failure that spends the quota is itself answered `Throttled`.
+    async fn limited(
+        &self,
+        client: Option<IpAddr>,
+        prefix: Option<&str>,
+        attempt: impl std::future::Future<Output = Result<Caller, AuthError>>,
+    ) -> Result<Caller, AuthError> {
+        let throttled = |retry_after| AuthError::Throttled { retry_after };
+        self.throttle
+            .check(client, prefix)
+            .await
+            .map_err(throttled)?;
+        let result = attempt.await;
+        if matches!(result, Err(AuthError::Invalid)) {
+            self.throttle
+                .failed(client, prefix)
+                .await
+                .map_err(throttled)?;
+        }
+        result
+    }
+
+    /// `minted`: the key carries this server's checksum.
+    async fn api_key(&self, key: &str, minted: bool) -> Result<Caller, AuthError> {
+        // Checksum first: a key this server did not issue costs no lookup.
+        if !minted && !self.legacy_candidate(key) {
             return Err(AuthError::Invalid);
         }
         let hash = crypto::sha256_hex(key.as_bytes());
+        if self.unknown_keys.contains_key(&hash) {
+            return Err(AuthError::Invalid);
+        }
         let store = self.store.clone();
         metrics::counter!("wagate_cache_lookups_total", "cache" => "api_keys").increment(1);
-        let cached = self
+        let lookup_hash = hash.clone();
+        let found = self
             .api_keys
             .try_get_with(hash.clone(), async move {
                 metrics::counter!("wagate_cache_misses_total", "cache" => "api_keys").increment(1);
-                let record = store.find_api_key_by_hash(&hash).await?;
-                Ok::<_, StoreError>(record.filter(|k| !k.is_revoked()).map(|k| CachedKey {
-                    project_id: k.project_id,
-                    key_id: k.id,
-                }))
+                let record = store
+                    .find_api_key_by_hash(&lookup_hash)
+                    .await
+                    .map_err(|e| Lookup::Store(Arc::new(e)))?;
+                match record {
+                    Some(k) if !k.is_revoked() => Ok(CachedKey {
+                        project_id: k.project_id,
+                        key_id: k.id,
+                    }),
+                    _ => Err(Lookup::Unknown),
+                }
             })
-            .await
-            .map_err(unwrap_shared)?;
-        let key = cached.ok_or(AuthError::Invalid)?;
-        Ok(Caller::ApiKey {
-            project_id: key.project_id,
-            key_id: key.key_id,
-        })
+            .await;
+        match found {
+            Ok(key) => Ok(Caller::ApiKey {
+                project_id: key.project_id,
+                key_id: key.key_id,
+            }),
+            Err(error) => match &*error {
+                Lookup::Unknown => {
+                    self.unknown_keys.insert(hash, ()).await;
+                    Err(AuthError::Invalid)
+                }
+                Lookup::Store(e) => Err(unwrap_shared(e.clone()).into()),
+            },
+        }
     }
 
-    pub async fn authenticate_bearer(&self, token: &str) -> Result<Caller, AuthError> {
-        let token = token.trim();
-        if token.is_empty() || token.len() > 4096 {
+    /// A key shaped like one issued before keyed checksums, with the display prefix of a live
+    /// one: the only failed-checksum keys worth a lookup.
+    fn legacy_candidate(&self, key: &str) -> bool {
+        self.accept_legacy
+            && crypto::api_key_legacy_shaped(key)
+            && self
+                .legacy_prefixes
+                .read()
+                .expect("not poisoned")
+                .contains(&crypto::api_key_display_prefix(key))
+    }
+
+    async fn bearer(&self, token: &str) -> Result<Caller, AuthError> {
+        // Only a token a number could have been connected with is worth a lookup.
+        if !crypto::access_token_well_formed(token) {
             return Err(AuthError::Invalid);
         }
         let numbers = self
@@ -126,12 +257,43 @@ impl Authenticator {
         Ok(Caller::Bearer { numbers })
     }
 
-    /// Forget an API key (after revocation) on this instance.
-    pub async fn invalidate_api_key(&self, key_sha256: &str) {
-        self.api_keys.invalidate(key_sha256).await;
+    /// Forget a revoked key on this instance: its cache entry at once, and its display prefix
+    /// if it was a legacy key (the set is read again; on failure the old superset stays).
+    pub async fn key_revoked(&self, record: &ApiKeyRecord) {
+        self.api_keys.invalidate(&record.key_sha256).await;
+        let legacy = self
+            .legacy_prefixes
+            .read()
+            .expect("not poisoned")
+            .contains(&record.display_prefix);
+        if legacy {
+            if let Err(error) = self.load_legacy_keys().await {
+                tracing::warn!(%error, "could not re-read the legacy API keys after a revocation");
+            }
+        }
     }
 
-    /// Forget every cached API key (the change feed may have missed a revocation).
+    /// Forget a key changed elsewhere (the store's change feed: another instance, the CLI). If
+    /// legacy keys are live, read their set again too: the change may be one's revocation.
+    pub async fn invalidate_api_key(&self, key_sha256: &str) {
+        self.api_keys.invalidate(key_sha256).await;
+        self.unknown_keys.invalidate(key_sha256).await;
+        let any_legacy = !self
+            .legacy_prefixes
+            .read()
+            .expect("not poisoned")
+            .is_empty();
+        if any_legacy {
+            if let Err(error) = self.load_legacy_keys().await {
+                tracing::warn!(%error, "could not re-read the legacy API keys after a change");
+            }
+        }
+    }
+
+    /// Forget every cached API key (the change feed may have missed a revocation). Unknown keys
+    /// stay remembered: a missed change cannot have made one real (new keys are fresh random
+    /// strings nobody tried before), and forgetting them would let a flood through to the
+    /// database whenever the feed reconnects.
     pub fn invalidate_all_api_keys(&self) {
         self.api_keys.invalidate_all();
     }

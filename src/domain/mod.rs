@@ -2,6 +2,7 @@
 
 pub mod api_keys;
 pub mod auth;
+pub mod auth_throttle;
 pub mod cache_sync;
 pub mod calls;
 pub mod contacts;

@@ -55,6 +55,9 @@ pub struct NumberDirectory {
     sole: Cache<Uuid, Option<Arc<NumberConfig>>>,
     known_wabas: Cache<String, bool>,
     tokens: Cache<String, NumberList>,
+    /// Hashes of tokens no number has, apart from `tokens` so a flood of bad tokens cannot evict
+    /// the good ones (`cache.negative_max_entries`).
+    unknown_tokens: Cache<String, ()>,
 }
 
 /// A moka cache sized and timed by `[cache]`.
@@ -69,6 +72,14 @@ where
         .build()
 }
 
+/// The cache of credentials that were looked up and not found: small, its own, same TTL.
+pub(super) fn negative_cache(config: &CacheConfig) -> Cache<String, ()> {
+    Cache::builder()
+        .max_capacity(config.negative_max_entries)
+        .time_to_live(config.ttl)
+        .build()
+}
+
 impl NumberDirectory {
     pub fn new(store: DynStore, secrets: SecretBox, config: &CacheConfig) -> Self {
         Self {
@@ -79,6 +90,7 @@ impl NumberDirectory {
             sole: cache(config),
             known_wabas: cache(config),
             tokens: cache(config),
+            unknown_tokens: negative_cache(config),
         }
     }
 
@@ -174,14 +186,27 @@ impl NumberDirectory {
         let secrets = self.secrets.clone();
         let hash = token_sha256.to_owned();
         metrics::counter!("wagate_cache_lookups_total", "cache" => "tokens").increment(1);
-        self.tokens
+        if self.unknown_tokens.contains_key(token_sha256) {
+            return Ok(NumberList::default());
+        }
+        let numbers = self
+            .tokens
             .try_get_with(hash.clone(), async move {
                 metrics::counter!("wagate_cache_misses_total", "cache" => "tokens").increment(1);
                 let rows = store.find_phone_numbers_by_token_hash(&hash).await?;
                 Ok::<_, StoreError>(Arc::new(decrypt_all(&secrets, rows)))
             })
             .await
-            .map_err(unwrap_shared)
+            .map_err(unwrap_shared)?;
+        // Unknown tokens are not kept in `tokens`, where a flood of them would evict the
+        // numbers in use.
+        if numbers.is_empty() {
+            self.tokens.invalidate(token_sha256).await;
+            self.unknown_tokens
+                .insert(token_sha256.to_owned(), ())
+                .await;
+        }
+        Ok(numbers)
     }
 
     /// Forget every cached number configuration on this instance (after connect, update, delete).
@@ -191,6 +216,7 @@ impl NumberDirectory {
         self.sole.invalidate_all();
         self.known_wabas.invalidate_all();
         self.tokens.invalidate_all();
+        self.unknown_tokens.invalidate_all();
     }
 }
 

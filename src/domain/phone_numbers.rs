@@ -81,7 +81,7 @@ pub struct Written {
     pub new_webhook_secret: Option<String>,
 }
 
-const MAX_TOKEN_LEN: usize = 4096;
+const MAX_TOKEN_LEN: usize = crate::crypto::MAX_ACCESS_TOKEN_LEN;
 const MAX_NAME_LEN: usize = 255;
 
 fn meta_id(field: &'static str, value: Option<&str>, errors: &mut Vec<FieldError>) -> String {

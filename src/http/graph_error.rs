@@ -16,6 +16,8 @@ pub struct GraphError {
     pub subcode: Option<u32>,
     pub message: String,
     pub details: Option<String>,
+    /// Seconds for a `Retry-After` header (429 only).
+    pub retry_after: Option<u64>,
 }
 
 impl GraphError {
@@ -28,6 +30,7 @@ impl GraphError {
             subcode: None,
             message: "An access token is required to request this resource. Send X-API-Key: <project key> or Authorization: Bearer <access token>.".into(),
             details: None,
+            retry_after: None,
         }
     }
 
@@ -40,6 +43,7 @@ impl GraphError {
             subcode: None,
             message: "Invalid OAuth access token - Cannot parse access token, or the API key is unknown or revoked.".into(),
             details: None,
+            retry_after: None,
         }
     }
 
@@ -55,6 +59,7 @@ impl GraphError {
                 "Unsupported request - method type: get. Object with ID '{id}' does not exist, cannot be loaded due to missing permissions, or does not support this operation."
             ),
             details: None,
+            retry_after: None,
         }
     }
 
@@ -69,6 +74,7 @@ impl GraphError {
             subcode: Some(33),
             message: crate::graph::unsupported_object_message(method, id),
             details: None,
+            retry_after: None,
         }
     }
 
@@ -81,6 +87,7 @@ impl GraphError {
             subcode: None,
             message: "(#100) Invalid parameter".into(),
             details: Some(details.into()),
+            retry_after: None,
         }
     }
 
@@ -94,6 +101,7 @@ impl GraphError {
             details: Some(format!(
                 "the request body exceeds the limit of {limit} bytes"
             )),
+            retry_after: None,
         }
     }
 
@@ -118,6 +126,7 @@ impl GraphError {
             subcode: None,
             message: "(#100) Request body timed out".into(),
             details: Some("the request body stopped arriving; send it without pauses".into()),
+            retry_after: None,
         }
     }
 
@@ -132,6 +141,7 @@ impl GraphError {
                 "(#2) Service temporarily unavailable: the upstream Graph API could not be reached"
                     .into(),
             details: Some(details.into()),
+            retry_after: None,
         }
     }
 
@@ -145,6 +155,25 @@ impl GraphError {
             message: "(#2) Service temporarily unavailable: the upstream Graph API timed out"
                 .into(),
             details: Some(details.into()),
+            retry_after: None,
+        }
+    }
+
+    /// 429 code 4 (Meta's "Application request limit reached", which clients written for Graph
+    /// already back off on): too many failed authentications from this client or with this
+    /// credential prefix. `Retry-After` says when the next attempt is checked.
+    pub fn too_many_failed_authentications(retry_after: std::time::Duration) -> Self {
+        let seconds = retry_after_seconds(retry_after);
+        Self {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            kind: "OAuthException",
+            code: 4,
+            subcode: None,
+            message: "(#4) Application request limit reached: too many failed authentications".into(),
+            details: Some(format!(
+                "too many requests with unknown or invalid credentials from this client or for this key; retry after {seconds} seconds"
+            )),
+            retry_after: Some(seconds),
         }
     }
 
@@ -157,6 +186,7 @@ impl GraphError {
             subcode: None,
             message: "(#2) Service temporarily unavailable; retry later".into(),
             details: None,
+            retry_after: None,
         }
     }
 
@@ -168,6 +198,7 @@ impl GraphError {
             subcode: None,
             message: "(#1) An unknown error occurred".into(),
             details: None,
+            retry_after: None,
         }
     }
 
@@ -191,6 +222,11 @@ impl GraphError {
 impl IntoResponse for GraphError {
     fn into_response(self) -> Response {
         let mut response = (self.status, axum::Json(self.to_json())).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -199,6 +235,11 @@ impl IntoResponse for GraphError {
         }
         response
     }
+}
+
+/// Whole seconds for `Retry-After`, rounded up (never 0: that would invite an instant retry).
+pub fn retry_after_seconds(wait: std::time::Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
 }
 
 impl From<crate::store::StoreError> for GraphError {

@@ -1,6 +1,7 @@
 //! The HTTP surface: one router per capability, merged here, under one set of layers.
 
 pub mod body;
+pub mod client_addr;
 pub mod graph;
 pub mod graph_error;
 mod health;

@@ -57,6 +57,11 @@ const PLATFORM_ERRORS: &[(u16, &str, &str)] = &[
         "validation failed; details name the fields",
         "PlatformError",
     ),
+    (
+        429,
+        "too many failed authentications from this client or for this key prefix; Retry-After says when to retry",
+        "PlatformError",
+    ),
     (503, "database unavailable", "PlatformError"),
 ];
 
@@ -505,6 +510,11 @@ fn operations() -> Vec<Operation> {
                 (
                     404,
                     "unknown or not the caller's (code 100, subcode 33)",
+                    "GraphError",
+                ),
+                (
+                    429,
+                    "too many failed authentications from this client or for this key prefix (code 4); Retry-After says when to retry",
                     "GraphError",
                 ),
             ],

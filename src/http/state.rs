@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::config::{Backend, Config};
-use crate::crypto::SecretBox;
+use crate::crypto::{ApiKeyChecksum, SecretBox};
 use crate::destination_guard::DestinationPolicy;
 use crate::domain::api_keys::ApiKeys;
 use crate::domain::auth::Authenticator;
@@ -17,6 +17,7 @@ use crate::domain::setup_links::SetupLinks;
 use crate::domain::writer::Writer;
 use crate::domain::writer::WriterSettings;
 use crate::graph::GraphClient;
+use crate::http::client_addr::ClientAddrs;
 use crate::http::origin::PublicOrigin;
 use crate::store::DynStore;
 
@@ -38,6 +39,8 @@ pub struct Services {
     pub store: DynStore,
     pub secrets: SecretBox,
     pub auth: Authenticator,
+    /// Who a request comes from (the peer, or `X-Forwarded-For` from a trusted proxy).
+    pub clients: ClientAddrs,
     /// Number configurations by phone number ID, WABA and token, from memory.
     pub numbers: NumberDirectory,
     /// Where the links wagate hands out point.
@@ -64,11 +67,13 @@ impl AppState {
         config: Arc<Config>,
         store: DynStore,
         secrets: SecretBox,
+        checksum: ApiKeyChecksum,
         bound: std::net::SocketAddr,
     ) -> anyhow::Result<Self> {
         let origin = PublicOrigin::new(&config, bound);
         let numbers = NumberDirectory::new(store.clone(), secrets.clone(), &config.cache);
-        let auth = Authenticator::new(store.clone(), numbers.clone(), &config.cache);
+        let auth = Authenticator::new(store.clone(), numbers.clone(), checksum.clone(), &config);
+        let clients = ClientAddrs::new(config.server.trusted_proxy_nets()?);
         let graph = GraphClient::new(&config.graph)?;
         let delivery_wake = Arc::new(tokio::sync::Notify::new());
         let media_wake = Arc::new(tokio::sync::Notify::new());
@@ -100,7 +105,7 @@ impl AppState {
             Onboarding::new(store.clone(), graph.clone(), phone_numbers.clone(), &config);
         Ok(Self(Arc::new(Services {
             customers: Customers::new(store.clone(), numbers.clone()),
-            api_keys: ApiKeys::new(store.clone(), auth.clone()),
+            api_keys: ApiKeys::new(store.clone(), auth.clone(), checksum),
             setup_links: SetupLinks::new(store.clone(), secrets.clone())
                 .in_sandbox_mode(config.sandbox_mode),
             phone_numbers,
@@ -113,6 +118,7 @@ impl AppState {
             store,
             secrets,
             auth,
+            clients,
             numbers,
             origin,
             graph,

@@ -24,8 +24,8 @@ pub enum CacheChange {
     Numbers,
     /// An API key changed (it was revoked): forget the key with this SHA-256.
     ApiKey { key_sha256: String },
-    /// The feed itself was interrupted (a lost LISTEN connection, a failed poll), so changes may
-    /// have been missed: forget everything.
+    /// The feed (re)started after an interruption, so changes may have been missed: forget
+    /// everything.
     Everything,
 }
 
@@ -51,8 +51,8 @@ impl CacheChange {
     }
 }
 
-/// PostgreSQL: LISTENs until the receiver is gone; after a lost connection, reports
-/// `Everything` (notifications sent meanwhile are lost) and listens again.
+/// PostgreSQL: LISTENs until the receiver is gone; after a lost connection, listens again and
+/// then reports `Everything` (notifications sent meanwhile are lost).
 pub(super) async fn listen_postgres(pool: &PgPool, changes: mpsc::Sender<CacheChange>) {
     while !changes.is_closed() {
         let listened = async {
@@ -72,11 +72,13 @@ pub(super) async fn listen_postgres(pool: &PgPool, changes: mpsc::Sender<CacheCh
         }
         .await;
         if let Err(error) = listened {
+            // Not `Everything` now: while the database is away, warm caches are what keeps the
+            // proxy serving. The reconnect reports `Everything` (notifications sent meanwhile
+            // are lost), and `cache.ttl` bounds staleness until then.
             tracing::warn!(
                 %error,
                 "cache-invalidation LISTEN connection lost; caches expire by cache.ttl until it is back"
             );
-            let _ = changes.send(CacheChange::Everything).await;
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
@@ -100,8 +102,9 @@ pub(super) async fn poll_sqlite(
                 }
             }
             Err(error) => {
-                tracing::warn!(%error, "reading the cache_changes log failed; forgetting every cached entry");
-                let _ = changes.send(CacheChange::Everything).await;
+                // The log keeps what happened meanwhile: the next read catches up, and warm
+                // caches keep serving while the database is away.
+                tracing::warn!(%error, "reading the cache_changes log failed; retrying");
             }
         }
         polls += 1;

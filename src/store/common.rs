@@ -120,8 +120,8 @@ macro_rules! impl_common_store {
             ) -> $crate::store::StoreResult<$crate::store::ApiKeyRecord> {
                 let sql = format!(
                     "insert into api_keys (id, project_id, key_sha256, display_prefix, \
-                             created_at) \
-                             values ($1, $2, $3, $4, $5) returning {}",
+                             created_at, key_format) \
+                             values ($1, $2, $3, $4, $5, 'keyed') returning {}",
                     $crate::store::columns::API_KEY_COLUMNS
                 );
                 Ok(sqlx::query_as(&sql)
@@ -177,6 +177,18 @@ macro_rules! impl_common_store {
                     .bind(key_sha256)
                     .fetch_optional(&self.pool)
                     .await?)
+            }
+
+            async fn live_legacy_api_key_prefixes(
+                &self,
+            ) -> $crate::store::StoreResult<Vec<String>> {
+                let rows: Vec<(String,)> = sqlx::query_as(
+                    "select display_prefix from api_keys \
+                     where key_format = 'legacy' and revoked_at is null",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(|(prefix,)| prefix).collect())
             }
 
             async fn create_customer(

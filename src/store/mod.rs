@@ -164,6 +164,8 @@ pub trait Store: Outbox + Onboarding + SealedValues + MediaFiles + Send + Sync +
     /// Marks a key revoked; returns the key as it now stands.
     async fn revoke_api_key(&self, id: Uuid) -> StoreResult<ApiKeyRecord>;
     async fn find_api_key_by_hash(&self, key_sha256: &str) -> StoreResult<Option<ApiKeyRecord>>;
+    /// Display prefixes of the unrevoked keys issued before keyed checksums (migration 0011).
+    async fn live_legacy_api_key_prefixes(&self) -> StoreResult<Vec<String>>;
 
     // Customers.
     async fn create_customer(&self, customer: NewCustomer) -> StoreResult<Customer>;

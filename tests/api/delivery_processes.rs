@@ -102,8 +102,11 @@ fn free_port() -> u16 {
 /// Starts the binary on `db` and waits until it listens.
 fn spawn(dir: &std::path::Path, db: &str) -> Instance {
     let port = free_port();
+    // stdout is a pipe: a first start writes its key to this file instead of printing it.
+    let key_file = dir.join(format!("initial-api-key-{port}"));
     let mut child = Command::new(BIN)
         .current_dir(dir)
+        .env("WAGATE__SECURITY__BOOTSTRAP_KEY_FILE", &key_file)
         .env("WAGATE__DATABASE__URL", db)
         .env("WAGATE__SERVER__LISTEN", format!("127.0.0.1:{port}"))
         .env("WAGATE__SECURITY__MASTER_KEY", MASTER_KEY)
@@ -123,14 +126,7 @@ fn spawn(dir: &std::path::Path, db: &str) -> Instance {
         .unwrap();
     let stdout = BufReader::new(child.stdout.take().unwrap());
     let stderr = BufReader::new(child.stderr.take().unwrap());
-    let (key_tx, key_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stdout.lines().map_while(Result::ok) {
-            if let Some(key) = line.split_whitespace().find(|w| w.starts_with("wag_")) {
-                let _ = key_tx.send(key.to_owned());
-            }
-        }
-    });
+    std::thread::spawn(move || stdout.lines().map_while(Result::ok).for_each(drop));
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in stderr.lines().map_while(Result::ok) {
@@ -145,7 +141,9 @@ fn spawn(dir: &std::path::Path, db: &str) -> Instance {
     Instance {
         child,
         base: format!("http://127.0.0.1:{port}"),
-        api_key: key_rx.recv_timeout(Duration::from_millis(500)).ok(),
+        api_key: std::fs::read_to_string(&key_file)
+            .ok()
+            .map(|k| k.trim().to_owned()),
     }
 }
 

@@ -151,7 +151,8 @@ async fn oversized_bodies_get_413(app: TestApp) {
 
 async fn warm_auth_needs_no_database(app: TestApp) {
     let path = "/platform/v1/whatsapp/phone_numbers";
-    let wrong = "wag_0000000000000000000000000000000000000000000";
+    // Well-formed (this server's checksum) but never issued: looked up once, then remembered.
+    let wrong = &app.checksum.new_key();
     assert_eq!(
         app.request(Method::GET, path)
             .send()
@@ -192,8 +193,8 @@ async fn warm_auth_needs_no_database(app: TestApp) {
             .status(),
         401
     );
-    // An unseen key cannot be checked: 503, never a wrong 401 or a pass.
-    let unseen = "wag_1111111111111111111111111111111111111111111";
+    // An unseen key with a valid checksum cannot be checked: 503, never a wrong 401 or a pass.
+    let unseen = &app.checksum.new_key();
     assert_eq!(
         app.request_with_key(Method::GET, path, unseen)
             .send()

@@ -6,6 +6,7 @@ mod common;
 mod api_keys;
 mod cache_sync;
 mod cli;
+mod credentials;
 mod delivery_processes;
 mod emulator;
 mod hygiene;

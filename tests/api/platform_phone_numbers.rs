@@ -483,9 +483,10 @@ async fn platform_auth_errors(app: TestApp) {
     assert_eq!(bearer.status(), 401);
 
     // A revoked key stops working (at once on the instance that revoked it).
-    let issued = wagate::domain::projects::issue_api_key(&*app.store, app.project_id)
-        .await
-        .unwrap();
+    let issued =
+        wagate::domain::projects::issue_api_key(&*app.store, &app.checksum, app.project_id)
+            .await
+            .unwrap();
     let ok = app
         .request_with_key(Method::GET, PATH, &issued.plaintext)
         .send()

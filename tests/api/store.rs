@@ -236,11 +236,12 @@ async fn closed_store_reports_unavailable(store: DynStore) {
 
 /// Instances starting together on an empty database bootstrap one default project, not one each.
 async fn concurrent_bootstraps_make_one_project(store: DynStore) {
+    let checksum = wagate::crypto::ApiKeyChecksum::new(&[9u8; 32]);
     let attempts: Vec<_> = (0..8)
         .map(|_| {
-            let store = store.clone();
+            let (store, checksum) = (store.clone(), checksum.clone());
             tokio::spawn(async move {
-                wagate::domain::projects::bootstrap_default_project(&*store)
+                wagate::domain::projects::bootstrap_default_project(&*store, &checksum)
                     .await
                     .unwrap()
             })
@@ -252,10 +253,12 @@ async fn concurrent_bootstraps_make_one_project(store: DynStore) {
     }
     assert_eq!(created, 1);
     assert_eq!(store.count_projects().await.unwrap(), 1);
-    assert!(wagate::domain::projects::bootstrap_default_project(&*store)
-        .await
-        .unwrap()
-        .is_none());
+    assert!(
+        wagate::domain::projects::bootstrap_default_project(&*store, &checksum)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 store_tests!(

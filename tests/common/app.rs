@@ -61,6 +61,10 @@ pub struct TestApp {
     pub project_id: uuid::Uuid,
     pub store: DynStore,
     pub config: Arc<Config>,
+    /// The services the server runs with (the authenticator's legacy-key set, for one).
+    pub state: wagate::http::state::AppState,
+    /// This app's API-key checksum (from its master key): mints keys it accepts.
+    pub checksum: wagate::crypto::ApiKeyChecksum,
     shutdown: Option<oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
 }
@@ -96,6 +100,9 @@ impl TestApp {
         let addr = app.local_addr();
         let store = app.store();
         let config = app.state.config.clone();
+        let state = app.state.clone();
+        let checksum =
+            wagate::crypto::ApiKeyChecksum::new(&config.security.decoded_master_key().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(app.run(async move {
             let _ = rx.await;
@@ -112,6 +119,8 @@ impl TestApp {
             project_id,
             store,
             config,
+            state,
+            checksum,
             shutdown: Some(tx),
             _dir: dir,
         }
@@ -142,9 +151,10 @@ impl TestApp {
 
     /// Creates a second project (another tenant) and returns its key.
     pub async fn other_project(&self) -> (uuid::Uuid, String) {
-        let (project, key) = wagate::domain::projects::create_project(&*self.store, "other")
-            .await
-            .unwrap();
+        let (project, key) =
+            wagate::domain::projects::create_project(&*self.store, &self.checksum, "other")
+                .await
+                .unwrap();
         (project.id, key.plaintext)
     }
 

@@ -2,14 +2,20 @@
 //! authenticator's caches.
 
 use axum::http::header::AUTHORIZATION;
-use axum::http::HeaderMap;
+use axum::http::{Extensions, HeaderMap};
 
 use crate::domain::auth::{AuthError, Caller};
 use crate::http::graph_error::GraphError;
 use crate::http::state::AppState;
 
-/// The caller, or the Graph error Meta would give for missing or bad credentials.
-pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, GraphError> {
+/// The caller, or the Graph error Meta would give for missing or bad credentials (429 code 4
+/// when this client or key prefix failed too often).
+pub async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    extensions: &Extensions,
+) -> Result<Caller, GraphError> {
+    let client = state.clients.of(headers, extensions);
     let api_key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
     let bearer = headers.get(AUTHORIZATION).map(|v| {
         let value = v.to_str().unwrap_or("");
@@ -19,12 +25,15 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Calle
             _ => "",
         }
     });
-    match state.auth.authenticate(api_key, bearer).await {
+    match state.auth.authenticate(client, api_key, bearer).await {
         Ok(caller) => Ok(caller),
         Err(AuthError::Missing) if api_key.is_none() && bearer.is_none() => {
             Err(GraphError::missing_credentials())
         }
         Err(AuthError::Missing | AuthError::Invalid) => Err(GraphError::invalid_credentials()),
+        Err(AuthError::Throttled { retry_after }) => {
+            Err(GraphError::too_many_failed_authentications(retry_after))
+        }
         Err(AuthError::Store(e)) => Err(e.into()),
     }
 }

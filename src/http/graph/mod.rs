@@ -39,7 +39,7 @@ async fn graph_request(State(state): State<AppState>, request: Request) -> Respo
 /// Address and authenticate, then hand the request to the stored-data routes or to the proxy.
 async fn dispatch(state: &AppState, request: Request) -> Result<Response, GraphError> {
     let address = GraphAddress::parse(request.uri())?;
-    let caller = caller::authenticate(state, request.headers()).await?;
+    let caller = caller::authenticate(state, request.headers(), request.extensions()).await?;
     match stored::route(request.method(), address.rest()) {
         Some(route) => stored::serve(state, &caller, &address, request, route).await,
         None => proxy::forward(state, &caller, &address, request).await,

@@ -1,6 +1,6 @@
 //! The Platform API's error type: `{"error": "<message>", "details": [...]}`.
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -15,6 +15,9 @@ pub enum PlatformError {
     MissingKey,
     #[error("invalid or revoked API key")]
     InvalidKey,
+    /// Answered before the key is checked, with `Retry-After`.
+    #[error("too many failed authentications from this client or for this key; retry later")]
+    TooManyFailedAuthentications(std::time::Duration),
     #[error("{0}")]
     BadRequest(String),
     #[error("{0} not found")]
@@ -39,6 +42,7 @@ impl IntoResponse for PlatformError {
     fn into_response(self) -> Response {
         let status = match &self {
             Self::MissingKey | Self::InvalidKey => StatusCode::UNAUTHORIZED,
+            Self::TooManyFailedAuthentications(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
@@ -64,7 +68,14 @@ impl IntoResponse for PlatformError {
             }
             other => json!({ "error": other.to_string() }),
         };
-        (status, axum::Json(body)).into_response()
+        let mut response = (status, axum::Json(body)).into_response();
+        if let Self::TooManyFailedAuthentications(wait) = self {
+            let seconds = crate::http::graph_error::retry_after_seconds(wait);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 

@@ -30,13 +30,17 @@ impl FromRequestParts<AppState> for ProjectKey {
             .get("x-api-key")
             .and_then(|v| v.to_str().ok())
             .ok_or(PlatformError::MissingKey)?;
-        match state.auth.authenticate_api_key(key).await {
+        let client = state.clients.of(&parts.headers, &parts.extensions);
+        match state.auth.authenticate_api_key(client, key).await {
             Ok(Caller::ApiKey { project_id, .. }) => {
                 tracing::Span::current().record("project_id", tracing::field::display(project_id));
                 Ok(Self { project_id })
             }
             Ok(Caller::Bearer { .. }) | Err(AuthError::Invalid) => Err(PlatformError::InvalidKey),
             Err(AuthError::Missing) => Err(PlatformError::MissingKey),
+            Err(AuthError::Throttled { retry_after }) => {
+                Err(PlatformError::TooManyFailedAuthentications(retry_after))
+            }
             Err(AuthError::Store(e)) => Err(e.into()),
         }
     }
