@@ -12,6 +12,7 @@ pub mod envelope;
 pub mod field_error;
 pub mod ingest;
 pub mod media;
+pub mod media_links;
 pub mod message_content;
 pub mod number_directory;
 pub mod onboarding;

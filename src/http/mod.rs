@@ -5,6 +5,7 @@ pub mod client_addr;
 pub mod graph;
 pub mod graph_error;
 mod health;
+mod media_vault;
 mod onboarding;
 pub mod openapi;
 pub mod origin;
@@ -36,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .merge(openapi::router())
         .nest("/platform/v1", platform::router())
         .merge(graph::router())
+        .merge(media_vault::router())
         .merge(webhooks::router())
         .merge(onboarding::router())
         .fallback(not_found)

@@ -66,7 +66,6 @@ pub(crate) enum Arg {
     Uuid(Uuid),
     Text(String),
     Time(DateTime<Utc>),
-    Bool(bool),
     Int(i64),
 }
 
@@ -151,7 +150,17 @@ pub(crate) fn message_sql(number: Uuid, filter: &MessageFilter, seek: Seek, limi
         sql.push(" and message_type = ?", [Arg::Text(v.clone())]);
     }
     if let Some(v) = filter.has_media {
-        sql.push(" and has_media = ?", [Arg::Bool(v)]);
+        // Kapso's meaning: a kept file exists (the vault stored it), not "a media type".
+        sql.push(
+            if v { " and exists" } else { " and not exists" },
+            [],
+        );
+        sql.push(
+            " (select 1 from media_files f where f.phone_number_internal_id = \
+             messages.phone_number_internal_id and f.wamid = messages.wamid \
+             and f.state = 'stored')",
+            [],
+        );
     }
     sql.page("created_at", "id", seek, limit);
     sql
@@ -270,7 +279,6 @@ macro_rules! bind_args {
                 $crate::store::lists::Arg::Uuid(v) => query.bind(*v),
                 $crate::store::lists::Arg::Text(v) => query.bind(v.clone()),
                 $crate::store::lists::Arg::Time(v) => query.bind(*v),
-                $crate::store::lists::Arg::Bool(v) => query.bind(*v),
                 $crate::store::lists::Arg::Int(v) => query.bind(*v),
             };
         }
@@ -295,7 +303,7 @@ mod tests {
         let sql = message_sql(number, &filter, Seek::After(Utc::now(), Uuid::nil()), 21);
         assert!(sql
             .text
-            .contains("phone_number_internal_id = $1 and direction = $2 and has_media = $3"));
+            .contains("phone_number_internal_id = $1 and direction = $2 and exists (select 1 from media_files"));
         assert!(
             sql.text
                 .contains("(created_at, id) < ($4, $5) order by created_at desc, id desc limit $6"),

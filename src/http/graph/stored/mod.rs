@@ -182,6 +182,54 @@ impl Request<'_> {
         fields::parse(self.query.get("fields")).map_err(GraphError::invalid_parameter)
     }
 
+    /// The vault's view of these messages' media, by wamid (media messages only).
+    async fn media(
+        &self,
+        number: &NumberConfig,
+        rows: &[&crate::store::MessageRow],
+    ) -> Result<HashMap<String, present::MediaView>, GraphError> {
+        let wamids: Vec<String> = rows
+            .iter()
+            .filter(|r| r.has_media)
+            .map(|r| r.wamid.clone())
+            .collect();
+        if wamids.is_empty() || self.state.vault.is_none() {
+            return Ok(HashMap::new());
+        }
+        let files = self
+            .state
+            .store
+            .media_files_of(number.internal_id, &wamids)
+            .await?;
+        let origin = self.state.origin.for_request(self.headers);
+        let now = crate::store::now();
+        let lifetime = self.state.config.media.link_lifetime;
+        Ok(files
+            .into_iter()
+            .map(|f| {
+                let state = f.state();
+                let url = (state == crate::store::MediaState::Stored).then(|| {
+                    crate::domain::media_links::media_url(
+                        &self.state.secrets,
+                        &origin,
+                        f.id,
+                        lifetime,
+                        now,
+                    )
+                });
+                let view = present::MediaView {
+                    url,
+                    status: state.as_str(),
+                    error: f.last_error.filter(|_| state == crate::store::MediaState::Failed),
+                    content_type: f.content_type,
+                    filename: f.filename,
+                    byte_size: f.byte_size.filter(|_| state == crate::store::MediaState::Stored),
+                };
+                (f.wamid, view)
+            })
+            .collect())
+    }
+
     async fn contacts(
         &self,
         ids: impl Iterator<Item = Option<Uuid>>,
@@ -215,11 +263,21 @@ pub async fn handle(request: Request<'_>, route: Route) -> Result<Response, Grap
                 .list_messages(number.internal_id, &filter, page.seek, page.limit + 1)
                 .await?;
             let contacts = request.contacts(rows.iter().map(|r| r.contact_id)).await?;
+            let media = request
+                .media(&number, &rows.iter().collect::<Vec<_>>())
+                .await?;
             let body = paging::envelope(
                 rows,
                 &request.list_context("m", number.internal_id, page),
                 |r| (r.created_at, r.id),
-                |r| present::message(r, r.contact_id.and_then(|id| contacts.get(&id)), &fields),
+                |r| {
+                    present::message(
+                        r,
+                        r.contact_id.and_then(|id| contacts.get(&id)),
+                        media.get(&r.wamid),
+                        &fields,
+                    )
+                },
             );
             Ok(ok(body))
         }
@@ -233,9 +291,11 @@ pub async fn handle(request: Request<'_>, route: Route) -> Result<Response, Grap
                 .await?
                 .ok_or_else(|| GraphError::unreachable_object(&wamid))?;
             let contacts = request.contacts(std::iter::once(row.contact_id)).await?;
+            let media = request.media(&number, &[&row]).await?;
             Ok(ok(present::message(
                 &row,
                 row.contact_id.and_then(|id| contacts.get(&id)),
+                media.get(&row.wamid),
                 &fields,
             )))
         }

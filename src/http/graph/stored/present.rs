@@ -27,8 +27,26 @@ const SDK_TYPES: [&str; 14] = [
 ];
 const REPLY_TYPES: [&str; 3] = ["button_reply", "list_reply", "nfm_reply"];
 
+/// A media message's file in the vault, as the message presents it.
+#[derive(Debug, Clone, Default)]
+pub struct MediaView {
+    /// The stable wagate URL, signed for keyless use; only for a kept file.
+    pub url: Option<String>,
+    /// `pending`, `stored`, `failed` or `expired` (`media_data.status`).
+    pub status: &'static str,
+    /// Why a download failed (`media_data.error`).
+    pub error: Option<String>,
+    pub content_type: Option<String>,
+    pub filename: Option<String>,
+    pub byte_size: Option<i64>,
+}
+
 fn contact_name(contact: Option<&ContactRow>) -> Option<String> {
     contact.and_then(|c| c.display_name.clone().or_else(|| c.profile_name.clone()))
+}
+
+fn text_of(payload: &Value, key: &str) -> Option<String> {
+    payload.get(key).and_then(Value::as_str).map(str::to_owned)
 }
 
 fn metadata(raw: &str) -> Value {
@@ -36,7 +54,12 @@ fn metadata(raw: &str) -> Value {
 }
 
 /// A stored message; `phone_number_id` is Meta's id of the business number.
-pub fn message(row: &MessageRow, contact: Option<&ContactRow>, fields: &KapsoFields) -> Value {
+pub fn message(
+    row: &MessageRow,
+    contact: Option<&ContactRow>,
+    media: Option<&MediaView>,
+    fields: &KapsoFields,
+) -> Value {
     let mut object: Map<String, Value> = serde_json::from_str(&row.body).unwrap_or_default();
     object.insert("id".into(), json!(row.wamid));
     object.insert("timestamp".into(), json!(row.meta_timestamp.to_string()));
@@ -73,7 +96,7 @@ pub fn message(row: &MessageRow, contact: Option<&ContactRow>, fields: &KapsoFie
     }
     let has_kapso = fields.wants_block(true);
     if has_kapso {
-        let kapso = message_kapso(row, &object, contact, type_data, fields);
+        let kapso = message_kapso(row, &object, contact, media, type_data, fields);
         object.insert("kapso".into(), Value::Object(kapso));
     }
     Value::Object(object)
@@ -83,6 +106,7 @@ fn message_kapso(
     row: &MessageRow,
     object: &Map<String, Value>,
     contact: Option<&ContactRow>,
+    media: Option<&MediaView>,
     mut type_data: Map<String, Value>,
     fields: &KapsoFields,
 ) -> Map<String, Value> {
@@ -116,12 +140,17 @@ fn message_kapso(
         .and_then(|n| n.get("response_json"))
         .and_then(Value::as_str)
         .and_then(|s| serde_json::from_str(s).ok());
+    // Kapso's `has_media`: a kept file exists. Until then (or when it will never be kept)
+    // `media_data.status` says where it stands, and there is no URL to break.
+    let media_url = media.and_then(|m| m.url.clone());
     let media_data = row.has_media.then(|| {
         json!({
-            "url": null,
-            "filename": payload.get("filename"),
-            "content_type": payload.get("mime_type"),
-            "byte_size": null,
+            "url": media_url,
+            "filename": media.and_then(|m| m.filename.clone()).or_else(|| text_of(&payload, "filename")),
+            "content_type": media.and_then(|m| m.content_type.clone()).or_else(|| text_of(&payload, "mime_type")),
+            "byte_size": media.and_then(|m| m.byte_size),
+            "status": media.map(|m| m.status),
+            "error": media.and_then(|m| m.error.clone()),
         })
     });
     let all: [(&str, Value); 18] = [
@@ -134,9 +163,9 @@ fn message_kapso(
                 .and_then(|c| c.wa_id.as_ref())
                 .map(|w| format!("+{w}"))),
         ),
-        ("has_media", json!(row.has_media)),
+        ("has_media", json!(media_url.is_some())),
         ("media_data", json!(media_data)),
-        ("media_url", Value::Null),
+        ("media_url", json!(media_url)),
         ("whatsapp_conversation_id", json!(row.conversation_id)),
         ("contact_name", json!(contact_name(contact))),
         (
