@@ -121,6 +121,10 @@ async fn private_destinations_are_refused_at_delivery(backend: Backend) {
         format!("http://127.0.0.1:{p}/hook"),
         format!("http://localhost:{p}/hook"),
         format!("http://[::ffff:127.0.0.1]:{p}/hook"),
+        // Other spellings of the listener's address (0.0.0.0 reaches it too, on Linux).
+        format!("http://2130706433:{p}/hook"),
+        format!("http://0x7f.1:{p}/hook"),
+        format!("http://0.0.0.0:{p}/hook"),
         // Only the delivery client's resolver can refuse these.
         format!("http://{}:{p}/hook", rebinding_name("deliver", false)),
         format!("http://{}:{p}/hook", rebinding_name("deliver-mixed", true)),
