@@ -235,8 +235,7 @@ impl reqwest::dns::Resolve for GuardedResolver {
         let allow = self.allow_private_networks;
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let addrs = lookup(&host, 0).await?;
             if !allow {
                 if let Some(bad) = addrs.iter().find(|a| is_forbidden(a.ip())) {
                     return Err(Box::new(ResolvedToForbidden { host, ip: bad.ip() })
@@ -248,6 +247,36 @@ impl reqwest::dns::Resolve for GuardedResolver {
     }
 }
 
+/// Names under `.test` (RFC 6761: reserved for testing, never in the DNS) answered without
+/// the system resolver: see [`answer_test_name`]. Empty unless a test filled it.
+static TEST_NAMES: std::sync::RwLock<Vec<(String, Vec<IpAddr>)>> =
+    std::sync::RwLock::new(Vec::new());
+
+/// Makes `name` (which must end in `.test`) resolve to `ips` in this process, for the guard and
+/// the delivery client alike: end-to-end tests use it to play a DNS that answers a private
+/// address for a name no URL rule knows, on any machine. Names outside `.test` are refused, so
+/// no real name can be shadowed.
+#[doc(hidden)]
+pub fn answer_test_name(name: &str, ips: &[IpAddr]) {
+    let name = name.to_ascii_lowercase();
+    assert!(name.ends_with(".test"), "only .test names: {name}");
+    let mut names = TEST_NAMES.write().unwrap_or_else(|e| e.into_inner());
+    names.retain(|(n, _)| *n != name);
+    names.push((name, ips.to_vec()));
+}
+
+/// What `host` resolves to: a `.test` name from [`answer_test_name`], else the system resolver.
+async fn lookup(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+    let lower = host.trim_end_matches('.').to_ascii_lowercase();
+    if lower.ends_with(".test") {
+        let names = TEST_NAMES.read().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, ips)) = names.iter().find(|(n, _)| *n == lower) {
+            return Ok(ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect());
+        }
+    }
+    Ok(tokio::net::lookup_host((host, port)).await?.collect())
+}
+
 /// Checks a destination the way an attempt will: the URL, then (for names) what it resolves to
 /// now. A name that does not resolve yet is accepted (it is checked again at every attempt).
 pub async fn check_destination(raw: &str, policy: DestinationPolicy) -> Result<url::Url, Refusal> {
@@ -257,12 +286,9 @@ pub async fn check_destination(raw: &str, policy: DestinationPolicy) -> Result<u
     }
     if let Some(url::Host::Domain(name)) = url.host() {
         let port = url.port_or_known_default().unwrap_or(443);
-        let lookup = tokio::time::timeout(
-            std::time::Duration::from_secs(3),
-            tokio::net::lookup_host((name, port)),
-        )
-        .await;
-        if let Ok(Ok(addrs)) = lookup {
+        let answer =
+            tokio::time::timeout(std::time::Duration::from_secs(3), lookup(name, port)).await;
+        if let Ok(Ok(addrs)) = answer {
             for addr in addrs {
                 check_ip(addr.ip())?;
             }
@@ -393,6 +419,37 @@ mod tests {
         };
         assert!(check_url("https://example.com:9443/h", custom).is_ok());
         assert!(check_url("https://example.com/h", custom).is_err());
+    }
+
+    #[tokio::test]
+    async fn test_names_resolve_through_the_guard() {
+        use reqwest::dns::Resolve as _;
+        answer_test_name(
+            "unit-rebind.wagate.test",
+            &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
+        );
+        answer_test_name(
+            "unit-public.wagate.test",
+            &[IpAddr::V4(Ipv4Addr::new(93, 184, 216, 34))],
+        );
+        let guarded = GuardedResolver {
+            allow_private_networks: false,
+        };
+        let refused = guarded.resolve("unit-rebind.wagate.test".parse().unwrap());
+        assert!(refused.await.is_err(), "a name answering loopback resolved");
+        let public = guarded
+            .resolve("unit-public.wagate.test".parse().unwrap())
+            .await
+            .map_err(|e| e.to_string())
+            .unwrap();
+        let ips: Vec<IpAddr> = public.map(|a| a.ip()).collect();
+        assert_eq!(ips, [IpAddr::V4(Ipv4Addr::new(93, 184, 216, 34))]);
+        assert!(
+            check_destination("http://unit-rebind.wagate.test/h", strict())
+                .await
+                .is_err()
+        );
+        assert!(std::panic::catch_unwind(|| answer_test_name("example.com", &[])).is_err());
     }
 
     #[tokio::test]

@@ -1,7 +1,10 @@
 //! Property tests over the parsers that read untrusted input: Meta's webhook envelopes, the
 //! webhook signature header, paging cursors, the `fields=kapso(…)` grammar and API keys. They
 //! run in CI with a fixed case budget (`PROPTEST_CASES` raises it for longer runs) and assert
-//! that no input panics and that valid input round-trips. cargo-fuzz needs a nightly toolchain,
+//! that no input panics, that valid input round-trips, and the security property each parser
+//! exists for: a cursor never crosses lists, a destination is refused exactly when its address
+//! is in the reserved set (written out here independently of the guard), a signature verifies
+//! exactly when it is the right one. cargo-fuzz needs a nightly toolchain,
 //! which a fresh CI machine does not have; these use the same idea on stable.
 
 use proptest::prelude::*;
@@ -95,6 +98,51 @@ proptest! {
         prop_assert!(!crate::crypto::verify_hub_signature(secret, &body, &forged));
     }
 
+    /// A signature verifies exactly when it is HMAC-SHA256 of this body with this secret
+    /// (computed here independently), in either case of hex: one flipped bit of the body, the
+    /// secret or the MAC is refused.
+    #[test]
+    fn signatures_verify_iff_right(
+        secret in prop::collection::vec(any::<u8>(), 1..64),
+        body in prop::collection::vec(any::<u8>(), 0..512),
+        bit in any::<usize>(),
+    ) {
+        use hmac::{Hmac, Mac};
+        let mac = |secret: &[u8], body: &[u8]| {
+            let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret).unwrap();
+            mac.update(body);
+            mac.finalize().into_bytes().to_vec()
+        };
+        let right = mac(&secret, &body);
+        let header = |mac: &[u8]| format!("sha256={}", hex::encode(mac));
+        let verify = |body: &[u8], header: &str| crate::crypto::verify_hub_signature(&secret, body, header);
+        prop_assert!(verify(&body, &header(&right)));
+        prop_assert!(verify(&body, &header(&right).to_ascii_uppercase()));
+        let padded = format!("  {}\n", header(&right));
+        prop_assert!(verify(&body, &padded));
+
+        let mut wrong_mac = right.clone();
+        wrong_mac[bit % 32] ^= 1 << (bit % 8);
+        prop_assert!(!verify(&body, &header(&wrong_mac)));
+        if !body.is_empty() {
+            let mut flipped = body.clone();
+            flipped[bit % body.len()] ^= 1 << (bit % 8);
+            prop_assert!(!verify(&flipped, &header(&right)));
+        }
+        let mut other_secret = secret.clone();
+        other_secret[bit % secret.len()] ^= 1 << (bit % 8);
+        prop_assert!(!crate::crypto::verify_hub_signature(&other_secret, &body, &header(&right)));
+        // One bit of the header's text flipped: it still verifies only if it is the same
+        // signature in another case (bit 5 of a letter), never otherwise.
+        let text = header(&right);
+        let mut bytes = text.clone().into_bytes();
+        let at = bit % bytes.len();
+        bytes[at] ^= 1 << (bit % 7);
+        if let Ok(flipped) = String::from_utf8(bytes) {
+            prop_assert_eq!(verify(&body, &flipped), flipped.eq_ignore_ascii_case(&text), "{}", flipped);
+        }
+    }
+
     #[test]
     fn cursors_never_panic(raw in ".{0,200}", b64 in "[A-Za-z0-9_-]{0,120}") {
         let number = uuid::Uuid::nil();
@@ -103,6 +151,50 @@ proptest! {
             match crate::http::graph::stored::paging::parse(&query, "m", number) {
                 Ok(_) | Err(_) => {}
             }
+        }
+    }
+
+    /// A cursor minted for one list (kind and number) pages that list, from where it was
+    /// minted, and is refused by every other list: it never crosses lists.
+    #[test]
+    fn cursors_never_cross_lists(
+        kind in 0usize..4,
+        other_kind in 0usize..4,
+        number in any::<u128>(),
+        other_number in any::<u128>(),
+        same_number in any::<bool>(),
+        seconds in 1_000_000_000i64..4_000_000_000,
+        micros in 0u32..1_000_000,
+        ids in any::<[u128; 3]>(),
+    ) {
+        const KINDS: [&str; 4] = ["m", "v", "c", "l"];
+        let (kind, other_kind) = (KINDS[kind], KINDS[other_kind]);
+        let other_number = if same_number { number } else { other_number };
+        let (number, other_number) = (uuid::Uuid::from_u128(number), uuid::Uuid::from_u128(other_number));
+        let rows: Vec<(chrono::DateTime<chrono::Utc>, uuid::Uuid)> = ids
+            .iter()
+            .enumerate()
+            .map(|(n, id)| {
+                let t = chrono::DateTime::from_timestamp(seconds - n as i64, micros * 1000).unwrap();
+                (t, uuid::Uuid::from_u128(*id))
+            })
+            .collect();
+        let after = mint_after(kind, number, &rows);
+        for param in ["after", "before"] {
+            let query = Query::parse(Some(&format!("{param}={after}")));
+            let same = crate::http::graph::stored::paging::parse(&query, kind, number);
+            let expected = if param == "after" {
+                crate::store::Seek::After(rows[1].0, rows[1].1)
+            } else {
+                crate::store::Seek::Before(rows[1].0, rows[1].1)
+            };
+            prop_assert_eq!(same.map(|p| p.seek).ok(), Some(expected));
+            let crossed = crate::http::graph::stored::paging::parse(&query, other_kind, other_number);
+            prop_assert_eq!(
+                crossed.is_ok(),
+                (other_kind, other_number) == (kind, number),
+                "a {} cursor of {} read as {} of {}", kind, number, other_kind, other_number
+            );
         }
     }
 
@@ -162,6 +254,33 @@ proptest! {
         prop_assert!(checksum.verify(&minted));
     }
 
+    /// An address is refused exactly when it is in the reserved set written out below
+    /// (independently of the guard), as a bare address and as a URL in every spelling.
+    #[test]
+    fn destinations_are_refused_iff_reserved(ip in address()) {
+        let reserved = reserved(ip);
+        prop_assert_eq!(crate::destination_guard::is_forbidden(ip), reserved, "{}", ip);
+        let policy = crate::destination_guard::DestinationPolicy {
+            allow_http: true,
+            allow_private_networks: false,
+            ports: crate::destination_guard::AllowedPorts::from_config(&[], true),
+        };
+        let mut urls = vec![match ip {
+            IpAddr::V4(v4) => format!("http://{v4}/hook"),
+            IpAddr::V6(v6) => format!("http://[{v6}]/hook"),
+        }];
+        if let IpAddr::V4(v4) = ip {
+            // The spellings the URL parser normalises: one integer, hex, and v4-mapped IPv6.
+            urls.push(format!("http://{}/hook", u32::from(v4)));
+            urls.push(format!("http://0x{:x}/hook", u32::from(v4)));
+            urls.push(format!("http://[::ffff:{v4}]/hook"));
+        }
+        for url in urls {
+            let checked = crate::destination_guard::check_url(&url, policy);
+            prop_assert_eq!(checked.is_err(), reserved, "{}: {:?}", url, checked);
+        }
+    }
+
     #[test]
     fn destinations_never_panic(raw in ".{0,80}", host in "[a-z0-9.:\\[\\]-]{0,40}") {
         let policy = crate::destination_guard::DestinationPolicy {
@@ -174,20 +293,21 @@ proptest! {
     }
 }
 
-fn urlencode(raw: &str) -> String {
-    url::form_urlencoded::byte_serialize(raw.as_bytes()).collect()
-}
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-#[test]
-fn a_valid_cursor_round_trips() {
-    use crate::http::graph::stored::paging::{envelope, parse, ListContext, PageRequest, Query};
-    let number = uuid::Uuid::now_v7();
-    let rows: Vec<(chrono::DateTime<chrono::Utc>, uuid::Uuid)> = (0..3)
-        .map(|_| (crate::store::now(), uuid::Uuid::now_v7()))
-        .collect();
+use crate::http::graph::stored::paging::Query;
+
+/// The `after` cursor of the first page (limit 2) of `rows` in list (`kind`, `number`): it
+/// points at `rows[1]`.
+fn mint_after(
+    kind: &'static str,
+    number: uuid::Uuid,
+    rows: &[(chrono::DateTime<chrono::Utc>, uuid::Uuid)],
+) -> String {
+    use crate::http::graph::stored::paging::{envelope, ListContext, PageRequest};
     let query = Query::default();
     let context = ListContext {
-        kind: "m",
+        kind,
         number,
         request: PageRequest {
             limit: 2,
@@ -196,8 +316,160 @@ fn a_valid_cursor_round_trips() {
         base_url: "http://x".into(),
         query: &query,
     };
-    let page = envelope(rows.clone(), &context, |r| *r, |_| Value::Null);
-    let after = page["paging"]["cursors"]["after"].as_str().unwrap();
+    let page = envelope(rows.to_vec(), &context, |r| *r, |_| Value::Null);
+    page["paging"]["cursors"]["after"]
+        .as_str()
+        .expect("a first page of three rows has an after cursor")
+        .to_owned()
+}
+
+/// IPv4 ranges webhooks must never reach: IANA's special-purpose registry (not globally
+/// reachable), multicast and reserved space, and CGNAT (where cloud metadata also lives).
+const RESERVED_V4: &[(&str, u8)] = &[
+    ("0.0.0.0", 8),
+    ("10.0.0.0", 8),
+    ("100.64.0.0", 10),
+    ("127.0.0.0", 8),
+    ("169.254.0.0", 16),
+    ("172.16.0.0", 12),
+    ("192.0.0.0", 24),
+    ("192.0.2.0", 24),
+    ("192.168.0.0", 16),
+    ("198.18.0.0", 15),
+    ("198.51.100.0", 24),
+    ("203.0.113.0", 24),
+    ("224.0.0.0", 4),
+    ("240.0.0.0", 4),
+];
+
+/// IPv6 ranges that are off limits in themselves (those embedding an IPv4 address are judged by
+/// it, below).
+const RESERVED_V6: &[(&str, u8)] = &[
+    ("::", 128),
+    ("::1", 128),
+    ("64:ff9b:1::", 48),
+    ("100::", 64),
+    ("2001::", 32),
+    ("2001:db8::", 32),
+    ("fc00::", 7),
+    ("fe80::", 10),
+    ("fec0::", 10),
+    ("ff00::", 8),
+];
+
+/// Prefixes whose addresses carry an IPv4 address, and where: mapped, translated (SIIT),
+/// compatible, NAT64 (last 32 bits) and 6to4 (bits 16..48).
+const EMBEDDING_V6: &[(&str, u8)] = &[
+    ("::ffff:0:0", 96),
+    ("::ffff:0:0:0", 96),
+    ("::", 96),
+    ("64:ff9b::", 96),
+];
+
+fn in_v4(ip: Ipv4Addr, (net, len): (&str, u8)) -> bool {
+    let net: Ipv4Addr = net.parse().unwrap();
+    let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+    u32::from(ip) & mask == u32::from(net) & mask
+}
+
+fn in_v6(ip: Ipv6Addr, (net, len): (&str, u8)) -> bool {
+    let net: Ipv6Addr = net.parse().unwrap();
+    let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+    u128::from(ip) & mask == u128::from(net) & mask
+}
+
+/// Whether the guard must refuse `ip`, decided from the tables above.
+fn reserved(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            v4 == Ipv4Addr::BROADCAST || RESERVED_V4.iter().any(|range| in_v4(v4, *range))
+        }
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            if v6.is_unspecified() || v6.is_loopback() {
+                return true;
+            }
+            if EMBEDDING_V6.iter().any(|range| in_v6(v6, *range)) {
+                return reserved(IpAddr::V4(Ipv4Addr::from(bits as u32)));
+            }
+            if in_v6(v6, ("2002::", 16)) {
+                return reserved(IpAddr::V4(Ipv4Addr::from((bits >> 80) as u32)));
+            }
+            RESERVED_V6.iter().any(|range| in_v6(v6, *range))
+        }
+    }
+}
+
+/// Addresses of every kind, most drawn from inside (or at the edges of) the ranges above, so
+/// both answers come up often.
+fn address() -> impl Strategy<Value = IpAddr> {
+    let v4_ranges: Vec<(&str, u8)> = RESERVED_V4
+        .iter()
+        .copied()
+        .chain([
+            ("8.8.8.0", 24),
+            ("100.128.0.0", 10),
+            ("172.32.0.0", 12),
+            ("198.20.0.0", 15),
+        ])
+        .collect();
+    let in_range =
+        (0..v4_ranges.len(), any::<u32>(), any::<bool>()).prop_map(move |(n, r, edge)| {
+            let (net, len) = v4_ranges[n];
+            let base = u32::from(net.parse::<Ipv4Addr>().unwrap());
+            let size = 1u64 << (32 - u32::from(len));
+            // Inside the range, or just past either end of it.
+            let offset = if edge {
+                [size, u64::MAX][r as usize % 2]
+            } else {
+                u64::from(r) % size
+            };
+            Ipv4Addr::from((u64::from(base).wrapping_add(offset)) as u32)
+        });
+    let v4 = prop_oneof![any::<u32>().prop_map(Ipv4Addr::from), in_range];
+    let v6_prefixes: Vec<(&str, u8)> = RESERVED_V6
+        .iter()
+        .chain(EMBEDDING_V6)
+        .copied()
+        .chain([("2002::", 16), ("2001:4860::", 32), ("2600::", 12)])
+        .collect();
+    let v6_in_range = (0..v6_prefixes.len(), any::<u128>()).prop_map(move |(n, r)| {
+        let (net, len) = v6_prefixes[n];
+        let net = u128::from(net.parse::<Ipv6Addr>().unwrap());
+        let host = r.checked_shr(u32::from(len)).unwrap_or(0);
+        Ipv6Addr::from(net | host)
+    });
+    let embedded = (v4.clone(), 0usize..5).prop_map(|(v4, form)| {
+        let v4 = u128::from(u32::from(v4));
+        let bits = match form {
+            0 => 0xffff << 32 | v4,
+            1 => 0xffff << 64 | v4,
+            2 => v4,
+            3 => 0x0064_ff9b << 96 | v4,
+            _ => 0x2002 << 112 | v4 << 80,
+        };
+        Ipv6Addr::from(bits)
+    });
+    prop_oneof![
+        v4.prop_map(IpAddr::V4),
+        any::<u128>().prop_map(|b| IpAddr::V6(Ipv6Addr::from(b))),
+        v6_in_range.prop_map(IpAddr::V6),
+        embedded.prop_map(IpAddr::V6),
+    ]
+}
+
+fn urlencode(raw: &str) -> String {
+    url::form_urlencoded::byte_serialize(raw.as_bytes()).collect()
+}
+
+#[test]
+fn a_valid_cursor_round_trips() {
+    use crate::http::graph::stored::paging::parse;
+    let number = uuid::Uuid::now_v7();
+    let rows: Vec<(chrono::DateTime<chrono::Utc>, uuid::Uuid)> = (0..3)
+        .map(|_| (crate::store::now(), uuid::Uuid::now_v7()))
+        .collect();
+    let after = mint_after("m", number, &rows);
     let next = parse(&Query::parse(Some(&format!("after={after}"))), "m", number).unwrap();
     assert_eq!(next.seek, crate::store::Seek::After(rows[1].0, rows[1].1));
     assert!(parse(&Query::parse(Some(&format!("after={after}"))), "c", number).is_err());

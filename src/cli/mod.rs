@@ -2,6 +2,7 @@
 //! secrets), `sandbox`.
 
 mod bootstrap;
+mod output;
 mod sandbox_mode;
 mod secrets;
 
@@ -20,6 +21,7 @@ use crate::telemetry::logs as telemetry;
 use crate::time::iso;
 use crate::App;
 use bootstrap::announce_bootstrap;
+pub use output::Output;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -133,13 +135,6 @@ pub enum ApiKeysCommand {
         #[command(flatten)]
         output: Output,
     },
-}
-
-#[derive(Debug, Args, Clone, Copy)]
-pub struct Output {
-    /// Print machine-readable JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {

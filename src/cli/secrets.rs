@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use super::Output;
+use super::output::Output;
 use crate::config::{self, Config};
 use crate::crypto::SecretBox;
 use crate::domain::reseal::{self, Report, Scope};

@@ -67,6 +67,14 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 mod tests {
     use super::*;
 
+    /// The schedule the shipped `config/wagate.toml` gives, read through the real loader.
+    fn shipped() -> Backoff {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/wagate.toml");
+        let config = crate::config::Config::load(Some(&path)).expect("the shipped config loads");
+        Backoff::from_config(&config.delivery)
+    }
+
+    /// A schedule for the arithmetic below, independent of the shipped values.
     fn schedule() -> Backoff {
         Backoff {
             initial: Duration::from_secs(5),
@@ -88,7 +96,8 @@ mod tests {
 
     #[test]
     fn the_default_schedule_spans_about_two_days() {
-        let s = schedule();
+        let s = shipped();
+        assert!(s.jitter > 0.0 && s.jitter < 1.0, "{s:?}");
         let created = Utc::now();
         let mut now = created;
         let mut attempts = 1;

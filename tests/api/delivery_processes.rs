@@ -81,7 +81,18 @@ fn delivered(hook: &Hook) -> HashMap<String, usize> {
 struct Instance {
     child: Child,
     base: String,
-    api_key: Option<String>,
+    /// Where the first instance on a database writes its bootstrap key (stdout is a pipe).
+    key_file: std::path::PathBuf,
+}
+
+impl Instance {
+    /// The bootstrap key, written before the instance listens.
+    fn api_key(&self) -> String {
+        std::fs::read_to_string(&self.key_file)
+            .expect("bootstrap key written")
+            .trim()
+            .to_owned()
+    }
 }
 
 impl Drop for Instance {
@@ -115,10 +126,19 @@ fn spawn(dir: &std::path::Path, db: &str) -> Instance {
         .env("WAGATE__DELIVERY__ALLOW_HTTP", "true")
         .env("WAGATE__DELIVERY__ALLOW_PRIVATE_NETWORKS", "true")
         .env("WAGATE__DELIVERY__REQUEST_TIMEOUT", "2s")
-        .env("WAGATE__DELIVERY__LEASE", "3s")
+        .env(
+            "WAGATE__DELIVERY__LEASE",
+            format!("{}ms", LEASE.as_millis()),
+        )
         .env("WAGATE__DELIVERY__BACKOFF_INITIAL", "100ms")
-        .env("WAGATE__DELIVERY__BACKOFF_MAX", "500ms")
-        .env("WAGATE__DELIVERY__POLL_INTERVAL", "200ms")
+        .env(
+            "WAGATE__DELIVERY__BACKOFF_MAX",
+            format!("{}ms", BACKOFF_MAX.as_millis()),
+        )
+        .env(
+            "WAGATE__DELIVERY__POLL_INTERVAL",
+            format!("{}ms", POLL.as_millis()),
+        )
         .env("WAGATE__LOG__LEVEL", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -141,9 +161,7 @@ fn spawn(dir: &std::path::Path, db: &str) -> Instance {
     Instance {
         child,
         base: format!("http://127.0.0.1:{port}"),
-        api_key: std::fs::read_to_string(&key_file)
-            .ok()
-            .map(|k| k.trim().to_owned()),
+        key_file,
     }
 }
 
@@ -164,9 +182,10 @@ async fn post_webhook(http: &reqwest::Client, base: &str, wamid: &str) {
 }
 
 async fn connect(http: &reqwest::Client, instance: &Instance, destination: &str) {
+    let key = instance.api_key();
     let response = http
         .post(format!("{}/platform/v1/whatsapp/phone_numbers", instance.base))
-        .header("x-api-key", instance.api_key.as_deref().expect("bootstrap key"))
+        .header("x-api-key", key)
         .json(&json!({"whatsapp_phone_number": {
             "phone_number_id": PNID, "business_account_id": WABA, "access_token": "EAAG-process-test",
             "webhook_destination_url": destination, "webhook_secret": WEBHOOK_SECRET,
@@ -175,6 +194,17 @@ async fn connect(http: &reqwest::Client, instance: &Instance, destination: &str)
         .await
         .unwrap();
     assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+}
+
+/// The instances' delivery lease, longest backoff and poll interval.
+const LEASE: Duration = Duration::from_secs(3);
+const BACKOFF_MAX: Duration = Duration::from_millis(500);
+const POLL: Duration = Duration::from_millis(200);
+
+/// Waits until no duplicate can still be on its way: past the lease (an unfinished claim comes
+/// due again after it), a poll and the longest backoff, with a margin for a loaded machine.
+async fn past_any_duplicate() {
+    tokio::time::sleep(LEASE + POLL + BACKOFF_MAX + Duration::from_secs(1)).await;
 }
 
 async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
@@ -213,6 +243,7 @@ async fn sigkill_with_leased_deliveries(backend: Backend) {
     })
     .await;
 
+    past_any_duplicate().await;
     let seen = seen(&receiver);
     let mut keys: HashMap<&str, &str> = HashMap::new();
     for s in &seen {
@@ -271,7 +302,7 @@ async fn two_instances_share_the_queue_on_postgres() {
         delivered(&receiver).len() == EVENTS
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    past_any_duplicate().await;
     let delivered = delivered(&receiver);
     assert!(
         delivered.values().all(|&n| n == 1),

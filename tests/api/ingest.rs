@@ -113,24 +113,19 @@ impl Env {
         wamid: &str,
         check: impl Fn(&MessageRow) -> bool,
     ) -> MessageRow {
-        for _ in 0..200 {
-            if let Some(row) = self
-                .app
-                .store
-                .find_message(self.number, wamid)
-                .await
-                .unwrap()
-            {
-                if check(&row) {
-                    return row;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!(
-            "message {wamid} never reached the expected state: {:?}",
-            self.app.store.find_message(self.number, wamid).await
-        );
+        crate::common::eventually(
+            Duration::from_secs(30),
+            &format!("message {wamid} in the expected state"),
+            || async {
+                self.app
+                    .store
+                    .find_message(self.number, wamid)
+                    .await
+                    .unwrap()
+                    .filter(|row| check(row))
+            },
+        )
+        .await
     }
 }
 
@@ -779,9 +774,12 @@ async fn inactivity_ends_conversations(backend: Backend) {
     .await;
     env.inbound(json!({"from": "15551234567", "type": "text", "text": {"body": "first"}}))
         .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let conversations = env.app.store.conversations_of(env.number).await.unwrap();
-    assert_eq!(conversations[0].status, "ended", "the sweeper ended it");
+    // The sweeper ends it once it has been idle for `inactivity` (on a loaded machine, later).
+    crate::common::eventually(Duration::from_secs(30), "the sweeper ended it", || async {
+        let conversations = env.app.store.conversations_of(env.number).await.unwrap();
+        (conversations[0].status == "ended").then_some(())
+    })
+    .await;
     env.inbound(json!({"from": "15551234567", "type": "text", "text": {"body": "second"}}))
         .await;
     let conversations = env.app.store.conversations_of(env.number).await.unwrap();

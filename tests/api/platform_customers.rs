@@ -143,6 +143,7 @@ async fn customers_crud_filters_and_paging(app: TestApp) {
 
 async fn deleting_a_customer_with_numbers_needs_force(app: TestApp) {
     let id = new_customer(&app, "Has numbers", None).await;
+    app.graph.own("EAAG-c1", "5550001", "6660001");
     let (status, body) = app.call(Method::POST,
         &format!("/platform/v1/customers/{id}/whatsapp/phone_numbers"),
         Some(json!({"whatsapp_phone_number": {

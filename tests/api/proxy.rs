@@ -588,6 +588,8 @@ async fn config_changes_apply_at_once_on_this_instance(app: TestApp) {
         app.graph.last().headers["authorization"],
         "Bearer old-token"
     );
+    // Meta issued a new token for the number (a rotation).
+    app.graph.own("new-token", "1001", "2001");
     let response = app
         .request(Method::PATCH, "/platform/v1/whatsapp/phone_numbers/1001")
         .json(&json!({"whatsapp_phone_number": {"access_token": "new-token"}}))

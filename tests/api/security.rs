@@ -293,6 +293,7 @@ fn comparable(body: &str, ids: &Ids<'_>) -> Value {
 async fn bola_matrix(app: TestApp) {
     let world = project_a(&app).await;
     let (_, b_key) = app.other_project().await;
+    app.graph.own(B_TOKEN, B_PNID, B_WABA);
     let response = app
         .request_with_key(Method::POST, "/platform/v1/whatsapp/phone_numbers", &b_key)
         .json(&json!({"whatsapp_phone_number": {"phone_number_id": B_PNID, "business_account_id": B_WABA, "access_token": B_TOKEN}}))

@@ -965,16 +965,11 @@ async fn bsuid_journey_through_the_emulator(backend: Backend) {
     )
     .await;
     assert_eq!(status, 200, "{created}");
-    let mut approved = false;
-    for _ in 0..200 {
+    crate::common::eventually(Duration::from_secs(30), "the template approved", || async {
         let (_, template) = get(&env, created["id"].as_str().unwrap()).await;
-        if template["status"] == "APPROVED" {
-            approved = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(approved, "the template was approved");
+        (template["status"] == "APPROVED").then_some(())
+    })
+    .await;
     let before = env.messages().await.len();
     let (status, answer) = send(
         &env,

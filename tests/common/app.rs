@@ -207,9 +207,18 @@ impl TestApp {
     }
 
     /// Connects a number through the Platform API with `key`: `input` is the
-    /// `whatsapp_phone_number` object. Asserts 201; returns the response data.
+    /// `whatsapp_phone_number` object. Its `access_token` is first registered with the Graph
+    /// double as the token Meta issued for the number and WABA ([`GraphMock::own`]), so
+    /// verification succeeds as it would with Meta. Asserts 201; returns the response data.
     pub async fn connect_number_with(&self, key: &str, input: Value) -> Value {
         let pnid = input["phone_number_id"].clone();
+        if let (Some(token), Some(id), Some(waba)) = (
+            input["access_token"].as_str(),
+            pnid.as_str(),
+            input["business_account_id"].as_str(),
+        ) {
+            self.graph.own(token, id, waba);
+        }
         let (status, body) = self
             .call_with_key(
                 key,

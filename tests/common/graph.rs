@@ -38,12 +38,22 @@ struct Inner {
     upload_started: Notify,
     /// The streaming download waits on this after its first chunk.
     download_gate: Notify,
-    /// Phone numbers wagate verified (`GET /{id}?fields=…`): every WABA lists them.
-    numbers: Mutex<Vec<String>>,
+    /// Which token Meta issued for which number and WABA ([`GraphMock::own`]): number
+    /// verification and every request about a registered number or WABA are answered as Meta
+    /// answers that token.
+    owners: Mutex<Vec<Owned>>,
     /// `Some`: bare objects (`/{version}/{id}`, any method) are answered as Meta answers a token
     /// that reaches exactly these ids (a broad system-user token): 200 for them, Meta's
     /// "does not exist, cannot be loaded" 400 for any other id.
     reachable: Mutex<Option<Vec<String>>>,
+}
+
+/// One grant: `token` reaches the phone number `pnid` and its business account `waba`.
+#[derive(Debug, Clone)]
+struct Owned {
+    token: String,
+    pnid: String,
+    waba: String,
 }
 
 #[derive(Clone)]
@@ -85,6 +95,24 @@ impl GraphMock {
     /// else): what a caller would get from Meta if wagate forwarded the request.
     pub fn reach_like_meta(&self, ids: &[&str]) {
         *self.inner.reachable.lock().unwrap() = Some(ids.iter().map(|s| s.to_string()).collect());
+    }
+
+    /// Meta issued `token` for the phone number `pnid` of business account `waba`: from now on
+    /// that token reaches both (a token may own several numbers; a number may have several
+    /// tokens). The connect helpers of [`TestApp`](super::TestApp) call this before they
+    /// connect a number; a test connecting by hand calls it itself, as its owner got a token
+    /// from Meta.
+    ///
+    /// Like Meta, the double then answers a request about a registered number or WABA (number
+    /// verification included) with 401 code 190 for a token it never issued, and with 400 code
+    /// 100 subcode 33 ("does not exist, cannot be loaded due to missing permissions") for a
+    /// token issued for other objects. Ids nobody registered keep the lenient answers below.
+    pub fn own(&self, token: &str, pnid: &str, waba: &str) {
+        self.inner.owners.lock().unwrap().push(Owned {
+            token: token.to_owned(),
+            pnid: pnid.to_owned(),
+            waba: waba.to_owned(),
+        });
     }
 
     pub async fn upload_started(&self) {
@@ -168,56 +196,59 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
         let segments: Vec<&str> = parts.uri.path().split('/').collect();
         if segments.len() == 3 && segments[2].bytes().all(|b| b.is_ascii_digit()) {
             let id = segments[2];
-            let (status, body) = if reachable.iter().any(|r| r == id) {
-                (
-                    200,
-                    serde_json::json!({"id": id, "name": "reached with a broad token"}),
-                )
-            } else {
-                (
-                    400,
-                    serde_json::json!({"error": {
-                    "message": format!("Unsupported {} request. Object with ID '{id}' does not exist, cannot be loaded due to missing permissions, or does not support this operation. Please read the Graph API documentation at https://developers.facebook.com/docs/graph-api", parts.method.as_str().to_ascii_lowercase()),
-                    "type": "GraphMethodException", "code": 100, "error_subcode": 33,
-                    "fbtrace_id": "mock-trace"}}),
-                )
-            };
-            return Response::builder()
-                .status(status)
-                .header("content-type", "application/json; charset=UTF-8")
-                .body(Body::from(body.to_string()))
-                .unwrap();
+            if reachable.iter().any(|r| r == id) {
+                let body = serde_json::json!({"id": id, "name": "reached with a broad token"});
+                return json_response(200, body);
+            }
+            return unsupported_object(&parts.method, id);
         }
     }
 
-    // wagate's number verification (unless `reach_like_meta` decides): any token reaches any
-    // number here, and every WABA lists the numbers asked about (ownership checks are exercised
-    // against the emulator).
-    let query = parts.uri.query().unwrap_or("");
+    // Requests about a registered number or WABA (number verification included, unless
+    // `reach_like_meta` answered above), as Meta answers the token they carry.
     let segments: Vec<&str> = parts.uri.path().split('/').collect();
-    if parts.method == Method::GET && query.contains("display_phone_number") && segments.len() == 3
-    {
-        let id = segments[2].to_owned();
-        inner.numbers.lock().unwrap().push(id.clone());
-        let body = serde_json::json!({"id": id, "display_phone_number": "+1 555-000-0001", "verified_name": "Mock Business"});
-        return Response::builder()
-            .header("content-type", "application/json")
-            .body(Body::from(body.to_string()))
-            .unwrap();
-    }
-    if parts.method == Method::GET && segments.len() == 4 && segments[3] == "phone_numbers" {
-        let data: Vec<_> = inner
-            .numbers
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|id| serde_json::json!({"id": id}))
-            .collect();
-        let body = serde_json::json!({ "data": data });
-        return Response::builder()
-            .header("content-type", "application/json")
-            .body(Body::from(body.to_string()))
-            .unwrap();
+    let token = bearer(&parts.headers);
+    if let Some(object) = segments.get(2).copied() {
+        let owners = inner.owners.lock().unwrap().clone();
+        let is_pnid = owners.iter().any(|o| o.pnid == object);
+        let is_waba = owners.iter().any(|o| o.waba == object);
+        if is_pnid || is_waba {
+            let issued: Vec<&Owned> = owners
+                .iter()
+                .filter(|o| Some(o.token.as_str()) == token)
+                .collect();
+            if issued.is_empty() {
+                return invalid_token();
+            }
+            let reaches = issued.iter().any(|o| o.pnid == object || o.waba == object);
+            if !reaches {
+                return unsupported_object(&parts.method, object);
+            }
+            let query = parts.uri.query().unwrap_or("");
+            if parts.method == Method::GET
+                && is_pnid
+                && segments.len() == 3
+                && query.contains("display_phone_number")
+            {
+                let body = serde_json::json!({"id": object, "display_phone_number": "+1 555-000-0001", "verified_name": "Mock Business"});
+                return json_response(200, body);
+            }
+            if parts.method == Method::GET
+                && is_waba
+                && segments.len() == 4
+                && segments[3] == "phone_numbers"
+            {
+                let mut ids: Vec<&str> = owners
+                    .iter()
+                    .filter(|o| o.waba == object)
+                    .map(|o| o.pnid.as_str())
+                    .collect();
+                ids.sort_unstable();
+                ids.dedup();
+                let data: Vec<_> = ids.iter().map(|id| serde_json::json!({"id": id})).collect();
+                return json_response(200, serde_json::json!({ "data": data }));
+            }
+        }
     }
 
     let canned = inner.canned.lock().unwrap().clone();
@@ -240,6 +271,45 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
                 .unwrap()
         }
     }
+}
+
+/// The token of `Authorization: Bearer …` (how wagate sends every number's token).
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+}
+
+fn json_response(status: u16, body: serde_json::Value) -> Response {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json; charset=UTF-8")
+        .header("x-fb-trace-id", "mock-trace")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+/// Meta's answer to a token it did not issue (or that was revoked).
+fn invalid_token() -> Response {
+    json_response(
+        401,
+        serde_json::json!({"error": {
+            "message": "Invalid OAuth access token - Cannot parse access token",
+            "type": "OAuthException", "code": 190, "fbtrace_id": "mock-trace"}}),
+    )
+}
+
+/// Meta's answer about an object the token cannot reach, in Meta's words (written here
+/// independently of wagate's copy).
+fn unsupported_object(method: &Method, id: &str) -> Response {
+    json_response(
+        400,
+        serde_json::json!({"error": {
+            "message": format!("Unsupported {} request. Object with ID '{id}' does not exist, cannot be loaded due to missing permissions, or does not support this operation. Please read the Graph API documentation at https://developers.facebook.com/docs/graph-api", method.as_str().to_ascii_lowercase()),
+            "type": "GraphMethodException", "code": 100, "error_subcode": 33,
+            "fbtrace_id": "mock-trace"}}),
+    )
 }
 
 fn tokio_stream_from(

@@ -190,6 +190,11 @@ impl Hook {
         self.inner.connections.load(Ordering::SeqCst)
     }
 
+    /// Requests being answered now (a delayed reply counts until it is sent).
+    pub fn in_flight(&self) -> usize {
+        self.inner.in_flight.load(Ordering::SeqCst)
+    }
+
     pub fn max_in_flight(&self) -> usize {
         self.inner.max_in_flight.load(Ordering::SeqCst)
     }

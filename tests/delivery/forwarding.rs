@@ -31,7 +31,7 @@ async fn happy_path(backend: Backend) {
     let d = wait_status(&app, &id, "succeeded", ms(5000)).await;
     wait_processing_status(&app, &number, "wamid.HAPPY", "completed").await;
     // Nothing else arrives: exactly one delivery, one request.
-    tokio::time::sleep(ms(400)).await;
+    past_any_duplicate(&app).await;
     assert_eq!(hook.hits().len(), 1);
     assert_eq!(deliveries_of(&app, &number).await.len(), 1);
 
@@ -108,7 +108,7 @@ async fn retries_until_the_receiver_recovers(backend: Backend) {
         .to_owned();
     let d = wait_status(&app, &id, "succeeded", ms(8000)).await;
     wait_processing_status(&app, &number, "wamid.RETRY", "completed").await;
-    tokio::time::sleep(ms(400)).await;
+    past_any_duplicate(&app).await;
 
     let hits = hook.hits();
     assert_eq!(
@@ -203,7 +203,7 @@ async fn dead_letters_then_replay_and_retry(backend: Backend) {
     assert_eq!(dead["next_attempt_at"], Value::Null);
     // No more attempts once dead.
     let tried = hook.hits().len();
-    tokio::time::sleep(ms(500)).await;
+    past_any_duplicate(&app).await;
     assert_eq!(hook.hits().len(), tried);
 
     let refused_id = wait_deliveries(&app, &refused, 1).await[0]["id"]
@@ -270,7 +270,7 @@ async fn dead_letters_then_replay_and_retry(backend: Backend) {
     assert_eq!(done["attempt_count"].as_u64().unwrap() as usize, tried + 1);
     assert_eq!(done["attempts"].as_array().unwrap().len(), tried + 1);
     assert!(done["delivered_at"].is_string());
-    tokio::time::sleep(ms(300)).await;
+    past_any_duplicate(&app).await;
     assert_eq!(hook.hits().len(), tried + 2);
 }
 
@@ -306,7 +306,7 @@ async fn batched_envelopes_are_split_per_number(backend: Backend) {
 
     let got_a = hook_a.wait_for(1, ms(5000)).await;
     let got_b = hook_b.wait_for(1, ms(5000)).await;
-    tokio::time::sleep(ms(300)).await;
+    past_any_duplicate(&app).await;
     assert_eq!(hook_a.hits().len(), 1);
     assert_eq!(hook_b.hits().len(), 1);
     for (hit, number, wamids) in [
@@ -396,7 +396,7 @@ async fn answers_with_nul_bytes_are_recorded(backend: Backend) {
         excerpt.starts_with("ok") && excerpt.ends_with("tail"),
         "{excerpt:?}"
     );
-    tokio::time::sleep(ms(300)).await;
+    past_any_duplicate(&app).await;
     assert_eq!(hook.hits().len(), 1);
 }
 
@@ -427,8 +427,12 @@ async fn deleting_a_number_mid_delivery_stalls_nothing(backend: Backend) {
         .call(Method::DELETE, &format!("{NUMBERS}/{PNID}"), None)
         .await;
     assert_eq!(status, 204, "{body}");
-    // Let the orphaned attempt finish, then deliver to the other number.
-    tokio::time::sleep(ms(800)).await;
+    // Let the orphaned attempt finish (the receiver has answered it), then deliver to the
+    // other number.
+    eventually(ms(10_000), "the orphaned attempt answered", || async {
+        (slow.in_flight() == 0).then_some(())
+    })
+    .await;
     app.post_webhook_ok(&kept.inbound("wamid.KEPT", "still here"))
         .await;
     let id = wait_deliveries(&app, &kept, 1).await[0]["id"]
@@ -437,7 +441,7 @@ async fn deleting_a_number_mid_delivery_stalls_nothing(backend: Backend) {
         .to_owned();
     wait_status(&app, &id, "succeeded", ms(3000)).await;
     wait_processing_status(&app, &kept, "wamid.KEPT", "completed").await;
-    tokio::time::sleep(ms(300)).await;
+    past_any_duplicate(&app).await;
     assert_eq!(healthy.hits().len(), 1);
     // The deleted number's stored rows went with it (explicitly on PostgreSQL, where these
     // tables carry no foreign keys; by cascade on SQLite), including the late attempt.
@@ -494,7 +498,7 @@ async fn retry_of_an_in_flight_delivery_sends_once(backend: Backend) {
         .await;
     assert_eq!(status, 202, "{body}");
     wait_status(&app, &id, "succeeded", ms(5000)).await;
-    tokio::time::sleep(ms(500)).await;
+    past_any_duplicate(&app).await;
     let d = delivery(&app, &id).await;
     assert_eq!(hook.hits().len(), 1, "sent twice: {d:#}");
     assert_eq!(d["attempt_count"], 1, "{d:#}");

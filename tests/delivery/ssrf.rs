@@ -13,21 +13,18 @@ fn strict(config: &mut wagate::config::Config) {
     config.delivery.allow_private_networks = false;
 }
 
-/// This machine's host name when it resolves to loopback only (e.g. through /etc/hosts): a
-/// name the URL check cannot know about, so only the DNS-time check can refuse it.
-async fn loopback_hostname() -> Option<String> {
-    let name = std::fs::read_to_string("/etc/hostname")
-        .ok()?
-        .trim()
-        .to_owned();
-    if name.is_empty() || name.contains('.') || name == "localhost" {
-        return None;
+/// A name no URL rule knows that resolves to loopback (the other answers given make it a
+/// rebinding name: a public address beside a private one), so only the DNS-time checks can
+/// refuse it. `.test` names are answered by the guard's test hook in this process, on every
+/// machine, without /etc/hosts or a network.
+fn rebinding_name(label: &str, public_too: bool) -> String {
+    let name = format!("{label}.rebinding.wagate.test");
+    let mut ips = vec![std::net::IpAddr::from([127, 0, 0, 1])];
+    if public_too {
+        ips.push(std::net::IpAddr::from([93, 184, 216, 34]));
     }
-    let addrs: Vec<_> = tokio::net::lookup_host((name.as_str(), 80))
-        .await
-        .ok()?
-        .collect();
-    (!addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())).then_some(name)
+    wagate::destination_guard::answer_test_name(&name, &ips);
+    name
 }
 
 fn assert_refused(status: u16, body: &Value, url: &str) {
@@ -64,9 +61,11 @@ async fn private_destinations_are_refused_when_set(backend: Backend) {
         "http://metadata.google.internal/".to_owned(),
         format!("http://0.0.0.0:{p}/"),
     ];
-    if let Some(host) = loopback_hostname().await {
-        urls.push(format!("http://{host}:{p}/hook"));
-    }
+    urls.push(format!("http://{}:{p}/hook", rebinding_name("set", false)));
+    urls.push(format!(
+        "http://{}:{p}/hook",
+        rebinding_name("set-mixed", true)
+    ));
 
     for (n, url) in urls.iter().enumerate() {
         let (status, body) = app
@@ -118,15 +117,18 @@ async fn private_destinations_are_refused_at_delivery(backend: Backend) {
     let app = spawn(backend, strict).await;
     let live = Hook::start().await;
     let p = live.port();
-    let mut urls = vec![
+    let urls = vec![
         format!("http://127.0.0.1:{p}/hook"),
         format!("http://localhost:{p}/hook"),
         format!("http://[::ffff:127.0.0.1]:{p}/hook"),
+        // Other spellings of the listener's address (0.0.0.0 reaches it too, on Linux).
+        format!("http://2130706433:{p}/hook"),
+        format!("http://0x7f.1:{p}/hook"),
+        format!("http://0.0.0.0:{p}/hook"),
+        // Only the delivery client's resolver can refuse these.
+        format!("http://{}:{p}/hook", rebinding_name("deliver", false)),
+        format!("http://{}:{p}/hook", rebinding_name("deliver-mixed", true)),
     ];
-    if let Some(host) = loopback_hostname().await {
-        // Only the delivery client's resolver can refuse this one.
-        urls.push(format!("http://{host}:{p}/hook"));
-    }
     let mut numbers = Vec::new();
     for (n, url) in urls.iter().enumerate() {
         let number = app
@@ -173,6 +175,22 @@ async fn private_destinations_are_refused_at_delivery(backend: Backend) {
         0,
         "a refused destination was connected to"
     );
+
+    // The control: the same names do reach a receiver through wagate's delivery client when
+    // private networks are allowed, so it was the guard that kept the attempts above away.
+    let control = Hook::start().await;
+    let mut open = app.config.delivery.clone();
+    open.allow_private_networks = true;
+    let client = wagate::delivery::worker::client(&open).unwrap();
+    for label in ["deliver", "deliver-mixed"] {
+        let url = format!(
+            "http://{label}.rebinding.wagate.test:{}/hook",
+            control.port()
+        );
+        let answered = client.post(&url).body("{}").send().await.unwrap();
+        assert_eq!(answered.status(), 200, "{url}");
+    }
+    assert_eq!(control.connections(), 2);
 }
 
 async fn redirects_are_not_followed(backend: Backend) {

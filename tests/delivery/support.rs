@@ -38,6 +38,15 @@ pub async fn spawn(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestAp
     .await
 }
 
+/// Waits until no duplicate of what was sent so far can still be on its way, so that a test
+/// can then count what arrived: past the lease (a claim left unfinished comes due again after
+/// it), a poll interval, the longest backoff (a failed attempt tried again) and a margin for a
+/// loaded machine, all read from this app's configuration.
+pub async fn past_any_duplicate(app: &TestApp) {
+    let d = &app.config.delivery;
+    tokio::time::sleep(d.lease + d.poll_interval + d.backoff_max + ms(1000)).await;
+}
+
 /// The number's deliveries, newest first (at most 100).
 pub async fn deliveries_of(app: &TestApp, number: &Number) -> Vec<Value> {
     let (status, body) = app
