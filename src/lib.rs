@@ -165,7 +165,10 @@ fn warn_about_unsafe_settings(config: &Config) {
         );
     }
     let local_media = !config.media.store.trim().starts_with("s3://");
-    if config.media.vault && local_media && config.database.backend().ok() == Some(config::Backend::Postgres) {
+    if config.media.vault
+        && local_media
+        && config.database.backend().ok() == Some(config::Backend::Postgres)
+    {
         tracing::warn!(
             store = %config.media.store,
             "media.store is a local folder while the database is PostgreSQL: with several instances, every instance must see the same folder (a shared volume), or files kept by one are missing on the others; use an s3:// bucket for several instances"

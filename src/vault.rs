@@ -142,7 +142,10 @@ impl MediaVault {
     }
 
     fn blob_path(sha256: &str) -> Path {
-        Path::from(format!("sha256/{}/{sha256}", &sha256[..2.min(sha256.len())]))
+        Path::from(format!(
+            "sha256/{}/{sha256}",
+            &sha256[..2.min(sha256.len())]
+        ))
     }
 
     /// Whether the file with this hash is already kept (the same file twice is stored once).
@@ -245,10 +248,7 @@ impl MediaVault {
         };
         let total_size = result.meta.size;
         let range = result.range.clone();
-        let bytes = result
-            .into_stream()
-            .map_err(VaultError::from)
-            .boxed();
+        let bytes = result.into_stream().map_err(VaultError::from).boxed();
         Ok(BlobRead {
             total_size,
             range,
@@ -278,7 +278,9 @@ pub fn checksum_hex(checksum: &str) -> Option<String> {
     }
     let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
         .decode(checksum.trim_end_matches('='))
-        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(checksum.trim_end_matches('=')))
+        .or_else(|_| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(checksum.trim_end_matches('='))
+        })
         .ok()?;
     (bytes.len() == 32).then(|| hex::encode(bytes))
 }
@@ -315,7 +317,12 @@ mod tests {
     }
 
     fn source(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
-        futures::stream::iter(parts.iter().map(|p| Ok(Bytes::from_static(p))).collect::<Vec<_>>())
+        futures::stream::iter(
+            parts
+                .iter()
+                .map(|p| Ok(Bytes::from_static(p)))
+                .collect::<Vec<_>>(),
+        )
     }
 
     #[tokio::test]
@@ -331,7 +338,10 @@ mod tests {
         assert_eq!(blob.byte_size, 11);
         assert!(vault.contains(&hash).await.unwrap());
         // Again: the same address, no second copy, no staging left behind.
-        vault.put_stream(source(&[b"hello world"]), None, 100).await.unwrap();
+        vault
+            .put_stream(source(&[b"hello world"]), None, 100)
+            .await
+            .unwrap();
         let files: Vec<_> = walk(dir.path());
         assert_eq!(files.len(), 1, "{files:?}");
 
@@ -355,7 +365,10 @@ mod tests {
             .put_stream(source(&[b"hello", b"world"]), None, 7)
             .await
             .unwrap_err();
-        assert!(matches!(error, VaultError::TooLarge { limit: 7 }), "{error}");
+        assert!(
+            matches!(error, VaultError::TooLarge { limit: 7 }),
+            "{error}"
+        );
         assert!(walk(dir.path()).is_empty(), "{:?}", walk(dir.path()));
     }
 

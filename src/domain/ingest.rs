@@ -606,7 +606,9 @@ pub async fn record_message(
         });
     }
     if settings.media_vault && row.has_media {
-        if let Some(media) = super::media::queued_download(&row, &number.phone_number_id, message, now) {
+        if let Some(media) =
+            super::media::queued_download(&row, &number.phone_number_id, message, now)
+        {
             tx.queue_media(&media).await?;
         }
     }

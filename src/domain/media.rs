@@ -185,8 +185,12 @@ impl MediaDownloads {
             .await
         {
             Ok(true) => {}
-            Ok(false) => tracing::info!(media = %row.id, "media download finished after its lease ran out; the newer claim decides"),
-            Err(error) => tracing::warn!(media = %row.id, %error, "recording a media download failed; the lease expires and it runs again"),
+            Ok(false) => {
+                tracing::info!(media = %row.id, "media download finished after its lease ran out; the newer claim decides")
+            }
+            Err(error) => {
+                tracing::warn!(media = %row.id, %error, "recording a media download failed; the lease expires and it runs again")
+            }
         }
     }
 
@@ -200,7 +204,11 @@ impl MediaDownloads {
             .filter(|n| n.internal_id == row.phone_number_internal_id)
             .ok_or_else(|| Failure::Permanent("the phone number is no longer connected".into()))?;
         // Already kept (the same file in another message): no download at all.
-        if let Some(hex) = row.expected_sha256.as_deref().and_then(crate::vault::checksum_hex) {
+        if let Some(hex) = row
+            .expected_sha256
+            .as_deref()
+            .and_then(crate::vault::checksum_hex)
+        {
             if let Some(size) = self.vault.size_of(&hex).await.map_err(store_failure)? {
                 return Ok(stored(hex, size, row.content_type.clone()));
             }
@@ -220,7 +228,10 @@ impl MediaDownloads {
             )
             .await
             .map_err(graph_failure)?;
-        if node.file_size.is_some_and(|size| size > self.config.max_bytes) {
+        if node
+            .file_size
+            .is_some_and(|size| size > self.config.max_bytes)
+        {
             return Err(too_large(self.config.max_bytes));
         }
         if !self.graph.is_media_host(&node.url) {
@@ -248,7 +259,9 @@ impl MediaDownloads {
             .put_stream(bytes, expected.as_deref(), self.config.max_bytes);
         let blob = tokio::time::timeout(self.config.download_timeout, put)
             .await
-            .map_err(|_| Failure::Retry("the download took longer than media.download_timeout".into()))?
+            .map_err(|_| {
+                Failure::Retry("the download took longer than media.download_timeout".into())
+            })?
             .map_err(vault_failure)?;
         Ok(stored(
             blob.sha256,
@@ -293,7 +306,9 @@ fn stored(sha256: String, byte_size: u64, content_type: Option<String>) -> Media
 }
 
 fn too_large(limit: u64) -> Failure {
-    Failure::Permanent(format!("the file is larger than media.max_bytes ({limit} bytes)"))
+    Failure::Permanent(format!(
+        "the file is larger than media.max_bytes ({limit} bytes)"
+    ))
 }
 
 fn graph_failure(error: GraphCallError) -> Failure {
@@ -301,9 +316,10 @@ fn graph_failure(error: GraphCallError) -> Failure {
         return Failure::Retry(error.to_string());
     }
     match &error {
-        GraphCallError::Refused { status: 404, .. } | GraphCallError::Refused { code: Some(100), .. } => {
-            Failure::Permanent(format!("Meta no longer has this media ({error})"))
-        }
+        GraphCallError::Refused { status: 404, .. }
+        | GraphCallError::Refused {
+            code: Some(100), ..
+        } => Failure::Permanent(format!("Meta no longer has this media ({error})")),
         _ => Failure::Permanent(error.to_string()),
     }
 }

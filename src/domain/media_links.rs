@@ -57,13 +57,28 @@ mod tests {
         let secrets = SecretBox::new(&[5u8; 32]);
         let now = Utc::now();
         let id = Uuid::now_v7();
-        let url = media_url(&secrets, "https://w.example", id, std::time::Duration::from_secs(3600), now);
-        let query: std::collections::HashMap<String, String> =
-            url::Url::parse(&url).unwrap().query_pairs().into_owned().collect();
+        let url = media_url(
+            &secrets,
+            "https://w.example",
+            id,
+            std::time::Duration::from_secs(3600),
+            now,
+        );
+        let query: std::collections::HashMap<String, String> = url::Url::parse(&url)
+            .unwrap()
+            .query_pairs()
+            .into_owned()
+            .collect();
         let expires: i64 = query["expires"].parse().unwrap();
         let signature = &query["signature"];
         assert!(link_is_valid(&secrets, id, expires, signature, now));
-        assert!(!link_is_valid(&secrets, Uuid::now_v7(), expires, signature, now));
+        assert!(!link_is_valid(
+            &secrets,
+            Uuid::now_v7(),
+            expires,
+            signature,
+            now
+        ));
         assert!(!link_is_valid(&secrets, id, expires + 60, signature, now));
         let later = now + chrono::Duration::hours(2);
         assert!(!link_is_valid(&secrets, id, expires, signature, later));

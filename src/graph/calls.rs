@@ -201,7 +201,11 @@ impl GraphClient {
         let url = self.url(version, media_id, Some(&query));
         let request = self.http.get(url).header("authorization", authorization);
         let (status, node) = self.call(request, Some(self.timeout)).await?;
-        let Some(url) = node.get("url").and_then(Value::as_str).filter(|_| status == 200) else {
+        let Some(url) = node
+            .get("url")
+            .and_then(Value::as_str)
+            .filter(|_| status == 200)
+        else {
             return Err(GraphCallError::refused(status, &node));
         };
         // `file_size` is a string in Meta's answers, a number in some SDK fixtures.

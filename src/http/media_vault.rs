@@ -239,10 +239,22 @@ fn disposition(row: &MediaFileRow) -> HeaderValue {
         .as_deref()
         .filter(|n| !n.trim().is_empty())
         .map(str::to_owned)
-        .unwrap_or_else(|| format!("{}{}", row.wamid.chars().take(40).collect::<String>(), extension(row)));
+        .unwrap_or_else(|| {
+            format!(
+                "{}{}",
+                row.wamid.chars().take(40).collect::<String>(),
+                extension(row)
+            )
+        });
     let ascii: String = name
         .chars()
-        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let encoded: String = name
         .bytes()

@@ -95,6 +95,10 @@ fn operations() -> Vec<Operation> {
         Operation { method: "post", path: "/setup/{token}/complete".into(), summary: "Completes Embedded Signup for a setup link (form or JSON: code, waba_id, phone_number_id, connection_type)", auth: None, query: &[], body: Option::None,
             responses: responses![(303, "to the link's success or failure URL", ""), (200, "result page when the link has no redirect URL", ""), (400, "failure page", ""), (404, "unknown link", ""), (410, "expired, revoked or used link", "")] },
     ];
+    ops.push(Operation { method: "get", path: "/media/{id}".into(),
+        summary: "A media file kept by the vault (the message's `kapso.media_url`): with the project's X-API-Key (or the number's Bearer token) always, or with the link's own `expires` and `signature` until it expires. Another project's key, a bad or expired signature and an unknown id all get the same 404. Supports Range (206) and If-None-Match (304)", auth: None,
+        query: &[("expires", "Unix time the signed link works until"), ("signature", "the link's signature")], body: Option::None,
+        responses: responses![(200, "the file, with Meta's content type, Content-Disposition, ETag, nosniff and a sandboxing CSP", ""), (206, "the requested byte range", ""), (304, "not modified (If-None-Match)", ""), (401, "an X-API-Key or token that is unknown, malformed or revoked", "GraphError"), (404, "no kept file this caller may read", "GraphError"), (416, "range outside the file", ""), (429, "too many failed authentications from this client", "GraphError"), (503, "the database or media store is unavailable", "GraphError")] });
     for mount in ["/meta/whatsapp", "/api/meta"] {
         ops.push(Operation { method: "get", path: format!("{mount}/media_download"),
             summary: "Media bytes behind a signed download link (the `url` wagate puts in media metadata answers); the token is the credential", auth: None,

@@ -9,7 +9,6 @@ use crate::domain::api_keys::ApiKeys;
 use crate::domain::auth::Authenticator;
 use crate::domain::customers::Customers;
 use crate::domain::ingest::IngestSettings;
-use crate::vault::MediaVault;
 use crate::domain::number_directory::NumberDirectory;
 use crate::domain::onboarding::Onboarding;
 use crate::domain::phone_numbers::PhoneNumbers;
@@ -20,6 +19,7 @@ use crate::graph::GraphClient;
 use crate::http::client_addr::ClientAddrs;
 use crate::http::origin::PublicOrigin;
 use crate::store::DynStore;
+use crate::vault::MediaVault;
 
 /// Cheap to clone (one `Arc`): axum clones the state for every extractor of every request.
 #[derive(Clone)]

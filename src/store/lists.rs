@@ -151,10 +151,7 @@ pub(crate) fn message_sql(number: Uuid, filter: &MessageFilter, seek: Seek, limi
     }
     if let Some(v) = filter.has_media {
         // Kapso's meaning: a kept file exists (the vault stored it), not "a media type".
-        sql.push(
-            if v { " and exists" } else { " and not exists" },
-            [],
-        );
+        sql.push(if v { " and exists" } else { " and not exists" }, []);
         sql.push(
             " (select 1 from media_files f where f.phone_number_internal_id = \
              messages.phone_number_internal_id and f.wamid = messages.wamid \
@@ -306,11 +303,11 @@ mod tests {
             .contains("phone_number_internal_id = $1 and direction = $2 and exists (select 1 from media_files"));
         assert!(
             sql.text
-                .contains("(created_at, id) < ($4, $5) order by created_at desc, id desc limit $6"),
+                .contains("(created_at, id) < ($3, $4) order by created_at desc, id desc limit $5"),
             "{}",
             sql.text
         );
-        assert_eq!(sql.args.len(), 6);
+        assert_eq!(sql.args.len(), 5);
         let before = message_sql(
             number,
             &MessageFilter::default(),

@@ -32,8 +32,8 @@ use uuid::Uuid;
 
 pub use cache_changes::CacheChange;
 pub use inspect::StoreInspect;
-pub use media::{MediaFileRow, MediaFiles, MediaOutcome, MediaState};
 pub use lists::{CallFilter, ContactFilter, ConversationFilter, MessageFilter, Seek};
+pub use media::{MediaFileRow, MediaFiles, MediaOutcome, MediaState};
 pub use models::*;
 pub use onboarding::{
     CustomerFilter, CustomerPatch, Onboarding, SetupCompletion, SetupLinkFilter, SetupLinkPatch,

@@ -93,6 +93,9 @@ impl TestApp {
         let graph = GraphMock::start().await;
         let mut config = test_config(fresh_database_url(backend, dir.path()).await);
         config.graph.base_url = graph.url.clone();
+        // Each app keeps its media in its own folder (on PostgreSQL the default is the working
+        // folder, which every test would share).
+        config.media.store = dir.path().join("media").display().to_string();
         adjust(&mut config);
         let app = App::build(config).await.expect("app builds");
         let (project, key) = app.bootstrap.as_ref().expect("fresh database bootstraps");

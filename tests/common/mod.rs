@@ -36,6 +36,23 @@ pub async fn emulator(
     (sandbox, format!("http://{addr}"))
 }
 
+/// Every file below `dir`, at any depth.
+pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(folder) = stack.pop() {
+        for entry in std::fs::read_dir(folder).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
 pub fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }

@@ -220,10 +220,14 @@ impl Request<'_> {
                 let view = present::MediaView {
                     url,
                     status: state.as_str(),
-                    error: f.last_error.filter(|_| state == crate::store::MediaState::Failed),
+                    error: f
+                        .last_error
+                        .filter(|_| state == crate::store::MediaState::Failed),
                     content_type: f.content_type,
                     filename: f.filename,
-                    byte_size: f.byte_size.filter(|_| state == crate::store::MediaState::Stored),
+                    byte_size: f
+                        .byte_size
+                        .filter(|_| state == crate::store::MediaState::Stored),
                 };
                 (f.wamid, view)
             })
