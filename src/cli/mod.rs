@@ -85,6 +85,23 @@ pub enum AdminCommand {
     /// Stored secrets: re-seal them, rotate the master key.
     #[command(subcommand)]
     Secrets(secrets::SecretsCommand),
+    /// The media vault's downloads.
+    #[command(subcommand)]
+    Media(MediaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MediaCommand {
+    /// Puts failed downloads back in the queue (after fixing what made them fail: a bucket's
+    /// permissions, media.max_bytes); running servers pick them up within media.poll_interval.
+    #[command(name = "requeue-failed")]
+    RequeueFailed {
+        /// Only this project's.
+        #[arg(long)]
+        project: Option<Uuid>,
+        #[command(flatten)]
+        output: Output,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -288,6 +305,16 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
                         event.state
                     );
                 }
+            }
+        }
+        AdminCommand::Media(MediaCommand::RequeueFailed { project, output }) => {
+            let requeued = store
+                .requeue_failed_media(project, crate::store::now())
+                .await?;
+            if output.json {
+                println!("{}", json!({ "requeued": requeued }));
+            } else {
+                println!("requeued {requeued} failed media download(s)");
             }
         }
         AdminCommand::ApiKeys(ApiKeysCommand::Revoke { key_id, output }) => {

@@ -73,6 +73,23 @@ pub fn queued_download(
     })
 }
 
+/// Removes files no message uses any more (a disconnected number's). A file some message
+/// started using meanwhile (a download finishing right now) is kept: each is checked again
+/// just before it goes. Failures are logged; the file then stays, unused.
+pub async fn remove_files(store: &dyn crate::store::Store, vault: &MediaVault, sha256s: &[String]) {
+    for sha256 in sha256s {
+        match store.media_file_in_use(sha256).await {
+            Ok(false) => {
+                if let Err(error) = vault.delete(sha256).await {
+                    tracing::warn!(%error, "removing a media file failed; it stays in the store unused");
+                }
+            }
+            Ok(true) => {}
+            Err(error) => tracing::warn!(%error, "checking a media file's use failed; it stays"),
+        }
+    }
+}
+
 /// What a download worker needs. Cheap to clone.
 #[derive(Clone)]
 pub struct MediaDownloads {

@@ -153,6 +153,8 @@ pub struct PhoneNumbers {
     numbers: NumberDirectory,
     /// `serve --sandbox`: numbers are the emulator's, connected as `kind = "sandbox"`.
     sandbox_mode: bool,
+    /// The media vault, whose files of a disconnected number go with it.
+    vault: Option<crate::vault::MediaVault>,
 }
 
 impl PhoneNumbers {
@@ -170,7 +172,14 @@ impl PhoneNumbers {
             destinations,
             numbers,
             sandbox_mode: false,
+            vault: None,
         }
+    }
+
+    /// Gives the service the media vault (files of disconnected numbers are removed).
+    pub fn with_vault(mut self, vault: Option<crate::vault::MediaVault>) -> Self {
+        self.vault = vault;
+        self
     }
 
     /// Marks this service as `serve --sandbox`'s (see [`crate::config::Config::sandbox_mode`]).
@@ -237,11 +246,15 @@ impl PhoneNumbers {
         project_id: Uuid,
         phone_number_id: &str,
     ) -> Result<(), PhoneNumberError> {
-        let deleted = self
+        let orphaned = self
             .store
             .delete_phone_number(project_id, phone_number_id)
             .await;
-        self.forget_numbers(deleted.map_err(PhoneNumberError::from))
+        let orphaned = self.forget_numbers(orphaned.map_err(PhoneNumberError::from))?;
+        if let Some(vault) = &self.vault {
+            super::media::remove_files(&*self.store, vault, &orphaned).await;
+        }
+        Ok(())
     }
 
     /// Puts back the access token `old` had (a write undone).

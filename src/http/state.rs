@@ -100,7 +100,8 @@ impl AppState {
             destinations,
             numbers.clone(),
         )
-        .in_sandbox_mode(config.sandbox_mode);
+        .in_sandbox_mode(config.sandbox_mode)
+        .with_vault(vault.clone());
         let onboarding =
             Onboarding::new(store.clone(), graph.clone(), phone_numbers.clone(), &config);
         Ok(Self(Arc::new(Services {

@@ -683,7 +683,7 @@ macro_rules! impl_common_store {
                 &self,
                 project_id: uuid::Uuid,
                 phone_number_id: &str,
-            ) -> $crate::store::StoreResult<()> {
+            ) -> $crate::store::StoreResult<Vec<String>> {
                 let mut tx = self
                     .pool
                     .begin_with(<Self as $crate::store::dialect::Dialect>::BEGIN_WRITE)
@@ -710,8 +710,34 @@ macro_rules! impl_common_store {
                 ] {
                     sqlx::query(sql).bind(internal_id).execute(&mut *tx).await?;
                 }
+                // Its media rows go too; a file stays in the store while another message uses
+                // it (content addressing shares files between numbers and projects).
+                let mut kept: Vec<String> = sqlx::query_scalar(
+                    "delete from media_files where phone_number_internal_id = $1 \
+                     and sha256 is not null returning sha256",
+                )
+                .bind(internal_id)
+                .fetch_all(&mut *tx)
+                .await?;
+                sqlx::query("delete from media_files where phone_number_internal_id = $1")
+                    .bind(internal_id)
+                    .execute(&mut *tx)
+                    .await?;
+                kept.sort();
+                kept.dedup();
+                let mut orphaned = Vec::with_capacity(kept.len());
+                for sha256 in kept {
+                    let (others,): (i64,) =
+                        sqlx::query_as("select count(*) from media_files where sha256 = $1")
+                            .bind(&sha256)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                    if others == 0 {
+                        orphaned.push(sha256);
+                    }
+                }
                 tx.commit().await?;
-                Ok(())
+                Ok(orphaned)
             }
         }
     };

@@ -118,6 +118,8 @@ pub trait MediaFiles: Send + Sync {
         wamids: &[String],
     ) -> StoreResult<Vec<MediaFileRow>>;
     async fn find_media_file(&self, id: Uuid) -> StoreResult<Option<MediaFileRow>>;
+    /// Whether any message's media row names this file.
+    async fn media_file_in_use(&self, sha256: &str) -> StoreResult<bool>;
     /// Due downloads and the age of the oldest (metrics).
     async fn media_queue_depth(
         &self,
@@ -245,6 +247,18 @@ macro_rules! impl_media_files {
                     .bind(id)
                     .fetch_optional(&self.pool)
                     .await?)
+            }
+
+            async fn media_file_in_use(
+                &self,
+                sha256: &str,
+            ) -> $crate::store::StoreResult<bool> {
+                let (count,): (i64,) =
+                    sqlx::query_as("select count(*) from media_files where sha256 = $1")
+                        .bind(sha256)
+                        .fetch_one(&self.pool)
+                        .await?;
+                Ok(count > 0)
             }
 
             async fn media_queue_depth(

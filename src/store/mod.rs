@@ -207,8 +207,13 @@ pub trait Store: Outbox + Onboarding + SealedValues + MediaFiles + Send + Sync +
         phone_number_id: &str,
         patch: PhoneNumberPatch,
     ) -> StoreResult<PhoneNumber>;
-    async fn delete_phone_number(&self, project_id: Uuid, phone_number_id: &str)
-        -> StoreResult<()>;
+    /// Deletes a number with its stored data; answers the SHA-256 of media files no other
+    /// message uses any more (the caller removes them from the media store).
+    async fn delete_phone_number(
+        &self,
+        project_id: Uuid,
+        phone_number_id: &str,
+    ) -> StoreResult<Vec<String>>;
 
     // Stored data.
     /// A write transaction (on SQLite `BEGIN IMMEDIATE`, so read-then-write never deadlocks).

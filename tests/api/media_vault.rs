@@ -311,7 +311,7 @@ async fn oversized_media_fails_without_being_kept(backend: Backend) {
     );
 }
 
-async fn the_same_file_twice_is_kept_once(backend: Backend) {
+async fn the_same_file_twice_is_kept_once_and_goes_with_its_number(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().to_path_buf();
     let env = env(backend, move |config| {
@@ -335,11 +335,86 @@ async fn the_same_file_twice_is_kept_once(backend: Backend) {
     }
     let files = files_under(dir.path());
     assert_eq!(files.len(), 1, "{files:?}");
+
+    // Disconnecting the number removes its media: rows, and the file no message uses any more.
+    let (status, body) = env
+        .app
+        .call(
+            Method::DELETE,
+            &format!("/platform/v1/whatsapp/phone_numbers/{}", env.pnid),
+            None,
+        )
+        .await;
+    assert!(status < 300, "{status} {body}");
+    assert_eq!(files_under(dir.path()), Vec::<std::path::PathBuf>::new());
 }
 
 crate::both_backends!(backend:
     an_inbound_image_is_kept_and_served_by_its_stable_url,
     bad_media_is_recorded_as_failed_and_never_served,
     oversized_media_fails_without_being_kept,
-    the_same_file_twice_is_kept_once,
+    the_same_file_twice_is_kept_once_and_goes_with_its_number,
 );
+
+/// The operator's way back after fixing a cause (`media.max_bytes` here): failed downloads go
+/// back in the queue and the running server tries them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_downloads_are_requeued_by_the_admin_command() {
+    use secrecy::ExposeSecret;
+    let env = env(Backend::Sqlite, |config| config.media.max_bytes = 16).await;
+    let wamid = env.inbound("document", json!({})).await;
+    assert_eq!(env.settled(&wamid).await["media_data"]["status"], "failed");
+    let number = uuid::Uuid::parse_str(
+        env.app
+            .get(&format!("/platform/v1/whatsapp/phone_numbers/{}", env.pnid))
+            .await
+            .1["data"]["internal_id"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let row = |store: wagate::store::DynStore, wamid: String| async move {
+        store
+            .media_files_of(number, &[wamid])
+            .await
+            .unwrap()
+            .remove(0)
+    };
+    let failed = row(env.app.store.clone(), wamid.clone()).await;
+
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_wagate"))
+        .args(["admin", "media", "requeue-failed", "--json"])
+        .env(
+            "WAGATE__DATABASE__URL",
+            env.app.config.database.url.expose_secret(),
+        )
+        .env(
+            "WAGATE__SECURITY__MASTER_KEY",
+            env.app.config.security.master_key.expose_secret(),
+        )
+        .env("WAGATE__LOG__LEVEL", "warn")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(answer["requeued"], 1);
+    // The server tried again (and, the cause unchanged, failed again, later).
+    let store = env.app.store.clone();
+    eventually(
+        Duration::from_secs(20),
+        "the requeued download to run again",
+        || {
+            let (store, wamid, before) = (store.clone(), wamid.clone(), failed.updated_at);
+            async move {
+                let again = row(store, wamid).await;
+                (again.state == "failed" && again.updated_at > before).then_some(())
+            }
+        },
+    )
+    .await;
+}

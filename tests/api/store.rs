@@ -213,7 +213,11 @@ async fn phone_numbers_lifecycle(store: DynStore) {
         store.delete_phone_number(b.id, "111").await,
         Err(StoreError::NotFound)
     ));
-    store.delete_phone_number(a.id, "111").await.unwrap();
+    assert_eq!(
+        store.delete_phone_number(a.id, "111").await.unwrap(),
+        Vec::<String>::new(),
+        "no media, no files to remove"
+    );
     assert_eq!(store.find_phone_number("111").await.unwrap(), None);
     assert!(matches!(
         store.delete_phone_number(a.id, "111").await,
