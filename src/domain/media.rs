@@ -43,11 +43,10 @@ pub fn queued_download(
             .filter(|v| !v.is_empty())
             .map(str::to_owned)
     };
-    let media_id = text("id");
+    // Media sent by `link` is not fetched yet (it needs the SSRF-guarded client): no row, so the
+    // message says nothing rather than "failed".
+    let media_id = text("id")?;
     let source_url = text("link");
-    if media_id.is_none() && source_url.is_none() {
-        return None;
-    }
     Some(MediaFileRow {
         id: Uuid::now_v7(),
         project_id: message.project_id,
@@ -55,7 +54,7 @@ pub fn queued_download(
         phone_number_id: phone_number_id.to_owned(),
         wamid: message.wamid.clone(),
         direction: message.direction.to_string(),
-        media_id,
+        media_id: Some(media_id),
         source_url,
         expected_sha256: text("sha256"),
         sha256: None,

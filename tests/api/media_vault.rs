@@ -349,7 +349,63 @@ async fn the_same_file_twice_is_kept_once_and_goes_with_its_number(backend: Back
     assert_eq!(files_under(dir.path()), Vec::<std::path::PathBuf>::new());
 }
 
+/// Outbound: a file uploaded through wagate and sent by its id is kept as well, and the recorded
+/// outbound message carries the same fields.
+async fn uploaded_and_sent_media_is_kept_for_the_outbound_message(backend: Backend) {
+    let env = env(backend, |_| {}).await;
+    let boundary = "vaultb0undary";
+    let png: &[u8] = b"\x89PNG\r\n\x1a\noutbound bytes";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"messaging_product\"\r\n\r\nwhatsapp\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"type\"\r\n\r\nimage/png\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"out.png\"\r\nContent-Type: image/png\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(png);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let uploaded: Value = env
+        .app
+        .request(Method::POST, &format!("{V}/{}/media", env.pnid))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let media_id = uploaded["id"].as_str().expect("an uploaded media id");
+    let (status, sent) = env
+        .app
+        .call(
+            Method::POST,
+            &format!("{V}/{}/messages", env.pnid),
+            Some(
+                json!({"messaging_product": "whatsapp", "to": "15551234567", "type": "image",
+                        "image": {"id": media_id, "caption": "from us"}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{sent}");
+    let wamid = sent["messages"][0]["id"].as_str().unwrap().to_owned();
+    let kapso = env.settled(&wamid).await;
+    assert_eq!(kapso["media_data"]["status"], "stored", "{kapso}");
+    let url = kapso["media_url"].as_str().unwrap();
+    let bytes = env
+        .http
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(bytes.to_vec(), png.to_vec());
+}
+
 crate::both_backends!(backend:
+    uploaded_and_sent_media_is_kept_for_the_outbound_message,
     an_inbound_image_is_kept_and_served_by_its_stable_url,
     bad_media_is_recorded_as_failed_and_never_served,
     oversized_media_fails_without_being_kept,
