@@ -242,6 +242,38 @@ test("messages.get returns each message with its Meta shape and Kapso block", as
   }
 });
 
+test("an inbound image is kept: messages.get carries mediaUrl, which serves Meta's bytes", async () => {
+  let image;
+  for (let i = 0; i < 200; i++) {
+    image = await client.messages.get({
+      phoneNumberId: PNID,
+      messageId: S.inbound.image,
+      fields: "kapso(has_media,media_url,media_data)",
+    });
+    if (image.kapso?.mediaUrl) break;
+    await sleep(100);
+  }
+  assert.ok(image.kapso?.mediaUrl, `never kept: ${JSON.stringify(image.kapso)}`);
+  assert.equal(image.kapso.hasMedia, true);
+  assert.equal(image.kapso.mediaData.url, image.kapso.mediaUrl);
+  const original = Buffer.from(
+    await (
+      await fetch(`${EMULATOR}/_sandbox/media/${image.image.id}/download`, {
+        headers: { authorization: "Bearer sandbox-token-100000000000001" },
+      })
+    ).arrayBuffer(),
+  );
+  assert.equal(image.kapso.mediaData.byteSize, original.length);
+  const keyless = await fetch(image.kapso.mediaUrl);
+  assert.equal(keyless.status, 200);
+  assert.deepEqual(Buffer.from(await keyless.arrayBuffer()), original);
+  const stable = image.kapso.mediaUrl.split("?")[0];
+  const withKey = await fetch(stable, { headers: { "x-api-key": API_KEY } });
+  assert.equal(withKey.status, 200);
+  assert.deepEqual(Buffer.from(await withKey.arrayBuffer()), original);
+  assert.equal((await fetch(stable)).status, 404);
+});
+
 test("stored payloads carry the message content", async () => {
   const get = (id, fields) => client.messages.get({ phoneNumberId: PNID, messageId: id, ...(fields ? { fields } : {}) });
   const text = await get(S.inbound.text);
@@ -253,7 +285,6 @@ test("stored payloads carry the message content", async () => {
   assert.equal(typeof image.image.id, "string");
   assert.ok(image.image.id.length > 0);
   assert.equal(image.image.mimeType, "image/png");
-  assert.equal(image.kapso.hasMedia, true);
 
   const location = await get(S.inbound.location);
   assert.equal(typeof location.location.latitude, "number");

@@ -427,7 +427,6 @@ def test_list_items_carry_the_message_content(seed: dict[str, Any]) -> None:
     assert by_id[i["text"]].text.body == f"hi {RUN}"
     assert by_id[i["text"]].kapso.contact_name == "Ada PY"
     assert by_id[i["image"]].image.id and by_id[i["image"]].image.mime_type == "image/png"
-    assert by_id[i["image"]].kapso.has_media is True
     assert isinstance(by_id[i["location"]].location.latitude, float)
     assert by_id[i["order"]].order.catalog_id == "300000000000001"
     assert by_id[i["order"]].kapso.order_text == "Please deliver to the front desk"
@@ -451,6 +450,38 @@ def test_list_items_carry_the_message_content(seed: dict[str, Any]) -> None:
 
 # ------------------------------------------------------------------------------------------------
 # Conversations
+
+
+def test_inbound_media_is_kept_and_its_media_url_downloads(seed: dict[str, Any]) -> None:
+    """The media vault: the SDK's models carry media_url / media_data once the file is kept, and
+    the URL serves the very bytes Meta (the emulator) holds, keyless (signed) and with the key."""
+    image_id = seed["inbound"]["image"]
+
+    async def body(client: WhatsAppClient) -> Any:
+        for _ in range(200):
+            pages = await walk(client.messages.list_by_conversation, phone_number_id=PNID,
+                               conversation_id=seed["conversation_a"], limit=100,
+                               fields="kapso(has_media,media_url,media_data)")
+            image = {m.id: m for m in items(pages)}[image_id]
+            if image.kapso.media_url:
+                return image
+            await asyncio.sleep(0.1)
+        raise AssertionError("the image was never kept")
+
+    image = run(body)
+    assert image.kapso.has_media is True
+    assert image.kapso.media_data.url == image.kapso.media_url
+    assert image.kapso.media_data.content_type == "image/png"
+    original = httpx.get(f"{EMULATOR}/_sandbox/media/{image.image.id}/download",
+                         headers={"Authorization": "Bearer sandbox-token-100000000000001"}).content
+    assert image.kapso.media_data.byte_size == len(original)
+    keyless = httpx.get(image.kapso.media_url, timeout=30)
+    assert keyless.status_code == 200 and keyless.content == original
+    assert keyless.headers["x-content-type-options"] == "nosniff"
+    stable = image.kapso.media_url.split("?")[0]
+    with_key = httpx.get(stable, headers={"X-API-Key": API_KEY}, timeout=30)
+    assert with_key.status_code == 200 and with_key.content == original
+    assert httpx.get(stable, timeout=30).status_code == 404
 
 
 def test_conversations_list_get_and_paging(seed: dict[str, Any]) -> None:
