@@ -13,7 +13,8 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use serde::Deserialize;
+use std::collections::HashMap;
+
 use uuid::Uuid;
 
 use crate::domain::auth::Caller;
@@ -27,20 +28,32 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/media/{id}", get(serve))
 }
 
-#[derive(Debug, Deserialize)]
+/// The signed link's parameters. Read leniently: a malformed value is no signature (the same
+/// 404), never a query-parsing error of its own.
+#[derive(Debug, Default)]
 pub struct LinkQuery {
     expires: Option<i64>,
     signature: Option<String>,
 }
 
+impl LinkQuery {
+    fn from_pairs(pairs: HashMap<String, String>) -> Self {
+        Self {
+            expires: pairs.get("expires").and_then(|v| v.parse().ok()),
+            signature: pairs.get("signature").cloned(),
+        }
+    }
+}
+
 async fn serve(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
-    Query(link): Query<LinkQuery>,
+    Query(pairs): Query<HashMap<String, String>>,
     method: Method,
     headers: HeaderMap,
     extensions: axum::http::Extensions,
 ) -> Response {
+    let link = LinkQuery::from_pairs(pairs);
     match answer(&state, &raw_id, link, &method, &headers, &extensions).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
