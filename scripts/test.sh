@@ -39,6 +39,9 @@ ensure_postgres
 psql "$PG_URL" -qAt -c "select datname from pg_database where datname like 'wagate_test_%'" 2>/dev/null |
   while read -r db; do psql "$PG_URL" -q -c "drop database if exists $db" >/dev/null 2>&1 || true; done
 
+# The media vault's suite also runs against a real S3-compatible server process.
+source tests/s3/start.sh
+
 status=0
 echo "==> Rust tests (unit, API end to end on SQLite and PostgreSQL, emulator)"
 if cargo nextest --version >/dev/null 2>&1; then

@@ -127,7 +127,40 @@ async fn original_bytes(env: &Env, media_id: &str) -> Vec<u8> {
 }
 
 async fn an_inbound_image_is_kept_and_served_by_its_stable_url(backend: Backend) {
-    let env = env(backend, |_| {}).await;
+    journey(backend, |_| {}).await;
+}
+
+/// The same journey with the files in an S3-compatible bucket: a real server process (moto,
+/// started by `scripts/test.sh`), at `WAGATE_TEST_S3_ENDPOINT`, bucket `wagate-test`.
+async fn the_journey_works_on_an_s3_bucket(backend: Backend) {
+    let Some(endpoint) = s3_endpoint() else {
+        return;
+    };
+    let prefix = format!("run-{}", uuid::Uuid::now_v7());
+    journey(backend, move |config| {
+        config.media.store = format!("s3://wagate-test/{prefix}");
+        config.media.s3_endpoint = endpoint;
+    })
+    .await;
+}
+
+/// The S3 endpoint tests use, or `None` (skipped, said aloud) when there is none; with
+/// `WAGATE_REQUIRE_S3=1` (the test script) a missing one fails instead.
+fn s3_endpoint() -> Option<String> {
+    match std::env::var("WAGATE_TEST_S3_ENDPOINT") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("WAGATE_REQUIRE_S3").as_deref() == Ok("1") => {
+            panic!("WAGATE_REQUIRE_S3=1 but WAGATE_TEST_S3_ENDPOINT is not set")
+        }
+        _ => {
+            eprintln!("SKIPPED: no WAGATE_TEST_S3_ENDPOINT (scripts/test.sh starts one)");
+            None
+        }
+    }
+}
+
+async fn journey(backend: Backend, adjust: impl FnOnce(&mut Config) + Send + 'static) {
+    let env = env(backend, adjust).await;
     let answer = env
         .control(
             "/_sandbox/inbound",
@@ -405,6 +438,7 @@ async fn uploaded_and_sent_media_is_kept_for_the_outbound_message(backend: Backe
 }
 
 crate::both_backends!(backend:
+    the_journey_works_on_an_s3_bucket,
     uploaded_and_sent_media_is_kept_for_the_outbound_message,
     an_inbound_image_is_kept_and_served_by_its_stable_url,
     bad_media_is_recorded_as_failed_and_never_served,
