@@ -47,6 +47,12 @@ pub fn test_config(database_url: String) -> Config {
     // Test receivers listen on loopback over http; the SSRF tests switch these back off.
     config.delivery.allow_http = true;
     config.delivery.allow_private_networks = true;
+    // Never the working folder (PostgreSQL's default): apps built straight from this config
+    // share one scratch folder; `TestApp` gives each app its own.
+    config.media.store = std::env::temp_dir()
+        .join("wagate-test-media")
+        .display()
+        .to_string();
     config
 }
 
