@@ -232,7 +232,7 @@ run_backend() {
   done
   if [ $up = 0 ]; then echo "wagate did not come up:" >&2; tail -n 30 "$dir/wagate.log" "$dir/wagate.out" >&2; exit 1; fi
   # The first start writes its key to a 0600 file when stdout is not a terminal (older builds print it).
-  key=$( (cat $(find "$dir" -name initial-api-key) 2>/dev/null; grep -o 'wag_[A-Za-z0-9_-]*' "$dir/wagate.out") | head -1)
+  key=$( (find "$dir" -name initial-api-key -exec cat {} + 2>/dev/null; grep -o 'wag_[A-Za-z0-9_-]*' "$dir/wagate.out" || true) | head -1)
   [ -n "$key" ] || { echo "no API key printed by wagate" >&2; tail -n 30 "$dir/wagate.log" >&2; exit 1; }
   curl -fsS -o /dev/null -X POST "$base/platform/v1/whatsapp/phone_numbers" \
     -H "X-API-Key: $key" -H 'content-type: application/json' \

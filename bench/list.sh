@@ -56,7 +56,7 @@ run_backend() {
   PID=$!
   for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
   # The first start writes its key to a 0600 file when stdout is not a terminal (older builds print it).
-  key=$( (cat $(find "$WORK/$backend" -name initial-api-key) 2>/dev/null; grep -o 'wag_[A-Za-z0-9_-]*' "$WORK/$backend.out") | head -1)
+  key=$( (find "$WORK/$backend" -name initial-api-key -exec cat {} + 2>/dev/null; grep -o 'wag_[A-Za-z0-9_-]*' "$WORK/$backend.out" || true) | head -1)
   for i in $(seq 0 9); do
     curl -fsS -o /dev/null -X POST "http://127.0.0.1:$port/platform/v1/whatsapp/phone_numbers" -H "X-API-Key: $key" \
       -H 'content-type: application/json' \

@@ -156,7 +156,7 @@ declare -A KEYS
 connect_number() { # name, port: the instance's first-start key, and the bench number connected
   local key
   # The first start writes its key to a 0600 file when stdout is not a terminal (older builds print it).
-  key=$( (cat $(find "$WORK/$1" -name initial-api-key) 2>/dev/null; grep -o 'wag_[A-Za-z0-9_-]*' "$WORK/$1.out") | head -1)
+  key=$( (find "$WORK/$1" -name initial-api-key -exec cat {} + 2>/dev/null; grep -o 'wag_[A-Za-z0-9_-]*' "$WORK/$1.out" || true) | head -1)
   [ -n "$key" ] || { echo "no API key printed by $1" >&2; cat "$WORK/$1.log" >&2; exit 1; }
   curl -fsS -o /dev/null -X POST "http://127.0.0.1:$2/platform/v1/whatsapp/phone_numbers" \
     -H "X-API-Key: $key" -H 'content-type: application/json' \
