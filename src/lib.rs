@@ -129,14 +129,25 @@ impl App {
             self.state.vault.clone(),
             self.state.config.workers.media_downloads,
         ) {
+            let links = graph::LinkClient::new(
+                &self.state.config.media,
+                self.state.config.graph.connect_timeout,
+            )?;
             let downloads = domain::media::MediaDownloads::new(
                 self.state.store.clone(),
                 self.state.numbers.clone(),
                 self.state.graph.clone(),
-                vault,
+                links,
+                vault.clone(),
                 self.state.config.media.clone(),
             );
             tokio::spawn(downloads.run(self.state.media_wake.clone(), stop_workers.clone()));
+            tokio::spawn(domain::media::expire_old_files(
+                self.state.store.clone(),
+                vault,
+                self.state.config.media.clone(),
+                stop_workers.clone(),
+            ));
         }
         if self.state.config.workers.conversation_sweeper {
             tokio::spawn(domain::sweeper::run(
@@ -162,6 +173,11 @@ fn warn_about_unsafe_settings(config: &Config) {
     if config.delivery.allow_private_networks {
         tracing::warn!(
             "delivery.allow_private_networks = true: webhook destinations may be loopback, private or cloud-metadata addresses on any port; only for tests and closed networks"
+        );
+    }
+    if config.media.vault && config.media.allow_private_links {
+        tracing::warn!(
+            "media.allow_private_links = true: media sent by link may be fetched from loopback, private or cloud-metadata addresses on any port; only for tests and closed networks"
         );
     }
     let local_media = !config.media.store.trim().starts_with("s3://");

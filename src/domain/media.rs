@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
 use serde_json::Value;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -21,7 +20,7 @@ use uuid::Uuid;
 
 use super::number_directory::NumberDirectory;
 use crate::config::MediaConfig;
-use crate::graph::{GraphCallError, GraphClient};
+use crate::graph::{Download, GraphCallError, GraphClient, LinkClient, LinkError};
 use crate::store::{DynStore, MediaFileRow, MediaOutcome, MediaState, MessageRow};
 use crate::vault::{MediaVault, VaultError};
 
@@ -43,10 +42,13 @@ pub fn queued_download(
             .filter(|v| !v.is_empty())
             .map(str::to_owned)
     };
-    // Media sent by `link` is not fetched yet (it needs the SSRF-guarded client): no row, so the
-    // message says nothing rather than "failed".
-    let media_id = text("id")?;
+    // Media names what to download by Meta's id (inbound, echoes, uploads) or by the link an
+    // outbound message gave; without either there is nothing to keep.
+    let media_id = text("id");
     let source_url = text("link");
+    if media_id.is_none() && source_url.is_none() {
+        return None;
+    }
     Some(MediaFileRow {
         id: Uuid::now_v7(),
         project_id: message.project_id,
@@ -54,7 +56,7 @@ pub fn queued_download(
         phone_number_id: phone_number_id.to_owned(),
         wamid: message.wamid.clone(),
         direction: message.direction.to_string(),
-        media_id: Some(media_id),
+        media_id,
         source_url,
         expected_sha256: text("sha256"),
         sha256: None,
@@ -89,12 +91,63 @@ pub async fn remove_files(store: &dyn crate::store::Store, vault: &MediaVault, s
     }
 }
 
+/// How many rows one retention statement expires; a sweep repeats until fewer come back.
+const EXPIRE_BATCH: u32 = 500;
+
+/// `media.retention`: every `media.sweep_interval`, marks files stored longer ago than the
+/// retention as `expired` and removes those no stored row still uses (the same file kept for a
+/// newer message stays). Each instance may run it: the update claims rows with `skip locked`.
+pub async fn expire_old_files(
+    store: DynStore,
+    vault: MediaVault,
+    config: MediaConfig,
+    stop: CancellationToken,
+) {
+    let Some(retention) = config.retention else {
+        return;
+    };
+    let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+    let mut tick = tokio::time::interval(config.sweep_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let mut expired = 0usize;
+        loop {
+            let now = crate::store::now();
+            let Some(before) = now.checked_sub_signed(retention) else {
+                break;
+            };
+            match store.expire_stored_media(before, now, EXPIRE_BATCH).await {
+                Ok(files) => {
+                    let done = files.len() < EXPIRE_BATCH as usize;
+                    expired += files.len();
+                    remove_files(store.as_ref(), &vault, &files).await;
+                    if done {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "the media retention sweep failed; it runs again after media.sweep_interval");
+                    break;
+                }
+            }
+        }
+        if expired > 0 {
+            tracing::info!(files = expired, "media past media.retention removed");
+        }
+    }
+}
+
 /// What a download worker needs. Cheap to clone.
 #[derive(Clone)]
 pub struct MediaDownloads {
     store: DynStore,
     numbers: NumberDirectory,
     graph: GraphClient,
+    links: LinkClient,
     vault: MediaVault,
     config: MediaConfig,
 }
@@ -104,6 +157,7 @@ impl MediaDownloads {
         store: DynStore,
         numbers: NumberDirectory,
         graph: GraphClient,
+        links: LinkClient,
         vault: MediaVault,
         config: MediaConfig,
     ) -> Self {
@@ -111,6 +165,7 @@ impl MediaDownloads {
             store,
             numbers,
             graph,
+            links,
             vault,
             config,
         }
@@ -169,6 +224,28 @@ impl MediaDownloads {
         }
     }
 
+    /// With `media.retention`, a sweep may have removed this very file (an older message's copy)
+    /// between the download and its record; the row then goes back in the queue rather than
+    /// point at nothing.
+    async fn confirm_still_kept(&self, row: &MediaFileRow, outcome: &MediaOutcome) {
+        let MediaOutcome::Stored { sha256, .. } = outcome else {
+            return;
+        };
+        if self.config.retention.is_none() {
+            return;
+        }
+        if let Ok(false) = self.vault.contains(sha256).await {
+            tracing::info!(media = %row.id, "a retention sweep removed the file just kept; downloading it again");
+            if let Err(error) = self
+                .store
+                .requeue_media_file(row.id, crate::store::now())
+                .await
+            {
+                tracing::warn!(media = %row.id, %error, "re-queueing a media download failed");
+            }
+        }
+    }
+
     async fn report_depth(&self) {
         let now = crate::store::now();
         if let Ok((depth, oldest)) = self.store.media_queue_depth(now).await {
@@ -200,7 +277,7 @@ impl MediaDownloads {
             .finish_media_download(row.id, lease, &outcome, crate::store::now())
             .await
         {
-            Ok(true) => {}
+            Ok(true) => self.confirm_still_kept(&row, &outcome).await,
             Ok(false) => {
                 tracing::info!(media = %row.id, "media download finished after its lease ran out; the newer claim decides")
             }
@@ -230,10 +307,25 @@ impl MediaDownloads {
             }
         }
         let Some(media_id) = row.media_id.as_deref() else {
-            return Err(Failure::Permanent(
-                "media sent by link is not kept yet".into(),
-            ));
+            return self.fetch_link(row).await;
         };
+        // Uploaded through wagate: kept while it streamed to Meta, nothing to download.
+        if let Some(upload) = self
+            .store
+            .kept_upload(row.phone_number_internal_id, media_id)
+            .await
+            .map_err(|e| Failure::Retry(format!("reading the kept upload failed: {e}")))?
+        {
+            if let Some(hex) = upload.sha256 {
+                if let Some(size) = self.vault.size_of(&hex).await.map_err(store_failure)? {
+                    return Ok(stored(
+                        hex,
+                        size,
+                        upload.content_type.or(row.content_type.clone()),
+                    ));
+                }
+            }
+        }
         let node = self
             .graph
             .media_node(
@@ -258,32 +350,55 @@ impl MediaDownloads {
         let expected = row.expected_sha256.clone().or(node.sha256.clone());
         let response = self
             .graph
-            .download_media(&node.url, number.authorization.clone())
+            .media_bytes(&node.url, number.authorization.clone())
             .await
             .map_err(graph_failure)?;
-        let status = response.status().as_u16();
-        if status != 200 {
-            return Err(graph_failure(GraphCallError::Refused {
-                status,
-                code: None,
-                message: "downloading the media failed".into(),
-            }));
+        self.keep(
+            response,
+            expected.as_deref(),
+            node.mime_type.or(row.content_type.clone()),
+        )
+        .await
+    }
+
+    /// Media an outbound message sent by `link`: fetched once, through the SSRF rules.
+    async fn fetch_link(&self, row: &MediaFileRow) -> Result<MediaOutcome, Failure> {
+        let Some(link) = row.source_url.as_deref() else {
+            return Err(Failure::Permanent(
+                "the message names no media to keep".into(),
+            ));
+        };
+        let response = self.links.fetch(link).await.map_err(|error| match error {
+            LinkError::Refused(reason) => Failure::Permanent(reason),
+            LinkError::Unavailable(reason) => Failure::Retry(reason),
+        })?;
+        if response
+            .content_length
+            .is_some_and(|size| size > self.config.max_bytes)
+        {
+            return Err(too_large(self.config.max_bytes));
         }
-        let bytes = response.bytes_stream().map_err(|e| e.without_url());
+        let content_type = row.content_type.clone().or(response.content_type.clone());
+        self.keep(response, None, content_type).await
+    }
+
+    /// Streams a download's body into the vault, within the size cap and the time limit.
+    async fn keep(
+        &self,
+        response: Download,
+        expected: Option<&str>,
+        content_type: Option<String>,
+    ) -> Result<MediaOutcome, Failure> {
         let put = self
             .vault
-            .put_stream(bytes, expected.as_deref(), self.config.max_bytes);
+            .put_stream(response.body, expected, self.config.max_bytes);
         let blob = tokio::time::timeout(self.config.download_timeout, put)
             .await
             .map_err(|_| {
                 Failure::Retry("the download took longer than media.download_timeout".into())
             })?
             .map_err(vault_failure)?;
-        Ok(stored(
-            blob.sha256,
-            blob.byte_size,
-            node.mime_type.or(row.content_type.clone()),
-        ))
+        Ok(stored(blob.sha256, blob.byte_size, content_type))
     }
 
     fn outcome_of(&self, row: &MediaFileRow, failure: Failure) -> MediaOutcome {

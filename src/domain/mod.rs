@@ -13,6 +13,7 @@ pub mod field_error;
 pub mod ingest;
 pub mod media;
 pub mod media_links;
+pub mod media_uploads;
 pub mod message_content;
 pub mod number_directory;
 pub mod onboarding;

@@ -240,4 +240,23 @@ impl GraphClient {
             .map_err(|_| GraphCallError::Timeout)?
             .map_err(GraphCallError::connect)
     }
+
+    /// [`Self::download_media`] for keeping: the bytes, still streaming, when the answer is a
+    /// 200, and `Refused` with the status otherwise.
+    pub async fn media_bytes(
+        &self,
+        url: &str,
+        authorization: HeaderValue,
+    ) -> Result<super::Download, GraphCallError> {
+        let response = self.download_media(url, authorization).await?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            return Err(GraphCallError::Refused {
+                status,
+                code: None,
+                message: "downloading the media failed".into(),
+            });
+        }
+        Ok(super::Download::from_response(response))
+    }
 }

@@ -8,6 +8,7 @@
 
 mod calls;
 mod error;
+mod links;
 
 use std::time::Duration;
 
@@ -20,6 +21,33 @@ use crate::config::GraphConfig;
 
 pub use calls::{MediaNode, PhoneNumberNode};
 pub use error::{unsupported_object_message, GraphCallError};
+pub use links::{LinkClient, LinkError};
+
+/// A download's answer (media from Graph's media host, or a link): what its headers say, and
+/// the body, still streaming. Transport errors in the body are described without the URL.
+pub struct Download {
+    pub content_type: Option<String>,
+    pub content_length: Option<u64>,
+    pub body: futures::stream::BoxStream<'static, Result<bytes::Bytes, String>>,
+}
+
+impl Download {
+    fn from_response(response: reqwest::Response) -> Self {
+        use futures::{StreamExt as _, TryStreamExt as _};
+        Self {
+            content_type: response
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            content_length: response.content_length(),
+            body: response
+                .bytes_stream()
+                .map_err(|e| e.without_url().to_string())
+                .boxed(),
+        }
+    }
+}
 
 /// Sent when the caller sent no `User-Agent` of its own.
 pub const USER_AGENT: &str = concat!("wagate/", env!("CARGO_PKG_VERSION"));

@@ -80,6 +80,21 @@ impl MediaFileRow {
     }
 }
 
+/// A file uploaded through `POST {pnid}/media` and kept while it streamed to Meta.
+#[derive(Debug, Clone)]
+pub struct KeptUpload {
+    pub project_id: Uuid,
+    pub phone_number_internal_id: Uuid,
+    pub phone_number_id: String,
+    /// Meta's id for it, from the upload's answer.
+    pub media_id: String,
+    pub sha256: String,
+    pub byte_size: i64,
+    pub content_type: Option<String>,
+    pub filename: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
 /// How a claimed download ended.
 #[derive(Debug, Clone)]
 pub enum MediaOutcome {
@@ -118,8 +133,28 @@ pub trait MediaFiles: Send + Sync {
         wamids: &[String],
     ) -> StoreResult<Vec<MediaFileRow>>;
     async fn find_media_file(&self, id: Uuid) -> StoreResult<Option<MediaFileRow>>;
-    /// Whether any message's media row names this file.
+    /// Whether any stored media row (a message's, or a kept upload's) names this file.
     async fn media_file_in_use(&self, sha256: &str) -> StoreResult<bool>;
+    /// Marks up to `limit` files stored before `before` as `expired` (`media.retention`);
+    /// returns the files they named, for the caller to remove those no stored row still uses.
+    async fn expire_stored_media(
+        &self,
+        before: DateTime<Utc>,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<String>>;
+    /// Puts a row whose file vanished from the store (removed by a concurrent sweep) back in
+    /// the queue; `false` when it was no longer stored.
+    async fn requeue_media_file(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool>;
+    /// Records an upload kept while it streamed to Meta (a stored row keyed by
+    /// [`upload_key`]), replacing an earlier one of the same media id.
+    async fn record_kept_upload(&self, upload: &KeptUpload) -> StoreResult<()>;
+    /// The kept upload of this media id on this number, if any.
+    async fn kept_upload(
+        &self,
+        phone_number_internal_id: Uuid,
+        media_id: &str,
+    ) -> StoreResult<Option<MediaFileRow>>;
     /// Due downloads and the age of the oldest (metrics).
     async fn media_queue_depth(
         &self,
@@ -131,6 +166,12 @@ pub trait MediaFiles: Send + Sync {
         project_id: Option<Uuid>,
         now: DateTime<Utc>,
     ) -> StoreResult<u64>;
+}
+
+/// The `wamid` column of a kept upload's row: uploads have no message, and the prefix can never
+/// be a wamid (those start `wamid.`), so lists and `has_media` never see them.
+pub fn upload_key(media_id: &str) -> String {
+    format!("upload:{media_id}")
 }
 
 /// Implements [`MediaFiles`] for a store type with a `pool` field, over its `Dialect`.
@@ -253,12 +294,101 @@ macro_rules! impl_media_files {
                 &self,
                 sha256: &str,
             ) -> $crate::store::StoreResult<bool> {
-                let (count,): (i64,) =
-                    sqlx::query_as("select count(*) from media_files where sha256 = $1")
-                        .bind(sha256)
-                        .fetch_one(&self.pool)
-                        .await?;
-                Ok(count > 0)
+                let used: Option<(i32,)> = sqlx::query_as(
+                    "select 1 from media_files where sha256 = $1 and state = 'stored' limit 1",
+                )
+                .bind(sha256)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(used.is_some())
+            }
+
+            async fn expire_stored_media(
+                &self,
+                before: chrono::DateTime<chrono::Utc>,
+                now: chrono::DateTime<chrono::Utc>,
+                limit: u32,
+            ) -> $crate::store::StoreResult<Vec<String>> {
+                let sql = format!(
+                    "update media_files set state = 'expired', updated_at = $2 \
+                     where id in (select id from media_files where state = 'stored' \
+                     and stored_at < $1 order by stored_at limit $3{}) returning sha256",
+                    <Self as $crate::store::dialect::Dialect>::SKIP_LOCKED
+                );
+                let rows: Vec<(Option<String>,)> = sqlx::query_as(&sql)
+                    .bind(before)
+                    .bind(now)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?;
+                let mut files: Vec<String> = rows.into_iter().filter_map(|(s,)| s).collect();
+                files.sort();
+                files.dedup();
+                Ok(files)
+            }
+
+            async fn requeue_media_file(
+                &self,
+                id: uuid::Uuid,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<bool> {
+                let done = sqlx::query(
+                    "update media_files set state = 'pending', sha256 = null, stored_at = null, \
+                     next_attempt_at = $2, updated_at = $2 where id = $1 and state = 'stored'",
+                )
+                .bind(id)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn record_kept_upload(
+                &self,
+                upload: &$crate::store::media::KeptUpload,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query(
+                    "insert into media_files (id, project_id, phone_number_internal_id, \
+                     phone_number_id, wamid, direction, media_id, sha256, content_type, filename, \
+                     byte_size, state, next_attempt_at, created_at, updated_at, stored_at) \
+                     values ($1, $2, $3, $4, $5, 'upload', $6, $7, $8, $9, $10, 'stored', $11, \
+                     $11, $11, $11) on conflict (phone_number_internal_id, wamid) do update set \
+                     sha256 = excluded.sha256, byte_size = excluded.byte_size, \
+                     content_type = excluded.content_type, filename = excluded.filename, \
+                     state = 'stored', stored_at = excluded.stored_at, \
+                     updated_at = excluded.updated_at",
+                )
+                .bind(uuid::Uuid::now_v7())
+                .bind(upload.project_id)
+                .bind(upload.phone_number_internal_id)
+                .bind(&upload.phone_number_id)
+                .bind($crate::store::media::upload_key(&upload.media_id))
+                .bind(&upload.media_id)
+                .bind(&upload.sha256)
+                .bind(&upload.content_type)
+                .bind(&upload.filename)
+                .bind(upload.byte_size)
+                .bind(upload.at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn kept_upload(
+                &self,
+                phone_number_internal_id: uuid::Uuid,
+                media_id: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::store::media::MediaFileRow>> {
+                use $crate::store::media::MEDIA_COLUMNS;
+                let sql = format!(
+                    "select {MEDIA_COLUMNS} from media_files where phone_number_internal_id = $1 \
+                     and wamid = $2 and state = 'stored'"
+                );
+                Ok(sqlx::query_as(&sql)
+                    .bind(phone_number_internal_id)
+                    .bind($crate::store::media::upload_key(media_id))
+                    .fetch_optional(&self.pool)
+                    .await?)
             }
 
             async fn media_queue_depth(

@@ -12,16 +12,16 @@ use wagate::sandbox::Sandbox;
 
 use crate::common::{emulator, eventually, files_under, TestApp, APP_SECRET};
 
-const V: &str = "/meta/whatsapp/v24.0";
-const MEDIA_FIELDS: &str = "fields=kapso(has_media,media_url,media_data)";
+pub(crate) const V: &str = "/meta/whatsapp/v24.0";
+pub(crate) const MEDIA_FIELDS: &str = "fields=kapso(has_media,media_url,media_data)";
 
-struct Env {
-    app: TestApp,
+pub(crate) struct Env {
+    pub(crate) app: TestApp,
     /// Kept alive for the test (the emulator stops when dropped).
     _sandbox: Sandbox,
-    sandbox_url: String,
-    pnid: String,
-    http: reqwest::Client,
+    pub(crate) sandbox_url: String,
+    pub(crate) pnid: String,
+    pub(crate) http: reqwest::Client,
 }
 
 fn fast_media(config: &mut Config) {
@@ -30,7 +30,7 @@ fn fast_media(config: &mut Config) {
     config.media.backoff_max = Duration::from_millis(400);
 }
 
-async fn env(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Env {
+pub(crate) async fn env(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Env {
     let mut number = None;
     let (sandbox, sandbox_url) = emulator(|config| {
         config.app_secret = APP_SECRET.into();
@@ -73,7 +73,7 @@ impl Env {
     }
 
     /// Injects an inbound media message; returns its wamid.
-    async fn inbound(&self, kind: &str, given: Value) -> String {
+    pub(crate) async fn inbound(&self, kind: &str, given: Value) -> String {
         let answer = self
             .control(
                 "/_sandbox/inbound",
@@ -84,7 +84,7 @@ impl Env {
     }
 
     /// The message's `kapso` block once its media is no longer pending.
-    async fn settled(&self, wamid: &str) -> Value {
+    pub(crate) async fn settled(&self, wamid: &str) -> Value {
         let path = format!("{V}/{}/messages/{wamid}?{MEDIA_FIELDS}", self.pnid);
         eventually(
             Duration::from_secs(20),

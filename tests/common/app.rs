@@ -47,6 +47,8 @@ pub fn test_config(database_url: String) -> Config {
     // Test receivers listen on loopback over http; the SSRF tests switch these back off.
     config.delivery.allow_http = true;
     config.delivery.allow_private_networks = true;
+    // Media sent by link comes from loopback test servers too.
+    config.media.allow_private_links = true;
     // Never the working folder (PostgreSQL's default): apps built straight from this config
     // share one scratch folder; `TestApp` gives each app its own.
     config.media.store = std::env::temp_dir()

@@ -14,6 +14,7 @@
 //! errors; Meta's errors pass through untouched.
 
 mod headers;
+mod uploads;
 mod usernames;
 
 use axum::body::Body;
@@ -60,6 +61,7 @@ pub async fn forward(
                 .await
                 .map_err(|_| GraphError::internal())?
         }
+        Exchange::Upload => upload_and_keep(state, &number, upstream).await,
         Exchange::MediaLookup => {
             let answer = send(state, upstream.request).await?;
             rewrite_media_answer(state, &upstream.caller_headers, &number, address, answer).await
@@ -100,6 +102,8 @@ enum Exchange {
     Send,
     /// `POST {id}/calls`: recorded as a call.
     Call,
+    /// `POST {id}/media`: streams like everything else; the vault keeps a copy on the way.
+    Upload,
     /// `GET /{object}`: possibly media metadata, whose URL only works with the token.
     MediaLookup,
     /// Everything else (media up to 100 MiB included) streams both ways.
@@ -119,6 +123,7 @@ impl Exchange {
             match edge {
                 Some("messages") => return Self::Send,
                 Some("calls") => return Self::Call,
+                Some("media") => return Self::Upload,
                 _ => {}
             }
         }
@@ -147,6 +152,8 @@ struct Upstream {
     claimed: Option<String>,
     /// The caller's headers, kept only for a media lookup (its download links use the Host).
     caller_headers: HeaderMap,
+    /// The vault's copy of an upload, when one is being kept.
+    upload_copy: Option<uploads::UploadCopy>,
 }
 
 /// Phase 3: the upstream request, with the number's token and a body within its limit.
@@ -174,6 +181,7 @@ async fn build_upstream(
 
     let mut request_bytes = Bytes::new();
     let mut claimed = None;
+    let mut upload_copy = None;
     let body = if exchange.buffers_request() {
         let limit = state.config.server.json_body_limit;
         let too_large = declared_too_large(&headers, limit);
@@ -193,7 +201,14 @@ async fn build_upstream(
             return Err(GraphError::payload_too_large(limit));
         }
         if declares_body {
-            Body::new(http_body_util::Limited::new(body, limit))
+            let body = Body::new(http_body_util::Limited::new(body, limit));
+            if exchange == Exchange::Upload {
+                let (body, copy) = uploads::tee(state, &headers, body);
+                upload_copy = copy;
+                body
+            } else {
+                body
+            }
         } else {
             // No body declared (a GET, a DELETE): send none, rather than an empty chunked one.
             Body::empty()
@@ -224,6 +239,7 @@ async fn build_upstream(
         request_bytes,
         claimed,
         caller_headers,
+        upload_copy,
     })
 }
 
@@ -256,6 +272,34 @@ async fn exchange_and_record(
         record_exchange(state, number, exchange, &upstream.request_bytes, &bytes).await;
     }
     Ok(Response::from_parts(parts, Body::from(bytes)))
+}
+
+/// Phases 4 and 5 of an upload: the body streams to Graph (a copy going into the vault on the
+/// way); Meta's answer (small JSON with the media id) is read so the kept copy can be recorded
+/// under that id, then passed back unchanged.
+async fn upload_and_keep(
+    state: &AppState,
+    number: &NumberConfig,
+    mut upstream: Upstream,
+) -> Result<Response, GraphError> {
+    let Some(copy) = upstream.upload_copy.take() else {
+        return send(state, upstream.request).await;
+    };
+    let answer = async {
+        let (parts, body) = send(state, upstream.request).await?.into_parts();
+        Ok((parts, read_upstream(state, body).await?))
+    };
+    match answer.await {
+        Ok((parts, bytes)) => {
+            copy.finish(state, number, parts.status.as_u16(), &bytes);
+            Ok(Response::from_parts(parts, Body::from(bytes)))
+        }
+        Err(error) => {
+            // No media id: whatever the copy kept is removed again.
+            copy.finish(state, number, 0, &[]);
+            Err(error)
+        }
+    }
 }
 
 /// Phase 5 of a media lookup: media metadata's URL only works with the number's token, so it
@@ -405,7 +449,9 @@ async fn record_exchange(
             }
         }
         // Username answers are recorded by `usernames::record`; nothing else is recorded.
-        Exchange::Username(_) | Exchange::MediaLookup | Exchange::Stream => return,
+        Exchange::Username(_) | Exchange::Upload | Exchange::MediaLookup | Exchange::Stream => {
+            return
+        }
     };
     if state.writer.record(recording).await == Durability::Buffered {
         tracing::warn!("send recorded in the retry buffer: database unavailable");

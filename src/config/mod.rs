@@ -13,8 +13,11 @@ use figment::Figment;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+mod media;
+pub use media::MediaConfig;
+
 /// The documented default configuration, embedded so a bare binary runs with no files.
-pub const DEFAULT_CONFIG_TOML: &str = include_str!("../config/wagate.toml");
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../config/wagate.toml");
 /// The config file read when `--config` is not given and the file exists.
 pub const DEFAULT_CONFIG_PATH: &str = "config/wagate.toml";
 /// Environment prefix; `__` separates section and key (`WAGATE__SERVER__LISTEN`).
@@ -268,44 +271,6 @@ pub struct DeliveryConfig {
     pub jitter: f64,
     pub response_excerpt_bytes: usize,
     pub replay_limit: usize,
-}
-
-/// The media vault: every media file kept in an object store and served by stable URLs.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MediaConfig {
-    /// Keep media at all; off, messages carry Meta's ids only (as before the vault).
-    pub vault: bool,
-    /// Where: empty (a `media` folder beside the SQLite database, else in the working folder),
-    /// a path or `file:///path`, or `s3://bucket/prefix`.
-    pub store: String,
-    /// S3-compatible endpoint for MinIO, R2 and friends (empty: AWS).
-    pub s3_endpoint: String,
-    /// Largest file kept, in bytes (Meta's largest, documents: 100 MiB).
-    pub max_bytes: u64,
-    /// Downloads from Graph running at once on this instance.
-    pub max_in_flight: usize,
-    /// Whole time one download may take.
-    #[serde(with = "humantime_serde")]
-    pub download_timeout: Duration,
-    /// A claimed download is this instance's for this long; after it (a crash) any instance
-    /// takes it. Must exceed download_timeout.
-    #[serde(with = "humantime_serde")]
-    pub lease: Duration,
-    /// New downloads wake the workers at once on this instance; this is the fallback poll.
-    #[serde(with = "humantime_serde")]
-    pub poll_interval: Duration,
-    #[serde(with = "humantime_serde")]
-    pub backoff_initial: Duration,
-    #[serde(with = "humantime_serde")]
-    pub backoff_max: Duration,
-    /// Retryable failures stop being retried this long after the message arrived (Meta's
-    /// webhook media ids expire after 7 days).
-    #[serde(with = "humantime_serde")]
-    pub give_up_after: Duration,
-    /// How long the signed `media_url` works without an API key.
-    #[serde(with = "humantime_serde")]
-    pub link_lifetime: Duration,
 }
 
 /// The hosted onboarding page behind setup links (`/setup/{token}`).
@@ -563,6 +528,7 @@ impl Config {
             }
         }
         self.server.trusted_proxy_nets()?;
+        self.media.validate()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
             ConfigError(format!(
                 "log.level: {e}; use a tracing filter such as \"info\""
