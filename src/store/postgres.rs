@@ -276,6 +276,35 @@ impl PgTx {
             .execute(&mut *self.tx)
             .await?;
         }
+        let media = std::mem::take(&mut self.state.media);
+        if !media.is_empty() {
+            sqlx::query(
+                "insert into media_files (id, project_id, phone_number_internal_id, \
+                 phone_number_id, wamid, direction, media_id, source_url, expected_sha256, \
+                 content_type, filename, state, attempts, next_attempt_at, created_at, updated_at) \
+                 select id, project_id, internal_id, pnid, wamid, direction, media_id, source_url, \
+                 expected, content_type, filename, 'pending', 0, created_at, created_at, created_at \
+                 from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], \
+                 $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[]) \
+                 as m(id, project_id, internal_id, pnid, wamid, direction, media_id, source_url, \
+                 expected, content_type, filename, created_at) \
+                 on conflict (phone_number_internal_id, wamid) do nothing",
+            )
+            .bind(media.iter().map(|m| m.id).collect::<Vec<_>>())
+            .bind(media.iter().map(|m| m.project_id).collect::<Vec<_>>())
+            .bind(media.iter().map(|m| m.phone_number_internal_id).collect::<Vec<_>>())
+            .bind(media.iter().map(|m| m.phone_number_id.as_str()).collect::<Vec<_>>())
+            .bind(media.iter().map(|m| m.wamid.as_str()).collect::<Vec<_>>())
+            .bind(media.iter().map(|m| m.direction.as_str()).collect::<Vec<_>>())
+            .bind(media.iter().map(|m| m.media_id.as_deref()).collect::<Vec<_>>())
+            .bind(media.iter().map(|m| m.source_url.as_deref()).collect::<Vec<_>>())
+            .bind(media.iter().map(|m| m.expected_sha256.as_deref()).collect::<Vec<_>>())
+            .bind(media.iter().map(|m| m.content_type.as_deref()).collect::<Vec<_>>())
+            .bind(media.iter().map(|m| m.filename.as_deref()).collect::<Vec<_>>())
+            .bind(media.iter().map(|m| m.created_at).collect::<Vec<_>>())
+            .execute(&mut *self.tx)
+            .await?;
+        }
         Ok(())
     }
 

@@ -310,6 +310,34 @@ impl SqliteTx {
             });
             query.build().execute(&mut *self.tx).await?;
         }
+        let media = std::mem::take(&mut self.state.media);
+        for chunk in media.chunks(INSERT_CHUNK) {
+            let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "insert into media_files (id, project_id, phone_number_internal_id, \
+                 phone_number_id, wamid, direction, media_id, source_url, expected_sha256, \
+                 content_type, filename, state, attempts, next_attempt_at, created_at, updated_at) ",
+            );
+            query.push_values(chunk, |mut row, m| {
+                row.push_bind(m.id)
+                    .push_bind(m.project_id)
+                    .push_bind(m.phone_number_internal_id)
+                    .push_bind(&m.phone_number_id)
+                    .push_bind(&m.wamid)
+                    .push_bind(&m.direction)
+                    .push_bind(&m.media_id)
+                    .push_bind(&m.source_url)
+                    .push_bind(&m.expected_sha256)
+                    .push_bind(&m.content_type)
+                    .push_bind(&m.filename)
+                    .push("'pending'")
+                    .push("0")
+                    .push_bind(m.created_at)
+                    .push_bind(m.created_at)
+                    .push_bind(m.created_at);
+            });
+            query.push(" on conflict (phone_number_internal_id, wamid) do nothing");
+            query.build().execute(&mut *self.tx).await?;
+        }
         Ok(())
     }
 

@@ -728,36 +728,8 @@ macro_rules! impl_store_tx {
                 &mut self,
                 m: &$crate::store::MediaFileRow,
             ) -> $crate::store::StoreResult<()> {
-                let sql = format!(
-                    "insert into media_files ({}) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-                     $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
-                     on conflict (phone_number_internal_id, wamid) do nothing",
-                    $crate::store::media::MEDIA_COLUMNS
-                );
-                sqlx::query(&sql)
-                    .bind(m.id)
-                    .bind(m.project_id)
-                    .bind(m.phone_number_internal_id)
-                    .bind(&m.phone_number_id)
-                    .bind(&m.wamid)
-                    .bind(&m.direction)
-                    .bind(&m.media_id)
-                    .bind(&m.source_url)
-                    .bind(&m.expected_sha256)
-                    .bind(&m.sha256)
-                    .bind(&m.content_type)
-                    .bind(&m.filename)
-                    .bind(m.byte_size)
-                    .bind(&m.state)
-                    .bind(m.attempts)
-                    .bind(m.next_attempt_at)
-                    .bind(m.lease_token)
-                    .bind(&m.last_error)
-                    .bind(m.created_at)
-                    .bind(m.updated_at)
-                    .bind(m.stored_at)
-                    .execute(&mut *self.tx)
-                    .await?;
+                // Written with the batch's other rows at commit, one statement for all.
+                self.state.media.push(m.clone());
                 Ok(())
             }
 

@@ -29,6 +29,8 @@ pub(crate) struct TxState {
     pub events: Vec<NewWebhookEvent>,
     pub routes: Vec<EventRouteRow>,
     pub deliveries: Vec<NewDelivery>,
+    /// Media downloads to queue at commit.
+    pub media: Vec<super::MediaFileRow>,
     /// `number/key` of every key this transaction has locked.
     pub locked: HashSet<String>,
     /// `Some(row)`: stored, or to be inserted at commit; `None`: known not stored.
