@@ -24,6 +24,9 @@ use crate::config::MediaConfig;
 
 /// Multipart chunk: the most a write holds in memory per part (S3's minimum part is 5 MiB).
 const CHUNK_BYTES: usize = 5 * 1024 * 1024;
+/// The same on local disk, which has no minimum part: small parts keep many concurrent
+/// downloads within a small memory budget (50 at once stay near 50 MiB of buffers).
+const LOCAL_CHUNK_BYTES: usize = 512 * 1024;
 /// Parts uploading at once per write; with the chunk size, bounds a write's memory (~10 MiB).
 const PARTS_IN_FLIGHT: usize = 2;
 
@@ -176,7 +179,12 @@ impl MediaVault {
     {
         let staging = Path::from(format!("incoming/{}", uuid::Uuid::now_v7()));
         let upload = self.store.put_multipart(&staging).await?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, CHUNK_BYTES);
+        let chunk = if self.is_local {
+            LOCAL_CHUNK_BYTES
+        } else {
+            CHUNK_BYTES
+        };
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, chunk);
         let mut hasher = Sha256::new();
         let mut size: u64 = 0;
         let mut source = std::pin::pin!(source);
