@@ -323,7 +323,10 @@ impl MediaVault {
         match self.remove_stale_uploads(older_than).await {
             Ok(0) => {}
             Ok(removed) => {
-                tracing::info!(removed, "removed unfinished media writes left by an earlier run")
+                tracing::info!(
+                    removed,
+                    "removed unfinished media writes left by an earlier run"
+                )
             }
             Err(error) => {
                 tracing::warn!(%error, "removing unfinished media writes failed; the next start tries again")
@@ -366,8 +369,7 @@ impl Unfinished {
 
 impl Drop for Unfinished {
     fn drop(&mut self) {
-        if let (Some(writer), Ok(runtime)) =
-            (self.0.take(), tokio::runtime::Handle::try_current())
+        if let (Some(writer), Ok(runtime)) = (self.0.take(), tokio::runtime::Handle::try_current())
         {
             runtime.spawn(async move {
                 let _ = writer.abort().await;
@@ -563,8 +565,9 @@ mod tests {
     async fn a_write_dropped_half_way_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let vault = local(dir.path());
-        let endless = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"start"))])
-            .chain(futures::stream::pending());
+        let endless =
+            futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"start"))])
+                .chain(futures::stream::pending());
         let put = vault.put_stream(endless, None, 100);
         let timed_out = tokio::time::timeout(Duration::from_millis(100), put).await;
         assert!(timed_out.is_err());
