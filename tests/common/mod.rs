@@ -7,6 +7,7 @@
 //! - [`graph`]: a recording Graph double ([`graph::GraphMock`]), and [`emulator`] to start the
 //!   Graph emulator (`wagate::sandbox`) on an ephemeral port;
 //! - [`receiver`]: a recording, programmable webhook receiver ([`receiver::Hook`]);
+//! - [`process`]: real `wagate serve` processes, to SIGKILL or to run several on one database;
 //! - [`both_backends!`](crate::both_backends): one test body, run on SQLite and PostgreSQL.
 //!
 //! Each crate includes it as `mod common;` (with `#[path = "../common/mod.rs"]` from a
@@ -17,6 +18,7 @@ pub mod app;
 pub mod graph;
 pub mod meta;
 pub mod postgres;
+pub mod process;
 pub mod receiver;
 
 use std::future::Future;
