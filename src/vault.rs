@@ -5,11 +5,14 @@
 //!
 //! Writes stream: bytes go to the store as they arrive (multipart upload, bounded buffering),
 //! hashed on the way, and only a complete upload whose hash and size are right becomes visible:
-//! anything else is aborted, so a reader never sees a partial or wrong file.
+//! anything else is aborted, so a reader never sees a partial or wrong file. A write dropped
+//! half-way (the download's timeout) aborts itself; what a killed process left in `incoming/`
+//! goes with [`MediaVault::remove_stale_uploads`].
 
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -17,7 +20,7 @@ use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
-use object_store::{GetOptions, GetRange, ObjectStore, WriteMultipart};
+use object_store::{GetOptions, GetRange, ObjectStore, RetryConfig, WriteMultipart};
 use sha2::{Digest, Sha256};
 
 use crate::config::MediaConfig;
@@ -29,6 +32,14 @@ const CHUNK_BYTES: usize = 5 * 1024 * 1024;
 const LOCAL_CHUNK_BYTES: usize = 512 * 1024;
 /// Parts uploading at once per write; with the chunk size, bounds a write's memory (~10 MiB).
 const PARTS_IN_FLIGHT: usize = 2;
+/// Where writes stage their bytes until they are complete and checked.
+const INCOMING: &str = "incoming";
+/// object_store's own retries of one S3 request (its default: 10 over up to 3 minutes). The
+/// download worker retries with its own backoff and records every attempt, so a bucket that is
+/// down shows on the message as a retry within seconds instead of holding a worker (and a
+/// `GET /media/{id}`) for minutes.
+const S3_RETRIES: usize = 3;
+const S3_RETRY_BUDGET: Duration = Duration::from_secs(10);
 
 /// Where the files are, and how to reach them. Cheap to clone.
 #[derive(Clone)]
@@ -36,7 +47,8 @@ pub struct MediaVault {
     store: Arc<dyn ObjectStore>,
     /// `local:/path` or `s3://bucket/prefix`, for logs (never in a response).
     location: String,
-    is_local: bool,
+    /// The folder, when files live on this machine's disk.
+    local_root: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for MediaVault {
@@ -96,7 +108,13 @@ impl MediaVault {
             if bucket.is_empty() {
                 anyhow::bail!("media.store: s3:// needs a bucket, e.g. s3://my-bucket/wagate");
             }
-            let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            let mut builder = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_retry(RetryConfig {
+                    max_retries: S3_RETRIES,
+                    retry_timeout: S3_RETRY_BUDGET,
+                    ..RetryConfig::default()
+                });
             if !config.s3_endpoint.is_empty() {
                 builder = builder
                     .with_endpoint(&config.s3_endpoint)
@@ -114,7 +132,7 @@ impl MediaVault {
             return Ok(Self {
                 store,
                 location: format!("s3://{bucket}/{prefix}"),
-                is_local: false,
+                local_root: None,
             });
         }
         let dir = match spec.strip_prefix("file://").unwrap_or(spec) {
@@ -131,7 +149,7 @@ impl MediaVault {
         Ok(Self {
             store: Arc::new(local),
             location: format!("local:{}", dir.display()),
-            is_local: true,
+            local_root: Some(dir),
         })
     }
 
@@ -141,7 +159,7 @@ impl MediaVault {
 
     /// Whether files live on this machine's disk (several instances then need a shared folder).
     pub fn is_local(&self) -> bool {
-        self.is_local
+        self.local_root.is_some()
     }
 
     fn blob_path(sha256: &str) -> Path {
@@ -177,14 +195,14 @@ impl MediaVault {
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: std::fmt::Display,
     {
-        let staging = Path::from(format!("incoming/{}", uuid::Uuid::now_v7()));
+        let staging = Path::from(format!("{INCOMING}/{}", uuid::Uuid::now_v7()));
         let upload = self.store.put_multipart(&staging).await?;
-        let chunk = if self.is_local {
+        let chunk = if self.is_local() {
             LOCAL_CHUNK_BYTES
         } else {
             CHUNK_BYTES
         };
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, chunk);
+        let mut writer = Unfinished(Some(WriteMultipart::new_with_chunk_size(upload, chunk)));
         let mut hasher = Sha256::new();
         let mut size: u64 = 0;
         let mut source = std::pin::pin!(source);
@@ -199,19 +217,19 @@ impl MediaVault {
                 break Some(VaultError::TooLarge { limit: max_bytes });
             }
             hasher.update(&chunk);
-            if let Err(e) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
+            if let Err(e) = writer.get().wait_for_capacity(PARTS_IN_FLIGHT).await {
                 break Some(e.into());
             }
-            writer.write(&chunk);
+            writer.get().write(&chunk);
         };
         if let Some(error) = failure {
-            let _ = writer.abort().await;
+            writer.abort().await;
             return Err(error);
         }
         let actual = hex::encode(hasher.finalize());
         if let Some(expected) = expected {
             if !checksum_matches(expected, &actual) {
-                let _ = writer.abort().await;
+                writer.abort().await;
                 return Err(VaultError::HashMismatch {
                     expected: expected.to_owned(),
                     actual,
@@ -264,6 +282,63 @@ impl MediaVault {
         })
     }
 
+    /// Removes what writes that never finished left in `incoming/` more than `older_than` ago
+    /// (a process killed mid-download cleans nothing up); returns how many. With `older_than` at
+    /// least `media.lease` no live write is touched: a write still running that long after its
+    /// claim has lost the claim anyway (the lease exceeds `media.download_timeout`).
+    ///
+    /// Covered: on a local folder, every staged file (the unfinished `incoming/<id>#<n>` that
+    /// object_store's listing hides, and a finished `incoming/<id>` never moved to `sha256/`);
+    /// on S3, every staged object (a write completed but not moved when the process died). Not
+    /// covered: S3 multipart uploads never completed nor aborted. S3 does not list them as
+    /// objects and object_store has no call for `ListMultipartUploads`, so the bucket needs a
+    /// lifecycle rule (`AbortIncompleteMultipartUpload`, a day say) for what a killed process
+    /// was writing.
+    pub async fn remove_stale_uploads(&self, older_than: Duration) -> Result<usize, VaultError> {
+        let cutoff = SystemTime::now()
+            .checked_sub(older_than)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        if let Some(root) = &self.local_root {
+            let incoming = root.join(INCOMING);
+            return tokio::task::spawn_blocking(move || remove_files_before(&incoming, cutoff))
+                .await
+                .map_err(|e| local_error(std::io::Error::other(e)))?
+                .map_err(local_error);
+        }
+        let cutoff = chrono::DateTime::<chrono::Utc>::from(cutoff);
+        let stale: Vec<Path> = self
+            .store
+            .list(Some(&Path::from(INCOMING)))
+            .try_filter(|meta| futures::future::ready(meta.last_modified < cutoff))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await?;
+        for location in &stale {
+            match self.store.delete(location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(stale.len())
+    }
+
+    /// [`remove_stale_uploads`](Self::remove_stale_uploads) at a worker's start: the outcome
+    /// goes to the log, never stops the worker.
+    pub async fn sweep_incoming(&self, older_than: Duration) {
+        match self.remove_stale_uploads(older_than).await {
+            Ok(0) => {}
+            Ok(removed) => {
+                tracing::info!(
+                    removed,
+                    "removed unfinished media writes left by an earlier run"
+                )
+            }
+            Err(error) => {
+                tracing::warn!(%error, "removing unfinished media writes failed; the next start tries again")
+            }
+        }
+    }
+
     /// Removes a file (retention, a deleted number); a missing file is not an error.
     pub async fn delete(&self, sha256: &str) -> Result<(), VaultError> {
         match self.store.delete(&Self::blob_path(sha256)).await {
@@ -271,6 +346,71 @@ impl MediaVault {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// A multipart write until it is finished or aborted. Dropped unfinished (the download's
+/// timeout drops `put_stream` half-way), it aborts the upload: on S3 an upload neither completed
+/// nor aborted stays in the bucket, unlisted and billed, until a lifecycle rule removes it.
+struct Unfinished(Option<WriteMultipart>);
+
+impl Unfinished {
+    fn get(&mut self) -> &mut WriteMultipart {
+        self.0.as_mut().expect("an unfinished write")
+    }
+
+    async fn abort(mut self) {
+        if let Some(writer) = self.0.take() {
+            let _ = writer.abort().await;
+        }
+    }
+
+    async fn finish(mut self) -> Result<(), object_store::Error> {
+        match self.0.take() {
+            Some(writer) => writer.finish().await.map(drop),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if let (Some(writer), Ok(runtime)) = (self.0.take(), tokio::runtime::Handle::try_current())
+        {
+            runtime.spawn(async move {
+                let _ = writer.abort().await;
+            });
+        }
+    }
+}
+
+/// Removes the files directly in `dir` last written before `cutoff`; a missing folder holds none.
+fn remove_files_before(dir: &std::path::Path, cutoff: SystemTime) -> std::io::Result<usize> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        if !meta.is_file() || meta.modified()? >= cutoff {
+            continue;
+        }
+        match std::fs::remove_file(entry.path()) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(removed)
+}
+
+fn local_error(source: std::io::Error) -> VaultError {
+    VaultError::Store(object_store::Error::Generic {
+        store: "LocalFileSystem",
+        source: Box::new(source),
+    })
 }
 
 fn is_range_error(error: &object_store::Error) -> bool {
@@ -378,6 +518,72 @@ mod tests {
             "{error}"
         );
         assert!(walk(dir.path()).is_empty(), "{:?}", walk(dir.path()));
+    }
+
+    #[tokio::test]
+    async fn stale_staged_writes_are_swept_and_live_ones_and_files_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = local(dir.path());
+        let hash = hex::encode(Sha256::digest(b"kept"));
+        vault
+            .put_stream(source(&[b"kept"]), Some(&hash), 100)
+            .await
+            .unwrap();
+        // What a killed process leaves: an unfinished multipart file (hidden from object_store's
+        // listing) and a finished write it never moved; and a write running right now.
+        let incoming = dir.path().join(INCOMING);
+        let an_hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        for (name, modified) in [
+            ("0190-killed#1", Some(an_hour_ago)),
+            ("0190-finished", Some(an_hour_ago)),
+            ("0190-live#1", None),
+        ] {
+            let file = std::fs::File::create(incoming.join(name)).unwrap();
+            if let Some(modified) = modified {
+                file.set_modified(modified).unwrap();
+            }
+        }
+        let removed = vault
+            .remove_stale_uploads(Duration::from_secs(300))
+            .await
+            .unwrap();
+        assert_eq!(removed, 2);
+        let mut left: Vec<_> = walk(dir.path())
+            .into_iter()
+            .map(|p| p.strip_prefix(dir.path()).unwrap().display().to_string())
+            .collect();
+        left.sort();
+        let blob = format!("sha256/{}/{hash}", &hash[..2]);
+        assert_eq!(left, [format!("{INCOMING}/0190-live#1"), blob]);
+        // Nothing staged at all (a fresh vault) is no error.
+        let empty = tempfile::tempdir().unwrap();
+        assert_eq!(
+            local(empty.path())
+                .remove_stale_uploads(Duration::ZERO)
+                .await
+                .unwrap(),
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn a_write_dropped_half_way_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = local(dir.path());
+        let endless =
+            futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"start"))])
+                .chain(futures::stream::pending());
+        let put = vault.put_stream(endless, None, 100);
+        let timed_out = tokio::time::timeout(Duration::from_millis(100), put).await;
+        assert!(timed_out.is_err());
+        // The clean-up runs on the runtime after the drop.
+        for _ in 0..500 {
+            if walk(dir.path()).is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("left behind: {:?}", walk(dir.path()));
     }
 
     #[test]

@@ -174,6 +174,8 @@ impl MediaDownloads {
     /// Claims and downloads until `stop`: at once when `wake` fires (a local ingest queued
     /// something), else every `media.poll_interval`.
     pub async fn run(self, wake: Arc<Notify>, stop: CancellationToken) {
+        // Writes a killed process left half-done: their claims have expired after a lease.
+        self.vault.sweep_incoming(self.config.lease).await;
         let slots = Arc::new(Semaphore::new(self.config.max_in_flight.max(1)));
         let mut last_depth_report = tokio::time::Instant::now();
         loop {

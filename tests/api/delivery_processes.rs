@@ -3,19 +3,16 @@
 //! delivering an event twice.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use wagate::config::Backend;
 
 use crate::common::fresh_database_url;
-use crate::common::meta::{self, sha256_hex, APP_SECRET};
+use crate::common::meta::{self, sha256_hex};
+use crate::common::process::{self, Instance};
 use crate::common::receiver::{Hook, Reply};
 
-const BIN: &str = env!("CARGO_BIN_EXE_wagate");
-const MASTER_KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
 const PNID: &str = "100000000000777";
 const WABA: &str = "200000000000777";
 const WEBHOOK_SECRET: &str = "process-test-webhook-secret";
@@ -77,92 +74,28 @@ fn delivered(hook: &Hook) -> HashMap<String, usize> {
     counts
 }
 
-/// A running `wagate serve`; killed with SIGKILL when dropped.
-struct Instance {
-    child: Child,
-    base: String,
-    /// Where the first instance on a database writes its bootstrap key (stdout is a pipe).
-    key_file: std::path::PathBuf,
-}
-
-impl Instance {
-    /// The bootstrap key, written before the instance listens.
-    fn api_key(&self) -> String {
-        std::fs::read_to_string(&self.key_file)
-            .expect("bootstrap key written")
-            .trim()
-            .to_owned()
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts the binary on `db` and waits until it listens.
+/// Starts the binary on `db` with this suite's delivery settings and waits until it listens.
 fn spawn(dir: &std::path::Path, db: &str) -> Instance {
-    let port = free_port();
-    // stdout is a pipe: a first start writes its key to this file instead of printing it.
-    let key_file = dir.join(format!("initial-api-key-{port}"));
-    let mut child = Command::new(BIN)
-        .current_dir(dir)
-        .env("WAGATE__SECURITY__BOOTSTRAP_KEY_FILE", &key_file)
-        .env("WAGATE__DATABASE__URL", db)
-        .env("WAGATE__SERVER__LISTEN", format!("127.0.0.1:{port}"))
-        .env("WAGATE__SECURITY__MASTER_KEY", MASTER_KEY)
-        .env("WAGATE__META__APP_SECRET", APP_SECRET)
-        .env("WAGATE__GRAPH__VERIFY_NUMBERS", "false")
-        .env("WAGATE__DELIVERY__ALLOW_HTTP", "true")
-        .env("WAGATE__DELIVERY__ALLOW_PRIVATE_NETWORKS", "true")
-        .env("WAGATE__DELIVERY__REQUEST_TIMEOUT", "2s")
-        .env(
-            "WAGATE__DELIVERY__LEASE",
-            format!("{}ms", LEASE.as_millis()),
-        )
-        .env("WAGATE__DELIVERY__BACKOFF_INITIAL", "100ms")
-        .env(
-            "WAGATE__DELIVERY__BACKOFF_MAX",
-            format!("{}ms", BACKOFF_MAX.as_millis()),
-        )
-        .env(
-            "WAGATE__DELIVERY__POLL_INTERVAL",
-            format!("{}ms", POLL.as_millis()),
-        )
-        .env("WAGATE__LOG__LEVEL", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    std::thread::spawn(move || stdout.lines().map_while(Result::ok).for_each(drop));
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            if line.contains("wagate listening") {
-                let _ = ready_tx.send(());
-            }
-        }
-    });
-    ready_rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("wagate started listening");
-    Instance {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-        key_file,
-    }
+    process::spawn(
+        dir,
+        db,
+        &[
+            ("WAGATE__DELIVERY__REQUEST_TIMEOUT", "2s".into()),
+            (
+                "WAGATE__DELIVERY__LEASE",
+                format!("{}ms", LEASE.as_millis()),
+            ),
+            ("WAGATE__DELIVERY__BACKOFF_INITIAL", "100ms".into()),
+            (
+                "WAGATE__DELIVERY__BACKOFF_MAX",
+                format!("{}ms", BACKOFF_MAX.as_millis()),
+            ),
+            (
+                "WAGATE__DELIVERY__POLL_INTERVAL",
+                format!("{}ms", POLL.as_millis()),
+            ),
+        ],
+    )
 }
 
 fn envelope(wamid: &str) -> Vec<u8> {

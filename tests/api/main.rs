@@ -12,6 +12,7 @@ mod emulator;
 mod hygiene;
 mod ingest;
 mod links;
+mod media_faults;
 mod media_outbound;
 mod media_vault;
 mod onboarding;

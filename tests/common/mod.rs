@@ -7,6 +7,10 @@
 //! - [`graph`]: a recording Graph double ([`graph::GraphMock`]), and [`emulator`] to start the
 //!   Graph emulator (`wagate::sandbox`) on an ephemeral port;
 //! - [`receiver`]: a recording, programmable webhook receiver ([`receiver::Hook`]);
+//! - [`process`]: real `wagate serve` processes, to SIGKILL or to run several on one database;
+//! - [`s3`]: the S3-compatible test server and a test's own prefix of its bucket
+//!   ([`s3::TestBucket`]);
+//! - [`tcp_switch`]: a TCP forwarder switched down and up, a server going away and coming back;
 //! - [`both_backends!`](crate::both_backends): one test body, run on SQLite and PostgreSQL.
 //!
 //! Each crate includes it as `mod common;` (with `#[path = "../common/mod.rs"]` from a
@@ -17,7 +21,10 @@ pub mod app;
 pub mod graph;
 pub mod meta;
 pub mod postgres;
+pub mod process;
 pub mod receiver;
+pub mod s3;
+pub mod tcp_switch;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
