@@ -14,7 +14,8 @@ use sqlx::Connection as _;
 use wagate::config::Backend;
 
 use crate::common::graph::Canned;
-use crate::common::{eventually, files_under, TestApp};
+use crate::common::s3::{TestBucket, VaultPlace};
+use crate::common::{eventually, TestApp};
 use crate::media_vault::{env, Env, MEDIA_FIELDS, V};
 
 /// A web server the test controls, standing in for the app's own file host: serves `bytes`
@@ -73,7 +74,17 @@ impl Env {
 const JPEG: &[u8] = b"\xff\xd8\xff\xe0 a photo the app hosts itself";
 
 async fn media_sent_by_link_is_fetched_once_and_kept(backend: Backend) {
-    let env = env(backend, |_| {}).await;
+    link_journey(backend, VaultPlace::Folder).await;
+}
+
+async fn media_sent_by_link_is_kept_in_an_s3_bucket(backend: Backend) {
+    if let Some(bucket) = TestBucket::open() {
+        link_journey(backend, VaultPlace::Bucket(bucket)).await;
+    }
+}
+
+async fn link_journey(backend: Backend, place: VaultPlace) {
+    let env = env(backend, |config| place.configure(config)).await;
     let host = file_host(JPEG, "image/jpeg").await;
     let wamid = env.send_link(&format!("{}/photos/1.jpg", host.url)).await;
     let kapso = env.settled(&wamid).await;
@@ -149,7 +160,17 @@ async fn upload(app: &TestApp, pnid: &str, file: &[u8]) -> reqwest::Response {
 /// A 3 MiB document uploaded through wagate is kept on its way to Meta (Meta gets the exact
 /// bytes); the message that sends it is stored from that copy without asking Graph for it.
 async fn an_upload_is_kept_as_it_streams_and_sending_it_downloads_nothing(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    upload_journey(backend, VaultPlace::Folder).await;
+}
+
+async fn an_upload_is_kept_in_an_s3_bucket_as_it_streams(backend: Backend) {
+    if let Some(bucket) = TestBucket::open() {
+        upload_journey(backend, VaultPlace::Bucket(bucket)).await;
+    }
+}
+
+async fn upload_journey(backend: Backend, place: VaultPlace) {
+    let app = TestApp::spawn_with(backend, |config| place.configure(config)).await;
     let number = app.connect(&app.api_key, "1301", "2301", None).await;
     let file: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
     let sha256 = hex::encode(Sha256::digest(&file));
@@ -243,20 +264,14 @@ async fn a_refused_upload_leaves_nothing_behind(backend: Backend) {
     ));
     let answer = upload(&app, "1302", b"not really a pdf").await;
     assert_eq!(answer.status(), 400);
-    until_no_kept_files(&app, "the refused upload's copy to go").await;
+    until_no_kept_files(&VaultPlace::Folder, &app, "the refused upload's copy to go").await;
 }
 
-/// Waits until the app's media folder holds no kept file (in-progress uploads aside).
-async fn until_no_kept_files(app: &TestApp, what: &str) {
-    let folder = std::path::PathBuf::from(&app.config.media.store);
-    eventually(Duration::from_secs(10), what, || {
-        let folder = folder.clone();
-        async move {
-            files_under(&folder)
-                .iter()
-                .all(|f| !f.to_string_lossy().contains("sha256"))
-                .then_some(())
-        }
+/// Waits until the vault holds no kept file (in-progress writes aside).
+async fn until_no_kept_files(place: &VaultPlace, app: &TestApp, what: &str) {
+    eventually(Duration::from_secs(10), what, || async {
+        let contents = place.contents(&app.config).await;
+        contents.iter().all(|f| !f.contains("sha256")).then_some(())
     })
     .await;
 }
@@ -291,7 +306,18 @@ async fn until_expired(env: &Env, wamid: &str) -> Value {
 }
 
 async fn files_past_retention_go_and_shared_ones_stay(backend: Backend) {
+    retention(backend, VaultPlace::Folder).await;
+}
+
+async fn retention_removes_files_from_an_s3_bucket(backend: Backend) {
+    if let Some(bucket) = TestBucket::open() {
+        retention(backend, VaultPlace::Bucket(bucket)).await;
+    }
+}
+
+async fn retention(backend: Backend, place: VaultPlace) {
     let env = env(backend, |config| {
+        place.configure(config);
         config.media.retention = Some(Duration::from_secs(3600));
         config.media.sweep_interval = Duration::from_millis(100);
     })
@@ -319,7 +345,7 @@ async fn files_past_retention_go_and_shared_ones_stay(backend: Backend) {
 
     backdate(&env, &new).await;
     until_expired(&env, &new).await;
-    until_no_kept_files(&env.app, "the file to be removed").await;
+    until_no_kept_files(&place, &env.app, "the file to be removed").await;
     assert_eq!(env.fetch(&new_url).await.0, 404);
 }
 
@@ -329,4 +355,7 @@ crate::both_backends!(backend:
     an_upload_is_kept_as_it_streams_and_sending_it_downloads_nothing,
     a_refused_upload_leaves_nothing_behind,
     files_past_retention_go_and_shared_ones_stay,
+    media_sent_by_link_is_kept_in_an_s3_bucket,
+    an_upload_is_kept_in_an_s3_bucket_as_it_streams,
+    retention_removes_files_from_an_s3_bucket,
 );
