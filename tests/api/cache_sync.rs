@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use reqwest::{Client, Method};
-use secrecy::ExposeSecret;
 use serde_json::Value;
 use tokio::sync::oneshot;
 use wagate::config::{Backend, Config};
@@ -143,17 +142,8 @@ async fn a_cli_revocation_reaches_a_running_sqlite_server() {
         200
     );
 
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_wagate"))
-        .args(["admin", "api-keys", "revoke", &id])
-        .env(
-            "WAGATE__DATABASE__URL",
-            app.config.database.url.expose_secret(),
-        )
-        .env(
-            "WAGATE__SECURITY__MASTER_KEY",
-            app.config.security.master_key.expose_secret(),
-        )
-        .env("WAGATE__LOG__LEVEL", "warn")
+    let output = app
+        .wagate_command(&["admin", "api-keys", "revoke", &id])
         .output()
         .await
         .unwrap();

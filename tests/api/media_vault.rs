@@ -471,7 +471,6 @@ crate::both_backends!(backend:
 /// back in the queue and the running server tries them again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_downloads_are_requeued_by_the_admin_command() {
-    use secrecy::ExposeSecret;
     let env = env(Backend::Sqlite, |config| config.media.max_bytes = 16).await;
     let wamid = env.inbound("document", json!({})).await;
     assert_eq!(env.settled(&wamid).await["media_data"]["status"], "failed");
@@ -493,17 +492,9 @@ async fn failed_downloads_are_requeued_by_the_admin_command() {
     };
     let failed = row(env.app.store.clone(), wamid.clone()).await;
 
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_wagate"))
-        .args(["admin", "media", "requeue-failed", "--json"])
-        .env(
-            "WAGATE__DATABASE__URL",
-            env.app.config.database.url.expose_secret(),
-        )
-        .env(
-            "WAGATE__SECURITY__MASTER_KEY",
-            env.app.config.security.master_key.expose_secret(),
-        )
-        .env("WAGATE__LOG__LEVEL", "warn")
+    let output = env
+        .app
+        .wagate_command(&["admin", "media", "requeue-failed", "--json"])
         .output()
         .await
         .unwrap();

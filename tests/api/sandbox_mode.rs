@@ -3,7 +3,6 @@
 //! the emulator's.
 
 use reqwest::Method;
-use secrecy::ExposeSecret;
 use serde_json::json;
 use wagate::config::Backend;
 
@@ -15,19 +14,9 @@ async fn sandbox_mode_refuses_a_database_with_production_numbers() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     app.connect(&app.api_key, "5500001", "5500900", None).await;
 
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_wagate"))
-        .args(["serve", "--sandbox"])
-        .env(
-            "WAGATE__DATABASE__URL",
-            app.config.database.url.expose_secret(),
-        )
-        .env(
-            "WAGATE__SECURITY__MASTER_KEY",
-            app.config.security.master_key.expose_secret(),
-        )
+    let output = app
+        .wagate_command(&["serve", "--sandbox"])
         .env("WAGATE__SERVER__LISTEN", "127.0.0.1:0")
-        .env("WAGATE__LOG__LEVEL", "warn")
-        .kill_on_drop(true)
         .output()
         .await
         .unwrap();

@@ -137,6 +137,26 @@ impl TestApp {
         }
     }
 
+    /// The `wagate` binary with `args`, on this app's database and master key (the CLI an
+    /// operator would run beside the server), logging warnings only.
+    pub fn wagate_command(&self, args: &[&str]) -> tokio::process::Command {
+        use secrecy::ExposeSecret as _;
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_wagate"));
+        command
+            .args(args)
+            .env(
+                "WAGATE__DATABASE__URL",
+                self.config.database.url.expose_secret(),
+            )
+            .env(
+                "WAGATE__SECURITY__MASTER_KEY",
+                self.config.security.master_key.expose_secret(),
+            )
+            .env("WAGATE__LOG__LEVEL", "warn")
+            .kill_on_drop(true);
+        command
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
