@@ -30,6 +30,9 @@ const CHUNK_BYTES: usize = 5 * 1024 * 1024;
 /// The same on local disk, which has no minimum part: small parts keep many concurrent
 /// downloads within a small memory budget (50 at once stay near 50 MiB of buffers).
 const LOCAL_CHUNK_BYTES: usize = 512 * 1024;
+/// Files up to this size are read whole and written in one step (no staging file, rename or
+/// delete): most WhatsApp media (images, voice notes, stickers) are this small.
+const SMALL_FILE_BYTES: usize = 1024 * 1024;
 /// Parts uploading at once per write; with the chunk size, bounds a write's memory (~10 MiB).
 const PARTS_IN_FLIGHT: usize = 2;
 /// Where writes stage their bytes until they are complete and checked.
@@ -195,6 +198,29 @@ impl MediaVault {
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: std::fmt::Display,
     {
+        let mut source = std::pin::pin!(source);
+        // The first megabyte decides: a file that ends within it is written in one step.
+        let mut head: Vec<Bytes> = Vec::new();
+        let mut size: u64 = 0;
+        let ended = loop {
+            match source.next().await {
+                None => break true,
+                Some(Err(e)) => return Err(VaultError::Source(e.to_string())),
+                Some(Ok(chunk)) => {
+                    size += chunk.len() as u64;
+                    if size > max_bytes {
+                        return Err(VaultError::TooLarge { limit: max_bytes });
+                    }
+                    head.push(chunk);
+                    if size > SMALL_FILE_BYTES as u64 {
+                        break false;
+                    }
+                }
+            }
+        };
+        if ended {
+            return self.put_small(head, size, expected).await;
+        }
         let staging = Path::from(format!("{INCOMING}/{}", uuid::Uuid::now_v7()));
         let upload = self.store.put_multipart(&staging).await?;
         let chunk = if self.is_local() {
@@ -204,8 +230,11 @@ impl MediaVault {
         };
         let mut writer = Unfinished(Some(WriteMultipart::new_with_chunk_size(upload, chunk)));
         let mut hasher = Sha256::new();
-        let mut size: u64 = 0;
-        let mut source = std::pin::pin!(source);
+        for chunk in &head {
+            hasher.update(chunk);
+            writer.get().write(chunk);
+        }
+        drop(head);
         let failure = loop {
             let chunk = match source.next().await {
                 None => break None,
@@ -250,6 +279,35 @@ impl MediaVault {
         };
         let _ = self.store.delete(&staging).await;
         moved?;
+        Ok(StoredBlob {
+            sha256: actual,
+            byte_size: size,
+        })
+    }
+
+    /// A whole small file: checked, then written straight under its hash. Writing over the same
+    /// file (a concurrent download of it) is harmless: the bytes are the same.
+    async fn put_small(
+        &self,
+        chunks: Vec<Bytes>,
+        size: u64,
+        expected: Option<&str>,
+    ) -> Result<StoredBlob, VaultError> {
+        let mut hasher = Sha256::new();
+        for chunk in &chunks {
+            hasher.update(chunk);
+        }
+        let actual = hex::encode(hasher.finalize());
+        if let Some(expected) = expected {
+            if !checksum_matches(expected, &actual) {
+                return Err(VaultError::HashMismatch {
+                    expected: expected.to_owned(),
+                    actual,
+                });
+            }
+        }
+        let payload: object_store::PutPayload = chunks.into_iter().collect();
+        self.store.put(&Self::blob_path(&actual), payload).await?;
         Ok(StoredBlob {
             sha256: actual,
             byte_size: size,
@@ -532,6 +590,7 @@ mod tests {
         // What a killed process leaves: an unfinished multipart file (hidden from object_store's
         // listing) and a finished write it never moved; and a write running right now.
         let incoming = dir.path().join(INCOMING);
+        std::fs::create_dir_all(&incoming).unwrap();
         let an_hour_ago = SystemTime::now() - Duration::from_secs(3600);
         for (name, modified) in [
             ("0190-killed#1", Some(an_hour_ago)),

@@ -14,14 +14,16 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::number_directory::NumberDirectory;
 use crate::config::MediaConfig;
 use crate::graph::{Download, GraphCallError, GraphClient, LinkClient, LinkError};
-use crate::store::{DynStore, MediaFileRow, MediaOutcome, MediaState, MessageRow};
+use crate::store::{
+    DynStore, FinishedDownload, MediaFileRow, MediaOutcome, MediaState, MessageRow,
+};
 use crate::vault::{MediaVault, VaultError};
 
 /// The Graph version of the media calls.
@@ -176,52 +178,112 @@ impl MediaDownloads {
     pub async fn run(self, wake: Arc<Notify>, stop: CancellationToken) {
         // Writes a killed process left half-done: their claims have expired after a lease.
         self.vault.sweep_incoming(self.config.lease).await;
-        let slots = Arc::new(Semaphore::new(self.config.max_in_flight.max(1)));
+        let max = self.config.max_in_flight.max(1);
+        // Claims wait until half the slots are free, so a busy queue costs one claim statement
+        // per several downloads (on SQLite every statement takes the one write lock ingest
+        // needs too).
+        let refill_at = (max / 2).max(1);
+        let slots = Arc::new(Semaphore::new(max));
+        let freed = Arc::new(Notify::new());
+        let (finished, outcomes) = mpsc::unbounded_channel();
+        tokio::spawn(self.clone().record_outcomes(outcomes));
         let mut last_depth_report = tokio::time::Instant::now();
         loop {
             if stop.is_cancelled() {
                 return;
             }
-            let free = slots.available_permits() as u32;
-            let claimed = if free == 0 {
-                Vec::new()
-            } else {
-                match self
-                    .store
-                    .claim_media_downloads(crate::store::now(), self.config.lease, free)
-                    .await
-                {
-                    Ok(rows) => rows,
-                    Err(error) => {
-                        tracing::warn!(%error, "claiming media downloads failed; retrying after the poll interval");
-                        Vec::new()
-                    }
-                }
-            };
-            let idle = claimed.is_empty();
-            for row in claimed {
-                let Ok(permit) = slots.clone().acquire_owned().await else {
-                    return;
-                };
-                let this = self.clone();
-                tokio::spawn(async move {
-                    this.download_and_record(row).await;
-                    drop(permit);
-                });
-            }
             if last_depth_report.elapsed() >= Duration::from_secs(5) {
                 self.report_depth().await;
                 last_depth_report = tokio::time::Instant::now();
             }
-            if idle {
+            let free = slots.available_permits();
+            if free < refill_at {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = freed.notified() => {}
+                }
+                continue;
+            }
+            let claimed = match self
+                .store
+                .claim_media_downloads(crate::store::now(), self.config.lease, free as u32)
+                .await
+            {
+                Ok(rows) => rows,
+                Err(error) => {
+                    tracing::warn!(%error, "claiming media downloads failed; retrying after the poll interval");
+                    Vec::new()
+                }
+            };
+            let drained = claimed.len() < free;
+            for row in claimed {
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    break;
+                };
+                let (this, finished, freed) = (self.clone(), finished.clone(), freed.clone());
+                tokio::spawn(async move {
+                    let outcome = this.outcome(&row).await;
+                    let _ = finished.send((row, outcome));
+                    drop(permit);
+                    freed.notify_one();
+                });
+            }
+            if drained {
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = wake.notified() => {}
                     _ = tokio::time::sleep(self.config.poll_interval) => {}
                 }
-            } else if slots.available_permits() == 0 {
-                // Every slot busy: wait for one to free before claiming again.
-                let _ = slots.acquire().await.map(drop);
+            }
+        }
+    }
+
+    /// Records finished downloads in batches (one transaction for all that finished meanwhile),
+    /// each under its claim's lease, until every download task has ended.
+    async fn record_outcomes(
+        self,
+        mut outcomes: mpsc::UnboundedReceiver<(MediaFileRow, MediaOutcome)>,
+    ) {
+        const BATCH: usize = 256;
+        while let Some(first) = outcomes.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < BATCH {
+                match outcomes.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+            let finished: Vec<FinishedDownload> = batch
+                .iter()
+                .filter_map(|(row, outcome)| {
+                    Some(FinishedDownload {
+                        id: row.id,
+                        lease_token: row.lease_token?,
+                        outcome: outcome.clone(),
+                    })
+                })
+                .collect();
+            let rows: Vec<&(MediaFileRow, MediaOutcome)> = batch
+                .iter()
+                .filter(|(row, _)| row.lease_token.is_some())
+                .collect();
+            match self
+                .store
+                .finish_media_downloads(&finished, crate::store::now())
+                .await
+            {
+                Ok(recorded) => {
+                    for ((row, outcome), kept) in rows.into_iter().zip(recorded) {
+                        if kept {
+                            self.confirm_still_kept(row, outcome).await;
+                        } else {
+                            tracing::info!(media = %row.id, "media download finished after its lease ran out; the newer claim decides");
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, downloads = finished.len(), "recording media downloads failed; their leases expire and they run again")
+                }
             }
         }
     }
@@ -257,13 +319,11 @@ impl MediaDownloads {
         }
     }
 
-    async fn download_and_record(&self, row: MediaFileRow) {
-        let Some(lease) = row.lease_token else {
-            return;
-        };
-        let outcome = match self.download(&row).await {
+    /// Runs one claimed download to the outcome to record (counted in the metrics).
+    async fn outcome(&self, row: &MediaFileRow) -> MediaOutcome {
+        let outcome = match self.download(row).await {
             Ok(outcome) => outcome,
-            Err(failure) => self.outcome_of(&row, failure),
+            Err(failure) => self.outcome_of(row, failure),
         };
         let label = match &outcome {
             MediaOutcome::Stored { byte_size, .. } => {
@@ -274,19 +334,7 @@ impl MediaDownloads {
             MediaOutcome::Failed { .. } => "failed",
         };
         metrics::counter!("wagate_media_downloads_total", "outcome" => label).increment(1);
-        match self
-            .store
-            .finish_media_download(row.id, lease, &outcome, crate::store::now())
-            .await
-        {
-            Ok(true) => self.confirm_still_kept(&row, &outcome).await,
-            Ok(false) => {
-                tracing::info!(media = %row.id, "media download finished after its lease ran out; the newer claim decides")
-            }
-            Err(error) => {
-                tracing::warn!(media = %row.id, %error, "recording a media download failed; the lease expires and it runs again")
-            }
-        }
+        outcome
     }
 
     /// Keeps one message's media: `Ok` with the outcome to record, `Err` with why not.

@@ -95,6 +95,14 @@ pub struct KeptUpload {
     pub at: DateTime<Utc>,
 }
 
+/// A claimed download's end, to record under its lease.
+#[derive(Debug, Clone)]
+pub struct FinishedDownload {
+    pub id: Uuid,
+    pub lease_token: Uuid,
+    pub outcome: MediaOutcome,
+}
+
 /// How a claimed download ended.
 #[derive(Debug, Clone)]
 pub enum MediaOutcome {
@@ -118,14 +126,13 @@ pub trait MediaFiles: Send + Sync {
         lease: std::time::Duration,
         limit: u32,
     ) -> StoreResult<Vec<MediaFileRow>>;
-    /// Records a claimed download's end; `false` when the lease was lost meanwhile.
-    async fn finish_media_download(
+    /// Records claimed downloads' ends in one transaction: for each, `false` when its lease was
+    /// lost meanwhile (a newer claim decides).
+    async fn finish_media_downloads(
         &self,
-        id: Uuid,
-        lease_token: Uuid,
-        outcome: &MediaOutcome,
+        finished: &[FinishedDownload],
         now: DateTime<Utc>,
-    ) -> StoreResult<bool>;
+    ) -> StoreResult<Vec<bool>>;
     /// The media rows of these messages of one number.
     async fn media_files_of(
         &self,
@@ -206,52 +213,57 @@ macro_rules! impl_media_files {
                 Ok(rows)
             }
 
-            async fn finish_media_download(
+            async fn finish_media_downloads(
                 &self,
-                id: uuid::Uuid,
-                lease_token: uuid::Uuid,
-                outcome: &$crate::store::media::MediaOutcome,
+                finished: &[$crate::store::media::FinishedDownload],
                 now: chrono::DateTime<chrono::Utc>,
-            ) -> $crate::store::StoreResult<bool> {
+            ) -> $crate::store::StoreResult<Vec<bool>> {
                 use $crate::store::media::MediaOutcome;
-                let query = match outcome {
-                    MediaOutcome::Stored {
-                        sha256,
-                        byte_size,
-                        content_type,
-                    } => sqlx::query(
-                        "update media_files set state = 'stored', sha256 = $3, byte_size = $4, \
-                         content_type = coalesce($5, content_type), attempts = attempts + 1, \
-                         lease_token = null, last_error = null, stored_at = $6, updated_at = $6 \
-                         where id = $1 and lease_token = $2",
-                    )
-                    .bind(id)
-                    .bind(lease_token)
-                    .bind(sha256)
-                    .bind(byte_size)
-                    .bind(content_type)
-                    .bind(now),
-                    MediaOutcome::Retry { at, error } => sqlx::query(
-                        "update media_files set next_attempt_at = $3, last_error = $4, \
-                         attempts = attempts + 1, lease_token = null, updated_at = $5 \
-                         where id = $1 and lease_token = $2",
-                    )
-                    .bind(id)
-                    .bind(lease_token)
-                    .bind(at)
-                    .bind(error)
-                    .bind(now),
-                    MediaOutcome::Failed { error } => sqlx::query(
-                        "update media_files set state = 'failed', last_error = $3, \
-                         attempts = attempts + 1, lease_token = null, updated_at = $4 \
-                         where id = $1 and lease_token = $2",
-                    )
-                    .bind(id)
-                    .bind(lease_token)
-                    .bind(error)
-                    .bind(now),
-                };
-                Ok(query.execute(&self.pool).await?.rows_affected() == 1)
+                let mut tx = self.pool.begin().await?;
+                let mut recorded = Vec::with_capacity(finished.len());
+                for done in finished {
+                    let (id, lease_token) = (done.id, done.lease_token);
+                    let query = match &done.outcome {
+                        MediaOutcome::Stored {
+                            sha256,
+                            byte_size,
+                            content_type,
+                        } => sqlx::query(
+                            "update media_files set state = 'stored', sha256 = $3, byte_size = $4, \
+                             content_type = coalesce($5, content_type), attempts = attempts + 1, \
+                             lease_token = null, last_error = null, stored_at = $6, updated_at = $6 \
+                             where id = $1 and lease_token = $2",
+                        )
+                        .bind(id)
+                        .bind(lease_token)
+                        .bind(sha256)
+                        .bind(byte_size)
+                        .bind(content_type)
+                        .bind(now),
+                        MediaOutcome::Retry { at, error } => sqlx::query(
+                            "update media_files set next_attempt_at = $3, last_error = $4, \
+                             attempts = attempts + 1, lease_token = null, updated_at = $5 \
+                             where id = $1 and lease_token = $2",
+                        )
+                        .bind(id)
+                        .bind(lease_token)
+                        .bind(at)
+                        .bind(error)
+                        .bind(now),
+                        MediaOutcome::Failed { error } => sqlx::query(
+                            "update media_files set state = 'failed', last_error = $3, \
+                             attempts = attempts + 1, lease_token = null, updated_at = $4 \
+                             where id = $1 and lease_token = $2",
+                        )
+                        .bind(id)
+                        .bind(lease_token)
+                        .bind(error)
+                        .bind(now),
+                    };
+                    recorded.push(query.execute(&mut *tx).await?.rows_affected() == 1);
+                }
+                tx.commit().await?;
+                Ok(recorded)
             }
 
             async fn media_files_of(

@@ -33,7 +33,9 @@ use uuid::Uuid;
 pub use cache_changes::CacheChange;
 pub use inspect::StoreInspect;
 pub use lists::{CallFilter, ContactFilter, ConversationFilter, MessageFilter, Seek};
-pub use media::{upload_key, KeptUpload, MediaFileRow, MediaFiles, MediaOutcome, MediaState};
+pub use media::{
+    upload_key, FinishedDownload, KeptUpload, MediaFileRow, MediaFiles, MediaOutcome, MediaState,
+};
 pub use models::*;
 pub use onboarding::{
     CustomerFilter, CustomerPatch, Onboarding, SetupCompletion, SetupLinkFilter, SetupLinkPatch,
