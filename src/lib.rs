@@ -21,6 +21,8 @@ pub mod time;
 pub mod types;
 pub mod vault;
 
+mod background;
+
 #[cfg(test)]
 mod property_tests;
 
@@ -141,13 +143,17 @@ impl App {
                 vault.clone(),
                 self.state.config.media.clone(),
             );
-            tokio::spawn(downloads.run(self.state.media_wake.clone(), stop_workers.clone()));
-            tokio::spawn(domain::media::expire_old_files(
+            let expiry = domain::media::expire_old_files(
                 self.state.store.clone(),
                 vault,
                 self.state.config.media.clone(),
                 stop_workers.clone(),
-            ));
+            );
+            let (wake, stop) = (self.state.media_wake.clone(), stop_workers.clone());
+            background::spawn("wagate-media", async move {
+                tokio::spawn(expiry);
+                downloads.run(wake, stop).await;
+            })?;
         }
         if self.state.config.workers.conversation_sweeper {
             tokio::spawn(domain::sweeper::run(

@@ -11,7 +11,7 @@
 //! | drivers | `delivery` (the forwarding worker), `sandbox` (the Meta emulator) |
 //! | domain | `domain` |
 //! | store | `store` |
-//! | leaves | `config`, `crypto`, `destination_guard`, `graph`, `telemetry`, `time`, `types`, `vault` |
+//! | leaves | `config`, `crypto`, `destination_guard`, `graph`, `telemetry`, `time`, `types`, `vault`, `background` |
 //!
 //! An import is any path through `crate::`/`$crate::`, `super::`, `self::`, or a child module
 //! the file declares. `pub use` of a module's own children (a facade re-exporting what its
@@ -29,7 +29,7 @@ fn layer(module: &str) -> Option<(u8, &'static str)> {
         "domain" => (3, "domain"),
         "store" => (2, "store"),
         "config" | "crypto" | "destination_guard" | "graph" | "telemetry" | "time" | "types"
-        | "vault" => (1, "leaves"),
+        | "vault" | "background" => (1, "leaves"),
         _ => return None,
     })
 }
