@@ -205,7 +205,11 @@ start_wagate() { # backend, name, then VAR=value overrides
     -H "X-API-Key: $key" -H 'content-type: application/json' \
     -d "{\"whatsapp_phone_number\":{\"phone_number_id\":\"$PNID\",\"business_account_id\":\"$WABA\",\"access_token\":\"bench-token\"}}"
 }
-stop_wagate() { # name: stops the instance, reports its warnings, frees its media folder
+stop_wagate() { # name: stops the instance, reports its warnings
+  # Its media folder stays until the run ends: deleting thousands of files just before the next
+  # instance creates thousands more makes ext4 scan past every inode freed in the last seconds
+  # (recently_deleted) on each create, which measured as 18% of the core and seconds of lag in
+  # whichever round came second.
   local dir="$WORK/$1"
   kill "$WAGATE_PID"; wait "$WAGATE_PID" 2>/dev/null || true; WAGATE_PID=""
   # (the warning that numbers are connected unverified is expected here)
@@ -214,7 +218,6 @@ stop_wagate() { # name: stops the instance, reports its warnings, frees its medi
     echo "    wagate ($1) logged $(wc -l <"$dir/warnings.txt") warnings/errors; first 3:"
     head -3 "$dir/warnings.txt" | cut -c1-300 | sed 's/^/      /'
   fi
-  rm -rf "$dir/media"
 }
 wait_media() { # backend, prefix, count, out [pid]
   taskset -c 0 $MEDIA wait --backend "$1" --db "$DB_URL" --prefix "$2" --count "$3" \
@@ -321,6 +324,7 @@ stop_wagate rss
 FAILED=0
 $MEDIA report --dir "$WORK" --backends "$BACKENDS" --rounds "$ROUNDS" --rate "$RATE" --duration "$DURATION" --size-kib "$SIZE_KIB" || FAILED=1
 if [ -n "${KEEP:-}" ]; then # the run's JSON and logs (not the files) for a closer look
+  mkdir -p "$KEEP"
   (cd "$WORK" && find . \( -name '*.json' -o -name '*.log' -o -name '*.time' -o -name '*.cpu' \) -exec cp --parents {} "$KEEP/" \;)
   echo "(results and logs copied to $KEEP)"
 fi

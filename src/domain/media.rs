@@ -245,7 +245,12 @@ impl MediaDownloads {
         mut outcomes: mpsc::UnboundedReceiver<(MediaFileRow, MediaOutcome)>,
     ) {
         const BATCH: usize = 256;
+        // Outcomes that finish within this of the first share its transaction: at hundreds of
+        // downloads a second, a few write transactions a second instead of one per download,
+        // each of which would hold SQLite's write lock that webhook ingest waits on.
+        const LINGER: Duration = Duration::from_millis(10);
         while let Some(first) = outcomes.recv().await {
+            tokio::time::sleep(LINGER).await;
             let mut batch = vec![first];
             while batch.len() < BATCH {
                 match outcomes.try_recv() {
