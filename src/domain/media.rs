@@ -223,7 +223,14 @@ impl MediaDownloads {
                 let (this, finished, freed) = (self.clone(), finished.clone(), freed.clone());
                 tokio::spawn(async move {
                     let outcome = this.outcome(&row).await;
-                    let _ = finished.send((row, outcome));
+                    // Claimed rows always carry their lease token.
+                    if let Some(lease_token) = row.lease_token {
+                        let _ = finished.send(FinishedDownload {
+                            id: row.id,
+                            lease_token,
+                            outcome,
+                        });
+                    }
                     drop(permit);
                     freed.notify_one();
                 });
@@ -240,10 +247,7 @@ impl MediaDownloads {
 
     /// Records finished downloads in batches (one transaction for all that finished meanwhile),
     /// each under its claim's lease, until every download task has ended.
-    async fn record_outcomes(
-        self,
-        mut outcomes: mpsc::UnboundedReceiver<(MediaFileRow, MediaOutcome)>,
-    ) {
+    async fn record_outcomes(self, mut outcomes: mpsc::UnboundedReceiver<FinishedDownload>) {
         const BATCH: usize = 256;
         // Outcomes that finish within this of the first share its transaction: at hundreds of
         // downloads a second, a few write transactions a second instead of one per download,
@@ -258,36 +262,22 @@ impl MediaDownloads {
                     Err(_) => break,
                 }
             }
-            let finished: Vec<FinishedDownload> = batch
-                .iter()
-                .filter_map(|(row, outcome)| {
-                    Some(FinishedDownload {
-                        id: row.id,
-                        lease_token: row.lease_token?,
-                        outcome: outcome.clone(),
-                    })
-                })
-                .collect();
-            let rows: Vec<&(MediaFileRow, MediaOutcome)> = batch
-                .iter()
-                .filter(|(row, _)| row.lease_token.is_some())
-                .collect();
             match self
                 .store
-                .finish_media_downloads(&finished, crate::store::now())
+                .finish_media_downloads(&batch, crate::store::now())
                 .await
             {
                 Ok(recorded) => {
-                    for ((row, outcome), kept) in rows.into_iter().zip(recorded) {
+                    for (done, kept) in batch.iter().zip(recorded) {
                         if kept {
-                            self.confirm_still_kept(row, outcome).await;
+                            self.confirm_still_kept(done).await;
                         } else {
-                            tracing::info!(media = %row.id, "media download finished after its lease ran out; the newer claim decides");
+                            tracing::info!(media = %done.id, "media download finished after its lease ran out; the newer claim decides");
                         }
                     }
                 }
                 Err(error) => {
-                    tracing::warn!(%error, downloads = finished.len(), "recording media downloads failed; their leases expire and they run again")
+                    tracing::warn!(%error, downloads = batch.len(), "recording media downloads failed; their leases expire and they run again")
                 }
             }
         }
@@ -296,21 +286,21 @@ impl MediaDownloads {
     /// With `media.retention`, a sweep may have removed this very file (an older message's copy)
     /// between the download and its record; the row then goes back in the queue rather than
     /// point at nothing.
-    async fn confirm_still_kept(&self, row: &MediaFileRow, outcome: &MediaOutcome) {
-        let MediaOutcome::Stored { sha256, .. } = outcome else {
+    async fn confirm_still_kept(&self, done: &FinishedDownload) {
+        let MediaOutcome::Stored { sha256, .. } = &done.outcome else {
             return;
         };
         if self.config.retention.is_none() {
             return;
         }
         if let Ok(false) = self.vault.contains(sha256).await {
-            tracing::info!(media = %row.id, "a retention sweep removed the file just kept; downloading it again");
+            tracing::info!(media = %done.id, "a retention sweep removed the file just kept; downloading it again");
             if let Err(error) = self
                 .store
-                .requeue_media_file(row.id, crate::store::now())
+                .requeue_media_file(done.id, crate::store::now())
                 .await
             {
-                tracing::warn!(media = %row.id, %error, "re-queueing a media download failed");
+                tracing::warn!(media = %done.id, %error, "re-queueing a media download failed");
             }
         }
     }

@@ -163,12 +163,7 @@ async fn media_templates_profile_and_registration(backend: Backend) {
     // Upload through the proxy (multipart, streamed).
     let boundary = "b0undary";
     let png: &[u8] = b"\x89PNG\r\n\x1a\n0000";
-    let mut body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"messaging_product\"\r\n\r\nwhatsapp\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"type\"\r\n\r\nimage/png\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\n"
-    )
-    .into_bytes();
-    body.extend_from_slice(png);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let body = crate::common::media_upload(boundary, "a.png", "image/png", png);
     let response = env
         .app
         .request(Method::POST, &format!("{V}/{}/media", env.pnid))

@@ -124,15 +124,7 @@ async fn links_to_private_addresses_are_refused(backend: Backend) {
 }
 
 fn multipart(boundary: &str, file: &[u8]) -> Vec<u8> {
-    let mut body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"messaging_product\"\r\n\r\nwhatsapp\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"report.pdf\"\r\nContent-Type: application/pdf\r\n\r\n"
-    )
-    .into_bytes();
-    body.extend_from_slice(file);
-    body.extend_from_slice(
-        format!("\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"type\"\r\n\r\napplication/pdf\r\n--{boundary}--\r\n").as_bytes(),
-    );
-    body
+    crate::common::media_upload(boundary, "report.pdf", "application/pdf", file)
 }
 
 fn canned(status: u16, body: Value) -> Canned {

@@ -407,12 +407,7 @@ async fn uploaded_and_sent_media_is_kept_for_the_outbound_message(backend: Backe
     let env = env(backend, |_| {}).await;
     let boundary = "vaultb0undary";
     let png: &[u8] = b"\x89PNG\r\n\x1a\noutbound bytes";
-    let mut body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"messaging_product\"\r\n\r\nwhatsapp\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"type\"\r\n\r\nimage/png\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"out.png\"\r\nContent-Type: image/png\r\n\r\n"
-    )
-    .into_bytes();
-    body.extend_from_slice(png);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let body = crate::common::media_upload(boundary, "out.png", "image/png", png);
     let uploaded: Value = env
         .app
         .request(Method::POST, &format!("{V}/{}/media", env.pnid))

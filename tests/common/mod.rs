@@ -60,6 +60,18 @@ pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     found
 }
 
+/// A media upload body as the SDKs send `POST {pnid}/media`: `messaging_product`, `type`, then
+/// the `file` part named `filename` with `content_type`.
+pub fn media_upload(boundary: &str, filename: &str, content_type: &str, file: &[u8]) -> Vec<u8> {
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"messaging_product\"\r\n\r\nwhatsapp\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"type\"\r\n\r\n{content_type}\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: {content_type}\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(file);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    body
+}
+
 pub fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
