@@ -28,19 +28,23 @@ pub enum SealedField {
     WebhookVerifyToken,
     /// `setup_links.token_sealed`
     SetupLinkToken,
+    /// `webhooks.secret_sealed` (a kapso webhook's `secret_key`)
+    WebhookKey,
 }
 
 impl SealedField {
-    pub const ALL: [SealedField; 4] = [
+    pub const ALL: [SealedField; 5] = [
         SealedField::AccessToken,
         SealedField::WebhookSecret,
         SealedField::WebhookVerifyToken,
         SealedField::SetupLinkToken,
+        SealedField::WebhookKey,
     ];
 
     pub fn table(self) -> &'static str {
         match self {
             Self::SetupLinkToken => "setup_links",
+            Self::WebhookKey => "webhooks",
             _ => "phone_numbers",
         }
     }
@@ -51,6 +55,7 @@ impl SealedField {
             Self::WebhookSecret => "webhook_secret_sealed",
             Self::WebhookVerifyToken => "webhook_verify_token_sealed",
             Self::SetupLinkToken => "token_sealed",
+            Self::WebhookKey => "secret_sealed",
         }
     }
 
@@ -320,11 +325,16 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// `sha256=<hex HMAC-SHA256(secret, body)>`, the `X-Hub-Signature-256` value Meta sends and
 /// wagate sends on forwarded webhooks.
 pub fn hub_signature(secret: &[u8], body: &[u8]) -> String {
+    format!("sha256={}", hmac_sha256_hex(secret, body))
+}
+
+/// Lower-case hex HMAC-SHA256 of `body` (Kapso's `X-Webhook-Signature`: no `sha256=` prefix).
+pub fn hmac_sha256_hex(secret: &[u8], body: &[u8]) -> String {
     use hmac::{Hmac, Mac};
     let mut mac =
         <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes keys of any length");
     mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    hex::encode(mac.finalize().into_bytes())
 }
 
 /// Checks an `X-Hub-Signature-256` header value (`sha256=<hex>`, hex in either case) against a

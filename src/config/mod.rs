@@ -271,6 +271,12 @@ pub struct DeliveryConfig {
     pub jitter: f64,
     pub response_excerpt_bytes: usize,
     pub replay_limit: usize,
+    /// Consecutive failed attempts that pause a webhook (0: never).
+    pub pause_after_failures: u32,
+    #[serde(with = "humantime_serde")]
+    pub buffer_poll_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub inactivity_sweep_interval: Duration,
 }
 
 /// The hosted onboarding page behind setup links (`/setup/{token}`).

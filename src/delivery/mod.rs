@@ -44,15 +44,21 @@ pub async fn replay(
         .map(|route| NewDelivery {
             id: Uuid::now_v7(),
             project_id: number.project_id,
-            phone_number_internal_id: number.internal_id,
+            phone_number_internal_id: Some(number.internal_id),
             phone_number_id: number.phone_number_id.clone(),
-            event_id: route.event_id,
-            route_id: route.id,
+            event_id: Some(route.event_id),
+            route_id: Some(route.id),
             idempotency_key: crate::crypto::sha256_hex(&route.payload),
             message_wamids: inbound_wamids(&route.payload),
             fields: route.fields,
             replay_of: None,
             created_at: now,
+            // A number's `meta` webhook has the number's internal id.
+            webhook_id: number.internal_id,
+            event_type: None,
+            payload: None,
+            batch_size: 1,
+            status: crate::store::DeliveryStatus::Pending,
         })
         .collect();
     store.queue_deliveries(&deliveries).await?;
@@ -64,6 +70,9 @@ pub fn to_json(row: &DeliveryRow) -> Value {
     json!({
         "id": row.id,
         "phone_number_id": row.phone_number_id,
+        "webhook_id": row.webhook_id,
+        "event": row.event_type,
+        "batch_size": row.batch_size,
         "event_id": row.event_id,
         "fields": row.fields.split(',').filter(|f| !f.is_empty()).collect::<Vec<_>>(),
         "status": row.status,

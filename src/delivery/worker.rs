@@ -26,7 +26,8 @@ use crate::destination_guard::{
 };
 use crate::domain::number_directory::NumberDirectory;
 use crate::store::{
-    AttemptRow, ClaimedDelivery, DeliveryOutcome, DeliveryStatus, DynStore, ProcessingStatus,
+    AttemptRow, ClaimedDelivery, DeliveryOutcome, DeliveryRow, DeliveryStatus, DynStore,
+    ProcessingStatus, StoreError, WebhookResult,
 };
 
 /// How long a delivery put back for a busy destination waits.
@@ -79,7 +80,11 @@ pub fn start(
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let (outcomes, finished) = mpsc::channel(FINISH_BATCH * 4);
-    tokio::spawn(finisher(store.clone(), finished));
+    tokio::spawn(finisher(
+        store.clone(),
+        finished,
+        config.pause_after_failures,
+    ));
     tokio::spawn(depth_reporter(store.clone(), stop.clone()));
     let worker = Arc::new(Worker {
         client: client(&config)?,
@@ -220,9 +225,12 @@ impl Worker {
             phone_number_internal_id: row.phone_number_internal_id,
             message_wamids: row.message_wamids.clone(),
             at: now,
+            webhook_id: None,
+            webhook_result: WebhookResult::Untried,
         };
-        let number = match self.numbers.number(&row.phone_number_id).await {
-            Ok(number) => number,
+        outcome.webhook_id = row.webhook_id;
+        let target = match self.target(row).await {
+            Ok(target) => target,
             Err(error) => {
                 // The database is away: try again after a short pause, no attempt counted.
                 outcome.status = if row.attempts == 0 {
@@ -231,32 +239,34 @@ impl Worker {
                     DeliveryStatus::Failed
                 };
                 outcome.next_attempt_at = now + chrono::Duration::seconds(5);
-                outcome.last_error = Some(format!("could not load the number: {error}"));
+                outcome.last_error = Some(format!("could not load the webhook: {error}"));
                 return outcome;
             }
         };
-        let Some(url) = number
-            .as_ref()
-            .and_then(|n| n.webhook_destination_url.clone())
-        else {
-            outcome.status = DeliveryStatus::Dead;
-            outcome.processing_status = Some(ProcessingStatus::Failed);
-            let never_sent = Try {
-                delivery_id: row.id,
-                attempt: row.attempts + 1,
-                started_at: now,
-                duration_ms: 0,
-                destination: "",
-            };
-            outcome.attempt = Some(never_sent.row(
-                None,
-                None,
-                Some("the number has no webhook_destination_url any more; set one and replay"),
-            ));
-            outcome.last_error = Some("no webhook_destination_url".into());
-            return outcome;
+        let target = match target {
+            Target::Gone(why) => {
+                outcome.status = DeliveryStatus::Dead;
+                outcome.processing_status = Some(ProcessingStatus::Failed);
+                let never_sent = Try {
+                    delivery_id: row.id,
+                    attempt: row.attempts + 1,
+                    started_at: now,
+                    duration_ms: 0,
+                    destination: "",
+                };
+                outcome.attempt = Some(never_sent.row(None, None, Some(why)));
+                outcome.last_error = Some(why.into());
+                return outcome;
+            }
+            Target::Paused => {
+                // Held until the webhook is resumed (PATCH active: true makes it due again).
+                outcome.status = DeliveryStatus::Paused;
+                outcome.last_error = row.last_error.clone();
+                return outcome;
+            }
+            Target::Ready(target) => target,
         };
-        let number = number.expect("checked above");
+        let url = target.url.clone();
         let origin = url::Url::parse(&url)
             .map(|u| u.origin().ascii_serialization())
             .unwrap_or_else(|_| url.clone());
@@ -276,7 +286,7 @@ impl Worker {
         // The attempt starts once the destination has a slot (queueing is not the receiver's).
         let now = crate::store::now();
         let started = Instant::now();
-        let result = self.post(&url, claimed, &number).await;
+        let result = self.post(&url, claimed, &target).await;
         let elapsed = started.elapsed();
         metrics::histogram!("wagate_delivery_duration_seconds").record(elapsed.as_secs_f64());
         let duration_ms = i32::try_from(elapsed.as_millis()).unwrap_or(i32::MAX);
@@ -292,6 +302,7 @@ impl Worker {
         };
         match result {
             Ok(answer) if (200..300).contains(&answer.status) => {
+                outcome.webhook_result = WebhookResult::Succeeded;
                 outcome.status = DeliveryStatus::Succeeded;
                 outcome.delivered_at = Some(finished);
                 outcome.processing_status = Some(ProcessingStatus::Completed);
@@ -300,6 +311,7 @@ impl Worker {
                     Some(this_try.row(Some(answer.status), Some(answer.excerpt), None));
             }
             Ok(answer) => {
+                outcome.webhook_result = WebhookResult::Failed;
                 let error = format!("receiver answered {}", answer.status);
                 outcome.last_status_code = Some(i32::from(answer.status));
                 outcome.attempt =
@@ -313,6 +325,7 @@ impl Worker {
                 );
             }
             Err(error) => {
+                outcome.webhook_result = WebhookResult::Failed;
                 outcome.attempt = Some(this_try.row(None, None, Some(&error)));
                 self.schedule_retry(&mut outcome, row.created_at, attempt_no, None, error);
             }
@@ -354,36 +367,98 @@ impl Worker {
         }
     }
 
+    /// Where a delivery goes: its webhook, with the secret that signs it.
+    async fn target(&self, row: &DeliveryRow) -> Result<Target, StoreError> {
+        // Rows queued before webhooks were resources name no webhook: the number's meta one.
+        let webhook_id = row
+            .webhook_id
+            .or(row.phone_number_internal_id)
+            .unwrap_or_default();
+        let Some(webhook) = self
+            .numbers
+            .webhook(row.phone_number_internal_id, webhook_id)
+            .await?
+        else {
+            return Ok(Target::Gone(
+                "the webhook was deleted (or the number has no webhook_destination_url any more); \
+                 create one and replay",
+            ));
+        };
+        if !webhook.active {
+            return Ok(Target::Paused);
+        }
+        let signing = if webhook.is_meta {
+            let number = self.numbers.number(&row.phone_number_id).await?;
+            match number.and_then(|n| n.webhook_secret.clone()) {
+                Some(secret) => Signing::Meta(secret),
+                None => Signing::Missing(
+                    "the number has no usable webhook secret; rotate it (PATCH rotate_webhook_secret)",
+                ),
+            }
+        } else {
+            match webhook.secret.clone() {
+                Some(secret) => Signing::Kapso(secret),
+                None => Signing::Missing(
+                    "the webhook's secret_key cannot be opened; rotate it (PATCH rotate_secret_key)",
+                ),
+            }
+        };
+        Ok(Target::Ready(Box::new(Ready {
+            url: webhook.url.clone(),
+            headers: webhook.headers.clone(),
+            signing,
+        })))
+    }
+
     /// One POST. `Err` is a transport failure or a refused destination, said plainly.
     async fn post(
         &self,
         url: &str,
         claimed: &ClaimedDelivery,
-        number: &crate::domain::auth::NumberConfig,
+        target: &Ready,
     ) -> Result<Answer, String> {
         let url =
             guard::check_url(url, self.policy).map_err(|r| format!("destination refused: {r}"))?;
-        let secret = number.webhook_secret.as_ref().ok_or_else(|| {
-            "the number has no usable webhook secret; rotate it (PATCH rotate_webhook_secret)"
-                .to_owned()
-        })?;
+        let row = &claimed.row;
         let body = claimed.payload.clone();
-        let response = self
-            .client
-            .post(url)
+        let mut request = self.client.post(url);
+        // Custom headers first: the ones wagate sets below win (they are also refused on write).
+        for (name, value) in &target.headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        request = request
             .header("content-type", "application/json")
-            .header(
+            .header("x-idempotency-key", &row.idempotency_key)
+            .header("x-wagate-delivery-id", row.id.to_string())
+            .header("x-wagate-attempt", (row.attempts + 1).to_string());
+        if let Some(event_id) = row.event_id {
+            request = request.header("x-wagate-event-id", event_id.to_string());
+        }
+        request = match &target.signing {
+            Signing::Meta(secret) => request.header(
                 "x-hub-signature-256",
                 crate::crypto::hub_signature(secret.expose_secret().as_bytes(), &body),
-            )
-            .header("x-idempotency-key", &claimed.row.idempotency_key)
-            .header("x-wagate-event-id", claimed.row.event_id.to_string())
-            .header("x-wagate-delivery-id", claimed.row.id.to_string())
-            .header("x-wagate-attempt", (claimed.row.attempts + 1).to_string())
-            .body(body)
-            .send()
-            .await
-            .map_err(describe)?;
+            ),
+            Signing::Kapso(secret) => {
+                let mut request = request
+                    .header(
+                        "x-webhook-signature",
+                        crate::crypto::hmac_sha256_hex(secret.expose_secret().as_bytes(), &body),
+                    )
+                    .header("x-webhook-payload-version", "v2");
+                if let Some(event) = &row.event_type {
+                    request = request.header("x-webhook-event", event);
+                }
+                if row.batch_size > 1 || is_batch(&body) {
+                    request = request
+                        .header("x-webhook-batch", "true")
+                        .header("x-batch-size", row.batch_size.to_string());
+                }
+                request
+            }
+            Signing::Missing(why) => return Err((*why).to_owned()),
+        };
+        let response = request.body(body).send().await.map_err(describe)?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -397,6 +472,34 @@ impl Worker {
             excerpt,
         })
     }
+}
+
+/// A batch body (`{"type", "batch": true, "data": […]}`); a batch of one is still a batch.
+fn is_batch(body: &[u8]) -> bool {
+    body.starts_with(br#"{"type":"#)
+}
+
+enum Target {
+    Ready(Box<Ready>),
+    /// The webhook is paused: hold the delivery.
+    Paused,
+    /// The webhook is gone: dead-letter with this reason.
+    Gone(&'static str),
+}
+
+struct Ready {
+    url: String,
+    headers: Vec<(String, String)>,
+    signing: Signing,
+}
+
+enum Signing {
+    /// `X-Hub-Signature-256` with the number's webhook secret (Meta's payload).
+    Meta(secrecy::SecretString),
+    /// `X-Webhook-Signature`, hex HMAC-SHA256 with the webhook's `secret_key`.
+    Kapso(secrecy::SecretString),
+    /// No usable secret: the attempt fails with this reason.
+    Missing(&'static str),
 }
 
 struct Answer {
@@ -492,7 +595,11 @@ fn outcome_label(outcome: &DeliveryOutcome) -> &'static str {
 
 /// Commits outcomes in batches. If the database is away, holds them and retries; a lease that
 /// ends meanwhile brings the delivery back (at least once, never lost).
-async fn finisher(store: DynStore, mut finished: mpsc::Receiver<DeliveryOutcome>) {
+async fn finisher(
+    store: DynStore,
+    mut finished: mpsc::Receiver<DeliveryOutcome>,
+    pause_after: u32,
+) {
     while let Some(first) = finished.recv().await {
         let mut batch = vec![first];
         while batch.len() < FINISH_BATCH {
@@ -503,7 +610,7 @@ async fn finisher(store: DynStore, mut finished: mpsc::Receiver<DeliveryOutcome>
         }
         let mut pause = Duration::from_millis(100);
         for attempt in 1.. {
-            match store.finish_deliveries(&batch).await {
+            match store.finish_deliveries(&batch, pause_after).await {
                 Ok(()) => break,
                 Err(error) if attempt < 20 => {
                     if attempt == 1 {

@@ -278,15 +278,20 @@ pub async fn apply(
             tx.queue_delivery(&NewDelivery {
                 id: Uuid::now_v7(),
                 project_id: number.project_id,
-                phone_number_internal_id: number.internal_id,
+                phone_number_internal_id: Some(number.internal_id),
                 phone_number_id: route.phone_number_id.clone(),
-                event_id: job.event.id,
-                route_id,
+                event_id: Some(job.event.id),
+                route_id: Some(route_id),
                 fields,
                 idempotency_key: crate::crypto::sha256_hex(&route.payload),
                 message_wamids: inbound_wamids(&route.changes),
                 replay_of: None,
                 created_at: now,
+                webhook_id: number.internal_id,
+                event_type: None,
+                payload: None,
+                batch_size: 1,
+                status: crate::store::DeliveryStatus::Pending,
             })
             .await?;
         }

@@ -25,4 +25,5 @@ pub mod setup_links;
 pub mod sweeper;
 pub mod usernames;
 pub mod verify;
+pub mod webhooks;
 pub mod writer;

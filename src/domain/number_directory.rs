@@ -58,6 +58,8 @@ pub struct NumberDirectory {
     /// Hashes of tokens no number has, apart from `tokens` so a flood of bad tokens cannot evict
     /// the good ones (`cache.negative_max_entries`).
     unknown_tokens: Cache<String, ()>,
+    /// Each number's webhooks (both kinds), by the number's internal id.
+    webhooks: Cache<Uuid, super::webhooks::NumberWebhooks>,
 }
 
 /// A moka cache sized and timed by `[cache]`.
@@ -91,7 +93,51 @@ impl NumberDirectory {
             known_wabas: cache(config),
             tokens: cache(config),
             unknown_tokens: negative_cache(config),
+            webhooks: cache(config),
         }
+    }
+
+    /// The webhooks of a number (both kinds, active or not), oldest first.
+    pub async fn webhooks_of(
+        &self,
+        internal_id: Uuid,
+    ) -> Result<super::webhooks::NumberWebhooks, StoreError> {
+        let store = self.store.clone();
+        let secrets = self.secrets.clone();
+        metrics::counter!("wagate_cache_lookups_total", "cache" => "webhooks").increment(1);
+        self.webhooks
+            .try_get_with(internal_id, async move {
+                metrics::counter!("wagate_cache_misses_total", "cache" => "webhooks").increment(1);
+                let rows = store.webhooks_of_number(internal_id).await?;
+                let targets = rows
+                    .iter()
+                    .map(|row| Arc::new(super::webhooks::WebhookTarget::from_row(&secrets, row)))
+                    .collect();
+                Ok::<_, StoreError>(Arc::new(targets))
+            })
+            .await
+            .map_err(unwrap_shared)
+    }
+
+    /// A webhook by id: from its number's cached list, or (a project webhook) from the store.
+    pub async fn webhook(
+        &self,
+        number: Option<Uuid>,
+        id: Uuid,
+    ) -> Result<Option<Arc<super::webhooks::WebhookTarget>>, StoreError> {
+        if let Some(number) = number {
+            let hooks = self.webhooks_of(number).await?;
+            if let Some(found) = hooks.iter().find(|w| w.id == id) {
+                return Ok(Some(found.clone()));
+            }
+        }
+        let row = self.store.find_webhook(id).await?;
+        Ok(row.map(|row| {
+            Arc::new(super::webhooks::WebhookTarget::from_row(
+                &self.secrets,
+                &row,
+            ))
+        }))
     }
 
     /// A number by Meta's phone number ID, in any project (callers check ownership).
@@ -217,6 +263,7 @@ impl NumberDirectory {
         self.known_wabas.invalidate_all();
         self.tokens.invalidate_all();
         self.unknown_tokens.invalidate_all();
+        self.webhooks.invalidate_all();
     }
 }
 

@@ -254,7 +254,11 @@ macro_rules! impl_common_store {
                              returning {}",
                     $crate::store::columns::PHONE_NUMBER_COLUMNS
                 );
-                Ok(sqlx::query_as(&sql)
+                let mut tx = self
+                    .pool
+                    .begin_with(<Self as $crate::store::dialect::Dialect>::BEGIN_WRITE)
+                    .await?;
+                let number: $crate::store::PhoneNumber = sqlx::query_as(&sql)
                     .bind(n.internal_id)
                     .bind(n.project_id)
                     .bind(n.customer_id)
@@ -283,8 +287,17 @@ macro_rules! impl_common_store {
                     .bind(&n.webhook_verify_token)
                     .bind(secrets_key_id)
                     .bind(now)
-                    .fetch_one(&self.pool)
-                    .await?)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                $crate::store::webhooks::sync_meta_webhook!(tx, &number);
+                $crate::store::webhook_outbox::queue_connection_event!(
+                    tx,
+                    &number,
+                    $crate::store::webhook_outbox::PHONE_NUMBER_CREATED,
+                    now
+                );
+                tx.commit().await?;
+                Ok(number)
             }
 
             async fn find_phone_number(
@@ -431,7 +444,7 @@ macro_rules! impl_common_store {
                              where project_id = $1 and phone_number_id = $2 returning {}",
                     $crate::store::columns::PHONE_NUMBER_COLUMNS
                 );
-                let updated = sqlx::query_as(&sql)
+                let updated: $crate::store::PhoneNumber = sqlx::query_as(&sql)
                     .bind(project_id)
                     .bind(phone_number_id)
                     .bind(&n.name)
@@ -448,6 +461,7 @@ macro_rules! impl_common_store {
                     .bind($crate::store::now())
                     .fetch_one(&mut *tx)
                     .await?;
+                $crate::store::webhooks::sync_meta_webhook!(tx, &updated);
                 tx.commit().await?;
                 Ok(updated)
             }
@@ -688,17 +702,26 @@ macro_rules! impl_common_store {
                     .pool
                     .begin_with(<Self as $crate::store::dialect::Dialect>::BEGIN_WRITE)
                     .await?;
-                let internal_id: Option<uuid::Uuid> = sqlx::query_scalar(
+                let sql = format!(
                     "delete from phone_numbers where project_id = $1 and phone_number_id \
-                             = $2 returning internal_id",
-                )
-                .bind(project_id)
-                .bind(phone_number_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some(internal_id) = internal_id else {
+                             = $2 returning {}",
+                    $crate::store::columns::PHONE_NUMBER_COLUMNS
+                );
+                let deleted: Option<$crate::store::PhoneNumber> = sqlx::query_as(&sql)
+                    .bind(project_id)
+                    .bind(phone_number_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some(deleted) = deleted else {
                     return Err($crate::store::StoreError::NotFound);
                 };
+                let internal_id = deleted.internal_id;
+                $crate::store::webhook_outbox::queue_connection_event!(
+                    tx,
+                    &deleted,
+                    $crate::store::webhook_outbox::PHONE_NUMBER_DELETED,
+                    $crate::store::now()
+                );
                 // The rows PostgreSQL does not cascade (migration 0005); on SQLite the foreign
                 // keys have already removed them.
                 for sql in [

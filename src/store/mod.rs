@@ -23,6 +23,8 @@ mod sqlite;
 mod status;
 pub(crate) mod tx;
 pub(crate) mod tx_state;
+pub(crate) mod webhook_outbox;
+pub(crate) mod webhooks;
 
 use std::sync::Arc;
 
@@ -43,6 +45,7 @@ pub use onboarding::{
 };
 pub use outbox::{
     AttemptRow, ClaimedDelivery, DeliveryFilter, DeliveryOutcome, DeliveryRow, NewDelivery, Outbox,
+    WebhookResult,
 };
 pub use postgres::PgStore;
 pub use records::*;
@@ -51,6 +54,7 @@ pub use sqlite::{create_private_dir, SqliteStore};
 pub use status::{ConversationStatus, DeliveryStatus, Direction, ProcessingStatus, UnknownValue};
 pub use tx::StoreTx;
 pub use tx_state::Prefetch;
+pub use webhooks::{WebhookRow, WebhookScope, Webhooks};
 
 use crate::config::{Backend, DatabaseConfig};
 
@@ -136,7 +140,9 @@ pub struct Page<T> {
 /// Everything wagate persists. Implementations must behave identically; `tests/api/store.rs`
 /// runs the same conformance suite against both.
 #[async_trait]
-pub trait Store: Outbox + Onboarding + SealedValues + MediaFiles + Send + Sync + 'static {
+pub trait Store:
+    Outbox + Onboarding + SealedValues + MediaFiles + Webhooks + Send + Sync + 'static
+{
     fn backend(&self) -> Backend;
     /// Cheap round trip for readiness checks.
     async fn ping(&self) -> StoreResult<()>;

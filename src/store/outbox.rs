@@ -15,31 +15,43 @@ use super::StoreResult;
 pub struct NewDelivery {
     pub id: Uuid,
     pub project_id: Uuid,
-    pub phone_number_internal_id: Uuid,
+    /// `None` for project events (a deleted number's event outlives it).
+    pub phone_number_internal_id: Option<Uuid>,
     pub phone_number_id: String,
-    pub event_id: Uuid,
-    pub route_id: Uuid,
+    /// The stored Meta webhook this delivery carries (or was caused by), if any.
+    pub event_id: Option<Uuid>,
+    /// A `meta` delivery's payload lives on its route.
+    pub route_id: Option<Uuid>,
     pub fields: String,
     pub idempotency_key: String,
     pub message_wamids: String,
     pub replay_of: Option<Uuid>,
     pub created_at: DateTime<Utc>,
+    pub webhook_id: Uuid,
+    /// The Kapso event name (`X-Webhook-Event`); `None` for Meta's payload.
+    pub event_type: Option<String>,
+    /// The exact body of a Kapso event, rendered once when queued.
+    pub payload: Option<Vec<u8>>,
+    /// Events in a buffered batch (1 otherwise).
+    pub batch_size: i32,
+    /// `pending`, or `paused` when its webhook is paused (held until resumed).
+    pub status: super::DeliveryStatus,
 }
 
 pub(crate) const DELIVERY_COLUMNS: &str = "id, project_id, phone_number_internal_id, \
     phone_number_id, event_id, route_id, fields, idempotency_key, message_wamids, status, \
     attempts, \
     next_attempt_at, lease_token, last_status_code, last_error, replay_of, created_at, updated_at, \
-    delivered_at";
+    delivered_at, webhook_id, event_type, batch_size";
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct DeliveryRow {
     pub id: Uuid,
     pub project_id: Uuid,
-    pub phone_number_internal_id: Uuid,
+    pub phone_number_internal_id: Option<Uuid>,
     pub phone_number_id: String,
-    pub event_id: Uuid,
-    pub route_id: Uuid,
+    pub event_id: Option<Uuid>,
+    pub route_id: Option<Uuid>,
     pub fields: String,
     pub idempotency_key: String,
     pub message_wamids: String,
@@ -53,6 +65,9 @@ pub struct DeliveryRow {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub delivered_at: Option<DateTime<Utc>>,
+    pub webhook_id: Option<Uuid>,
+    pub event_type: Option<String>,
+    pub batch_size: i32,
 }
 
 impl DeliveryRow {
@@ -97,9 +112,21 @@ pub struct DeliveryOutcome {
     pub delivered_at: Option<DateTime<Utc>>,
     /// Set on the delivered messages (`completed`, or `failed` when dead-lettered).
     pub processing_status: Option<super::ProcessingStatus>,
-    pub phone_number_internal_id: Uuid,
+    pub phone_number_internal_id: Option<Uuid>,
     pub message_wamids: String,
     pub at: DateTime<Utc>,
+    /// The webhook, and what this pass means for its run of failures.
+    pub webhook_id: Option<Uuid>,
+    pub webhook_result: WebhookResult,
+}
+
+/// What one pass tells about a webhook's health (automatic pausing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookResult {
+    /// No attempt was made (busy destination, database away, webhook paused).
+    Untried,
+    Succeeded,
+    Failed,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -122,8 +149,13 @@ pub trait Outbox: Send + Sync {
         limit: u32,
     ) -> StoreResult<Vec<ClaimedDelivery>>;
     /// Records attempts and moves deliveries (and their messages' processing status) in one
-    /// transaction.
-    async fn finish_deliveries(&self, outcomes: &[DeliveryOutcome]) -> StoreResult<()>;
+    /// transaction, with each webhook's run of failures; a run reaching `pause_after` (0: never)
+    /// pauses the webhook.
+    async fn finish_deliveries(
+        &self,
+        outcomes: &[DeliveryOutcome],
+        pause_after: u32,
+    ) -> StoreResult<()>;
     async fn find_delivery(&self, project_id: Uuid, id: Uuid) -> StoreResult<Option<DeliveryRow>>;
     async fn delivery_attempts(&self, delivery_id: Uuid) -> StoreResult<Vec<AttemptRow>>;
     async fn list_deliveries(
@@ -228,19 +260,22 @@ macro_rules! impl_outbox {
                     .map(|i| format!("${i}"))
                     .collect::<Vec<_>>()
                     .join(", ");
+                // A Kapso event's body is on the delivery; Meta's payload on its route.
                 let sql = format!(
-                    "select id, payload from webhook_event_routes where id in ({placeholders})"
+                    "select d.id, coalesce(d.payload, r.payload) from webhook_deliveries d \
+                     left join webhook_event_routes r on r.id = d.route_id \
+                     where d.id in ({placeholders})"
                 );
-                let mut query = sqlx::query_as::<_, (uuid::Uuid, Vec<u8>)>(&sql);
+                let mut query = sqlx::query_as::<_, (uuid::Uuid, Option<Vec<u8>>)>(&sql);
                 for row in &rows {
-                    query = query.bind(row.route_id);
+                    query = query.bind(row.id);
                 }
-                let payloads: std::collections::HashMap<uuid::Uuid, Vec<u8>> =
+                let payloads: std::collections::HashMap<uuid::Uuid, Option<Vec<u8>>> =
                     query.fetch_all(&self.pool).await?.into_iter().collect();
                 let mut claimed: Vec<_> = rows
                     .into_iter()
                     .filter_map(|row| {
-                        let payload = payloads.get(&row.route_id)?.clone();
+                        let payload = payloads.get(&row.id)?.clone()?;
                         Some($crate::store::ClaimedDelivery { row, payload })
                     })
                     .collect();
@@ -253,8 +288,9 @@ macro_rules! impl_outbox {
             async fn finish_deliveries(
                 &self,
                 outcomes: &[$crate::store::DeliveryOutcome],
+                pause_after: u32,
             ) -> $crate::store::StoreResult<()> {
-                Self::finish_batch(&self.pool, outcomes).await
+                Self::finish_batch(&self.pool, outcomes, pause_after).await
             }
 
             async fn find_delivery(
@@ -433,8 +469,10 @@ macro_rules! insert_delivery {
             "insert into webhook_deliveries (id, project_id, phone_number_internal_id, \
              phone_number_id, \
              event_id, route_id, fields, idempotency_key, message_wamids, status, attempts, \
-             next_attempt_at, replay_of, created_at, updated_at) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 0, $10, $11, $10, $10)",
+             next_attempt_at, replay_of, created_at, updated_at, webhook_id, event_type, payload, \
+             batch_size) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $12, 0, $10, $11, $10, $10, $13, $14, \
+             $15, $16)",
         )
         .bind(d.id)
         .bind(d.project_id)
@@ -447,6 +485,11 @@ macro_rules! insert_delivery {
         .bind(&d.message_wamids)
         .bind(d.created_at)
         .bind(d.replay_of)
+        .bind(d.status)
+        .bind(d.webhook_id)
+        .bind(&d.event_type)
+        .bind(&d.payload)
+        .bind(d.batch_size)
         .execute($executor)
         .await?;
     }};

@@ -16,6 +16,7 @@ use super::onboarding::impl_onboarding;
 use super::outbox::impl_outbox;
 use super::sealed::impl_sealed_values;
 use super::tx::impl_store_tx;
+use super::webhooks::impl_webhooks;
 use crate::config::{Backend, DatabaseConfig};
 
 #[derive(Debug, Clone)]
@@ -61,6 +62,7 @@ impl_store_tx!(PgTx, PgStore);
 impl_outbox!(PgStore);
 impl_onboarding!(PgStore);
 impl_media_files!(PgStore);
+impl_webhooks!(PgStore);
 impl_sealed_values!(PgStore);
 impl_store_inspect!(PgStore);
 
@@ -254,13 +256,16 @@ impl PgTx {
             sqlx::query(
                 "insert into webhook_deliveries (id, project_id, phone_number_internal_id, \
                  phone_number_id, event_id, route_id, fields, idempotency_key, message_wamids, \
-                 status, attempts, next_attempt_at, replay_of, created_at, updated_at) \
+                 status, attempts, next_attempt_at, replay_of, created_at, updated_at, webhook_id, \
+                 event_type, payload, batch_size) \
                  select id, project_id, internal_id, pnid, event_id, route_id, fields, idem, wamids, \
-                 'pending', 0, created_at, replay_of, created_at, created_at \
+                 status, 0, created_at, replay_of, created_at, created_at, webhook_id, event_type, \
+                 payload, batch_size \
                  from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::uuid[], $6::uuid[], \
-                 $7::text[], $8::text[], $9::text[], $10::uuid[], $11::timestamptz[]) \
+                 $7::text[], $8::text[], $9::text[], $10::uuid[], $11::timestamptz[], $12::text[], \
+                 $13::uuid[], $14::text[], $15::bytea[], $16::int4[]) \
                  as d(id, project_id, internal_id, pnid, event_id, route_id, fields, idem, wamids, \
-                 replay_of, created_at)",
+                 replay_of, created_at, status, webhook_id, event_type, payload, batch_size)",
             )
             .bind(deliveries.iter().map(|d| d.id).collect::<Vec<_>>())
             .bind(deliveries.iter().map(|d| d.project_id).collect::<Vec<_>>())
@@ -273,6 +278,11 @@ impl PgTx {
             .bind(deliveries.iter().map(|d| d.message_wamids.as_str()).collect::<Vec<_>>())
             .bind(deliveries.iter().map(|d| d.replay_of).collect::<Vec<_>>())
             .bind(deliveries.iter().map(|d| d.created_at).collect::<Vec<_>>())
+            .bind(deliveries.iter().map(|d| d.status.as_str()).collect::<Vec<_>>())
+            .bind(deliveries.iter().map(|d| d.webhook_id).collect::<Vec<_>>())
+            .bind(deliveries.iter().map(|d| d.event_type.as_deref()).collect::<Vec<_>>())
+            .bind(deliveries.iter().map(|d| d.payload.as_deref()).collect::<Vec<_>>())
+            .bind(deliveries.iter().map(|d| d.batch_size).collect::<Vec<_>>())
             .execute(&mut *self.tx)
             .await?;
         }
@@ -422,6 +432,7 @@ impl PgStore {
     async fn finish_batch(
         pool: &PgPool,
         outcomes: &[super::DeliveryOutcome],
+        pause_after: u32,
     ) -> super::StoreResult<()> {
         let mut tx = pool.begin().await?;
         let attempts: Vec<&super::AttemptRow> =
@@ -481,9 +492,10 @@ impl PgStore {
             (&str, chrono::DateTime<chrono::Utc>),
         > = std::collections::HashMap::new();
         for o in outcomes.iter().filter(|o| moved.contains(&o.delivery_id)) {
-            if let Some(status) = o.processing_status {
+            if let (Some(status), Some(number)) = (o.processing_status, o.phone_number_internal_id)
+            {
                 for wamid in o.message_wamids.split_whitespace() {
-                    statuses.insert((o.phone_number_internal_id, wamid), (status.as_str(), o.at));
+                    statuses.insert((number, wamid), (status.as_str(), o.at));
                 }
             }
         }
@@ -503,6 +515,10 @@ impl PgStore {
             .execute(&mut *tx)
             .await?;
         }
+        let runs =
+            super::webhook_outbox::failure_runs(outcomes, |o| moved.contains(&o.delivery_id));
+        let now = super::now();
+        super::webhook_outbox::record_failure_runs!(tx, runs, pause_after, now);
         tx.commit().await?;
         Ok(())
     }

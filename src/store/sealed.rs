@@ -56,6 +56,7 @@ pub(crate) fn columns(field: SealedField) -> (&'static str, &'static str) {
             ("internal_id", "secrets_key_id")
         }
         SealedField::SetupLinkToken => ("id", "token_key_id"),
+        SealedField::WebhookKey => ("id", "secret_key_id"),
     }
 }
 

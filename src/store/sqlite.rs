@@ -17,6 +17,7 @@ use super::onboarding::impl_onboarding;
 use super::outbox::impl_outbox;
 use super::sealed::impl_sealed_values;
 use super::tx::impl_store_tx;
+use super::webhooks::impl_webhooks;
 use crate::config::{Backend, DatabaseConfig};
 
 #[derive(Debug, Clone)]
@@ -135,6 +136,7 @@ impl_store_tx!(SqliteTx, SqliteStore);
 impl_outbox!(SqliteStore);
 impl_onboarding!(SqliteStore);
 impl_media_files!(SqliteStore);
+impl_webhooks!(SqliteStore);
 impl_sealed_values!(SqliteStore);
 impl_store_inspect!(SqliteStore);
 
@@ -143,8 +145,10 @@ impl SqliteStore {
     async fn finish_batch(
         pool: &SqlitePool,
         outcomes: &[super::DeliveryOutcome],
+        pause_after: u32,
     ) -> super::StoreResult<()> {
         let mut tx = pool.begin().await?;
+        let mut moved_ids = std::collections::HashSet::new();
         for o in outcomes {
             if let Some(a) = &o.attempt {
                 // Not for a delivery deleted meanwhile (its number or project was): the
@@ -184,6 +188,7 @@ impl SqliteStore {
                 // Claimed again after our lease ran out: the newer claim decides.
                 continue;
             }
+            moved_ids.insert(o.delivery_id);
             if let Some(status) = o.processing_status {
                 for wamid in o.message_wamids.split_whitespace() {
                     sqlx::query(
@@ -195,6 +200,10 @@ impl SqliteStore {
                 }
             }
         }
+        let runs =
+            super::webhook_outbox::failure_runs(outcomes, |o| moved_ids.contains(&o.delivery_id));
+        let now = super::now();
+        super::webhook_outbox::record_failure_runs!(tx, runs, pause_after, now);
         tx.commit().await?;
         Ok(())
     }
@@ -289,7 +298,8 @@ impl SqliteTx {
             let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                 "insert into webhook_deliveries (id, project_id, phone_number_internal_id, \
                  phone_number_id, event_id, route_id, fields, idempotency_key, message_wamids, \
-                 status, attempts, next_attempt_at, replay_of, created_at, updated_at) ",
+                 status, attempts, next_attempt_at, replay_of, created_at, updated_at, webhook_id, \
+                 event_type, payload, batch_size) ",
             );
             query.push_values(chunk, |mut row, d| {
                 row.push_bind(d.id)
@@ -301,12 +311,16 @@ impl SqliteTx {
                     .push_bind(&d.fields)
                     .push_bind(&d.idempotency_key)
                     .push_bind(&d.message_wamids)
-                    .push("'pending'")
+                    .push_bind(d.status)
                     .push("0")
                     .push_bind(d.created_at)
                     .push_bind(d.replay_of)
                     .push_bind(d.created_at)
-                    .push_bind(d.created_at);
+                    .push_bind(d.created_at)
+                    .push_bind(d.webhook_id)
+                    .push_bind(&d.event_type)
+                    .push_bind(&d.payload)
+                    .push_bind(d.batch_size);
             });
             query.build().execute(&mut *self.tx).await?;
         }

@@ -134,12 +134,14 @@ text_enum!(
 
 text_enum!(
     /// A webhook delivery in the outbox: due while `pending` or `failed`, final when `succeeded`
-    /// or `dead`.
+    /// or `dead`, held while `paused` (its webhook was paused after failures; resuming it makes
+    /// them `pending`).
     DeliveryStatus {
         Pending => "pending",
         Failed => "failed",
         Succeeded => "succeeded",
         Dead => "dead",
+        Paused => "paused",
     }
 );
 
