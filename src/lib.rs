@@ -126,6 +126,21 @@ impl App {
             )?;
             let (store, wake) = (self.state.store.clone(), self.state.delivery_wake.clone());
             tokio::spawn(async move { store.listen_for_deliveries(wake).await });
+            // The webhook events that become due later (batches, quiet and idle conversations).
+            tokio::spawn(domain::webhooks::sweeps::flush_buffers(
+                self.state.store.clone(),
+                self.state.config.delivery.clone(),
+                self.state.delivery_wake.clone(),
+                stop_workers.clone(),
+            ));
+            tokio::spawn(domain::webhooks::sweeps::sweep_conversations(
+                self.state.store.clone(),
+                self.state.numbers.clone(),
+                self.state.config.delivery.clone(),
+                self.state.config.conversations.clone(),
+                self.state.delivery_wake.clone(),
+                stop_workers.clone(),
+            ));
         }
         if let (Some(vault), true) = (
             self.state.vault.clone(),

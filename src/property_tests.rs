@@ -200,9 +200,9 @@ proptest! {
 
     #[test]
     fn fields_grammar_never_panics(raw in ".{0,80}", names in prop::collection::vec("[a-z_]{1,12}", 0..6)) {
-        let _ = crate::http::graph::stored::fields::parse(Some(&raw));
+        let _ = crate::domain::present::fields::parse(Some(&raw));
         let list = format!("kapso({})", names.join(","));
-        let parsed = crate::http::graph::stored::fields::parse(Some(&list));
+        let parsed = crate::domain::present::fields::parse(Some(&list));
         prop_assert!(parsed.is_ok(), "{} refused", list);
         let parsed = parsed.unwrap();
         for name in &names {

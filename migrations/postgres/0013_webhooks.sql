@@ -82,3 +82,7 @@ create table webhook_inactivity_fired (
 create trigger webhooks_cache_changed
     after insert or delete or update of kind, url, events, active, paused_reason, secret_sealed, headers, buffer_enabled, buffer_window_seconds, max_buffer_size, buffer_events, inactivity_minutes, payload_version, phone_number_internal_id on webhooks
     for each statement execute function wagate_cache_changed();
+
+-- Inbound messages are `received` in Kapso's vocabulary (contract §15.2), in stored data and in
+-- events alike; earlier versions stored `delivered`.
+update messages set status = 'received' where direction = 'inbound' and status = 'delivered';

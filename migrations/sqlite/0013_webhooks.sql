@@ -133,3 +133,7 @@ create trigger webhooks_deleted_cache_change after delete on webhooks
 begin
     insert into cache_changes (kind) values ('numbers');
 end;
+
+-- Inbound messages are `received` in Kapso's vocabulary (contract §15.2), in stored data and in
+-- events alike; earlier versions stored `delivered`.
+update messages set status = 'received' where direction = 'inbound' and status = 'delivered';

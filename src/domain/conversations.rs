@@ -26,20 +26,24 @@ pub async fn touch(
     contact_id: Uuid,
     activity: &Activity<'_>,
     inactivity: chrono::Duration,
-) -> StoreResult<ConversationRow> {
+) -> StoreResult<Touched> {
+    let mut ended = None;
     let mut conversation = match tx.find_active_conversation(number, contact_id).await? {
         Some(mut stale) if stale.last_active_at + inactivity < activity.at => {
             stale.status = ConversationStatus::Ended;
             stale.ended_at = Some(stale.last_active_at + inactivity);
             stale.updated_at = activity.at;
             tx.update_conversation(&stale).await?;
+            ended = Some(stale);
             None
         }
         other => other,
     };
+    let mut created = false;
     if conversation.is_none() {
         let fresh = ConversationRow::opened(project_id, number, contact_id, activity.at);
         conversation = if tx.insert_conversation(&fresh).await? {
+            created = true;
             Some(fresh)
         } else {
             tx.find_active_conversation(number, contact_id).await?
@@ -63,5 +67,20 @@ pub async fn touch(
     }
     conversation.updated_at = activity.at;
     tx.update_conversation(&conversation).await?;
-    Ok(conversation)
+    Ok(Touched {
+        conversation,
+        created,
+        ended,
+    })
+}
+
+/// What recording a message did to its contact's conversations.
+#[derive(Debug, Clone)]
+pub struct Touched {
+    /// The active conversation, with the message counted.
+    pub conversation: ConversationRow,
+    /// It was opened by this message.
+    pub created: bool,
+    /// The conversation this message found stale and ended first.
+    pub ended: Option<ConversationRow>,
 }

@@ -115,7 +115,35 @@ pub struct RoutedNumber {
     /// Meta's id of the number (media downloads name it to Graph).
     pub phone_number_id: String,
     pub project_id: Uuid,
+    /// Meta's payload goes to the number's `meta` webhook (`webhook_destination_url`).
     pub forwarding: bool,
+    /// The number's webhooks: kapso ones get the events this write causes.
+    pub webhooks: super::webhooks::NumberWebhooks,
+}
+
+impl RoutedNumber {
+    pub fn new(
+        number: &super::number_directory::NumberConfig,
+        webhooks: super::webhooks::NumberWebhooks,
+    ) -> Self {
+        Self {
+            internal_id: number.internal_id,
+            phone_number_id: number.phone_number_id.clone(),
+            project_id: number.project_id,
+            forwarding: number.webhook_destination_url.is_some(),
+            webhooks,
+        }
+    }
+
+    /// Whether an inbound message is handed to a receiver (its `processing_status` starts
+    /// `pending` and follows that delivery).
+    pub fn hands_off_inbound(&self) -> bool {
+        self.forwarding
+            || self
+                .webhooks
+                .iter()
+                .any(|w| w.wants(super::webhooks::BUFFERABLE_EVENT))
+    }
 }
 
 #[cfg(test)]

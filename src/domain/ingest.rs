@@ -13,6 +13,7 @@ use super::conversations::{self, Activity};
 use super::envelope::RoutedNumber;
 use super::envelope::{self, Change, ChangeTarget};
 use super::message_content::{is_media, next_status, render};
+use super::webhooks::events;
 use crate::domain::number_directory::NumberDirectory;
 use crate::store::{
     Direction, DynStore, EventRouteRow, MessageRow, NewDelivery, NewWebhookEvent, Prefetch,
@@ -156,39 +157,35 @@ pub async fn prepare(
     for (index, change) in all.iter().enumerate() {
         let targets: Vec<(String, Option<RoutedNumber>)> = match &change.target {
             ChangeTarget::Number(pnid) => {
-                let number = numbers.number(pnid).await?.map(|n| RoutedNumber {
-                    internal_id: n.internal_id,
-                    phone_number_id: n.phone_number_id.clone(),
-                    project_id: n.project_id,
-                    forwarding: n.webhook_destination_url.is_some(),
-                });
+                let number = match numbers.number(pnid).await? {
+                    Some(n) => Some(RoutedNumber::new(&n, numbers.webhooks_of(n.internal_id).await?)),
+                    None => None,
+                };
                 vec![(pnid.clone(), number)]
             }
             ChangeTarget::Waba {
                 waba_id,
                 display_phone_number,
             } => {
-                let numbers = store.find_phone_numbers_by_waba_any(waba_id).await?;
-                let matching: Vec<_> = numbers
-                    .into_iter()
-                    .filter(|n| match display_phone_number {
-                        Some(digits) if !digits.is_empty() => n
-                            .display_phone_number
-                            .as_deref()
-                            .map(|d| d.chars().filter(char::is_ascii_digit).collect::<String>())
-                            .is_some_and(|d| &d == digits),
-                        _ => true,
-                    })
-                    .map(|n| {
-                        let routed = RoutedNumber {
-                            internal_id: n.internal_id,
-                            phone_number_id: n.phone_number_id.clone(),
-                            project_id: n.project_id,
-                            forwarding: n.webhook_destination_url.is_some(),
-                        };
-                        (n.phone_number_id, Some(routed))
-                    })
-                    .collect();
+                let numbers_of_waba = store.find_phone_numbers_by_waba_any(waba_id).await?;
+                let mut matching = Vec::new();
+                for n in numbers_of_waba.into_iter().filter(|n| match display_phone_number {
+                    Some(digits) if !digits.is_empty() => n
+                        .display_phone_number
+                        .as_deref()
+                        .map(|d| d.chars().filter(char::is_ascii_digit).collect::<String>())
+                        .is_some_and(|d| &d == digits),
+                    _ => true,
+                }) {
+                    let routed = RoutedNumber {
+                        internal_id: n.internal_id,
+                        phone_number_id: n.phone_number_id.clone(),
+                        project_id: n.project_id,
+                        forwarding: n.webhook_destination_url.is_some(),
+                        webhooks: numbers.webhooks_of(n.internal_id).await?,
+                    };
+                    matching.push((n.phone_number_id, Some(routed)));
+                }
                 if matching.is_empty() {
                     vec![(format!("waba:{waba_id}"), None)]
                 } else {
@@ -384,7 +381,7 @@ async fn apply_change(
                 inbound_message(tx, number, message, contacts, settings, now).await?;
             }
             for status in array(value, "statuses") {
-                apply_status(tx, number.internal_id, status, now).await?;
+                apply_status(tx, number, status, now).await?;
             }
             if array(value, "messages").is_empty() && !array(value, "statuses").is_empty() {
                 refresh_contacts(tx, number, contacts, now).await?;
@@ -500,9 +497,10 @@ async fn inbound_message(
             };
         }
     }
+    // Kapso's status of a message the business received (contract §15.2).
     let recorded = Recorded {
         direction: Direction::Inbound,
-        status: "delivered",
+        status: "received",
         origin: "cloud_api",
     };
     record_message(tx, number, message, &who, recorded, settings, now).await?;
@@ -542,7 +540,8 @@ pub async fn record_message(
     }
     let message_type = text(message, "type").unwrap_or_else(|| "text".into());
     let contact = contacts::upsert(tx, number.project_id, number.internal_id, who, now).await?;
-    let processing_status = if recorded.direction == Direction::Inbound && number.forwarding {
+    let processing_status = if recorded.direction == Direction::Inbound && number.hands_off_inbound()
+    {
         ProcessingStatus::Pending
     } else {
         ProcessingStatus::Completed
@@ -576,6 +575,7 @@ pub async fn record_message(
         created_at: now,
         updated_at: now,
     };
+    let mut touched = None;
     if let Some(contact) = &contact {
         let activity = Activity {
             inbound: recorded.direction == Direction::Inbound,
@@ -584,7 +584,7 @@ pub async fn record_message(
             text: &row.content,
             at: now,
         };
-        let conversation = conversations::touch(
+        let touch = conversations::touch(
             tx,
             number.project_id,
             number.internal_id,
@@ -593,7 +593,8 @@ pub async fn record_message(
             settings.inactivity,
         )
         .await?;
-        row.conversation_id = Some(conversation.id);
+        row.conversation_id = Some(touch.conversation.id);
+        touched = Some(touch);
     }
     if parked {
         for status in tx.take_parked_statuses(number.internal_id, &wamid).await? {
@@ -617,11 +618,42 @@ pub async fn record_message(
             tx.queue_media(&media).await?;
         }
     }
+    if let Some(touched) = &touched {
+        let contact = contact.as_ref();
+        if let Some(ended) = &touched.ended {
+            events::queue_conversation_event(tx, number, events::CONVERSATION_ENDED, ended, contact, now)
+                .await?;
+        }
+        if touched.created {
+            let created = &touched.conversation;
+            events::queue_conversation_event(tx, number, events::CONVERSATION_CREATED, created, contact, now)
+                .await?;
+        }
+    }
+    // Inbound messages are `received`; a business-app echo was `sent` from the phone.
+    let event = match recorded.direction {
+        Direction::Inbound => Some(events::MESSAGE_RECEIVED),
+        Direction::Outbound => events::status_event(&row.status).filter(|_| recorded.origin != "cloud_api"),
+    };
+    if let Some(event) = event {
+        events::queue_message_event(
+            tx,
+            number,
+            event,
+            &row,
+            contact.as_ref(),
+            touched.as_ref().map(|t| &t.conversation),
+            touched.as_ref().is_some_and(|t| t.created),
+            now,
+        )
+        .await?;
+    }
     Ok(())
 }
 
-/// Adds a raw status to a message's history and moves its status forward when it should.
-fn fold_status(row: &mut MessageRow, status: &Value) {
+/// Adds a raw status to a message's history and moves its status forward when it should;
+/// returns whether it moved.
+fn fold_status(row: &mut MessageRow, status: &Value) -> bool {
     let mut history: Vec<Value> = serde_json::from_str(&row.statuses).unwrap_or_default();
     history.push(status.clone());
     row.statuses = Value::Array(history).to_string();
@@ -631,25 +663,45 @@ fn fold_status(row: &mut MessageRow, status: &Value) {
         if next == "failed" {
             row.errors = status.get("errors").map(Value::to_string);
         }
+        return true;
     }
+    false
 }
 
 /// A message status webhook: applied to the stored message, or parked until it is recorded.
 pub async fn apply_status(
     tx: &mut dyn StoreTx,
-    number: Uuid,
+    routed: &RoutedNumber,
     status: &Value,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
+    let number = routed.internal_id;
     let Some(wamid) = text(status, "id") else {
         return Ok(());
     };
     tx.lock_key(number, &wamid).await?;
     match tx.find_message(number, &wamid).await? {
         Some(mut row) => {
-            fold_status(&mut row, status);
+            let moved = fold_status(&mut row, status);
             row.updated_at = now;
-            tx.update_message_state(&row).await
+            tx.update_message_state(&row).await?;
+            let event = events::status_event(&row.status).filter(|_| moved);
+            if let Some(event) = event.filter(|e| events::wanted(routed, e)) {
+                let (contact, conversation) =
+                    tx.event_context(row.contact_id, row.conversation_id).await?;
+                events::queue_message_event(
+                    tx,
+                    routed,
+                    event,
+                    &row,
+                    contact.as_ref(),
+                    conversation.as_ref(),
+                    false,
+                    now,
+                )
+                .await?;
+            }
+            Ok(())
         }
         None => {
             tx.park_status(number, &wamid, &status.to_string(), now)

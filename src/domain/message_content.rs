@@ -84,7 +84,8 @@ pub fn status_rank(status: &str) -> Option<u8> {
     Some(match status {
         "pending" => 0,
         "sent" => 1,
-        "delivered" => 2,
+        // An inbound message the business got (Kapso's `received`) stands where `delivered` does.
+        "delivered" | "received" => 2,
         "read" | "played" => 3,
         "failed" => 1,
         _ => return None,

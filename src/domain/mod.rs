@@ -18,6 +18,7 @@ pub mod message_content;
 pub mod number_directory;
 pub mod onboarding;
 pub mod phone_numbers;
+pub mod present;
 pub mod projects;
 pub mod recorder;
 pub mod reseal;

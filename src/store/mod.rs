@@ -141,7 +141,15 @@ pub struct Page<T> {
 /// runs the same conformance suite against both.
 #[async_trait]
 pub trait Store:
-    Outbox + Onboarding + SealedValues + MediaFiles + Webhooks + Send + Sync + 'static
+    Outbox
+    + Onboarding
+    + SealedValues
+    + MediaFiles
+    + Webhooks
+    + webhook_outbox::WebhookSweeps
+    + Send
+    + Sync
+    + 'static
 {
     fn backend(&self) -> Backend;
     /// Cheap round trip for readiness checks.

@@ -16,6 +16,7 @@ use super::onboarding::impl_onboarding;
 use super::outbox::impl_outbox;
 use super::sealed::impl_sealed_values;
 use super::tx::impl_store_tx;
+use super::webhook_outbox::impl_webhook_sweeps;
 use super::webhooks::impl_webhooks;
 use crate::config::{Backend, DatabaseConfig};
 
@@ -63,6 +64,7 @@ impl_outbox!(PgStore);
 impl_onboarding!(PgStore);
 impl_media_files!(PgStore);
 impl_webhooks!(PgStore);
+impl_webhook_sweeps!(PgStore);
 impl_sealed_values!(PgStore);
 impl_store_inspect!(PgStore);
 

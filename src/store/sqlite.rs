@@ -17,6 +17,7 @@ use super::onboarding::impl_onboarding;
 use super::outbox::impl_outbox;
 use super::sealed::impl_sealed_values;
 use super::tx::impl_store_tx;
+use super::webhook_outbox::impl_webhook_sweeps;
 use super::webhooks::impl_webhooks;
 use crate::config::{Backend, DatabaseConfig};
 
@@ -137,6 +138,7 @@ impl_outbox!(SqliteStore);
 impl_onboarding!(SqliteStore);
 impl_media_files!(SqliteStore);
 impl_webhooks!(SqliteStore);
+impl_webhook_sweeps!(SqliteStore);
 impl_sealed_values!(SqliteStore);
 impl_store_inspect!(SqliteStore);
 

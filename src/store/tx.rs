@@ -102,6 +102,19 @@ pub trait StoreTx: Send {
         status: Option<&str>,
     ) -> StoreResult<()>;
 
+    /// The contact and conversation a message names (as this transaction sees them), for the
+    /// Kapso-format events it queues.
+    async fn event_context(
+        &mut self,
+        contact_id: Option<Uuid>,
+        conversation_id: Option<Uuid>,
+    ) -> StoreResult<(Option<ContactRow>, Option<ConversationRow>)>;
+    /// Holds a rendered `whatsapp.message.received` for a buffering webhook until its batch is due.
+    async fn buffer_webhook_event(
+        &mut self,
+        event: &super::webhook_outbox::BufferedEvent,
+    ) -> StoreResult<()>;
+
     async fn commit(self: Box<Self>) -> StoreResult<()>;
 }
 
@@ -730,6 +743,64 @@ macro_rules! impl_store_tx {
             ) -> $crate::store::StoreResult<()> {
                 // Written with the batch's other rows at commit, one statement for all.
                 self.state.media.push(m.clone());
+                Ok(())
+            }
+
+            async fn event_context(
+                &mut self,
+                contact_id: Option<uuid::Uuid>,
+                conversation_id: Option<uuid::Uuid>,
+            ) -> $crate::store::StoreResult<(
+                Option<$crate::store::ContactRow>,
+                Option<$crate::store::ConversationRow>,
+            )> {
+                let mut contact = contact_id.and_then(|id| self.state.contact_by_id(id));
+                if let (None, Some(id)) = (&contact, contact_id) {
+                    let sql = format!(
+                        "select {} from contacts where id = $1",
+                        $crate::store::columns::CONTACT_COLUMNS
+                    );
+                    contact = sqlx::query_as(&sql)
+                        .bind(id)
+                        .fetch_optional(&mut *self.tx)
+                        .await?;
+                }
+                let mut conversation =
+                    conversation_id.and_then(|id| self.state.conversation_by_id(id));
+                if let (None, Some(id)) = (&conversation, conversation_id) {
+                    let sql = format!(
+                        "select {} from conversations where id = $1",
+                        $crate::store::columns::CONVERSATION_COLUMNS
+                    );
+                    conversation = sqlx::query_as(&sql)
+                        .bind(id)
+                        .fetch_optional(&mut *self.tx)
+                        .await?;
+                }
+                Ok((contact, conversation))
+            }
+
+            async fn buffer_webhook_event(
+                &mut self,
+                e: &$crate::store::webhook_outbox::BufferedEvent,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query(
+                    "insert into webhook_buffered_events (id, webhook_id, conversation_id, \
+                     project_id, phone_number_internal_id, phone_number_id, payload, flush_at, \
+                     created_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(e.id)
+                .bind(e.webhook_id)
+                .bind(e.conversation_id)
+                .bind(e.project_id)
+                .bind(e.phone_number_internal_id)
+                .bind(&e.phone_number_id)
+                .bind(&e.payload)
+                .bind(e.flush_at)
+                .bind(e.created_at)
+                .execute(&mut *self.tx)
+                .await?;
+                self.queued_deliveries = true;
                 Ok(())
             }
 

@@ -261,6 +261,22 @@ impl TxState {
         }
     }
 
+    /// A contact this transaction has read or written, by id.
+    pub fn contact_by_id(&self, id: Uuid) -> Option<ContactRow> {
+        self.contacts.get(&id).cloned()
+    }
+
+    /// A conversation this transaction has read or written, by id (its latest version).
+    pub fn conversation_by_id(&self, id: Uuid) -> Option<ConversationRow> {
+        self.dirty_conversation_rows.get(&id).cloned().or_else(|| {
+            self.conversations
+                .values()
+                .flatten()
+                .find(|c| c.id == id)
+                .cloned()
+        })
+    }
+
     pub fn take_conversation_writes(&mut self) -> Vec<ConversationRow> {
         let rows = self
             .dirty_conversations

@@ -3,6 +3,21 @@
 //! `whatsapp.conversation.inactive` markers, and each webhook's run of failures (automatic
 //! pausing). Shared SQL for both backends, like `outbox.rs`.
 
+/// A rendered `whatsapp.message.received` held for a buffering webhook (its conversation's batch).
+#[derive(Debug, Clone)]
+pub struct BufferedEvent {
+    pub id: uuid::Uuid,
+    pub webhook_id: uuid::Uuid,
+    pub conversation_id: uuid::Uuid,
+    pub project_id: uuid::Uuid,
+    pub phone_number_internal_id: uuid::Uuid,
+    pub phone_number_id: String,
+    pub payload: Vec<u8>,
+    /// This event's window end; a batch is due at its oldest event's.
+    pub flush_at: chrono::DateTime<chrono::Utc>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
 /// Project events (contract §9.2), queued in the transaction that writes the number.
 pub const PHONE_NUMBER_CREATED: &str = "whatsapp.phone_number.created";
 pub const PHONE_NUMBER_DELETED: &str = "whatsapp.phone_number.deleted";
@@ -174,3 +189,270 @@ macro_rules! record_failure_runs {
 }
 
 pub(crate) use record_failure_runs;
+
+/// The later events' half of the outbox: buffered batches coming due, conversations ending or
+/// going quiet for webhooks that want to hear about it.
+#[async_trait::async_trait]
+pub trait WebhookSweeps: Send + Sync {
+    /// Numbers (internal id, Meta's id) with a kapso webhook that receives `event`.
+    async fn numbers_subscribed_to(
+        &self,
+        event: &str,
+    ) -> super::StoreResult<Vec<(uuid::Uuid, String)>>;
+    /// Active conversations of a number idle since before `cutoff`, oldest first.
+    async fn idle_conversations(
+        &self,
+        number: uuid::Uuid,
+        cutoff: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> super::StoreResult<Vec<super::ConversationRow>>;
+    /// Active conversations of a number whose last activity is in `[floor, cutoff]` and whose
+    /// quiet period has not fired for `webhook` yet.
+    async fn quiet_conversations(
+        &self,
+        webhook: uuid::Uuid,
+        number: uuid::Uuid,
+        floor: chrono::DateTime<chrono::Utc>,
+        cutoff: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> super::StoreResult<Vec<super::ConversationRow>>;
+    /// Marks a quiet period fired and queues its delivery, once: `false` when it had fired
+    /// already (another instance got there first).
+    async fn fire_inactivity(
+        &self,
+        conversation: uuid::Uuid,
+        anchor: &str,
+        delivery: &super::NewDelivery,
+    ) -> super::StoreResult<bool>;
+    /// Queues every due batch (window closed, or `max_buffer_size` events) as one delivery and
+    /// removes its events, batch by batch in one transaction each; returns how many it queued.
+    async fn flush_webhook_buffers(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> super::StoreResult<u32>;
+}
+
+/// The batch body (contract §9.5) around events already rendered.
+pub fn batch_body(event: &str, items: &[Vec<u8>]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(items.iter().map(Vec::len).sum::<usize>() + 64);
+    body.extend_from_slice(br#"{"type":"#);
+    body.extend_from_slice(
+        serde_json::to_string(event)
+            .expect("JSON serialises")
+            .as_bytes(),
+    );
+    body.extend_from_slice(br#","batch":true,"data":["#);
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(item);
+    }
+    body.extend_from_slice(b"]}");
+    body
+}
+
+macro_rules! impl_webhook_sweeps {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::webhook_outbox::WebhookSweeps for $store {
+            async fn numbers_subscribed_to(
+                &self,
+                event: &str,
+            ) -> $crate::store::StoreResult<Vec<(uuid::Uuid, String)>> {
+                Ok(sqlx::query_as(
+                    "select distinct p.internal_id, p.phone_number_id from webhooks w \
+                     join phone_numbers p on p.internal_id = w.phone_number_internal_id \
+                     where w.kind = 'kapso' and (w.active or w.paused_reason is not null) \
+                     and w.events like $1",
+                )
+                .bind($crate::store::webhook_outbox::event_pattern(event))
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn idle_conversations(
+                &self,
+                number: uuid::Uuid,
+                cutoff: chrono::DateTime<chrono::Utc>,
+                limit: u32,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::ConversationRow>> {
+                let sql = format!(
+                    "select {} from conversations where phone_number_internal_id = $1 \
+                     and status = 'active' and last_active_at < $2 \
+                     order by last_active_at, id limit $3",
+                    $crate::store::columns::CONVERSATION_COLUMNS
+                );
+                Ok(sqlx::query_as(&sql)
+                    .bind(number)
+                    .bind(cutoff)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            async fn quiet_conversations(
+                &self,
+                webhook: uuid::Uuid,
+                number: uuid::Uuid,
+                floor: chrono::DateTime<chrono::Utc>,
+                cutoff: chrono::DateTime<chrono::Utc>,
+                limit: u32,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::ConversationRow>> {
+                let sql = format!(
+                    "select {} from conversations c where c.phone_number_internal_id = $1 \
+                     and c.status = 'active' and c.last_active_at >= $2 \
+                     and c.last_active_at <= $3 and not exists (select 1 from \
+                     webhook_inactivity_fired f where f.webhook_id = $4 \
+                     and f.conversation_id = c.id and f.anchor = coalesce(c.last_message_id, '')) \
+                     order by c.last_active_at, c.id limit $5",
+                    $crate::store::columns::CONVERSATION_COLUMNS
+                        .split(", ")
+                        .map(|c| format!("c.{}", c.trim()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                Ok(sqlx::query_as(&sql)
+                    .bind(number)
+                    .bind(floor)
+                    .bind(cutoff)
+                    .bind(webhook)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            async fn fire_inactivity(
+                &self,
+                conversation: uuid::Uuid,
+                anchor: &str,
+                delivery: &$crate::store::NewDelivery,
+            ) -> $crate::store::StoreResult<bool> {
+                let mut tx = self
+                    .pool
+                    .begin_with(<Self as $crate::store::dialect::Dialect>::BEGIN_WRITE)
+                    .await?;
+                let marked = sqlx::query(
+                    "insert into webhook_inactivity_fired (webhook_id, conversation_id, anchor, \
+                     fired_at) values ($1, $2, $3, $4) on conflict do nothing",
+                )
+                .bind(delivery.webhook_id)
+                .bind(conversation)
+                .bind(anchor)
+                .bind(delivery.created_at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if marked == 0 {
+                    return Ok(false);
+                }
+                $crate::store::outbox::insert_delivery!(&mut *tx, delivery);
+                if let Some(sql) = <Self as $crate::store::dialect::Dialect>::NOTIFY {
+                    sqlx::query(sql).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn flush_webhook_buffers(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+                limit: u32,
+            ) -> $crate::store::StoreResult<u32> {
+                // Due batches: the oldest event's window has closed, or the batch is full.
+                let due: Vec<(uuid::Uuid, uuid::Uuid)> = sqlx::query_as(
+                    "select b.webhook_id, b.conversation_id from webhook_buffered_events b \
+                     join webhooks w on w.id = b.webhook_id \
+                     group by b.webhook_id, b.conversation_id, w.max_buffer_size \
+                     having min(b.flush_at) <= $1 or count(*) >= coalesce(w.max_buffer_size, 50) \
+                     limit $2",
+                )
+                .bind(now)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                let mut queued = 0;
+                for (webhook, conversation) in due {
+                    let mut tx = self
+                        .pool
+                        .begin_with(<Self as $crate::store::dialect::Dialect>::BEGIN_WRITE)
+                        .await?;
+                    let size: Option<Option<i32>> = sqlx::query_scalar(
+                        "select max_buffer_size from webhooks where id = $1",
+                    )
+                    .bind(webhook)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let size = size.flatten().unwrap_or(50).max(1);
+                    // Locked rows are another instance's batch in the making: skipped.
+                    let sql = format!(
+                        "select id, project_id, phone_number_internal_id, phone_number_id, \
+                         payload from webhook_buffered_events where webhook_id = $1 \
+                         and conversation_id = $2 order by created_at, id limit $3{}",
+                        <Self as $crate::store::dialect::Dialect>::SKIP_LOCKED
+                    );
+                    let rows: Vec<(uuid::Uuid, uuid::Uuid, uuid::Uuid, String, Vec<u8>)> =
+                        sqlx::query_as(&sql)
+                            .bind(webhook)
+                            .bind(conversation)
+                            .bind(i64::from(size))
+                            .fetch_all(&mut *tx)
+                            .await?;
+                    let Some(first) = rows.first() else { continue };
+                    let items: Vec<Vec<u8>> = rows.iter().map(|r| r.4.clone()).collect();
+                    let wamids: Vec<String> = items
+                        .iter()
+                        .filter_map(|item| {
+                            let value: serde_json::Value = serde_json::from_slice(item).ok()?;
+                            Some(value.pointer("/message/id")?.as_str()?.to_owned())
+                        })
+                        .collect();
+                    let active: Option<bool> =
+                        sqlx::query_scalar("select active from webhooks where id = $1")
+                            .bind(webhook)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    let event = "whatsapp.message.received";
+                    let delivery = $crate::store::NewDelivery {
+                        id: uuid::Uuid::now_v7(),
+                        project_id: first.1,
+                        phone_number_internal_id: Some(first.2),
+                        phone_number_id: first.3.clone(),
+                        event_id: None,
+                        route_id: None,
+                        fields: String::new(),
+                        idempotency_key: uuid::Uuid::now_v7().to_string(),
+                        message_wamids: wamids.join(" "),
+                        replay_of: None,
+                        created_at: now,
+                        webhook_id: webhook,
+                        event_type: Some(event.to_owned()),
+                        payload: Some($crate::store::webhook_outbox::batch_body(event, &items)),
+                        batch_size: i32::try_from(items.len()).unwrap_or(i32::MAX),
+                        status: if active.unwrap_or(true) {
+                            $crate::store::DeliveryStatus::Pending
+                        } else {
+                            $crate::store::DeliveryStatus::Paused
+                        },
+                    };
+                    $crate::store::outbox::insert_delivery!(&mut *tx, &delivery);
+                    for row in &rows {
+                        sqlx::query("delete from webhook_buffered_events where id = $1")
+                            .bind(row.0)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    if let Some(sql) = <Self as $crate::store::dialect::Dialect>::NOTIFY {
+                        sqlx::query(sql).execute(&mut *tx).await?;
+                    }
+                    tx.commit().await?;
+                    queued += 1;
+                }
+                Ok(queued)
+            }
+        }
+    };
+}
+
+pub(crate) use impl_webhook_sweeps;

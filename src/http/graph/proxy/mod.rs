@@ -423,12 +423,13 @@ async fn record_exchange(
     ) else {
         return;
     };
-    let number = RoutedNumber {
-        internal_id: number.internal_id,
-        phone_number_id: number.phone_number_id.clone(),
-        project_id: number.project_id,
-        forwarding: number.webhook_destination_url.is_some(),
-    };
+    // A number's webhooks are cached with it; without them (database away) its events wait.
+    let webhooks = state
+        .numbers
+        .webhooks_of(number.internal_id)
+        .await
+        .unwrap_or_default();
+    let number = RoutedNumber::new(number, webhooks);
     let at = crate::store::now();
     let recording = match exchange {
         Exchange::Send => Recording::Send {

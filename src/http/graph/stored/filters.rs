@@ -88,7 +88,7 @@ pub fn messages(query: &Query) -> Result<MessageFilter, GraphError> {
         status: one_of(
             query,
             "status",
-            &["pending", "sent", "delivered", "read", "failed"],
+            &["pending", "sent", "delivered", "received", "read", "failed"],
         )?,
         since: time(query, "since")?,
         until: time(query, "until")?,

@@ -3,10 +3,8 @@
 //! hand a request here when its method and path name one of these routes; everything else goes
 //! to the proxy.
 
-pub(crate) mod fields;
 pub(crate) mod filters;
 pub(crate) mod paging;
-mod present;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,6 +17,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::domain::auth::{Caller, NumberConfig};
+use crate::domain::present::{self, fields};
 use crate::http::body::{declared_too_large, read_body};
 use crate::http::graph::path::GraphAddress;
 use crate::http::graph::resolve::reachable_number;

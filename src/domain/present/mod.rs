@@ -1,10 +1,13 @@
-//! Stored rows as Kapso serves them (contract §4–7), shaped so every object validates in both
+//! Stored rows as Kapso serves them (contract §4–7), for the stored-data routes and the Kapso-format
+//! webhook events alike, shaped so every object validates in both
 //! official SDKs (sdk-clients §3.1): string ids and timestamps, Python's type list, media objects
 //! with an `id`, inbound-style `interactive`, a string `kapso.content`.
 
 use serde_json::{json, Map, Value};
 
-use super::fields::KapsoFields;
+pub mod fields;
+
+use fields::KapsoFields;
 use crate::store::{CallRow, ContactRow, ConversationRow, MessageRow};
 use crate::time::iso;
 
