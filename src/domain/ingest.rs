@@ -158,7 +158,10 @@ pub async fn prepare(
         let targets: Vec<(String, Option<RoutedNumber>)> = match &change.target {
             ChangeTarget::Number(pnid) => {
                 let number = match numbers.number(pnid).await? {
-                    Some(n) => Some(RoutedNumber::new(&n, numbers.webhooks_of(n.internal_id).await?)),
+                    Some(n) => Some(RoutedNumber::new(
+                        &n,
+                        numbers.webhooks_of(n.internal_id).await?,
+                    )),
                     None => None,
                 };
                 vec![(pnid.clone(), number)]
@@ -169,14 +172,17 @@ pub async fn prepare(
             } => {
                 let numbers_of_waba = store.find_phone_numbers_by_waba_any(waba_id).await?;
                 let mut matching = Vec::new();
-                for n in numbers_of_waba.into_iter().filter(|n| match display_phone_number {
-                    Some(digits) if !digits.is_empty() => n
-                        .display_phone_number
-                        .as_deref()
-                        .map(|d| d.chars().filter(char::is_ascii_digit).collect::<String>())
-                        .is_some_and(|d| &d == digits),
-                    _ => true,
-                }) {
+                for n in numbers_of_waba
+                    .into_iter()
+                    .filter(|n| match display_phone_number {
+                        Some(digits) if !digits.is_empty() => n
+                            .display_phone_number
+                            .as_deref()
+                            .map(|d| d.chars().filter(char::is_ascii_digit).collect::<String>())
+                            .is_some_and(|d| &d == digits),
+                        _ => true,
+                    })
+                {
                     let routed = RoutedNumber {
                         internal_id: n.internal_id,
                         phone_number_id: n.phone_number_id.clone(),
@@ -540,12 +546,12 @@ pub async fn record_message(
     }
     let message_type = text(message, "type").unwrap_or_else(|| "text".into());
     let contact = contacts::upsert(tx, number.project_id, number.internal_id, who, now).await?;
-    let processing_status = if recorded.direction == Direction::Inbound && number.hands_off_inbound()
-    {
-        ProcessingStatus::Pending
-    } else {
-        ProcessingStatus::Completed
-    };
+    let processing_status =
+        if recorded.direction == Direction::Inbound && number.hands_off_inbound() {
+            ProcessingStatus::Pending
+        } else {
+            ProcessingStatus::Completed
+        };
     let meta_timestamp = message
         .get("timestamp")
         .and_then(|t| {
@@ -621,19 +627,35 @@ pub async fn record_message(
     if let Some(touched) = &touched {
         let contact = contact.as_ref();
         if let Some(ended) = &touched.ended {
-            events::queue_conversation_event(tx, number, events::CONVERSATION_ENDED, ended, contact, now)
-                .await?;
+            events::queue_conversation_event(
+                tx,
+                number,
+                events::CONVERSATION_ENDED,
+                ended,
+                contact,
+                now,
+            )
+            .await?;
         }
         if touched.created {
             let created = &touched.conversation;
-            events::queue_conversation_event(tx, number, events::CONVERSATION_CREATED, created, contact, now)
-                .await?;
+            events::queue_conversation_event(
+                tx,
+                number,
+                events::CONVERSATION_CREATED,
+                created,
+                contact,
+                now,
+            )
+            .await?;
         }
     }
     // Inbound messages are `received`; a business-app echo was `sent` from the phone.
     let event = match recorded.direction {
         Direction::Inbound => Some(events::MESSAGE_RECEIVED),
-        Direction::Outbound => events::status_event(&row.status).filter(|_| recorded.origin != "cloud_api"),
+        Direction::Outbound => {
+            events::status_event(&row.status).filter(|_| recorded.origin != "cloud_api")
+        }
     };
     if let Some(event) = event {
         events::queue_message_event(
@@ -687,8 +709,9 @@ pub async fn apply_status(
             tx.update_message_state(&row).await?;
             let event = events::status_event(&row.status).filter(|_| moved);
             if let Some(event) = event.filter(|e| events::wanted(routed, e)) {
-                let (contact, conversation) =
-                    tx.event_context(row.contact_id, row.conversation_id).await?;
+                let (contact, conversation) = tx
+                    .event_context(row.contact_id, row.conversation_id)
+                    .await?;
                 events::queue_message_event(
                     tx,
                     routed,

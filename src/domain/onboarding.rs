@@ -262,6 +262,18 @@ impl Onboarding {
             )
             .into());
         }
+        if existing.is_some() {
+            // A reconnect keeps the number's row, so no insert announced it: announce it here
+            // (connection detection after a setup link must not depend on the number being new).
+            if let Err(error) = self
+                .store
+                .announce_connection(&number, crate::store::webhook_outbox::PHONE_NUMBER_CREATED)
+                .await
+            {
+                tracing::error!(phone_number_id = %number.phone_number_id, %error,
+                    "could not queue whatsapp.phone_number.created for a reconnected number");
+            }
+        }
         Ok(Completed {
             number,
             reconnected: existing.is_some(),

@@ -54,6 +54,7 @@ pub use sqlite::{create_private_dir, SqliteStore};
 pub use status::{ConversationStatus, DeliveryStatus, Direction, ProcessingStatus, UnknownValue};
 pub use tx::StoreTx;
 pub use tx_state::Prefetch;
+pub use webhook_outbox::WebhookSweeps;
 pub use webhooks::{WebhookRow, WebhookScope, Webhooks};
 
 use crate::config::{Backend, DatabaseConfig};
@@ -146,7 +147,7 @@ pub trait Store:
     + SealedValues
     + MediaFiles
     + Webhooks
-    + webhook_outbox::WebhookSweeps
+    + WebhookSweeps
     + Send
     + Sync
     + 'static

@@ -224,6 +224,13 @@ pub trait WebhookSweeps: Send + Sync {
         anchor: &str,
         delivery: &super::NewDelivery,
     ) -> super::StoreResult<bool>;
+    /// Queues a connection event for a number outside the write that changed it (a setup link
+    /// reconnecting a number that stays the same row).
+    async fn announce_connection(
+        &self,
+        number: &super::PhoneNumber,
+        event: &str,
+    ) -> super::StoreResult<()>;
     /// Queues every due batch (window closed, or `max_buffer_size` events) as one delivery and
     /// removes its events, batch by batch in one transaction each; returns how many it queued.
     async fn flush_webhook_buffers(
@@ -353,6 +360,25 @@ macro_rules! impl_webhook_sweeps {
                 }
                 tx.commit().await?;
                 Ok(true)
+            }
+
+            async fn announce_connection(
+                &self,
+                number: &$crate::store::PhoneNumber,
+                event: &str,
+            ) -> $crate::store::StoreResult<()> {
+                let mut tx = self
+                    .pool
+                    .begin_with(<Self as $crate::store::dialect::Dialect>::BEGIN_WRITE)
+                    .await?;
+                $crate::store::webhook_outbox::queue_connection_event!(
+                    tx,
+                    number,
+                    event,
+                    $crate::store::now()
+                );
+                tx.commit().await?;
+                Ok(())
             }
 
             async fn flush_webhook_buffers(

@@ -298,7 +298,7 @@ async fn inbound_text_creates_contact_conversation_and_message(backend: Backend)
     let m = &messages[0];
     assert_eq!(
         (m.wamid.as_str(), m.direction.as_str(), m.status.as_str()),
-        (wamid, "inbound", "delivered")
+        (wamid, "inbound", "received")
     );
     assert_eq!(m.message_type, "text");
     assert_eq!(m.content, "Hi there");

@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 use wagate::store::{
     now, AttemptRow, DeliveryFilter, DeliveryOutcome, DeliveryStatus, DynStore, EventRouteRow,
-    NewDelivery, NewWebhookEvent, ProcessingStatus, Seek,
+    NewDelivery, NewWebhookEvent, ProcessingStatus, Seek, WebhookResult,
 };
 
 use crate::store_tests;
@@ -39,15 +39,20 @@ async fn queue(
     let delivery = NewDelivery {
         id: Uuid::now_v7(),
         project_id: project,
-        phone_number_internal_id: number,
+        phone_number_internal_id: Some(number),
         phone_number_id: "111".into(),
-        event_id: event.id,
-        route_id: route.id,
+        event_id: Some(event.id),
+        route_id: Some(route.id),
         fields: "messages".into(),
         idempotency_key: format!("idem-{wamid}"),
         message_wamids: wamid.into(),
         replay_of: None,
         created_at: at,
+        webhook_id: number,
+        event_type: None,
+        payload: None,
+        batch_size: 1,
+        status: DeliveryStatus::Pending,
     };
     let mut tx = store.begin().await.unwrap();
     tx.insert_webhook_event(&event).await.unwrap();
@@ -94,9 +99,15 @@ fn outcome(
             DeliveryStatus::Dead => Some(ProcessingStatus::Failed),
             _ => None,
         },
-        phone_number_internal_id: number,
+        phone_number_internal_id: Some(number),
         message_wamids: wamid.into(),
         at,
+        webhook_id: Some(number),
+        webhook_result: if succeeded {
+            WebhookResult::Succeeded
+        } else {
+            WebhookResult::Failed
+        },
     }
 }
 
@@ -123,17 +134,20 @@ async fn outbox_claim_and_finish(store: DynStore) {
 
     let done = at + Duration::seconds(1);
     store
-        .finish_deliveries(&[
-            outcome(
-                a,
-                token(0),
-                number,
-                "wamid.a",
-                DeliveryStatus::Succeeded,
-                done,
-            ),
-            outcome(b, token(1), number, "wamid.b", DeliveryStatus::Failed, done),
-        ])
+        .finish_deliveries(
+            &[
+                outcome(
+                    a,
+                    token(0),
+                    number,
+                    "wamid.a",
+                    DeliveryStatus::Succeeded,
+                    done,
+                ),
+                outcome(b, token(1), number, "wamid.b", DeliveryStatus::Failed, done),
+            ],
+            0,
+        )
         .await
         .unwrap();
     let row_a = store.find_delivery(project, a).await.unwrap().unwrap();
@@ -164,14 +178,17 @@ async fn outbox_claim_and_finish(store: DynStore) {
     assert_eq!(again.len(), 1);
     let token_b = again[0].row.lease_token.unwrap();
     store
-        .finish_deliveries(&[outcome(
-            b,
-            token_b,
-            number,
-            "wamid.b",
-            DeliveryStatus::Dead,
-            later,
-        )])
+        .finish_deliveries(
+            &[outcome(
+                b,
+                token_b,
+                number,
+                "wamid.b",
+                DeliveryStatus::Dead,
+                later,
+            )],
+            0,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -217,14 +234,17 @@ async fn stale_lease_finish_is_ignored(store: DynStore) {
     assert_ne!(stale, fresh);
 
     store
-        .finish_deliveries(&[outcome(
-            id,
-            stale,
-            number,
-            "wamid.s",
-            DeliveryStatus::Succeeded,
-            expired,
-        )])
+        .finish_deliveries(
+            &[outcome(
+                id,
+                stale,
+                number,
+                "wamid.s",
+                DeliveryStatus::Succeeded,
+                expired,
+            )],
+            0,
+        )
         .await
         .unwrap();
     let row = store.find_delivery(project, id).await.unwrap().unwrap();
@@ -239,14 +259,17 @@ async fn stale_lease_finish_is_ignored(store: DynStore) {
     assert_eq!(message.processing_status, "pending");
 
     store
-        .finish_deliveries(&[outcome(
-            id,
-            fresh,
-            number,
-            "wamid.s",
-            DeliveryStatus::Succeeded,
-            expired,
-        )])
+        .finish_deliveries(
+            &[outcome(
+                id,
+                fresh,
+                number,
+                "wamid.s",
+                DeliveryStatus::Succeeded,
+                expired,
+            )],
+            0,
+        )
         .await
         .unwrap();
     let row = store.find_delivery(project, id).await.unwrap().unwrap();
@@ -277,14 +300,17 @@ async fn delivery_log_filters(store: DynStore) {
         .unwrap();
     let token = claimed[0].row.lease_token.unwrap();
     store
-        .finish_deliveries(&[outcome(
-            ids[0],
-            token,
-            number,
-            "wamid.1",
-            DeliveryStatus::Succeeded,
-            at,
-        )])
+        .finish_deliveries(
+            &[outcome(
+                ids[0],
+                token,
+                number,
+                "wamid.1",
+                DeliveryStatus::Succeeded,
+                at,
+            )],
+            0,
+        )
         .await
         .unwrap();
 

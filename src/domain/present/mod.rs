@@ -7,9 +7,9 @@ use serde_json::{json, Map, Value};
 
 pub mod fields;
 
-use fields::KapsoFields;
 use crate::store::{CallRow, ContactRow, ConversationRow, MessageRow};
 use crate::time::iso;
+use fields::KapsoFields;
 
 /// Message types the Python SDK accepts; anything else is served as `unknown`.
 const SDK_TYPES: [&str; 14] = [

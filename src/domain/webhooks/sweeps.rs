@@ -114,7 +114,11 @@ pub async fn fire_inactive(
         let Some(number) = routed(numbers, &phone_number_id).await? else {
             continue;
         };
-        for webhook in number.webhooks.iter().filter(|w| w.wants(CONVERSATION_INACTIVE)) {
+        for webhook in number
+            .webhooks
+            .iter()
+            .filter(|w| w.wants(CONVERSATION_INACTIVE))
+        {
             let quiet = chrono::Duration::minutes(i64::from(webhook.inactivity_minutes));
             let floor = webhook.created_at - quiet;
             let candidates = store
@@ -191,7 +195,9 @@ pub async fn end_idle(
             conversation.ended_at = Some(now);
             conversation.updated_at = now;
             tx.update_conversation(&conversation).await?;
-            let (contact, _) = tx.event_context(Some(conversation.contact_id), None).await?;
+            let (contact, _) = tx
+                .event_context(Some(conversation.contact_id), None)
+                .await?;
             events::queue_conversation_event(
                 &mut *tx,
                 &number,
