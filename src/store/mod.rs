@@ -142,15 +142,7 @@ pub struct Page<T> {
 /// runs the same conformance suite against both.
 #[async_trait]
 pub trait Store:
-    Outbox
-    + Onboarding
-    + SealedValues
-    + MediaFiles
-    + Webhooks
-    + WebhookSweeps
-    + Send
-    + Sync
-    + 'static
+    Outbox + Onboarding + SealedValues + MediaFiles + Webhooks + WebhookSweeps + Send + Sync + 'static
 {
     fn backend(&self) -> Backend;
     /// Cheap round trip for readiness checks.

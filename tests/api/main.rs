@@ -11,6 +11,7 @@ mod delivery_processes;
 mod emulator;
 mod hygiene;
 mod ingest;
+mod kapso_events;
 mod links;
 mod media_faults;
 mod media_outbound;

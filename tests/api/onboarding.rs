@@ -9,7 +9,9 @@ use wagate::config::{Backend, Config};
 use wagate::sandbox::{Sandbox, SANDBOX_APP_ID};
 use wagate::store::PhoneNumberPatch;
 
+use crate::common::receiver::Hook;
 use crate::common::{emulator, TestApp, APP_SECRET};
+use crate::kapso_events::{assert_signed, create_webhook};
 
 const OK_URL: &str = "https://platform.example.com/whatsapp/done?tab=wa";
 const FAIL_URL: &str = "https://platform.example.com/whatsapp/failed";
@@ -388,9 +390,29 @@ async fn unknown_tokens_get_a_404_page(backend: Backend) {
 
 async fn completion_connects_the_number_and_uses_the_link(backend: Backend) {
     let env = Env::start(backend, |_| {}).await;
+    // The platform detects the connection with a project webhook (contract §9.4).
+    let connections = Hook::start().await;
+    let project_hook = create_webhook(
+        &env.app,
+        "/platform/v1/whatsapp/webhooks",
+        json!({"url": connections.url, "events": ["whatsapp.phone_number.created"]}),
+    )
+    .await;
     let link = env.link(urls()).await;
     let (status, location, _) = env.signup(&link, NUMBER_2, "dedicated").await;
     assert_eq!(status, 303);
+    let announced = connections
+        .wait_for(1, std::time::Duration::from_secs(10))
+        .await;
+    assert_signed(
+        &announced[0],
+        &project_hook.secret,
+        "whatsapp.phone_number.created",
+    );
+    let body = announced[0].json();
+    assert_eq!(body["phone_number_id"], NUMBER_2.0);
+    assert_eq!(body["project"]["id"], env.app.project_id.to_string());
+    assert_eq!(body["customer"]["id"], env.customer.as_str());
     assert_eq!(
         location.unwrap(),
         format!(
@@ -772,8 +794,20 @@ async fn reconnect_links_update_the_token_only_for_their_number(backend: Backend
     assert_eq!(shown["status"], "active");
     assert_eq!(shown["whatsapp_setup_error"], "phone_verification_failed");
 
-    // The same number: its token is replaced, nothing else changes.
+    // The same number: its token is replaced, nothing else changes, and the reconnect is
+    // announced like a first connect.
+    let connections = Hook::start().await;
+    create_webhook(
+        &env.app,
+        "/platform/v1/whatsapp/webhooks",
+        json!({"url": connections.url, "events": ["whatsapp.phone_number.created"]}),
+    )
+    .await;
     let (status, location, _) = env.signup(&link, NUMBER_2, "dedicated").await;
+    let announced = connections
+        .wait_for(1, std::time::Duration::from_secs(10))
+        .await;
+    assert_eq!(announced[0].json()["phone_number_id"], NUMBER_2.0);
     assert_eq!(status, 303);
     assert_eq!(
         location.unwrap(),

@@ -197,7 +197,10 @@ async fn fields_select_the_kapso_block(backend: Backend) {
     assert!(message["image"]["id"].is_string());
     let kapso = &message["kapso"];
     assert_eq!(kapso["direction"], "inbound");
-    assert_eq!(kapso["status"], "received", "inbound messages are received (contract §15.2)");
+    assert_eq!(
+        kapso["status"], "received",
+        "inbound messages are received (contract §15.2)"
+    );
     // Kapso's meaning: a kept file exists, which the vault's download decides, not the type.
     let media_status = kapso["media_data"]["status"].as_str().unwrap();
     assert!(["pending", "stored"].contains(&media_status), "{kapso}");
