@@ -276,7 +276,14 @@ pub async fn apply(
         let Some(number) = &route.number else {
             continue;
         };
-        if number.forwarding {
+        let meta_hook = number.webhooks.iter().find(|w| w.is_meta);
+        // Paused by hand: nothing new for it; paused by wagate: held until it is resumed.
+        let meta_status = match meta_hook {
+            Some(hook) if !hook.receives() => None,
+            Some(hook) if !hook.active => Some(crate::store::DeliveryStatus::Paused),
+            _ => Some(crate::store::DeliveryStatus::Pending),
+        };
+        if let (true, Some(status)) = (number.forwarding, meta_status) {
             // The outbox row commits with the event: nothing stored goes unforwarded.
             tx.queue_delivery(&NewDelivery {
                 id: Uuid::now_v7(),
@@ -294,7 +301,7 @@ pub async fn apply(
                 event_type: None,
                 payload: None,
                 batch_size: 1,
-                status: crate::store::DeliveryStatus::Pending,
+                status,
             })
             .await?;
         }

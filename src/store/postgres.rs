@@ -288,6 +288,27 @@ impl PgTx {
             .execute(&mut *self.tx)
             .await?;
         }
+        let buffered = std::mem::take(&mut self.state.buffered);
+        if !buffered.is_empty() {
+            let b = &buffered;
+            sqlx::query(
+                "insert into webhook_buffered_events (id, webhook_id, conversation_id, project_id, \
+                 phone_number_internal_id, phone_number_id, payload, flush_at, created_at) \
+                 select * from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], \
+                 $6::text[], $7::bytea[], $8::timestamptz[], $9::timestamptz[])",
+            )
+            .bind(b.iter().map(|e| e.id).collect::<Vec<_>>())
+            .bind(b.iter().map(|e| e.webhook_id).collect::<Vec<_>>())
+            .bind(b.iter().map(|e| e.conversation_id).collect::<Vec<_>>())
+            .bind(b.iter().map(|e| e.project_id).collect::<Vec<_>>())
+            .bind(b.iter().map(|e| e.phone_number_internal_id).collect::<Vec<_>>())
+            .bind(b.iter().map(|e| e.phone_number_id.as_str()).collect::<Vec<_>>())
+            .bind(b.iter().map(|e| e.payload.as_slice()).collect::<Vec<_>>())
+            .bind(b.iter().map(|e| e.flush_at).collect::<Vec<_>>())
+            .bind(b.iter().map(|e| e.created_at).collect::<Vec<_>>())
+            .execute(&mut *self.tx)
+            .await?;
+        }
         let media = std::mem::take(&mut self.state.media);
         if !media.is_empty() {
             sqlx::query(

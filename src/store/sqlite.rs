@@ -326,6 +326,25 @@ impl SqliteTx {
             });
             query.build().execute(&mut *self.tx).await?;
         }
+        let buffered = std::mem::take(&mut self.state.buffered);
+        for chunk in buffered.chunks(INSERT_CHUNK) {
+            let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "insert into webhook_buffered_events (id, webhook_id, conversation_id, project_id, \
+                 phone_number_internal_id, phone_number_id, payload, flush_at, created_at) ",
+            );
+            query.push_values(chunk, |mut row, e| {
+                row.push_bind(e.id)
+                    .push_bind(e.webhook_id)
+                    .push_bind(e.conversation_id)
+                    .push_bind(e.project_id)
+                    .push_bind(e.phone_number_internal_id)
+                    .push_bind(&e.phone_number_id)
+                    .push_bind(&e.payload)
+                    .push_bind(e.flush_at)
+                    .push_bind(e.created_at);
+            });
+            query.build().execute(&mut *self.tx).await?;
+        }
         let media = std::mem::take(&mut self.state.media);
         for chunk in media.chunks(INSERT_CHUNK) {
             let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(

@@ -784,22 +784,8 @@ macro_rules! impl_store_tx {
                 &mut self,
                 e: &$crate::store::webhook_outbox::BufferedEvent,
             ) -> $crate::store::StoreResult<()> {
-                sqlx::query(
-                    "insert into webhook_buffered_events (id, webhook_id, conversation_id, \
-                     project_id, phone_number_internal_id, phone_number_id, payload, flush_at, \
-                     created_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                )
-                .bind(e.id)
-                .bind(e.webhook_id)
-                .bind(e.conversation_id)
-                .bind(e.project_id)
-                .bind(e.phone_number_internal_id)
-                .bind(&e.phone_number_id)
-                .bind(&e.payload)
-                .bind(e.flush_at)
-                .bind(e.created_at)
-                .execute(&mut *self.tx)
-                .await?;
+                // Written with the batch's other rows at commit, one statement for all.
+                self.state.buffered.push(e.clone());
                 self.queued_deliveries = true;
                 Ok(())
             }

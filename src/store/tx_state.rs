@@ -29,6 +29,8 @@ pub(crate) struct TxState {
     pub events: Vec<NewWebhookEvent>,
     pub routes: Vec<EventRouteRow>,
     pub deliveries: Vec<NewDelivery>,
+    /// Events held for buffering webhooks, inserted at commit.
+    pub buffered: Vec<super::webhook_outbox::BufferedEvent>,
     /// Media downloads to queue at commit.
     pub media: Vec<super::MediaFileRow>,
     /// `number/key` of every key this transaction has locked.
