@@ -7,6 +7,7 @@
 //! Delivery itself is the shared outbox's (`delivery::worker`).
 
 pub mod events;
+pub mod resource;
 
 use std::sync::Arc;
 
