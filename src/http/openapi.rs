@@ -71,6 +71,23 @@ macro_rules! responses {
     };
 }
 
+/// (method, path, summary, query, body schema, success status, answer schema).
+type WebhookOp = (
+    &'static str,
+    String,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    Option<&'static str>,
+    u16,
+    &'static str,
+);
+
+const HOOK_PAGE: &[(&str, &str)] = &[
+    ("limit", "1 to 100, default 20"),
+    ("after", "cursor"),
+    ("before", "cursor"),
+];
+
 const PAGE: &[(&str, &str)] = &[
     ("page", "page number, from 1"),
     ("per_page", "1 to 100, default 20"),
@@ -215,7 +232,7 @@ fn operations() -> Vec<Operation> {
             "The delivery log",
             &[
                 ("phone_number_id", "Meta's phone number id"),
-                ("status", "pending, succeeded, failed or dead"),
+                ("status", "pending, succeeded, failed, dead or paused"),
                 ("since", "ISO 8601"),
                 ("until", "ISO 8601"),
                 ("limit", "1 to 100"),
@@ -328,6 +345,35 @@ fn operations() -> Vec<Operation> {
             "SetupLinkData",
         ),
     ];
+    let number_hooks = "/platform/v1/whatsapp/phone_numbers/{phone_number_id}/webhooks";
+    let project_hooks = "/platform/v1/whatsapp/webhooks";
+    let webhooks: [WebhookOp; 11] = [
+        ("get", number_hooks.into(), "A phone number's webhooks (kapso and meta), newest first", HOOK_PAGE, Option::None, 200, "WebhookList"),
+        ("post", number_hooks.into(), "Create a webhook for a phone number (kind kapso, or meta: the number's webhook_destination_url); secret_key is shown in this answer only", &[][..], Some("WebhookBody"), 201, "WebhookData"),
+        ("get", format!("{number_hooks}/{{id}}"), "One of the number's webhooks", &[][..], Option::None, 200, "WebhookData"),
+        ("patch", format!("{number_hooks}/{{id}}"), "Update a webhook: any writable field; active true resumes a paused one, rotate_secret_key shows the new key once", &[][..], Some("WebhookBody"), 200, "WebhookData"),
+        ("delete", format!("{number_hooks}/{{id}}"), "Delete a webhook (a meta one clears webhook_destination_url)", &[][..], Option::None, 204, ""),
+        ("get", project_hooks.into(), "The project's webhooks (connection events), newest first", HOOK_PAGE, Option::None, 200, "WebhookList"),
+        ("post", project_hooks.into(), "Create a project webhook (whatsapp.phone_number.created / deleted); secret_key is shown in this answer only", &[][..], Some("WebhookBody"), 201, "WebhookData"),
+        ("get", format!("{project_hooks}/{{id}}"), "Any webhook of the project by id", &[][..], Option::None, 200, "WebhookData"),
+        ("patch", format!("{project_hooks}/{{id}}"), "Update any webhook of the project by id", &[][..], Some("WebhookBody"), 200, "WebhookData"),
+        ("delete", format!("{project_hooks}/{{id}}"), "Delete any webhook of the project by id", &[][..], Option::None, 204, ""),
+        ("post", format!("{project_hooks}/{{id}}/test"), "Queue a signed whatsapp.webhook.test delivery to the webhook (422 when paused by hand)", &[][..], Option::None, 202, "DeliveryData"),
+    ];
+    for (method, path, summary, query, body, status, schema) in webhooks {
+        let mut responses: Vec<(u16, &'static str, &'static str)> =
+            vec![(status, "success", schema)];
+        responses.extend_from_slice(PLATFORM_ERRORS);
+        ops.push(Operation {
+            method,
+            path,
+            summary,
+            auth: ApiKey,
+            query,
+            body,
+            responses,
+        });
+    }
     for (method, path, summary, query, body, status, schema) in platform {
         let mut responses: Vec<(u16, &'static str, &'static str)> =
             vec![(status, "success", schema)];
@@ -588,7 +634,7 @@ fn schemas() -> Value {
         "SetupLinkUpdate": {"type": "object", "required": ["setup_link"], "properties": {"setup_link": loose(json!({
             "status": {"type": "string", "enum": ["revoked"]}, "expires_at": {"type": "string"}}))}},
         "Delivery": loose(json!({"id": {"type": "string", "format": "uuid"}, "phone_number_id": {"type": "string"},
-            "status": {"type": "string", "enum": ["pending", "succeeded", "failed", "dead"]}, "attempt_count": {"type": "integer"},
+            "status": {"type": "string", "enum": ["pending", "succeeded", "failed", "dead", "paused"]}, "attempt_count": {"type": "integer"},
             "idempotency_key": {"type": "string"}, "attempts": {"type": "array", "items": {"type": "object"}}})),
         "DeliveryData": data("Delivery"),
         "DeliveryList": {"type": "object", "required": ["data", "paging"], "properties": {
@@ -617,6 +663,45 @@ fn schemas() -> Value {
         ("IssuedApiKeyData", data("IssuedApiKey")),
     ];
     for (name, schema) in api_keys {
+        schemas[name] = schema;
+    }
+    let strings = json!({"type": "array", "items": {"type": "string"}});
+    let webhook = loose(json!({
+        "id": {"type": "string", "format": "uuid"}, "url": {"type": "string"},
+        "kind": {"type": "string", "enum": ["kapso", "meta"]}, "events": strings, "active": {"type": "boolean"},
+        "secret_key": {"type": ["string", "null"], "description": "only in the answer to create and to a rotation"},
+        "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+        "buffer_enabled": {"type": "boolean"}, "buffer_window_seconds": nullable("integer"),
+        "max_buffer_size": nullable("integer"), "buffer_events": strings,
+        "inactivity_minutes": nullable("integer"), "payload_version": {"type": "string", "enum": ["v2"]},
+        "project_id": {"type": "string", "format": "uuid"}, "phone_number_id": nullable("string"),
+        "paused_reason": nullable("string"), "paused_at": nullable("string"), "consecutive_failures": {"type": "integer"},
+        "created_at": {"type": "string"}, "updated_at": {"type": "string"}}));
+    let input = json!({"type": "object", "additionalProperties": false, "properties": {
+        "url": {"type": "string"}, "kind": {"type": "string", "enum": ["kapso", "meta"]}, "events": strings,
+        "active": {"type": "boolean"}, "secret_key": {"type": "string"}, "rotate_secret_key": {"type": "boolean"},
+        "headers": {"type": ["object", "null"], "additionalProperties": {"type": "string"}, "maxProperties": 20},
+        "buffer_enabled": {"type": "boolean"},
+        "buffer_window_seconds": {"type": ["integer", "null"], "minimum": 1, "maximum": 60},
+        "max_buffer_size": {"type": ["integer", "null"], "minimum": 1, "maximum": 100},
+        "buffer_events": {"type": ["array", "null"], "items": {"type": "string", "enum": ["whatsapp.message.received"]}},
+        "inactivity_minutes": {"type": ["integer", "null"], "minimum": 1, "maximum": 1440},
+        "payload_version": {"type": "string", "enum": ["v2"]}}});
+    let webhook_schemas = [
+        ("Webhook", webhook),
+        ("WebhookData", data("Webhook")),
+        (
+            "WebhookList",
+            json!({"type": "object", "required": ["data", "paging"], "properties": {
+            "data": {"type": "array", "items": {"$ref": "#/components/schemas/Webhook"}},
+            "paging": {"$ref": "#/components/schemas/GraphPaging"}}}),
+        ),
+        (
+            "WebhookBody",
+            json!({"type": "object", "required": ["whatsapp_webhook"], "properties": {"whatsapp_webhook": input}}),
+        ),
+    ];
+    for (name, schema) in webhook_schemas {
         schemas[name] = schema;
     }
     schemas

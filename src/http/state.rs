@@ -13,6 +13,7 @@ use crate::domain::number_directory::NumberDirectory;
 use crate::domain::onboarding::Onboarding;
 use crate::domain::phone_numbers::PhoneNumbers;
 use crate::domain::setup_links::SetupLinks;
+use crate::domain::webhooks::resource::WebhookResources;
 use crate::domain::writer::Writer;
 use crate::domain::writer::WriterSettings;
 use crate::graph::GraphClient;
@@ -51,6 +52,8 @@ pub struct Services {
     pub customers: Customers,
     pub api_keys: ApiKeys,
     pub setup_links: SetupLinks,
+    /// Webhook resources (kapso and meta), per number and per project.
+    pub webhooks: WebhookResources,
     /// The hosted page's side of setup links: lookup by token and completion.
     pub onboarding: Onboarding,
     /// Wakes this instance's delivery worker when deliveries are queued.
@@ -104,12 +107,20 @@ impl AppState {
         .with_vault(vault.clone());
         let onboarding =
             Onboarding::new(store.clone(), graph.clone(), phone_numbers.clone(), &config);
+        let webhooks = WebhookResources::new(
+            store.clone(),
+            secrets.clone(),
+            destinations,
+            numbers.clone(),
+            phone_numbers.clone(),
+        );
         Ok(Self(Arc::new(Services {
             customers: Customers::new(store.clone(), numbers.clone()),
             api_keys: ApiKeys::new(store.clone(), auth.clone(), checksum),
             setup_links: SetupLinks::new(store.clone(), secrets.clone())
                 .in_sandbox_mode(config.sandbox_mode),
             phone_numbers,
+            webhooks,
             onboarding,
             writer,
             delivery_wake,

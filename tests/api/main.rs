@@ -21,6 +21,7 @@ mod openapi;
 mod outage;
 mod platform_customers;
 mod platform_phone_numbers;
+mod platform_webhooks;
 mod proxy;
 mod sandbox_mode;
 mod secrets_at_rest;

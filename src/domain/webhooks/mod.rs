@@ -7,6 +7,7 @@
 //! Delivery itself is the shared outbox's (`delivery::worker`).
 
 pub mod events;
+pub mod resource;
 pub mod sweeps;
 
 use std::sync::Arc;

@@ -28,7 +28,7 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-const STATUSES: &[&str] = &["pending", "succeeded", "failed", "dead"];
+const STATUSES: &[&str] = &["pending", "succeeded", "failed", "dead", "paused"];
 
 /// Another project's number and an unknown one give the same 404.
 async fn own_number(

@@ -9,6 +9,7 @@ mod extract;
 mod phone_numbers;
 mod present;
 mod setup_links;
+mod webhooks;
 
 use axum::Router;
 
@@ -23,4 +24,5 @@ pub fn router() -> Router<AppState> {
         .merge(customers::router())
         .merge(setup_links::router())
         .merge(api_keys::router())
+        .merge(webhooks::router())
 }

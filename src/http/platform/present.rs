@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use crate::domain::webhooks::resource::WebhookView;
 use crate::store::{ApiKeyRecord, Customer, Page, PhoneNumber, SetupLinkRow};
 use crate::time::iso;
 
@@ -265,6 +266,60 @@ impl<'a> SetupLinkObject<'a> {
     }
 }
 
+/// The webhook object (contract §9.6). `secret_key` is `null` except in the answer that created
+/// or rotated it.
+#[derive(Debug, Serialize)]
+pub struct WebhookObject<'a> {
+    active: bool,
+    buffer_enabled: bool,
+    buffer_events: Vec<String>,
+    buffer_window_seconds: Option<i32>,
+    consecutive_failures: i32,
+    created_at: String,
+    events: Vec<String>,
+    headers: serde_json::Map<String, Value>,
+    id: Uuid,
+    inactivity_minutes: Option<i32>,
+    kind: &'a str,
+    max_buffer_size: Option<i32>,
+    paused_at: Option<String>,
+    paused_reason: Option<&'a str>,
+    payload_version: &'a str,
+    phone_number_id: Option<&'a str>,
+    project_id: Uuid,
+    secret_key: Option<&'a str>,
+    updated_at: String,
+    url: &'a str,
+}
+
+impl<'a> WebhookObject<'a> {
+    pub fn new(w: &'a WebhookView) -> Self {
+        let row = &w.row;
+        Self {
+            active: row.active,
+            buffer_enabled: row.buffer_enabled,
+            buffer_events: w.buffer_events(),
+            buffer_window_seconds: row.buffer_window_seconds,
+            consecutive_failures: row.consecutive_failures,
+            created_at: iso(row.created_at),
+            events: w.events(),
+            headers: w.headers(),
+            id: row.id,
+            inactivity_minutes: w.inactivity_minutes(),
+            kind: &row.kind,
+            max_buffer_size: row.max_buffer_size,
+            paused_at: row.paused_at.map(iso),
+            paused_reason: row.paused_reason.as_deref(),
+            payload_version: &row.payload_version,
+            phone_number_id: w.phone_number_id.as_deref(),
+            project_id: row.project_id,
+            secret_key: w.secret_key.as_deref(),
+            updated_at: iso(row.updated_at),
+            url: &row.url,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,5 +393,38 @@ mod tests {
         let object = SetupLinkObject::new(&link, Some("u".into()), now);
         assert_sorted(&object);
         assert!(serde_json::to_value(&object).unwrap()["provisioned_phone_number"].is_null());
+        let webhook = WebhookView {
+            row: crate::store::WebhookRow {
+                id: Uuid::now_v7(),
+                project_id: Uuid::now_v7(),
+                phone_number_internal_id: None,
+                kind: "kapso".into(),
+                url: "https://example.com/hook".into(),
+                events: r#"["whatsapp.phone_number.created"]"#.into(),
+                active: true,
+                paused_reason: None,
+                paused_at: None,
+                consecutive_failures: 0,
+                secret_sealed: None,
+                secret_key_id: None,
+                headers: r#"{"X-B":"2","X-A":"1"}"#.into(),
+                buffer_enabled: false,
+                buffer_window_seconds: None,
+                max_buffer_size: None,
+                buffer_events: "[]".into(),
+                inactivity_minutes: None,
+                payload_version: "v2".into(),
+                created_at: now,
+                updated_at: now,
+            },
+            phone_number_id: None,
+            secret_key: Some("wh_sec_x".into()),
+        };
+        let object = serde_json::to_value(WebhookObject::new(&webhook)).unwrap();
+        assert_sorted(&Data {
+            data: WebhookObject::new(&webhook),
+        });
+        assert_eq!(object["inactivity_minutes"], 60, "stored null answers 60");
+        assert_eq!(object["headers"]["X-A"], "1");
     }
 }
