@@ -24,7 +24,10 @@
 # Exits 1 on a missing delivery, a duplicate beyond retries, a bad signature or wrong Kapso headers.
 #
 # Usage: bench/webhooks.sh
-#   RATE=2000  OPEN_DURATION=10  WARMUP=2 (s, integers >= 1)  ROUNDS=2  MODES="none three" (order in a round)
+#   RATE=2000  OPEN_DURATION=10  WARMUP=2 (s, integers >= 1)  ROUNDS=2  MODES="none three" (order in a round;
+#             also: meta, kapso, buffered = that webhook alone, to attribute the cost)
+#   QUIET_MAX=10 QUIET_WAIT=180 (each run first waits, at most QUIET_WAIT s, until both CPUs are at most
+#             QUIET_MAX% busy: other builds and tests on the machine skew pinned figures)
 #   BUFFER_WINDOW=1 (s)  MAX_BUFFER=50   CONTACTS=1000 (senders, so conversations, of the events)
 #   WAIT_TIMEOUT=60 (s to wait for the deliveries of acked events)  GRACE=1 (s more, for late duplicates)
 #   SEND_CONNS=32   PG_URL=postgres://postgres@127.0.0.1:5432   PG_PARAMS="?sslmode=disable"
@@ -54,6 +57,8 @@ PG_PARAMS=${PG_PARAMS-?sslmode=disable}
 ANALYZE=${ANALYZE:-1}
 KEEP=${KEEP:-0}
 PERF=${PERF:-0}
+QUIET_MAX=${QUIET_MAX:-10}   # % of both CPUs busy above which a run waits (at most QUIET_WAIT s) to start
+QUIET_WAIT=${QUIET_WAIT:-180}
 WEBHOOK_SECRET=${WEBHOOK_SECRET:-wagate-webhooks-bench-meta-secret-0001}
 APP_SECRET=bench-app-secret
 MASTER_KEY=$(printf 'wagate-ingest-bench-master-key!!' | base64)   # 32 bytes
@@ -106,6 +111,17 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 run() { "$@" & CHILD=$!; wait "$CHILD"; CHILD=""; }
+busy_pct() { # both CPUs' busy share over 1 s
+  local a b
+  a=$(awk '$1=="cpu"{print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8}' /proc/stat); sleep 1
+  b=$(awk '$1=="cpu"{print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8}' /proc/stat)
+  echo "$a $b" | awk '{d=$4-$2; print (d>0) ? int(100*($3-$1)/d) : 0}'
+}
+wait_quiet() { # other work on this machine (builds, tests) skews a pinned run: wait for a quiet one
+  local t=0 b
+  while b=$(busy_pct); [ "$b" -gt "$QUIET_MAX" ] && [ $t -lt "$QUIET_WAIT" ]; do sleep 2; t=$((t + 3)); done
+  [ $t -eq 0 ] || echo "    waited ${t}s for a quiet machine (busy ${b}% of both CPUs; QUIET_MAX=$QUIET_MAX)"
+}
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 cpu_ticks() { # cpu0 busy, all; cpu1 busy, all, irq+softirq
   awk '$1=="cpu0"{a=$2+$3+$4+$7+$8; b=$2+$3+$4+$5+$6+$7+$8}
@@ -175,6 +191,7 @@ run_one() {
   db_url="$PG_URL/$db"
   if [ "$PIN" = 1 ]; then pin_postgres; else PG_PM=$(head -1 "$(psql "$PG_URL/postgres" -XAtc "show data_directory")/postmaster.pid" 2>/dev/null || true); fi
 
+  wait_quiet
   rport=$(free_port)
   rbase="http://127.0.0.1:$rport"
   $ON_LOAD_CPU $HOOKS receive --port "$rport" --meta-secret "$WEBHOOK_SECRET" --out "$dir/received.json" \
@@ -215,34 +232,41 @@ run_one() {
   KEY=$( (find "$dir" -name initial-api-key -exec cat {} + 2>/dev/null; grep -o 'wag_[A-Za-z0-9_-]*' "$dir/wagate.out" || true) | head -1)
   [ -n "$KEY" ] || { echo "no API key printed by wagate" >&2; tail -n 30 "$dir/wagate.log" >&2; exit 1; }
 
-  local hook_fields=""
-  if [ "$mode" = three ]; then
+  # The webhooks of the mode: meta (webhook_destination_url), kapso, kapso buffered.
+  local want_meta=0 want_kapso=0 want_buf=0 hook_fields="" k buffered secret secrets=""
+  case $mode in
+    none) ;;
+    three) want_meta=1; want_kapso=1; want_buf=1 ;;
+    meta) want_meta=1 ;;
+    kapso) want_kapso=1 ;;
+    buffered) want_buf=1 ;;
+    *) echo "unknown mode $mode (none, three, meta, kapso, buffered)" >&2; exit 1 ;;
+  esac
+  paths=""
+  if [ $want_meta = 1 ]; then
     hook_fields=",\"webhook_destination_url\":\"$rbase/meta\",\"webhook_secret\":\"$WEBHOOK_SECRET\""
+    paths="/meta"
   fi
   code=$(api POST /platform/v1/whatsapp/phone_numbers \
     "{\"whatsapp_phone_number\":{\"phone_number_id\":\"$PNID\",\"business_account_id\":\"$WABA\",\"access_token\":\"bench-token\"$hook_fields}}" \
     "$dir/connect.json")
   [ "${code:0:1}" = 2 ] || { echo "connecting the number failed (HTTP $code): $(cat "$dir/connect.json")" >&2; exit 1; }
-  if [ "$mode" = three ]; then
-    local k buffered kapso_secret kbuf_secret
-    for k in kapso kapso-buffered; do
-      buffered=""
-      [ $k = kapso-buffered ] && buffered=",\"buffer_enabled\":true,\"buffer_window_seconds\":$BUFFER_WINDOW,\"max_buffer_size\":$MAX_BUFFER"
-      code=$(api POST "/platform/v1/whatsapp/phone_numbers/$PNID/webhooks" \
-        "{\"whatsapp_webhook\":{\"url\":\"$rbase/$k\",\"events\":[\"whatsapp.message.received\"]$buffered}}" "$dir/create-$k.json")
-      [ "$code" = 201 ] || { echo "creating the $k webhook failed (HTTP $code): $(cat "$dir/create-$k.json")" >&2; exit 1; }
-    done
-    kapso_secret=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["data"]["secret_key"])' "$dir/create-kapso.json")
-    kbuf_secret=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["data"]["secret_key"])' "$dir/create-kapso-buffered.json")
-    curl -fsS -o /dev/null -X POST "$rbase/_secrets" \
-      -d "{\"/kapso\":\"$kapso_secret\",\"/kapso-buffered\":\"$kbuf_secret\"}"
-    api GET "/platform/v1/whatsapp/phone_numbers/$PNID/webhooks" "" "$dir/webhooks.json" >/dev/null || true
-    paths="/meta /kapso /kapso-buffered"
-    echo "    webhooks: meta -> $rbase/meta, kapso -> /kapso, kapso buffered (${BUFFER_WINDOW}s, $MAX_BUFFER) -> /kapso-buffered"
-  else
-    paths=""
-    echo "    no webhooks"
-  fi
+  for k in kapso kapso-buffered; do
+    if [ $k = kapso ]; then [ $want_kapso = 1 ] || continue; buffered=""
+    else [ $want_buf = 1 ] || continue
+      buffered=",\"buffer_enabled\":true,\"buffer_window_seconds\":$BUFFER_WINDOW,\"max_buffer_size\":$MAX_BUFFER"
+    fi
+    code=$(api POST "/platform/v1/whatsapp/phone_numbers/$PNID/webhooks" \
+      "{\"whatsapp_webhook\":{\"url\":\"$rbase/$k\",\"events\":[\"whatsapp.message.received\"]$buffered}}" "$dir/create-$k.json")
+    [ "$code" = 201 ] || { echo "creating the $k webhook failed (HTTP $code): $(cat "$dir/create-$k.json")" >&2; exit 1; }
+    secret=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["data"]["secret_key"])' "$dir/create-$k.json")
+    secrets="$secrets${secrets:+,}\"/$k\":\"$secret\""
+    paths="$paths /$k"
+  done
+  paths=${paths# }
+  echo "$paths" >"$dir/paths.txt"
+  if [ -n "$secrets" ]; then curl -fsS -o /dev/null -X POST "$rbase/_secrets" -d "{$secrets}"; fi
+  echo "    webhooks: ${paths:-none}${paths:+ (on $rbase)}"
 
   local url="$BASE/webhooks/whatsapp" w
   run $ON_LOAD_CPU $FWD open --url "$url" --file "$WORK/warm.txt" --rate "$RATE" --duration "$WARMUP" \
