@@ -33,7 +33,8 @@
 #   SEND_CONNS=32   PG_URL=postgres://postgres@127.0.0.1:5432   PG_PARAMS="?sslmode=disable"
 #   ANALYZE=1 (VACUUM ANALYZE after the warm-up)   PIN=1 (0: nothing pinned)   KEEP=1 (keep the work dir)
 #   BIN=path/to/wagate (skips the build; else cargo build --release, honouring CARGO_TARGET_DIR)
-#   PERF=1 (perf record -g on wagate during the first measured `three` run; report in the work dir)
+#   PERF=1 (perf record -g on wagate during the first measured PERF_MODE (three) run: perf-report.txt in the
+#             work dir, so with KEEP=1; that run is then perturbed: measure in a separate invocation)
 #   Other WAGATE__* variables in the environment reach wagate (e.g. WAGATE__DELIVERY__BUFFER_POLL_INTERVAL).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -57,6 +58,7 @@ PG_PARAMS=${PG_PARAMS-?sslmode=disable}
 ANALYZE=${ANALYZE:-1}
 KEEP=${KEEP:-0}
 PERF=${PERF:-0}
+PERF_MODE=${PERF_MODE:-three}
 QUIET_MAX=${QUIET_MAX:-10}   # % of both CPUs busy above which a run waits (at most QUIET_WAIT s) to start
 QUIET_WAIT=${QUIET_WAIT:-180}
 WEBHOOK_SECRET=${WEBHOOK_SECRET:-wagate-webhooks-bench-meta-secret-0001}
@@ -280,7 +282,7 @@ run_one() {
   if [ "$ANALYZE" = 1 ]; then psql "$db_url" -Xqc "vacuum analyze" >/dev/null; fi
 
   echo "    measured: open loop $RATE events/s for ${OPEN_DURATION}s"
-  if [ "$PERF" = 1 ] && [ "$mode" = three ] && [ "$PERF_DONE" = 0 ]; then
+  if [ "$PERF" = 1 ] && [ "$mode" = "$PERF_MODE" ] && [ "$PERF_DONE" = 0 ]; then
     perf record -g -o "$WORK/perf.data" -p "$WAGATE_PID" -- sleep "$OPEN_DURATION" >"$WORK/perf.log" 2>&1 &
     PERF_PID=$!
   fi
@@ -291,7 +293,11 @@ run_one() {
   cb=$(cpu_ticks); wb=$(proc_ticks "$WAGATE_PID"); pb=$(pg_ticks); rb=$(proc_ticks "$RECV_PID")
   echo "$ca $cb $wa $wb $pa $pb $ra $rb $(getconf CLK_TCK)" >"$dir/cpu.txt"
   if [ -n "$PERF_PID" ]; then wait "$PERF_PID" || true; PERF_PID=""; PERF_DONE=1
-    perf report -i "$WORK/perf.data" --no-children 2>/dev/null | head -60 >"$WORK/perf-report.txt" || true
+    # Release builds have no frame pointers, so -g call chains are mostly unresolved: a flat
+    # profile by symbol and by shared object says more.
+    { perf report -i "$WORK/perf.data" --no-children -g none --sort dso 2>/dev/null | grep -v '^#' | grep . | head -8
+      perf report -i "$WORK/perf.data" --no-children -g none --sort sym 2>/dev/null | grep -v '^#' | grep . | head -60
+    } >"$WORK/perf-report.txt" || true
     echo "    perf: $WORK/perf-report.txt"
   fi
   if [ -n "$paths" ]; then
