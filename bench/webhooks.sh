@@ -35,6 +35,7 @@
 #   BIN=path/to/wagate (skips the build; else cargo build --release, honouring CARGO_TARGET_DIR)
 #   PERF=1 (perf record -g on wagate during the first measured PERF_MODE (three) run: perf-report.txt in the
 #             work dir, so with KEEP=1; that run is then perturbed: measure in a separate invocation)
+#             PERF_ARGS="-g" (perf record's options)
 #   Other WAGATE__* variables in the environment reach wagate (e.g. WAGATE__DELIVERY__BUFFER_POLL_INTERVAL).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,6 +60,7 @@ ANALYZE=${ANALYZE:-1}
 KEEP=${KEEP:-0}
 PERF=${PERF:-0}
 PERF_MODE=${PERF_MODE:-three}
+PERF_ARGS=${PERF_ARGS:--g}   # e.g. "--call-graph dwarf,16384 -F 499" for call chains without frame pointers
 QUIET_MAX=${QUIET_MAX:-10}   # % of both CPUs busy above which a run waits (at most QUIET_WAIT s) to start
 QUIET_WAIT=${QUIET_WAIT:-180}
 WEBHOOK_SECRET=${WEBHOOK_SECRET:-wagate-webhooks-bench-meta-secret-0001}
@@ -283,7 +285,7 @@ run_one() {
 
   echo "    measured: open loop $RATE events/s for ${OPEN_DURATION}s"
   if [ "$PERF" = 1 ] && [ "$mode" = "$PERF_MODE" ] && [ "$PERF_DONE" = 0 ]; then
-    perf record -g -o "$WORK/perf.data" -p "$WAGATE_PID" -- sleep "$OPEN_DURATION" >"$WORK/perf.log" 2>&1 &
+    perf record $PERF_ARGS -o "$WORK/perf.data" -p "$WAGATE_PID" -- sleep "$OPEN_DURATION" >"$WORK/perf.log" 2>&1 &
     PERF_PID=$!
   fi
   local ca cb wa wb pa pb ra rb
