@@ -162,28 +162,22 @@ async fn queue(
             .await?;
             continue;
         }
-        tx.queue_delivery(&delivery(
-            webhook,
-            number,
-            event,
-            bytes.clone(),
-            wamids,
-            now,
-        ))
-        .await?;
+        tx.queue_delivery(&delivery(webhook, number, event, bytes.clone(), wamids))
+            .await?;
     }
     Ok(())
 }
 
-/// A Kapso event's outbox row for `webhook`.
+/// A Kapso event's outbox row for `webhook`, due at once: stamped with the time it is queued,
+/// whatever clock decided the event (the sweeps take theirs as an argument).
 pub fn delivery(
     webhook: &WebhookTarget,
     number: &RoutedNumber,
     event: &str,
     payload: Vec<u8>,
     wamids: &str,
-    now: DateTime<Utc>,
 ) -> NewDelivery {
+    let now = crate::store::now();
     NewDelivery {
         id: Uuid::now_v7(),
         project_id: number.project_id,
