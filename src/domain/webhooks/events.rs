@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::WebhookTarget;
 use crate::domain::envelope::RoutedNumber;
 use crate::domain::present::{self, fields::KapsoFields};
-use crate::store::webhook_outbox::BufferedEvent;
+use crate::store::BufferedEvent;
 use crate::store::{
     ContactRow, ConversationRow, DeliveryStatus, MessageRow, NewDelivery, StoreResult, StoreTx,
 };
