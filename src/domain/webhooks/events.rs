@@ -59,6 +59,8 @@ pub fn message_object(row: &MessageRow, contact: Option<&ContactRow>) -> Value {
     let statuses: Value = serde_json::from_str(&row.statuses).unwrap_or_else(|_| json!([]));
     if let Some(kapso) = object.get_mut("kapso").and_then(Value::as_object_mut) {
         kapso.insert("statuses".into(), statuses);
+        // Events say `received` as Kapso's do (lists say `delivered`: see `listed_status`).
+        kapso.insert("status".into(), json!(row.status));
     }
     object
 }
