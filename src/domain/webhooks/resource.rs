@@ -300,29 +300,17 @@ impl WebhookResources {
         } else {
             Uuid::now_v7()
         };
-        let mut row = WebhookRow {
+        let url = input.url.as_deref().unwrap_or_default().trim().to_owned();
+        let mut row = WebhookRow::new(
             id,
             project_id,
-            phone_number_internal_id: number.map(|n| n.internal_id),
-            kind: kind.clone(),
-            url: input.url.as_deref().unwrap_or_default().trim().to_owned(),
-            events: "[]".into(),
-            active: input.active.unwrap_or(true),
-            paused_reason: None,
-            paused_at: (input.active == Some(false)).then_some(now),
-            consecutive_failures: 0,
-            secret_sealed: None,
-            secret_key_id: None,
-            headers: "{}".into(),
-            buffer_enabled: false,
-            buffer_window_seconds: None,
-            max_buffer_size: None,
-            buffer_events: "[]".into(),
-            inactivity_minutes: None,
-            payload_version: "v2".into(),
-            created_at: now,
-            updated_at: now,
-        };
+            number.map(|n| n.internal_id),
+            &kind,
+            url,
+            now,
+        );
+        row.active = input.active.unwrap_or(true);
+        row.paused_at = (input.active == Some(false)).then_some(now);
         if kind == "meta" {
             forbid_for_meta(&input, &mut errors);
         } else {

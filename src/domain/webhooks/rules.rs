@@ -393,28 +393,13 @@ mod tests {
 
     fn sample_row() -> WebhookRow {
         let now = crate::store::now();
-        WebhookRow {
-            id: Uuid::now_v7(),
-            project_id: Uuid::now_v7(),
-            phone_number_internal_id: None,
-            kind: "kapso".into(),
-            url: "https://example.com".into(),
-            events: "[]".into(),
-            active: true,
-            paused_reason: None,
-            paused_at: None,
-            consecutive_failures: 0,
-            secret_sealed: None,
-            secret_key_id: None,
-            headers: "{}".into(),
-            buffer_enabled: false,
-            buffer_window_seconds: None,
-            max_buffer_size: None,
-            buffer_events: "[]".into(),
-            inactivity_minutes: None,
-            payload_version: "v2".into(),
-            created_at: now,
-            updated_at: now,
-        }
+        WebhookRow::new(
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            None,
+            "kapso",
+            "https://example.com".into(),
+            now,
+        )
     }
 }
