@@ -484,13 +484,21 @@ macro_rules! impl_common_store {
                 cutoff: chrono::DateTime<chrono::Utc>,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<u64> {
-                // One statement: safe with several instances sweeping at once.
+                // One statement: safe with several instances sweeping at once. Conversations of
+                // numbers with a webhook that wants `whatsapp.conversation.ended` are left to
+                // `domain::webhooks::sweeps::end_idle`, which ends each with its event.
                 let result = sqlx::query(
                     "update conversations set status = 'ended', ended_at = $2, updated_at = $2 \
-                             where status = 'active' and last_active_at < $1",
+                             where status = 'active' and last_active_at < $1 and not exists \
+                             (select 1 from webhooks w where w.phone_number_internal_id = \
+                             conversations.phone_number_internal_id and w.kind = 'kapso' \
+                             and (w.active or w.paused_reason is not null) and w.events like $3)",
                 )
                 .bind(cutoff)
                 .bind(now)
+                .bind($crate::store::webhook_outbox::event_pattern(
+                    "whatsapp.conversation.ended",
+                ))
                 .execute(&self.pool)
                 .await?;
                 Ok(result.rows_affected())

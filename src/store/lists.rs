@@ -134,8 +134,12 @@ pub(crate) fn message_sql(number: Uuid, filter: &MessageFilter, seek: Seek, limi
     if let Some(v) = &filter.direction {
         sql.push(" and direction = ?", [Arg::Text(v.clone())]);
     }
-    if let Some(v) = &filter.status {
-        sql.push(" and status = ?", [Arg::Text(v.clone())]);
+    match filter.status.as_deref() {
+        // Lists show a received inbound message as `delivered` (the official Python SDK's status
+        // enum has no `received`), so that filter finds both.
+        Some("delivered") => sql.push(" and status in ('delivered', 'received')", []),
+        Some(v) => sql.push(" and status = ?", [Arg::Text(v.to_owned())]),
+        None => {}
     }
     if let Some(v) = filter.since {
         sql.push(" and created_at >= ?", [Arg::Time(v)]);

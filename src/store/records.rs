@@ -163,3 +163,18 @@ pub struct ParkedStatusRow {
     pub id: Uuid,
     pub status: String,
 }
+
+/// A rendered `whatsapp.message.received` held for a buffering webhook (its conversation's batch).
+#[derive(Debug, Clone)]
+pub struct BufferedEvent {
+    pub id: Uuid,
+    pub webhook_id: Uuid,
+    pub conversation_id: Uuid,
+    pub project_id: Uuid,
+    pub phone_number_internal_id: Uuid,
+    pub phone_number_id: String,
+    pub payload: Vec<u8>,
+    /// This event's window end; a batch is due at its oldest event's.
+    pub flush_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+}

@@ -110,10 +110,7 @@ pub trait StoreTx: Send {
         conversation_id: Option<Uuid>,
     ) -> StoreResult<(Option<ContactRow>, Option<ConversationRow>)>;
     /// Holds a rendered `whatsapp.message.received` for a buffering webhook until its batch is due.
-    async fn buffer_webhook_event(
-        &mut self,
-        event: &super::webhook_outbox::BufferedEvent,
-    ) -> StoreResult<()>;
+    async fn buffer_webhook_event(&mut self, event: &BufferedEvent) -> StoreResult<()>;
 
     async fn commit(self: Box<Self>) -> StoreResult<()>;
 }
@@ -782,7 +779,7 @@ macro_rules! impl_store_tx {
 
             async fn buffer_webhook_event(
                 &mut self,
-                e: &$crate::store::webhook_outbox::BufferedEvent,
+                e: &$crate::store::BufferedEvent,
             ) -> $crate::store::StoreResult<()> {
                 // Written with the batch's other rows at commit, one statement for all.
                 self.state.buffered.push(e.clone());

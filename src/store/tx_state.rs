@@ -17,7 +17,9 @@ use std::collections::{HashMap, HashSet};
 
 use uuid::Uuid;
 
-use super::records::{ContactRow, ConversationRow, EventRouteRow, MessageRow, NewWebhookEvent};
+use super::records::{
+    BufferedEvent, ContactRow, ConversationRow, EventRouteRow, MessageRow, NewWebhookEvent,
+};
 use super::status::ConversationStatus;
 use super::NewDelivery;
 
@@ -30,7 +32,7 @@ pub(crate) struct TxState {
     pub routes: Vec<EventRouteRow>,
     pub deliveries: Vec<NewDelivery>,
     /// Events held for buffering webhooks, inserted at commit.
-    pub buffered: Vec<super::webhook_outbox::BufferedEvent>,
+    pub buffered: Vec<BufferedEvent>,
     /// Media downloads to queue at commit.
     pub media: Vec<super::MediaFileRow>,
     /// `number/key` of every key this transaction has locked.

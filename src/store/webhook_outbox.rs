@@ -3,21 +3,6 @@
 //! `whatsapp.conversation.inactive` markers, and each webhook's run of failures (automatic
 //! pausing). Shared SQL for both backends, like `outbox.rs`.
 
-/// A rendered `whatsapp.message.received` held for a buffering webhook (its conversation's batch).
-#[derive(Debug, Clone)]
-pub struct BufferedEvent {
-    pub id: uuid::Uuid,
-    pub webhook_id: uuid::Uuid,
-    pub conversation_id: uuid::Uuid,
-    pub project_id: uuid::Uuid,
-    pub phone_number_internal_id: uuid::Uuid,
-    pub phone_number_id: String,
-    pub payload: Vec<u8>,
-    /// This event's window end; a batch is due at its oldest event's.
-    pub flush_at: chrono::DateTime<chrono::Utc>,
-    pub created_at: chrono::DateTime<chrono::Utc>,
-}
-
 /// Project events (contract §9.2), queued in the transaction that writes the number.
 pub const PHONE_NUMBER_CREATED: &str = "whatsapp.phone_number.created";
 pub const PHONE_NUMBER_DELETED: &str = "whatsapp.phone_number.deleted";

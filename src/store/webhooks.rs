@@ -55,6 +55,40 @@ pub struct WebhookRow {
 }
 
 impl WebhookRow {
+    /// A new webhook with every optional setting at its default (the caller sets the rest).
+    pub fn new(
+        id: Uuid,
+        project_id: Uuid,
+        phone_number_internal_id: Option<Uuid>,
+        kind: &str,
+        url: String,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id,
+            project_id,
+            phone_number_internal_id,
+            kind: kind.to_owned(),
+            url,
+            events: "[]".into(),
+            active: true,
+            paused_reason: None,
+            paused_at: None,
+            consecutive_failures: 0,
+            secret_sealed: None,
+            secret_key_id: None,
+            headers: "{}".into(),
+            buffer_enabled: false,
+            buffer_window_seconds: None,
+            max_buffer_size: None,
+            buffer_events: "[]".into(),
+            inactivity_minutes: None,
+            payload_version: "v2".into(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
     pub fn is_meta(&self) -> bool {
         self.kind == "meta"
     }

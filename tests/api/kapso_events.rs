@@ -560,7 +560,38 @@ async fn connection_events_reach_project_webhooks_only(backend: Backend) {
     assert_eq!(hits[1].json()["phone_number_id"], number.pnid.as_str());
 }
 
+async fn a_slow_webhook_never_delays_another(backend: Backend) {
+    let env = Env::start(backend).await;
+    let slow = Hook::start().await;
+    slow.always(Reply::ok().after(Duration::from_secs(4)));
+    let fast = Hook::start().await;
+    for hook in [&slow, &fast] {
+        create_webhook(
+            &env.app,
+            &number_webhooks(),
+            json!({"url": hook.url, "events": ["whatsapp.message.received"]}),
+        )
+        .await;
+    }
+    let started = std::time::Instant::now();
+    for i in 0..3 {
+        env.inbound(
+            json!({"from": format!("1555123450{i}"), "type": "text", "text": {"body": "hi"}}),
+        )
+        .await;
+    }
+    fast.wait_for(3, Duration::from_secs(10)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the fast receiver waited for the slow one: {:?}",
+        started.elapsed()
+    );
+    // One event, one delivery per webhook: the slow one gets its three too.
+    slow.wait_for(3, Duration::from_secs(15)).await;
+}
+
 crate::both_backends!(backend:
+    a_slow_webhook_never_delays_another,
     idle_conversations_end_with_an_event,
     connection_events_reach_project_webhooks_only,
     message_and_conversation_events,

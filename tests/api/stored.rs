@@ -197,10 +197,8 @@ async fn fields_select_the_kapso_block(backend: Backend) {
     assert!(message["image"]["id"].is_string());
     let kapso = &message["kapso"];
     assert_eq!(kapso["direction"], "inbound");
-    assert_eq!(
-        kapso["status"], "received",
-        "inbound messages are received (contract §15.2)"
-    );
+    // Stored as Kapso's `received`, listed as `delivered`: the Python SDK's enum has no `received`.
+    assert_eq!(kapso["status"], "delivered");
     // Kapso's meaning: a kept file exists, which the vault's download decides, not the type.
     let media_status = kapso["media_data"]["status"].as_str().unwrap();
     assert!(["pending", "stored"].contains(&media_status), "{kapso}");
@@ -266,6 +264,7 @@ async fn message_filters(backend: Backend) {
     assert_eq!(outbound["data"][0]["id"], sent.as_str());
     check("status=read", 1).await;
     check("status=received", 3).await;
+    check("status=delivered", 3).await;
     check("type=image", 1).await;
     check("has_media=true", 1).await;
     check("has_media=false", 3).await;

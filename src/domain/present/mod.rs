@@ -44,6 +44,17 @@ pub struct MediaView {
     pub byte_size: Option<i64>,
 }
 
+/// A message's status as lists serve it. Kapso calls an inbound message `received` (contract
+/// §15.2), and so do wagate's rows and events; the official Python SDK's status enum
+/// (`pending|sent|delivered|read|failed`) rejects it, so lists say `delivered`.
+pub fn listed_status(status: &str) -> &str {
+    if status == "received" {
+        "delivered"
+    } else {
+        status
+    }
+}
+
 fn contact_name(contact: Option<&ContactRow>) -> Option<String> {
     contact.and_then(|c| c.display_name.clone().or_else(|| c.profile_name.clone()))
 }
@@ -158,7 +169,7 @@ fn message_kapso(
     });
     let all: [(&str, Value); 18] = [
         ("direction", json!(row.direction)),
-        ("status", json!(row.status)),
+        ("status", json!(listed_status(&row.status))),
         ("processing_status", json!(row.processing_status)),
         (
             "phone_number",

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::WebhookTarget;
 use crate::domain::envelope::RoutedNumber;
 use crate::domain::present::{self, fields::KapsoFields};
-use crate::store::webhook_outbox::BufferedEvent;
+use crate::store::BufferedEvent;
 use crate::store::{
     ContactRow, ConversationRow, DeliveryStatus, MessageRow, NewDelivery, StoreResult, StoreTx,
 };
@@ -59,6 +59,8 @@ pub fn message_object(row: &MessageRow, contact: Option<&ContactRow>) -> Value {
     let statuses: Value = serde_json::from_str(&row.statuses).unwrap_or_else(|_| json!([]));
     if let Some(kapso) = object.get_mut("kapso").and_then(Value::as_object_mut) {
         kapso.insert("statuses".into(), statuses);
+        // Events say `received` as Kapso's do (lists say `delivered`: see `listed_status`).
+        kapso.insert("status".into(), json!(row.status));
     }
     object
 }
@@ -162,28 +164,22 @@ async fn queue(
             .await?;
             continue;
         }
-        tx.queue_delivery(&delivery(
-            webhook,
-            number,
-            event,
-            bytes.clone(),
-            wamids,
-            now,
-        ))
-        .await?;
+        tx.queue_delivery(&delivery(webhook, number, event, bytes.clone(), wamids))
+            .await?;
     }
     Ok(())
 }
 
-/// A Kapso event's outbox row for `webhook`.
+/// A Kapso event's outbox row for `webhook`, due at once: stamped with the time it is queued,
+/// whatever clock decided the event (the sweeps take theirs as an argument).
 pub fn delivery(
     webhook: &WebhookTarget,
     number: &RoutedNumber,
     event: &str,
     payload: Vec<u8>,
     wamids: &str,
-    now: DateTime<Utc>,
 ) -> NewDelivery {
+    let now = crate::store::now();
     NewDelivery {
         id: Uuid::now_v7(),
         project_id: number.project_id,

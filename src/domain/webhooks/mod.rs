@@ -8,6 +8,7 @@
 
 pub mod events;
 pub mod resource;
+mod rules;
 pub mod sweeps;
 
 use std::sync::Arc;

@@ -153,7 +153,7 @@ pub async fn fire_inactive(
                 });
                 let payload = serde_json::to_vec(&body).expect("JSON serialises");
                 let delivery =
-                    events::delivery(webhook, &number, CONVERSATION_INACTIVE, payload, "", now);
+                    events::delivery(webhook, &number, CONVERSATION_INACTIVE, payload, "");
                 if store
                     .fire_inactivity(conversation.id, &anchor, &delivery)
                     .await?
