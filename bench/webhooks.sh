@@ -37,6 +37,18 @@
 #             work dir, so with KEEP=1; that run is then perturbed: measure in a separate invocation)
 #             PERF_ARGS="-g" (perf record's options)
 #   Other WAGATE__* variables in the environment reach wagate (e.g. WAGATE__DELIVERY__BUFFER_POLL_INTERVAL).
+#
+# Runs on 2026-12-04 (wagate 6a4fce0, release; 2 vCPUs shared with other engineers' builds, each run
+# waited for a quiet machine). Medians over rounds; ack in ms; lag = receive - ack, in ms.
+#   bench/webhooks.sh (2,000/s, pinned, 2 rounds):  ack p50/p99 none 6.6/21.7, three 2,428/4,933
+#     (p99 227x none: target 1.3x NOT met); /kapso lag p50/p99/max 72.9/711.5/1,158 (NOT met);
+#     /meta 72.7/711.6/1,158; /kapso-buffered 7,677/18,364/20,166; CPU 172+298 vs 267+480 µs/event
+#     wagate+PostgreSQL: three needs ~1.5 cores at 2,000/s, so CPU 1 saturates and the acks queue.
+#   MODES="none meta kapso buffered" ROUNDS=1: ack p99 21.4 / 121 / 126 / 413; lag /meta 8.4/37.6,
+#     /kapso 14.9/583, buffered 4,759/12,841: the none baseline already holds CPU 1 at ~95%.
+#   PIN=0 (whole machine): ack p99 none 72.9, three 2,745 (37.7x); /kapso lag 61.9/1,434.
+#   RATE=1000 (pinned): ack p99 none 9.4, three 104.4 (11.1x); /kapso lag 12.4/36.1 (met);
+#     buffered 4,179/11,575 (~200 batches/s at most from the serial one-transaction-per-batch flush).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
