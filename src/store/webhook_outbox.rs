@@ -371,11 +371,12 @@ macro_rules! impl_webhook_sweeps {
                 now: chrono::DateTime<chrono::Utc>,
                 limit: u32,
             ) -> $crate::store::StoreResult<u32> {
+                use std::collections::HashMap;
                 // Due batches: the oldest event's window has closed, or the batch is full.
-                let due: Vec<(uuid::Uuid, uuid::Uuid)> = sqlx::query_as(
-                    "select b.webhook_id, b.conversation_id from webhook_buffered_events b \
-                     join webhooks w on w.id = b.webhook_id \
-                     group by b.webhook_id, b.conversation_id, w.max_buffer_size \
+                let due: Vec<(uuid::Uuid, uuid::Uuid, Option<i32>, bool)> = sqlx::query_as(
+                    "select b.webhook_id, b.conversation_id, w.max_buffer_size, w.active \
+                     from webhook_buffered_events b join webhooks w on w.id = b.webhook_id \
+                     group by b.webhook_id, b.conversation_id, w.max_buffer_size, w.active \
                      having min(b.flush_at) <= $1 or count(*) >= coalesce(w.max_buffer_size, 50) \
                      limit $2",
                 )
@@ -383,84 +384,105 @@ macro_rules! impl_webhook_sweeps {
                 .bind(i64::from(limit))
                 .fetch_all(&self.pool)
                 .await?;
-                let mut queued = 0;
-                for (webhook, conversation) in due {
-                    let mut tx = self
-                        .pool
-                        .begin_with(<Self as $crate::store::dialect::Dialect>::BEGIN_WRITE)
-                        .await?;
-                    let size: Option<Option<i32>> = sqlx::query_scalar(
-                        "select max_buffer_size from webhooks where id = $1",
-                    )
-                    .bind(webhook)
-                    .fetch_optional(&mut *tx)
+                if due.is_empty() {
+                    return Ok(0);
+                }
+                // Every due batch of this pass in one transaction: one read of their events
+                // (rows another instance is flushing are locked, so skipped), one delivery per
+                // batch, one delete.
+                let mut tx = self
+                    .pool
+                    .begin_with(<Self as $crate::store::dialect::Dialect>::BEGIN_WRITE)
                     .await?;
-                    let size = size.flatten().unwrap_or(50).max(1);
-                    // Locked rows are another instance's batch in the making: skipped.
-                    let sql = format!(
-                        "select id, project_id, phone_number_internal_id, phone_number_id, \
-                         payload from webhook_buffered_events where webhook_id = $1 \
-                         and conversation_id = $2 order by created_at, id limit $3{}",
-                        <Self as $crate::store::dialect::Dialect>::SKIP_LOCKED
-                    );
-                    let rows: Vec<(uuid::Uuid, uuid::Uuid, uuid::Uuid, String, Vec<u8>)> =
-                        sqlx::query_as(&sql)
-                            .bind(webhook)
-                            .bind(conversation)
-                            .bind(i64::from(size))
-                            .fetch_all(&mut *tx)
-                            .await?;
-                    let Some(first) = rows.first() else { continue };
-                    let items: Vec<Vec<u8>> = rows.iter().map(|r| r.4.clone()).collect();
-                    let wamids: Vec<String> = items
+                let keys = (0..due.len())
+                    .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = format!(
+                    "select id, webhook_id, conversation_id, project_id, phone_number_internal_id, \
+                     phone_number_id, payload from webhook_buffered_events \
+                     where (webhook_id, conversation_id) in ({keys}) \
+                     order by webhook_id, conversation_id, created_at, id{}",
+                    <Self as $crate::store::dialect::Dialect>::SKIP_LOCKED
+                );
+                let mut query = sqlx::query_as::<
+                    _,
+                    (uuid::Uuid, uuid::Uuid, uuid::Uuid, uuid::Uuid, uuid::Uuid, String, Vec<u8>),
+                >(&sql);
+                for (webhook, conversation, _, _) in &due {
+                    query = query.bind(*webhook).bind(*conversation);
+                }
+                let rows = query.fetch_all(&mut *tx).await?;
+                let settings: HashMap<(uuid::Uuid, uuid::Uuid), (i32, bool)> = due
+                    .iter()
+                    .map(|(w, c, size, active)| ((*w, *c), (size.unwrap_or(50).max(1), *active)))
+                    .collect();
+                let mut batches: Vec<((uuid::Uuid, uuid::Uuid), Vec<usize>)> = Vec::new();
+                for (index, row) in rows.iter().enumerate() {
+                    let key = (row.1, row.2);
+                    match batches.last_mut() {
+                        Some((last, items)) if *last == key => items.push(index),
+                        _ => batches.push((key, vec![index])),
+                    }
+                }
+                let event = "whatsapp.message.received";
+                let mut taken: Vec<uuid::Uuid> = Vec::with_capacity(rows.len());
+                for (key, mut items) in batches {
+                    let (size, active) = settings.get(&key).copied().unwrap_or((50, true));
+                    // The rest of a full batch waits for the next pass (a batch of its own).
+                    items.truncate(usize::try_from(size).unwrap_or(1));
+                    let first = &rows[items[0]];
+                    let bodies: Vec<Vec<u8>> = items.iter().map(|&i| rows[i].6.clone()).collect();
+                    let wamids: Vec<String> = bodies
                         .iter()
                         .filter_map(|item| {
                             let value: serde_json::Value = serde_json::from_slice(item).ok()?;
                             Some(value.pointer("/message/id")?.as_str()?.to_owned())
                         })
                         .collect();
-                    let active: Option<bool> =
-                        sqlx::query_scalar("select active from webhooks where id = $1")
-                            .bind(webhook)
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                    let event = "whatsapp.message.received";
                     let delivery = $crate::store::NewDelivery {
                         id: uuid::Uuid::now_v7(),
-                        project_id: first.1,
-                        phone_number_internal_id: Some(first.2),
-                        phone_number_id: first.3.clone(),
+                        project_id: first.3,
+                        phone_number_internal_id: Some(first.4),
+                        phone_number_id: first.5.clone(),
                         event_id: None,
                         route_id: None,
                         fields: String::new(),
                         idempotency_key: uuid::Uuid::now_v7().to_string(),
                         message_wamids: wamids.join(" "),
                         replay_of: None,
-                        created_at: now,
-                        webhook_id: webhook,
+                        created_at: $crate::store::now(),
+                        webhook_id: key.0,
                         event_type: Some(event.to_owned()),
-                        payload: Some($crate::store::webhook_outbox::batch_body(event, &items)),
-                        batch_size: i32::try_from(items.len()).unwrap_or(i32::MAX),
-                        status: if active.unwrap_or(true) {
+                        payload: Some($crate::store::webhook_outbox::batch_body(event, &bodies)),
+                        batch_size: i32::try_from(bodies.len()).unwrap_or(i32::MAX),
+                        status: if active {
                             $crate::store::DeliveryStatus::Pending
                         } else {
                             $crate::store::DeliveryStatus::Paused
                         },
                     };
                     $crate::store::outbox::insert_delivery!(&mut *tx, &delivery);
-                    for row in &rows {
-                        sqlx::query("delete from webhook_buffered_events where id = $1")
-                            .bind(row.0)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    if let Some(sql) = <Self as $crate::store::dialect::Dialect>::NOTIFY {
-                        sqlx::query(sql).execute(&mut *tx).await?;
-                    }
-                    tx.commit().await?;
-                    queued += 1;
+                    taken.extend(items.iter().map(|&i| rows[i].0));
                 }
-                Ok(queued)
+                for chunk in taken.chunks(500) {
+                    let placeholders = (1..=chunk.len())
+                        .map(|i| format!("${i}"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let sql =
+                        format!("delete from webhook_buffered_events where id in ({placeholders})");
+                    let mut query = sqlx::query(&sql);
+                    for id in chunk {
+                        query = query.bind(*id);
+                    }
+                    query.execute(&mut *tx).await?;
+                }
+                if let Some(sql) = <Self as $crate::store::dialect::Dialect>::NOTIFY {
+                    sqlx::query(sql).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(u32::try_from(due.len()).unwrap_or(u32::MAX))
             }
         }
     };
