@@ -562,8 +562,10 @@ async fn connection_events_reach_project_webhooks_only(backend: Backend) {
 
 async fn a_slow_webhook_never_delays_another(backend: Backend) {
     let env = Env::start(backend).await;
+    // The slow receiver holds every answer longer than the fast one's deadline below: if its
+    // deliveries held the fast one's back, the fast receiver could not get its three in time.
     let slow = Hook::start().await;
-    slow.always(Reply::ok().after(Duration::from_secs(4)));
+    slow.always(Reply::ok().after(Duration::from_secs(40)));
     let fast = Hook::start().await;
     for hook in [&slow, &fast] {
         create_webhook(
@@ -573,21 +575,15 @@ async fn a_slow_webhook_never_delays_another(backend: Backend) {
         )
         .await;
     }
-    let started = std::time::Instant::now();
     for i in 0..3 {
         env.inbound(
             json!({"from": format!("1555123450{i}"), "type": "text", "text": {"body": "hi"}}),
         )
         .await;
     }
-    fast.wait_for(3, Duration::from_secs(10)).await;
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "the fast receiver waited for the slow one: {:?}",
-        started.elapsed()
-    );
+    fast.wait_for(3, Duration::from_secs(20)).await;
     // One event, one delivery per webhook: the slow one gets its three too.
-    slow.wait_for(3, Duration::from_secs(15)).await;
+    slow.wait_for(3, Duration::from_secs(20)).await;
 }
 
 crate::both_backends!(backend:
