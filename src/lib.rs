@@ -17,6 +17,7 @@ pub mod crypto;
 pub mod destination_guard;
 pub mod graph;
 pub mod telemetry;
+pub mod telephony;
 pub mod time;
 pub mod types;
 pub mod vault;

@@ -28,8 +28,8 @@ fn layer(module: &str) -> Option<(u8, &'static str)> {
         "delivery" | "sandbox" => (4, "drivers"),
         "domain" => (3, "domain"),
         "store" => (2, "store"),
-        "config" | "crypto" | "destination_guard" | "graph" | "telemetry" | "time" | "types"
-        | "vault" | "background" => (1, "leaves"),
+        "config" | "crypto" | "destination_guard" | "graph" | "telemetry" | "telephony"
+        | "time" | "types" | "vault" | "background" => (1, "leaves"),
         _ => return None,
     })
 }
