@@ -30,21 +30,25 @@ pub enum SealedField {
     SetupLinkToken,
     /// `webhooks.secret_sealed` (a kapso webhook's `secret_key`)
     WebhookKey,
+    /// `phone_number_providers.auth_token_sealed` (a project's Twilio auth token)
+    ProviderToken,
 }
 
 impl SealedField {
-    pub const ALL: [SealedField; 5] = [
+    pub const ALL: [SealedField; 6] = [
         SealedField::AccessToken,
         SealedField::WebhookSecret,
         SealedField::WebhookVerifyToken,
         SealedField::SetupLinkToken,
         SealedField::WebhookKey,
+        SealedField::ProviderToken,
     ];
 
     pub fn table(self) -> &'static str {
         match self {
             Self::SetupLinkToken => "setup_links",
             Self::WebhookKey => "webhooks",
+            Self::ProviderToken => "phone_number_providers",
             _ => "phone_numbers",
         }
     }
@@ -56,6 +60,7 @@ impl SealedField {
             Self::WebhookVerifyToken => "webhook_verify_token_sealed",
             Self::SetupLinkToken => "token_sealed",
             Self::WebhookKey => "secret_sealed",
+            Self::ProviderToken => "auth_token_sealed",
         }
     }
 

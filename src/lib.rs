@@ -176,6 +176,10 @@ impl App {
                 self.state.store.clone(),
                 self.state.config.conversations.clone(),
             ));
+            tokio::spawn(domain::provisioning::run_release_sweep(
+                self.state.provisioning.clone(),
+                self.state.config.provisioning.release_interval,
+            ));
         }
         let router = http::router(self.state);
         http::server::serve(self.listener, router, settings, shutdown).await;

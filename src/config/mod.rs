@@ -14,7 +14,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 mod media;
+mod provisioning;
 pub use media::MediaConfig;
+pub use provisioning::ProvisioningConfig;
 
 /// The documented default configuration, embedded so a bare binary runs with no files.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../config/wagate.toml");
@@ -37,6 +39,7 @@ pub struct Config {
     pub workers: WorkersConfig,
     pub delivery: DeliveryConfig,
     pub onboarding: OnboardingConfig,
+    pub provisioning: ProvisioningConfig,
     pub media: MediaConfig,
     pub log: LogConfig,
     /// Set by `serve --sandbox` only, never by a file or the environment: numbers connected in
@@ -535,6 +538,7 @@ impl Config {
         }
         self.server.trusted_proxy_nets()?;
         self.media.validate()?;
+        self.provisioning.validate()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
             ConfigError(format!(
                 "log.level: {e}; use a tracing filter such as \"info\""

@@ -20,6 +20,7 @@ pub mod onboarding;
 pub mod phone_numbers;
 pub mod present;
 pub mod projects;
+pub mod provisioning;
 pub mod recorder;
 pub mod reseal;
 pub mod setup_links;

@@ -23,10 +23,13 @@ pub(crate) use self::input::sample_link;
 pub use self::input::CompleteInput;
 
 use super::phone_numbers::{ConnectInput, PhoneNumberError, PhoneNumbers, UpdateInput};
+use super::provisioning::NumberProvisioning;
 use super::verify::{self, VerifyError};
 use crate::config::Config;
 use crate::graph::{GraphCallError, GraphClient};
-use crate::store::{DynStore, PhoneNumber, SetupCompletion, SetupLinkRow, StoreError};
+use crate::store::{
+    DynStore, PhoneNumber, ProvisionedNumber, SetupCompletion, SetupLinkRow, StoreError,
+};
 
 /// A completed signup.
 #[derive(Debug)]
@@ -35,6 +38,8 @@ pub struct Completed {
     /// A reconnect link gave an existing number a new token.
     pub reconnected: bool,
     pub connection_type: &'static str,
+    /// The provisioned number the signup connected (a `provision_phone_number` link).
+    pub provisioned: Option<ProvisionedNumber>,
 }
 
 /// The hosted onboarding service: what completing a signup needs from the running server.
@@ -45,6 +50,8 @@ pub struct Onboarding {
     graph: GraphClient,
     /// Connects or reconnects the number, verifying it unless `graph.verify_numbers` is off.
     numbers: PhoneNumbers,
+    /// The number a `provision_phone_number` link reserved, checked against the signup's.
+    provisioning: NumberProvisioning,
     app_id: String,
     app_secret: SecretString,
     /// `onboarding.graph_version`.
@@ -76,12 +83,14 @@ impl Onboarding {
         store: DynStore,
         graph: GraphClient,
         numbers: PhoneNumbers,
+        provisioning: NumberProvisioning,
         config: &Config,
     ) -> Self {
         Self {
             store,
             graph,
             numbers,
+            provisioning,
             app_id: config.meta.app_id.clone(),
             app_secret: config.meta.app_secret.clone(),
             graph_version: config.onboarding.graph_version.clone(),
@@ -106,6 +115,13 @@ impl Onboarding {
     ) -> Result<Completed, CompleteError> {
         let result = self.run(link, input).await;
         if let Err(CompleteError::Failed(failure)) = &result {
+            // A failed signup gives its reserved number back; reopening the page reserves again.
+            if link.provision_phone_number {
+                if let Err(error) = self.provisioning.release_for_link(link.id).await {
+                    tracing::warn!(setup_link_id = %link.id, %error,
+                        "could not release the failed signup's number; the sweep will");
+                }
+            }
             if !failure.code.is_link_state() {
                 if let Err(error) = self
                     .store
@@ -184,6 +200,17 @@ impl Onboarding {
                 .await
                 .map_err(|e| Failure::new(PhoneVerificationFailed, verify_reason(&e)))?;
         }
+        let provisioned = if link.provision_phone_number
+            && checked.connection_type == "dedicated"
+            && existing.is_none()
+        {
+            Some(
+                self.check_provisioned(link, token.expose_secret(), pnid)
+                    .await?,
+            )
+        } else {
+            None
+        };
         if existing.is_none() && self.store.find_phone_number(pnid).await?.is_some() {
             return Err(Failure::new(
             PhoneVerificationFailed,
@@ -274,10 +301,15 @@ impl Onboarding {
                     "could not queue whatsapp.phone_number.created for a reconnected number");
             }
         }
+        let provisioned = match provisioned {
+            Some(_) => self.provisioning.reservation(link.id).await?,
+            None => None,
+        };
         Ok(Completed {
             number,
             reconnected: existing.is_some(),
             connection_type: checked.connection_type,
+            provisioned,
         })
     }
 
@@ -304,6 +336,57 @@ impl Onboarding {
             tracing::error!(setup_link_id = %link.id, phone_number_id = %number.phone_number_id, %error,
             "could not undo the number written by a signup whose link is no longer active");
         }
+    }
+}
+
+impl Onboarding {
+    /// A provisioned link must connect the number it reserved: Graph says which number the
+    /// signup chose, and it must be that one, or nothing is connected.
+    async fn check_provisioned(
+        &self,
+        link: &SetupLinkRow,
+        token: &str,
+        pnid: &str,
+    ) -> Result<ProvisionedNumber, Failure> {
+        use FailureCode::PhoneVerificationFailed;
+        let reserved = self
+            .provisioning
+            .reservation(link.id)
+            .await
+            .map_err(|e| Failure::new(PhoneVerificationFailed, format!("could not read the reserved number: {e}")))?
+            .ok_or_else(|| {
+                Failure::new(
+                    PhoneVerificationFailed,
+                    "no number is reserved for this link; open the setup page again and pick Dedicated",
+                )
+            })?;
+        let node = self
+            .graph
+            .phone_number(&self.graph_version, token, pnid)
+            .await
+            .map_err(|error| {
+                graph_failure(PhoneVerificationFailed, "phone number lookup", error, |status, message| {
+                    format!("Graph refused to describe phone number {pnid} (HTTP {status}: {message})")
+                })
+            })?;
+        let chosen = node
+            .display_phone_number
+            .as_deref()
+            .and_then(crate::telephony::e164::parse)
+            .map(|n| n.e164);
+        if chosen.as_deref() != Some(reserved.phone_number.as_str()) {
+            return Err(Failure::new(
+                PhoneVerificationFailed,
+                format!(
+                    "the signup chose {}, not the reserved number {}; nothing was connected",
+                    chosen
+                        .as_deref()
+                        .unwrap_or("a number without a display number"),
+                    reserved.phone_number
+                ),
+            ));
+        }
+        Ok(reserved)
     }
 }
 

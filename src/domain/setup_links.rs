@@ -9,6 +9,7 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::field_error::FieldError;
+use super::provisioning::NumberProvisioning;
 use crate::crypto::{self, SealedField, SecretBox};
 use crate::store::{
     Customer, DynStore, Page, SetupLinkFilter, SetupLinkPatch, SetupLinkRow, Store, StoreError,
@@ -233,6 +234,8 @@ async fn reconnect_target(
 pub struct SetupLinks {
     store: DynStore,
     secrets: SecretBox,
+    /// Whether a `provision_phone_number` link can ever get a number.
+    provisioning: NumberProvisioning,
     /// The kind of number a reconnect link may target: Kapso's rule is production numbers only
     /// (sandbox numbers are shared); under `serve --sandbox` every number is the emulator's and
     /// marked `sandbox`, and reconnecting them is what a newcomer tries out.
@@ -240,10 +243,11 @@ pub struct SetupLinks {
 }
 
 impl SetupLinks {
-    pub fn new(store: DynStore, secrets: SecretBox) -> Self {
+    pub fn new(store: DynStore, secrets: SecretBox, provisioning: NumberProvisioning) -> Self {
         Self {
             store,
             secrets,
+            provisioning,
             reconnectable_kind: "production",
         }
     }
@@ -265,6 +269,7 @@ impl SetupLinks {
         let context = LinkContext {
             store: &*self.store,
             secrets: &self.secrets,
+            provisioning: &self.provisioning,
             reconnectable_kind: self.reconnectable_kind,
         };
         create(context, customer, input).await
@@ -310,6 +315,7 @@ impl SetupLinks {
 struct LinkContext<'a> {
     store: &'a dyn Store,
     secrets: &'a SecretBox,
+    provisioning: &'a NumberProvisioning,
     reconnectable_kind: &'static str,
 }
 
@@ -321,6 +327,7 @@ async fn create(
     let LinkContext {
         store,
         secrets,
+        provisioning,
         reconnectable_kind,
     } = context;
     let mut errors = Vec::new();
@@ -375,10 +382,24 @@ async fn create(
             reconnect_id = Some(pnid);
         }
     } else if provision {
-        errors.push(FieldError::new(
-            "provision_phone_number",
-            "wagate has no phone number provider: connect an existing number with Embedded Signup (set it to false)",
-        ));
+        if !types.iter().any(|t| t == "dedicated") {
+            errors.push(FieldError::new(
+                "provision_phone_number",
+                "needs \"dedicated\" in allowed_connection_types: a provisioned number is a new dedicated number (coexistence keeps the customer's own WhatsApp Business app number)",
+            ));
+        } else if !countries.is_empty()
+            && !provisioning
+                .can_provision(customer.project_id, &countries)
+                .await?
+        {
+            errors.push(FieldError::new(
+                "provision_phone_number",
+                format!(
+                    "the project has no phone number provider and no pool number in {}: register Twilio (PUT /platform/v1/phone_number_providers/twilio) or add numbers (POST /platform/v1/phone_number_pools/{{country_iso}}/numbers)",
+                    countries.join(", ")
+                ),
+            ));
+        }
     }
     if !errors.is_empty() {
         return Err(SetupLinkError::Invalid(errors));

@@ -10,6 +10,7 @@ mod onboarding;
 pub mod openapi;
 pub mod origin;
 pub mod platform;
+mod providers;
 pub mod request_id;
 pub mod server;
 pub mod state;
@@ -40,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .merge(media_vault::router())
         .merge(webhooks::router())
         .merge(onboarding::router())
+        .merge(providers::router())
         .fallback(not_found)
         .layer(middleware::from_fn(count_request))
         .layer(RequestBodyTimeoutLayer::new(body_idle_timeout))

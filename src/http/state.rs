@@ -12,6 +12,7 @@ use crate::domain::ingest::IngestSettings;
 use crate::domain::number_directory::NumberDirectory;
 use crate::domain::onboarding::Onboarding;
 use crate::domain::phone_numbers::PhoneNumbers;
+use crate::domain::provisioning::NumberProvisioning;
 use crate::domain::setup_links::SetupLinks;
 use crate::domain::webhooks::resource::WebhookResources;
 use crate::domain::writer::Writer;
@@ -56,6 +57,8 @@ pub struct Services {
     pub webhooks: WebhookResources,
     /// The hosted page's side of setup links: lookup by token and completion.
     pub onboarding: Onboarding,
+    /// Phone numbers for setup links: provider accounts, pools, reservations, inbound codes.
+    pub provisioning: NumberProvisioning,
     /// Wakes this instance's delivery worker when deliveries are queued.
     pub delivery_wake: Arc<tokio::sync::Notify>,
     /// Wakes this instance's media downloads (the writer, after batches).
@@ -105,8 +108,15 @@ impl AppState {
         )
         .in_sandbox_mode(config.sandbox_mode)
         .with_vault(vault.clone());
-        let onboarding =
-            Onboarding::new(store.clone(), graph.clone(), phone_numbers.clone(), &config);
+        let provisioning =
+            NumberProvisioning::new(store.clone(), secrets.clone(), &config.provisioning);
+        let onboarding = Onboarding::new(
+            store.clone(),
+            graph.clone(),
+            phone_numbers.clone(),
+            provisioning.clone(),
+            &config,
+        );
         let webhooks = WebhookResources::new(
             store.clone(),
             secrets.clone(),
@@ -117,8 +127,9 @@ impl AppState {
         Ok(Self(Arc::new(Services {
             customers: Customers::new(store.clone(), numbers.clone()),
             api_keys: ApiKeys::new(store.clone(), auth.clone(), checksum),
-            setup_links: SetupLinks::new(store.clone(), secrets.clone())
+            setup_links: SetupLinks::new(store.clone(), secrets.clone(), provisioning.clone())
                 .in_sandbox_mode(config.sandbox_mode),
+            provisioning,
             phone_numbers,
             webhooks,
             onboarding,

@@ -17,6 +17,7 @@ mod models;
 pub(crate) mod onboarding;
 pub(crate) mod outbox;
 mod postgres;
+pub(crate) mod provisioning;
 mod records;
 pub(crate) mod sealed;
 mod sqlite;
@@ -48,6 +49,9 @@ pub use outbox::{
     WebhookResult,
 };
 pub use postgres::PgStore;
+pub use provisioning::{
+    PoolCount, PoolFilter, PoolRemoval, ProviderRow, ProvisionedNumber, Provisioning, NUMBER_STATES,
+};
 pub use records::*;
 pub use sealed::{Resealed, SealedValue, SealedValues};
 pub use sqlite::{create_private_dir, SqliteStore};
@@ -142,7 +146,16 @@ pub struct Page<T> {
 /// runs the same conformance suite against both.
 #[async_trait]
 pub trait Store:
-    Outbox + Onboarding + SealedValues + MediaFiles + Webhooks + WebhookSweeps + Send + Sync + 'static
+    Outbox
+    + Onboarding
+    + Provisioning
+    + SealedValues
+    + MediaFiles
+    + Webhooks
+    + WebhookSweeps
+    + Send
+    + Sync
+    + 'static
 {
     fn backend(&self) -> Backend;
     /// Cheap round trip for readiness checks.

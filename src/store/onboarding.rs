@@ -235,6 +235,17 @@ pub(crate) fn customer_sql(
     sql
 }
 
+/// Gives back the numbers reserved by the customer's links that are no longer active (run in the
+/// transaction that revoked them; binds the customer id and now).
+pub(crate) fn release_customer_reservations_sql() -> String {
+    format!(
+        "update provisioned_numbers set {}, updated_at = $2 where state = 'reserved' \
+         and setup_link_id in (select id from setup_links where customer_id = $1 \
+         and (status <> 'active' or expires_at <= $2))",
+        super::provisioning::RELEASE_SET
+    )
+}
+
 /// Implements [`Onboarding`] for a store type with a `pool` field.
 macro_rules! impl_onboarding {
     ($store:ty) => {
@@ -391,6 +402,12 @@ macro_rules! impl_onboarding {
                     .bind(l.updated_at)
                     .fetch_one(&mut *tx)
                     .await?;
+                // The revoked link's reserved number goes back to the pool with it.
+                sqlx::query(&$crate::store::onboarding::release_customer_reservations_sql())
+                    .bind(l.customer_id)
+                    .bind(l.created_at)
+                    .execute(&mut *tx)
+                    .await?;
                 tx.commit().await?;
                 Ok(row)
             }
@@ -473,14 +490,24 @@ macro_rules! impl_onboarding {
                              where customer_id = $1 and id = $2 returning {}",
                     $crate::store::onboarding::SETUP_LINK_COLUMNS
                 );
-                Ok(sqlx::query_as(&sql)
+                let mut tx = self.pool.begin().await?;
+                let row = sqlx::query_as(&sql)
                     .bind(customer_id)
                     .bind(id)
                     .bind(patch.revoke)
                     .bind(patch.expires_at)
                     .bind(now)
-                    .fetch_one(&self.pool)
-                    .await?)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if patch.revoke {
+                    sqlx::query(&$crate::store::onboarding::release_customer_reservations_sql())
+                        .bind(customer_id)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(row)
             }
 
             async fn complete_setup_link(
@@ -489,6 +516,7 @@ macro_rules! impl_onboarding {
                 completion: &$crate::store::SetupCompletion,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
                 let done = sqlx::query(
                     "update setup_links set status = 'used', used_at = $2, \
                              whatsapp_setup_status = 'completed', \
@@ -500,9 +528,24 @@ macro_rules! impl_onboarding {
                 .bind(now)
                 .bind(&completion.phone_number_id)
                 .bind(&completion.business_account_id)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
-                Ok(done.rows_affected() == 1)
+                if done.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                // The number the link reserved is now the customer's (the domain checked that
+                // the signup connected that very number).
+                sqlx::query(
+                    "update provisioned_numbers set state = 'in_use', phone_number_id = $2, \
+                     updated_at = $3 where setup_link_id = $1 and state = 'reserved'",
+                )
+                .bind(id)
+                .bind(&completion.phone_number_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(true)
             }
 
             async fn fail_setup_link(

@@ -57,6 +57,7 @@ pub(crate) fn columns(field: SealedField) -> (&'static str, &'static str) {
         }
         SealedField::SetupLinkToken => ("id", "token_key_id"),
         SealedField::WebhookKey => ("id", "secret_key_id"),
+        SealedField::ProviderToken => ("id", "auth_token_key_id"),
     }
 }
 

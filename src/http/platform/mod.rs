@@ -8,6 +8,7 @@ mod error;
 mod extract;
 mod phone_numbers;
 mod present;
+mod provisioning;
 mod setup_links;
 mod webhooks;
 
@@ -25,4 +26,5 @@ pub fn router() -> Router<AppState> {
         .merge(setup_links::router())
         .merge(api_keys::router())
         .merge(webhooks::router())
+        .merge(provisioning::router())
 }

@@ -11,7 +11,10 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::domain::webhooks::resource::WebhookView;
-use crate::store::{ApiKeyRecord, Customer, Page, PhoneNumber, SetupLinkRow};
+use crate::store::{
+    ApiKeyRecord, Customer, Page, PhoneNumber, ProviderRow, ProvisionedNumber, SetupLinkRow,
+};
+use crate::telephony::e164;
 use crate::time::iso;
 
 /// `{"data": …}`.
@@ -220,8 +223,9 @@ pub struct SetupLinkObject<'a> {
     phone_number_country_isos: Value,
     phone_number_id: Option<&'a str>,
     provision_phone_number: bool,
-    /// Always `null`: wagate provisions no numbers.
-    provisioned_phone_number: (),
+    /// The number the link holds (reserved, or in use after completion); `null` before the page
+    /// reserved one and after it went back to the pool.
+    provisioned_phone_number: Option<ProvisionedPhoneNumberObject<'a>>,
     reconnect_phone_number: Option<&'a str>,
     revoked_at: Option<String>,
     status: &'a str,
@@ -235,7 +239,12 @@ pub struct SetupLinkObject<'a> {
 }
 
 impl<'a> SetupLinkObject<'a> {
-    pub fn new(row: &'a SetupLinkRow, url: Option<String>, now: DateTime<Utc>) -> Self {
+    pub fn new(
+        row: &'a SetupLinkRow,
+        provisioned: Option<&'a ProvisionedNumber>,
+        url: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Self {
         Self {
             allowed_connection_types: row.connection_types(),
             business_account_id: row.business_account_id.as_deref(),
@@ -251,7 +260,7 @@ impl<'a> SetupLinkObject<'a> {
                 .unwrap_or_else(|_| json!([])),
             phone_number_id: row.phone_number_id.as_deref(),
             provision_phone_number: row.provision_phone_number,
-            provisioned_phone_number: (),
+            provisioned_phone_number: provisioned.map(ProvisionedPhoneNumberObject::new),
             reconnect_phone_number: row.reconnect_phone_number.as_deref(),
             revoked_at: row.revoked_at.map(iso),
             status: row.status_at(now),
@@ -262,6 +271,98 @@ impl<'a> SetupLinkObject<'a> {
             used_at: row.used_at.map(iso),
             whatsapp_setup_error: row.whatsapp_setup_error.as_deref(),
             whatsapp_setup_status: &row.whatsapp_setup_status,
+        }
+    }
+}
+
+/// A link's provisioned number (contract §11.2).
+#[derive(Debug, Serialize)]
+pub struct ProvisionedPhoneNumberObject<'a> {
+    area_code: Option<&'a str>,
+    country_dial_code: Option<String>,
+    country_iso: &'a str,
+    display_number: String,
+    id: Uuid,
+    phone_number: &'a str,
+    status: &'a str,
+}
+
+impl<'a> ProvisionedPhoneNumberObject<'a> {
+    pub fn new(n: &'a ProvisionedNumber) -> Self {
+        let parsed = e164::parse(&n.phone_number);
+        Self {
+            area_code: n.area_code.as_deref(),
+            country_dial_code: e164::dial_code(&n.country_iso).map(|c| c.to_string()),
+            country_iso: &n.country_iso,
+            display_number: parsed.map_or_else(|| n.phone_number.clone(), |p| p.display),
+            id: n.id,
+            phone_number: &n.phone_number,
+            status: &n.state,
+        }
+    }
+}
+
+/// A number in a project's pool (`/platform/v1/phone_number_pools/{country_iso}/numbers`).
+#[derive(Debug, Serialize)]
+pub struct PoolNumberObject<'a> {
+    area_code: Option<&'a str>,
+    country_dial_code: Option<String>,
+    country_iso: &'a str,
+    created_at: String,
+    display_number: String,
+    id: Uuid,
+    origin: &'a str,
+    phone_number: &'a str,
+    phone_number_id: Option<&'a str>,
+    provider: Option<&'a str>,
+    provider_reference: Option<&'a str>,
+    setup_link_id: Option<Uuid>,
+    state: &'a str,
+    updated_at: String,
+}
+
+impl<'a> PoolNumberObject<'a> {
+    pub fn new(n: &'a ProvisionedNumber) -> Self {
+        let shown = ProvisionedPhoneNumberObject::new(n);
+        Self {
+            area_code: shown.area_code,
+            country_dial_code: shown.country_dial_code,
+            country_iso: &n.country_iso,
+            created_at: iso(n.created_at),
+            display_number: shown.display_number,
+            id: n.id,
+            origin: &n.origin,
+            phone_number: &n.phone_number,
+            phone_number_id: n.phone_number_id.as_deref(),
+            provider: n.provider.as_deref(),
+            provider_reference: n.provider_ref.as_deref(),
+            setup_link_id: n.setup_link_id,
+            state: &n.state,
+            updated_at: iso(n.updated_at),
+        }
+    }
+}
+
+/// A project's provider account. The auth token is never shown.
+#[derive(Debug, Serialize)]
+pub struct ProviderObject<'a> {
+    account_sid: &'a str,
+    created_at: String,
+    inbound_sms_url: String,
+    inbound_voice_url: String,
+    kind: &'a str,
+    updated_at: String,
+}
+
+impl<'a> ProviderObject<'a> {
+    pub fn new(row: &'a ProviderRow, urls: crate::telephony::InboundUrls) -> Self {
+        Self {
+            account_sid: &row.account_sid,
+            created_at: iso(row.created_at),
+            inbound_sms_url: urls.sms_url,
+            inbound_voice_url: urls.voice_url,
+            kind: &row.kind,
+            updated_at: iso(row.updated_at),
         }
     }
 }
@@ -390,7 +491,7 @@ mod tests {
         assert_eq!(listing.meta.total_pages, 2);
         assert_sorted(&listing);
         let link = crate::domain::onboarding::sample_link("dedicated");
-        let object = SetupLinkObject::new(&link, Some("u".into()), now);
+        let object = SetupLinkObject::new(&link, None, Some("u".into()), now);
         assert_sorted(&object);
         assert!(serde_json::to_value(&object).unwrap()["provisioned_phone_number"].is_null());
         let webhook = WebhookView {

@@ -15,7 +15,7 @@ use super::extract::{page_params, time_param, wrapper_missing, PlatformJson, Pro
 use super::present::{Data, Listing, SetupLinkObject};
 use crate::domain::setup_links::{CreateInput, UpdateInput};
 use crate::http::state::AppState;
-use crate::store::{SetupLinkFilter, SetupLinkRow};
+use crate::store::{ProvisionedNumber, SetupLinkFilter, SetupLinkRow};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -50,10 +50,11 @@ fn link_response(
     headers: &HeaderMap,
     status: StatusCode,
     row: &SetupLinkRow,
+    provisioned: Option<&ProvisionedNumber>,
     token: Option<String>,
 ) -> Response {
     let url = link_url(state, headers, token);
-    let data = SetupLinkObject::new(row, url, crate::store::now());
+    let data = SetupLinkObject::new(row, provisioned, url, crate::store::now());
     (status, Json(Data { data })).into_response()
 }
 
@@ -73,6 +74,7 @@ async fn create_link(
         &headers,
         StatusCode::CREATED,
         &row,
+        None,
         Some(token),
     ))
 }
@@ -113,9 +115,12 @@ async fn list_links(
         .setup_links
         .list(customer.id, &filter, now, page, per_page)
         .await?;
+    let ids: Vec<_> = result.items.iter().map(|row| row.id).collect();
+    let held = state.provisioning.reservations(&ids).await?;
     let listing = Listing::new(&result, page, per_page, |row| {
         let url = link_url(&state, &headers, state.setup_links.token(row));
-        SetupLinkObject::new(row, url, now)
+        let provisioned = held.iter().find(|n| n.setup_link_id == Some(row.id));
+        SetupLinkObject::new(row, provisioned, url, now)
     });
     Ok(Json(listing).into_response())
 }
@@ -137,5 +142,13 @@ async fn update_link(
         .update(customer.id, link_id, input)
         .await?;
     let token = state.setup_links.token(&row);
-    Ok(link_response(&state, &headers, StatusCode::OK, &row, token))
+    let provisioned = state.provisioning.reservation(row.id).await?;
+    Ok(link_response(
+        &state,
+        &headers,
+        StatusCode::OK,
+        &row,
+        provisioned.as_ref(),
+        token,
+    ))
 }
