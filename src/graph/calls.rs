@@ -44,7 +44,7 @@ impl GraphClient {
     /// Sends one call; answers Graph's status and JSON body (`null` when it is not JSON).
     /// `deadline` bounds the whole exchange; without it only the client's connect and read
     /// timeouts apply.
-    async fn call(
+    pub(super) async fn call(
         &self,
         request: reqwest::RequestBuilder,
         deadline: Option<Duration>,

@@ -7,6 +7,7 @@
 //! [`GraphCallError`].
 
 mod calls;
+mod emulator;
 mod error;
 mod links;
 
@@ -20,6 +21,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use crate::config::GraphConfig;
 
 pub use calls::{MediaNode, PhoneNumberNode};
+pub use emulator::PendingSignupNumber;
 pub use error::{unsupported_object_message, GraphCallError};
 pub use links::{LinkClient, LinkError};
 

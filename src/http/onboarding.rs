@@ -13,6 +13,8 @@
 
 mod i18n;
 mod page;
+mod provision;
+mod provision_i18n;
 
 use std::fmt::Write as _;
 
@@ -35,6 +37,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/setup/{token}", get(show))
         .route("/setup/{token}/complete", post(complete))
+        .merge(provision::router())
 }
 
 enum Lookup {
@@ -144,6 +147,10 @@ async fn complete(
                 ("phone_number_id", number.phone_number_id.as_str()),
                 ("business_account_id", number.business_account_id.as_str()),
             ];
+            let provisioned_id = done.provisioned.as_ref().map(|n| n.id.to_string());
+            if let Some(id) = &provisioned_id {
+                params.push(("provisioned_phone_number_id", id));
+            }
             if let Some(display) = &display {
                 params.push(("display_phone_number", display));
             }

@@ -41,6 +41,109 @@
     form.submit();
   }
 
+  // A provisioned number (provision_phone_number links): reserved when Dedicated is picked,
+  // shown with Meta's code as soon as it reaches the number (polled; no reload).
+  var base = form.getAttribute('action').replace(/complete$/, '');
+  var p = config.provisionStrings;
+  var provisioned = document.getElementById('provisioned');
+  var simPhone = document.getElementById('simulated-phone-step');
+  var simIds = document.getElementById('simulated-signup');
+  var reserved = null;
+  var polling = null;
+  function byId(id) { return document.getElementById(id); }
+  function showNumber(number) {
+    reserved = number;
+    byId('provisioned-status').hidden = true;
+    byId('provisioned-number').textContent = number.display_number;
+    byId('provisioned-instruction').hidden = false;
+    var sim = byId('sim-phone-number');
+    if (sim && !sim.value) sim.value = number.phone_number;
+    if (number.code) {
+      byId('provisioned-code').textContent = number.code;
+      byId('provisioned-code-box').hidden = false;
+      byId('provisioned-waiting').hidden = true;
+      byId('provisioned-status').textContent = p.code_received;
+      byId('provisioned-status').hidden = false;
+    } else {
+      byId('provisioned-waiting').hidden = false;
+    }
+  }
+  function unavailable(message) {
+    byId('provisioned-status').hidden = true;
+    var box = byId('provisioned-unavailable');
+    box.textContent = message || p.unavailable;
+    box.hidden = false;
+  }
+  function poll() {
+    fetch(base + 'provisioned', { credentials: 'same-origin', cache: 'no-store' })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (answer) { if (answer && answer.number) showNumber(answer.number); })
+      .catch(function () {});
+  }
+  function reserve() {
+    if (reserved || polling) return;
+    byId('provisioned-status').textContent = p.reserving;
+    fetch(base + 'provision', { method: 'POST', credentials: 'same-origin', cache: 'no-store' })
+      .then(function (r) { return r.json().catch(function () { return {}; }); })
+      .then(function (answer) {
+        if (answer.status === 'reserved') {
+          showNumber(answer.number);
+          polling = setInterval(poll, 2000);
+        } else {
+          unavailable(answer.message);
+        }
+      })
+      .catch(function () { unavailable(); });
+  }
+  function typeChanged() {
+    if (!config.provision) return;
+    var dedicated = connectionType() === 'dedicated';
+    provisioned.hidden = !dedicated;
+    if (simPhone) simPhone.hidden = !dedicated;
+    if (simIds) simIds.hidden = dedicated;
+    if (dedicated) reserve();
+  }
+  form.addEventListener('change', typeChanged);
+  typeChanged();
+
+  if (config.mode === 'simulated' && simPhone) {
+    var pending = null;
+    byId('sim-send-code').addEventListener('click', function () {
+      if (!begin()) return;
+      fetch(base + 'simulated/phone_number', {
+        method: 'POST', credentials: 'same-origin', cache: 'no-store',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ phone_number: byId('sim-phone-number').value.trim(), code_method: 'SMS' })
+      })
+        .then(function (r) { return r.json().then(function (body) { return { ok: r.ok, body: body }; }); })
+        .then(function (answer) {
+          if (!answer.ok) { showError(answer.body.error || t.missing_ids); return; }
+          pending = answer.body;
+          byId('sim-code-sent').hidden = false;
+          poll();
+        })
+        .catch(function () { showError(t.missing_ids); });
+    });
+    byId('sim-verify').addEventListener('click', function () {
+      if (!begin()) return;
+      if (!pending) { showError(t.missing_ids); return; }
+      var code = byId('sim-code').value.trim();
+      fetch(base + 'simulated/verify', {
+        method: 'POST', credentials: 'same-origin', cache: 'no-store',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ phone_number_id: pending.phone_number_id, code: code })
+      })
+        .then(function (r) {
+          if (r.ok) {
+            submit('sandbox-code-' + pending.phone_number_id, pending.business_account_id, pending.phone_number_id);
+          } else {
+            showError(p.sim_wrong_code);
+          }
+        })
+        .catch(function () { showError(p.sim_wrong_code); });
+    });
+  }
+
   if (config.mode === 'simulated') {
     document.getElementById('simulated-connect').addEventListener('click', function () {
       if (!begin()) return;

@@ -160,13 +160,13 @@ impl Page<'_> {
             format!(
                 "default-src 'none'; script-src 'nonce-{nonce}' https://connect.facebook.net; \
                  style-src 'unsafe-inline'; img-src 'self' data: https://*.facebook.com https://*.fbcdn.net; \
-                 frame-src https://*.facebook.com; connect-src https://*.facebook.com; \
+                 frame-src https://*.facebook.com; connect-src 'self' https://*.facebook.com; \
                  base-uri 'none'; frame-ancestors 'none'"
             )
         } else {
             format!(
                 "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; \
-                 img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'"
+                 img-src 'self' data:; connect-src 'self'; base-uri 'none'; frame-ancestors 'none'"
             )
         };
         let mut response = (self.status, html).into_response();
@@ -378,6 +378,10 @@ pub(super) fn signup_page(
         esc(t.warning_title),
         esc(t.warning)
     );
+    let provision = super::provision::offers_number(link);
+    if provision {
+        body.push_str(&super::provision::section(lang, simulated));
+    }
     if simulated {
         let _ = write!(
             body,
@@ -418,6 +422,8 @@ pub(super) fn signup_page(
         "version": state.config.onboarding.graph_version,
         "sdkUrl": if simulated { "" } else { FACEBOOK_SDK_URL },
         "allowed": types,
+        "provision": provision,
+        "provisionStrings": super::provision::script_strings(lang),
         "strings": {
             "choose_type_first": t.choose_type_first,
             "missing_ids": t.missing_ids,
