@@ -24,14 +24,14 @@ fn long_ttl(config: &mut Config) {
 }
 
 /// A second server on the first one's database (same master key), as behind a load balancer.
-struct Sibling {
-    base: String,
+pub(crate) struct Sibling {
+    pub base: String,
     client: Client,
     _stop: oneshot::Sender<()>,
 }
 
 impl Sibling {
-    async fn beside(first: &TestApp) -> Self {
+    pub async fn beside(first: &TestApp) -> Self {
         let mut config: Config = (*first.config).clone();
         config.server.listen = "127.0.0.1:0".parse().unwrap();
         let app = wagate::App::build(config)

@@ -22,6 +22,8 @@ mod outage;
 mod platform_customers;
 mod platform_phone_numbers;
 mod platform_webhooks;
+mod provisioned_onboarding;
+mod provisioning;
 mod proxy;
 mod sandbox_mode;
 mod secrets_at_rest;

@@ -6,7 +6,6 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use reqwest::Method;
 use secrecy::ExposeSecret as _;
 use serde_json::{json, Value};
-use sqlx::Connection as _;
 use uuid::Uuid;
 use wagate::config::{Backend, Config};
 use wagate::crypto::{SealedField, SecretBox};
@@ -17,23 +16,9 @@ use crate::common::{fresh_database_url, test_config, TestApp};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wagate");
 
-/// `$body` with `$conn` a fresh connection to the database `$url` names (either backend: the
-/// two connection types share no trait sqlx's queries accept).
-macro_rules! with_connection {
-    ($url:expr, $conn:ident => $body:expr) => {
-        if $url.starts_with("sqlite") {
-            let mut $conn = sqlx::SqliteConnection::connect($url).await.unwrap();
-            $body
-        } else {
-            let mut $conn = sqlx::PgConnection::connect($url).await.unwrap();
-            $body
-        }
-    };
-}
-
 /// Runs one statement binding `value` then `id` against the app's database.
 async fn execute(url: &str, sql: &str, value: &[u8], id: Uuid) {
-    with_connection!(url, conn => {
+    crate::with_connection!(url, conn => {
         sqlx::query(sql).bind(value).bind(id).execute(&mut conn).await.unwrap();
     })
 }
@@ -50,7 +35,7 @@ async fn sealed_bytes(url: &str, field: SealedField, id: Uuid) -> Vec<u8> {
         field.column(),
         field.table()
     );
-    with_connection!(url, conn => {
+    crate::with_connection!(url, conn => {
         sqlx::query_scalar(&sql).bind(id).fetch_one(&mut conn).await.unwrap()
     })
 }

@@ -152,3 +152,22 @@ macro_rules! store_tests {
         $crate::both_backends!(store: $($name),*);
     };
 }
+
+/// `$body` with `$conn` a fresh connection to the database `$url` names (either backend: the
+/// two connection types share no trait sqlx's queries accept).
+#[macro_export]
+macro_rules! with_connection {
+    ($url:expr, $conn:ident => $body:expr) => {
+        if $url.starts_with("sqlite") {
+            let mut $conn = <sqlx::SqliteConnection as sqlx::Connection>::connect($url)
+                .await
+                .unwrap();
+            $body
+        } else {
+            let mut $conn = <sqlx::PgConnection as sqlx::Connection>::connect($url)
+                .await
+                .unwrap();
+            $body
+        }
+    };
+}
