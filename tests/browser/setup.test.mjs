@@ -234,3 +234,73 @@ test('an Arabic link renders right to left', async () => {
   assert.ok(await page.locator('#display-name-warning').isVisible());
   await page.screenshot({ path: path.join(OUT, 'setup-ar.png'), fullPage: true });
 });
+
+// The setup-links seed's "Full example": a dedicated link that provisions a US number. Under
+// `serve --sandbox` the default project's Twilio account is the emulator's Twilio double, so the
+// number is bought live; the emulator plays Meta's phone step and texts the code to the number.
+test("the seed's Full example provisions a number, shows Meta's code and connects it", async () => {
+  const customer = await api('POST', '/customers', { customer: { name: `Provisioned ${run}` } });
+  assert.equal(customer.status, 201, JSON.stringify(customer.body));
+  const owner = customer.body.data.id;
+  const created = await api('POST', `/customers/${owner}/setup_links`, {
+    setup_link: {
+      success_redirect_url: `${receiverUrl}/onboarding/complete`,
+      failure_redirect_url: `${receiverUrl}/onboarding/error`,
+      allowed_connection_types: ['dedicated'],
+      provision_phone_number: true,
+      phone_number_country_isos: ['US'],
+      theme_config: { primary_color: '#10b981', background_color: '#ffffff', text_color: '#111827' },
+    },
+  });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  const link = created.body.data;
+  assert.equal(link.provisioned_phone_number, null);
+
+  const response = await page.goto(link.url);
+  assert.equal(response.status(), 200);
+  // Dedicated is the only type, so it is chosen and a number is reserved at once.
+  assert.ok(await page.locator('input[value="dedicated"]').isChecked());
+  const shown = page.locator('#provisioned-number');
+  await page.waitForFunction(() => /^\+1 /.test(document.getElementById('provisioned-number').textContent));
+  const display = await shown.innerText();
+  const instruction = page.locator('#provisioned-instruction');
+  assert.ok(await instruction.isVisible());
+  assert.match(await instruction.innerText(), /add a new phone number/);
+  assert.match(await instruction.innerText(), /Display name only/);
+  assert.ok(await page.locator('#provisioned-waiting').isVisible());
+  assert.ok(await page.locator('#simulated-signup').isHidden(), 'the ID fields give way to the phone step');
+
+  const links = await api('GET', `/customers/${owner}/setup_links`);
+  const reserved = links.body.data[0].provisioned_phone_number;
+  assert.equal(reserved.status, 'reserved');
+  assert.equal(reserved.display_number, display);
+  assert.equal(reserved.country_iso, 'US');
+  assert.equal(reserved.country_dial_code, '1');
+
+  // Meta's phone step: the number as the customer types it, then the code, shown live.
+  assert.equal(await page.locator('#sim-phone-number').inputValue(), reserved.phone_number);
+  await page.locator('#sim-send-code').click();
+  const code = page.locator('#provisioned-code');
+  await code.waitFor({ state: 'visible', timeout: 15_000 });
+  const digits = await code.innerText();
+  assert.match(digits, /^\d{6}$/);
+  assert.ok(await page.locator('#provisioned-waiting').isHidden());
+  await page.screenshot({ path: path.join(OUT, 'setup-provisioned.png'), fullPage: true });
+
+  await page.locator('#sim-code').fill(digits);
+  await Promise.all([page.waitForURL(`${receiverUrl}/onboarding/complete**`), page.locator('#sim-verify').click()]);
+  const landed = landing(page.url());
+  assert.equal(landed.params.setup_link_id, link.id);
+  assert.equal(landed.params.status, 'completed');
+  assert.equal(landed.params.provisioned_phone_number_id, reserved.id);
+  assert.equal(landed.params.display_phone_number, reserved.phone_number);
+
+  // The number is the customer's, and the pool entry is in use.
+  const connected = await api('GET', `/whatsapp/phone_numbers/${landed.params.phone_number_id}`);
+  assert.equal(connected.status, 200);
+  assert.equal(connected.body.data.customer_id, owner);
+  assert.equal(connected.body.data.is_coexistence, false);
+  const after = await api('GET', `/customers/${owner}/setup_links`);
+  assert.equal(after.body.data[0].status, 'used');
+  assert.equal(after.body.data[0].provisioned_phone_number.status, 'in_use');
+});
