@@ -54,6 +54,8 @@ pub async fn serve_with_sandbox(mut config: Config) -> anyhow::Result<()> {
     let demo = sandbox_config.numbers[0].clone();
     let (sandbox_addr, sandbox) = Sandbox::spawn(sandbox_config).await?;
     config.graph.base_url = format!("http://{sandbox_addr}");
+    // Provisioned setup links buy numbers from the emulator's Twilio double.
+    config.provisioning.twilio_api_base = format!("http://{sandbox_addr}/twilio");
 
     let app = App::build(config).await?;
     let addr = app.local_addr();
@@ -92,6 +94,9 @@ pub async fn serve_with_sandbox(mut config: Config) -> anyhow::Result<()> {
             .await?;
         println!("Connected the demo number {}.", demo.phone_number_id);
     }
+    if let Some(number) = store.find_phone_number(&demo.phone_number_id).await? {
+        register_twilio_double(&app, &sandbox, number.project_id).await?;
+    }
     println!("Graph emulator on http://{sandbox_addr} (control API under /_sandbox)");
     println!(
         "Try: curl -X POST http://{addr}/meta/whatsapp/v24.0/{}/messages -H 'X-API-Key: <the key above>' \\\n  -H 'content-type: application/json' -d '{{\"messaging_product\":\"whatsapp\",\"to\":\"15551234567\",\"type\":\"text\",\"text\":{{\"body\":\"hello\"}}}}'",
@@ -99,4 +104,31 @@ pub async fn serve_with_sandbox(mut config: Config) -> anyhow::Result<()> {
     );
     tracing::info!(%addr, sandbox = %sandbox_addr, "wagate listening (sandbox mode)");
     app.run(crate::http::server::shutdown_signal()).await
+}
+
+/// Gives the demo number's project the Twilio double's demo account, so a
+/// `provision_phone_number` setup link works out of the box (numbers are bought from the double,
+/// Meta's code is texted to them). A project that registered an account of its own keeps it.
+async fn register_twilio_double(
+    app: &App,
+    sandbox: &Sandbox,
+    project_id: uuid::Uuid,
+) -> anyhow::Result<()> {
+    let Some(account) = sandbox.twilio_accounts().into_iter().next() else {
+        return Ok(());
+    };
+    if app.store().provider(project_id, "twilio").await?.is_some() {
+        return Ok(());
+    }
+    let input = crate::domain::provisioning::TwilioInput {
+        account_sid: Some(account.account_sid),
+        auth_token: Some(account.auth_token.into()),
+    };
+    app.state
+        .provisioning
+        .register_twilio(project_id, input)
+        .await
+        .map_err(|e| anyhow::anyhow!("could not register the Twilio double: {e}"))?;
+    println!("Registered the emulator's Twilio double for provisioned setup links.");
+    Ok(())
 }

@@ -76,6 +76,8 @@ pub fn router() -> Router<Arc<Shared>> {
             "/_sandbox/webhook_url",
             get(get_webhook_url).post(set_webhook_url),
         )
+        .merge(super::twilio::control_routes())
+        .merge(super::signup::routes())
         .route_layer(axum::middleware::from_fn(loopback_only))
 }
 

@@ -11,6 +11,10 @@
 //! checks tokens and dispatches to one module per capability (`messages`, `media`, `templates`,
 //! `numbers`, `calls`, `usernames`, `oauth`); `webhooks` builds envelopes and delivers them
 //! signed; `control`, `inbound` and `events` are the test-facing API under `/_sandbox`.
+//!
+//! It also stands in for Twilio (`twilio`: the REST calls provisioning makes, signed inbound SMS
+//! and calls) and for Meta's phone-number step of Embedded Signup (`signup`: the code sent to the
+//! typed number, through the Twilio double when it owns it).
 
 mod calls;
 mod control;
@@ -23,8 +27,10 @@ mod messages;
 mod numbers;
 mod oauth;
 mod request_log;
+mod signup;
 mod state;
 mod templates;
+mod twilio;
 mod usernames;
 mod webhooks;
 
@@ -40,6 +46,7 @@ use tokio::net::TcpListener;
 
 use self::request_log::RequestLog;
 use self::state::World;
+pub use self::twilio::TwilioAccount;
 use self::webhooks::DeliveryLog;
 
 /// The app ID the emulator claims to be (OAuth code exchange, `subscribed_apps`, `debug_token`).
@@ -65,6 +72,8 @@ pub struct SandboxConfig {
     pub numbers: Vec<SandboxNumber>,
     /// Delay before each status webhook (`sent`, `delivered`, `read`) and template review.
     pub status_delay: Duration,
+    /// Accounts the Twilio double knows (more through `POST /_sandbox/twilio/accounts`).
+    pub twilio_accounts: Vec<TwilioAccount>,
 }
 
 impl SandboxConfig {
@@ -81,6 +90,7 @@ impl SandboxConfig {
                 verified_name: "wagate sandbox".into(),
             }],
             status_delay: Duration::from_millis(200),
+            twilio_accounts: vec![TwilioAccount::demo()],
         }
     }
 }
@@ -91,6 +101,10 @@ pub(crate) struct Shared {
     status_delay: Duration,
     webhook_url: RwLock<Option<String>>,
     world: Mutex<World>,
+    /// The Twilio double's accounts, numbers and deliveries.
+    twilio: Mutex<twilio::TwilioWorld>,
+    /// The accounts it started with (for `serve --sandbox` to register).
+    twilio_accounts: Vec<TwilioAccount>,
     requests: RequestLog,
     deliveries: DeliveryLog,
     /// One client for every webhook delivery and callback verification, so connections pool.
@@ -147,6 +161,8 @@ impl Sandbox {
                 status_delay: config.status_delay,
                 webhook_url: RwLock::new(config.webhook_url),
                 world: Mutex::new(world),
+                twilio: Mutex::new(twilio::TwilioWorld::new(&config.twilio_accounts)),
+                twilio_accounts: config.twilio_accounts,
                 requests: RequestLog::default(),
                 deliveries: DeliveryLog::default(),
                 http,
@@ -158,6 +174,7 @@ impl Sandbox {
     pub fn router(&self) -> Router {
         Router::new()
             .merge(control::router())
+            .merge(twilio::routes())
             // Graph paths are parsed by hand: Meta's object IDs and edges are open-ended, and
             // one entry point lets every request be logged and authenticated the same way.
             .fallback(graph::handle)
@@ -201,6 +218,11 @@ impl Sandbox {
 
     pub fn webhook_url(&self) -> Option<String> {
         self.shared.webhook_url()
+    }
+
+    /// The Twilio double's accounts from the configuration (the demo account by default).
+    pub fn twilio_accounts(&self) -> Vec<TwilioAccount> {
+        self.shared.twilio_accounts.clone()
     }
 
     /// Adds a number (and its WABA, if new) as `POST /_sandbox/numbers` does.

@@ -201,6 +201,9 @@ pub struct World {
     /// Whether usernames have launched (`POST /_sandbox/usernames/launch`): claims are then
     /// `approved` at once instead of `reserved`.
     pub usernames_launched: bool,
+    /// Numbers typed in the simulated Embedded Signup's phone step, waiting for their code
+    /// (`super::signup`); a verified one moves to `numbers`.
+    pub signups: HashMap<String, super::signup::PendingSignup>,
 }
 
 /// What a Graph object ID names.

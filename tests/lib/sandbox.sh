@@ -86,6 +86,7 @@ start_gateway() {
     cd "$WORK" && WAGATE__SERVER__LISTEN="127.0.0.1:$PORT" WAGATE__LOG__LEVEL=warn \
       WAGATE__SERVER__PUBLIC_URL="http://127.0.0.1:$PORT" \
       WAGATE__GRAPH__BASE_URL="$WAGATE_EMULATOR_URL" \
+      WAGATE__PROVISIONING__TWILIO_API_BASE="$WAGATE_EMULATOR_URL/twilio" \
       WAGATE__META__APP_SECRET="$secret" WAGATE__META__VERIFY_TOKEN=gateway-test-verify-token \
       WAGATE__SECURITY__BOOTSTRAP_KEY_FILE="$WORK/api-key" \
       exec "$BIN" serve >"$WORK/stdout.log" 2>"$WORK/stderr.log"
