@@ -12,6 +12,7 @@
 //! targets, and nothing is cached.
 
 mod i18n;
+mod link;
 mod page;
 mod provision;
 mod provision_i18n;
@@ -25,36 +26,19 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 
+use self::link::{language, lookup, Lookup};
 use self::page::{
-    esc, failure_url, inactive_page, language, message_page, not_found_page, see_other,
-    signup_page, unavailable_page, with_params,
+    esc, failure_url, inactive_page, message_page, not_found_page, see_other, signup_page,
+    unavailable_page, with_params,
 };
 use crate::domain::onboarding::{self, CompleteError, CompleteInput};
 use crate::http::state::AppState;
-use crate::store::SetupLinkRow;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/setup/{token}", get(show))
         .route("/setup/{token}/complete", post(complete))
         .merge(provision::router())
-}
-
-enum Lookup {
-    Found(Box<SetupLinkRow>),
-    Missing,
-    Unavailable,
-}
-
-async fn lookup(state: &AppState, token: &str) -> Lookup {
-    match state.onboarding.link_by_token(token).await {
-        Ok(Some(link)) => Lookup::Found(Box::new(link)),
-        Ok(None) => Lookup::Missing,
-        Err(error) => {
-            tracing::error!(%error, "setup page: could not read the setup link");
-            Lookup::Unavailable
-        }
-    }
 }
 
 async fn show(

@@ -13,8 +13,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
 use super::i18n::{self, Strings};
+use super::link::language;
 use crate::domain::onboarding::FailureCode;
-use crate::domain::setup_links::{LANGUAGES, THEME_DEFAULTS};
+use crate::domain::setup_links::THEME_DEFAULTS;
 use crate::http::state::AppState;
 use crate::store::SetupLinkRow;
 pub(super) use crate::types::escape_html as esc;
@@ -27,19 +28,6 @@ const SCRIPT: &str = include_str!("page.js");
 const FACEBOOK_SDK_URL: &str = "https://connect.facebook.net/en_US/sdk.js";
 /// Seconds an expired, revoked or used link's explanation shows before the failure redirect.
 const REDIRECT_DELAY_SECS: u32 = 3;
-
-fn accept_language(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(axum::http::header::ACCEPT_LANGUAGE)
-        .and_then(|v| v.to_str().ok())
-}
-
-/// The link's language, else the browser's best supported one, else English.
-pub(super) fn language<'a>(link: Option<&'a SetupLinkRow>, headers: &HeaderMap) -> &'a str {
-    link.and_then(|l| l.language.as_deref())
-        .filter(|l| LANGUAGES.contains(l))
-        .unwrap_or_else(|| i18n::negotiate(accept_language(headers)))
-}
 
 // ---- rendering -----------------------------------------------------------------------------
 

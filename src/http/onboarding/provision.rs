@@ -19,15 +19,15 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::page::esc;
+use super::link::{language, lookup, Lookup};
 use super::provision_i18n::{self, ProvisionStrings};
-use super::{language, lookup, Lookup};
 use crate::domain::onboarding::link_problem;
 use crate::domain::provisioning::Unavailable;
 use crate::graph::GraphCallError;
 use crate::http::state::AppState;
 use crate::store::{ProvisionedNumber, SetupLinkRow};
 use crate::telephony::e164;
+use crate::types::escape_html as esc;
 
 pub fn router() -> Router<AppState> {
     Router::new()
