@@ -32,4 +32,5 @@ mod store;
 mod store_outbox;
 mod store_tx;
 mod stored;
+mod twilio_double;
 mod usernames;

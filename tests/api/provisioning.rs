@@ -405,6 +405,32 @@ async fn pools(backend: Backend) {
         .await;
     assert_eq!(status, 404);
 
+    // A number that cannot receive Meta's code is marked failed by hand: reservations skip it.
+    let (status, body) = env
+        .api(
+            Method::PATCH,
+            &format!("{numbers}/{plain}"),
+            json!({"pool_number": {"state": "failed"}}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["data"]["state"].clone()),
+        (200, json!("failed")),
+        "{body}"
+    );
+    let (status, _) = env
+        .api(
+            Method::PATCH,
+            &format!("{numbers}/{plain}"),
+            json!({"pool_number": {"state": "in_use"}}),
+        )
+        .await;
+    assert_eq!(status, 422);
+    let (_, body) = env
+        .api(Method::GET, "/platform/v1/phone_number_pools", Value::Null)
+        .await;
+    assert_eq!(body["data"][0]["failed"], 1, "{body}");
+
     // Release gives the number back to Twilio and keeps it as released; removal forgets it.
     let (status, body) = env
         .api(

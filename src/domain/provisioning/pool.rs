@@ -242,6 +242,38 @@ impl NumberProvisioning {
         }
     }
 
+    /// Marks a number nobody holds as `failed` (it cannot receive Meta's code: reservations skip
+    /// it) or puts a failed one back as `available`.
+    pub async fn set_pool_number_state(
+        &self,
+        project_id: Uuid,
+        country_iso: &str,
+        id: Uuid,
+        state: Option<&str>,
+    ) -> Result<ProvisionedNumber, PoolError> {
+        let number = self.pool_number(project_id, country_iso, id).await?;
+        let from: &[&str] = match state {
+            Some("failed") => &["available", "failed"],
+            Some("available") => &["failed", "available"],
+            _ => {
+                return Err(PoolError::Invalid(vec![FieldError::new(
+                    "state",
+                    "can be set to failed (a number that cannot receive Meta's code) or back to available",
+                )]))
+            }
+        };
+        let to = state.expect("matched above");
+        self.store
+            .set_provisioned_state(project_id, id, from, to)
+            .await?
+            .ok_or_else(|| {
+                PoolError::Conflict(format!(
+                    "the number is {}: only available and failed numbers change state by hand",
+                    number.state
+                ))
+            })
+    }
+
     /// Gives a provider number nobody holds back to the provider (billing stops) and keeps it
     /// as `released`.
     pub async fn release_pool_number(

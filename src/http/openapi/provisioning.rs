@@ -53,6 +53,7 @@ pub(super) fn operations() -> Vec<Operation> {
         platform("get", numbers, "The numbers of a country's pool, newest first", POOL_QUERY, None, (200, "PoolNumberList"), &[]),
         platform("post", numbers, "Add a number the project owns to a country's pool (a provider_reference points its Twilio SMS and voice webhooks at wagate)", &[], Some("PoolNumberBody"), (201, "PoolNumberData"), &[HELD, UNREACHABLE]),
         platform("get", number, "One pool number", &[], None, (200, "PoolNumberData"), &[]),
+        platform("patch", number, "Mark a number nobody holds as failed (reservations skip it) or put it back as available", &[], Some("PoolNumberState"), (200, "PoolNumberData"), &[HELD]),
         platform("delete", number, "Remove a number nobody holds (available, released or failed)", &[], None, (204, ""), &[HELD]),
         platform("post", &format!("{number}/release"), "Give a Twilio number nobody holds back to Twilio; it stays listed as released", &[], None, (200, "PoolNumberData"), &[HELD, UNREACHABLE]),
     ];

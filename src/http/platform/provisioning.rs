@@ -17,6 +17,7 @@ use crate::domain::provisioning::{
     AddPoolNumber, NumberProvisioning, PoolError, ProviderAccountError, TwilioInput,
 };
 use crate::http::state::AppState;
+use crate::store::ProvisionedNumber;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -31,7 +32,7 @@ pub fn router() -> Router<AppState> {
         )
         .route(
             "/phone_number_pools/{country_iso}/numbers/{id}",
-            get(show_number).delete(remove_number),
+            get(show_number).patch(set_state).delete(remove_number),
         )
         .route(
             "/phone_number_pools/{country_iso}/numbers/{id}/release",
@@ -224,6 +225,14 @@ async fn add_number(
         .into_response())
 }
 
+/// `{"data": <pool number>}`.
+fn number_answer(number: &ProvisionedNumber) -> Response {
+    Json(Data {
+        data: PoolNumberObject::new(number),
+    })
+    .into_response()
+}
+
 fn number_id(raw: &str) -> Result<Uuid, PlatformError> {
     Uuid::parse_str(raw).map_err(|_| PlatformError::NotFound("pool number"))
 }
@@ -237,10 +246,41 @@ async fn show_number(
         .provisioning
         .pool_number(key.project_id, &country_iso, number_id(&id)?)
         .await?;
-    Ok(Json(Data {
-        data: PoolNumberObject::new(&number),
-    })
-    .into_response())
+    Ok(number_answer(&number))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateInput {
+    state: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StateBody {
+    pool_number: Option<StateInput>,
+}
+
+async fn set_state(
+    State(state): State<AppState>,
+    key: ProjectKey,
+    Path((country_iso, id)): Path<(String, String)>,
+    PlatformJson(body): PlatformJson<StateBody>,
+) -> Result<Response, PlatformError> {
+    let input = body
+        .pool_number
+        .ok_or_else(|| wrapper_missing("pool_number"))?;
+    let number = state
+        .provisioning
+        .set_pool_number_state(
+            key.project_id,
+            &country_iso,
+            number_id(&id)?,
+            input.state.as_deref(),
+        )
+        .await?;
+    tracing::info!(project_id = %key.project_id, provisioned_number_id = %number.id,
+        state = %number.state, "pool number state set by hand");
+    Ok(number_answer(&number))
 }
 
 async fn remove_number(
@@ -266,8 +306,5 @@ async fn release_number(
         .await?;
     tracing::info!(project_id = %key.project_id, provisioned_number_id = %number.id,
         "pool number released to the provider");
-    Ok(Json(Data {
-        data: PoolNumberObject::new(&number),
-    })
-    .into_response())
+    Ok(number_answer(&number))
 }
