@@ -1,7 +1,7 @@
 //! A Twilio double, from Twilio's published REST API (`2010-04-01`): the calls wagate's
 //! provisioning makes (account check, local-number search, buy, update, release) under `/twilio`,
 //! with Twilio's JSON fields and error bodies (`{"code", "message", "more_info", "status"}`,
-//! 20003 authenticate, 20404 not found, 21421/21422 bad or unavailable number), and Twilio's
+//! 20003 authenticate, 20404 not found, 21421/21422 bad or unavailable number, 21451 bad area code), and Twilio's
 //! side of inbound traffic: an SMS or a call to an owned number posted to its `SmsUrl` /
 //! `VoiceUrl`, form-encoded and signed with `X-Twilio-Signature` (the call's `<Record
 //! transcribeCallback>` answered with a signed transcript).

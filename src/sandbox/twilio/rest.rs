@@ -70,7 +70,7 @@ async fn available(
     }
     let area_code = query.get("AreaCode").map(String::as_str);
     if area_code.is_some_and(|a| a.len() != 3 || !a.bytes().all(|b| b.is_ascii_digit())) {
-        return twilio_error(StatusCode::BAD_REQUEST, 21452, "Invalid AreaCode");
+        return twilio_error(StatusCode::BAD_REQUEST, 21451, "Invalid AreaCode");
     }
     let country = country.to_ascii_uppercase();
     let world = shared.twilio();
