@@ -647,15 +647,22 @@ macro_rules! impl_common_store {
                 number: uuid::Uuid,
                 call_id: &str,
             ) -> $crate::store::StoreResult<Option<$crate::store::CallRow>> {
+                // Either id addresses a call: the listed `id` (wagate's) or Meta's `call_id`
+                // (`wacid.…`, never a UUID), as both official SDKs use them interchangeably.
+                let column = match uuid::Uuid::parse_str(call_id) {
+                    Ok(_) => "id",
+                    Err(_) => "call_id",
+                };
                 let sql = format!(
-                    "select {} from calls where phone_number_internal_id = $1 and call_id = $2",
+                    "select {} from calls where phone_number_internal_id = $1 and {column} = $2",
                     $crate::store::columns::CALL_COLUMNS
                 );
-                Ok(sqlx::query_as(&sql)
-                    .bind(number)
-                    .bind(call_id)
-                    .fetch_optional(&self.pool)
-                    .await?)
+                let query = sqlx::query_as(&sql).bind(number);
+                let query = match uuid::Uuid::parse_str(call_id) {
+                    Ok(id) => query.bind(id),
+                    Err(_) => query.bind(call_id),
+                };
+                Ok(query.fetch_optional(&self.pool).await?)
             }
 
             async fn set_conversation_status(

@@ -265,7 +265,11 @@ pub(crate) fn call_sql(number: Uuid, filter: &CallFilter, seek: Seek, limit: u32
         sql.push(" and started_at <= ?", [Arg::Time(v)]);
     }
     if let Some(v) = &filter.call_id {
-        sql.push(" and call_id = ?", [Arg::Text(v.clone())]);
+        // The listed `id` (wagate's) or Meta's `call_id`: either addresses a call.
+        match Uuid::parse_str(v) {
+            Ok(id) => sql.push(" and id = ?", [Arg::Uuid(id)]),
+            Err(_) => sql.push(" and call_id = ?", [Arg::Text(v.clone())]),
+        }
     }
     sql.page("started_at", "id", seek, limit);
     sql

@@ -210,9 +210,18 @@ async fn fields_select_the_kapso_block(backend: Backend) {
 
     let none = get_ok(&env, &format!("{PNID}/messages?fields=kapso()")).await;
     assert!(none["data"][0].get("kapso").is_none());
-    for all in ["kapso(default)", "kapso(*)", "kapso%28all%29"] {
+    for all in [
+        "kapso(default)",
+        "kapso(*)",
+        "kapso%28all%29",
+        "kapso(default,direction)",
+    ] {
         let page = get_ok(&env, &format!("{PNID}/messages?fields={all}")).await;
         assert_eq!(page["data"][0]["kapso"]["direction"], "inbound", "{all}");
+        assert_eq!(
+            page["data"][0]["kapso"]["contact_name"], "Ada",
+            "{all}: the default set too"
+        );
     }
     let some = get_ok(
         &env,
@@ -451,6 +460,23 @@ async fn calls_list_and_get(backend: Backend) {
     assert_eq!(by_query["data"][0]["call_id"], "wacid.B");
     let one = get_ok(&env, &format!("calls/wacid.A?phone_number_id={PNID}")).await;
     assert_eq!(one["user_wa_id"], "15551234567");
+    // The listed id addresses the call as well as Meta's (the SDKs' calls.get(list[0].id)).
+    let id = done["data"][0]["id"].as_str().unwrap().to_owned();
+    assert_ne!(id, "wacid.A");
+    let by_id = get_ok(&env, &format!("calls/{id}?phone_number_id={PNID}")).await;
+    assert_eq!(
+        (by_id["id"].as_str(), by_id["call_id"].as_str()),
+        (Some(id.as_str()), Some("wacid.A"))
+    );
+    let filtered = get_ok(&env, &format!("calls?phone_number_id={PNID}&call_id={id}")).await;
+    assert_eq!(filtered["data"].as_array().unwrap().len(), 1);
+    assert_eq!(filtered["data"][0]["call_id"], "wacid.A");
+    let (status, _) = get(
+        &env,
+        &format!("calls/{}?phone_number_id={PNID}", uuid::Uuid::now_v7()),
+    )
+    .await;
+    assert_eq!(status, 404, "an unknown id is not found");
     let (status, body) = get(&env, "calls").await;
     assert_eq!(status, 400);
     assert!(body["error"]["error_data"]["details"]

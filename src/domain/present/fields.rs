@@ -9,7 +9,7 @@ pub enum KapsoFields {
     Unspecified,
     /// `kapso()`: no `kapso` block.
     None,
-    /// `kapso(default)`, `kapso(*)`, `kapso(all)`.
+    /// `kapso(default)`, `kapso(*)`, `kapso(all)`, also with other names (`kapso(default,x)`).
     All,
     /// `kapso(a,b)`: only these (unknown names are ignored: newer SDKs may know more).
     Only(BTreeSet<String>),
@@ -71,14 +71,17 @@ pub fn parse(fields: Option<&str>) -> Result<KapsoFields, String> {
     }) {
         return Err(format!("fields: '{bad}' is not a field name"));
     }
-    Ok(match names.len() {
-        0 => KapsoFields::None,
-        1 if ["default", "*", "all"]
-            .contains(&names.iter().next().map(String::as_str).unwrap_or("")) =>
-        {
-            KapsoFields::All
-        }
-        _ => KapsoFields::Only(names),
+    // `default` (or `*`, `all`) alongside other names is the default set plus those: every
+    // field wagate has (kapso(default,x), as Kapso's docs write it).
+    let everything = names
+        .iter()
+        .any(|n| ["default", "*", "all"].contains(&n.as_str()));
+    Ok(if names.is_empty() {
+        KapsoFields::None
+    } else if everything {
+        KapsoFields::All
+    } else {
+        KapsoFields::Only(names)
     })
 }
 
@@ -90,7 +93,13 @@ mod tests {
     fn grammar() {
         assert_eq!(parse(None).unwrap(), KapsoFields::Unspecified);
         assert_eq!(parse(Some("kapso()")).unwrap(), KapsoFields::None);
-        for all in ["kapso(default)", "kapso(*)", "kapso(all)"] {
+        for all in [
+            "kapso(default)",
+            "kapso(*)",
+            "kapso(all)",
+            "kapso(default,flow_response)",
+            "kapso(direction, all)",
+        ] {
             assert_eq!(parse(Some(all)).unwrap(), KapsoFields::All);
         }
         let only = parse(Some("kapso(direction, status,direction)")).unwrap();

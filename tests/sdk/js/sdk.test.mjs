@@ -581,6 +581,17 @@ test("calls.get (list with call_id, limit 1) returns the completed call", async 
   assert.equal(failed.status?.toLowerCase(), "failed");
 });
 
+test("calls.get(list[0].id): the listed id addresses the call as Meta's does", async () => {
+  const listed = flat(await walk((i) => client.calls.list(i), { phoneNumberId: PNID, limit: 1 }))
+    .find((c) => c.callId === CALL_A);
+  assert.ok(listed && listed.id !== CALL_A, JSON.stringify(listed));
+  const call = await client.calls.get({ phoneNumberId: PNID, callId: listed.id });
+  assert.ok(call, "calls.get by the listed id returned nothing");
+  assert.equal(call.id, listed.id);
+  assert.equal(call.callId, CALL_A);
+  assert.equal(call.durationSeconds, 42);
+});
+
 // ---------------------------------------------------------------------------------------------
 // Meta passthrough
 

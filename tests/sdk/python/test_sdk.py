@@ -654,6 +654,21 @@ def test_calls_list_and_get(seed: dict[str, Any]) -> None:
     assert r["c"]["status"].lower() == "failed"
 
 
+def test_calls_get_by_listed_id(seed: dict[str, Any]) -> None:
+    """calls.get(list[0].id): the listed id addresses the call as Meta's call id does."""
+
+    async def body(client: WhatsAppClient) -> dict[str, Any]:
+        listed = items(await walk(client.calls.list, phone_number_id=PNID, limit=1))
+        mine = next(x for x in listed if x.get("call_id") == CALL_A)
+        return {"listed": mine, "got": await client.calls.get(phone_number_id=PNID, call_id=mine["id"])}
+
+    r = run(body)
+    assert r["listed"]["id"] != CALL_A, r
+    assert r["got"]["id"] == r["listed"]["id"], r
+    assert r["got"]["call_id"] == CALL_A, r
+    assert r["got"]["duration_seconds"] == 42, r
+
+
 # ------------------------------------------------------------------------------------------------
 # Meta passthrough
 
