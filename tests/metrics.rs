@@ -47,6 +47,12 @@ const SERIES: &[(&str, &[(&str, &str)])] = &[
         &[("route", "/webhooks/whatsapp"), ("status", "200")],
     ),
     ("wagate_http_request_duration_seconds_count", &[]),
+    // Histograms with buckets (summaries cannot be combined across instances).
+    (
+        "wagate_http_request_duration_seconds_bucket",
+        &[("le", "+Inf")],
+    ),
+    ("wagate_upstream_duration_seconds_bucket", &[("le", "0.25")]),
     ("wagate_upstream_duration_seconds_count", &[]),
     ("wagate_upstream_responses_total", &[("status", "400")]),
     ("wagate_meta_errors_total", &[("code", "131047")]),
