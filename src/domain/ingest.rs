@@ -171,18 +171,14 @@ pub async fn prepare(
                 display_phone_number,
             } => {
                 let numbers_of_waba = store.find_phone_numbers_by_waba_any(waba_id).await?;
+                let concerned = concerned_numbers(
+                    &change.field,
+                    waba_id,
+                    display_phone_number.as_deref(),
+                    numbers_of_waba,
+                );
                 let mut matching = Vec::new();
-                for n in numbers_of_waba
-                    .into_iter()
-                    .filter(|n| match display_phone_number {
-                        Some(digits) if !digits.is_empty() => n
-                            .display_phone_number
-                            .as_deref()
-                            .map(|d| d.chars().filter(char::is_ascii_digit).collect::<String>())
-                            .is_some_and(|d| &d == digits),
-                        _ => true,
-                    })
-                {
+                for n in concerned {
                     let routed = RoutedNumber {
                         internal_id: n.internal_id,
                         phone_number_id: n.phone_number_id.clone(),
@@ -422,9 +418,13 @@ async fn apply_change(
             }
         }
         "business_username_updates" => {
-            let status = value.get("status").and_then(Value::as_str);
-            let username = text(value, "username").filter(|_| status != Some("deleted"));
-            tx.set_username(number.internal_id, username.as_deref(), status)
+            // One form everywhere: lower case, as the proxy stores the statuses it reads.
+            let status = value
+                .get("status")
+                .and_then(Value::as_str)
+                .map(str::to_ascii_lowercase);
+            let username = text(value, "username").filter(|_| status.as_deref() != Some("deleted"));
+            tx.set_username(number.internal_id, username.as_deref(), status.as_deref())
                 .await?;
         }
         "user_id_update" => {
@@ -451,6 +451,36 @@ async fn apply_change(
         _ => {}
     }
     Ok(())
+}
+
+/// The numbers a WABA-level change concerns: those with its display number when it names one,
+/// else every number of the WABA (template and account updates concern them all). A username
+/// update belongs to one number only: without a display number it goes to the WABA's only
+/// number, and with several it stays unrouted (stored, applied to none) rather than give every
+/// number, in every project, one number's username.
+fn concerned_numbers(
+    field: &str,
+    waba_id: &str,
+    display_digits: Option<&str>,
+    numbers: Vec<crate::store::PhoneNumber>,
+) -> Vec<crate::store::PhoneNumber> {
+    if let Some(digits) = display_digits.filter(|d| !d.is_empty()) {
+        return numbers
+            .into_iter()
+            .filter(|n| {
+                n.display_phone_number
+                    .as_deref()
+                    .map(|d| d.chars().filter(char::is_ascii_digit).collect::<String>())
+                    .is_some_and(|d| d == digits)
+            })
+            .collect();
+    }
+    if field == "business_username_updates" && numbers.len() > 1 {
+        tracing::warn!(waba_id, numbers = numbers.len(),
+            "a business_username_updates change names no display number and its WABA has several numbers; kept unrouted");
+        return Vec::new();
+    }
+    numbers
 }
 
 /// Status webhooks carry the recipients' `contacts[]` (2026): what they reveal (a phone number

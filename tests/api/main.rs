@@ -33,4 +33,5 @@ mod store_outbox;
 mod store_tx;
 mod stored;
 mod twilio_double;
+mod username_routing;
 mod usernames;
