@@ -85,6 +85,7 @@ impl App {
             .await
             .context("reading which legacy API keys are live")?;
         warn_about_legacy_keys(&state.config, &legacy);
+        warn_about_graph_versions(&state);
         Ok(Self {
             state,
             listener,
@@ -303,4 +304,22 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
         options.mode(0o600);
     }
     options.open(path)?.write_all(contents.as_bytes())
+}
+
+/// wagate's own Graph calls (the signup completion, number verification) stop working when
+/// their version retires: say so at start, while there is time to move
+/// `onboarding.graph_version` (and to upgrade wagate for verification's version).
+fn warn_about_graph_versions(state: &AppState) {
+    let today = store::now().date_naive();
+    for (what, version) in [
+        (
+            "onboarding.graph_version",
+            state.config.onboarding.graph_version.as_str(),
+        ),
+        ("number verification", domain::verify::VERSION),
+    ] {
+        if let Some(problem) = state.graph.versions.warning_for(version, today) {
+            tracing::warn!(%what, %version, "Graph API {problem}: wagate's own calls for {what} will fail after it; set a newer version (see graph.version_expiry)");
+        }
+    }
 }

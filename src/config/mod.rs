@@ -127,6 +127,24 @@ pub struct GraphConfig {
     #[serde(with = "humantime_serde")]
     pub pool_idle_timeout: Duration,
     pub verify_numbers: bool,
+    pub version_policy: VersionPolicy,
+    pub minimum_version: String,
+    pub version_warning_days: u32,
+    /// Version → `YYYY-MM-DD` of its end of life (`""`: none announced).
+    pub version_expiry: std::collections::BTreeMap<String, String>,
+}
+
+/// What the proxy does with a request for an expired or unknown future version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VersionPolicy {
+    /// Forward as asked (Meta answers what it answers).
+    #[default]
+    Forward,
+    /// Forward with `graph.minimum_version` instead.
+    Upgrade,
+    /// Answer locally in Graph's envelope.
+    Refuse,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -7,7 +7,7 @@ use crate::graph::{GraphCallError, GraphClient};
 use crate::store::PhoneNumberDetails;
 
 /// The Graph version used for wagate's own calls.
-const VERSION: &str = "v23.0";
+pub const VERSION: &str = "v23.0";
 
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {

@@ -10,6 +10,7 @@ mod calls;
 mod emulator;
 mod error;
 mod links;
+mod versions;
 
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ pub use calls::{MediaNode, PhoneNumberNode};
 pub use emulator::PendingSignupNumber;
 pub use error::{unsupported_object_message, GraphCallError};
 pub use links::{LinkClient, LinkError};
+pub use versions::{parse_version, Verdict, VersionGuard, VersionPolicy};
 
 /// A download's answer (media from Graph's media host, or a link): what its headers say, and
 /// the body, still streaming. Transport errors in the body are described without the URL.
@@ -66,6 +68,8 @@ pub struct GraphClient {
     /// `graph.timeout`: the deadline of the signup completion's calls and of a download's
     /// answer.
     timeout: Duration,
+    /// Graph versions' end of life and what the proxy does about it.
+    pub versions: std::sync::Arc<VersionGuard>,
 }
 
 impl GraphClient {
@@ -102,6 +106,15 @@ impl GraphClient {
             http,
             base_url: config.base_url.trim_end_matches('/').to_owned(),
             timeout: config.timeout,
+            versions: std::sync::Arc::new(
+                VersionGuard::new(
+                    &config.version_expiry,
+                    config.version_policy,
+                    &config.minimum_version,
+                    config.version_warning_days,
+                )
+                .map_err(anyhow::Error::msg)?,
+            ),
         })
     }
 

@@ -9,6 +9,7 @@ mod cli;
 mod credentials;
 mod delivery_processes;
 mod emulator;
+mod graph_versions;
 mod hygiene;
 mod ingest;
 mod kapso_events;

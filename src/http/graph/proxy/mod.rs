@@ -47,9 +47,10 @@ pub async fn forward(
     request: Request,
 ) -> Result<Response, GraphError> {
     let number = resolve_number(state, caller, address, request.method()).await?;
+    let (version, expires) = version_for(state, address)?;
     let exchange = Exchange::classify(request.method(), address, &number);
-    let upstream = build_upstream(state, address, &number, exchange, request).await?;
-    match exchange {
+    let upstream = build_upstream(state, address, &version, &number, exchange, request).await?;
+    let answer = match exchange {
         Exchange::Username(_) | Exchange::Send | Exchange::Call => {
             // Finished in their own task: a client that hangs up must not cancel a request Meta
             // may accept, nor the recording of one it did accept. The task keeps the request's
@@ -67,6 +68,44 @@ pub async fn forward(
             rewrite_media_answer(state, &upstream.caller_headers, &number, address, answer).await
         }
         Exchange::Stream => send(state, upstream.request).await,
+    };
+    answer.map(|mut response| {
+        if let Some(date) = expires.and_then(|d| HeaderValue::from_str(&d.to_string()).ok()) {
+            response
+                .headers_mut()
+                .insert(axum::http::HeaderName::from_static(VERSION_EXPIRES), date);
+        }
+        response
+    })
+}
+
+/// Tells callers when the Graph version they call reaches its end of life.
+const VERSION_EXPIRES: &str = "x-wagate-graph-version-expires";
+
+/// The version Graph is asked with (`graph.version_policy`), and the caller's version's end of
+/// life when it is near or past.
+fn version_for(
+    state: &AppState,
+    address: &GraphAddress,
+) -> Result<(String, Option<chrono::NaiveDate>), GraphError> {
+    let asked = address.version();
+    match state
+        .graph
+        .versions
+        .check(asked, crate::store::now().date_naive())
+    {
+        crate::graph::Verdict::Refuse(reason) => {
+            metrics::counter!("wagate_graph_version_refused_total").increment(1);
+            Err(GraphError::invalid_parameter(&reason))
+        }
+        crate::graph::Verdict::Forward { version, expires } => {
+            if expires.is_some() {
+                // Only versions in the table get here, so the label's values are bounded.
+                metrics::counter!("wagate_graph_version_expiring_requests_total", "version" => asked.to_owned())
+                    .increment(1);
+            }
+            Ok((version, expires))
+        }
     }
 }
 
@@ -160,6 +199,7 @@ struct Upstream {
 async fn build_upstream(
     state: &AppState,
     address: &GraphAddress,
+    version: &str,
     number: &NumberConfig,
     exchange: Exchange,
     request: Request,
@@ -218,7 +258,7 @@ async fn build_upstream(
     let uri = state
         .graph
         .url(
-            address.version(),
+            version,
             &upstream_rest(&parts.method, address),
             address.query(),
         )
