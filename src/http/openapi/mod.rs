@@ -545,6 +545,7 @@ fn build() -> Value {
             .expect("path item is an object")
             .insert(op.method.to_owned(), operation);
     }
+    paths.extend(provisioning::twilio_paths());
     paths.insert("/meta/whatsapp/{version}/{graph_path}".into(), json!({
         "summary": "Graph passthrough (also under /api/meta/{version}/…)",
         "description": "Any method on any Graph path: authenticated, resolved to one of the caller's numbers (path, ?phone_number_id= or the Bearer token) and forwarded to Meta with that number's token. Meta's answers come back unchanged; wagate's own errors use Graph's envelope.",
@@ -572,7 +573,12 @@ fn all_schemas() -> Value {
     for (name, schema) in provisioning::schemas() {
         all[name] = schema;
     }
-    all["SetupLink"]["properties"]["provisioned_phone_number"] = provisioning::provisioned_number();
+    for (name, schema) in provisioning::setup_link_fields() {
+        all["SetupLink"]["properties"][name] = schema;
+    }
+    for (name, schema) in provisioning::setup_link_body_fields() {
+        all["SetupLinkBody"]["properties"]["setup_link"]["properties"][name] = schema;
+    }
     all
 }
 
