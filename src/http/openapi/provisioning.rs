@@ -34,28 +34,37 @@ const POOL_QUERY: &[(&str, &str)] = &[
     ("per_page", "1 to 100, default 20"),
 ];
 
-const UNREACHABLE: (u16, &str, &str) = (502, "Twilio could not be reached", "PlatformError");
-const HELD: (u16, &str, &str) = (
-    409,
-    "the number is held by a setup link, or already in the pool",
+const UNREACHABLE: (u16, &str, &str) = (
+    502,
+    "Twilio could not be reached (or, for a stored account, refused its credentials: register it again)",
     "PlatformError",
 );
+
+fn conflict(description: &'static str) -> (u16, &'static str, &'static str) {
+    (409, description, "PlatformError")
+}
 
 pub(super) fn operations() -> Vec<Operation> {
     let provider = "/phone_number_providers/twilio";
     let numbers = "/phone_number_pools/{country_iso}/numbers";
     let number = "/phone_number_pools/{country_iso}/numbers/{id}";
+    let check_failed = (
+        502,
+        "Twilio could not be reached to check the credentials (nothing is stored)",
+        "PlatformError",
+    );
     let mut ops = vec![
-        platform("put", provider, "Register (or replace) the project's Twilio account for provisioned setup links; Twilio checks the credentials; the auth token is sealed and never returned", &[], Some("ProviderBody"), (200, "ProviderData"), &[UNREACHABLE]),
-        platform("get", provider, "The project's Twilio account (without its token) and the inbound URLs wagate gives Twilio", &[], None, (200, "ProviderData"), &[]),
-        platform("delete", provider, "Forget the project's Twilio account (pooled and reserved numbers stay)", &[], None, (204, ""), &[]),
-        platform("get", "/phone_number_pools", "The project's pools: numbers per country and state", &[], None, (200, "PoolList"), &[]),
-        platform("get", numbers, "The numbers of a country's pool, newest first", POOL_QUERY, None, (200, "PoolNumberList"), &[]),
-        platform("post", numbers, "Add a number the project owns to a country's pool (a provider_reference points its Twilio SMS and voice webhooks at wagate)", &[], Some("PoolNumberBody"), (201, "PoolNumberData"), &[HELD, UNREACHABLE]),
+        platform("put", provider, "Register (or replace) the project's Twilio account for provisioned setup links. Twilio checks the credentials first: 422 when it refuses them. The auth token is sealed and never returned", &[], Some("ProviderBody"), (200, "ProviderData"), &[check_failed]),
+        platform("get", provider, "The project's Twilio account (without its token) and the inbound URLs wagate gives Twilio; 404 when none is registered", &[], None, (200, "ProviderData"), &[]),
+        platform("delete", provider, "Forget the project's Twilio account (pooled and reserved numbers stay; nothing more is bought)", &[], None, (204, ""), &[]),
+        platform("get", "/phone_number_pools", "The project's pools: how many numbers each country holds in each state", &[], None, (200, "PoolList"), &[]),
+        platform("get", numbers, "The numbers of a country's pool, newest first (404 for a code that is no country, 422 for an unknown state)", POOL_QUERY, None, (200, "PoolNumberList"), &[]),
+        platform("post", numbers, "Add a number the project owns to a country's pool, available (a provider_reference points its Twilio SMS and voice webhooks at wagate)", &[], Some("PoolNumberBody"), (201, "PoolNumberData"), &[conflict("the number is already in the project's pools"), UNREACHABLE]),
         platform("get", number, "One pool number", &[], None, (200, "PoolNumberData"), &[]),
-        platform("patch", number, "Mark a number nobody holds as failed (reservations skip it) or put it back as available", &[], Some("PoolNumberState"), (200, "PoolNumberData"), &[HELD]),
-        platform("delete", number, "Remove a number nobody holds (available, released or failed)", &[], None, (204, ""), &[HELD]),
-        platform("post", &format!("{number}/release"), "Give a Twilio number nobody holds back to Twilio; it stays listed as released", &[], None, (200, "PoolNumberData"), &[HELD, UNREACHABLE]),
+        platform("patch", number, "Mark a number nobody holds as failed (reservations skip it) or put a failed one back as available", &[], Some("PoolNumberState"), (200, "PoolNumberData"), &[conflict("the number is reserved, in use or released")]),
+        platform("delete", number, "Remove a number nobody holds (available, released or failed); Twilio keeps billing it until released", &[], None, (204, ""), &[conflict("the number is reserved or in use")]),
+        platform("post", &format!("{number}/release"), "Give a Twilio number nobody holds (available or failed) back to Twilio; it stays listed as released", &[], None, (200, "PoolNumberData"),
+            &[conflict("the number is reserved, in use or released, has no provider_reference, or the project has no Twilio account"), UNREACHABLE]),
     ];
     let page_errors = [
         (404, "unknown link", "PlatformError"),
