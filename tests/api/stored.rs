@@ -275,6 +275,16 @@ async fn message_filters(backend: Backend) {
     check("status=received", 3).await;
     check("status=delivered", 3).await;
     check("type=image", 1).await;
+    // `has_media` means a kept file: the vault's download runs after the ingest, so wait for it.
+    crate::common::eventually(
+        std::time::Duration::from_secs(15),
+        "the image's file kept",
+        || async {
+            let page = get_ok(&env, &format!("{PNID}/messages?has_media=true")).await;
+            (page["data"].as_array().unwrap().len() == 1).then_some(())
+        },
+    )
+    .await;
     check("has_media=true", 1).await;
     check("has_media=false", 3).await;
     check("since=2000-01-01T00:00:00Z&until=2100-01-01T00:00:00Z", 4).await;
