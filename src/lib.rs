@@ -177,6 +177,14 @@ impl App {
                 self.state.store.clone(),
                 self.state.config.conversations.clone(),
             ));
+            if self.state.config.graph.verify_numbers {
+                tokio::spawn(domain::number_refresh::run(
+                    self.state.store.clone(),
+                    self.state.numbers.clone(),
+                    self.state.graph.clone(),
+                    self.state.config.graph.number_refresh_interval,
+                ));
+            }
             tokio::spawn(domain::provisioning::run_release_sweep(
                 self.state.provisioning.clone(),
                 self.state.config.provisioning.release_interval,

@@ -130,6 +130,9 @@ pub struct GraphConfig {
     pub version_policy: VersionPolicy,
     pub minimum_version: String,
     pub version_warning_days: u32,
+    /// How old a number's Meta-reported details may get before Graph is asked again (0: never).
+    #[serde(with = "humantime_serde")]
+    pub number_refresh_interval: Duration,
     /// Version → `YYYY-MM-DD` of its end of life (`""`: none announced).
     pub version_expiry: std::collections::BTreeMap<String, String>,
 }

@@ -600,6 +600,8 @@ async fn finisher(
     mut finished: mpsc::Receiver<DeliveryOutcome>,
     pause_after: u32,
 ) {
+    // Numbers known to have `webhook_verified_at`: stamped once each, not once per delivery.
+    let mut verified = std::collections::HashSet::new();
     while let Some(first) = finished.recv().await {
         let mut batch = vec![first];
         while batch.len() < FINISH_BATCH {
@@ -611,7 +613,10 @@ async fn finisher(
         let mut pause = Duration::from_millis(100);
         for attempt in 1.. {
             match store.finish_deliveries(&batch, pause_after).await {
-                Ok(()) => break,
+                Ok(()) => {
+                    stamp_verified_webhooks(&store, &batch, &mut verified).await;
+                    break;
+                }
                 Err(error) if attempt < 20 => {
                     if attempt == 1 {
                         tracing::warn!(%error, outcomes = batch.len(), "cannot record delivery outcomes; retrying");
@@ -624,6 +629,34 @@ async fn finisher(
                     break;
                 }
             }
+        }
+    }
+}
+
+/// The first delivery a number's webhook accepted is when its webhook was verified
+/// (`webhook_verified_at` on the phone-number object).
+async fn stamp_verified_webhooks(
+    store: &DynStore,
+    batch: &[DeliveryOutcome],
+    verified: &mut std::collections::HashSet<uuid::Uuid>,
+) {
+    for outcome in batch {
+        let (DeliveryStatus::Succeeded, Some(number)) =
+            (outcome.status, outcome.phone_number_internal_id)
+        else {
+            continue;
+        };
+        if verified.contains(&number) {
+            continue;
+        }
+        match store
+            .mark_webhook_verified(number, outcome.delivered_at.unwrap_or(outcome.at))
+            .await
+        {
+            Ok(_) => {
+                verified.insert(number);
+            }
+            Err(error) => tracing::warn!(%error, "could not stamp webhook_verified_at; will retry"),
         }
     }
 }

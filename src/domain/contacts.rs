@@ -56,6 +56,15 @@ pub fn text(value: &serde_json::Value, key: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The array under `key`, or none.
+pub fn array<'a>(value: &'a serde_json::Value, key: &str) -> &'a [serde_json::Value] {
+    value
+        .get(key)
+        .and_then(serde_json::Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+}
+
 fn set_if_some(field: &mut Option<String>, new: &Option<String>) -> bool {
     match new {
         Some(value) if field.as_ref() != Some(value) => {

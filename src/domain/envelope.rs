@@ -60,8 +60,10 @@ pub fn changes(envelope: &Value) -> Option<Vec<Change>> {
                 Some(pnid) if !pnid.is_empty() => ChangeTarget::Number(pnid),
                 _ => ChangeTarget::Waba {
                     waba_id: waba_id.clone(),
+                    // `account_update` names its number as `phone_number`.
                     display_phone_number: value
                         .get("display_phone_number")
+                        .or_else(|| value.get("phone_number"))
                         .and_then(Value::as_str)
                         .map(|d| d.chars().filter(char::is_ascii_digit).collect()),
                 },

@@ -8,16 +8,18 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::contacts::{self, text, Identity};
-use super::conversations::{self, Activity};
+use super::contacts::{self, array, text, Identity};
 use super::envelope::RoutedNumber;
 use super::envelope::{self, Change, ChangeTarget};
-use super::message_content::{is_media, next_status, render};
+use super::message_content::next_status;
+use super::record::{
+    fold_status, record_message, IngestSettings, Recorded, ORIGIN_BUSINESS_APP, ORIGIN_CLOUD_API,
+};
 use super::webhooks::events;
 use crate::domain::number_directory::NumberDirectory;
 use crate::store::{
-    Direction, DynStore, EventRouteRow, MessageRow, NewDelivery, NewWebhookEvent, Prefetch,
-    ProcessingStatus, StoreError, StoreResult, StoreTx,
+    Direction, DynStore, EventRouteRow, NewDelivery, NewWebhookEvent, Prefetch, StoreResult,
+    StoreTx,
 };
 
 #[derive(Debug, Clone)]
@@ -238,14 +240,6 @@ pub fn shard_hash(number: Uuid, user: &str) -> u64 {
     hasher.finish()
 }
 
-/// Knobs the effects depend on.
-#[derive(Debug, Clone, Copy)]
-pub struct IngestSettings {
-    pub inactivity: chrono::Duration,
-    /// Queue a download into the media vault for every media message recorded.
-    pub media_vault: bool,
-}
-
 /// Writes the job inside `tx` (the caller commits).
 pub async fn apply(
     tx: &mut dyn StoreTx,
@@ -318,14 +312,6 @@ pub fn inbound_wamids(changes: &[Change]) -> String {
         .filter_map(|m| m.get("id").and_then(Value::as_str))
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-fn array<'a>(value: &'a Value, key: &str) -> &'a [Value] {
-    value
-        .get(key)
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
 }
 
 /// The profile entry of `contacts[]` that matches a user, else the only one.
@@ -403,7 +389,7 @@ async fn apply_change(
                 let recorded = Recorded {
                     direction: Direction::Outbound,
                     status: "sent",
-                    origin: "business_app",
+                    origin: ORIGIN_BUSINESS_APP,
                 };
                 record_message(tx, number, echo, &who, recorded, settings, now).await?;
             }
@@ -447,7 +433,21 @@ async fn apply_change(
                 contacts::change_identity(tx, number.internal_id, &old, &new, now).await?;
             }
         }
-        // Everything else (templates, account updates, errors…) is kept raw for forwarding.
+        "history" => super::coexistence::import_history(tx, number, value, settings, now).await?,
+        "smb_app_state_sync" => super::coexistence::sync_app_state(tx, number, value, now).await?,
+        "account_update" => {
+            super::account_state::apply_account_update(tx, number, value, now).await?;
+        }
+        "phone_number_quality_update" => {
+            super::account_state::apply_quality_update(tx, number, value, now).await?;
+        }
+        field if super::account_state::TEMPLATE_FIELDS.contains(&field) => {
+            super::account_state::apply_template_event(tx, number, field, value, now).await?;
+        }
+        field if super::groups::FIELDS.contains(&field) => {
+            super::groups::apply(tx, number, field, value, now).await?;
+        }
+        // Everything else (errors, flows, …) is kept raw for forwarding.
         _ => {}
     }
     Ok(())
@@ -514,6 +514,12 @@ async fn inbound_message(
     settings: IngestSettings,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
+    // Coexistence: an edit or a revoke changes a message already stored.
+    match message.get("type").and_then(Value::as_str) {
+        Some("edit") => return super::coexistence::apply_edit(tx, number, message, now).await,
+        Some("revoke") => return super::coexistence::apply_revoke(tx, number, message, now).await,
+        _ => {}
+    }
     let mut who = identity(
         text(message, "from"),
         text(message, "from_user_id"),
@@ -544,187 +550,10 @@ async fn inbound_message(
     let recorded = Recorded {
         direction: Direction::Inbound,
         status: "received",
-        origin: "cloud_api",
+        origin: ORIGIN_CLOUD_API,
     };
     record_message(tx, number, message, &who, recorded, settings, now).await?;
     Ok(())
-}
-
-/// How a message enters the store.
-#[derive(Debug, Clone, Copy)]
-pub struct Recorded {
-    pub direction: Direction,
-    pub status: &'static str,
-    pub origin: &'static str,
-}
-
-/// Stores one message (once: duplicates change nothing), its contact and conversation, and
-/// applies statuses that arrived before it.
-pub async fn record_message(
-    tx: &mut dyn StoreTx,
-    number: &RoutedNumber,
-    message: &Value,
-    who: &Identity,
-    recorded: Recorded,
-    settings: IngestSettings,
-    now: DateTime<Utc>,
-) -> StoreResult<()> {
-    let Some(wamid) = text(message, "id") else {
-        return Ok(());
-    };
-    // One writer per wamid at a time: a concurrent status either sees the message or parks
-    // before we look for parked statuses. Under that lock "not stored" stays true until we
-    // insert, so the contact and conversation can be settled first and the message written
-    // once, complete.
-    tx.lock_key(number.internal_id, &wamid).await?;
-    let (stored, parked) = tx.message_presence(number.internal_id, &wamid).await?;
-    if stored {
-        return Ok(());
-    }
-    let message_type = text(message, "type").unwrap_or_else(|| "text".into());
-    let contact = contacts::upsert(tx, number.project_id, number.internal_id, who, now).await?;
-    let processing_status =
-        if recorded.direction == Direction::Inbound && number.hands_off_inbound() {
-            ProcessingStatus::Pending
-        } else {
-            ProcessingStatus::Completed
-        };
-    let meta_timestamp = message
-        .get("timestamp")
-        .and_then(|t| {
-            t.as_str()
-                .and_then(|s| s.parse().ok())
-                .or_else(|| t.as_i64())
-        })
-        .unwrap_or_else(|| now.timestamp());
-    let mut row = MessageRow {
-        id: Uuid::now_v7(),
-        project_id: number.project_id,
-        phone_number_internal_id: number.internal_id,
-        wamid: wamid.clone(),
-        direction: recorded.direction,
-        message_type: message_type.clone(),
-        status: recorded.status.into(),
-        processing_status,
-        origin: recorded.origin.into(),
-        meta_timestamp,
-        contact_id: contact.as_ref().map(|c| c.id),
-        conversation_id: None,
-        has_media: is_media(&message_type),
-        body: message.to_string(),
-        content: render(message),
-        errors: message.get("errors").map(Value::to_string),
-        statuses: "[]".into(),
-        created_at: now,
-        updated_at: now,
-    };
-    let mut touched = None;
-    if let Some(contact) = &contact {
-        let activity = Activity {
-            inbound: recorded.direction == Direction::Inbound,
-            wamid: &wamid,
-            message_type: &message_type,
-            text: &row.content,
-            at: now,
-        };
-        let touch = conversations::touch(
-            tx,
-            number.project_id,
-            number.internal_id,
-            contact.id,
-            &activity,
-            settings.inactivity,
-        )
-        .await?;
-        row.conversation_id = Some(touch.conversation.id);
-        touched = Some(touch);
-    }
-    if parked {
-        for status in tx.take_parked_statuses(number.internal_id, &wamid).await? {
-            if let Ok(status) = serde_json::from_str::<Value>(&status.status) {
-                fold_status(&mut row, &status);
-            }
-        }
-    }
-    if !tx.insert_message(&row).await? {
-        // Only a writer that skipped the wamid lock gets here. Roll back rather than leave a
-        // conversation counting a message that is not this one; the writer retries the job
-        // alone, and then finds the message stored.
-        return Err(StoreError::Conflict {
-            constraint: Some("messages (phone_number_internal_id, wamid)".into()),
-        });
-    }
-    if settings.media_vault && row.has_media {
-        if let Some(media) =
-            super::media::queued_download(&row, &number.phone_number_id, message, now)
-        {
-            tx.queue_media(&media).await?;
-        }
-    }
-    if let Some(touched) = &touched {
-        let contact = contact.as_ref();
-        if let Some(ended) = &touched.ended {
-            events::queue_conversation_event(
-                tx,
-                number,
-                events::CONVERSATION_ENDED,
-                ended,
-                contact,
-                now,
-            )
-            .await?;
-        }
-        if touched.created {
-            let created = &touched.conversation;
-            events::queue_conversation_event(
-                tx,
-                number,
-                events::CONVERSATION_CREATED,
-                created,
-                contact,
-                now,
-            )
-            .await?;
-        }
-    }
-    // Inbound messages are `received`; a business-app echo was `sent` from the phone.
-    let event = match recorded.direction {
-        Direction::Inbound => Some(events::MESSAGE_RECEIVED),
-        Direction::Outbound => {
-            events::status_event(&row.status).filter(|_| recorded.origin != "cloud_api")
-        }
-    };
-    if let Some(event) = event {
-        events::queue_message_event(
-            tx,
-            number,
-            event,
-            &row,
-            contact.as_ref(),
-            touched.as_ref().map(|t| &t.conversation),
-            touched.as_ref().is_some_and(|t| t.created),
-            now,
-        )
-        .await?;
-    }
-    Ok(())
-}
-
-/// Adds a raw status to a message's history and moves its status forward when it should;
-/// returns whether it moved.
-fn fold_status(row: &mut MessageRow, status: &Value) -> bool {
-    let mut history: Vec<Value> = serde_json::from_str(&row.statuses).unwrap_or_default();
-    history.push(status.clone());
-    row.statuses = Value::Array(history).to_string();
-    let incoming = status.get("status").and_then(Value::as_str).unwrap_or("");
-    if let Some(next) = next_status(&row.status, incoming) {
-        row.status = next.into();
-        if next == "failed" {
-            row.errors = status.get("errors").map(Value::to_string);
-        }
-        return true;
-    }
-    false
 }
 
 /// A message status webhook: applied to the stored message, or parked until it is recorded.
@@ -738,6 +567,7 @@ pub async fn apply_status(
     let Some(wamid) = text(status, "id") else {
         return Ok(());
     };
+    super::pricing::record(tx, routed, status, now).await?;
     tx.lock_key(number, &wamid).await?;
     match tx.find_message(number, &wamid).await? {
         Some(mut row) => {

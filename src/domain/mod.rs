@@ -1,26 +1,32 @@
 //! The domain layer: what wagate does, independent of HTTP. Handlers and the CLI call into it.
 
+pub mod account_state;
 pub mod api_keys;
 pub mod auth;
 pub mod auth_throttle;
 pub mod cache_sync;
 pub mod calls;
+pub mod coexistence;
 pub mod contacts;
 pub mod conversations;
 pub mod customers;
 pub mod envelope;
 pub mod field_error;
+pub mod groups;
 pub mod ingest;
 pub mod media;
 pub mod media_links;
 pub mod media_uploads;
 pub mod message_content;
 pub mod number_directory;
+pub mod number_refresh;
 pub mod onboarding;
 pub mod phone_numbers;
 pub mod present;
+pub mod pricing;
 pub mod projects;
 pub mod provisioning;
+pub mod record;
 pub mod recorder;
 pub mod reseal;
 pub mod setup_links;

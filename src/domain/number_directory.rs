@@ -31,6 +31,10 @@ pub struct NumberConfig {
     /// Signs forwarded webhooks (`X-Hub-Signature-256`).
     pub webhook_secret: Option<SecretString>,
     pub inbound_processing_enabled: bool,
+    /// From `account_update`: set when Meta no longer sends for the number.
+    pub account_state: Option<String>,
+    /// Templates Meta paused or disabled (`"STATUS:name:language"`).
+    pub blocked_templates: Vec<String>,
 }
 
 impl std::fmt::Debug for NumberConfig {
@@ -320,6 +324,12 @@ fn decrypt(secrets: &SecretBox, n: PhoneNumber) -> Option<NumberConfig> {
             access_token: token.into(),
             webhook_destination_url: n.webhook_destination_url,
             inbound_processing_enabled: n.inbound_processing_enabled,
+            account_state: n.account_state,
+            blocked_templates: n
+                .blocked_templates
+                .as_deref()
+                .and_then(|b| serde_json::from_str(b).ok())
+                .unwrap_or_default(),
         }),
         Err(error) => {
             tracing::error!(

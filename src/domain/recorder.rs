@@ -6,7 +6,8 @@ use serde_json::{json, Map, Value};
 
 use super::contacts::{self, text, Identity};
 use super::envelope::RoutedNumber;
-use super::ingest::{self, IngestSettings, Recorded};
+use super::ingest;
+use super::record::{self, IngestSettings, Recorded};
 use crate::store::{Direction, StoreResult, StoreTx};
 
 /// Something the proxy saw that must be recorded.
@@ -92,16 +93,27 @@ pub async fn apply(
                 }
                 return Ok(());
             }
-            let who = recipient(request, response);
-            let Some(message) = outbound_message(request, response, &who, *at) else {
+            // A group send goes to the group: nobody in it is a 1:1 contact.
+            let to_group = text(request, "recipient_type").as_deref() == Some("group");
+            let who = if to_group {
+                Identity::default()
+            } else {
+                recipient(request, response)
+            };
+            let Some(mut message) = outbound_message(request, response, &who, *at) else {
                 return Ok(());
             };
             let recorded = Recorded {
                 direction: Direction::Outbound,
                 status: "pending",
-                origin: "cloud_api",
+                origin: record::ORIGIN_CLOUD_API,
             };
-            ingest::record_message(tx, number, &message, &who, recorded, settings, *at).await
+            if let (true, Some(group), Value::Object(object)) =
+                (to_group, text(request, "to"), &mut message)
+            {
+                object.insert("group_id".into(), json!(group));
+            }
+            record::record_message(tx, number, &message, &who, recorded, settings, *at).await
         }
         Recording::Call {
             number,

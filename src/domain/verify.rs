@@ -61,13 +61,23 @@ pub async fn number(
             )));
         }
     }
-    Ok(PhoneNumberDetails {
+    let mut details = details_of(node);
+    details.status = Some("CONNECTED".into());
+    Ok(details)
+}
+
+/// Meta's description of a number as stored details (the connection `status` is wagate's).
+pub fn details_of(node: crate::graph::PhoneNumberNode) -> PhoneNumberDetails {
+    PhoneNumberDetails {
         display_phone_number: node.display_phone_number,
         verified_name: node.verified_name,
         quality_rating: node.quality_rating,
         code_verification_status: node.code_verification_status,
         name_status: node.name_status,
-        status: Some("CONNECTED".into()),
-        ..PhoneNumberDetails::default()
-    })
+        status: None,
+        throughput_tier: node.throughput_level,
+        messaging_limit: node.messaging_limit_tier,
+        is_official_business_account: node.is_official_business_account,
+        is_pin_enabled: node.is_pin_enabled,
+    }
 }

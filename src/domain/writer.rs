@@ -18,7 +18,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
-use super::ingest::{self, IngestJob, IngestSettings};
+use super::ingest::{self, IngestJob};
+use super::record::IngestSettings;
 use super::recorder::{self, Recording};
 use crate::store::{DynStore, StoreError, StoreResult, StoreTx};
 

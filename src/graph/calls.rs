@@ -20,6 +20,13 @@ pub struct PhoneNumberNode {
     pub quality_rating: Option<String>,
     pub code_verification_status: Option<String>,
     pub name_status: Option<String>,
+    /// `throughput.level`: `STANDARD` or `HIGH`.
+    pub throughput_level: Option<String>,
+    /// The messaging limit tier (`TIER_1K`, …): the portfolio's since October 2025
+    /// (`whatsapp_business_manager_messaging_limit`), else the number's `messaging_limit_tier`.
+    pub messaging_limit_tier: Option<String>,
+    pub is_official_business_account: bool,
+    pub is_pin_enabled: bool,
 }
 
 /// A media object as Graph describes it (`GET /{media_id}`): where its bytes are for the next
@@ -33,7 +40,9 @@ pub struct MediaNode {
 }
 
 const NUMBER_FIELDS: &str =
-    "fields=id,display_phone_number,verified_name,quality_rating,code_verification_status,name_status";
+    "fields=id,display_phone_number,verified_name,quality_rating,code_verification_status,name_status,\
+    throughput,messaging_limit_tier,whatsapp_business_manager_messaging_limit,\
+    is_official_business_account,is_pin_enabled";
 
 /// Whether Graph's answer is a usable access token (it becomes an `Authorization` header).
 fn plausible_token(token: &str) -> bool {
@@ -81,6 +90,20 @@ impl GraphClient {
             quality_rating: text("quality_rating"),
             code_verification_status: text("code_verification_status"),
             name_status: text("name_status"),
+            throughput_level: node
+                .pointer("/throughput/level")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            messaging_limit_tier: text("whatsapp_business_manager_messaging_limit")
+                .or_else(|| text("messaging_limit_tier")),
+            is_official_business_account: node
+                .get("is_official_business_account")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            is_pin_enabled: node
+                .get("is_pin_enabled")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
         })
     }
 

@@ -78,6 +78,20 @@ impl GraphError {
         }
     }
 
+    /// Meta's own refusal of a send, given locally because wagate already knows Meta's answer
+    /// (the number's account state, a paused or disabled template).
+    pub fn meta_refusal(refusal: crate::domain::account_state::Refusal) -> Self {
+        Self {
+            status: StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::BAD_REQUEST),
+            kind: "OAuthException",
+            code: refusal.code,
+            subcode: None,
+            message: format!("(#{}) {}", refusal.code, refusal.title),
+            details: Some(refusal.details),
+            retry_after: None,
+        }
+    }
+
     /// 400 code 100 for a bad parameter; `details` names the parameter and the problem.
     pub fn invalid_parameter(details: impl Into<String>) -> Self {
         Self {

@@ -58,6 +58,7 @@ pub fn router() -> Router<Arc<Shared>> {
         .route("/_sandbox/usernames/launch", post(launch_usernames))
         .route("/_sandbox/batch", post(inject_batch))
         .route("/_sandbox/raw", post(inject_raw))
+        .route("/_sandbox/events/{field}", post(inject_platform_event))
         .route("/_sandbox/numbers", post(add_number).get(list_numbers))
         .route(
             "/_sandbox/knobs",
@@ -277,6 +278,17 @@ async fn inject_batch(State(shared): Shr, headers: HeaderMap, body: bytes::Bytes
 
 /// `POST /_sandbox/raw` `{"envelope": any, "signature"?: "sha256=…" | null}`: sent as is,
 /// signed with the app secret unless `signature` overrides (a string) or omits (null) it.
+async fn inject_platform_event(
+    State(shared): Shr,
+    axum::extract::Path(field): axum::extract::Path<String>,
+    body: bytes::Bytes,
+) -> ControlResult {
+    inject(&shared, &body, |world, body| {
+        super::platform_events::build(world, &field, body)
+    })
+    .await
+}
+
 async fn inject_raw(State(shared): Shr, body: bytes::Bytes) -> ControlResult {
     let body = parse(&body)?;
     let envelope = body

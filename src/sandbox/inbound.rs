@@ -14,7 +14,7 @@ pub const DEFAULT_FROM: &str = "15551234567";
 
 /// Every inbound `type` the emulator builds; `button_reply`, `list_reply`, `nfm_reply` and
 /// `call_permission_reply` are accepted as shorthands for the matching `interactive` message.
-pub const INBOUND_TYPES: [&str; 16] = [
+pub const INBOUND_TYPES: [&str; 18] = [
     "text",
     "image",
     "audio",
@@ -31,6 +31,10 @@ pub const INBOUND_TYPES: [&str; 16] = [
     "unsupported",
     "request_welcome",
     "referral",
+    // Coexistence numbers only: a user edits (within 15 minutes) or revokes (within 2 days) a
+    // message they sent; the payload names it (`original_message_id`).
+    "edit",
+    "revoke",
 ];
 
 const INTERACTIVE_SHORTHANDS: [&str; 4] = [
@@ -206,6 +210,20 @@ pub fn build(world: &mut World, host: &str, body: &Value) -> Result<Built, Contr
             message.insert(kind.into(), payload);
         }
         "request_welcome" => {}
+        "edit" | "revoke" => {
+            let payload = given
+                .filter(|p| {
+                    p.get("original_message_id")
+                        .and_then(Value::as_str)
+                        .is_some()
+                })
+                .ok_or_else(|| {
+                    ControlError::bad(format!(
+                        "{kind} needs {{\"{kind}\": {{\"original_message_id\": …}}}}"
+                    ))
+                })?;
+            message.insert(kind.into(), payload.clone());
+        }
         "referral" => {
             message.insert(
                 "text".into(),
@@ -254,6 +272,10 @@ pub fn build(world: &mut World, host: &str, body: &Value) -> Result<Built, Contr
             };
             message.insert(kind.into(), fill(defaults, given));
         }
+    }
+    // Groups API: a message a participant sent to a group names it.
+    if let Some(group) = body.get("group_id").and_then(Value::as_str) {
+        message.insert("group_id".into(), json!(group));
     }
     if let Some(context) = body.get("context").filter(|c| c.is_object()) {
         message.insert("context".into(), context.clone());

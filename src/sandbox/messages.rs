@@ -150,10 +150,14 @@ pub fn send(shared: &Arc<Shared>, pnid: &str, call: &GraphCall) -> GraphResult {
     if let Some(user_id) = &recipient.user_id {
         contact["user_id"] = json!(user_id);
     }
+    let mut sent = json!({ "id": message.id, "message_status": "accepted" });
+    if params.get("recipient_type").and_then(Value::as_str) == Some("group") {
+        sent["group_id"] = json!(recipient.input);
+    }
     let answer = json!({
         "messaging_product": "whatsapp",
         "contacts": [contact],
-        "messages": [ { "id": message.id, "message_status": "accepted" } ],
+        "messages": [sent],
     });
     let plan = match failure {
         Some((code, _)) => vec![("failed", Some(json!([webhook_error(code)])))],
@@ -194,6 +198,23 @@ fn mark_read(call: &GraphCall) -> GraphResult {
 
 /// `to` wins over `recipient` when both are present (contract.md §10.3).
 fn recipient(params: &serde_json::Map<String, Value>) -> Result<Recipient, GraphError> {
+    // Groups API: `to` is the group's id.
+    if params.get("recipient_type").and_then(Value::as_str) == Some("group") {
+        return match params
+            .get("to")
+            .and_then(Value::as_str)
+            .filter(|s| !s.trim().is_empty())
+        {
+            Some(group) => Ok(Recipient {
+                input: group.to_owned(),
+                wa_id: None,
+                user_id: None,
+            }),
+            None => Err(GraphError::invalid_parameter(
+                "Param to must be the group's id when recipient_type is group",
+            )),
+        };
+    }
     if let Some(to) = params.get("to").filter(|v| !v.is_null()) {
         let Some(to) = to.as_str().filter(|s| !s.trim().is_empty()) else {
             return Err(GraphError::invalid_parameter(

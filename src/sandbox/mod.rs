@@ -26,6 +26,7 @@ mod media;
 mod messages;
 mod numbers;
 mod oauth;
+mod platform_events;
 mod request_log;
 mod signup;
 mod state;

@@ -65,6 +65,12 @@ pub struct NumberState {
     pub username_status: Option<String>,
     /// Users who granted call permission, with the permission's expiry (Unix seconds).
     pub call_permissions: HashMap<String, i64>,
+    /// `throughput.level`: `STANDARD` until a `THROUGHPUT_UPGRADE`.
+    pub throughput_level: String,
+    /// The portfolio's messaging limit tier, moved by `phone_number_quality_update`.
+    pub messaging_limit_tier: String,
+    /// Set by an `account_update` `VERIFIED_ACCOUNT`.
+    pub is_official_business_account: bool,
 }
 
 impl NumberState {
@@ -97,6 +103,9 @@ impl NumberState {
             username: None,
             username_status: None,
             call_permissions: HashMap::new(),
+            throughput_level: "STANDARD".into(),
+            messaging_limit_tier: "TIER_1K".into(),
+            is_official_business_account: false,
         }
     }
 

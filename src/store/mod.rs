@@ -13,6 +13,7 @@ mod dialect;
 pub(crate) mod inspect;
 pub(crate) mod lists;
 pub(crate) mod media;
+pub(crate) mod meta_state;
 mod models;
 pub(crate) mod onboarding;
 pub(crate) mod outbox;
@@ -38,6 +39,10 @@ pub use inspect::StoreInspect;
 pub use lists::{CallFilter, ContactFilter, ConversationFilter, MessageFilter, Seek};
 pub use media::{
     upload_key, FinishedDownload, KeptUpload, MediaFileRow, MediaFiles, MediaOutcome, MediaState,
+};
+pub use meta_state::{
+    GroupRow, MetaState, MetaStateTx, NumberFacts, PricedMessage, TemplateRow, UsageRow,
+    BLOCKED_TEMPLATE_STATUSES,
 };
 pub use models::*;
 pub use onboarding::{
@@ -149,6 +154,7 @@ pub trait Store:
     Outbox
     + Onboarding
     + Provisioning
+    + MetaState
     + SealedValues
     + MediaFiles
     + Webhooks

@@ -138,6 +138,12 @@ pub struct PhoneNumber {
     pub webhook_verified_at: Option<DateTime<Utc>>,
     pub username: Option<String>,
     pub username_status: Option<String>,
+    /// From `account_update`: `partner_app_uninstalled|offboarded|deleted|disabled`; `None`
+    /// while the number is usable.
+    pub account_state: Option<String>,
+    pub account_state_at: Option<DateTime<Utc>>,
+    /// Templates Meta has paused or disabled, as a JSON array of `"STATUS:name:language"`.
+    pub blocked_templates: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

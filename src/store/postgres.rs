@@ -12,6 +12,7 @@ use super::common::impl_common_store;
 use super::dialect::Dialect;
 use super::inspect::impl_store_inspect;
 use super::media::impl_media_files;
+use super::meta_state::{impl_meta_state, impl_meta_state_tx};
 use super::onboarding::impl_onboarding;
 use super::outbox::impl_outbox;
 use super::provisioning::impl_provisioning;
@@ -66,6 +67,8 @@ impl_onboarding!(PgStore);
 impl_media_files!(PgStore);
 impl_webhooks!(PgStore);
 impl_provisioning!(PgStore);
+impl_meta_state!(PgStore);
+impl_meta_state_tx!(PgTx, PgStore);
 impl_webhook_sweeps!(PgStore);
 impl_sealed_values!(PgStore);
 impl_store_inspect!(PgStore);
@@ -389,7 +392,8 @@ impl PgTx {
                 ") select * from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], ",
                 "$5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::int8[], ",
                 "$11::uuid[], $12::uuid[], $13::bool[], $14::text[], $15::text[], ",
-                "$16::text[], $17::text[], $18::timestamptz[], $19::timestamptz[])",
+                "$16::text[], $17::text[], $18::timestamptz[], $19::timestamptz[], $20::text[], ",
+                "$21::text[], $22::timestamptz[])",
             ))
             .bind(m.iter().map(|m| m.id).collect::<Vec<_>>())
             .bind(m.iter().map(|m| m.project_id).collect::<Vec<_>>())
@@ -422,6 +426,9 @@ impl PgTx {
             .bind(m.iter().map(|m| m.statuses.as_str()).collect::<Vec<_>>())
             .bind(m.iter().map(|m| m.created_at).collect::<Vec<_>>())
             .bind(m.iter().map(|m| m.updated_at).collect::<Vec<_>>())
+            .bind(m.iter().map(|m| m.group_id.as_deref()).collect::<Vec<_>>())
+            .bind(m.iter().map(|m| m.edits.as_deref()).collect::<Vec<_>>())
+            .bind(m.iter().map(|m| m.revoked_at).collect::<Vec<_>>())
             .execute(&mut *self.tx)
             .await?;
         }

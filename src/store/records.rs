@@ -98,6 +98,13 @@ pub struct MessageRow {
     pub statuses: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The group a group message belongs to (Groups API); such messages have no 1:1 contact.
+    pub group_id: Option<String>,
+    /// Earlier versions of an edited message, oldest first (JSON array text of
+    /// `{body, content, edited_at}`); `None` when never edited.
+    pub edits: Option<String>,
+    /// When the sender revoked it (its content is cleared, the fact kept).
+    pub revoked_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]

@@ -13,6 +13,7 @@ use super::common::impl_common_store;
 use super::dialect::Dialect;
 use super::inspect::impl_store_inspect;
 use super::media::impl_media_files;
+use super::meta_state::{impl_meta_state, impl_meta_state_tx};
 use super::onboarding::impl_onboarding;
 use super::outbox::impl_outbox;
 use super::provisioning::impl_provisioning;
@@ -140,6 +141,8 @@ impl_onboarding!(SqliteStore);
 impl_media_files!(SqliteStore);
 impl_webhooks!(SqliteStore);
 impl_provisioning!(SqliteStore);
+impl_meta_state!(SqliteStore);
+impl_meta_state_tx!(SqliteTx, SqliteStore);
 impl_webhook_sweeps!(SqliteStore);
 impl_sealed_values!(SqliteStore);
 impl_store_inspect!(SqliteStore);
@@ -460,7 +463,10 @@ impl SqliteTx {
                     .push_bind(&m.errors)
                     .push_bind(&m.statuses)
                     .push_bind(m.created_at)
-                    .push_bind(m.updated_at);
+                    .push_bind(m.updated_at)
+                    .push_bind(&m.group_id)
+                    .push_bind(&m.edits)
+                    .push_bind(m.revoked_at);
             });
             query.build().execute(&mut *self.tx).await?;
         }

@@ -10,7 +10,7 @@ use super::records::*;
 use super::StoreResult;
 
 #[async_trait]
-pub trait StoreTx: Send {
+pub trait StoreTx: super::meta_state::MetaStateTx + Send {
     /// Serialises work on one key (a message's wamid) across transactions until commit: on
     /// PostgreSQL an advisory transaction lock, on SQLite nothing (one writer at a time).
     async fn lock_key(&mut self, number: Uuid, key: &str) -> StoreResult<()>;
@@ -444,7 +444,8 @@ macro_rules! impl_store_tx {
                     "insert into messages (",
                     $crate::store::columns::message_columns!(),
                     ") values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, ",
-                    "$15, $16, $17, $18, $19) on conflict (phone_number_internal_id, wamid) ",
+                    "$15, $16, $17, $18, $19, $20, $21, $22) ",
+                    "on conflict (phone_number_internal_id, wamid) ",
                     "do nothing",
                 ))
                 .bind(m.id)
@@ -466,6 +467,9 @@ macro_rules! impl_store_tx {
                 .bind(&m.statuses)
                 .bind(m.created_at)
                 .bind(m.updated_at)
+                .bind(&m.group_id)
+                .bind(&m.edits)
+                .bind(m.revoked_at)
                 .execute(&mut *self.tx)
                 .await?;
                 let inserted = result.rows_affected() == 1;

@@ -139,6 +139,18 @@ impl TxState {
         true
     }
 
+    /// Records a message whose content changed (an edit or a revoke): `true` when its insert is
+    /// still pending (the insert at commit carries the new content); otherwise the cached copy,
+    /// if any, is replaced and the caller writes the content now (the commit-time update only
+    /// writes a message's state).
+    pub fn rewrite_message(&mut self, row: &MessageRow) -> bool {
+        let key = (row.phone_number_internal_id, row.wamid.clone());
+        if let Some(Some(cached)) = self.messages.get_mut(&key) {
+            *cached = row.clone();
+        }
+        self.new_message_set.contains(&key)
+    }
+
     /// The messages to insert and to update at commit.
     pub fn take_message_writes(&mut self) -> (Vec<MessageRow>, Vec<MessageRow>) {
         let row = |key: &MessageKey| self.messages.get(key).cloned().flatten();
@@ -383,6 +395,9 @@ mod tests {
             statuses: "[]".into(),
             created_at: now,
             updated_at: now,
+            group_id: None,
+            edits: None,
+            revoked_at: None,
         }
     }
 

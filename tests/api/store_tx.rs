@@ -59,6 +59,9 @@ pub(crate) fn message(project: Uuid, number: Uuid, wamid: &str, at: DateTime<Utc
         statuses: "[]".into(),
         created_at: at,
         updated_at: at,
+        group_id: None,
+        edits: None,
+        revoked_at: None,
     }
 }
 

@@ -167,8 +167,17 @@ fn message_kapso(
             "error": media.and_then(|m| m.error.clone()),
         })
     });
-    let all: [(&str, Value); 18] = [
+    let edits: Option<Value> = row
+        .edits
+        .as_deref()
+        .and_then(|e| serde_json::from_str(e).ok());
+    let all: [(&str, Value); 22] = [
         ("direction", json!(row.direction)),
+        // `cloud_api`, `business_app` (coexistence echo) or `history` (imported past chats).
+        ("origin", json!(row.origin)),
+        ("group_id", json!(row.group_id)),
+        ("edit_history", json!(edits)),
+        ("revoked_at", json!(row.revoked_at.map(iso))),
         ("status", json!(listed_status(&row.status))),
         ("processing_status", json!(row.processing_status)),
         (

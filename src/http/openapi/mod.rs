@@ -13,6 +13,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 
+mod meta_state;
 mod model;
 mod provisioning;
 mod schemas;
@@ -505,6 +506,7 @@ fn operations() -> Vec<Operation> {
         });
     }
     ops.extend(provisioning::operations());
+    ops.extend(meta_state::operations());
     ops
 }
 
@@ -572,6 +574,12 @@ fn all_schemas() -> Value {
     let mut all = schemas();
     for (name, schema) in provisioning::schemas() {
         all[name] = schema;
+    }
+    for (name, schema) in meta_state::schemas() {
+        all[name] = schema;
+    }
+    for (name, schema) in meta_state::phone_number_fields() {
+        all["PhoneNumber"]["properties"][name] = schema;
     }
     for (name, schema) in provisioning::setup_link_fields() {
         all["SetupLink"]["properties"][name] = schema;

@@ -10,6 +10,7 @@ mod phone_numbers;
 mod present;
 mod provisioning;
 mod setup_links;
+mod usage;
 mod webhooks;
 
 use axum::Router;
@@ -27,4 +28,5 @@ pub fn router() -> Router<AppState> {
         .merge(api_keys::router())
         .merge(webhooks::router())
         .merge(provisioning::router())
+        .merge(usage::router())
 }

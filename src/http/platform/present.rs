@@ -105,6 +105,13 @@ impl IssuedApiKeyObject {
 /// secret just generated or set, shown once.
 #[derive(Debug, Serialize)]
 pub struct PhoneNumberObject<'a> {
+    /// From `account_update` (`partner_app_uninstalled|offboarded|deleted|disabled`); `null`
+    /// while Meta sends for the number. Sends for a number in a state are refused locally.
+    account_state: Option<&'a str>,
+    account_state_updated_at: Option<String>,
+    /// Templates Meta paused or disabled: `{name, language, status}`; sends with them are
+    /// refused locally.
+    blocked_templates: Vec<BlockedTemplate>,
     business_account_id: &'a str,
     calls_enabled: bool,
     code_verification_status: Option<&'a str>,
@@ -135,7 +142,46 @@ pub struct PhoneNumberObject<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     webhook_secret: Option<String>,
     webhook_verified_at: Option<String>,
-    whatsapp_business_manager_messaging_limit: Option<&'a str>,
+    /// The messaging limit (messages a day to distinct users), from Meta's tier (`TIER_1K` is
+    /// 1000); `null` when unlimited or not set yet.
+    whatsapp_business_manager_messaging_limit: Option<u64>,
+}
+
+/// A template Meta will not send, as the phone-number object lists it.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct BlockedTemplate {
+    language: String,
+    name: String,
+    status: String,
+}
+
+/// The number's blocked templates from their cached form (`"STATUS:name:language"`).
+fn blocked_templates(raw: Option<&str>) -> Vec<BlockedTemplate> {
+    let entries: Vec<String> = raw
+        .and_then(|r| serde_json::from_str(r).ok())
+        .unwrap_or_default();
+    entries
+        .iter()
+        .filter_map(|entry| {
+            let mut parts = entry.splitn(3, ':');
+            let status = parts.next()?.to_owned();
+            Some(BlockedTemplate {
+                name: parts.next()?.to_owned(),
+                language: parts.next()?.to_owned(),
+                status,
+            })
+        })
+        .collect()
+}
+
+/// Meta's messaging limit tier as the number of messages it allows a day.
+pub fn messaging_limit(tier: &str) -> Option<u64> {
+    let amount = tier.strip_prefix("TIER_")?;
+    let (digits, scale) = match amount.strip_suffix('K') {
+        Some(thousands) => (thousands, 1_000),
+        None => (amount, 1),
+    };
+    digits.parse::<u64>().ok().map(|n| n * scale)
 }
 
 /// Digits of a display number, as Kapso's `display_phone_number_normalized`.
@@ -146,6 +192,9 @@ fn normalized(display: &str) -> String {
 impl<'a> PhoneNumberObject<'a> {
     pub fn new(n: &'a PhoneNumber) -> Self {
         Self {
+            account_state: n.account_state.as_deref(),
+            account_state_updated_at: n.account_state_at.map(iso),
+            blocked_templates: blocked_templates(n.blocked_templates.as_deref()),
             business_account_id: &n.business_account_id,
             calls_enabled: n.calls_enabled,
             code_verification_status: n.code_verification_status.as_deref(),
@@ -174,7 +223,10 @@ impl<'a> PhoneNumberObject<'a> {
             webhook_destination_url: n.webhook_destination_url.as_deref(),
             webhook_secret: None,
             webhook_verified_at: n.webhook_verified_at.map(iso),
-            whatsapp_business_manager_messaging_limit: n.messaging_limit.as_deref(),
+            whatsapp_business_manager_messaging_limit: n
+                .messaging_limit
+                .as_deref()
+                .and_then(messaging_limit),
         }
     }
 
@@ -433,6 +485,23 @@ mod tests {
     }
 
     #[test]
+    fn messaging_limit_tiers_are_numbers() {
+        assert_eq!(messaging_limit("TIER_250"), Some(250));
+        assert_eq!(messaging_limit("TIER_2K"), Some(2_000));
+        assert_eq!(messaging_limit("TIER_100K"), Some(100_000));
+        assert_eq!(messaging_limit("TIER_UNLIMITED"), None);
+        assert_eq!(messaging_limit("TIER_NOT_SET"), None);
+        assert_eq!(
+            blocked_templates(Some(r#"["PAUSED:order_update:en_US"]"#)),
+            vec![BlockedTemplate {
+                language: "en_US".into(),
+                name: "order_update".into(),
+                status: "PAUSED".into()
+            }]
+        );
+    }
+
+    #[test]
     fn objects_keep_the_api_key_order() {
         let now = crate::store::now();
         let number = PhoneNumber {
@@ -466,6 +535,9 @@ mod tests {
             webhook_verified_at: Some(now),
             username: None,
             username_status: None,
+            account_state: None,
+            account_state_at: None,
+            blocked_templates: None,
             created_at: now,
             updated_at: now,
         };

@@ -51,7 +51,7 @@ pub async fn forward(
     let exchange = Exchange::classify(request.method(), address, &number);
     let upstream = build_upstream(state, address, &version, &number, exchange, request).await?;
     let answer = match exchange {
-        Exchange::Username(_) | Exchange::Send | Exchange::Call => {
+        Exchange::Username(_) | Exchange::Send | Exchange::Call | Exchange::Register => {
             // Finished in their own task: a client that hangs up must not cancel a request Meta
             // may accept, nor the recording of one it did accept. The task keeps the request's
             // span, so what it logs names the request, project and number.
@@ -141,6 +141,8 @@ enum Exchange {
     Send,
     /// `POST {id}/calls`: recorded as a call.
     Call,
+    /// `POST {id}/register`: a success with a `pin` turns the number's two-step PIN on.
+    Register,
     /// `POST {id}/media`: streams like everything else; the vault keeps a copy on the way.
     Upload,
     /// `GET /{object}`: possibly media metadata, whose URL only works with the token.
@@ -162,6 +164,7 @@ impl Exchange {
             match edge {
                 Some("messages") => return Self::Send,
                 Some("calls") => return Self::Call,
+                Some("register") => return Self::Register,
                 Some("media") => return Self::Upload,
                 _ => {}
             }
@@ -177,7 +180,7 @@ impl Exchange {
     fn buffers_request(self) -> bool {
         matches!(
             self,
-            Self::Send | Self::Call | Self::Username(usernames::Op::Claim)
+            Self::Send | Self::Call | Self::Register | Self::Username(usernames::Op::Claim)
         )
     }
 }
@@ -231,6 +234,9 @@ async fn build_upstream(
         if exchange == Exchange::Username(usernames::Op::Claim) {
             // Checked before Meta is called: a bad claim never leaves wagate.
             claimed = Some(usernames::check_claim(&headers, address.query(), &bytes)?);
+        }
+        if exchange == Exchange::Send {
+            refuse_what_meta_would(number, &bytes)?;
         }
         headers.insert(CONTENT_LENGTH, bytes.len().into());
         request_bytes = bytes.clone();
@@ -294,6 +300,45 @@ fn upstream_rest(method: &Method, address: &GraphAddress) -> String {
     }
 }
 
+/// A send Meta would refuse for the number's account state or a paused or disabled template is
+/// answered here, in Meta's words, without calling Meta (the state comes from the number cache).
+fn refuse_what_meta_would(number: &NumberConfig, body: &[u8]) -> Result<(), GraphError> {
+    if number.account_state.is_none() && number.blocked_templates.is_empty() {
+        return Ok(());
+    }
+    let body: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    match crate::domain::account_state::refusal(
+        number.account_state.as_deref(),
+        &number.blocked_templates,
+        &body,
+    ) {
+        Some(refusal) => {
+            metrics::counter!("wagate_sends_refused_locally_total", "code" => refusal.code.to_string())
+                .increment(1);
+            Err(GraphError::meta_refusal(refusal))
+        }
+        None => Ok(()),
+    }
+}
+
+/// Meta registered the number: with a `pin` in the request, its two-step PIN is now on.
+async fn record_pin(state: &AppState, number: &NumberConfig, request: &[u8]) {
+    let with_pin = serde_json::from_slice::<serde_json::Value>(request)
+        .ok()
+        .and_then(|r| r.get("pin").and_then(|p| p.as_str()).map(str::len))
+        .is_some_and(|len| len > 0);
+    if !with_pin {
+        return;
+    }
+    if let Err(error) = state
+        .store
+        .set_pin_enabled(number.internal_id, crate::store::now())
+        .await
+    {
+        tracing::warn!(%error, "could not record that the number's two-step PIN is on");
+    }
+}
+
 /// Phases 4 and 5 of a recorded exchange: send, read Meta's answer, record it if Meta accepted,
 /// then answer with Meta's bytes.
 async fn exchange_and_record(
@@ -308,6 +353,8 @@ async fn exchange_and_record(
         count_meta_error(&bytes);
     } else if let Exchange::Username(op) = exchange {
         usernames::record(state, number, op, upstream.claimed.as_deref(), &bytes).await;
+    } else if exchange == Exchange::Register {
+        record_pin(state, number, &upstream.request_bytes).await;
     } else {
         record_exchange(state, number, exchange, &upstream.request_bytes, &bytes).await;
     }
@@ -489,10 +536,13 @@ async fn record_exchange(
                 at,
             }
         }
-        // Username answers are recorded by `usernames::record`; nothing else is recorded.
-        Exchange::Username(_) | Exchange::Upload | Exchange::MediaLookup | Exchange::Stream => {
-            return
-        }
+        // Username answers are recorded by `usernames::record`, registrations by `record_pin`;
+        // nothing else is recorded.
+        Exchange::Username(_)
+        | Exchange::Register
+        | Exchange::Upload
+        | Exchange::MediaLookup
+        | Exchange::Stream => return,
     };
     if state.writer.record(recording).await == Durability::Buffered {
         tracing::warn!("send recorded in the retry buffer: database unavailable");

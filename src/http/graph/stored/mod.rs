@@ -30,16 +30,48 @@ pub use paging::Query;
 /// A stored-data route, recognised from the method and the path after the version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
-    Messages { pnid: String },
-    Message { pnid: String, wamid: String },
-    Conversations { pnid: String },
-    Conversation { pnid: Option<String>, id: String },
-    UpdateConversation { id: String },
-    Contacts { pnid: String },
-    Contact { pnid: String, key: String },
-    UpdateContact { pnid: Option<String>, key: String },
-    Calls { pnid: Option<String> },
-    Call { call_id: String },
+    Messages {
+        pnid: String,
+    },
+    Message {
+        pnid: String,
+        wamid: String,
+    },
+    Conversations {
+        pnid: String,
+    },
+    Conversation {
+        pnid: Option<String>,
+        id: String,
+    },
+    UpdateConversation {
+        id: String,
+    },
+    Contacts {
+        pnid: String,
+    },
+    Contact {
+        pnid: String,
+        key: String,
+    },
+    UpdateContact {
+        pnid: Option<String>,
+        key: String,
+    },
+    Calls {
+        pnid: Option<String>,
+    },
+    Call {
+        call_id: String,
+    },
+    /// The groups the number takes part in (Groups API webhooks), newest first.
+    Groups {
+        pnid: String,
+    },
+    Group {
+        pnid: String,
+        group_id: String,
+    },
 }
 
 pub fn route(method: &Method, rest: &str) -> Option<Route> {
@@ -82,6 +114,11 @@ pub fn route(method: &Method, rest: &str) -> Option<Route> {
         ("GET", ["calls"]) => Route::Calls { pnid: None },
         ("GET", ["calls", _]) => Route::Call { call_id: s(1) },
         ("GET", [_, "calls"]) => Route::Calls { pnid: Some(s(0)) },
+        ("GET", [_, "groups"]) => Route::Groups { pnid: s(0) },
+        ("GET", [_, "groups", _]) => Route::Group {
+            pnid: s(0),
+            group_id: s(2),
+        },
         _ => return None,
     })
 }
@@ -444,6 +481,44 @@ pub async fn handle(request: Request<'_>, route: Route) -> Result<Response, Grap
             );
             Ok(ok(body))
         }
+        Route::Groups { pnid } => {
+            let number = request.number(&pnid).await?;
+            let state = request.query.get("state").map(str::to_owned);
+            if let Some(state) = state.as_deref().filter(|s| !GROUP_STATES.contains(s)) {
+                return Err(GraphError::invalid_parameter(format!(
+                    "state: must be one of {}, got '{state}'",
+                    GROUP_STATES.join(", ")
+                )));
+            }
+            let page = paging::parse(&request.query, "g", number.internal_id)?;
+            let rows = request
+                .state
+                .store
+                .list_groups(
+                    number.internal_id,
+                    state.as_deref(),
+                    page.seek,
+                    page.limit + 1,
+                )
+                .await?;
+            let body = paging::envelope(
+                rows,
+                &request.list_context("g", number.internal_id, page),
+                |r| (r.created_at, r.id),
+                crate::domain::groups::present,
+            );
+            Ok(ok(body))
+        }
+        Route::Group { pnid, group_id } => {
+            let number = request.number(&pnid).await?;
+            let group = request
+                .state
+                .store
+                .find_group(number.internal_id, &group_id)
+                .await?
+                .ok_or_else(|| GraphError::unreachable_object(&group_id))?;
+            Ok(ok(crate::domain::groups::present(&group)))
+        }
         Route::Call { call_id } => {
             let number = request.number_from_query().await?;
             let call = request
@@ -461,6 +536,9 @@ pub async fn handle(request: Request<'_>, route: Route) -> Result<Response, Grap
         }
     }
 }
+
+/// The `state` filter of the group list.
+const GROUP_STATES: [&str; 4] = ["active", "deleted", "suspended", "failed"];
 
 fn parse_body(body: &Bytes) -> Result<Value, GraphError> {
     let value: Value = serde_json::from_slice(body)
