@@ -1,5 +1,5 @@
-// The setup page: the connection-type choice, then Meta's Embedded Signup (Facebook's JS SDK) or,
-// against the Graph emulator, a simulated sign-in; both end by posting the form to
+// The setup page: the connection-type choice, then Meta's Embedded Signup v4 (Facebook's JS SDK)
+// or, against the Graph emulator, a simulated sign-in; both end by posting the form to
 // `{token}/complete`, which answers with a redirect.
 (function () {
   'use strict';
@@ -166,27 +166,75 @@
     return;
   }
 
-  // What Meta's window reports (WA_EMBEDDED_SIGNUP): the WABA and phone number chosen.
+  // What Meta's window reports: a message from facebook.com, a JSON string of type
+  // WA_EMBEDDED_SIGNUP (Embedded Signup v4's session logging, sent for every flow):
+  //   FINISH, FINISH_WHATSAPP_BUSINESS_APP_ONBOARDING (and Meta's other FINISH_… kinds): the
+  //     asset IDs (waba_id, phone_number_id, business_id…); the coexistence one may carry only
+  //     waba_id;
+  //   FINISH_ONLY_WABA: finished without a phone number;
+  //   CANCEL: abandoned at data.current_step, or, with data.error_message (error_code,
+  //     session_id, timestamp), an error the customer saw and reported;
+  //   ERROR: an error, read like a reported one (older shape).
+  // Anything else, and any message from another origin, is ignored.
   var session = null;
   var metaError = null;
+  var metaErrorReported = false;
+  // 'open' while Meta's window is up, 'failed' once FB.login answered without a code, when a
+  // late CANCEL or ERROR still replaces the message shown.
+  var attempt = 'idle';
+  function metaId(value) {
+    if (typeof value === 'number') value = String(value);
+    return typeof value === 'string' && value.trim() ? value.trim() : null;
+  }
+  function onlyWaba(list) {
+    return Array.isArray(list) && list.length === 1 ? metaId(list[0]) : null;
+  }
+  // Meta's own words for a reported error, with the references its support asks for.
+  function reportedError(info) {
+    var text = typeof info.error_message === 'string' ? info.error_message.trim() : '';
+    if (!text) return null;
+    var refs = [metaId(info.error_code), metaId(info.session_id)].filter(Boolean);
+    return refs.length ? text + ' (' + refs.join(' \u00b7 ') + ')' : text;
+  }
+  function metaFailed(message, reported) {
+    if (metaErrorReported && !reported) return; // a later plain CANCEL keeps Meta's error
+    metaError = message;
+    metaErrorReported = reported;
+    if (attempt === 'failed') showError(message);
+  }
   window.addEventListener('message', function (event) {
     if (!/^https:\/\/([a-z0-9-]+\.)*facebook\.com$/.test(event.origin)) return;
     var data = event.data;
     if (typeof data === 'string') {
       try { data = JSON.parse(data); } catch (e) { return; }
     }
-    if (!data || data.type !== 'WA_EMBEDDED_SIGNUP') return;
-    var info = data.data || {};
-    if (data.event === 'FINISH' || data.event === 'FINISH_WHATSAPP_BUSINESS_APP_ONBOARDING') {
-      session = { waba_id: info.waba_id, phone_number_id: info.phone_number_id };
-    } else if (data.event === 'FINISH_ONLY_WABA') {
-      session = { waba_id: info.waba_id, phone_number_id: null, onlyWaba: true };
-    } else if (data.event === 'CANCEL') {
-      metaError = t.cancelled;
-    } else if (data.event === 'ERROR') {
-      metaError = t.facebook_auth_failed;
+    if (!data || typeof data !== 'object' || data.type !== 'WA_EMBEDDED_SIGNUP') return;
+    var info = data.data && typeof data.data === 'object' ? data.data : {};
+    var name = typeof data.event === 'string' ? data.event : '';
+    if (name === 'CANCEL' || name === 'ERROR') {
+      var reported = reportedError(info);
+      metaFailed(reported || (name === 'ERROR' ? t.facebook_auth_failed : t.cancelled), !!reported);
+    } else if (name === 'FINISH_ONLY_WABA') {
+      session = { waba_id: metaId(info.waba_id), phone_number_id: null, onlyWaba: true };
+    } else if (name.indexOf('FINISH') === 0) {
+      session = {
+        waba_id: metaId(info.waba_id) || onlyWaba(info.waba_ids),
+        phone_number_id: metaId(info.phone_number_id)
+      };
     }
   });
+
+  // Embedded Signup v4: the version comes from the Facebook Login for Business configuration
+  // (meta.embedded_signup_config_id; one created with products selected is v4), not from
+  // `extras`, which has no `version` and, session info being sent for every v4 flow, no
+  // sessionInfoVersion. Coexistence adds featureType, as Meta's "Onboard WhatsApp Business app
+  // users" page writes it (sessionInfoVersion included).
+  function launchExtras(type) {
+    if (type === 'coexistence') {
+      return { setup: {}, featureType: 'whatsapp_business_app_onboarding', sessionInfoVersion: '3' };
+    }
+    return { setup: {} };
+  }
 
   window.fbAsyncInit = function () {
     window.FB.init({ appId: config.appId, autoLogAppEvents: true, xfbml: false, version: config.version });
@@ -223,23 +271,23 @@
     }
     session = null;
     metaError = null;
+    metaErrorReported = false;
+    attempt = 'open';
     setBusy(true);
     window.FB.login(function (response) {
       var code = response && response.authResponse && response.authResponse.code;
       if (code) {
+        attempt = 'finishing';
         finish(code, 0);
       } else {
+        attempt = 'failed';
         showError(metaError || t.cancelled);
       }
     }, {
       config_id: config.configId,
       response_type: 'code',
       override_default_response_type: true,
-      extras: {
-        setup: {},
-        featureType: type === 'coexistence' ? 'whatsapp_business_app_onboarding' : '',
-        sessionInfoVersion: '3'
-      }
+      extras: launchExtras(type)
     });
   });
 })();
