@@ -4,6 +4,13 @@
 //
 // Needs WAGATE_URL (http://127.0.0.1:<port>), WAGATE_API_KEY and WAGATE_EMULATOR_URL; run.sh
 // beside this file starts wagate and sets them.
+//
+// The last tests drive the page's real path, Meta's Embedded Signup v4: they start a second wagate
+// (`wagate serve`, the binary run.sh uses: WAGATE_BIN or target/debug/wagate, relative to the
+// repository root) without the simulated sign-in, against the same Graph emulator, and the browser
+// gets a stand-in for Meta: connect.facebook.net/en_US/sdk.js records what FB.init and FB.login
+// were called with, and FB.login's window is an https://www.facebook.com frame that posts the
+// WA_EMBEDDED_SIGNUP message a test chose. Nothing leaves the machine.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -11,6 +18,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { spawn } from 'node:child_process';
+import net from 'node:net';
 import { chromium } from 'playwright-core';
 
 const BASE = process.env.WAGATE_URL;
@@ -65,6 +74,7 @@ function number(n) {
 }
 const A = number(1);
 const B = number(2);
+const C = number(3); // connected through the Facebook SDK path
 function e164(display) {
   return '+' + display.replace(/\D/g, '');
 }
@@ -75,7 +85,7 @@ let page;
 
 before(async () => {
   await startReceiver();
-  for (const n of [A, B]) {
+  for (const n of [A, B, C]) {
     const response = await fetch(`${EMULATOR}/_sandbox/numbers`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -101,11 +111,13 @@ before(async () => {
   });
   page = browser.pages()[0] || (await browser.newPage());
   page.setDefaultTimeout(10_000);
+  await standInForMeta(page);
 });
 
 after(async () => {
   await browser?.close();
   receiver?.close();
+  await stopFacebookWagate();
 });
 
 async function newLink(fields) {
@@ -303,4 +315,271 @@ test("the seed's Full example provisions a number, shows Meta's code and connect
   const after = await api('GET', `/customers/${owner}/setup_links`);
   assert.equal(after.body.data[0].status, 'used');
   assert.equal(after.body.data[0].provisioned_phone_number.status, 'in_use');
+});
+
+// ---- Meta's Embedded Signup v4, through Facebook's SDK --------------------------------------
+// A stand-in for Meta in the browser. The SDK records FB.init's and FB.login's arguments (in
+// window.__meta, and here in metaLog, which outlives the page's navigation to the redirect
+// target); FB.login plays window.__metaPlan: its window (an https://www.facebook.com frame)
+// posts plan.message as Meta does (a JSON string), the SDK then posts plan.forged from the page's
+// own origin (which the page must ignore), and answers the login callback with plan.code (or
+// without a code). plan.callbackFirst answers the callback before the window's message.
+const FAKE_SDK = `(function () {
+  var calls = window.__meta = { init: [], login: [] };
+  function record(kind, options) {
+    var copy = JSON.parse(JSON.stringify(options));
+    calls[kind].push(copy);
+    if (typeof window.__wagateMetaRecord === 'function') window.__wagateMetaRecord(kind, copy);
+  }
+  window.FB = {
+    init: function (options) { record('init', options); },
+    login: function (callback, options) {
+      record('login', options);
+      var plan = window.__metaPlan || {};
+      function answer() {
+        callback(plan.code ? { status: 'connected', authResponse: { code: plan.code } }
+                           : { status: 'unknown', authResponse: null });
+      }
+      if (plan.callbackFirst) answer();
+      if (!plan.message) { if (!plan.callbackFirst) answer(); return; }
+      window.addEventListener('message', function fromMeta(event) {
+        if (event.origin !== 'https://www.facebook.com') return;
+        window.removeEventListener('message', fromMeta);
+        if (plan.forged) window.postMessage(JSON.stringify(plan.forged), '*');
+        if (!plan.callbackFirst) setTimeout(answer, 50);
+      });
+      var frame = document.createElement('iframe');
+      frame.hidden = true;
+      frame.src = 'https://www.facebook.com/v24.0/dialog/oauth#' + encodeURIComponent(JSON.stringify(plan.message));
+      document.body.appendChild(frame);
+    }
+  };
+  if (typeof window.fbAsyncInit === 'function') window.fbAsyncInit();
+})();`;
+const FAKE_WINDOW = `<!doctype html><title>Meta</title><script>
+  parent.postMessage(decodeURIComponent(location.hash.slice(1)), '*');
+</script>`;
+
+const metaLog = [];
+async function standInForMeta(p) {
+  await p.exposeBinding('__wagateMetaRecord', (_source, kind, options) => { metaLog.push({ kind, options }); });
+  await p.route('https://connect.facebook.net/**', (route) => route.fulfill({
+    status: 200,
+    headers: { 'content-type': 'application/javascript', 'access-control-allow-origin': '*' },
+    body: FAKE_SDK,
+  }));
+  await p.route('https://www.facebook.com/**', (route) => route.fulfill({
+    status: 200,
+    headers: { 'content-type': 'text/html; charset=utf-8' },
+    body: FAKE_WINDOW,
+  }));
+}
+
+// A second wagate with the Facebook SDK path (no simulated sign-in), on the same emulator: the
+// emulator's app (ID and public sandbox secret) exchanges `sandbox-code-<phone_number_id>`.
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const SANDBOX_APP_ID = '900000000000001';
+const CONFIG_ID = '4400000000000001';
+let fb = null;
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function startFacebookWagate() {
+  if (fb) return fb;
+  const configured = process.env.WAGATE_BIN || 'target/debug/wagate';
+  const bin = path.isAbsolute(configured) ? configured : path.join(ROOT, configured);
+  assert.ok(fs.existsSync(bin), `no wagate binary at ${bin} (set WAGATE_BIN to an absolute path)`);
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'wagate-browser-fb-'));
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('WAGATE__')));
+  Object.assign(env, {
+    WAGATE__SERVER__LISTEN: `127.0.0.1:${port}`,
+    WAGATE__SERVER__PUBLIC_URL: url,
+    WAGATE__LOG__LEVEL: 'warn',
+    WAGATE__SECURITY__BOOTSTRAP_KEY_FILE: path.join(work, 'api-key'),
+    WAGATE__GRAPH__BASE_URL: EMULATOR,
+    WAGATE__META__APP_ID: SANDBOX_APP_ID,
+    WAGATE__META__APP_SECRET: 'sandbox-app-secret',
+    WAGATE__META__VERIFY_TOKEN: 'browser-test-verify-token',
+    WAGATE__META__EMBEDDED_SIGNUP_CONFIG_ID: CONFIG_ID,
+    WAGATE__ONBOARDING__SIMULATED_SIGNUP: 'false',
+    WAGATE__ONBOARDING__GRAPH_VERSION: 'v24.0',
+  });
+  const child = spawn(bin, ['serve'], { cwd: work, env, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (chunk) => { stderr = (stderr + chunk).slice(-8000); });
+  fb = { child, work, url, key: null };
+  for (let i = 0; i < 300 && !fb.key; i++) {
+    assert.equal(child.exitCode, null, `wagate serve exited during start-up:\n${stderr}`);
+    const ready = await fetch(`${url}/readyz`).then((r) => r.ok, () => false);
+    const key = fs.existsSync(path.join(work, 'api-key')) && fs.readFileSync(path.join(work, 'api-key'), 'utf8').trim();
+    if (ready && key) fb.key = key;
+    else await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.ok(fb.key, `wagate serve did not come up:\n${stderr}`);
+  return fb;
+}
+
+async function stopFacebookWagate() {
+  if (!fb) return;
+  const { child, work } = fb;
+  fb = null;
+  if (child.exitCode === null) {
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+    if (child.exitCode === null) child.kill('SIGKILL');
+  }
+  fs.rmSync(work, { recursive: true, force: true });
+}
+
+async function fbApi(method, p, body) {
+  const response = await fetch(`${fb.url}/platform/v1${p}`, {
+    method,
+    headers: { 'x-api-key': fb.key, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  return { status: response.status, body: text ? JSON.parse(text) : null };
+}
+
+function metaCalls() {
+  const of = (kind) => metaLog.filter((c) => c.kind === kind).map((c) => c.options);
+  return { init: of('init'), login: of('login') };
+}
+async function plan(value) {
+  await page.evaluate((v) => { window.__metaPlan = v; }, value);
+}
+
+// Embedded Signup v4's launch parameters: the version is the login configuration's, so `extras`
+// holds no `version` and no sessionInfoVersion; coexistence adds featureType (Meta's coexistence
+// page keeps sessionInfoVersion beside it).
+const V4_EXTRAS = { setup: {} };
+const V4_COEXISTENCE_EXTRAS = { setup: {}, featureType: 'whatsapp_business_app_onboarding', sessionInfoVersion: '3' };
+function assertV4Login(options, extras) {
+  assert.deepEqual(options, {
+    config_id: CONFIG_ID,
+    response_type: 'code',
+    override_default_response_type: true,
+    extras,
+  });
+  assert.ok(!('version' in options.extras), 'v4 is chosen by the configuration, not extras.version');
+}
+
+let fbLink;
+let fbCustomer;
+
+test("Meta's window reporting an error, a cancel or no number leaves the link usable (Embedded Signup v4)", async () => {
+  await startFacebookWagate();
+  const customer = await fbApi('POST', '/customers', { customer: { name: `Facebook SDK ${run}` } });
+  assert.equal(customer.status, 201, JSON.stringify(customer.body));
+  fbCustomer = customer.body.data.id;
+  const created = await fbApi('POST', `/customers/${fbCustomer}/setup_links`, {
+    setup_link: { success_redirect_url: `${receiverUrl}/fb/ok`, failure_redirect_url: `${receiverUrl}/fb/fail`, language: 'en' },
+  });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  fbLink = created.body.data;
+
+  metaLog.length = 0;
+  const response = await page.goto(fbLink.url);
+  assert.equal(response.status(), 200);
+  assert.ok(await page.locator('#connect').isVisible());
+  assert.equal(await page.locator('#simulated-signup').count(), 0);
+  await page.waitForFunction(() => window.__meta && window.__meta.init.length === 1);
+  assert.deepEqual(metaCalls().init, [
+    { appId: SANDBOX_APP_ID, autoLogAppEvents: true, xfbml: false, version: 'v24.0' },
+  ]);
+
+  // Coexistence; the customer reports an error in Meta's window, whose message comes after the
+  // login callback: Meta's words replace the generic text.
+  await page.locator('label.option[data-type="coexistence"]').click();
+  await plan({
+    callbackFirst: true,
+    message: {
+      type: 'WA_EMBEDDED_SIGNUP',
+      event: 'CANCEL',
+      data: {
+        error_message: 'Your verified name violates WhatsApp guidelines. Please edit your verified name and try again.',
+        error_code: '524126',
+        session_id: 'f34b51dab5e0498',
+        timestamp: '1746041036',
+      },
+    },
+  });
+  await page.locator('#connect').click();
+  const error = page.locator('#error');
+  await page.waitForFunction(() => /verified name/.test(document.getElementById('error').textContent));
+  assert.equal(await error.innerText(),
+    'Your verified name violates WhatsApp guidelines. Please edit your verified name and try again. (524126 · f34b51dab5e0498)');
+  assert.ok(await page.locator('#connect').isEnabled(), 'the customer can start again');
+  let calls = metaCalls();
+  assert.equal(calls.login.length, 1);
+  assertV4Login(calls.login[0], V4_COEXISTENCE_EXTRAS);
+
+  // Abandoned at a step: the page's own text.
+  await plan({ message: { type: 'WA_EMBEDDED_SIGNUP', event: 'CANCEL', data: { current_step: 'PHONE_NUMBER_SETUP' } } });
+  await page.locator('#connect').click();
+  await page.waitForFunction(() => /cancelled/.test(document.getElementById('error').textContent));
+  assert.equal(await error.innerText(), 'The sign-in was cancelled or closed. Click the button to start again.');
+
+  // Finished without a phone number: nothing is posted, the page says what to do.
+  await page.locator('label.option[data-type="dedicated"]').click();
+  await plan({
+    code: `sandbox-code-${C.phone_number_id}`,
+    message: { type: 'WA_EMBEDDED_SIGNUP', event: 'FINISH_ONLY_WABA', data: { waba_id: C.business_account_id } },
+  });
+  await page.locator('#connect').click();
+  await page.waitForFunction(() => /without a phone number/.test(document.getElementById('error').textContent));
+  calls = metaCalls();
+  assert.equal(calls.login.length, 3);
+  assertV4Login(calls.login[1], V4_COEXISTENCE_EXTRAS);
+  assertV4Login(calls.login[2], V4_EXTRAS);
+  assert.equal(page.url(), fbLink.url);
+  const links = await fbApi('GET', `/customers/${fbCustomer}/setup_links?status=active`);
+  assert.equal(links.body.data[0].id, fbLink.id, 'the link stays usable');
+  assert.equal(links.body.data[0].whatsapp_setup_error, null);
+});
+
+test("a dedicated number connects with what Meta's window reported, and with nothing else (Embedded Signup v4)", async () => {
+  assert.ok(fbLink, 'runs after the test above');
+  metaLog.length = 0;
+  await page.goto(fbLink.url);
+  await page.waitForFunction(() => window.__meta && window.__meta.init.length === 1);
+  await page.locator('label.option[data-type="dedicated"]').click();
+  await plan({
+    code: `sandbox-code-${C.phone_number_id}`,
+    message: {
+      type: 'WA_EMBEDDED_SIGNUP',
+      event: 'FINISH',
+      data: { phone_number_id: C.phone_number_id, waba_id: C.business_account_id, business_id: '3000000000000001' },
+    },
+    // A look-alike from the page's own origin, after Meta's: ignored.
+    forged: { type: 'WA_EMBEDDED_SIGNUP', event: 'FINISH', data: { phone_number_id: B.phone_number_id, waba_id: B.business_account_id } },
+  });
+  await Promise.all([page.waitForURL(`${receiverUrl}/fb/ok**`), page.locator('#connect').click()]);
+  const calls = metaCalls();
+  assert.equal(calls.login.length, 1);
+  assertV4Login(calls.login[0], V4_EXTRAS);
+  assert.deepEqual(landing(page.url()).params, {
+    setup_link_id: fbLink.id,
+    status: 'completed',
+    phone_number_id: C.phone_number_id,
+    business_account_id: C.business_account_id,
+    display_phone_number: e164(C.display_phone_number),
+  });
+  const connected = await fbApi('GET', `/whatsapp/phone_numbers/${C.phone_number_id}`);
+  assert.equal(connected.status, 200, JSON.stringify(connected.body));
+  assert.equal(connected.body.data.customer_id, fbCustomer);
+  assert.equal(connected.body.data.is_coexistence, false);
+  assert.equal((await fbApi('GET', `/whatsapp/phone_numbers/${B.phone_number_id}`)).status, 404);
 });
