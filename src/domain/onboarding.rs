@@ -151,13 +151,17 @@ impl Onboarding {
             .into());
         }
         let checked = check_input(link, input)?;
-        let pnid = checked.phone_number_id.as_str();
         let waba = checked.waba_id.as_str();
+        // A coexistence finish may name only the WABA: a reconnect link's number is its own.
+        let named = checked
+            .phone_number_id
+            .clone()
+            .or_else(|| link.reconnect_phone_number_id.clone());
 
         // A reconnect is locked to its number and WABA; checked before anything is asked of Meta.
-        let existing = match &link.reconnect_phone_number_id {
-            None => None,
-            Some(locked) if locked != pnid => {
+        let existing = match (&link.reconnect_phone_number_id, named.as_deref()) {
+            (None, _) => None,
+            (Some(locked), Some(pnid)) if locked != pnid => {
                 return Err(Failure::new(
                     PhoneVerificationFailed,
                     format!(
@@ -166,7 +170,7 @@ impl Onboarding {
                 )
                 .into())
             }
-            Some(locked) => {
+            (Some(locked), _) => {
                 let number = self
                 .store
                 .find_phone_number(locked)
@@ -193,6 +197,11 @@ impl Onboarding {
         };
 
         let token = self.exchange_code(&checked.code).await?;
+        let pnid = match named {
+            Some(pnid) => pnid,
+            None => self.only_number_of(token.expose_secret(), waba).await?,
+        };
+        let pnid = pnid.as_str();
 
         // Control of the number is proven before "already connected" is said about it.
         if let Some(verifier) = self.numbers.verifier() {
@@ -457,6 +466,31 @@ impl Onboarding {
                 format!("Graph refused the code exchange (HTTP {status}: {message}); the customer should sign in again")
             })
         })
+    }
+
+    /// The number of a coexistence signup whose finish named only the WABA (Meta documents just
+    /// `waba_id` for `FINISH_WHATSAPP_BUSINESS_APP_ONBOARDING`): the WABA's one number.
+    async fn only_number_of(&self, token: &str, waba: &str) -> Result<String, Failure> {
+        let ids = self
+            .graph
+            .business_phone_number_ids(&self.graph_version, token, waba)
+            .await
+            .map_err(|error| {
+                graph_failure(FailureCode::PhoneVerificationFailed, "phone_numbers", error, |status, message| {
+                    format!("Graph refused to list business account {waba}'s numbers (HTTP {status}: {message})")
+                })
+            })?;
+        match ids.as_slice() {
+            [only] => Ok(only.clone()),
+            [] => Err(Failure::new(
+                FailureCode::PhoneVerificationFailed,
+                format!("the signup named no phone number and business account {waba} has none"),
+            )),
+            several => Err(Failure::new(
+                FailureCode::PhoneVerificationFailed,
+                format!("the signup named no phone number and business account {waba} has {}; the customer should sign in again and pick one", several.len()),
+            )),
+        }
     }
 
     /// The WABA's webhooks go to this app (and so to wagate).

@@ -103,7 +103,8 @@ pub trait MetaState: Send + Sync {
         cutoff: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> StoreResult<bool>;
-    /// Numbers not refreshed since `cutoff`, oldest connected first.
+    /// Numbers not refreshed since `cutoff`, oldest connected first. A number never refreshed
+    /// counts as read at connect (Graph was asked then).
     async fn numbers_due_for_refresh(
         &self,
         cutoff: DateTime<Utc>,
@@ -221,7 +222,7 @@ macro_rules! impl_meta_state {
                 limit: u32,
             ) -> $crate::store::StoreResult<Vec<$crate::store::PhoneNumber>> {
                 let sql = format!(
-                    "select {} from phone_numbers where internal_id not in \
+                    "select {} from phone_numbers where created_at < $1 and internal_id not in \
                      (select phone_number_internal_id from phone_number_refreshes \
                      where refreshed_at >= $1) order by created_at, internal_id limit $2",
                     $crate::store::columns::PHONE_NUMBER_COLUMNS

@@ -488,14 +488,12 @@ async fn coexistence_by_json_without_success_url(backend: Backend) {
     let link = env
         .link(json!({"allowed_connection_types": ["coexistence"], "language": "id"}))
         .await;
-    // JSON body; the only allowed type needs no choice.
+    // JSON body; the only allowed type needs no choice. Meta's coexistence finish
+    // (`FINISH_WHATSAPP_BUSINESS_APP_ONBOARDING`) names only the WABA: its one number is found.
     let response = env
         .http
         .post(format!("{}/complete", link.url))
-        .json(
-            &json!({"code": format!("sandbox-code-{}", NUMBER_3.0), "waba_id": NUMBER_3.1,
-            "phone_number_id": NUMBER_3.0}),
-        )
+        .json(&json!({"code": format!("sandbox-code-{}", NUMBER_3.0), "waba_id": NUMBER_3.1}))
         .send()
         .await
         .unwrap();

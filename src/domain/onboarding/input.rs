@@ -26,7 +26,9 @@ fn meta_id(value: Option<&str>) -> Option<String> {
 pub(super) struct Checked {
     pub(super) code: SecretString,
     pub(super) waba_id: String,
-    pub(super) phone_number_id: String,
+    /// `None` only for coexistence: Meta's `FINISH_WHATSAPP_BUSINESS_APP_ONBOARDING` documents
+    /// just the WABA (its one number is looked up after the code exchange).
+    pub(super) phone_number_id: Option<String>,
     pub(super) connection_type: &'static str,
 }
 
@@ -75,12 +77,13 @@ pub(super) fn check_input(link: &SetupLinkRow, input: CompleteInput) -> Result<C
             "no WhatsApp Business Account ID (waba_id, digits only) came back from the signup",
         )
     })?;
-    let phone_number_id = meta_id(input.phone_number_id.as_deref()).ok_or_else(|| {
-        Failure::new(
+    let phone_number_id = meta_id(input.phone_number_id.as_deref());
+    if phone_number_id.is_none() && connection_type != "coexistence" {
+        return Err(Failure::new(
             PhoneVerificationFailed,
             "no phone number ID (digits only) came back from the signup: the customer must pick or add a phone number, not \"Display name only\"",
-        )
-    })?;
+        ));
+    }
     Ok(Checked {
         code,
         waba_id,
