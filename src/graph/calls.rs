@@ -23,7 +23,7 @@ pub struct PhoneNumberNode {
     /// `throughput.level`: `STANDARD` or `HIGH`.
     pub throughput_level: Option<String>,
     /// The messaging limit tier (`TIER_1K`, …): the portfolio's since October 2025
-    /// (`whatsapp_business_manager_messaging_limit`), else the number's `messaging_limit_tier`.
+    /// (`whatsapp_business_manager_messaging_limit`).
     pub messaging_limit_tier: Option<String>,
     pub is_official_business_account: bool,
     pub is_pin_enabled: bool,
@@ -39,10 +39,14 @@ pub struct MediaNode {
     pub file_size: Option<u64>,
 }
 
+/// The fields every version of Graph has served for a number.
+const BASE_NUMBER_FIELDS: &str =
+    "fields=id,display_phone_number,verified_name,quality_rating,code_verification_status,name_status";
+/// Those plus the values Meta added since (the portfolio's messaging limit from October 2025;
+/// `messaging_limit_tier` is deprecated, so it is not asked for).
 const NUMBER_FIELDS: &str =
     "fields=id,display_phone_number,verified_name,quality_rating,code_verification_status,name_status,\
-    throughput,messaging_limit_tier,whatsapp_business_manager_messaging_limit,\
-    is_official_business_account,is_pin_enabled";
+    throughput,whatsapp_business_manager_messaging_limit,is_official_business_account,is_pin_enabled";
 
 /// Whether Graph's answer is a usable access token (it becomes an `Authorization` header).
 fn plausible_token(token: &str) -> bool {
@@ -78,7 +82,15 @@ impl GraphClient {
     ) -> Result<PhoneNumberNode, GraphCallError> {
         let url = self.url(version, phone_number_id, Some(NUMBER_FIELDS));
         let request = self.http.get(url).bearer_auth(token);
-        let (status, node) = self.call(request, None).await?;
+        let (mut status, mut node) = self.call(request, None).await?;
+        if status == 400 && node.pointer("/error/code").and_then(Value::as_i64) == Some(100) {
+            // A Graph version that does not know one of the newer fields refuses the whole
+            // request (code 100); the base fields still verify the number.
+            let url = self.url(version, phone_number_id, Some(BASE_NUMBER_FIELDS));
+            (status, node) = self
+                .call(self.http.get(url).bearer_auth(token), None)
+                .await?;
+        }
         if status != 200 {
             return Err(GraphCallError::refused(status, &node));
         }
@@ -94,8 +106,7 @@ impl GraphClient {
                 .pointer("/throughput/level")
                 .and_then(Value::as_str)
                 .map(str::to_owned),
-            messaging_limit_tier: text("whatsapp_business_manager_messaging_limit")
-                .or_else(|| text("messaging_limit_tier")),
+            messaging_limit_tier: text("whatsapp_business_manager_messaging_limit"),
             is_official_business_account: node
                 .get("is_official_business_account")
                 .and_then(Value::as_bool)

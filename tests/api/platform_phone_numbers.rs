@@ -227,6 +227,28 @@ async fn duplicate_connect_is_409_and_keeps_the_original(app: TestApp) {
     );
 }
 
+async fn an_older_graph_still_verifies_with_the_base_fields(app: TestApp) {
+    app.graph.own("old-graph-token", "4201", "4301");
+    app.graph.like_an_older_graph();
+    let before = app.graph.recorded().len();
+    let response = app
+        .request(Method::POST, PATH)
+        .json(&json!({"whatsapp_phone_number": {"phone_number_id": "4201", "business_account_id": "4301", "access_token": "old-graph-token"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    let asked: Vec<String> = app.graph.recorded()[before..]
+        .iter()
+        .filter(|r| r.path_and_query.contains("/4201?"))
+        .map(|r| r.path_and_query.clone())
+        .collect();
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    assert!(asked[0].contains("whatsapp_business_manager_messaging_limit"));
+    assert!(!asked[1].contains("whatsapp_business_manager_messaging_limit"));
+    assert!(asked[1].contains("display_phone_number"));
+}
+
 async fn customer_form_connects_and_lists(app: TestApp) {
     let customer = app.create_customer(app.project_id, "Acme").await;
     let path = format!("/platform/v1/customers/{customer}/whatsapp/phone_numbers");
@@ -590,6 +612,7 @@ crate::both_backends!(app:
     connect_returns_the_full_object_without_secrets,
     connect_validation_names_each_field,
     duplicate_connect_is_409_and_keeps_the_original,
+    an_older_graph_still_verifies_with_the_base_fields,
     customer_form_connects_and_lists,
     list_pages_with_meta,
     patch_updates_fields_and_rotates_secret,

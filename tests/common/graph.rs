@@ -46,6 +46,8 @@ struct Inner {
     /// that reaches exactly these ids (a broad system-user token): 200 for them, Meta's
     /// "does not exist, cannot be loaded" 400 for any other id.
     reachable: Mutex<Option<Vec<String>>>,
+    /// Answer like a Graph version that predates a field wagate asks for: 400 code 100.
+    older: std::sync::atomic::AtomicBool,
 }
 
 /// One grant: `token` reaches the phone number `pnid` and its business account `waba`.
@@ -93,6 +95,14 @@ impl GraphMock {
 
     /// From now on, answer bare objects like Meta with a token that reaches `ids` (and nothing
     /// else): what a caller would get from Meta if wagate forwarded the request.
+    /// From now on, a request naming `whatsapp_business_manager_messaging_limit` (October 2025)
+    /// is refused as an older Graph version refuses an unknown field.
+    pub fn like_an_older_graph(&self) {
+        self.inner
+            .older
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     pub fn reach_like_meta(&self, ids: &[&str]) {
         *self.inner.reachable.lock().unwrap() = Some(ids.iter().map(|s| s.to_string()).collect());
     }
@@ -225,6 +235,16 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
                 return unsupported_object(&parts.method, object);
             }
             let query = parts.uri.query().unwrap_or("");
+            if inner.older.load(std::sync::atomic::Ordering::SeqCst)
+                && query.contains("whatsapp_business_manager_messaging_limit")
+            {
+                return json_response(
+                    400,
+                    serde_json::json!({"error": {
+                        "message": "(#100) Tried accessing nonexisting field (whatsapp_business_manager_messaging_limit) on node type (WhatsAppBusinessPhoneNumber)",
+                        "type": "OAuthException", "code": 100, "fbtrace_id": "mock-trace"}}),
+                );
+            }
             if parts.method == Method::GET
                 && is_pnid
                 && segments.len() == 3
