@@ -61,6 +61,10 @@ pub fn router() -> Router<Arc<Shared>> {
         .route("/_sandbox/events/{field}", post(inject_platform_event))
         .route("/_sandbox/numbers", post(add_number).get(list_numbers))
         .route(
+            "/_sandbox/numbers/{pnid}/throughput_upgrade",
+            post(throughput_upgrade),
+        )
+        .route(
             "/_sandbox/knobs",
             post(set_knobs).get(get_knobs).delete(reset_knobs),
         )
@@ -278,6 +282,49 @@ async fn inject_batch(State(shared): Shr, headers: HeaderMap, body: bytes::Bytes
 
 /// `POST /_sandbox/raw` `{"envelope": any, "signature"?: "sha256=…" | null}`: sent as is,
 /// signed with the app secret unless `signature` overrides (a string) or omits (null) it.
+/// `POST /_sandbox/numbers/{pnid}/throughput_upgrade`: Meta upgrades the number to `HIGH`
+/// throughput. With the `limits` knob on, its sends answer `131057` for `limits.upgrade_ms`;
+/// then the number is `HIGH` and its `THROUGHPUT_UPGRADE` webhook is delivered.
+async fn throughput_upgrade(
+    State(shared): Shr,
+    axum::extract::Path(pnid): axum::extract::Path<String>,
+) -> ControlResult {
+    let wait = {
+        let mut world = shared.world();
+        if !world.numbers.contains_key(&pnid) {
+            return Err(ControlError::not_found(format!(
+                "unknown phone_number_id {pnid}"
+            )));
+        }
+        let wait = std::time::Duration::from_millis(world.knobs.limits.upgrade_ms);
+        world
+            .limiter
+            .start_upgrade(&pnid, std::time::Instant::now() + wait);
+        wait
+    };
+    let task = shared.clone();
+    let number = pnid.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(wait).await;
+        let built = {
+            let mut world = task.world();
+            world.limiter.finish_upgrade(&number);
+            super::platform_events::build(
+                &mut world,
+                "phone_number_quality_update",
+                &json!({"phone_number_id": number,
+                    "value": {"event": "THROUGHPUT_UPGRADE", "current_limit": "TIER_UNLIMITED"}}),
+            )
+        };
+        if let Ok(built) = built {
+            task.deliver(built.waba.as_deref(), &built.envelope).await;
+        }
+    });
+    Ok(Json(
+        json!({ "phone_number_id": pnid, "upgrading_for_ms": wait.as_millis() as u64 }),
+    ))
+}
+
 async fn inject_platform_event(
     State(shared): Shr,
     axum::extract::Path(field): axum::extract::Path<String>,
@@ -413,6 +460,35 @@ async fn set_knobs(State(shared): Shr, body: bytes::Bytes) -> ControlResult {
                             .ok_or_else(invalid)?,
                     ),
                 }
+            }
+            "limits" => {
+                let Value::Object(fields) = &value else {
+                    return Err(invalid());
+                };
+                let mut limits = knobs.limits.clone();
+                for (name, v) in fields {
+                    let number = || v.as_u64().ok_or_else(invalid);
+                    let small = || {
+                        v.as_u64()
+                            .and_then(|n| u32::try_from(n).ok())
+                            .filter(|n| *n > 0)
+                            .ok_or_else(invalid)
+                    };
+                    match name.as_str() {
+                        "enabled" => limits.enabled = v.as_bool().ok_or_else(invalid)?,
+                        "standard_mps" => limits.standard_mps = small()?,
+                        "high_mps" => limits.high_mps = small()?,
+                        "pair_burst" => limits.pair_burst = small()?,
+                        "pair_interval_ms" => limits.pair_interval_ms = number()?,
+                        "upgrade_ms" => limits.upgrade_ms = number()?,
+                        _ => {
+                            return Err(ControlError::bad(format!(
+                                "unknown limits field \"{name}\""
+                            )))
+                        }
+                    }
+                }
+                knobs.limits = limits;
             }
             "template_review" => match value.as_str() {
                 Some(r @ ("approve" | "reject" | "pending")) => {

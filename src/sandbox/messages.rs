@@ -127,6 +127,15 @@ pub fn send(shared: &Arc<Shared>, pnid: &str, call: &GraphCall) -> GraphResult {
         .filter(|w| !w.is_empty())
         .or_else(|| recipient.user_id.clone())
         .unwrap_or_default();
+    // Meta's limits apply to a send it would otherwise accept.
+    let high = world
+        .numbers
+        .get(pnid)
+        .is_some_and(|n| n.throughput_level == "HIGH");
+    let limits = knobs.limits.clone();
+    world
+        .limiter
+        .admit(&limits, pnid, &user, high, std::time::Instant::now())?;
     let message = SentMessage {
         id: wamid(&user),
         phone_number_id: pnid.to_owned(),

@@ -22,6 +22,7 @@ mod events;
 mod graph;
 mod graph_errors;
 mod inbound;
+mod limits;
 mod media;
 mod messages;
 mod numbers;

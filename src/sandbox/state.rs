@@ -32,6 +32,8 @@ pub struct Knobs {
     /// While set, username claims fail with this Meta error code (147002 not eligible, 147003
     /// link a Facebook Page, 147004 link Instagram, …).
     pub fail_usernames_with: Option<u32>,
+    /// Meta's send limits (throughput, pair rate, upgrades); off by default.
+    pub limits: super::limits::LimitKnobs,
 }
 
 impl Default for Knobs {
@@ -43,6 +45,7 @@ impl Default for Knobs {
             fail_sends_with: None,
             template_review: "approve".into(),
             fail_usernames_with: None,
+            limits: super::limits::LimitKnobs::default(),
         }
     }
 }
@@ -213,6 +216,8 @@ pub struct World {
     /// Numbers typed in the simulated Embedded Signup's phone step, waiting for their code
     /// (`super::signup`); a verified one moves to `numbers`.
     pub signups: HashMap<String, super::signup::PendingSignup>,
+    /// Recent sends per number and pair, and throughput upgrades under way.
+    pub limiter: super::limits::Limiter,
 }
 
 /// What a Graph object ID names.

@@ -10,6 +10,7 @@ mod coexistence_groups;
 mod credentials;
 mod delivery_processes;
 mod emulator;
+mod emulator_limits;
 mod graph_versions;
 mod hygiene;
 mod ingest;
