@@ -12,8 +12,6 @@ use wagate::config::Backend;
 use crate::common::eventually;
 use crate::ingest::{Env, PNID};
 
-const V: &str = "/meta/whatsapp/v24.0";
-
 async fn knobs(env: &Env, body: Value) {
     let response = env
         .http
@@ -26,15 +24,11 @@ async fn knobs(env: &Env, body: Value) {
 }
 
 async fn send_to(env: &Env, to: &str) -> (u16, Value) {
-    let response = env
-        .app
-        .request(Method::POST, &format!("{V}/{PNID}/messages"))
-        .json(&json!({"messaging_product": "whatsapp", "to": to, "type": "text", "text": {"body": "hi"}}))
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
+    crate::meta_state::send(
+        env,
+        json!({"messaging_product": "whatsapp", "to": to, "type": "text", "text": {"body": "hi"}}),
+    )
+    .await
 }
 
 async fn meta_limits_come_back_unchanged(backend: Backend) {

@@ -59,7 +59,8 @@ async fn sent_count(env: &Env) -> usize {
     sent["data"].as_array().map_or(0, Vec::len)
 }
 
-async fn send(env: &Env, body: Value) -> (u16, Value) {
+/// Sends `body` through the proxy from the test number; Meta's (or wagate's) status and answer.
+pub async fn send(env: &Env, body: Value) -> (u16, Value) {
     let response = env
         .app
         .request(Method::POST, &format!("{V}/{PNID}/messages"))
