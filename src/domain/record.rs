@@ -68,8 +68,10 @@ pub async fn record_message(
     };
     // Imported history is the past: it opens no conversation and announces nothing.
     let history = recorded.origin == ORIGIN_HISTORY;
+    // A fresh inbound message waits for its delivery to the app; history is never delivered as
+    // new (nothing would ever complete it).
     let processing_status =
-        if recorded.direction == Direction::Inbound && number.hands_off_inbound() {
+        if recorded.direction == Direction::Inbound && !history && number.hands_off_inbound() {
             ProcessingStatus::Pending
         } else {
             ProcessingStatus::Completed

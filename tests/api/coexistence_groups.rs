@@ -37,6 +37,18 @@ async fn stored_message(env: &Env, wamid: &str) -> Value {
 
 async fn history_is_stored_as_the_past(backend: Backend) {
     let env = Env::start(backend).await;
+    // The number forwards to an app: fresh inbound messages wait for that delivery
+    // (`processing_status: pending`); history never does.
+    let app_hook = Hook::start().await;
+    let (status, body) = env
+        .app
+        .call(
+            Method::PATCH,
+            &format!("/platform/v1/whatsapp/phone_numbers/{PNID}"),
+            Some(json!({"whatsapp_phone_number": {"webhook_destination_url": app_hook.url}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
     let hook = Hook::start().await;
     create_webhook(
         &env.app,
@@ -57,6 +69,10 @@ async fn history_is_stored_as_the_past(backend: Backend) {
     .await;
     let inbound = env.wait_message("wamid.hist-in", |_| true).await;
     assert_eq!(inbound.origin, "history");
+    assert_eq!(
+        inbound.processing_status,
+        wagate::store::ProcessingStatus::Completed
+    );
     assert_eq!(
         inbound.conversation_id, None,
         "history opens no conversation"
