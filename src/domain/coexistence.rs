@@ -171,7 +171,13 @@ pub async fn apply_edit(
     row.body = body.to_string();
     row.edits = Some(Value::Array(history).to_string());
     row.updated_at = now;
-    tx.rewrite_message(&row).await
+    tx.rewrite_message(&row).await?;
+    if let Some(conversation) = row.conversation_id {
+        let preview: String = row.content.chars().take(500).collect();
+        tx.set_conversation_preview(conversation, &row.wamid, Some(&preview), now)
+            .await?;
+    }
+    Ok(())
 }
 
 /// An inbound `revoke`: the stored message's content (and any earlier versions of it) is
@@ -221,5 +227,11 @@ pub async fn apply_revoke(
     row.edits = None;
     row.revoked_at = Some(now);
     row.updated_at = now;
-    tx.rewrite_message(&row).await
+    tx.rewrite_message(&row).await?;
+    // The conversation's preview of a revoked last message goes too.
+    if let Some(conversation) = row.conversation_id {
+        tx.set_conversation_preview(conversation, &row.wamid, None, now)
+            .await?;
+    }
+    Ok(())
 }

@@ -164,6 +164,15 @@ pub trait MetaStateTx: Send {
         facts: &NumberFacts,
         now: DateTime<Utc>,
     ) -> StoreResult<()>;
+    /// When `wamid` is still the conversation's last message, its preview becomes `text` (an
+    /// edit's new words, or nothing after a revoke).
+    async fn set_conversation_preview(
+        &mut self,
+        conversation_id: Uuid,
+        wamid: &str,
+        text: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
     /// Sets (or, with `None`, clears) the number's account state.
     async fn set_account_state(
         &mut self,
@@ -578,6 +587,36 @@ macro_rules! impl_meta_state_tx {
                 .bind(&f.quality_rating)
                 .bind(f.is_official_business_account)
                 .bind(now)
+                .execute(&mut *self.tx)
+                .await?;
+                Ok(())
+            }
+
+            async fn set_conversation_preview(
+                &mut self,
+                conversation_id: uuid::Uuid,
+                wamid: &str,
+                text: Option<&str>,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<()> {
+                // A conversation this transaction holds is written at commit from its cached
+                // row, so the change goes there; otherwise one column is set in place.
+                if let Some(mut held) = self.state.conversation_by_id(conversation_id) {
+                    if held.last_message_id.as_deref() == Some(wamid) {
+                        held.last_message_text = text.map(str::to_owned);
+                        held.updated_at = now;
+                        self.state.update_conversation(&held);
+                    }
+                    return Ok(());
+                }
+                sqlx::query(
+                    "update conversations set last_message_text = $2, updated_at = $3 \
+                     where id = $1 and last_message_id = $4",
+                )
+                .bind(conversation_id)
+                .bind(text)
+                .bind(now)
+                .bind(wamid)
                 .execute(&mut *self.tx)
                 .await?;
                 Ok(())

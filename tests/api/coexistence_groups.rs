@@ -162,6 +162,20 @@ async fn app_contacts_edits_and_revokes_change_what_is_stored(backend: Backend) 
         .wait_message(&wamid, |m| m.content.contains("better words"))
         .await;
     assert!(edited.edits.is_some());
+    let preview = |env: &Env| {
+        let store = env.app.store.clone();
+        let number = env.number;
+        async move {
+            store.conversations_of(number).await.unwrap()[0]
+                .last_message_text
+                .clone()
+        }
+    };
+    assert_eq!(
+        preview(&env).await.as_deref(),
+        Some("better words"),
+        "the conversation shows the edited words"
+    );
     let body = stored_message(&env, &wamid).await;
     assert_eq!(body["text"]["body"], "better words", "{body}");
     assert_eq!(body["kapso"]["edit_history"][0]["content"], "first words");
@@ -184,6 +198,11 @@ async fn app_contacts_edits_and_revokes_change_what_is_stored(backend: Backend) 
     .await;
     let revoked = env.wait_message(&wamid, |m| m.revoked_at.is_some()).await;
     assert_eq!(revoked.content, "");
+    assert_eq!(
+        preview(&env).await,
+        None,
+        "nor does its conversation show it"
+    );
     assert_eq!(revoked.edits, None, "earlier versions go with the content");
     assert!(!revoked.body.contains("words"), "{}", revoked.body);
     let body = stored_message(&env, &wamid).await;
