@@ -110,6 +110,18 @@ impl App {
             shutdown_grace: self.state.config.server.shutdown_grace,
         };
         let stop_workers = tokio_util::sync::CancellationToken::new();
+        if self.state.config.pacing.enabled {
+            // Counted before the first request, so this instance never paces at a share that
+            // leaves it out.
+            let pacing = self.state.config.pacing.clone();
+            domain::pacing::instances::join(&self.state.pacer, &self.state.store, &pacing).await;
+            tokio::spawn(domain::pacing::instances::run(
+                self.state.pacer.clone(),
+                self.state.store.clone(),
+                pacing,
+                stop_workers.clone(),
+            ));
+        }
         // Not switchable: without it, changes made elsewhere wait for `cache.ttl` here.
         tokio::spawn(domain::cache_sync::run(
             self.state.store.clone(),
@@ -143,6 +155,21 @@ impl App {
                 self.state.delivery_wake.clone(),
                 stop_workers.clone(),
             ));
+        }
+        if self.state.config.workers.broadcasts {
+            domain::broadcasts::worker::start(
+                domain::broadcasts::worker::BroadcastWorker {
+                    store: self.state.store.clone(),
+                    numbers: self.state.numbers.clone(),
+                    graph: self.state.graph.clone(),
+                    pacer: self.state.pacer.clone(),
+                    writer: self.state.writer.clone(),
+                    config: self.state.config.pacing.clone(),
+                    graph_version: self.state.config.graph.minimum_version.clone(),
+                },
+                self.state.broadcast_wake.clone(),
+                stop_workers.clone(),
+            );
         }
         if let (Some(vault), true) = (
             self.state.vault.clone(),

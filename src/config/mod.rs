@@ -14,8 +14,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 mod media;
+mod pacing;
 mod provisioning;
 pub use media::MediaConfig;
+pub use pacing::{PacingConfig, PairRateMode};
 pub use provisioning::ProvisioningConfig;
 
 /// The documented default configuration, embedded so a bare binary runs with no files.
@@ -40,6 +42,7 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub onboarding: OnboardingConfig,
     pub provisioning: ProvisioningConfig,
+    pub pacing: PacingConfig,
     pub media: MediaConfig,
     pub log: LogConfig,
     /// Set by `serve --sandbox` only, never by a file or the environment: numbers connected in
@@ -262,6 +265,8 @@ pub struct WorkersConfig {
     /// Downloads into the media vault.
     pub media_downloads: bool,
     pub conversation_sweeper: bool,
+    /// Sending queued broadcasts.
+    pub broadcasts: bool,
 }
 
 /// The longest `delivery.allowed_ports` list.
@@ -560,6 +565,7 @@ impl Config {
         self.server.trusted_proxy_nets()?;
         self.media.validate()?;
         self.provisioning.validate()?;
+        self.pacing.validate()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
             ConfigError(format!(
                 "log.level: {e}; use a tracing filter such as \"info\""

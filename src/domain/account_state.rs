@@ -64,7 +64,7 @@ pub async fn apply_account_update(
 
 /// `phone_number_quality_update`: the messaging limit (`max_daily_conversations_per_business`,
 /// before Feb 2026 `current_limit`) or, with `THROUGHPUT_UPGRADE` / `TIER_UNLIMITED`, the
-/// higher throughput level.
+/// higher throughput level (which also ends a pause for the upgrade: Meta's upgrade is done).
 pub async fn apply_quality_update(
     tx: &mut dyn StoreTx,
     number: &RoutedNumber,

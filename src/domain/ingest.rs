@@ -376,7 +376,7 @@ async fn apply_change(
                 inbound_message(tx, number, message, contacts, settings, now).await?;
             }
             for status in array(value, "statuses") {
-                apply_status(tx, number, status, now).await?;
+                apply_status(tx, number, status, settings, now).await?;
             }
             if array(value, "messages").is_empty() && !array(value, "statuses").is_empty() {
                 refresh_contacts(tx, number, contacts, now).await?;
@@ -561,6 +561,7 @@ pub async fn apply_status(
     tx: &mut dyn StoreTx,
     routed: &RoutedNumber,
     status: &Value,
+    settings: IngestSettings,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
     let number = routed.internal_id;
@@ -569,6 +570,7 @@ pub async fn apply_status(
     };
     super::pricing::record(tx, routed, status, now).await?;
     tx.lock_key(number, &wamid).await?;
+    confirm_queued_send(tx, routed, status, &wamid, settings, now).await?;
     match tx.find_message(number, &wamid).await? {
         Some(mut row) => {
             let moved = fold_status(&mut row, status);
@@ -598,6 +600,44 @@ pub async fn apply_status(
                 .await
         }
     }
+}
+
+/// A status of a queued (broadcast) send names its recipient in `biz_opaque_callback_data`: the
+/// recipient is sent, whatever became of the worker's request. When the worker never got Meta's
+/// answer (lost, timed out, killed), the message is recorded here from the recipient's body, so
+/// it exists as if the answer had come, and the status below applies to it.
+async fn confirm_queued_send(
+    tx: &mut dyn StoreTx,
+    routed: &RoutedNumber,
+    status: &Value,
+    wamid: &str,
+    settings: IngestSettings,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let Some(recipient) = text(status, "biz_opaque_callback_data")
+        .and_then(|data| {
+            data.strip_prefix(super::broadcasts::CALLBACK_PREFIX)
+                .map(str::to_owned)
+        })
+        .and_then(|id| uuid::Uuid::parse_str(&id).ok())
+    else {
+        return Ok(());
+    };
+    let Some(body) = tx.confirm_broadcast_send(recipient, wamid, now).await? else {
+        return Ok(());
+    };
+    if tx.find_message(routed.internal_id, wamid).await?.is_some() {
+        return Ok(());
+    }
+    let Ok(request) = serde_json::from_str::<Value>(&body) else {
+        return Ok(());
+    };
+    let response = serde_json::json!({"messages": [{"id": wamid}]});
+    let at = text(status, "timestamp")
+        .and_then(|t| t.parse::<i64>().ok())
+        .and_then(|t| DateTime::from_timestamp(t, 0))
+        .unwrap_or(now);
+    super::outbound::record_send(tx, routed, &request, &response, settings, at).await
 }
 
 /// Marks a stored inbound message read (the business sent `status: read` through the proxy).

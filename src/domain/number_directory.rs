@@ -35,6 +35,13 @@ pub struct NumberConfig {
     pub account_state: Option<String>,
     /// Templates Meta paused or disabled (`"STATUS:name:language"`).
     pub blocked_templates: Vec<String>,
+    /// `STANDARD|HIGH` as Meta reported it; decides the send rate with `is_coexistence`.
+    pub throughput_tier: Option<String>,
+    pub is_coexistence: bool,
+    /// The number's own send rate (messages per second), set through the Platform API.
+    pub pacing_rate: Option<u32>,
+    /// Sends wait until then (Meta's throughput upgrade, shared by every instance).
+    pub paused_until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl std::fmt::Debug for NumberConfig {
@@ -64,6 +71,8 @@ pub struct NumberDirectory {
     unknown_tokens: Cache<String, ()>,
     /// Each number's webhooks (both kinds), by the number's internal id.
     webhooks: Cache<Uuid, super::webhooks::NumberWebhooks>,
+    /// Each project's pair-rate mode (`None`: the configured default), for the pacer.
+    pair_modes: Cache<Uuid, Option<String>>,
 }
 
 /// A moka cache sized and timed by `[cache]`.
@@ -98,6 +107,7 @@ impl NumberDirectory {
             tokens: cache(config),
             unknown_tokens: negative_cache(config),
             webhooks: cache(config),
+            pair_modes: cache(config),
         }
     }
 
@@ -268,6 +278,18 @@ impl NumberDirectory {
         self.tokens.invalidate_all();
         self.unknown_tokens.invalidate_all();
         self.webhooks.invalidate_all();
+        self.pair_modes.invalidate_all();
+    }
+
+    /// The project's pair-rate mode as stored (`None`: not chosen).
+    pub async fn pair_rate_mode(&self, project_id: Uuid) -> Result<Option<String>, StoreError> {
+        let store = self.store.clone();
+        self.pair_modes
+            .try_get_with(project_id, async move {
+                store.project_pair_rate_mode(project_id).await
+            })
+            .await
+            .map_err(unwrap_shared)
     }
 }
 
@@ -330,6 +352,13 @@ fn decrypt(secrets: &SecretBox, n: PhoneNumber) -> Option<NumberConfig> {
                 .as_deref()
                 .and_then(|b| serde_json::from_str(b).ok())
                 .unwrap_or_default(),
+            throughput_tier: n.throughput_tier,
+            is_coexistence: n.is_coexistence,
+            pacing_rate: n
+                .pacing_rate
+                .and_then(|r| u32::try_from(r).ok())
+                .filter(|r| *r > 0),
+            paused_until: n.paused_until,
         }),
         Err(error) => {
             tracing::error!(

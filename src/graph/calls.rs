@@ -294,3 +294,49 @@ impl GraphClient {
         Ok(super::Download::from_response(response))
     }
 }
+
+/// What became of a message send made by wagate itself (queued sends).
+#[derive(Debug, Clone)]
+pub enum SendAnswer {
+    /// Meta answered (success or error), with its JSON body.
+    Answered { status: u16, body: Value },
+    /// The request never left: no connection could be made.
+    NotSent(String),
+    /// The request may have reached Meta, but no answer came back (timeout, broken connection).
+    Lost(String),
+}
+
+impl GraphClient {
+    /// `POST /{version}/{phone_number_id}/messages` with the number's `Authorization`.
+    pub async fn send_message(
+        &self,
+        version: &str,
+        authorization: HeaderValue,
+        phone_number_id: &str,
+        body: &Value,
+    ) -> SendAnswer {
+        let url = self.url(version, &format!("{phone_number_id}/messages"), None);
+        let request = self
+            .http
+            .post(url)
+            .header(reqwest::header::AUTHORIZATION, authorization)
+            .json(body)
+            .timeout(self.timeout);
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(error) if error.is_connect() => {
+                return SendAnswer::NotSent(error.without_url().to_string())
+            }
+            Err(error) => return SendAnswer::Lost(error.without_url().to_string()),
+        };
+        let status = response.status().as_u16();
+        match response.bytes().await {
+            Ok(bytes) => SendAnswer::Answered {
+                status,
+                body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            },
+            // Headers came, the body did not: Meta's verdict is unknown.
+            Err(error) => SendAnswer::Lost(error.without_url().to_string()),
+        }
+    }
+}

@@ -21,7 +21,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::GraphConfig;
 
-pub use calls::{MediaNode, PhoneNumberNode};
+pub use calls::{MediaNode, PhoneNumberNode, SendAnswer};
 pub use emulator::PendingSignupNumber;
 pub use error::{unsupported_object_message, GraphCallError};
 pub use links::{LinkClient, LinkError};

@@ -92,6 +92,38 @@ impl GraphError {
         }
     }
 
+    /// A send wagate's pacer answered itself (Meta's code, Meta's status), with `Retry-After`.
+    pub fn paced(refusal: crate::domain::pacing::Refusal) -> Self {
+        use crate::domain::pacing::Refusal;
+        let retry_after = retry_after_seconds(refusal.retry_after());
+        let (status, title, details) = match refusal {
+            Refusal::Throughput { .. } => (
+                StatusCode::BAD_REQUEST,
+                "Rate limit hit",
+                format!("wagate paced this send: the number's throughput has no free slot within pacing.max_wait; retry after {retry_after} s"),
+            ),
+            Refusal::PairRate { .. } => (
+                StatusCode::BAD_REQUEST,
+                "(Business Account, Consumer Account) pair rate limit hit",
+                format!("wagate paced this send: too many messages to this user in a short time (pair rate mode enforce); retry after {retry_after} s"),
+            ),
+            Refusal::Upgrading { .. } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Account in maintenance mode",
+                format!("Meta is upgrading this number's throughput; wagate holds its sends; retry after {retry_after} s"),
+            ),
+        };
+        Self {
+            status,
+            kind: "OAuthException",
+            code: refusal.code(),
+            subcode: None,
+            message: format!("(#{}) {title}", refusal.code()),
+            details: Some(details),
+            retry_after: Some(retry_after),
+        }
+    }
+
     /// 400 code 100 for a bad parameter; `details` names the parameter and the problem.
     pub fn invalid_parameter(details: impl Into<String>) -> Self {
         Self {

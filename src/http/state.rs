@@ -65,6 +65,12 @@ pub struct Services {
     pub media_wake: Arc<tokio::sync::Notify>,
     /// The media vault's store; `None` with `media.vault = false`.
     pub vault: Option<MediaVault>,
+    /// Queued sends (broadcasts).
+    pub broadcasts: crate::domain::broadcasts::Broadcasts,
+    /// Wakes this instance's broadcast worker when a broadcast starts.
+    pub broadcast_wake: Arc<tokio::sync::Notify>,
+    /// Each number's send budget (proxied and queued sends).
+    pub pacer: Arc<crate::domain::pacing::Pacer>,
 }
 
 impl AppState {
@@ -82,6 +88,13 @@ impl AppState {
         let clients = ClientAddrs::new(config.server.trusted_proxy_nets()?);
         let graph = GraphClient::new(&config.graph)?;
         let delivery_wake = Arc::new(tokio::sync::Notify::new());
+        let broadcast_wake = Arc::new(tokio::sync::Notify::new());
+        let broadcasts = crate::domain::broadcasts::Broadcasts::new(
+            store.clone(),
+            numbers.clone(),
+            config.pacing.clone(),
+            broadcast_wake.clone(),
+        );
         let media_wake = Arc::new(tokio::sync::Notify::new());
         let writer = Writer::start(
             store.clone(),
@@ -137,6 +150,9 @@ impl AppState {
             delivery_wake,
             media_wake,
             vault,
+            broadcasts,
+            broadcast_wake,
+            pacer: Arc::new(crate::domain::pacing::Pacer::new(&config.pacing)),
             config,
             store,
             secrets,

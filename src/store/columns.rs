@@ -12,7 +12,8 @@ pub(crate) const PHONE_NUMBER_COLUMNS: &str = r#"internal_id, project_id, custom
     inbound_processing_enabled, calls_enabled, access_token_sealed, access_token_key_id,
     access_token_sha256, webhook_destination_url, webhook_secret_sealed,
     webhook_verify_token_sealed, secrets_key_id, webhook_verified_at, username, username_status,
-    account_state, account_state_at, blocked_templates, created_at, updated_at"#;
+    account_state, account_state_at, blocked_templates, pacing_rate, paused_until, created_at,
+    updated_at"#;
 
 pub(crate) const API_KEY_COLUMNS: &str =
     "id, project_id, key_sha256, display_prefix, created_at, revoked_at";

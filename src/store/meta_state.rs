@@ -579,6 +579,7 @@ macro_rules! impl_meta_state_tx {
                      throughput_tier = coalesce($3, throughput_tier), \
                      quality_rating = coalesce($4, quality_rating), \
                      is_official_business_account = coalesce($5, is_official_business_account), \
+                     paused_until = case when $3 = 'HIGH' then null else paused_until end, \
                      updated_at = $6 where internal_id = $1",
                 )
                 .bind(number)

@@ -6,6 +6,7 @@
 //! locked`, LISTEN/NOTIFY, the prefetch) is each backend's `dialect::Dialect` implementation.
 //! sqlx types never leave this module: callers see domain models and [`StoreError`].
 
+pub mod broadcasts;
 pub(crate) mod cache_changes;
 mod columns;
 mod common;
@@ -17,6 +18,7 @@ pub(crate) mod meta_state;
 mod models;
 pub(crate) mod onboarding;
 pub(crate) mod outbox;
+pub mod pacing;
 mod postgres;
 pub(crate) mod provisioning;
 mod records;
@@ -155,6 +157,8 @@ pub trait Store:
     + Onboarding
     + Provisioning
     + MetaState
+    + broadcasts::Broadcasts
+    + pacing::Pacing
     + SealedValues
     + MediaFiles
     + Webhooks

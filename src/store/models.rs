@@ -144,6 +144,10 @@ pub struct PhoneNumber {
     pub account_state_at: Option<DateTime<Utc>>,
     /// Templates Meta has paused or disabled, as a JSON array of `"STATUS:name:language"`.
     pub blocked_templates: Option<String>,
+    /// The number's own send rate (messages per second); `None`: its tier's.
+    pub pacing_rate: Option<i64>,
+    /// Meta's throughput upgrade (`131057`) pauses sends until then.
+    pub paused_until: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

@@ -8,6 +8,7 @@ use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
+use super::broadcasts::{impl_broadcasts, impl_broadcasts_tx};
 use super::common::impl_common_store;
 use super::dialect::Dialect;
 use super::inspect::impl_store_inspect;
@@ -15,6 +16,7 @@ use super::media::impl_media_files;
 use super::meta_state::{impl_meta_state, impl_meta_state_tx};
 use super::onboarding::impl_onboarding;
 use super::outbox::impl_outbox;
+use super::pacing::impl_pacing;
 use super::provisioning::impl_provisioning;
 use super::sealed::impl_sealed_values;
 use super::tx::impl_store_tx;
@@ -70,6 +72,9 @@ impl_provisioning!(PgStore);
 impl_meta_state!(PgStore);
 impl_meta_state_tx!(PgTx, PgStore);
 impl_webhook_sweeps!(PgStore);
+impl_pacing!(PgStore);
+impl_broadcasts!(PgStore);
+impl_broadcasts_tx!(PgTx);
 impl_sealed_values!(PgStore);
 impl_store_inspect!(PgStore);
 

@@ -9,6 +9,7 @@ use secrecy::ExposeSecret;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
+use super::broadcasts::{impl_broadcasts, impl_broadcasts_tx};
 use super::common::impl_common_store;
 use super::dialect::Dialect;
 use super::inspect::impl_store_inspect;
@@ -16,6 +17,7 @@ use super::media::impl_media_files;
 use super::meta_state::{impl_meta_state, impl_meta_state_tx};
 use super::onboarding::impl_onboarding;
 use super::outbox::impl_outbox;
+use super::pacing::impl_pacing;
 use super::provisioning::impl_provisioning;
 use super::sealed::impl_sealed_values;
 use super::tx::impl_store_tx;
@@ -144,6 +146,9 @@ impl_provisioning!(SqliteStore);
 impl_meta_state!(SqliteStore);
 impl_meta_state_tx!(SqliteTx, SqliteStore);
 impl_webhook_sweeps!(SqliteStore);
+impl_pacing!(SqliteStore);
+impl_broadcasts!(SqliteStore);
+impl_broadcasts_tx!(SqliteTx);
 impl_sealed_values!(SqliteStore);
 impl_store_inspect!(SqliteStore);
 

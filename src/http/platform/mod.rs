@@ -2,10 +2,12 @@
 //! in the resource name, answers as `{"data": …}` and errors as `{"error": …}`.
 
 mod api_keys;
+mod broadcasts;
 mod customers;
 mod deliveries;
 mod error;
 mod extract;
+mod pacing;
 mod phone_numbers;
 mod present;
 mod provisioning;
@@ -29,4 +31,6 @@ pub fn router() -> Router<AppState> {
         .merge(webhooks::router())
         .merge(provisioning::router())
         .merge(usage::router())
+        .merge(pacing::router())
+        .merge(broadcasts::router())
 }

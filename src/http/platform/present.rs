@@ -129,6 +129,10 @@ pub struct PhoneNumberObject<'a> {
     kind: &'a str,
     name: Option<&'a str>,
     name_status: Option<&'a str>,
+    /// The number's own send rate (messages per second); `null`: its tier's.
+    pacing_rate: Option<i64>,
+    /// Sends are held until then (Meta's throughput upgrade, `131057`).
+    paused_until: Option<String>,
     phone_number_id: &'a str,
     quality_rating: Option<&'a str>,
     status: Option<&'a str>,
@@ -212,6 +216,11 @@ impl<'a> PhoneNumberObject<'a> {
             kind: &n.kind,
             name: n.name.as_deref(),
             name_status: n.name_status.as_deref(),
+            pacing_rate: n.pacing_rate,
+            paused_until: n
+                .paused_until
+                .filter(|until| *until > crate::store::now())
+                .map(iso),
             phone_number_id: &n.phone_number_id,
             quality_rating: n.quality_rating.as_deref(),
             status: n.status.as_deref(),
@@ -537,6 +546,8 @@ mod tests {
             username_status: None,
             account_state: None,
             account_state_at: None,
+            pacing_rate: None,
+            paused_until: None,
             blocked_templates: None,
             created_at: now,
             updated_at: now,

@@ -14,6 +14,7 @@
 //! errors; Meta's errors pass through untouched.
 
 mod headers;
+mod pacing;
 mod uploads;
 mod usernames;
 
@@ -50,14 +51,22 @@ pub async fn forward(
     let (version, expires) = version_for(state, address)?;
     let exchange = Exchange::classify(request.method(), address, &number);
     let upstream = build_upstream(state, address, &version, &number, exchange, request).await?;
+    // Paced before the task below: a caller that hangs up while its send waits for a slot
+    // cancels the send.
+    let paced = if exchange == Exchange::Send {
+        pacing::admit(state, &number, &upstream.request_bytes).await?
+    } else {
+        None
+    };
     let answer = match exchange {
         Exchange::Username(_) | Exchange::Send | Exchange::Call | Exchange::Register => {
             // Finished in their own task: a client that hangs up must not cancel a request Meta
             // may accept, nor the recording of one it did accept. The task keeps the request's
             // span, so what it logs names the request, project and number.
             let state = state.clone();
-            let task =
-                async move { exchange_and_record(&state, &number, exchange, upstream).await };
+            let task = async move {
+                exchange_and_record(&state, &number, exchange, upstream, paced).await
+            };
             tokio::spawn(task.instrument(tracing::Span::current()))
                 .await
                 .map_err(|_| GraphError::internal())?
@@ -346,11 +355,15 @@ async fn exchange_and_record(
     number: &NumberConfig,
     exchange: Exchange,
     upstream: Upstream,
+    paced: Option<pacing::Paced>,
 ) -> Result<Response, GraphError> {
     let (parts, body) = send(state, upstream.request).await?.into_parts();
     let bytes = read_upstream(state, body).await?;
     if !parts.status.is_success() {
-        count_meta_error(&bytes);
+        let code = count_meta_error(&bytes);
+        if exchange == Exchange::Send {
+            pacing::meta_refused(state, number, paced.as_ref(), code).await;
+        }
     } else if let Exchange::Username(op) = exchange {
         usernames::record(state, number, op, upstream.claimed.as_deref(), &bytes).await;
     } else if exchange == Exchange::Register {
@@ -471,13 +484,14 @@ fn status_label(status: u16) -> &'static str {
 
 /// Counts Meta's error code from a buffered error answer (`wagate_meta_errors_total{code}`).
 /// Codes are Meta's small integers; anything else is `other`, so the label set stays bounded.
-fn count_meta_error(body: &[u8]) {
+fn count_meta_error(body: &[u8]) -> Option<u64> {
     let code = serde_json::from_slice::<serde_json::Value>(body)
         .ok()
         .and_then(|v| v.pointer("/error/code").and_then(serde_json::Value::as_u64))
-        .filter(|c| *c < 1_000_000)
-        .map_or_else(|| "other".to_owned(), |c| c.to_string());
-    metrics::counter!("wagate_meta_errors_total", "code" => code).increment(1);
+        .filter(|c| *c < 1_000_000);
+    let label = code.map_or_else(|| "other".to_owned(), |c| c.to_string());
+    metrics::counter!("wagate_meta_errors_total", "code" => label).increment(1);
+    code
 }
 
 /// Reads a whole Graph answer (sends, calls, media metadata: small JSON) within the media limit.
