@@ -4,7 +4,7 @@
 -- rate of its throughput tier), and the time Meta's throughput upgrade (131057) pauses it until.
 -- Both are read by the proxy from its number cache; writing them fires the cache-change trigger,
 -- so every instance paces with the same values.
-alter table phone_numbers add column pacing_rate integer;
+alter table phone_numbers add column pacing_rate bigint;
 alter table phone_numbers add column paused_until timestamptz;
 
 -- The project's business-user pair-rate mode: observe, enforce or off (null: pacing.pair_rate_mode).
@@ -36,7 +36,7 @@ create table broadcasts (
     template_id               text,
     -- draft | scheduled | sending | completed | stopped | failed
     status                    text not null,
-    total_recipients          integer not null default 0,
+    total_recipients          bigint not null default 0,
     scheduled_at              timestamptz,
     started_at                timestamptz,
     completed_at              timestamptz,
@@ -51,14 +51,14 @@ create table broadcast_recipients (
     id                uuid primary key,
     broadcast_id      uuid not null references broadcasts (id) on delete cascade,
     -- Order of addition: recipients are sent in this order.
-    position          integer not null,
+    position          bigint not null,
     -- The `to` of the send (phone number as given, or a BSUID).
     recipient         text not null,
     -- The whole Graph send body (JSON), built when the recipient is added.
     body              text not null,
     -- pending | sending | sent | failed
     state             text not null,
-    attempts          integer not null default 0,
+    attempts          bigint not null default 0,
     next_attempt_at   timestamptz not null,
     lease_token       uuid,
     claimed_at        timestamptz,

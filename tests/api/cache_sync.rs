@@ -53,7 +53,7 @@ impl Sibling {
         }
     }
 
-    async fn call(&self, key: &str, method: Method, path: &str) -> (u16, Value) {
+    pub(crate) async fn call(&self, key: &str, method: Method, path: &str) -> (u16, Value) {
         let response = self
             .client
             .request(method, format!("{}{path}", self.base))

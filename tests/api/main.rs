@@ -23,6 +23,7 @@ mod meta_state;
 mod onboarding;
 mod openapi;
 mod outage;
+mod pacing;
 mod platform_customers;
 mod platform_phone_numbers;
 mod platform_webhooks;
