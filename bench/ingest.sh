@@ -220,6 +220,8 @@ run_backend() {
     export WAGATE__META__APP_SECRET=$APP_SECRET
     export WAGATE__LOG__LEVEL=warn
     export WAGATE__GRAPH__VERIFY_NUMBERS=false  # the canned upstream is not Meta
+    # Raw proxy speed: pacing would hold sends to Meta's 80/s (bench/pacing.sh measures it).
+    export WAGATE__PACING__ENABLED=false
     export WAGATE__LOG__FORMAT=json
     exec $ON_SERVER_CPU "$BIN" serve
   ) >"$dir/wagate.out" 2>"$dir/wagate.log" &

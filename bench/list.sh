@@ -52,7 +52,7 @@ run_backend() {
   mkdir -p "$WORK/$backend"
   ( cd "$WORK/$backend"
     WAGATE__SERVER__LISTEN=127.0.0.1:$port WAGATE__DATABASE__URL=$db WAGATE__SECURITY__MASTER_KEY=$MASTER_KEY \
-    WAGATE__LOG__LEVEL=warn WAGATE__GRAPH__VERIFY_NUMBERS=false exec taskset -c 1 "$BIN" serve ) >"$WORK/$backend.out" 2>"$WORK/$backend.log" &
+    WAGATE__LOG__LEVEL=warn WAGATE__GRAPH__VERIFY_NUMBERS=false WAGATE__PACING__ENABLED=false exec taskset -c 1 "$BIN" serve ) >"$WORK/$backend.out" 2>"$WORK/$backend.log" &
   PID=$!
   for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
   # The first start writes its key to a 0600 file when stdout is not a terminal (older builds print it).

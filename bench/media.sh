@@ -187,6 +187,8 @@ start_wagate() { # backend, name, then VAR=value overrides
     export WAGATE__META__APP_SECRET=$APP_SECRET
     export WAGATE__GRAPH__BASE_URL=$UP
     export WAGATE__GRAPH__VERIFY_NUMBERS=false  # the double answers media calls only
+    # Raw proxy speed: pacing would hold sends to Meta's 80/s (bench/pacing.sh measures it).
+    export WAGATE__PACING__ENABLED=false
     export WAGATE__LOG__LEVEL=warn
     export WAGATE__LOG__FORMAT=json
     exec env "$@" taskset -c 1 "$BIN" serve

@@ -138,6 +138,8 @@ start_wagate() { # name, port, binary
     export WAGATE__GRAPH__BASE_URL=http://127.0.0.1:$UP
     export WAGATE__LOG__LEVEL=warn
     export WAGATE__GRAPH__VERIFY_NUMBERS=false  # the canned upstream is not Meta
+    # Raw proxy speed: pacing would hold sends to Meta's 80/s (bench/pacing.sh measures it).
+    export WAGATE__PACING__ENABLED=false
     export TOKIO_WORKER_THREADS=1
     exec taskset -c 1 "$3" serve
   ) >"$WORK/$1.out" 2>"$WORK/$1.log" &

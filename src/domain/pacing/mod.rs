@@ -253,9 +253,11 @@ impl Pacer {
                         retry_after: self.config.pair_interval,
                     }));
                 }
-                tracing::warn!(
-                    "send to one user faster than Meta's pair rate (pacing.pair_rate_mode = observe: sent anyway; Meta may answer 131056)"
-                );
+                if pair.went_over() {
+                    tracing::warn!(
+                        "sends to one user faster than Meta's pair rate (pair_rate_mode observe: sent anyway; Meta may answer 131056); counted in wagate_pacing_pair_over_total"
+                    );
+                }
             }
         }
         let max_wait = deadline.saturating_duration_since(now);

@@ -13,6 +13,8 @@ pub struct Pair {
     /// (tokens, last refill).
     tokens: Mutex<(f64, Instant)>,
     order: Arc<tokio::sync::Mutex<()>>,
+    /// Over its rate since the last message within it (so `observe` warns once per episode).
+    over: std::sync::atomic::AtomicBool,
 }
 
 impl Pair {
@@ -20,6 +22,7 @@ impl Pair {
         Self {
             tokens: Mutex::new((f64::from(burst.max(1)), now)),
             order: Arc::default(),
+            over: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -38,7 +41,13 @@ impl Pair {
             return false;
         }
         *tokens -= 1.0;
+        self.over.store(false, std::sync::atomic::Ordering::Relaxed);
         true
+    }
+
+    /// Marks the pair over its rate; `true` the first time since it was last within it.
+    pub fn went_over(&self) -> bool {
+        !self.over.swap(true, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Meta answered `131056`: the pair waits a whole interval before its next message.

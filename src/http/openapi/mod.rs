@@ -15,6 +15,7 @@ use serde_json::{json, Map, Value};
 
 mod meta_state;
 mod model;
+mod pacing;
 mod provisioning;
 mod schemas;
 
@@ -507,6 +508,7 @@ fn operations() -> Vec<Operation> {
     }
     ops.extend(provisioning::operations());
     ops.extend(meta_state::operations());
+    ops.extend(pacing::operations());
     ops
 }
 
@@ -577,6 +579,12 @@ fn all_schemas() -> Value {
     }
     for (name, schema) in meta_state::schemas() {
         all[name] = schema;
+    }
+    for (name, schema) in pacing::schemas() {
+        all[name] = schema;
+    }
+    for (name, schema) in pacing::phone_number_fields() {
+        all["PhoneNumber"]["properties"][name] = schema;
     }
     for (name, schema) in meta_state::phone_number_fields() {
         all["PhoneNumber"]["properties"][name] = schema;
