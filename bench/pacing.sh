@@ -87,11 +87,13 @@ MASTER_KEY=$(printf 'wagate-pacing-bench-master-key!!' | base64)   # 32 bytes
 start_emulator
 ARGS=()
 
-if [[ " $ONLY " == *" a "* || " $ONLY " == *" b "* ]]; then
+run_single() { # runs: "a" or "b" (each on its own SQLite database)
+  local runs=$1
+  rm -rf "$WORK/one"
   start_wagate one $W1 "sqlite://$WORK/one/wagate.db"
   KEY=$(cat "$WORK/one/api-key")
   connect_number $W1 "$KEY"
-  if [[ " $ONLY " == *" a "* ]]; then
+  if [[ "$runs" == a ]]; then
     echo "==> (a) $RATE sends/s for ${DURATION}s through one instance to an 80/s number"
     reset_rate
     python3 bench/pacing_load.py open --urls "http://127.0.0.1:$W1" --key "$KEY" --pnid $PNID \
@@ -99,11 +101,11 @@ if [[ " $ONLY " == *" a "* || " $ONLY " == *" b "* ]]; then
     sleep 1; emulator_rate "$WORK/a-rate.json"
     ARGS+=(--a "$WORK/a.json" --a-rate "$WORK/a-rate.json")
   fi
-  if [[ " $ONLY " == *" b "* ]]; then
+  if [[ "$runs" == b ]]; then
     echo "==> (b) a $RECIPIENTS-recipient broadcast on a 1,000/s number"
     # Meta's upgrade, made quick: 131057 for 200 ms, then HIGH and THROUGHPUT_UPGRADE.
     curl -fsS -o /dev/null -X POST "http://127.0.0.1:$EMU/_sandbox/knobs" -H 'content-type: application/json' \
-      -d '{"limits": {"upgrade_ms": 200}}'
+      -d "{\"limits\": {\"upgrade_ms\": 200}${EMULATOR_KNOBS:-}}"
     curl -fsS -o /dev/null -X POST "http://127.0.0.1:$EMU/_sandbox/numbers/$PNID/throughput_upgrade"
     for _ in $(seq 1 100); do
       tier=$(curl -fsS "http://127.0.0.1:$W1/platform/v1/whatsapp/phone_numbers/$PNID/pacing" -H "X-API-Key: $KEY" \
@@ -119,7 +121,9 @@ if [[ " $ONLY " == *" a "* || " $ONLY " == *" b "* ]]; then
     ARGS+=(--b "$WORK/b.json" --b-rate "$WORK/b-rate.json")
   fi
   kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true; unset 'PIDS[-1]'
-fi
+}
+
+[[ " $ONLY " != *" a "* ]] || run_single a
 
 if [[ " $ONLY " == *" c "* ]]; then
   echo "==> (c) $RATE sends/s for ${DURATION}s through two instances on one PostgreSQL database"
@@ -143,7 +147,12 @@ if [[ " $ONLY " == *" c "* ]]; then
     --pnid $PNID --rate "$RATE" --duration "$DURATION" --out "$WORK/c.json"
   sleep 1; emulator_rate "$WORK/c-rate.json"
   ARGS+=(--c "$WORK/c.json" --c-rate "$WORK/c-rate.json")
+  kill "${PIDS[-1]}" "${PIDS[-2]}"; wait "${PIDS[-1]}" "${PIDS[-2]}" 2>/dev/null || true
+  unset 'PIDS[-1]'; unset 'PIDS[-1]'
 fi
+
+# (b) last: the throughput upgrade leaves the emulator's number HIGH.
+[[ " $ONLY " != *" b "* ]] || run_single b
 
 echo
 python3 bench/pacing_load.py report "${ARGS[@]}" --limit-a 80 --limit-b 1000 --max-wait-ms $MAX_WAIT_MS

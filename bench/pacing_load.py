@@ -68,9 +68,11 @@ class Pool:
         self.open -= 1
 
 
-async def request(pool, method, path, headers, body):
+async def request(pool, method, path, headers, body, written=None):
     reader, writer = conn = await pool.get()
     try:
+        if written is not None:
+            written.append(time.perf_counter())
         head = f"{method} {path} HTTP/1.1\r\nHost: {pool.host}:{pool.port}\r\n"
         for k, v in headers.items():
             head += f"{k}: {v}\r\n"
@@ -112,12 +114,13 @@ async def cmd_open_async(args):
         scheduled = t0 + i / args.rate
         body = json.dumps({
             "messaging_product": "whatsapp",
-            "to": f"1555{i:07d}",
+            "to": f"4470{i:07d}",
             "type": "text",
             "text": {"body": f"pacing bench {i}"},
         }).encode()
+        written = []
         try:
-            status, payload, retry_after = await request(pools[i % len(pools)], "POST", path, headers, body)
+            status, payload, retry_after = await request(pools[i % len(pools)], "POST", path, headers, body, written)
             code = None
             if status != 200:
                 try:
@@ -127,7 +130,10 @@ async def cmd_open_async(args):
             outcome = "sent" if status == 200 else ("130429" if code == 130429 else f"other:{status}:{code}")
         except Exception as e:  # noqa: BLE001
             outcome, retry_after = f"error:{type(e).__name__}", None
-        results.append((outcome, time.perf_counter() - scheduled, retry_after))
+        done = time.perf_counter()
+        # From the scheduled time (the generator's own lateness included) and from the moment
+        # the request was written (what wagate is answerable for).
+        results.append((outcome, done - scheduled, retry_after, done - (written[0] if written else scheduled)))
 
     tasks = []
     for i in range(total):
@@ -137,8 +143,10 @@ async def cmd_open_async(args):
         tasks.append(asyncio.create_task(one(i)))
     await asyncio.gather(*tasks)
     by = {}
-    for outcome, latency, _ in results:
+    served = {}
+    for outcome, latency, _, from_write in results:
         by.setdefault(outcome, []).append(latency * 1000)
+        served.setdefault(outcome, []).append(from_write * 1000)
     summary = {
         "offered": total,
         "rate": args.rate,
@@ -148,7 +156,10 @@ async def cmd_open_async(args):
         "latency_ms": {
             k: {"p50": pct(v, 50), "p99": pct(v, 99), "max": max(v)} for k, v in by.items()
         },
-        "retry_after_seen": sorted({r for o, _, r in results if o == "130429" and r}),
+        "served_ms": {
+            k: {"p50": pct(v, 50), "p99": pct(v, 99), "max": max(v)} for k, v in served.items()
+        },
+        "retry_after_seen": sorted({r for o, _, r, _ in results if o == "130429" and r}),
     }
     with open(args.out, "w") as f:
         json.dump(summary, f, indent=1)
@@ -170,7 +181,7 @@ def cmd_broadcast(args):
     bid = created["data"]["id"]
     added = 0
     for start in range(0, args.recipients, 1000):
-        items = [{"to": f"1666{i:07d}", "type": "text", "text": {"body": f"broadcast {i}"}}
+        items = [{"to": f"4480{i:07d}", "type": "text", "text": {"body": f"broadcast {i}"}}
                  for i in range(start, min(start + 1000, args.recipients))]
         answer = api(args.url, args.key, "POST", f"/platform/v1/whatsapp/broadcasts/{bid}/recipients",
                      {"whatsapp_broadcast": {"recipients": items}})
@@ -221,19 +232,20 @@ def cmd_report(args):
             continue
         r, w = load(run), load(rate)
         worst = w["max_in_any_second"]
-        slowest = max(v["max"] for v in r["latency_ms"].values())
+        slowest = max(v["max"] for v in r["served_ms"].values())
         rows.append((name, r, w, limit, worst, slowest))
         check(worst <= limit * 1.05, f"({name}) {worst} sends in one second at the emulator, limit {limit} (+5%)")
         check(slowest <= args.max_wait_ms + 50, f"({name}) slowest answer {slowest:.0f} ms > max_wait + 50 ms")
         bad = {k: n for k, n in r["outcomes"].items() if k not in ("sent", "130429")}
         check(not bad, f"({name}) answers other than 200 or 130429: {bad}")
-    print("| run | instances | offered/s | sent | 130429 | emulator max in any 1 s | limit | p99 sent ms | p99 130429 ms | slowest ms |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| run | instances | offered/s | sent | 130429 | emulator max in any 1 s | limit | p99 sent ms | p99 130429 ms | slowest answer ms (from write) | slowest from schedule |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, r, w, limit, worst, slowest in rows:
         lat = r["latency_ms"]
         print(f"| ({name}) | {r['instances']} | {r['rate']:.0f} | {r['outcomes'].get('sent', 0)} | "
               f"{r['outcomes'].get('130429', 0)} | {worst} | {limit} | {lat.get('sent', {}).get('p99', 0):.0f} | "
-              f"{lat.get('130429', {}).get('p99', 0):.0f} | {slowest:.0f} |")
+              f"{lat.get('130429', {}).get('p99', 0):.0f} | {slowest:.0f} | "
+              f"{max(v['max'] for v in lat.values()):.0f} |")
     if args.b:
         b, w = load(args.b), load(args.b_rate)
         worst = w["max_in_any_second"]

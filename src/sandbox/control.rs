@@ -65,6 +65,10 @@ pub fn router() -> Router<Arc<Shared>> {
             post(throughput_upgrade),
         )
         .route(
+            "/_sandbox/numbers/{pnid}/send_rate",
+            get(send_rate).delete(clear_send_rate),
+        )
+        .route(
             "/_sandbox/knobs",
             post(set_knobs).get(get_knobs).delete(reset_knobs),
         )
@@ -285,6 +289,35 @@ async fn inject_batch(State(shared): Shr, headers: HeaderMap, body: bytes::Bytes
 /// `POST /_sandbox/numbers/{pnid}/throughput_upgrade`: Meta upgrades the number to `HIGH`
 /// throughput. With the `limits` knob on, its sends answer `131057` for `limits.upgrade_ms`;
 /// then the number is `HIGH` and its `THROUGHPUT_UPGRADE` webhook is delivered.
+/// `GET /_sandbox/numbers/{pnid}/send_rate`: accepted sends (and the busiest one-second window)
+/// and refusals by code.
+async fn send_rate(
+    State(shared): Shr,
+    axum::extract::Path(pnid): axum::extract::Path<String>,
+) -> ControlResult {
+    let world = shared.world();
+    if !world.numbers.contains_key(&pnid) {
+        return Err(ControlError::not_found(format!(
+            "unknown phone_number_id {pnid}"
+        )));
+    }
+    Ok(Json(world.send_log.report(&pnid)))
+}
+
+async fn clear_send_rate(
+    State(shared): Shr,
+    axum::extract::Path(pnid): axum::extract::Path<String>,
+) -> ControlResult {
+    let mut world = shared.world();
+    if !world.numbers.contains_key(&pnid) {
+        return Err(ControlError::not_found(format!(
+            "unknown phone_number_id {pnid}"
+        )));
+    }
+    world.send_log.clear(&pnid);
+    Ok(Json(json!({"success": true})))
+}
+
 async fn throughput_upgrade(
     State(shared): Shr,
     axum::extract::Path(pnid): axum::extract::Path<String>,
@@ -460,6 +493,21 @@ async fn set_knobs(State(shared): Shr, body: bytes::Bytes) -> ControlResult {
                             .ok_or_else(invalid)?,
                     ),
                 }
+            }
+            "lose_answers" => {
+                let Value::Object(fields) = &value else {
+                    return Err(invalid());
+                };
+                let mut lose = knobs.lose_answers.clone();
+                for (name, v) in fields {
+                    let number = v.as_u64().ok_or_else(invalid)?;
+                    match name.as_str() {
+                        "count" => lose.count = u32::try_from(number).map_err(|_| invalid())?,
+                        "hold_ms" => lose.hold_ms = number,
+                        _ => return Err(invalid()),
+                    }
+                }
+                knobs.lose_answers = lose;
             }
             "limits" => {
                 let Value::Object(fields) = &value else {

@@ -49,6 +49,35 @@ struct Recipient {
     user_id: Option<String>,
 }
 
+/// A send whose answer may be lost (`lose_answers`): accepted as usual, then the answer is held
+/// and replaced by a 503.
+pub async fn send_or_lose_answer(
+    shared: &Arc<Shared>,
+    pnid: &str,
+    call: &GraphCall,
+) -> GraphResult {
+    let answer = send(shared, pnid, call)?;
+    let hold = {
+        let mut world = shared.world();
+        let lose = &mut world.knobs.lose_answers;
+        let accepted_message = answer.get("messages").is_some();
+        (accepted_message && lose.count > 0).then(|| {
+            lose.count -= 1;
+            std::time::Duration::from_millis(lose.hold_ms)
+        })
+    };
+    match hold {
+        None => Ok(answer),
+        Some(hold) => {
+            tokio::time::sleep(hold).await;
+            Err(GraphError::from_code(
+                2,
+                "The answer to this send was lost (lose_answers knob); the message was accepted.",
+            ))
+        }
+    }
+}
+
 pub fn send(shared: &Arc<Shared>, pnid: &str, call: &GraphCall) -> GraphResult {
     call.require_messaging_product()?;
     let params = &call.params;
@@ -133,9 +162,14 @@ pub fn send(shared: &Arc<Shared>, pnid: &str, call: &GraphCall) -> GraphResult {
         .get(pnid)
         .is_some_and(|n| n.throughput_level == "HIGH");
     let limits = knobs.limits.clone();
-    world
+    if let Err(refusal) = world
         .limiter
-        .admit(&limits, pnid, &user, high, std::time::Instant::now())?;
+        .admit(&limits, pnid, &user, high, std::time::Instant::now())
+    {
+        world.send_log.refused(pnid, refusal.code);
+        return Err(refusal);
+    }
+    world.send_log.accepted(pnid);
     let message = SentMessage {
         id: wamid(&user),
         phone_number_id: pnid.to_owned(),
@@ -516,7 +550,7 @@ fn spawn_statuses(
             let body = envelope(&waba, vec![change("messages", value)]);
             let copies = if knobs.duplicate { 2 } else { 1 };
             for _ in 0..copies {
-                shared.deliver(Some(&waba), &body).await;
+                shared.deliver_with_retries(Some(&waba), &body).await;
                 if let Some(sent) = shared.world().sent_mut(&message.id) {
                     sent.statuses.push(status.to_owned());
                 }

@@ -29,6 +29,7 @@ mod numbers;
 mod oauth;
 mod platform_events;
 mod request_log;
+mod send_log;
 mod signup;
 mod state;
 mod templates;

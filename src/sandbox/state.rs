@@ -34,6 +34,8 @@ pub struct Knobs {
     pub fail_usernames_with: Option<u32>,
     /// Meta's send limits (throughput, pair rate, upgrades); off by default.
     pub limits: super::limits::LimitKnobs,
+    /// Accepted sends whose answer is lost (see `send_log`).
+    pub lose_answers: super::send_log::LostAnswers,
 }
 
 impl Default for Knobs {
@@ -46,6 +48,7 @@ impl Default for Knobs {
             template_review: "approve".into(),
             fail_usernames_with: None,
             limits: super::limits::LimitKnobs::default(),
+            lose_answers: super::send_log::LostAnswers::default(),
         }
     }
 }
@@ -218,6 +221,8 @@ pub struct World {
     pub signups: HashMap<String, super::signup::PendingSignup>,
     /// Recent sends per number and pair, and throughput upgrades under way.
     pub limiter: super::limits::Limiter,
+    /// Accepted sends and refusals per number, for benchmarks.
+    pub send_log: super::send_log::SendLog,
 }
 
 /// What a Graph object ID names.

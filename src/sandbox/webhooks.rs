@@ -205,6 +205,24 @@ impl Shared {
         }
     }
 
+    /// Like [`Shared::deliver`], tried again as Meta does when the receiver is unreachable or
+    /// answers 5xx (up to 8 tries over about 12 s, the target looked up afresh each time), so
+    /// an instance killed mid-delivery loses no status when another takes its place.
+    pub async fn deliver_with_retries(&self, waba: Option<&str>, envelope: &Value) -> Delivery {
+        let mut wait = std::time::Duration::from_millis(200);
+        let mut delivery = self.deliver(waba, envelope).await;
+        for _ in 1..8 {
+            let failed = delivery.webhook_status.is_none_or(|s| s >= 500);
+            if !failed || self.webhook_target(waba).is_err() {
+                break;
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(std::time::Duration::from_secs(3));
+            delivery = self.deliver(waba, envelope).await;
+        }
+        delivery
+    }
+
     /// Like [`Shared::deliver`] with an explicit signature mode.
     pub async fn deliver_signed(
         &self,

@@ -12,17 +12,6 @@ use wagate::config::Backend;
 use crate::common::eventually;
 use crate::ingest::{Env, PNID};
 
-async fn knobs(env: &Env, body: Value) {
-    let response = env
-        .http
-        .post(format!("{}/_sandbox/knobs", env.sandbox_url))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
-}
-
 async fn send_to(env: &Env, to: &str) -> (u16, Value) {
     crate::meta_state::send(
         env,
@@ -33,9 +22,7 @@ async fn send_to(env: &Env, to: &str) -> (u16, Value) {
 
 async fn meta_limits_come_back_unchanged(backend: Backend) {
     let env = Env::start(backend).await;
-    knobs(
-        &env,
-        json!({"limits": {"enabled": true, "standard_mps": 4, "pair_burst": 2, "pair_interval_ms": 60000}}),
+    env.knobs(json!({"limits": {"enabled": true, "standard_mps": 4, "pair_burst": 2, "pair_interval_ms": 60000}}),
     )
     .await;
 
@@ -65,7 +52,7 @@ async fn meta_limits_come_back_unchanged(backend: Backend) {
 
     // A throughput upgrade: 131057 while it runs, then HIGH (the webhook reaches wagate) and a
     // higher limit.
-    knobs(&env, json!({"limits": {"upgrade_ms": 400}})).await;
+    env.knobs(json!({"limits": {"upgrade_ms": 400}})).await;
     let response = env
         .http
         .post(format!(
@@ -101,7 +88,7 @@ async fn meta_limits_come_back_unchanged(backend: Backend) {
     }
 
     // Off again (the default): no limits at all.
-    knobs(&env, json!({"limits": {"enabled": false}})).await;
+    env.knobs(json!({"limits": {"enabled": false}})).await;
     for _ in 0..5 {
         assert_eq!(send_to(&env, "+15550100001").await.0, 200);
     }

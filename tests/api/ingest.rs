@@ -79,6 +79,18 @@ impl Env {
         response
     }
 
+    /// `POST /_sandbox/knobs`, asserting the emulator took them.
+    pub async fn knobs(&self, body: Value) {
+        let response = self
+            .http
+            .post(format!("{}/_sandbox/knobs", self.sandbox_url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    }
+
     pub async fn inbound(&self, body: Value) -> Value {
         let mut body = body;
         body["phone_number_id"] = json!(PNID);

@@ -4,6 +4,7 @@
 mod common;
 
 mod api_keys;
+mod broadcast_faults;
 mod cache_sync;
 mod cli;
 mod coexistence_groups;

@@ -76,17 +76,6 @@ async fn sent(env: &Env) -> Vec<Value> {
     sent["data"].as_array().cloned().unwrap_or_default()
 }
 
-async fn knobs(env: &Env, body: Value) {
-    let response = env
-        .http
-        .post(format!("{}/_sandbox/knobs", env.sandbox_url))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-}
-
 async fn over_the_rate_is_answered_locally(backend: Backend) {
     let env = Env::start_with(backend, |config| {
         config.pacing.max_wait = Duration::from_millis(300);
@@ -277,11 +266,8 @@ async fn meta_answers_adjust_and_pause(backend: Backend) {
     // Meta's throughput (4/s here) is below what wagate thinks (the number's own 100/s): Meta's
     // 130429 passes through unchanged and halves the rate wagate paces at.
     set_rate(&env, json!(100)).await;
-    knobs(
-        &env,
-        json!({"limits": {"enabled": true, "standard_mps": 4, "upgrade_ms": 1500}}),
-    )
-    .await;
+    env.knobs(json!({"limits": {"enabled": true, "standard_mps": 4, "upgrade_ms": 1500}}))
+        .await;
     let answers = futures::future::join_all(
         (0..10).map(|i| send(&env, text_to(&format!("+1555090{i:04}"), "hi"))),
     )
@@ -383,6 +369,9 @@ async fn two_instances_share_one_budget(backend: Backend) {
     .await;
     let (_, pacing) = env.app.get(&pacing_path()).await;
     assert_eq!(pacing["data"]["instance_rate"], 5.0);
+    // A joining instance sends nothing until the others have counted it and their slots
+    // reserved at the larger share have passed (heartbeat + max_wait).
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
 
     // Forty sends at once, half through each instance: together they may send about 10/s over
     // the 1.5 s each waits (plus a burst each), not the 2 × 10/s two unaware instances would.

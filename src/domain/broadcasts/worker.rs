@@ -117,12 +117,60 @@ async fn supervise(shared: Arc<Shared>, wake: Arc<Notify>, stop: CancellationTok
     }
 }
 
-/// Sends one broadcast's due recipients until none is left or the broadcast stops.
+/// Sends one broadcast's due recipients until none is left or the broadcast stops. Claiming
+/// runs ahead of sending (`claim`, one batch in hand), so the number's slots are never idle
+/// while a claim statement runs.
 async fn run(shared: Arc<Shared>, broadcast: Uuid, stop: CancellationToken) {
+    let worker = &shared.worker;
+    // Up to three batches in hand: a claim held up by other writers (SQLite has one) must not
+    // leave the number's slots idle.
+    let (claimed, mut due) = mpsc::channel(3 * worker.config.broadcast_claim_batch as usize);
+    let claimer = tokio::spawn(claim(shared.clone(), broadcast, claimed, stop.clone()));
+    while let Some((row, number)) = due.recv().await {
+        if stop.is_cancelled() {
+            // Stopped: what was claimed but not sent goes back, untouched.
+            let _ = shared.outcomes.send(release(&row)).await;
+            continue;
+        }
+        if let Some(outcome) = wait_for_doubt(worker, &row) {
+            let _ = shared.outcomes.send(outcome).await;
+            continue;
+        }
+        worker.pacer.admit_queued(&number).await;
+        let Ok(permit) = shared.in_flight.clone().acquire_owned().await else {
+            break;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let (outcome, accepted) = send(&shared.worker, &number, &row).await;
+            // The slot is for the exchange with Meta; recording waits on the database, which
+            // must not hold back the next sends.
+            drop(permit);
+            if let Some((request, response, at)) = accepted {
+                record(&shared.worker, &number, request, response, at).await;
+            }
+            let _ = shared.outcomes.send(outcome).await;
+        });
+    }
+    let _ = claimer.await;
+    shared
+        .running
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&broadcast);
+}
+
+/// Claims due recipients, at most a second of the number's share at a time, into `due`; ends
+/// (closing `due`) when the broadcast is done or stopped.
+async fn claim(
+    shared: Arc<Shared>,
+    broadcast: Uuid,
+    due: mpsc::Sender<(RecipientRow, Arc<NumberConfig>)>,
+    stop: CancellationToken,
+) {
     let worker = &shared.worker;
     let mut idle_rounds = 0u32;
     while !stop.is_cancelled() {
-        let now = crate::store::now();
         let number = match worker.store.find_broadcast_number(broadcast).await {
             Ok(Some(pnid)) => worker.numbers.number(&pnid).await.ok().flatten(),
             _ => None,
@@ -134,6 +182,7 @@ async fn run(shared: Arc<Shared>, broadcast: Uuid, stop: CancellationToken) {
         let per_second = f64::from(worker.pacer.rate_of(&number).rate)
             / f64::from(worker.pacer.live_instances());
         let batch = (per_second.ceil() as u32).clamp(1, worker.config.broadcast_claim_batch);
+        let now = crate::store::now();
         let claimed = worker
             .store
             .claim_broadcast_recipients(broadcast, now, worker.config.broadcast_lease, batch)
@@ -157,7 +206,7 @@ async fn run(shared: Arc<Shared>, broadcast: Uuid, stop: CancellationToken) {
                 {
                     Ok(true) => {
                         tracing::info!(%broadcast, "broadcast completed");
-                        break;
+                        return;
                     }
                     Ok(false) => {}
                     Err(error) => tracing::warn!(%error, "cannot complete the broadcast"),
@@ -171,27 +220,28 @@ async fn run(shared: Arc<Shared>, broadcast: Uuid, stop: CancellationToken) {
         }
         idle_rounds = 0;
         for row in claimed {
-            if let Some(outcome) = wait_for_doubt(worker, &row) {
-                let _ = shared.outcomes.send(outcome).await;
-                continue;
-            }
-            worker.pacer.admit_queued(&number).await;
-            let Ok(permit) = shared.in_flight.clone().acquire_owned().await else {
+            if due.send((row, number.clone())).await.is_err() {
                 return;
-            };
-            let (shared, number) = (shared.clone(), number.clone());
-            tokio::spawn(async move {
-                let outcome = send(&shared.worker, &number, &row).await;
-                let _ = shared.outcomes.send(outcome).await;
-                drop(permit);
-            });
+            }
         }
     }
-    shared
-        .running
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&broadcast);
+}
+
+/// A claimed recipient that was not sent goes back to pending as it was.
+fn release(row: &RecipientRow) -> RecipientOutcome {
+    let now = crate::store::now();
+    RecipientOutcome {
+        id: row.id,
+        lease_token: row.lease_token.unwrap_or_default(),
+        state: "pending",
+        attempts: row.attempts,
+        next_attempt_at: now,
+        in_doubt_since: row.in_doubt_since.filter(|_| row.was_in_doubt()),
+        wamid: None,
+        error: row.error.clone(),
+        sent_at: None,
+        at: now,
+    }
 }
 
 /// A recipient claimed while an earlier request for it may have reached Meta waits out the
@@ -235,12 +285,15 @@ fn retryable(code: Option<i64>, status: u16) -> bool {
         || status == 429
 }
 
-/// Sends one recipient and says what became of it.
+/// A send Meta accepted, to record: request, answer, time.
+type Accepted = (Value, Value, chrono::DateTime<chrono::Utc>);
+
+/// Sends one recipient and says what became of it (and, when Meta accepted it, what to record).
 async fn send(
     worker: &BroadcastWorker,
     number: &NumberConfig,
     row: &RecipientRow,
-) -> RecipientOutcome {
+) -> (RecipientOutcome, Option<Accepted>) {
     let now = crate::store::now();
     let mut outcome = RecipientOutcome {
         id: row.id,
@@ -256,7 +309,7 @@ async fn send(
     };
     let Ok(body) = serde_json::from_str::<Value>(&row.body) else {
         outcome.error = Some(json!({"message": "stored send body is not JSON"}).to_string());
-        return outcome;
+        return (outcome, None);
     };
     // The number's state may have changed since the recipient was added.
     if let Some(refusal) = crate::domain::account_state::refusal(
@@ -270,7 +323,7 @@ async fn send(
         );
         metrics::counter!("wagate_broadcast_sends_total", "outcome" => "refused_locally")
             .increment(1);
-        return outcome;
+        return (outcome, None);
     }
     let answer = worker
         .graph
@@ -296,7 +349,7 @@ async fn send(
             outcome.wamid = wamid;
             outcome.sent_at = Some(at);
             metrics::counter!("wagate_broadcast_sends_total", "outcome" => "sent").increment(1);
-            record(worker, number, body, response, at).await;
+            return (outcome, Some((body, response, at)));
         }
         SendAnswer::Answered {
             status,
@@ -344,7 +397,7 @@ async fn send(
             metrics::counter!("wagate_broadcast_sends_total", "outcome" => "lost").increment(1);
         }
     }
-    outcome
+    (outcome, None)
 }
 
 /// Back to `pending` after a backoff with jitter, unless the attempts are used up.

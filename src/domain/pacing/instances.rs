@@ -3,7 +3,9 @@
 //! `pacing.instance_ttl`. Every instance counts from the same table, so the shares add up to at
 //! most the rate; an instance counts itself before it serves (`join`), and one that stops cleanly
 //! removes its row so the others take its share at once. A killed instance's share is unused for
-//! up to `instance_ttl`: the combined rate errs below the limit, never above it.
+//! up to `instance_ttl`: the combined rate errs below the limit, never above it. An instance that
+//! joins others sends nothing for its first heartbeat plus `max_wait` (until they have all
+//! counted it and the slots they reserved at their old share have gone).
 
 use std::sync::Arc;
 
@@ -16,7 +18,18 @@ use crate::store::DynStore;
 /// Writes this instance's first heartbeat and reads the live count, before anything is served.
 pub async fn join(pacer: &Pacer, store: &DynStore, config: &PacingConfig) {
     beat(pacer, store, config).await;
+    if pacer.live_instances() > 1 {
+        // The others count this instance at their next heartbeat, and the slots they reserved
+        // before that (up to max_wait ahead) are at their old, larger share; until both have
+        // passed this one sends nothing, so the shares never add up to more than the rate.
+        pacer.hold_until_counted(
+            std::time::Instant::now() + config.heartbeat + config.max_wait + HEARTBEAT_SLACK,
+        );
+    }
 }
+
+/// Time for a heartbeat's write and the others' read to land.
+const HEARTBEAT_SLACK: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Heartbeats until `stop`, then leaves the table.
 pub async fn run(

@@ -102,6 +102,10 @@ pub struct Pacer {
     buckets: Mutex<HashMap<Uuid, Entry>>,
     pairs: Pairs,
     live_instances: AtomicU32,
+    /// Until then this instance sends nothing: the instances already running count it only at
+    /// their next heartbeat, and until they do, their shares and this one's would add up to
+    /// more than the rate.
+    warm_until: Mutex<Option<Instant>>,
     /// This process in the heartbeat table.
     pub instance_id: Uuid,
 }
@@ -113,6 +117,7 @@ impl Pacer {
             config: config.clone(),
             buckets: Mutex::default(),
             live_instances: AtomicU32::new(1),
+            warm_until: Mutex::default(),
             instance_id: Uuid::now_v7(),
         }
     }
@@ -124,6 +129,17 @@ impl Pacer {
     /// Instances sharing each number's rate (this one included).
     pub fn live_instances(&self) -> u32 {
         self.live_instances.load(Ordering::Relaxed).max(1)
+    }
+
+    /// This instance joined others (more than itself live): it waits until they have all
+    /// counted it before it sends.
+    pub(crate) fn hold_until_counted(&self, until: Instant) {
+        *self.warm_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(until);
+    }
+
+    fn warming(&self, now: Instant) -> Option<Instant> {
+        let until = *self.warm_until.lock().unwrap_or_else(|e| e.into_inner());
+        until.filter(|u| *u > now)
     }
 
     pub(crate) fn set_live_instances(&self, live: u32) {
@@ -202,6 +218,7 @@ impl Pacer {
         f: impl FnOnce(&mut Entry, Option<Instant>) -> T,
     ) -> T {
         let budget = self.budget(number);
+        let warming = self.warming(now);
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         let entry = buckets.entry(number.internal_id).or_insert_with(|| Entry {
             bucket: Bucket::new(now),
@@ -212,7 +229,11 @@ impl Pacer {
         entry.budget = budget;
         let pause = Self::pause(number, now);
         entry.paused = pause.is_some();
-        f(entry, pause)
+        let not_before = match (pause, warming) {
+            (Some(p), Some(w)) => Some(p.max(w)),
+            (p, w) => p.or(w),
+        };
+        f(entry, not_before)
     }
 
     /// Admits a proxied send to `user` (its `to`), waiting up to `max_wait` for a slot.
@@ -261,9 +282,11 @@ impl Pacer {
             }
         }
         let max_wait = deadline.saturating_duration_since(now);
-        let reserved = self.with_entry(number, now, |entry, pause| {
-            let slot = entry.bucket.reserve(now, entry.budget, max_wait, pause);
-            (slot, pause.is_some_and(|p| p > now))
+        let reserved = self.with_entry(number, now, |entry, not_before| {
+            let slot = entry
+                .bucket
+                .reserve(now, entry.budget, max_wait, not_before);
+            (slot, entry.paused)
         });
         match reserved {
             (Slot::At(at), _) => {
