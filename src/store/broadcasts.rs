@@ -369,35 +369,34 @@ macro_rules! impl_broadcasts {
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<Option<$crate::store::broadcasts::BroadcastRow>> {
                 use $crate::store::broadcasts::BroadcastChange;
+                // `$3` is `updated_at` (now); `$4` the change's own time, where it has one
+                // (PostgreSQL must be able to type every parameter a statement names).
                 let (set, from, at) = match change {
                     BroadcastChange::Send => (
-                        "status = 'sending', started_at = coalesce(started_at, $3)",
+                        "status = 'sending', started_at = coalesce(started_at, $4)",
                         "('draft', 'scheduled')",
-                        now,
+                        Some(now),
                     ),
                     BroadcastChange::Schedule(at) => {
-                        ("status = 'scheduled', scheduled_at = $3", "('draft')", at)
+                        ("status = 'scheduled', scheduled_at = $4", "('draft')", Some(at))
                     }
-                    BroadcastChange::Cancel => (
-                        "status = 'draft', scheduled_at = null, updated_at = $3",
-                        "('scheduled')",
-                        now,
-                    ),
+                    BroadcastChange::Cancel => {
+                        ("status = 'draft', scheduled_at = null", "('scheduled')", None)
+                    }
                     BroadcastChange::Stop => {
-                        ("status = 'stopped', stopped_at = $3", "('sending')", now)
+                        ("status = 'stopped', stopped_at = $4", "('sending')", Some(now))
                     }
                 };
-                Ok(sqlx::query_as(&format!(
-                    "update broadcasts set {set}, updated_at = $4 where id = $1 and \
+                let sql = format!(
+                    "update broadcasts set {set}, updated_at = $3 where id = $1 and \
                      project_id = $2 and status in {from} returning {}",
                     $crate::store::broadcasts::BROADCAST_COLUMNS
-                ))
-                .bind(id)
-                .bind(project)
-                .bind(at)
-                .bind(now)
-                .fetch_optional(&self.pool)
-                .await?)
+                );
+                let mut query = sqlx::query_as(&sql).bind(id).bind(project).bind(now);
+                if let Some(at) = at {
+                    query = query.bind(at);
+                }
+                Ok(query.fetch_optional(&self.pool).await?)
             }
 
             async fn broadcast_counts(

@@ -5,6 +5,7 @@ mod common;
 
 mod api_keys;
 mod broadcast_faults;
+mod broadcasts;
 mod cache_sync;
 mod cli;
 mod coexistence_groups;
