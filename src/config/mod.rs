@@ -566,6 +566,14 @@ impl Config {
         self.media.validate()?;
         self.provisioning.validate()?;
         self.pacing.validate()?;
+        // A queued send holds its lease through the whole exchange with Graph, plus the few
+        // seconds of claims a worker keeps in hand: a shorter lease lets another claim send it too.
+        if self.pacing.broadcast_lease < self.graph.timeout + std::time::Duration::from_secs(10) {
+            return Err(ConfigError(format!(
+                "pacing.broadcast_lease ({:?}) must be at least graph.timeout ({:?}) + 10s: a send still waiting for Graph's answer must not be claimed again",
+                self.pacing.broadcast_lease, self.graph.timeout
+            )));
+        }
         tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
             ConfigError(format!(
                 "log.level: {e}; use a tracing filter such as \"info\""

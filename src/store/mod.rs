@@ -36,6 +36,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use uuid::Uuid;
 
+pub use broadcasts::{Broadcasts, BroadcastsTx};
 pub use cache_changes::CacheChange;
 pub use inspect::StoreInspect;
 pub use lists::{CallFilter, ContactFilter, ConversationFilter, MessageFilter, Seek};
@@ -55,6 +56,7 @@ pub use outbox::{
     AttemptRow, ClaimedDelivery, DeliveryFilter, DeliveryOutcome, DeliveryRow, NewDelivery, Outbox,
     WebhookResult,
 };
+pub use pacing::Pacing;
 pub use postgres::PgStore;
 pub use provisioning::{
     PoolCount, PoolFilter, PoolRemoval, ProviderRow, ProvisionedNumber, Provisioning, NUMBER_STATES,
@@ -157,8 +159,8 @@ pub trait Store:
     + Onboarding
     + Provisioning
     + MetaState
-    + broadcasts::Broadcasts
-    + pacing::Pacing
+    + Broadcasts
+    + Pacing
     + SealedValues
     + MediaFiles
     + Webhooks

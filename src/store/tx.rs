@@ -10,7 +10,7 @@ use super::records::*;
 use super::StoreResult;
 
 #[async_trait]
-pub trait StoreTx: super::meta_state::MetaStateTx + super::broadcasts::BroadcastsTx + Send {
+pub trait StoreTx: super::meta_state::MetaStateTx + super::BroadcastsTx + Send {
     /// Serialises work on one key (a message's wamid) across transactions until commit: on
     /// PostgreSQL an advisory transaction lock, on SQLite nothing (one writer at a time).
     async fn lock_key(&mut self, number: Uuid, key: &str) -> StoreResult<()>;

@@ -162,7 +162,8 @@ fn spawn(dir: &std::path::Path, db: &str, graph: &str) -> Instance {
         db,
         &[
             ("WAGATE__GRAPH__BASE_URL", graph.to_owned()),
-            ("WAGATE__PACING__BROADCAST_LEASE", "2s".into()),
+            ("WAGATE__PACING__BROADCAST_LEASE", "12s".into()),
+            ("WAGATE__GRAPH__TIMEOUT", "1s".into()),
             ("WAGATE__PACING__LOST_ANSWER_GRACE", "4s".into()),
             ("WAGATE__PACING__POLL_INTERVAL", "100ms".into()),
         ],

@@ -122,13 +122,17 @@ async fn supervise(shared: Arc<Shared>, wake: Arc<Notify>, stop: CancellationTok
 /// while a claim statement runs.
 async fn run(shared: Arc<Shared>, broadcast: Uuid, stop: CancellationToken) {
     let worker = &shared.worker;
-    // Up to three batches in hand: a claim held up by other writers (SQLite has one) must not
-    // leave the number's slots idle.
+    // Up to three batches (three seconds of sends) in hand: a claim held up by other writers
+    // (SQLite has one) must not leave the number's slots idle. The lease outlasts them (config
+    // validation), and a row whose lease ran out anyway is released, not sent.
     let (claimed, mut due) = mpsc::channel(3 * worker.config.broadcast_claim_batch as usize);
     let claimer = tokio::spawn(claim(shared.clone(), broadcast, claimed, stop.clone()));
     while let Some((row, number)) = due.recv().await {
-        if stop.is_cancelled() {
-            // Stopped: what was claimed but not sent goes back, untouched.
+        // A row whose lease ran out while it waited may be claimed again (here or elsewhere):
+        // sending it would send it twice. It goes back instead (ignored if already re-claimed).
+        let lease_left = row.next_attempt_at > crate::store::now();
+        if stop.is_cancelled() || !lease_left {
+            // Stopped, or held too long: what was claimed but not sent goes back, untouched.
             let _ = shared.outcomes.send(release(&row)).await;
             continue;
         }
