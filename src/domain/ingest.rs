@@ -603,7 +603,9 @@ pub async fn apply_status(
 }
 
 /// A status of a queued (broadcast) send names its recipient in `biz_opaque_callback_data`: the
-/// recipient is sent, whatever became of the worker's request. When the worker never got Meta's
+/// recipient is sent, whatever became of the worker's request. The callback data is the caller's
+/// to set on any send, so only a claimed recipient of a broadcast from this same number is
+/// confirmed (see `BroadcastsTx::confirm_broadcast_send`). When the worker never got Meta's
 /// answer (lost, timed out, killed), the message is recorded here from the recipient's body, so
 /// it exists as if the answer had come, and the status below applies to it.
 async fn confirm_queued_send(
@@ -623,7 +625,10 @@ async fn confirm_queued_send(
     else {
         return Ok(());
     };
-    let Some(body) = tx.confirm_broadcast_send(recipient, wamid, now).await? else {
+    let Some(body) = tx
+        .confirm_broadcast_send(routed.internal_id, recipient, wamid, now)
+        .await?
+    else {
         return Ok(());
     };
     if tx.find_message(routed.internal_id, wamid).await?.is_some() {

@@ -1,5 +1,6 @@
 //! The control API under `/_sandbox`: no auth (a local tool). It injects webhooks, adds numbers,
-//! sets knobs and exposes what the emulator saw (requests, sends, deliveries).
+//! sets knobs ([`super::knobs`]) and exposes what the emulator saw (requests, sends, deliveries,
+//! and each number's send rate in [`super::send_log`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -65,14 +66,6 @@ pub fn router() -> Router<Arc<Shared>> {
             post(throughput_upgrade),
         )
         .route(
-            "/_sandbox/numbers/{pnid}/send_rate",
-            get(send_rate).delete(clear_send_rate),
-        )
-        .route(
-            "/_sandbox/knobs",
-            post(set_knobs).get(get_knobs).delete(reset_knobs),
-        )
-        .route(
             "/_sandbox/requests",
             get(list_requests).delete(clear_requests),
         )
@@ -85,6 +78,8 @@ pub fn router() -> Router<Arc<Shared>> {
             "/_sandbox/webhook_url",
             get(get_webhook_url).post(set_webhook_url),
         )
+        .merge(super::knobs::routes())
+        .merge(super::send_log::routes())
         .merge(super::twilio::control_routes())
         .merge(super::signup::routes())
         .route_layer(axum::middleware::from_fn(loopback_only))
@@ -115,7 +110,7 @@ async fn loopback_only(
 }
 
 /// Parses a JSON body ourselves so malformed input answers in the control API's shape.
-fn parse(body: &[u8]) -> Result<Value, ControlError> {
+pub(super) fn parse(body: &[u8]) -> Result<Value, ControlError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(json!({}));
     }
@@ -284,40 +279,9 @@ async fn inject_batch(State(shared): Shr, headers: HeaderMap, body: bytes::Bytes
     respond(&shared, built, wants_delivery(&body), Signature::AppSecret).await
 }
 
-/// `POST /_sandbox/raw` `{"envelope": any, "signature"?: "sha256=…" | null}`: sent as is,
-/// signed with the app secret unless `signature` overrides (a string) or omits (null) it.
 /// `POST /_sandbox/numbers/{pnid}/throughput_upgrade`: Meta upgrades the number to `HIGH`
 /// throughput. With the `limits` knob on, its sends answer `131057` for `limits.upgrade_ms`;
 /// then the number is `HIGH` and its `THROUGHPUT_UPGRADE` webhook is delivered.
-/// `GET /_sandbox/numbers/{pnid}/send_rate`: accepted sends (and the busiest one-second window)
-/// and refusals by code.
-async fn send_rate(
-    State(shared): Shr,
-    axum::extract::Path(pnid): axum::extract::Path<String>,
-) -> ControlResult {
-    let world = shared.world();
-    if !world.numbers.contains_key(&pnid) {
-        return Err(ControlError::not_found(format!(
-            "unknown phone_number_id {pnid}"
-        )));
-    }
-    Ok(Json(world.send_log.report(&pnid)))
-}
-
-async fn clear_send_rate(
-    State(shared): Shr,
-    axum::extract::Path(pnid): axum::extract::Path<String>,
-) -> ControlResult {
-    let mut world = shared.world();
-    if !world.numbers.contains_key(&pnid) {
-        return Err(ControlError::not_found(format!(
-            "unknown phone_number_id {pnid}"
-        )));
-    }
-    world.send_log.clear(&pnid);
-    Ok(Json(json!({"success": true})))
-}
-
 async fn throughput_upgrade(
     State(shared): Shr,
     axum::extract::Path(pnid): axum::extract::Path<String>,
@@ -369,6 +333,8 @@ async fn inject_platform_event(
     .await
 }
 
+/// `POST /_sandbox/raw` `{"envelope": any, "signature"?: "sha256=…" | null}`: sent as is,
+/// signed with the app secret unless `signature` overrides (a string) or omits (null) it.
 async fn inject_raw(State(shared): Shr, body: bytes::Bytes) -> ControlResult {
     let body = parse(&body)?;
     let envelope = body
@@ -439,126 +405,6 @@ async fn list_numbers(State(shared): Shr) -> Json<Value> {
         })
         .collect();
     Json(json!({ "data": data }))
-}
-
-/// Returns the knobs as JSON.
-fn knobs_json(world: &World) -> Json<Value> {
-    Json(serde_json::to_value(&world.knobs).unwrap_or_default())
-}
-
-/// `POST /_sandbox/knobs`: sets the given knobs, keeps the others, answers all of them.
-async fn set_knobs(State(shared): Shr, body: bytes::Bytes) -> ControlResult {
-    let body = parse(&body)?;
-    let Value::Object(updates) = body else {
-        return Err(ControlError::bad("the body must be a JSON object"));
-    };
-    let mut world = shared.world();
-    let mut knobs = world.knobs.clone();
-    for (key, value) in updates {
-        let invalid = || ControlError::bad(format!("invalid value for {key}: {value}"));
-        match key.as_str() {
-            "reorder" => knobs.reorder = value.as_bool().ok_or_else(invalid)?,
-            "duplicate" => knobs.duplicate = value.as_bool().ok_or_else(invalid)?,
-            "drop" => {
-                let list = value
-                    .as_array()
-                    .and_then(|l| {
-                        l.iter()
-                            .map(|s| s.as_str().map(str::to_owned))
-                            .collect::<Option<Vec<_>>>()
-                    })
-                    .filter(|l| {
-                        l.iter()
-                            .all(|s| matches!(s.as_str(), "sent" | "delivered" | "read" | "failed"))
-                    })
-                    .ok_or_else(invalid)?;
-                knobs.drop = list;
-            }
-            "fail_sends_with" => {
-                knobs.fail_sends_with = match &value {
-                    Value::Null => None,
-                    v => Some(
-                        v.as_u64()
-                            .and_then(|c| u32::try_from(c).ok())
-                            .ok_or_else(invalid)?,
-                    ),
-                }
-            }
-            "fail_usernames_with" => {
-                knobs.fail_usernames_with = match &value {
-                    Value::Null => None,
-                    v => Some(
-                        v.as_u64()
-                            .and_then(|c| u32::try_from(c).ok())
-                            .ok_or_else(invalid)?,
-                    ),
-                }
-            }
-            "lose_answers" => {
-                let Value::Object(fields) = &value else {
-                    return Err(invalid());
-                };
-                let mut lose = knobs.lose_answers.clone();
-                for (name, v) in fields {
-                    let number = v.as_u64().ok_or_else(invalid)?;
-                    match name.as_str() {
-                        "count" => lose.count = u32::try_from(number).map_err(|_| invalid())?,
-                        "hold_ms" => lose.hold_ms = number,
-                        _ => return Err(invalid()),
-                    }
-                }
-                knobs.lose_answers = lose;
-            }
-            "limits" => {
-                let Value::Object(fields) = &value else {
-                    return Err(invalid());
-                };
-                let mut limits = knobs.limits.clone();
-                for (name, v) in fields {
-                    let number = || v.as_u64().ok_or_else(invalid);
-                    let small = || {
-                        v.as_u64()
-                            .and_then(|n| u32::try_from(n).ok())
-                            .filter(|n| *n > 0)
-                            .ok_or_else(invalid)
-                    };
-                    match name.as_str() {
-                        "enabled" => limits.enabled = v.as_bool().ok_or_else(invalid)?,
-                        "standard_mps" => limits.standard_mps = small()?,
-                        "high_mps" => limits.high_mps = small()?,
-                        "pair_burst" => limits.pair_burst = small()?,
-                        "pair_interval_ms" => limits.pair_interval_ms = number()?,
-                        "upgrade_ms" => limits.upgrade_ms = number()?,
-                        _ => {
-                            return Err(ControlError::bad(format!(
-                                "unknown limits field \"{name}\""
-                            )))
-                        }
-                    }
-                }
-                knobs.limits = limits;
-            }
-            "template_review" => match value.as_str() {
-                Some(r @ ("approve" | "reject" | "pending")) => {
-                    knobs.template_review = r.to_owned()
-                }
-                _ => return Err(invalid()),
-            },
-            _ => return Err(ControlError::bad(format!("unknown knob \"{key}\""))),
-        }
-    }
-    world.knobs = knobs;
-    Ok(knobs_json(&world))
-}
-
-async fn get_knobs(State(shared): Shr) -> Json<Value> {
-    knobs_json(&shared.world())
-}
-
-async fn reset_knobs(State(shared): Shr) -> Json<Value> {
-    let mut world = shared.world();
-    world.knobs = Default::default();
-    knobs_json(&world)
 }
 
 async fn list_requests(

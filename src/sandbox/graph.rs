@@ -245,9 +245,7 @@ async fn dispatch(shared: &Arc<Shared>, object: &Object, call: &GraphCall) -> Gr
     match object {
         Object::Number(pnid) => match (edge, m) {
             (None, &Method::GET) => numbers::get_number(shared, pnid, call),
-            (Some("messages"), &Method::POST) => {
-                messages::send_or_lose_answer(shared, pnid, call).await
-            }
+            (Some("messages"), &Method::POST) => messages::send(shared, pnid, call).await,
             (Some("media"), &Method::POST) => Err(GraphError::invalid_parameter(
                 "media uploads must be multipart/form-data with a file part",
             )),

@@ -49,40 +49,32 @@ struct Recipient {
     user_id: Option<String>,
 }
 
-/// A send whose answer may be lost (`lose_answers`): accepted as usual, then the answer is held
-/// and replaced by a 503.
-pub async fn send_or_lose_answer(
-    shared: &Arc<Shared>,
-    pnid: &str,
-    call: &GraphCall,
-) -> GraphResult {
-    let answer = send(shared, pnid, call)?;
-    let hold = {
-        let mut world = shared.world();
-        let lose = &mut world.knobs.lose_answers;
-        let accepted_message = answer.get("messages").is_some();
-        (accepted_message && lose.count > 0).then(|| {
-            lose.count -= 1;
-            std::time::Duration::from_millis(lose.hold_ms)
-        })
-    };
+/// A send: accepted or refused, and answered at once unless the `lose_answers` knob took it
+/// ([`super::lost_answers`]); then the message still goes out as usual, but the answer is held
+/// and replaced by Meta's transient error.
+pub async fn send(shared: &Arc<Shared>, pnid: &str, call: &GraphCall) -> GraphResult {
+    let (answer, hold) = accept(shared, pnid, call)?;
     match hold {
         None => Ok(answer),
         Some(hold) => {
             tokio::time::sleep(hold).await;
-            Err(GraphError::from_code(
-                2,
-                "The answer to this send was lost (lose_answers knob); the message was accepted.",
-            ))
+            Err(super::lost_answers::lost_answer())
         }
     }
 }
 
-pub fn send(shared: &Arc<Shared>, pnid: &str, call: &GraphCall) -> GraphResult {
+/// Validates and accepts a send (or marks a message read). With the answer: how long to hold
+/// it when the `lose_answers` knob takes this send, decided under the same lock as the
+/// acceptance so only accepted sends use the knob up, in acceptance order.
+fn accept(
+    shared: &Arc<Shared>,
+    pnid: &str,
+    call: &GraphCall,
+) -> Result<(Value, Option<std::time::Duration>), GraphError> {
     call.require_messaging_product()?;
     let params = &call.params;
     match params.get("status") {
-        Some(Value::String(s)) if s == "read" => return mark_read(call),
+        Some(Value::String(s)) if s == "read" => return mark_read(call).map(|a| (a, None)),
         Some(other) => {
             return Err(GraphError::invalid_parameter(format!(
                 "Param status must be \"read\", got {other}"
@@ -169,7 +161,9 @@ pub fn send(shared: &Arc<Shared>, pnid: &str, call: &GraphCall) -> GraphResult {
         world.send_log.refused(pnid, refusal.code);
         return Err(refusal);
     }
+    // Recorded whether or not the limits are on: benchmarks read the rate they produced.
     world.send_log.accepted(pnid);
+    let hold = world.knobs.lose_answers.take();
     let message = SentMessage {
         id: wamid(&user),
         phone_number_id: pnid.to_owned(),
@@ -214,7 +208,7 @@ pub fn send(shared: &Arc<Shared>, pnid: &str, call: &GraphCall) -> GraphResult {
         plan,
         knobs,
     );
-    Ok(answer)
+    Ok((answer, hold))
 }
 
 /// `{"status":"read","message_id":…,"typing_indicator"?}` → `{"success":true}`.

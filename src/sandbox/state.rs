@@ -34,8 +34,9 @@ pub struct Knobs {
     pub fail_usernames_with: Option<u32>,
     /// Meta's send limits (throughput, pair rate, upgrades); off by default.
     pub limits: super::limits::LimitKnobs,
-    /// Accepted sends whose answer is lost (see `send_log`).
-    pub lose_answers: super::send_log::LostAnswers,
+    /// How many more accepted sends lose their answer, and for how long it is held
+    /// ([`super::lost_answers`]).
+    pub lose_answers: super::lost_answers::LostAnswers,
 }
 
 impl Default for Knobs {
@@ -48,7 +49,7 @@ impl Default for Knobs {
             template_review: "approve".into(),
             fail_usernames_with: None,
             limits: super::limits::LimitKnobs::default(),
-            lose_answers: super::send_log::LostAnswers::default(),
+            lose_answers: super::lost_answers::LostAnswers::default(),
         }
     }
 }

@@ -207,9 +207,12 @@ pub trait Broadcasts {
 #[async_trait]
 pub trait BroadcastsTx {
     /// Meta's status names a broadcast recipient (`biz_opaque_callback_data`): it was sent, with
-    /// `wamid`. Returns its send body when this changed it to `sent`.
+    /// `wamid`. Returns its send body when this changed it to `sent`. Only a recipient of a
+    /// broadcast from `number` that a worker claimed (`in_doubt_since` set: a request may have
+    /// left) is changed, so a proxied send that copies the callback data confirms nothing.
     async fn confirm_broadcast_send(
         &mut self,
+        number: Uuid,
         recipient: Uuid,
         wamid: &str,
         at: DateTime<Utc>,
@@ -618,18 +621,26 @@ macro_rules! impl_broadcasts_tx {
         impl $crate::store::broadcasts::BroadcastsTx for $tx {
             async fn confirm_broadcast_send(
                 &mut self,
+                number: uuid::Uuid,
                 recipient: uuid::Uuid,
                 wamid: &str,
                 at: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<Option<String>> {
+                // Meta's status can overtake the worker's own outcome (still `sending`): that
+                // attempt is counted here, since the outcome write then finds it sent.
                 let row: Option<(String,)> = sqlx::query_as(
                     "update broadcast_recipients set state = 'sent', wamid = $2, \
-                     in_doubt_since = null, error = null, sent_at = coalesce(sent_at, $3), \
-                     updated_at = $3 where id = $1 and state <> 'sent' returning body",
+                     attempts = attempts + case when state = 'sending' then 1 else 0 end, \
+                     lease_token = null, in_doubt_since = null, error = null, \
+                     sent_at = coalesce(sent_at, $3), updated_at = $3 where id = $1 and state <> 'sent' \
+                     and in_doubt_since is not null and broadcast_id in \
+                     (select id from broadcasts where phone_number_internal_id = $4) \
+                     returning body",
                 )
                 .bind(recipient)
                 .bind(wamid)
                 .bind(at)
+                .bind(number)
                 .fetch_optional(&mut *self.tx)
                 .await?;
                 Ok(row.map(|(body,)| body))

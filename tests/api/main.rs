@@ -13,6 +13,7 @@ mod credentials;
 mod delivery_processes;
 mod emulator;
 mod emulator_limits;
+mod emulator_send_rate;
 mod graph_versions;
 mod hygiene;
 mod ingest;
