@@ -105,11 +105,21 @@ impl App {
 
     /// Serves until `shutdown` resolves, then drains in-flight requests.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let server = &self.state.config.server;
         let settings = http::server::ServeSettings {
-            header_read_timeout: self.state.config.server.header_read_timeout,
-            shutdown_grace: self.state.config.server.shutdown_grace,
+            header_read_timeout: server.header_read_timeout,
+            idle_timeout: server.idle_timeout,
+            max_connections: server.max_connections,
+            shutdown_grace: server.shutdown_grace,
         };
         let stop_workers = tokio_util::sync::CancellationToken::new();
+        let shutdown = drain_then_stop(
+            shutdown,
+            self.state.lifecycle.clone(),
+            server.drain_delay,
+            stop_workers.clone(),
+        );
+        let mut deliveries = None;
         if self.state.config.pacing.enabled {
             // Counted before the first request, so this instance never paces at a share that
             // leaves it out.
@@ -131,13 +141,14 @@ impl App {
             stop_workers.clone(),
         ));
         if self.state.config.workers.delivery {
-            delivery::worker::start(
+            deliveries = Some(delivery::worker::start(
                 self.state.store.clone(),
                 self.state.numbers.clone(),
                 self.state.config.delivery.clone(),
                 self.state.delivery_wake.clone(),
                 stop_workers.clone(),
-            )?;
+                self.state.config.server.shutdown_grace,
+            )?);
             let (store, wake) = (self.state.store.clone(), self.state.delivery_wake.clone());
             tokio::spawn(async move { store.listen_for_deliveries(wake).await });
             // The webhook events that become due later (batches, quiet and idle conversations).
@@ -220,7 +231,28 @@ impl App {
         let router = http::router(self.state);
         http::server::serve(self.listener, router, settings, shutdown).await;
         stop_workers.cancel();
+        if let Some(deliveries) = deliveries {
+            // Drains alongside the HTTP side, within the same grace (it started at the signal).
+            let _ = deliveries.await;
+        }
         Ok(())
+    }
+}
+
+/// On the signal: readiness fails and responses carry `Connection: close` (`drain_delay`, so a
+/// load balancer moves away), workers stop claiming, then the listener closes.
+async fn drain_then_stop(
+    signal: impl Future<Output = ()>,
+    lifecycle: std::sync::Arc<http::overload::Lifecycle>,
+    drain_delay: std::time::Duration,
+    stop_workers: tokio_util::sync::CancellationToken,
+) {
+    signal.await;
+    lifecycle.start_draining();
+    stop_workers.cancel();
+    if !drain_delay.is_zero() {
+        tracing::info!(?drain_delay, "stopping: answering with Connection: close and /readyz 503 before closing the listener");
+        tokio::time::sleep(drain_delay).await;
     }
 }
 

@@ -62,6 +62,19 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub body_idle_timeout: Duration,
+    /// A kept-alive connection with no request for this long is closed; longer than load
+    /// balancers' own idle timeouts, so they always let go first.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A request whose handler has not answered within this gets a 503.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Connections served at once; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// After SIGTERM, how long this instance keeps serving (with `Connection: close` and
+    /// `/readyz` 503) before it stops accepting, so a load balancer moves away without errors.
+    #[serde(with = "humantime_serde")]
+    pub drain_delay: Duration,
     pub json_body_limit: usize,
     pub media_body_limit: usize,
     #[serde(with = "humantime_serde")]
@@ -473,6 +486,8 @@ impl Config {
                 self.server.header_read_timeout,
             ),
             ("server.body_idle_timeout", self.server.body_idle_timeout),
+            ("server.idle_timeout", self.server.idle_timeout),
+            ("server.request_timeout", self.server.request_timeout),
             ("graph.timeout", self.graph.timeout),
             ("graph.connect_timeout", self.graph.connect_timeout),
             ("database.acquire_timeout", self.database.acquire_timeout),
@@ -531,6 +546,17 @@ impl Config {
                  would be claimed again while it runs"
                     .into(),
             ));
+        }
+        if self.server.max_connections == 0 {
+            return Err(ConfigError(
+                "server.max_connections: must be at least 1".into(),
+            ));
+        }
+        if self.server.request_timeout <= self.graph.timeout + self.pacing.max_wait {
+            return Err(ConfigError(format!(
+                "server.request_timeout ({:?}) must be longer than graph.timeout ({:?}) + pacing.max_wait ({:?}), or a send still waiting on Graph is cut off with a 503 although Meta may accept it",
+                self.server.request_timeout, self.graph.timeout, self.pacing.max_wait
+            )));
         }
         if self.database.max_connections == 0 {
             return Err(ConfigError(

@@ -5,6 +5,7 @@
 //! deliveries off private networks. This module also holds what the Platform API does with
 //! deliveries: present them, retry one, replay a time range.
 
+mod finisher;
 pub mod schedule;
 pub mod worker;
 

@@ -6,7 +6,10 @@
 //! back (due again shortly, no attempt counted) instead of waiting on a slot, so one slow
 //! receiver can hold at most `per_destination` slots and never delays the others. Outcomes are
 //! committed in batches by one finisher task, so thousands of deliveries a second cost a few
-//! transactions. A crash loses nothing: an unfinished claim comes due again when its lease ends.
+//! transactions (`finisher`). A crash loses nothing: an unfinished claim comes due again when its
+//! lease ends. A stop (SIGTERM) claims nothing more, puts back at once what waits for a
+//! destination slot, lets attempts in flight finish within `server.shutdown_grace`, and hands the
+//! rest back (due now) instead of leaving them to their leases.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,6 +22,7 @@ use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::finisher::{self, FINISH_BATCH};
 use super::schedule::{parse_retry_after, Backoff};
 use crate::config::DeliveryConfig;
 use crate::destination_guard::{
@@ -38,9 +42,6 @@ struct Destination {
     slots: Arc<Semaphore>,
     waiting: std::sync::atomic::AtomicUsize,
 }
-/// Most outcomes committed in one transaction.
-const FINISH_BATCH: usize = 512;
-
 pub struct Worker {
     store: DynStore,
     numbers: NumberDirectory,
@@ -52,6 +53,9 @@ pub struct Worker {
     in_flight: Arc<Semaphore>,
     destinations: Mutex<HashMap<String, Arc<Destination>>>,
     outcomes: mpsc::Sender<DeliveryOutcome>,
+    /// Claimed here and not yet finished: what a stop hands back (due now, no attempt counted).
+    leased: Mutex<HashMap<Uuid, DeliveryOutcome>>,
+    stop: CancellationToken,
 }
 
 /// Builds the delivery HTTP client: guarded DNS, no redirects, no environment proxy (a proxy
@@ -71,19 +75,23 @@ pub fn client(config: &DeliveryConfig) -> anyhow::Result<reqwest::Client> {
 }
 
 /// Starts the worker and its finisher on the current runtime; they stop claiming when `stop`
-/// is cancelled.
+/// is cancelled. The handle resolves once the worker has drained (within `grace`) and its
+/// outcomes are committed.
 pub fn start(
     store: DynStore,
     numbers: NumberDirectory,
     config: DeliveryConfig,
     wake: Arc<Notify>,
     stop: CancellationToken,
-) -> anyhow::Result<()> {
+    grace: Duration,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let (outcomes, finished) = mpsc::channel(FINISH_BATCH * 4);
-    tokio::spawn(finisher(
+    let closing = CancellationToken::new();
+    let finisher = tokio::spawn(finisher::run(
         store.clone(),
         finished,
         config.pause_after_failures,
+        closing.clone(),
     ));
     tokio::spawn(depth_reporter(store.clone(), stop.clone()));
     let worker = Arc::new(Worker {
@@ -97,9 +105,22 @@ pub fn start(
         config,
         wake,
         outcomes,
+        leased: Mutex::default(),
+        stop: stop.clone(),
     });
-    tokio::spawn(worker.run(stop));
-    Ok(())
+    Ok(tokio::spawn(async move {
+        worker.clone().run(stop).await;
+        worker.drain(grace).await;
+        closing.cancel();
+        if tokio::time::timeout(Duration::from_secs(10), finisher)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "delivery outcomes still being recorded at exit; their leases will bring them back"
+            );
+        }
+    }))
 }
 
 impl Worker {
@@ -134,6 +155,12 @@ impl Worker {
                 }
             };
             let full = claimed.len() as u32 == limit;
+            {
+                let mut leased = self.leased.lock().expect("leased lock");
+                for delivery in &claimed {
+                    leased.insert(delivery.row.id, handed_back(&delivery.row));
+                }
+            }
             for delivery in claimed {
                 let permit = self
                     .in_flight
@@ -146,6 +173,45 @@ impl Worker {
                 self.idle(&stop).await;
             }
         }
+    }
+
+    /// After a stop: attempts in flight get until `grace`; what is still claimed then is handed
+    /// back, due now, so another instance (or this one restarted) takes it without waiting for
+    /// the lease.
+    async fn drain(&self, grace: Duration) {
+        let all = u32::try_from(self.config.max_in_flight).unwrap_or(u32::MAX);
+        let finished = tokio::time::timeout(grace, self.in_flight.acquire_many(all))
+            .await
+            .is_ok();
+        let rest: Vec<DeliveryOutcome> = self
+            .leased
+            .lock()
+            .expect("leased lock")
+            .drain()
+            .map(|(_, outcome)| outcome)
+            .collect();
+        if rest.is_empty() {
+            tracing::info!("delivery worker stopped; nothing left in flight");
+            return;
+        }
+        if !finished {
+            tracing::warn!(
+                deliveries = rest.len(),
+                grace = ?grace,
+                "deliveries still in flight after server.shutdown_grace are handed back; their receivers may get them twice"
+            );
+        }
+        let handed = rest.len();
+        for outcome in rest {
+            if self.outcomes.send(outcome).await.is_err() {
+                break;
+            }
+        }
+        metrics::counter!("wagate_deliveries_handed_back_total").increment(handed as u64);
+        tracing::info!(
+            deliveries = handed,
+            "handed claimed deliveries back for others to take now"
+        );
     }
 
     /// Waits for a wake-up (new rows here or, on PostgreSQL, anywhere) or the poll interval.
@@ -190,13 +256,29 @@ impl Worker {
             .lease
             .saturating_sub(self.config.request_timeout)
             / 2;
-        let slot = tokio::time::timeout(patience, destination.slots.clone().acquire_owned()).await;
+        let slot = tokio::select! {
+            slot = tokio::time::timeout(patience, destination.slots.clone().acquire_owned()) => {
+                slot.ok().and_then(Result::ok)
+            }
+            // Stopping: back to the outbox now rather than after the wait.
+            () = self.stop.cancelled() => None,
+        };
         destination.waiting.fetch_sub(1, Ordering::SeqCst);
-        slot.ok().and_then(Result::ok)
+        slot
     }
 
     async fn deliver(self: Arc<Self>, claimed: ClaimedDelivery, _slot: OwnedSemaphorePermit) {
         let outcome = self.attempt(&claimed).await;
+        if self
+            .leased
+            .lock()
+            .expect("leased lock")
+            .remove(&claimed.row.id)
+            .is_none()
+        {
+            // Handed back by a stop while this attempt ran: the hand-back is what counts.
+            return;
+        }
         // Per number: bounded by the numbers connected, and where an operator looks first.
         metrics::counter!(
             "wagate_deliveries_total",
@@ -593,71 +675,28 @@ fn outcome_label(outcome: &DeliveryOutcome) -> &'static str {
     }
 }
 
-/// Commits outcomes in batches. If the database is away, holds them and retries; a lease that
-/// ends meanwhile brings the delivery back (at least once, never lost).
-async fn finisher(
-    store: DynStore,
-    mut finished: mpsc::Receiver<DeliveryOutcome>,
-    pause_after: u32,
-) {
-    // Numbers known to have `webhook_verified_at`: stamped once each, not once per delivery.
-    let mut verified = std::collections::HashSet::new();
-    while let Some(first) = finished.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < FINISH_BATCH {
-            match finished.try_recv() {
-                Ok(outcome) => batch.push(outcome),
-                Err(_) => break,
-            }
-        }
-        let mut pause = Duration::from_millis(100);
-        for attempt in 1.. {
-            match store.finish_deliveries(&batch, pause_after).await {
-                Ok(()) => {
-                    stamp_verified_webhooks(&store, &batch, &mut verified).await;
-                    break;
-                }
-                Err(error) if attempt < 20 => {
-                    if attempt == 1 {
-                        tracing::warn!(%error, outcomes = batch.len(), "cannot record delivery outcomes; retrying");
-                    }
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(5));
-                }
-                Err(error) => {
-                    tracing::error!(%error, outcomes = batch.len(), "gave up recording delivery outcomes; their leases will bring them back");
-                    break;
-                }
-            }
-        }
-    }
-}
-
-/// The first delivery a number's webhook accepted is when its webhook was verified
-/// (`webhook_verified_at` on the phone-number object).
-async fn stamp_verified_webhooks(
-    store: &DynStore,
-    batch: &[DeliveryOutcome],
-    verified: &mut std::collections::HashSet<uuid::Uuid>,
-) {
-    for outcome in batch {
-        let (DeliveryStatus::Succeeded, Some(number)) =
-            (outcome.status, outcome.phone_number_internal_id)
-        else {
-            continue;
-        };
-        if verified.contains(&number) {
-            continue;
-        }
-        match store
-            .mark_webhook_verified(number, outcome.delivered_at.unwrap_or(outcome.at))
-            .await
-        {
-            Ok(_) => {
-                verified.insert(number);
-            }
-            Err(error) => tracing::warn!(%error, "could not stamp webhook_verified_at; will retry"),
-        }
+/// A claimed delivery put back without an attempt, due now.
+fn handed_back(row: &DeliveryRow) -> DeliveryOutcome {
+    let now = crate::store::now();
+    DeliveryOutcome {
+        delivery_id: row.id,
+        lease_token: row.lease_token.unwrap_or_default(),
+        attempt: None,
+        status: if row.attempts == 0 {
+            DeliveryStatus::Pending
+        } else {
+            DeliveryStatus::Failed
+        },
+        next_attempt_at: now,
+        last_status_code: row.last_status_code,
+        last_error: row.last_error.clone(),
+        delivered_at: None,
+        processing_status: None,
+        phone_number_internal_id: row.phone_number_internal_id,
+        message_wamids: row.message_wamids.clone(),
+        at: now,
+        webhook_id: row.webhook_id,
+        webhook_result: WebhookResult::Untried,
     }
 }
 

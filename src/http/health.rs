@@ -20,8 +20,15 @@ async fn live() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// The database answers; a load balancer should stop routing here otherwise.
+/// The database answers and the instance is not stopping; a load balancer should stop routing
+/// here otherwise.
 async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    if state.lifecycle.is_draining() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "draining" })),
+        );
+    }
     match state.store.ping().await {
         Ok(()) => (
             StatusCode::OK,

@@ -2,6 +2,7 @@
 
 pub mod body;
 pub mod client_addr;
+pub mod connections;
 pub mod graph;
 pub mod graph_error;
 mod health;
@@ -9,6 +10,7 @@ mod media_vault;
 mod onboarding;
 pub mod openapi;
 pub mod origin;
+pub mod overload;
 pub mod platform;
 mod providers;
 pub mod request_id;
@@ -43,6 +45,10 @@ pub fn router(state: AppState) -> Router {
         .merge(onboarding::router())
         .merge(providers::router())
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            overload::deadline,
+        ))
         .layer(middleware::from_fn(count_request))
         .layer(RequestBodyTimeoutLayer::new(body_idle_timeout))
         .layer(
@@ -57,6 +63,10 @@ pub fn router(state: AppState) -> Router {
             HeaderName::from_static("x-api-key"),
         ]))
         .layer(middleware::from_fn(request_id::middleware))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            overload::close_when_draining,
+        ))
         .with_state(state)
 }
 

@@ -1,23 +1,38 @@
 //! The accept loop. axum's `serve` has no header-read timeout, so connections are driven by
-//! hyper-util directly: HTTP/1 and HTTP/2, a header-read timeout against slowloris clients, and a
-//! graceful shutdown that stops accepting, then waits (bounded) for in-flight requests.
+//! hyper-util directly: HTTP/1 and HTTP/2, per-connection timeouts (`connections`: slow heads,
+//! silent new connections, idle keep-alive), `server.max_connections` (over it, a connection is
+//! answered 503 and closed rather than queued), and a graceful shutdown that stops accepting, then
+//! waits (bounded) for in-flight requests.
 
 use std::future::Future;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::extract::ConnectInfo;
 use axum::Router;
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt as _;
+
+use super::connections::{ConnLimits, ConnWatch, WatchedIo};
 
 #[derive(Debug, Clone, Copy)]
 pub struct ServeSettings {
     pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
     pub shutdown_grace: Duration,
+}
+
+/// Connections past `max_connections` that are still answered (503 and close) rather than
+/// dropped: enough for a burst to read a clear answer, few enough to keep descriptors for work.
+fn overflow_allowance(max_connections: usize) -> usize {
+    (max_connections / 8).clamp(16, 1024)
 }
 
 pub async fn serve(
@@ -27,16 +42,25 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper's own header timer would also run on idle keep-alive connections; `ConnWatch`
+    // keeps the two apart.
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_read_timeout)
+        .header_read_timeout(None)
         .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(30)));
+    let limits = ConnLimits {
+        header_read_timeout: settings.header_read_timeout,
+        idle_timeout: settings.idle_timeout,
+    };
+    let slots = Arc::new(Semaphore::new(settings.max_connections));
+    let overflow = Arc::new(Semaphore::new(overflow_allowance(settings.max_connections)));
     let graceful = GracefulShutdown::new();
+    let mut accept_errors = AcceptErrors::default();
     tokio::pin!(shutdown);
 
     loop {
@@ -44,8 +68,8 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(%error, "accept failed");
+                    // EMFILE and friends: back off, keep accepting once descriptors free up.
+                    accept_errors.record(&error);
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -53,23 +77,26 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let router = router.clone();
-        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-            let mut request = request.map(axum::body::Body::new);
-            // What axum's `into_make_service_with_connect_info` would record: the TCP peer, for
-            // the failed-authentication limit (`http::client_addr`).
-            request.extensions_mut().insert(ConnectInfo(peer));
-            router.clone().oneshot(request)
-        });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%peer, error = %error, "connection closed with an error");
+        let watch = ConnWatch::new(limits);
+        match slots.clone().try_acquire_owned() {
+            Ok(slot) => {
+                let service = serve_router(router.clone(), peer, watch.clone());
+                let io = TokioIo::new(WatchedIo::new(stream, watch));
+                let connection = builder.serve_connection_with_upgrades(io, service);
+                spawn_watched(&graceful, connection.into_owned(), slot, peer);
             }
-        });
+            Err(_) => match overflow.clone().try_acquire_owned() {
+                Ok(slot) => {
+                    let io = TokioIo::new(WatchedIo::new(stream, watch));
+                    let connection = builder.serve_connection(io, serve_overloaded());
+                    spawn_watched(&graceful, connection.into_owned(), slot, peer);
+                }
+                Err(_) => {
+                    metrics::counter!("wagate_http_overload_total", "reason" => "connection_dropped").increment(1);
+                    drop_now(stream);
+                }
+            },
+        }
     }
 
     drop(listener);
@@ -78,6 +105,102 @@ pub async fn serve(
         () = graceful.shutdown() => tracing::info!("all connections drained"),
         () = tokio::time::sleep(settings.shutdown_grace) => {
             tracing::warn!(grace = ?settings.shutdown_grace, "shutdown grace period over; closing remaining connections");
+        }
+    }
+}
+
+/// Runs a connection under the graceful shutdown; its slot frees when it closes.
+fn spawn_watched<C>(
+    graceful: &GracefulShutdown,
+    connection: C,
+    slot: OwnedSemaphorePermit,
+    peer: std::net::SocketAddr,
+) where
+    C: hyper_util::server::graceful::GracefulConnection + Send + 'static,
+    C::Error: std::fmt::Display + Send,
+{
+    let connection = graceful.watch(connection);
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%peer, error = %error, "connection closed with an error");
+        }
+        drop(slot);
+    });
+}
+
+/// The router for one connection: records the peer and tells the connection's watch when a
+/// request runs (until its response body is done).
+fn serve_router(
+    router: Router,
+    peer: std::net::SocketAddr,
+    watch: Arc<ConnWatch>,
+) -> impl hyper::service::Service<
+    hyper::Request<Incoming>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = Result<axum::response::Response, std::convert::Infallible>> + Send,
+> + Clone {
+    hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        let in_flight = watch.request_started();
+        let mut request = request.map(axum::body::Body::new);
+        // What axum's `into_make_service_with_connect_info` would record: the TCP peer, for
+        // the failed-authentication limit (`http::client_addr`).
+        request.extensions_mut().insert(ConnectInfo(peer));
+        let router = router.clone();
+        async move {
+            let response = router.oneshot(request).await?;
+            Ok(response.map(|body| {
+                axum::body::Body::new(body.map_frame(move |frame| {
+                    in_flight.hold();
+                    frame
+                }))
+            }))
+        }
+    })
+}
+
+/// Every request on an over-limit connection: 503 in its route's envelope, then close.
+fn serve_overloaded() -> impl hyper::service::Service<
+    hyper::Request<Incoming>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = std::future::Ready<Result<axum::response::Response, std::convert::Infallible>>,
+> + Clone {
+    hyper::service::service_fn(|request: hyper::Request<Incoming>| {
+        std::future::ready(Ok(super::overload::too_many_connections(
+            request.uri().path(),
+        )))
+    })
+}
+
+/// Closes an over-limit connection at once: nothing was read, and the descriptor is needed.
+fn drop_now(stream: TcpStream) {
+    drop(stream);
+}
+
+/// Accept failures, logged at most once a second with a count (descriptor exhaustion would
+/// otherwise fill the log).
+#[derive(Default)]
+struct AcceptErrors {
+    since_log: u64,
+    last_log: Option<Instant>,
+}
+
+impl AcceptErrors {
+    fn record(&mut self, error: &std::io::Error) {
+        metrics::counter!("wagate_http_accept_errors_total").increment(1);
+        self.since_log += 1;
+        if self
+            .last_log
+            .is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
+        {
+            tracing::warn!(
+                %error,
+                failures = self.since_log,
+                "accept failed (out of file descriptors? raise `ulimit -n` or lower server.max_connections); retrying"
+            );
+            self.since_log = 0;
+            self.last_log = Some(Instant::now());
         }
     }
 }

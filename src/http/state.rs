@@ -71,6 +71,8 @@ pub struct Services {
     pub broadcast_wake: Arc<tokio::sync::Notify>,
     /// Each number's send budget (proxied and queued sends).
     pub pacer: Arc<crate::domain::pacing::Pacer>,
+    /// Set on SIGTERM: responses ask for `Connection: close`, `/readyz` answers 503.
+    pub lifecycle: Arc<super::overload::Lifecycle>,
 }
 
 impl AppState {
@@ -153,6 +155,7 @@ impl AppState {
             broadcasts,
             broadcast_wake,
             pacer: Arc::new(crate::domain::pacing::Pacer::new(&config.pacing)),
+            lifecycle: super::overload::Lifecycle::new(),
             config,
             store,
             secrets,

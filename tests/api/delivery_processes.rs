@@ -204,6 +204,54 @@ async fn sigkill_with_leased_deliveries(backend: Backend) {
 
 crate::both_backends!(backend: sigkill_with_leased_deliveries);
 
+/// SIGTERM with attempts hanging past `server.shutdown_grace`: the instance exits within the
+/// grace and hands its claims back, so the next instance delivers them at once instead of after
+/// the lease (60 s here).
+async fn sigterm_hands_claimed_deliveries_back(backend: Backend) {
+    const EVENTS: usize = 12;
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_database_url(backend, dir.path()).await;
+    let http = reqwest::Client::new();
+    let receiver = receiver(true).await;
+    let stopping = [
+        ("WAGATE__DELIVERY__REQUEST_TIMEOUT", "50s".to_owned()),
+        ("WAGATE__DELIVERY__LEASE", "60s".to_owned()),
+        ("WAGATE__DELIVERY__POLL_INTERVAL", "200ms".to_owned()),
+        ("WAGATE__SERVER__SHUTDOWN_GRACE", "1s".to_owned()),
+    ];
+    let mut first = process::spawn(dir.path(), &db, &stopping);
+    connect(&http, &first, &receiver.url).await;
+    for i in 0..EVENTS {
+        post_webhook(&http, &first.base, &format!("wamid.term.{i}")).await;
+    }
+    // Every attempt hangs at the receiver, its delivery claimed for 60 s.
+    wait_until("attempts in flight", Duration::from_secs(10), || {
+        hanging(&receiver) >= 8
+    })
+    .await;
+    let stopped_at = Instant::now();
+    first.terminate();
+    assert!(
+        first.exited_within(Duration::from_secs(10)),
+        "exited after SIGTERM"
+    );
+    let took = stopped_at.elapsed();
+    assert!(
+        took < Duration::from_secs(8),
+        "stopped within the grace: {took:?}"
+    );
+
+    hang_up(&receiver, false);
+    let _second = process::spawn(dir.path(), &db, &stopping);
+    // Well inside the 60 s lease: only a hand-back makes them due this early.
+    wait_until("every event delivered", Duration::from_secs(20), || {
+        delivered(&receiver).len() == EVENTS
+    })
+    .await;
+}
+
+crate::both_backends!(backend: sigterm_hands_claimed_deliveries_back);
+
 fn delivered_metric(text: &str) -> f64 {
     text.lines()
         .filter(|l| l.starts_with("wagate_deliveries_total") && l.contains("outcome=\"succeeded\""))

@@ -9,6 +9,7 @@ mod broadcasts;
 mod cache_sync;
 mod cli;
 mod coexistence_groups;
+mod connections;
 mod credentials;
 mod delivery_processes;
 mod emulator;

@@ -27,6 +27,27 @@ impl Instance {
             .to_owned()
     }
 
+    /// SIGTERM: the process drains and stops (`server.drain_delay`, `server.shutdown_grace`).
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -TERM");
+    }
+
+    /// Waits up to `limit` for the process to exit; whether it did.
+    pub fn exited_within(&mut self, limit: Duration) -> bool {
+        let start = std::time::Instant::now();
+        while start.elapsed() < limit {
+            if self.child.try_wait().unwrap().is_some() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
     /// SIGKILL: the process gets no chance to clean anything up.
     pub fn kill(mut self) {
         let _ = self.child.kill();

@@ -9,4 +9,5 @@ mod support;
 mod api;
 mod forwarding;
 mod isolation;
+mod outcomes;
 mod ssrf;
