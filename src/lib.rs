@@ -74,8 +74,7 @@ impl App {
         } else {
             None
         };
-        let listener = TcpListener::bind(config.server.listen)
-            .await
+        let listener = http::server::bind(config.server.listen)
             .with_context(|| format!("binding server.listen = {}", config.server.listen))?;
         let bound = listener.local_addr()?;
         let state = AppState::new(Arc::new(config), store, secrets, checksum, bound)?;
@@ -120,6 +119,7 @@ impl App {
             stop_workers.clone(),
         );
         let mut deliveries = None;
+        let stop_background = tokio_util::sync::CancellationToken::new();
         if self.state.config.pacing.enabled {
             // Counted before the first request, so this instance never paces at a share that
             // leaves it out.
@@ -198,13 +198,15 @@ impl App {
                 vault.clone(),
                 self.state.config.media.clone(),
             );
+            // Stopped last: database connections this runtime opened serve the whole pool and
+            // die with it, so it outlives the HTTP drain and the deliveries' hand-back.
             let expiry = domain::media::expire_old_files(
                 self.state.store.clone(),
                 vault,
                 self.state.config.media.clone(),
-                stop_workers.clone(),
+                stop_background.clone(),
             );
-            let (wake, stop) = (self.state.media_wake.clone(), stop_workers.clone());
+            let (wake, stop) = (self.state.media_wake.clone(), stop_background.clone());
             background::spawn("wagate-media", async move {
                 tokio::spawn(expiry);
                 downloads.run(wake, stop).await;
@@ -235,6 +237,7 @@ impl App {
             // Drains alongside the HTTP side, within the same grace (it started at the signal).
             let _ = deliveries.await;
         }
+        stop_background.cancel();
         Ok(())
     }
 }

@@ -1,7 +1,8 @@
 //! The accept loop. axum's `serve` has no header-read timeout, so connections are driven by
 //! hyper-util directly: HTTP/1 and HTTP/2, per-connection timeouts (`connections`: slow heads,
 //! silent new connections, idle keep-alive), `server.max_connections` (over it, a connection is
-//! answered 503 and closed rather than queued), and a graceful shutdown that stops accepting, then
+//! answered 503 and closed rather than queued; descriptors run out only at the process limit,
+//! and the accept loop rides that out), and a graceful shutdown that stops accepting, then
 //! waits (bounded) for in-flight requests.
 
 use std::future::Future;
@@ -15,7 +16,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt as _;
 
@@ -29,11 +30,25 @@ pub struct ServeSettings {
     pub shutdown_grace: Duration,
 }
 
-/// Connections past `max_connections` that are still answered (503 and close) rather than
-/// dropped: enough for a burst to read a clear answer, few enough to keep descriptors for work.
-fn overflow_allowance(max_connections: usize) -> usize {
-    (max_connections / 8).clamp(16, 1024)
+/// Pending connections the kernel queues before `accept` (std's default, 128, overflows under
+/// a reconnect storm and clients wait out SYN retransmits, seconds, instead of a fast 503).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds the listener with [`LISTEN_BACKLOG`] (the kernel caps it at `net.core.somaxconn`).
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
+
+/// How long an over-limit connection may take to send its request head before it is closed:
+/// it is only owed a 503, and a silent one must not hold a descriptor for long.
+const OVER_LIMIT_HEAD_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub async fn serve(
     listener: TcpListener,
@@ -57,8 +72,11 @@ pub async fn serve(
         header_read_timeout: settings.header_read_timeout,
         idle_timeout: settings.idle_timeout,
     };
+    let over_limit = ConnLimits {
+        header_read_timeout: settings.header_read_timeout.min(OVER_LIMIT_HEAD_TIMEOUT),
+        idle_timeout: Duration::ZERO,
+    };
     let slots = Arc::new(Semaphore::new(settings.max_connections));
-    let overflow = Arc::new(Semaphore::new(overflow_allowance(settings.max_connections)));
     let graceful = GracefulShutdown::new();
     let mut accept_errors = AcceptErrors::default();
     tokio::pin!(shutdown);
@@ -77,25 +95,20 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let watch = ConnWatch::new(limits);
         match slots.clone().try_acquire_owned() {
             Ok(slot) => {
+                let watch = ConnWatch::new(limits);
                 let service = serve_router(router.clone(), peer, watch.clone());
                 let io = TokioIo::new(WatchedIo::new(stream, watch));
                 let connection = builder.serve_connection_with_upgrades(io, service);
-                spawn_watched(&graceful, connection.into_owned(), slot, peer);
+                spawn_watched(&graceful, connection.into_owned(), Some(slot), peer);
             }
-            Err(_) => match overflow.clone().try_acquire_owned() {
-                Ok(slot) => {
-                    let io = TokioIo::new(WatchedIo::new(stream, watch));
-                    let connection = builder.serve_connection(io, serve_overloaded());
-                    spawn_watched(&graceful, connection.into_owned(), slot, peer);
-                }
-                Err(_) => {
-                    metrics::counter!("wagate_http_overload_total", "reason" => "connection_dropped").increment(1);
-                    drop_now(stream);
-                }
-            },
+            Err(_) => {
+                // Answered, not queued and not dropped: each lives for one short 503.
+                let io = TokioIo::new(WatchedIo::new(stream, ConnWatch::new(over_limit)));
+                let connection = builder.serve_connection(io, serve_overloaded());
+                spawn_watched(&graceful, connection.into_owned(), None, peer);
+            }
         }
     }
 
@@ -113,7 +126,7 @@ pub async fn serve(
 fn spawn_watched<C>(
     graceful: &GracefulShutdown,
     connection: C,
-    slot: OwnedSemaphorePermit,
+    slot: Option<OwnedSemaphorePermit>,
     peer: std::net::SocketAddr,
 ) where
     C: hyper_util::server::graceful::GracefulConnection + Send + 'static,
@@ -171,11 +184,6 @@ fn serve_overloaded() -> impl hyper::service::Service<
             request.uri().path(),
         )))
     })
-}
-
-/// Closes an over-limit connection at once: nothing was read, and the descriptor is needed.
-fn drop_now(stream: TcpStream) {
-    drop(stream);
 }
 
 /// Accept failures, logged at most once a second with a count (descriptor exhaustion would
