@@ -6,6 +6,7 @@
 //! deliveries: present them, retry one, replay a time range.
 
 mod finisher;
+pub(crate) mod request;
 pub mod schedule;
 pub mod worker;
 
