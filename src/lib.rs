@@ -246,7 +246,7 @@ impl App {
 /// load balancer moves away), workers stop claiming, then the listener closes.
 async fn drain_then_stop(
     signal: impl Future<Output = ()>,
-    lifecycle: std::sync::Arc<http::overload::Lifecycle>,
+    lifecycle: std::sync::Arc<http::lifecycle::Lifecycle>,
     drain_delay: std::time::Duration,
     stop_workers: tokio_util::sync::CancellationToken,
 ) {

@@ -6,6 +6,7 @@ pub mod connections;
 pub mod graph;
 pub mod graph_error;
 mod health;
+pub mod lifecycle;
 mod media_vault;
 mod onboarding;
 pub mod openapi;

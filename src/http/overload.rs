@@ -2,8 +2,6 @@
 //! an instance draining before it stops. Each is a fast 503 in the envelope of the route (Graph's
 //! on proxy routes, `{"error": …}` elsewhere) with a `Retry-After`, never a queue.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
@@ -16,26 +14,6 @@ use serde_json::json;
 use super::graph::path::is_graph_path;
 use super::graph_error::GraphError;
 use super::state::AppState;
-
-/// Whether this instance is stopping: set on SIGTERM, before it stops accepting.
-#[derive(Debug, Default)]
-pub struct Lifecycle {
-    draining: AtomicBool,
-}
-
-impl Lifecycle {
-    pub fn new() -> Arc<Self> {
-        Arc::default()
-    }
-
-    pub fn start_draining(&self) {
-        self.draining.store(true, Ordering::SeqCst);
-    }
-
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::SeqCst)
-    }
-}
 
 /// A 503 for `path` in its route's envelope, with `Retry-After: 1`.
 pub fn unavailable(path: &str, reason: &str) -> Response {

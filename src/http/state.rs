@@ -72,7 +72,7 @@ pub struct Services {
     /// Each number's send budget (proxied and queued sends).
     pub pacer: Arc<crate::domain::pacing::Pacer>,
     /// Set on SIGTERM: responses ask for `Connection: close`, `/readyz` answers 503.
-    pub lifecycle: Arc<super::overload::Lifecycle>,
+    pub lifecycle: Arc<super::lifecycle::Lifecycle>,
 }
 
 impl AppState {
@@ -155,7 +155,7 @@ impl AppState {
             broadcasts,
             broadcast_wake,
             pacer: Arc::new(crate::domain::pacing::Pacer::new(&config.pacing)),
-            lifecycle: super::overload::Lifecycle::new(),
+            lifecycle: super::lifecycle::Lifecycle::new(),
             config,
             store,
             secrets,
