@@ -11,13 +11,13 @@ use crate::common::meta;
 use crate::ingest::{Env, PNID, WABA};
 
 /// Holds a lock that blocks every write of the app until released.
-enum Blocker {
+pub(crate) enum Blocker {
     Sqlite(sqlx::SqliteConnection),
     Postgres(sqlx::PgConnection),
 }
 
 impl Blocker {
-    async fn hold(env: &Env) -> Self {
+    pub(crate) async fn hold(env: &Env) -> Self {
         use secrecy::ExposeSecret as _;
         let url = env.app.config.database.url.expose_secret().to_owned();
         if url.starts_with("sqlite") {
@@ -38,7 +38,7 @@ impl Blocker {
         }
     }
 
-    async fn release(self) {
+    pub(crate) async fn release(self) {
         match self {
             Self::Sqlite(mut conn) => {
                 sqlx::query("rollback").execute(&mut conn).await.unwrap();
