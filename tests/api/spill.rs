@@ -51,6 +51,31 @@ async fn wait_drained(env: &Env) {
     .await
 }
 
+async fn readiness(env: &Env) -> (u16, Value) {
+    json_of(
+        env.app
+            .client
+            .get(env.app.url("/readyz"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+/// Waits for each message (a recording taken from memory may still be on its way to the
+/// database after the buffers look empty), then checks none is stored twice.
+async fn assert_stored_once(env: &Env, wamids: &[String]) {
+    for wamid in wamids {
+        env.wait_message(wamid, |_| true).await;
+    }
+    let stored = env.messages().await;
+    for wamid in wamids {
+        let copies = stored.iter().filter(|m| &m.wamid == wamid).count();
+        assert_eq!(copies, 1, "{wamid} stored {copies} times");
+    }
+}
+
 async fn conversation_counts(env: &Env, wamids: &[String]) -> Vec<i32> {
     let mut counts = Vec::new();
     for wamid in wamids {
@@ -131,10 +156,7 @@ async fn spilled_recordings_reach_the_database_once(backend: Backend) {
         env.app.state.writer.replay(recording).await.unwrap();
     }
     assert_eq!(conversation_counts(&env, &wamids).await, counts);
-    let stored = env.messages().await;
-    for wamid in &wamids {
-        assert_eq!(stored.iter().filter(|m| &m.wamid == wamid).count(), 1);
-    }
+    assert_stored_once(&env, &wamids).await;
 
     // A restart finding the file (here: one message lost from the database since) applies it
     // at start: the missing message is back, the others are not doubled.
@@ -165,10 +187,7 @@ async fn spilled_recordings_reach_the_database_once(backend: Backend) {
         "the re-inserted message counts once"
     );
     assert_eq!(after[1..], counts[1..]);
-    let stored = env.messages().await;
-    for wamid in &wamids {
-        assert_eq!(stored.iter().filter(|m| &m.wamid == wamid).count(), 1);
-    }
+    assert_stored_once(&env, &wamids).await;
     drop(restarted);
 }
 
@@ -196,15 +215,7 @@ async fn a_full_spill_file_keeps_recordings_in_memory(backend: Backend) {
         "{spilled} spilled, {in_memory} in memory"
     );
     assert_eq!(spilled + in_memory, 10);
-    let (status, ready) = json_of(
-        env.app
-            .client
-            .get(env.app.url("/readyz"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, ready) = readiness(&env).await;
     assert_eq!(status, 503, "{ready}");
     assert_eq!(ready["spill"]["full"], true, "{ready}");
     assert!(env
@@ -215,23 +226,8 @@ async fn a_full_spill_file_keeps_recordings_in_memory(backend: Backend) {
     blocker.release().await;
 
     wait_drained(&env).await;
-    let stored = env.messages().await;
-    for wamid in &wamids {
-        assert_eq!(
-            stored.iter().filter(|m| &m.wamid == wamid).count(),
-            1,
-            "{wamid}"
-        );
-    }
-    let (status, ready) = json_of(
-        env.app
-            .client
-            .get(env.app.url("/readyz"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    assert_stored_once(&env, &wamids).await;
+    let (status, ready) = readiness(&env).await;
     assert_eq!(status, 200, "{ready}");
     assert_eq!(ready["spill"]["records"], 0);
 }
