@@ -1,5 +1,5 @@
 //! Database outages: webhooks get 503 (Meta retries) and succeed after recovery; sends still get
-//! Meta's answer and are written from the retry buffer once the database is back.
+//! Meta's answer and are written from the spill file once the database is back.
 
 use std::time::Duration;
 
@@ -91,11 +91,13 @@ async fn outage_then_recovery(backend: Backend) {
         .is_some());
     let row = env.wait_message(&wamid, |_| true).await;
     assert_eq!(row.direction, "outbound");
-    // The buffered recording was counted.
-    let metrics = env.app.metrics().await;
-    assert!(
-        metrics.contains("wagate_recordings_buffered_total"),
-        "{metrics}"
+    // The recording waited in the spill file (fsynced) and was drained from it.
+    let stats = &env.app.state.writer.stats;
+    assert_eq!(
+        stats
+            .spilled_recordings
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
     );
     let stored = env.messages().await;
     assert_eq!(

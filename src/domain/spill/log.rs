@@ -167,7 +167,8 @@ impl Log {
             .truncate(false)
             .open(path)
             .with_context(|| format!("opening the spill file {}", path.display()))?;
-        if let Err(error) = file.try_lock() {
+        let lock = rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive);
+        if let Err(error) = lock {
             anyhow::bail!(
                 "the spill file {} is in use ({error}): another wagate instance has it; give \
                  each instance its own writer.spill_path",
