@@ -232,7 +232,46 @@ async fn a_full_spill_file_keeps_recordings_in_memory(backend: Backend) {
     assert_eq!(ready["spill"]["records"], 0);
 }
 
+/// A call placed through the proxy, applied twice (as a spilled record replayed after a crash
+/// between applying it and marking it drained), keeps one event.
+async fn a_replayed_call_is_recorded_once(backend: Backend) {
+    let env = Env::start(backend).await;
+    let recording: Recording = serde_json::from_value(json!({
+        "kind": "call",
+        "number": {
+            "internal_id": env.number,
+            "phone_number_id": PNID,
+            "project_id": env.app.project_id,
+            "forwarding": false,
+        },
+        "request": {"messaging_product": "whatsapp", "to": "15551230009", "action": "connect",
+                    "session": {"sdp_type": "offer", "sdp": "v=0"}},
+        "response": {"messaging_product": "whatsapp", "calls": [{"id": "wacid.SPILLED1"}]},
+        "at": "2026-01-01T00:00:00Z",
+    }))
+    .unwrap();
+    for _ in 0..2 {
+        env.app
+            .state
+            .writer
+            .replay(recording.clone())
+            .await
+            .unwrap();
+    }
+    let call = env
+        .app
+        .store
+        .find_call(env.number, "wacid.SPILLED1")
+        .await
+        .unwrap()
+        .expect("the call is recorded");
+    let events: Vec<Value> = serde_json::from_str(&call.events).unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(call.to_number.as_deref(), Some("15551230009"));
+}
+
 crate::both_backends!(
     backend: spilled_recordings_reach_the_database_once,
     a_full_spill_file_keeps_recordings_in_memory,
+    a_replayed_call_is_recorded_once,
 );
