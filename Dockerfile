@@ -31,11 +31,13 @@ COPY --from=build /usr/local/bin/wagate /usr/local/bin/wagate
 COPY config/wagate.toml /etc/wagate/wagate.toml
 USER wagate
 WORKDIR /var/lib/wagate
-# SQLite by default (data/wagate.db and data/master.key in the volume); set
+# SQLite by default (data/wagate.db and data/master.key in the volume; the writer's spill file,
+# which must survive a restart of this container, too); set
 # WAGATE__DATABASE__URL=postgres://… and WAGATE__SECURITY__MASTER_KEY for PostgreSQL.
 ENV WAGATE__SERVER__LISTEN=0.0.0.0:8080 \
     WAGATE__DATABASE__URL=sqlite:///var/lib/wagate/data/wagate.db \
     WAGATE__SECURITY__BOOTSTRAP_KEY_FILE=/var/lib/wagate/data/initial-api-key \
+    WAGATE__WRITER__SPILL_PATH=/var/lib/wagate/data/wagate.spill \
     WAGATE__LOG__FORMAT=json
 EXPOSE 8080
 VOLUME ["/var/lib/wagate/data"]

@@ -16,9 +16,11 @@ use serde::Deserialize;
 mod media;
 mod pacing;
 mod provisioning;
+mod writer;
 pub use media::MediaConfig;
 pub use pacing::{PacingConfig, PairRateMode};
 pub use provisioning::ProvisioningConfig;
+pub use writer::WriterConfig;
 
 /// The documented default configuration, embedded so a bare binary runs with no files.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../config/wagate.toml");
@@ -212,16 +214,6 @@ pub struct ConversationsConfig {
     pub inactivity: Duration,
     #[serde(with = "humantime_serde")]
     pub sweep_interval: Duration,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WriterConfig {
-    pub shards: usize,
-    pub max_batch: usize,
-    pub retry_buffer: usize,
-    #[serde(with = "humantime_serde")]
-    pub retry_interval: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -592,6 +584,7 @@ impl Config {
         self.media.validate()?;
         self.provisioning.validate()?;
         self.pacing.validate()?;
+        self.writer.validate()?;
         // A queued send holds its lease through the whole exchange with Graph, plus the few
         // seconds of claims a worker keeps in hand: a shorter lease lets another claim send it too.
         if self.pacing.broadcast_lease < self.graph.timeout + std::time::Duration::from_secs(10) {

@@ -195,6 +195,11 @@ pub async fn record_outbound(
         ..Identity::default()
     };
     let mut call = find_or_new(tx, number, call_id, Direction::Outbound, &user, now).await?;
+    // A recording applied again (replayed from the writer's spill file) adds nothing.
+    let events: Vec<Value> = serde_json::from_str(&call.events).unwrap_or_default();
+    if events.contains(request) {
+        return Ok(());
+    }
     call.to_number = text(request, "to");
     push_event(&mut call, request);
     tx.update_call(&call).await

@@ -110,8 +110,9 @@ pub fn restricted(envelope: &Value, all: &[Change], selected: &[usize]) -> Value
     json!({ "object": object, "entry": out_entries })
 }
 
-/// The number a route belongs to, as ingest needs it.
-#[derive(Debug, Clone)]
+/// The number a route belongs to, as ingest needs it. It serialises without its webhooks (they
+/// hold secrets): whoever reads one back looks them up again.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RoutedNumber {
     pub internal_id: Uuid,
     /// Meta's id of the number (media downloads name it to Graph).
@@ -120,6 +121,7 @@ pub struct RoutedNumber {
     /// Meta's payload goes to the number's `meta` webhook (`webhook_destination_url`).
     pub forwarding: bool,
     /// The number's webhooks: kapso ones get the events this write causes.
+    #[serde(skip)]
     pub webhooks: super::webhooks::NumberWebhooks,
 }
 

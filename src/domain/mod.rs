@@ -33,6 +33,7 @@ pub mod record;
 pub mod recorder;
 pub mod reseal;
 pub mod setup_links;
+pub mod spill;
 pub mod sweeper;
 pub mod usernames;
 pub mod verify;

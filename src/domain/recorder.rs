@@ -1,8 +1,12 @@
 //! Recording what passes through the proxy: sends (as outbound messages, `pending`), `status: read`
-//! requests (the inbound message becomes `read`) and calls placed through Graph.
+//! requests (the inbound message becomes `read`), calls placed through Graph, username changes
+//! and two-step PINs Meta accepted. Every recording serialises (the writer's spill file keeps
+//! them while the database is away) and applying one twice changes nothing the second time.
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use uuid::Uuid;
 
 use super::contacts::text;
 use super::envelope::RoutedNumber;
@@ -11,7 +15,8 @@ use super::record::IngestSettings;
 use crate::store::{StoreResult, StoreTx};
 
 /// Something the proxy saw that must be recorded.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Recording {
     /// `POST {pnid}/messages` that Meta accepted (a send, or a `status: read`).
     Send {
@@ -27,22 +32,45 @@ pub enum Recording {
         response: Value,
         at: DateTime<Utc>,
     },
+    /// `POST|DELETE {pnid}/username` that Meta accepted: the number's username state now.
+    Username {
+        number: Uuid,
+        username: Option<String>,
+        status: Option<String>,
+        at: DateTime<Utc>,
+    },
+    /// `POST {pnid}/register` with a `pin` that Meta accepted: two-step verification is on.
+    PinEnabled { number: Uuid, at: DateTime<Utc> },
 }
 
 impl Recording {
     /// Same shard as the webhooks about the same user (see `IngestJob::shard_key`).
     pub(super) fn shard_key(&self) -> u64 {
-        let (Self::Send {
-            number, request, ..
-        }
-        | Self::Call {
-            number, request, ..
-        }) = self;
+        let (number, request) = match self {
+            Self::Send {
+                number, request, ..
+            }
+            | Self::Call {
+                number, request, ..
+            } => (number, request),
+            Self::Username { number, .. } | Self::PinEnabled { number, .. } => {
+                return ingest::shard_hash(*number, "");
+            }
+        };
         let user = ["to", "recipient"]
             .iter()
             .find_map(|key| request.get(key).and_then(Value::as_str))
             .unwrap_or("");
         ingest::shard_hash(number.internal_id, user)
+    }
+
+    /// The number with its webhooks, for recordings that queue events (a spilled recording comes
+    /// back without them: they are looked up again before it is applied).
+    pub fn routed_number_mut(&mut self) -> Option<&mut RoutedNumber> {
+        match self {
+            Self::Send { number, .. } | Self::Call { number, .. } => Some(number),
+            Self::Username { .. } | Self::PinEnabled { .. } => None,
+        }
     }
 
     /// The wamid a recorded send will lock and the user it went to (see `IngestJob::prefetch`).
@@ -101,5 +129,15 @@ pub async fn apply(
             response,
             at,
         } => super::calls::record_outbound(tx, number, request, response, *at).await,
+        Recording::Username {
+            number,
+            username,
+            status,
+            ..
+        } => {
+            tx.set_username(*number, username.as_deref(), status.as_deref())
+                .await
+        }
+        Recording::PinEnabled { number, at } => tx.set_pin_enabled(*number, *at).await,
     }
 }

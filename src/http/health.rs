@@ -1,5 +1,7 @@
 //! Liveness and readiness for load balancers and orchestrators.
 
+use std::sync::atomic::Ordering;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -20,8 +22,9 @@ async fn live() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// The database answers and the instance is not stopping; a load balancer should stop routing
-/// here otherwise.
+/// The database answers, the spill file has room and the instance is not stopping; a load
+/// balancer should stop routing here otherwise (a full spill file means what Meta accepts now is
+/// held in memory only).
 async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     if state.lifecycle.is_draining() {
         return (
@@ -29,16 +32,38 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
             Json(json!({ "status": "draining" })),
         );
     }
+    let spill = state.writer.spill_stats().map(|stats| {
+        json!({
+            "records": stats.records.load(Ordering::Acquire),
+            "bytes": stats.bytes.load(Ordering::Acquire),
+            "full": stats.full.load(Ordering::Acquire),
+        })
+    });
+    let spill_full = spill.as_ref().is_some_and(|s| s["full"] == true);
+    let memory_only = state.writer.memory_depth();
     match state.store.ping().await {
-        Ok(()) => (
+        Ok(()) if !spill_full => (
             StatusCode::OK,
-            Json(json!({ "status": "ready", "database": "ok" })),
+            Json(
+                json!({ "status": "ready", "database": "ok", "spill": spill, "memory_only": memory_only }),
+            ),
         ),
+        Ok(()) => {
+            tracing::warn!("readiness check failed: the spill file is full");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(
+                    json!({ "status": "unavailable", "database": "ok", "spill": spill, "memory_only": memory_only }),
+                ),
+            )
+        }
         Err(error) => {
             tracing::warn!(%error, "readiness check failed");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "status": "unavailable", "database": "unreachable" })),
+                Json(
+                    json!({ "status": "unavailable", "database": "unreachable", "spill": spill, "memory_only": memory_only }),
+                ),
             )
         }
     }

@@ -14,9 +14,10 @@ use crate::domain::phone_numbers::PhoneNumbers;
 use crate::domain::provisioning::NumberProvisioning;
 use crate::domain::record::IngestSettings;
 use crate::domain::setup_links::SetupLinks;
+use crate::domain::spill::Spill;
 use crate::domain::webhooks::resource::WebhookResources;
-use crate::domain::writer::Writer;
 use crate::domain::writer::WriterSettings;
+use crate::domain::writer::{Writer, WriterParts};
 use crate::graph::GraphClient;
 use crate::http::client_addr::ClientAddrs;
 use crate::http::origin::PublicOrigin;
@@ -98,11 +99,19 @@ impl AppState {
             broadcast_wake.clone(),
         );
         let media_wake = Arc::new(tokio::sync::Notify::new());
+        let spill = match config.writer.spill_file(&config.database) {
+            Some(path) => Some(Spill::open(&path, config.writer.spill_max_bytes)?),
+            None => None,
+        };
         let writer = Writer::start(
             store.clone(),
             writer_settings(&config, store.backend()),
-            delivery_wake.clone(),
-            media_wake.clone(),
+            WriterParts {
+                deliveries: delivery_wake.clone(),
+                media: media_wake.clone(),
+                spill,
+                numbers: numbers.clone(),
+            },
         );
         let vault = if config.media.vault {
             Some(MediaVault::open(

@@ -120,8 +120,6 @@ pub trait MetaState: Send + Sync {
     ) -> StoreResult<bool>;
     /// Stamps `webhook_verified_at` the first time; `true` when it did.
     async fn mark_webhook_verified(&self, number: Uuid, at: DateTime<Utc>) -> StoreResult<bool>;
-    /// Records that wagate registered the number with a two-step PIN.
-    async fn set_pin_enabled(&self, number: Uuid, now: DateTime<Utc>) -> StoreResult<()>;
     /// Priced messages per day, category, pricing type and billability, in `[since, until]`.
     async fn usage(
         &self,
@@ -295,24 +293,6 @@ macro_rules! impl_meta_state {
                 .execute(&self.pool)
                 .await?;
                 Ok(done.rows_affected() == 1)
-            }
-
-            async fn set_pin_enabled(
-                &self,
-                number: uuid::Uuid,
-                now: chrono::DateTime<chrono::Utc>,
-            ) -> $crate::store::StoreResult<()> {
-                sqlx::query(
-                    "update phone_numbers set is_pin_enabled = $2, updated_at = $3 \
-                     where internal_id = $1 and is_pin_enabled = $4",
-                )
-                .bind(number)
-                .bind(true)
-                .bind(now)
-                .bind(false)
-                .execute(&self.pool)
-                .await?;
-                Ok(())
             }
 
             async fn usage(

@@ -101,6 +101,8 @@ pub trait StoreTx: super::meta_state::MetaStateTx + super::BroadcastsTx + Send {
         username: Option<&str>,
         status: Option<&str>,
     ) -> StoreResult<()>;
+    /// Records that wagate registered the number with a two-step PIN (once: a repeat is a no-op).
+    async fn set_pin_enabled(&mut self, number: Uuid, now: DateTime<Utc>) -> StoreResult<()>;
 
     /// The contact and conversation a message names (as this transaction sees them), for the
     /// Kapso-format events it queues.
@@ -724,6 +726,24 @@ macro_rules! impl_store_tx {
                 .bind(username)
                 .bind(status)
                 .bind($crate::store::now())
+                .execute(&mut *self.tx)
+                .await?;
+                Ok(())
+            }
+
+            async fn set_pin_enabled(
+                &mut self,
+                number: uuid::Uuid,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query(
+                    "update phone_numbers set is_pin_enabled = $2, updated_at = $3 \
+                     where internal_id = $1 and is_pin_enabled = $4",
+                )
+                .bind(number)
+                .bind(true)
+                .bind(now)
+                .bind(false)
                 .execute(&mut *self.tx)
                 .await?;
                 Ok(())

@@ -34,6 +34,8 @@ impl Sibling {
     pub async fn beside(first: &TestApp) -> Self {
         let mut config: Config = (*first.config).clone();
         config.server.listen = "127.0.0.1:0".parse().unwrap();
+        // Each instance locks its own spill file.
+        config.writer.spill_path += &format!(".{}", uuid::Uuid::new_v4());
         let app = wagate::App::build(config)
             .await
             .expect("second instance builds");

@@ -298,6 +298,8 @@ async fn buffered_events_survive_a_restart(backend: Backend) {
 
     let mut config = (*env.app.config).clone();
     config.workers.delivery = true;
+    // Each instance locks its own spill file.
+    config.writer.spill_path += ".second";
     let second = wagate::App::build(config).await.unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(second.run(async move {

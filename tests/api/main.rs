@@ -37,6 +37,7 @@ mod proxy;
 mod sandbox_mode;
 mod secrets_at_rest;
 mod security;
+mod spill;
 mod store;
 mod store_outbox;
 mod store_tx;

@@ -167,7 +167,10 @@ async fn unbound_values_are_resealed_at_start(app: TestApp) {
     }
 
     // A second instance starts on the same database: its start-up pass re-seals them.
-    let restarted = wagate::App::build((*app.config).clone()).await.unwrap();
+    let mut config = (*app.config).clone();
+    // Each instance locks its own spill file.
+    config.writer.spill_path += ".second";
+    let restarted = wagate::App::build(config).await.unwrap();
     let secrets = restarted.state.secrets.clone();
     for (field, id) in [
         (SealedField::AccessToken, number.internal_id),

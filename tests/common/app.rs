@@ -55,6 +55,12 @@ pub fn test_config(database_url: String) -> Config {
         .join("wagate-test-media")
         .display()
         .to_string();
+    // A spill file is locked by its instance: each config gets its own (`TestApp` puts it in
+    // the app's folder).
+    config.writer.spill_path = std::env::temp_dir()
+        .join(format!("wagate-test-spill-{}", uuid::Uuid::new_v4()))
+        .display()
+        .to_string();
     config
 }
 
@@ -104,6 +110,7 @@ impl TestApp {
         // Each app keeps its media in its own folder (on PostgreSQL the default is the working
         // folder, which every test would share).
         config.media.store = dir.path().join("media").display().to_string();
+        config.writer.spill_path = dir.path().join("wagate.spill").display().to_string();
         adjust(&mut config);
         let app = App::build(config).await.expect("app builds");
         let (project, key) = app.bootstrap.as_ref().expect("fresh database bootstraps");

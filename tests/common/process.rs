@@ -88,7 +88,12 @@ pub fn spawn(dir: &std::path::Path, db: &str, env: &[(&str, String)]) -> Instanc
         .env("WAGATE__GRAPH__VERIFY_NUMBERS", "false")
         .env("WAGATE__DELIVERY__ALLOW_HTTP", "true")
         .env("WAGATE__DELIVERY__ALLOW_PRIVATE_NETWORKS", "true")
-        .env("WAGATE__LOG__LEVEL", "info");
+        .env("WAGATE__LOG__LEVEL", "info")
+        // Instances share `dir`; each locks its own spill file.
+        .env(
+            "WAGATE__WRITER__SPILL_PATH",
+            dir.join(format!("wagate-{port}.spill")),
+        );
     for (key, value) in env {
         command.env(key, value);
     }

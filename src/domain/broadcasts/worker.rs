@@ -446,9 +446,11 @@ async fn record(
         response,
         at,
     };
-    if worker.writer.record(recording).await == crate::domain::writer::Durability::Buffered {
-        tracing::warn!("queued send recorded in the retry buffer: database unavailable");
-    }
+    worker
+        .writer
+        .record(recording)
+        .await
+        .warn_if_held("queued send");
 }
 
 /// Writes outcomes in batches; a failed write is retried, so no outcome is dropped.

@@ -32,7 +32,6 @@ use tracing::Instrument as _;
 use crate::domain::auth::{Caller, NumberConfig};
 use crate::domain::envelope::RoutedNumber;
 use crate::domain::recorder::Recording;
-use crate::domain::writer::Durability;
 use crate::http::body::{self as request_body, declared_too_large, BodyError};
 use crate::http::graph::path::{query_param, GraphAddress};
 use crate::http::graph::resolve::{self, Target};
@@ -330,7 +329,8 @@ fn refuse_what_meta_would(number: &NumberConfig, body: &[u8]) -> Result<(), Grap
     }
 }
 
-/// Meta registered the number: with a `pin` in the request, its two-step PIN is now on.
+/// Meta registered the number: with a `pin` in the request, its two-step PIN is now on
+/// (recorded through the writer, so held like a send while the database is away).
 async fn record_pin(state: &AppState, number: &NumberConfig, request: &[u8]) {
     let with_pin = serde_json::from_slice::<serde_json::Value>(request)
         .ok()
@@ -339,13 +339,15 @@ async fn record_pin(state: &AppState, number: &NumberConfig, request: &[u8]) {
     if !with_pin {
         return;
     }
-    if let Err(error) = state
-        .store
-        .set_pin_enabled(number.internal_id, crate::store::now())
+    let recording = Recording::PinEnabled {
+        number: number.internal_id,
+        at: crate::store::now(),
+    };
+    state
+        .writer
+        .record(recording)
         .await
-    {
-        tracing::warn!(%error, "could not record that the number's two-step PIN is on");
-    }
+        .warn_if_held("two-step PIN");
 }
 
 /// Phases 4 and 5 of a recorded exchange: send, read Meta's answer, record it if Meta accepted,
@@ -509,8 +511,9 @@ async fn read_upstream(state: &AppState, body: Body) -> Result<Bytes, GraphError
         })
 }
 
-/// Records an accepted send or call before the client gets Meta's answer (durable, or buffered
-/// when the database is down: the client must never be made to resend what Meta accepted).
+/// Records an accepted send or call before the client gets Meta's answer: committed, or (the
+/// database down) fsynced to the spill file, or in memory when that is full; the client must
+/// never be made to resend what Meta accepted.
 async fn record_exchange(
     state: &AppState,
     number: &NumberConfig,
@@ -558,9 +561,7 @@ async fn record_exchange(
         | Exchange::MediaLookup
         | Exchange::Stream => return,
     };
-    if state.writer.record(recording).await == Durability::Buffered {
-        tracing::warn!("send recorded in the retry buffer: database unavailable");
-    }
+    state.writer.record(recording).await.warn_if_held("send");
 }
 
 /// The innermost cause of a transport error: hyper's own messages carry no URL (Graph URLs can

@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, Method};
 use serde_json::{Map, Value};
 
 use crate::domain::auth::NumberConfig;
+use crate::domain::recorder::Recording;
 use crate::domain::usernames;
 use crate::http::graph_error::GraphError;
 use crate::http::state::AppState;
@@ -162,8 +163,9 @@ fn update(
     }
 }
 
-/// Records the username state after Meta answered 2xx. A database failure is logged, never
-/// turned into an error: the client gets Meta's answer either way.
+/// Records the username state after Meta answered 2xx, through the writer: with the database
+/// away it is held (spill file, then memory) like a send; the client gets Meta's answer either
+/// way.
 pub async fn record(
     state: &AppState,
     number: &NumberConfig,
@@ -177,16 +179,17 @@ pub async fn record(
     let Some((username, status)) = update(op, claimed, &answer) else {
         return;
     };
-    let result = async {
-        let mut tx = state.store.begin().await?;
-        tx.set_username(number.internal_id, username.as_deref(), status.as_deref())
-            .await?;
-        tx.commit().await
-    }
-    .await;
-    if let Err(error) = result {
-        tracing::warn!(%error, "username state not recorded");
-    }
+    let recording = Recording::Username {
+        number: number.internal_id,
+        username,
+        status,
+        at: crate::store::now(),
+    };
+    state
+        .writer
+        .record(recording)
+        .await
+        .warn_if_held("username change");
 }
 
 #[cfg(test)]

@@ -1,0 +1,131 @@
+//! Applies held recordings once the database answers: the memory buffer first (into the spill
+//! file when the database is still away), then the spill file, a chunk at a time, each chunk
+//! marked drained only after every record in it was applied. A crash between the two applies the
+//! chunk again, which changes nothing (`recorder` is idempotent: a send is stored once per wamid
+//! and touches its conversation only then; a call event, a read mark, a username or a PIN is
+//! written once); so every record reaches the database exactly once. Runs at start-up too, which
+//! is how a spill file left by a crash is replayed.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::hold::Held;
+use super::job::{Durability, Shards, WriterStats};
+use crate::domain::number_directory::NumberDirectory;
+use crate::domain::recorder::Recording;
+use crate::domain::spill::Spill;
+use crate::store::StoreError;
+
+/// Bytes of spilled records read back per round.
+const CHUNK: usize = 1 << 20;
+
+pub(super) struct Drain {
+    pub(super) shards: Shards,
+    pub(super) held: Arc<Held>,
+    pub(super) numbers: NumberDirectory,
+    pub(super) stats: Arc<WriterStats>,
+}
+
+impl Drain {
+    pub(super) async fn run(self, every: Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.retry_memory().await;
+            if let Some(spill) = &self.held.spill {
+                self.drain_spill(spill).await;
+            }
+        }
+    }
+
+    async fn retry_memory(&self) {
+        let pending = self.held.take_memory();
+        if pending.is_empty() {
+            return;
+        }
+        tracing::info!(count = pending.len(), "retrying buffered recordings");
+        let mut pending = pending.into_iter();
+        for recording in pending.by_ref() {
+            let durability = if self.held.spill_holds_records() {
+                self.held.spill_one(recording).await
+            } else {
+                self.shards
+                    .record(recording)
+                    .await
+                    .unwrap_or(Durability::Buffered)
+            };
+            // Buffered again: the database is still away and the spill file has no room; keep
+            // the rest for the next round instead of hammering it.
+            if durability == Durability::Buffered {
+                break;
+            }
+        }
+        self.held.return_to_memory(pending.collect());
+    }
+
+    async fn drain_spill(&self, spill: &Spill) {
+        while spill.stats.records.load(Ordering::Acquire) > 0 {
+            let pending = match spill.pending(CHUNK).await {
+                Ok(pending) => pending,
+                Err(error) => {
+                    tracing::error!(%error, "could not read the spill file back");
+                    return;
+                }
+            };
+            let Some(&(end, _)) = pending.records.last() else {
+                return;
+            };
+            let count = pending.records.len() as u64;
+            let mut recordings = Vec::with_capacity(pending.records.len());
+            for (_, payload) in pending.records {
+                match serde_json::from_slice::<Recording>(&payload) {
+                    Ok(mut recording) => {
+                        if let Some(number) = recording.routed_number_mut() {
+                            match self.numbers.webhooks_of(number.internal_id).await {
+                                Ok(webhooks) => number.webhooks = webhooks,
+                                Err(error) => {
+                                    tracing::debug!(%error, "spill drain waits for the database");
+                                    return;
+                                }
+                            }
+                        }
+                        recordings.push(recording);
+                    }
+                    Err(error) => {
+                        // Checksummed, so written by a wagate whose recordings differ from this
+                        // one's (a downgrade): nothing here can apply it.
+                        tracing::error!(%error, "a spilled recording this version cannot read; skipped");
+                        metrics::counter!("wagate_recordings_dropped_total").increment(1);
+                    }
+                }
+            }
+            let applied = recordings.len() as u64;
+            let results =
+                futures::future::join_all(recordings.into_iter().map(|r| self.shards.replay(r)))
+                    .await;
+            if results
+                .iter()
+                .any(|r| matches!(r, Err(StoreError::Unavailable(_))))
+            {
+                return;
+            }
+            for error in results.iter().filter_map(|r| r.as_ref().err()) {
+                tracing::error!(error = ?error, "a spilled recording could not be applied; skipped");
+            }
+            if let Err(error) = spill.drained(end, count).await {
+                tracing::error!(%error, "could not mark spilled recordings drained (they will be applied again, which changes nothing)");
+                return;
+            }
+            self.stats
+                .drained_recordings
+                .fetch_add(applied, Ordering::Relaxed);
+            metrics::counter!("wagate_recordings_drained_total").increment(applied);
+            tracing::info!(
+                records = count,
+                "spilled recordings applied to the database"
+            );
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! Where a recording goes when the database cannot take it: the spill file first (answered after
+//! its group's fsync), the memory buffer when there is no spill file or it is full or failing.
+//!
+//! A full spill file cannot push back: Meta already accepted the send. The recording is kept in
+//! memory (oldest dropped beyond `writer.retry_buffer`, counted in
+//! `wagate_recordings_dropped_total`), counted in `wagate_recordings_not_durable_total`, logged
+//! with what to do, and `/readyz` answers 503 until the file has room again.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::oneshot;
+
+use super::job::{Durability, Job, WriterStats};
+use crate::domain::recorder::Recording;
+use crate::domain::spill::{Spill, SpillError};
+use crate::store::{StoreError, StoreResult};
+
+type Reply = Option<oneshot::Sender<Durability>>;
+
+pub(super) struct Held {
+    pub(super) spill: Option<Spill>,
+    memory: Mutex<VecDeque<Recording>>,
+    capacity: usize,
+    stats: Arc<WriterStats>,
+}
+
+impl Held {
+    pub(super) fn new(spill: Option<Spill>, capacity: usize, stats: Arc<WriterStats>) -> Self {
+        Self {
+            spill,
+            memory: Mutex::new(VecDeque::new()),
+            capacity,
+            stats,
+        }
+    }
+
+    /// Answers each job of a batch with its outcome; recordings the database could not take are
+    /// held (one spill group for the whole batch).
+    pub(super) fn finish(
+        self: &Arc<Self>,
+        jobs: Vec<Job>,
+        mut outcome: impl FnMut() -> StoreResult<()>,
+    ) {
+        let mut to_hold = Vec::new();
+        for job in jobs {
+            let result = outcome();
+            match job {
+                Job::Ingest(_, reply) => {
+                    let _ = reply.send(result);
+                }
+                Job::Replay(_, reply) => {
+                    let _ = reply.send(result);
+                }
+                Job::Record(recording, reply) => match result {
+                    Err(StoreError::Unavailable(_)) => to_hold.push((recording, reply)),
+                    Ok(()) => answer(reply, Durability::Committed),
+                    Err(error) => {
+                        // Not retryable (a bug or bad data): logged, never blocks the client.
+                        tracing::error!(error = ?error, "could not record a proxied message");
+                        answer(reply, Durability::Committed);
+                    }
+                },
+            }
+        }
+        if !to_hold.is_empty() {
+            self.hold(to_hold);
+        }
+    }
+
+    pub(super) fn spill_holds_records(&self) -> bool {
+        self.spill.as_ref().is_some_and(|s| s.stats.holds_records())
+    }
+
+    /// Spills one recording (queued behind records already in the file).
+    pub(super) async fn spill_one(self: &Arc<Self>, recording: Recording) -> Durability {
+        let (tx, rx) = oneshot::channel();
+        self.hold(vec![(recording, Some(tx))]);
+        rx.await.unwrap_or(Durability::Buffered)
+    }
+
+    /// Queues the recordings on the spill file in order (synchronously) and answers each after
+    /// the fsync; to memory when that fails.
+    fn hold(self: &Arc<Self>, recordings: Vec<(Recording, Reply)>) {
+        let Some(spill) = &self.spill else {
+            for (recording, reply) in recordings {
+                answer(reply, self.keep_in_memory(recording));
+            }
+            return;
+        };
+        let payloads = recordings
+            .iter()
+            .map(|(r, _)| serde_json::to_vec(r).expect("a recording serialises"))
+            .collect();
+        let written = spill.append(payloads);
+        let held = self.clone();
+        tokio::spawn(async move {
+            match written.await {
+                Ok(()) => {
+                    let count = recordings.len() as u64;
+                    held.stats
+                        .spilled_recordings
+                        .fetch_add(count, Ordering::Relaxed);
+                    metrics::counter!("wagate_recordings_spilled_total").increment(count);
+                    for (_, reply) in recordings {
+                        answer(reply, Durability::Spilled);
+                    }
+                }
+                Err(error) => {
+                    let count = recordings.len() as u64;
+                    held.stats
+                        .not_durable_recordings
+                        .fetch_add(count, Ordering::Relaxed);
+                    metrics::counter!("wagate_recordings_not_durable_total").increment(count);
+                    let advice = match error {
+                        SpillError::Full(_) => {
+                            "bring the database back or raise writer.spill_max_bytes"
+                        }
+                        _ => "check the disk holding writer.spill_path",
+                    };
+                    tracing::error!(
+                        %error,
+                        recordings = count,
+                        "recordings kept in memory only: they are lost if wagate stops before \
+                         the database is back; {advice}"
+                    );
+                    for (recording, reply) in recordings {
+                        answer(reply, held.keep_in_memory(recording));
+                    }
+                }
+            }
+        });
+    }
+
+    fn keep_in_memory(&self, recording: Recording) -> Durability {
+        let mut memory = self.memory.lock().expect("buffer lock");
+        if memory.len() >= self.capacity {
+            memory.pop_front();
+            self.stats
+                .dropped_recordings
+                .fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("wagate_recordings_dropped_total").increment(1);
+            tracing::error!(
+                "recording retry buffer full (writer.retry_buffer); dropped the oldest recording"
+            );
+        }
+        memory.push_back(recording);
+        self.stats
+            .buffered_recordings
+            .fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("wagate_recordings_buffered_total").increment(1);
+        self.publish(memory.len());
+        Durability::Buffered
+    }
+
+    pub(super) fn memory_depth(&self) -> usize {
+        self.memory.lock().expect("buffer lock").len()
+    }
+
+    /// Everything in memory, for the drain to try again.
+    pub(super) fn take_memory(&self) -> Vec<Recording> {
+        let mut memory = self.memory.lock().expect("buffer lock");
+        self.publish(0);
+        memory.drain(..).collect()
+    }
+
+    /// Puts back what the drain could not apply, ahead of anything held since.
+    pub(super) fn return_to_memory(&self, rest: Vec<Recording>) {
+        let mut memory = self.memory.lock().expect("buffer lock");
+        for recording in rest.into_iter().rev() {
+            memory.push_front(recording);
+        }
+        while memory.len() > self.capacity {
+            memory.pop_front();
+            self.stats
+                .dropped_recordings
+                .fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("wagate_recordings_dropped_total").increment(1);
+        }
+        self.publish(memory.len());
+    }
+
+    fn publish(&self, depth: usize) {
+        self.stats
+            .buffer_depth
+            .store(depth as u64, Ordering::Relaxed);
+        metrics::gauge!("wagate_recording_buffer_depth").set(depth as f64);
+    }
+}
+
+fn answer(reply: Reply, durability: Durability) {
+    if let Some(reply) = reply {
+        let _ = reply.send(durability);
+    }
+}
