@@ -71,6 +71,10 @@ for backend in sqlite postgres; do
   python3 bench/crash_ingest.py --bin "$WAGATE_BIN" --backend "$backend" --duration 15 --kills 3 || status=1
 done
 
+echo "==> fault suite: database down and SIGKILL, PostgreSQL restarts, SQLite disk full, Graph slow,"
+echo "    resetting and failing, a flapping receiver, nginx keep-alive and rolling restart, overload"
+WAGATE_BIN="$WAGATE_BIN" tests/faults/run.sh || status=1
+
 if [ "$status" -ne 0 ]; then
   echo "test suite FAILED (see above)" >&2
 fi

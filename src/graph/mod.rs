@@ -97,6 +97,10 @@ impl GraphClient {
             .enable_http2()
             .wrap_connector(connector);
         let passthrough = Client::builder(TokioExecutor::new())
+            // A request whose connection died before it was written is answered 502 at once
+            // rather than retried inside the pool: under upstream resets the retry could wait on
+            // a connection that never came, until graph.timeout (the fault suite's reset phase).
+            .retry_canceled_requests(false)
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(config.pool_idle_timeout)
             .pool_max_idle_per_host(config.pool_max_idle_per_host)

@@ -122,24 +122,30 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
-/// Database error codes that mean "not now" rather than "never": SQLite busy/locked, PostgreSQL
-/// connection failures, shutdowns, lock timeouts, deadlocks, serialization failures and too many
-/// connections.
+/// Database error codes that mean "not now" rather than "never": SQLite busy/locked, disk full
+/// and I/O errors (`SQLITE_IOERR` and its extended codes), PostgreSQL connection failures,
+/// shutdowns, a full disk, lock timeouts, deadlocks, serialization failures and too many
+/// connections. A full disk is answered 503 (Meta retries) and recovers once space returns.
 fn is_transient(code: Option<&str>) -> bool {
     let Some(code) = code else { return false };
-    matches!(
-        code,
-        "5" | "6"
-            | "261"
-            | "517"
-            | "55P03"
-            | "53300"
-            | "57P01"
-            | "57P02"
-            | "57P03"
-            | "40001"
-            | "40P01"
-    ) || code.starts_with("08")
+    let sqlite_io_error = code.parse::<u32>().is_ok_and(|c| c & 0xff == 10);
+    sqlite_io_error
+        || matches!(
+            code,
+            "5" | "6"
+                | "13"
+                | "261"
+                | "517"
+                | "53100"
+                | "55P03"
+                | "53300"
+                | "57P01"
+                | "57P02"
+                | "57P03"
+                | "40001"
+                | "40P01"
+        )
+        || code.starts_with("08")
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -61,6 +61,16 @@ impl SqliteStore {
             .max_connections(config.max_connections.clamp(1, 8))
             .acquire_timeout(config.acquire_timeout)
             .test_before_acquire(false)
+            // A COMMIT that fails with a full disk or an I/O error is rolled back by SQLite
+            // itself; sqlx's own ROLLBACK then fails, and the connection keeps a transaction
+            // depth it can never leave (every later `begin` fails). Such a connection is closed
+            // rather than handed out (an atomic load; the fault suite's disk-full test).
+            .before_acquire(|conn, _| {
+                Box::pin(async move {
+                    use sqlx::TransactionManager as _;
+                    Ok(sqlx::sqlite::SqliteTransactionManager::get_transaction_depth(conn) == 0)
+                })
+            })
             .connect_with(options.clone())
             .await
             .context("opening the SQLite database")?;

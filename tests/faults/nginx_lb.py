@@ -12,7 +12,6 @@ loopback as scripts/topology.sh does).
 Prints one JSON line of figures; exits 1 on any failed request, loss or duplicate.
 Usage: tests/faults/nginx_lb.py --bin target/debug/wagate --backend postgres
 """
-import argparse
 import http.client
 import json
 import os
@@ -29,7 +28,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from crash_ingest import (PNID, WABA, TestFailure, Wagate, envelope, free_port,  # noqa: E402
                           http_request, psql)
 
-from _support import debian_binary  # noqa: E402
+from _support import connect_number, debian_binary, fault_arguments, skipped_unless  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
@@ -168,17 +167,11 @@ class Load(threading.Thread):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--bin", required=True)
-    p.add_argument("--backend", choices=["sqlite", "postgres"], required=True)
-    p.add_argument("--pg-url", default=os.environ.get("WAGATE_TEST_POSTGRES_URL",
-                                                      "postgres://postgres@127.0.0.1:5432/postgres"))
+    p = fault_arguments(__doc__)
     p.add_argument("--rate", type=float, default=500, help="requests/s through nginx during (b)")
     p.add_argument("--gaps", default="10.5,61", help="idle gaps (s) for (a)")
     args = p.parse_args()
-    if args.backend != "postgres":
-        print(json.dumps({"test": "nginx_lb", "backend": args.backend,
-                          "skipped": "two instances share PostgreSQL only"}))
+    if skipped_unless(args, "postgres", "nginx_lb", "two instances share PostgreSQL only"):
         return 0
 
     run_id = uuid.uuid4().hex[:8]
@@ -193,12 +186,7 @@ def main():
         key = a.api_key()
         b = start_instance(args.bin, work, db_url, "b")
         instances = [a, b]
-        status, body = http_request(a.port, "POST", "/platform/v1/whatsapp/phone_numbers", body=json.dumps(
-            {"whatsapp_phone_number": {"phone_number_id": PNID, "business_account_id": WABA,
-                                       "access_token": "lb-token"}}),
-            headers={"X-API-Key": key, "Content-Type": "application/json"}, timeout=10)
-        if status != 201:
-            raise TestFailure(f"connecting the number answered {status}: {body[:300]!r}")
+        connect_number(http_request, a.port, key, PNID, WABA, "lb-token")
         port_lb = free_port()
         conf = nginx_config(os.path.join(work, "nginx"), a.port, b.port, port_lb)
         nginx = subprocess.Popen(

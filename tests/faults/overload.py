@@ -11,7 +11,6 @@ wrk generates the load (installed from Debian's packages when missing). Prints o
 figures; exits 1 on a violation.
 Usage: tests/faults/overload.py --bin target/debug/wagate --backend sqlite|postgres [--duration 30]
 """
-import argparse
 import http.client
 import json
 import os
@@ -27,7 +26,7 @@ import uuid
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench"))
 from crash_ingest import PNID, WABA, TestFailure, Wagate, http_request, psql  # noqa: E402
 
-from _support import debian_binary  # noqa: E402
+from _support import connect_number, debian_binary, fault_arguments  # noqa: E402
 
 MAX_CONNECTIONS = 50
 PATH = "/platform/v1/whatsapp/phone_numbers"
@@ -79,12 +78,8 @@ def probe(port, key):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--bin", required=True)
-    p.add_argument("--backend", choices=["sqlite", "postgres"], required=True)
+    p = fault_arguments(__doc__)
     p.add_argument("--duration", type=int, default=30)
-    p.add_argument("--pg-url", default=os.environ.get("WAGATE_TEST_POSTGRES_URL",
-                                                      "postgres://postgres@127.0.0.1:5432/postgres"))
     args = p.parse_args()
     run_id = uuid.uuid4().hex[:8]
     work = tempfile.mkdtemp(prefix=f"wagate-overload-{args.backend}-")
@@ -102,12 +97,7 @@ def main():
         inst.env.update(WAGATE__SERVER__MAX_CONNECTIONS=str(MAX_CONNECTIONS))
         inst.start(30)
         key = inst.api_key()
-        status, body = http_request(inst.port, "POST", PATH, body=json.dumps(
-            {"whatsapp_phone_number": {"phone_number_id": PNID, "business_account_id": WABA,
-                                       "access_token": "overload-token"}}),
-            headers={"X-API-Key": key, "Content-Type": "application/json"}, timeout=10)
-        if status != 201:
-            raise TestFailure(f"connecting the number answered {status}: {body[:300]!r}")
+        connect_number(http_request, inst.port, key, PNID, WABA, "overload-token")
 
         sustainable = wrk(inst.port, key, MAX_CONNECTIONS, 3)
         baseline = rss_mib(inst.proc.pid)
