@@ -57,6 +57,8 @@ def pg_tool(name):
 class PrivatePostgres:
     """A throwaway PostgreSQL cluster in a temp folder on a free port (as `postgres` when root)."""
 
+    fsync = "off"
+
     def __init__(self, workdir):
         self.data = os.path.join(workdir, "pgdata")
         self.port = free_port()
@@ -93,7 +95,7 @@ class PrivatePostgres:
 
     def start(self):
         self.run([pg_tool("pg_ctl"), "-D", self.data, "-l", self.logfile, "-w", "-t", "30",
-                  "-o", f"-p {self.port} -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off",
+                  "-o", f"-p {self.port} -k /tmp -c listen_addresses=127.0.0.1 -c fsync={self.fsync}",
                   "start"])
 
     def stop(self, mode="immediate"):
