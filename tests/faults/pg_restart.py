@@ -165,6 +165,11 @@ def main():
             WAGATE__DELIVERY__POLL_INTERVAL="100ms",
             WAGATE__DELIVERY__BACKOFF_INITIAL="100ms",
             WAGATE__DELIVERY__BACKOFF_MAX="1s",
+            # A claim whose commit PostgreSQL made just before an immediate stop, but whose answer
+            # never reached wagate, is redelivered when its lease runs out (the mechanism for a
+            # claim that lost its owner). At the default 60 s that is past the settle window below.
+            WAGATE__DELIVERY__REQUEST_TIMEOUT="3s",
+            WAGATE__DELIVERY__LEASE="5s",
             WAGATE__DELIVERY__ALLOW_HTTP="true",
             WAGATE__DELIVERY__ALLOW_PRIVATE_NETWORKS="true",
             WAGATE__LOG__LEVEL="info",
@@ -214,6 +219,12 @@ def main():
         )
         for problem in load.unexpected[:10]:
             log(f"FAIL: {problem}")
+        for wamid in sorted((acked | sent) - stored)[:10]:
+            log(f"FAIL: lost {wamid} ({'acknowledged webhook' if wamid in acked else 'send Meta accepted'})")
+        for wamid in sorted(acked - set(receiver.seen))[:10]:
+            rows = psql(db_url, "select status, attempts, next_attempt_at, last_error from webhook_deliveries "
+                                f"where message_wamids like '%{wamid}%'")
+            log(f"FAIL: undelivered {wamid}: deliveries {rows.strip() or 'none'}")
         ok = (figures["lost"] == 0 and figures["duplicates"] == 0 and figures["undelivered"] == 0
               and figures["counters_match"] and not load.unexpected
               and all(r is not None for r in recoveries))
