@@ -36,10 +36,19 @@ impl PgStore {
             .application_name("wagate")
             // A write never waits on a lock longer than this: it fails as "unavailable" (503, or
             // the retry buffer) instead of hanging a request.
-            .options([(
-                "lock_timeout",
-                format!("{}ms", config.busy_timeout.as_millis()),
-            )]);
+            .options([
+                (
+                    "lock_timeout",
+                    format!("{}ms", config.busy_timeout.as_millis()),
+                ),
+                // Every statement is planned with its parameters and the tables' sizes of the
+                // moment. A cached generic plan is made once, when the tables may still be empty
+                // (and without statistics: autovacuum may be off, or not have run yet), and is
+                // kept until an ANALYZE: a batch's prefetch planned as a scan of an empty
+                // `messages` stayed a full scan as the table grew to millions of rows. Planning
+                // these short statements costs microseconds; the parse is still cached.
+                ("plan_cache_mode", "force_custom_plan".to_owned()),
+            ]);
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
             .acquire_timeout(config.acquire_timeout)

@@ -116,7 +116,15 @@ impl Env {
             .json()
             .await
             .unwrap();
-        response["messages"][0]["id"].as_str().unwrap().to_owned()
+        response["messages"][0]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("send to {to} not accepted: {response}"))
+            .to_owned()
+    }
+
+    /// [`Env::send_text`] with an owned recipient, for sends joined concurrently.
+    pub async fn send_text_to(&self, to: String) -> String {
+        self.send_text(&to).await
     }
 
     /// Waits until `check` holds on the stored message `wamid` (statuses arrive asynchronously).

@@ -45,3 +45,4 @@ mod stored;
 mod twilio_double;
 mod username_routing;
 mod usernames;
+mod write_plans;
