@@ -6,7 +6,13 @@
 # the median round is reported.
 #
 # `floor` is examples/bare_proxy.rs: a hyper server and hyper-util client doing only what every
-# proxy must, i.e. the best this stack (tokio, hyper) can reach before wagate's own work.
+# proxy must, i.e. the best this stack (tokio, hyper) can reach before wagate's own work, on a
+# tokio multi-thread runtime with one worker (as wagate runs); `floor_ct` is the same on
+# current-thread runtimes, one per core with SO_REUSEPORT listeners (thread-per-core).
+#
+# After the rounds (skip with EXTRA=0): wagate's RSS and passthrough throughput with IDLE (10,000)
+# idle keep-alive client connections open against the same without, and its peak RSS while
+# STREAM_MIB (1,024) MiB stream through the proxy, down (a Graph GET) and up (a media upload).
 #
 # Workloads (valid API key on every request; peers ignore it):
 #   profile: GET  /{pnid}/whatsapp_business_profile   (pure passthrough)
@@ -22,7 +28,11 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-8s}
 CONNS=${CONNS:-32}
-UP=18080; NGINX=18081; HAPROXY=18082; WAGATE=18083; FLOOR=18084; BASELINE=18085
+UP=18080; NGINX=18081; HAPROXY=18082; WAGATE=18083; FLOOR=18084; BASELINE=18085; FLOOR_CT=18086
+IDLE=${IDLE:-10000}          # idle keep-alive connections held open for the connection measurement
+STREAM_MIB=${STREAM_MIB:-1024}  # size of the file streamed through the proxy (download and upload)
+# 10,000 idle client connections plus the load's: every process started below may hold that many.
+ulimit -n 65536
 PNID=100000000000001; WABA=200000000000001
 
 need() { command -v "$1" >/dev/null 2>&1; }
@@ -65,7 +75,10 @@ http {
   client_body_buffer_size 16k;
   server {
     listen 127.0.0.1:$UP;
+    client_max_body_size 0;
     location ~ /messages\$ { default_type application/json; return 200 '$SEND_RESPONSE'; }
+    location ~ /big\$ { default_type application/octet-stream; alias $WORK/big.bin; }
+    location ~ /media\$ { default_type application/json; return 200 '{"id":"9000000000001"}'; }
     location / { default_type application/json; return 200 '$PROFILE_RESPONSE'; }
   }
 }
@@ -130,6 +143,7 @@ start 1 nginx nginx -c "$WORK/nginx.conf" -p "$WORK"
 start 1 haproxy haproxy -f "$WORK/haproxy.cfg"
 # The stack floor: hyper server + hyper-util client on the same runtime, nothing wagate adds.
 TOKIO_WORKER_THREADS=1 start 1 floor "$RELEASE/examples/bare_proxy" "127.0.0.1:$FLOOR" "http://127.0.0.1:$UP"
+FLOOR_RUNTIME=current_thread start 1 floor_ct "$RELEASE/examples/bare_proxy" "127.0.0.1:$FLOOR_CT" "http://127.0.0.1:$UP"
 start_wagate() { # name, port, binary
   mkdir -p "$WORK/$1"
   (
@@ -141,6 +155,10 @@ start_wagate() { # name, port, binary
     # Raw proxy speed: pacing would hold sends to Meta's 80/s (bench/pacing.sh measures it).
     export WAGATE__PACING__ENABLED=false
     export TOKIO_WORKER_THREADS=1
+    # Room for the idle-connection measurement (the default, 4,096, would answer 503s).
+    export WAGATE__SERVER__MAX_CONNECTIONS=$((IDLE + 4096))
+    # The upload measurement streams STREAM_MIB MiB, past Meta's 100 MiB (the default limit).
+    export WAGATE__SERVER__MEDIA_BODY_LIMIT=$(((STREAM_MIB + 1) * 1048576))
     exec taskset -c 1 "$3" serve
   ) >"$WORK/$1.out" 2>"$WORK/$1.log" &
   PIDS+=($!)
@@ -152,7 +170,7 @@ if [ -n "${BASELINE_BIN:-}" ]; then
   start_wagate baseline "$BASELINE" "$BASELINE_BIN"
   wait_port "$BASELINE"
 fi
-for port in $UP $NGINX $HAPROXY $FLOOR $WAGATE; do wait_port "$port"; done
+for port in $UP $NGINX $HAPROXY $FLOOR $FLOOR_CT $WAGATE; do wait_port "$port"; done
 
 declare -A KEYS
 connect_number() { # name, port: the instance's first-start key, and the bench number connected
@@ -194,9 +212,10 @@ URL[direct]="http://127.0.0.1:$UP/v24.0/$PNID"
 URL[nginx]="http://127.0.0.1:$NGINX/meta/whatsapp/v24.0/$PNID"
 URL[haproxy]="http://127.0.0.1:$HAPROXY/meta/whatsapp/v24.0/$PNID"
 URL[floor]="http://127.0.0.1:$FLOOR/meta/whatsapp/v24.0/$PNID"
+URL[floor_ct]="http://127.0.0.1:$FLOOR_CT/meta/whatsapp/v24.0/$PNID"
 URL[wagate]="http://127.0.0.1:$WAGATE/meta/whatsapp/v24.0/$PNID"
 URL[baseline]="http://127.0.0.1:$BASELINE/meta/whatsapp/v24.0/$PNID"
-TARGETS=(direct nginx haproxy floor "${WAGATES[@]}")
+TARGETS=(direct nginx haproxy floor floor_ct "${WAGATES[@]}")
 # ONLY="direct wagate baseline": measure just these (an A/B of two builds needs no peers).
 [ -z "${ONLY:-}" ] || read -r -a TARGETS <<<"$ONLY"
 declare -A PATHS=([profile]=whatsapp_business_profile [send]=messages)
@@ -269,3 +288,50 @@ echo "==> wagate answered $SENDS sends and stored $STORED outbound messages"
 [ "$STORED" -ge "$SENDS" ] || { echo "fewer stored messages than answered sends" >&2; exit 1; }
 RSS_KB=$(ps -o rss= -p "$(pgrep -f "$BIN serve" | head -1)" 2>/dev/null || echo 0)
 python3 bench/summarize.py "$RESULTS" "$RSS_KB"
+
+[ "${EXTRA:-1}" = 1 ] || exit 0
+WPID=$(pgrep -f "$BIN serve" | head -1)
+rss_mib() { awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$WPID/status"; }
+hwm_mib() { awk '/^VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$WPID/status"; }
+passthrough_rps() { # one closed-loop passthrough run against wagate, req/s
+  taskset -c 0 wrk -t1 -c"$CONNS" -d"$DURATION" -s "$WORK/profile.lua" "${URL[wagate]}/whatsapp_business_profile" |
+    awk '/^Requests\/sec/ {print int($2)}'
+}
+
+echo "==> $IDLE idle keep-alive connections"
+before_rps=$(passthrough_rps); before_rss=$(rss_mib)
+coproc IDLECONNS { taskset -c 0 python3 bench/idle_conns.py --port "$WAGATE" --count "$IDLE" \
+  --path "/meta/whatsapp/v24.0/$PNID/whatsapp_business_profile" -H "X-API-Key: $KEY"; }
+read -r _ opened failed <&"${IDLECONNS[0]}"
+[ "$failed" = 0 ] || { echo "$failed of $IDLE idle connections failed" >&2; exit 1; }
+sleep 1
+idle_rss=$(rss_mib); idle_rps=$(passthrough_rps); idle_rss_after=$(rss_mib)
+echo >&"${IDLECONNS[1]}"; wait "$IDLECONNS_PID" 2>/dev/null || true
+python3 - "$before_rps" "$idle_rps" "$before_rss" "$idle_rss" "$idle_rss_after" "$opened" <<'PY'
+import sys
+b, i, rb, ri, ra, n = float(sys.argv[1]), float(sys.argv[2]), *map(float, sys.argv[3:6]), int(sys.argv[6])
+print(f"{n} idle connections: RSS {rb:.1f} -> {ri:.1f} MiB (after load with them open {ra:.1f}); "
+      f"passthrough {b:.0f} -> {i:.0f} req/s = {i / b:.2f}x")
+PY
+
+echo "==> $STREAM_MIB MiB streamed through the proxy"
+truncate -s "${STREAM_MIB}M" "$WORK/big.bin"
+echo 5 > "/proc/$WPID/clear_refs"  # resets VmHWM to the current RSS
+start_rss=$(rss_mib)
+got=$(taskset -c 0 curl -fsS -o /dev/null -w '%{size_download} %{speed_download}' -H "X-API-Key: $KEY" \
+  "${URL[wagate]}/big")
+down_hwm=$(hwm_mib)
+echo 5 > "/proc/$WPID/clear_refs"
+up_start=$(rss_mib)
+sent=$(taskset -c 0 curl -fsS -o /dev/null -w '%{size_upload} %{speed_upload}' -H "X-API-Key: $KEY" \
+  -F messaging_product=whatsapp -F type=application/octet-stream \
+  -F "file=@$WORK/big.bin;type=application/octet-stream" "${URL[wagate]}/media")
+up_hwm=$(hwm_mib)
+python3 - "$got" "$sent" "$start_rss" "$down_hwm" "$up_start" "$up_hwm" "$STREAM_MIB" <<'PY'
+import sys
+(dl, dls), (ul, uls) = sys.argv[1].split(), sys.argv[2].split()
+s, dh, us, uh, mib = map(float, sys.argv[3:8])
+assert int(dl) == mib * 1048576, f"downloaded {dl} bytes"
+print(f"download {int(dl) / 1048576:.0f} MiB at {float(dls) / 1048576:.0f} MiB/s: RSS {s:.1f} MiB, peak {dh:.1f} (+{dh - s:.1f})")
+print(f"upload {int(ul) / 1048576:.0f} MiB at {float(uls) / 1048576:.0f} MiB/s: RSS {us:.1f} MiB, peak {uh:.1f} (+{uh - us:.1f})")
+PY

@@ -16,7 +16,7 @@ def med(key, i):
 
 measured = {t for (t, _, _) in data}
 # Peers in their usual order; `baseline` is an older build measured in the same run (BASELINE_BIN).
-targets = [t for t in ["direct", "nginx", "haproxy", "floor", "wagate", "baseline"] if t in measured]
+targets = [t for t in ["direct", "nginx", "haproxy", "floor", "floor_ct", "wagate", "baseline"] if t in measured]
 for workload in ["profile", "send"]:
     conns = max(c for (_, w, c) in data if w == workload)
     print(f"\n## {workload}  (c={conns}: req/s, p50, p99; c=1: p50 and p50 added over direct)")
@@ -28,7 +28,7 @@ for workload in ["profile", "send"]:
         print(f"{t:<9}{rps:>10.0f}{p50:>10.0f}{p99:>10.0f}{c1:>10.0f}{c1 - direct_c1:>9.0f}")
     w_rps = med(("wagate", workload, conns), 0)
     w_added = med(("wagate", workload, 1), 1) - direct_c1
-    for peer in [t for t in ["nginx", "haproxy", "floor", "baseline"] if t in targets]:
+    for peer in [t for t in ["nginx", "haproxy", "floor", "floor_ct", "baseline"] if t in targets]:
         p_rps = med((peer, workload, conns), 0)
         p_added = med((peer, workload, 1), 1) - direct_c1
         print(f"wagate/{peer}: throughput {w_rps / p_rps:.2f}x, added p50 {w_added:.0f} µs vs {p_added:.0f} µs")

@@ -3,6 +3,7 @@
 pub mod body;
 pub mod client_addr;
 pub mod connections;
+mod edge;
 pub mod graph;
 pub mod graph_error;
 mod health;
@@ -22,12 +23,10 @@ mod webhooks;
 use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::header::AUTHORIZATION;
-use axum::http::{HeaderName, StatusCode, Uri};
+use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{middleware, Json, Router};
 use serde_json::json;
-use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tracing::Span;
@@ -46,11 +45,6 @@ pub fn router(state: AppState) -> Router {
         .merge(onboarding::router())
         .merge(providers::router())
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            overload::deadline,
-        ))
-        .layer(middleware::from_fn(count_request))
         .layer(RequestBodyTimeoutLayer::new(body_idle_timeout))
         .layer(
             TraceLayer::new_for_http()
@@ -59,14 +53,10 @@ pub fn router(state: AppState) -> Router {
                 .on_response(log_response)
                 .on_failure(()),
         )
-        .layer(SetSensitiveRequestHeadersLayer::new([
-            AUTHORIZATION,
-            HeaderName::from_static("x-api-key"),
-        ]))
-        .layer(middleware::from_fn(request_id::middleware))
+        // Outermost, so the span above sees the request id and the deadline covers it all.
         .layer(middleware::from_fn_with_state(
-            state.clone(),
-            overload::close_when_draining,
+            edge::Edge::new(state.clone()),
+            edge::edge,
         ))
         .with_state(state)
 }
@@ -102,24 +92,6 @@ fn log_response(response: &Response, latency: Duration, _span: &Span) {
         latency_us = latency.as_micros() as u64,
         "request finished"
     );
-}
-
-/// Requests by route template and status, and their latency, for `/metrics`. Route templates
-/// (never raw paths) keep the label set bounded.
-async fn count_request(request: Request, next: middleware::Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let started = std::time::Instant::now();
-    let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::histogram!("wagate_http_request_duration_seconds", "route" => route.clone())
-        .record(started.elapsed().as_secs_f64());
-    metrics::counter!("wagate_http_requests_total", "route" => route, "status" => status)
-        .increment(1);
-    response
 }
 
 async fn not_found(uri: Uri) -> Response {

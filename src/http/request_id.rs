@@ -2,10 +2,7 @@
 //! generated otherwise, echoed on the response, recorded in the request span, and made available
 //! to error builders (Graph's `fbtrace_id`) through a task-local.
 
-use axum::extract::Request;
 use axum::http::HeaderValue;
-use axum::middleware::Next;
-use axum::response::Response;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -19,7 +16,7 @@ pub fn current_request_id() -> Option<String> {
 }
 
 /// A client-supplied id is kept only when it is short and printable, so it cannot forge log lines.
-fn accept_incoming(value: &HeaderValue) -> Option<String> {
+pub fn accept_incoming(value: &HeaderValue) -> Option<String> {
     let s = value.to_str().ok()?;
     let ok = !s.is_empty()
         && s.len() <= 128
@@ -28,17 +25,12 @@ fn accept_incoming(value: &HeaderValue) -> Option<String> {
     ok.then(|| s.to_owned())
 }
 
-pub async fn middleware(mut request: Request, next: Next) -> Response {
-    let id = request
-        .headers()
-        .get(REQUEST_ID_HEADER)
-        .and_then(accept_incoming)
-        .unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
-    let header = HeaderValue::from_str(&id).expect("request ids are ASCII");
-    request
-        .headers_mut()
-        .insert(REQUEST_ID_HEADER, header.clone());
-    let mut response = REQUEST_ID.scope(id, next.run(request)).await;
-    response.headers_mut().insert(REQUEST_ID_HEADER, header);
-    response
+/// A new request id (time-ordered, so log lines sort by it).
+pub fn generate() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}
+
+/// Runs `future` with `id` as the request id error builders read ([`current_request_id`]).
+pub async fn scope<F: std::future::Future>(id: String, future: F) -> F::Output {
+    REQUEST_ID.scope(id, future).await
 }
