@@ -26,13 +26,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-3}
+# BACKEND=postgres: wagate (and the baseline) record on a fresh PostgreSQL database each, made
+# here on PG_URL's server (no statistics yet, as on a new deployment), dropped at the end.
+BACKEND=${BACKEND:-sqlite}
+PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 DURATION=${DURATION:-8s}
 CONNS=${CONNS:-32}
 UP=18080; NGINX=18081; HAPROXY=18082; WAGATE=18083; FLOOR=18084; BASELINE=18085; FLOOR_CT=18086
 IDLE=${IDLE:-10000}          # idle keep-alive connections held open for the connection measurement
 STREAM_MIB=${STREAM_MIB:-1024}  # size of the file streamed through the proxy (download and upload)
 # 10,000 idle client connections plus the load's: every process started below may hold that many.
-ulimit -n 65536
+ulimit -n "$(ulimit -Hn)"  # raises the soft limit as far as the hard one allows
 PNID=100000000000001; WABA=200000000000001
 
 need() { command -v "$1" >/dev/null 2>&1; }
@@ -52,9 +56,11 @@ BIN="$RELEASE/wagate"
 
 WORK=$(mktemp -d /tmp/wagate-bench.XXXXXX)
 PIDS=()
+DATABASES=()
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  for db in "${DATABASES[@]}"; do psql -q "$PG_URL" -c "drop database if exists $db" >/dev/null 2>&1 || true; done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -146,7 +152,18 @@ TOKIO_WORKER_THREADS=1 start 1 floor "$RELEASE/examples/bare_proxy" "127.0.0.1:$
 FLOOR_RUNTIME=current_thread start 1 floor_ct "$RELEASE/examples/bare_proxy" "127.0.0.1:$FLOOR_CT" "http://127.0.0.1:$UP"
 start_wagate() { # name, port, binary
   mkdir -p "$WORK/$1"
+  if [ "$BACKEND" = postgres ]; then
+    local db="wagate_bench_${1}_$$"
+    psql -q "$PG_URL" -c "drop database if exists $db" -c "create database $db" >/dev/null
+    DATABASES+=("$db")
+    DB_URL[$1]="${PG_URL%/*}/$db"
+  fi
   (
+    if [ "$BACKEND" = postgres ]; then
+      export WAGATE__DATABASE__URL="${DB_URL[$1]}"
+      # Required on PostgreSQL (instances share it); a throwaway one per run.
+      export WAGATE__SECURITY__MASTER_KEY=$(head -c 32 /dev/urandom | base64)
+    fi
     cd "$WORK/$1"
     export WAGATE__SERVER__LISTEN=127.0.0.1:$2
     export WAGATE__GRAPH__BASE_URL=http://127.0.0.1:$UP
@@ -163,6 +180,7 @@ start_wagate() { # name, port, binary
   ) >"$WORK/$1.out" 2>"$WORK/$1.log" &
   PIDS+=($!)
 }
+declare -A DB_URL
 WAGATES=(wagate)
 start_wagate wagate "$WAGATE" "$BIN"
 if [ -n "${BASELINE_BIN:-}" ]; then
@@ -184,6 +202,14 @@ connect_number() { # name, port: the instance's first-start key, and the bench n
   KEYS[$1]=$key
 }
 connect_number wagate "$WAGATE"
+if [ "$BACKEND" = postgres ]; then
+  # As on a machine with autovacuum off (CI) or before it first runs: no statistics, all run long.
+  for name in "${WAGATES[@]}"; do
+    for table in messages conversations contacts webhook_events; do
+      psql -q "${DB_URL[$name]}" -c "alter table $table set (autovacuum_enabled = false)" >/dev/null
+    done
+  done
+fi
 [ -z "${BASELINE_BIN:-}" ] || connect_number baseline "$BASELINE"
 KEY=${KEYS[wagate]}
 
@@ -281,9 +307,16 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 # Each answered send is a stored message (wrk does not count the ones in flight at its deadline,
 # which wagate still records, hence "at least").
-STORED=$(python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute(
-    "select count(*) from messages where direction = ?", ("outbound",)).fetchone()[0])' \
-  "$WORK/wagate/data/wagate.db")
+if [ "$BACKEND" = postgres ]; then
+  STORED=$(psql -qAt "${DB_URL[wagate]}" -c "select count(*) from messages where direction = 'outbound'")
+  # Whether the table ever got statistics during the run (autovacuum's ANALYZE), for the report.
+  echo "==> messages analyzed during the run: $(psql -qAt "${DB_URL[wagate]}" -c \
+    "select coalesce(greatest(last_analyze, last_autoanalyze)::text, 'never') from pg_stat_user_tables where relname = 'messages'")"
+else
+  STORED=$(python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute(
+      "select count(*) from messages where direction = ?", ("outbound",)).fetchone()[0])' \
+    "$WORK/wagate/data/wagate.db")
+fi
 echo "==> wagate answered $SENDS sends and stored $STORED outbound messages"
 [ "$STORED" -ge "$SENDS" ] || { echo "fewer stored messages than answered sends" >&2; exit 1; }
 RSS_KB=$(ps -o rss= -p "$(pgrep -f "$BIN serve" | head -1)" 2>/dev/null || echo 0)
@@ -316,6 +349,7 @@ PY
 
 echo "==> $STREAM_MIB MiB streamed through the proxy"
 truncate -s "${STREAM_MIB}M" "$WORK/big.bin"
+chmod 755 "$WORK"; chmod 644 "$WORK/big.bin"  # nginx workers run as www-data
 echo 5 > "/proc/$WPID/clear_refs"  # resets VmHWM to the current RSS
 start_rss=$(rss_mib)
 got=$(taskset -c 0 curl -fsS -o /dev/null -w '%{size_download} %{speed_download}' -H "X-API-Key: $KEY" \
