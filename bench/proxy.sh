@@ -33,6 +33,7 @@ PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 DURATION=${DURATION:-8s}
 CONNS=${CONNS:-32}
 UP=18080; NGINX=18081; HAPROXY=18082; WAGATE=18083; FLOOR=18084; BASELINE=18085; FLOOR_CT=18086
+WAGATE_TPC=18087
 IDLE=${IDLE:-10000}          # idle keep-alive connections held open for the connection measurement
 STREAM_MIB=${STREAM_MIB:-1024}  # size of the file streamed through the proxy (download and upload)
 # 10,000 idle client connections plus the load's: every process started below may hold that many.
@@ -150,7 +151,7 @@ start 1 haproxy haproxy -f "$WORK/haproxy.cfg"
 # The stack floor: hyper server + hyper-util client on the same runtime, nothing wagate adds.
 TOKIO_WORKER_THREADS=1 start 1 floor "$RELEASE/examples/bare_proxy" "127.0.0.1:$FLOOR" "http://127.0.0.1:$UP"
 FLOOR_RUNTIME=current_thread start 1 floor_ct "$RELEASE/examples/bare_proxy" "127.0.0.1:$FLOOR_CT" "http://127.0.0.1:$UP"
-start_wagate() { # name, port, binary
+start_wagate() { # name, port, binary, [server.runtime]
   mkdir -p "$WORK/$1"
   if [ "$BACKEND" = postgres ]; then
     local db="wagate_bench_${1}_$$"
@@ -171,18 +172,29 @@ start_wagate() { # name, port, binary
     export WAGATE__GRAPH__VERIFY_NUMBERS=false  # the canned upstream is not Meta
     # Raw proxy speed: pacing would hold sends to Meta's 80/s (bench/pacing.sh measures it).
     export WAGATE__PACING__ENABLED=false
-    export TOKIO_WORKER_THREADS=1
+    # WAGATE_CPUS=0,1: wagate on both cores (sharing CPU 0 with the load generator), to choose
+    # server.runtime's default on a 2-core machine; one worker or thread per CPU given.
+    export TOKIO_WORKER_THREADS=$(tr ',' '\n' <<<"${WAGATE_CPUS:-1}" | wc -l)
+    export WAGATE__SERVER__RUNTIME=${4:-multi_thread}  # threads: one per CPU it may use (taskset: 1)
+    # The thread-per-core shape sizes its own main runtime (one worker: background work only).
+    [ "${4:-}" != thread_per_core ] || unset TOKIO_WORKER_THREADS
     # Room for the idle-connection measurement (the default, 4,096, would answer 503s).
     export WAGATE__SERVER__MAX_CONNECTIONS=$((IDLE + 4096))
     # The upload measurement streams STREAM_MIB MiB, past Meta's 100 MiB (the default limit).
     export WAGATE__SERVER__MEDIA_BODY_LIMIT=$(((STREAM_MIB + 1) * 1048576))
-    exec taskset -c 1 "$3" serve
+    exec taskset -c "${WAGATE_CPUS:-1}" "$3" serve
   ) >"$WORK/$1.out" 2>"$WORK/$1.log" &
   PIDS+=($!)
 }
 declare -A DB_URL
 WAGATES=(wagate)
 start_wagate wagate "$WAGATE" "$BIN"
+# The same build in the thread-per-core shape (server.runtime), both measured in one run.
+if [ "${TPC:-1}" = 1 ]; then
+  WAGATES+=(wagate_tpc)
+  start_wagate wagate_tpc "$WAGATE_TPC" "$BIN" thread_per_core
+  wait_port "$WAGATE_TPC"
+fi
 if [ -n "${BASELINE_BIN:-}" ]; then
   WAGATES+=(baseline)
   start_wagate baseline "$BASELINE" "$BASELINE_BIN"
@@ -211,6 +223,7 @@ if [ "$BACKEND" = postgres ]; then
   done
 fi
 [ -z "${BASELINE_BIN:-}" ] || connect_number baseline "$BASELINE"
+[ "${TPC:-1}" != 1 ] || connect_number wagate_tpc "$WAGATE_TPC"
 KEY=${KEYS[wagate]}
 
 write_scripts() { # suffix, key
@@ -228,9 +241,9 @@ wrk.body = '{"messaging_product":"whatsapp","to":"15551234567","type":"text","te
 LUA
 }
 write_scripts "" "$KEY"
-[ -z "${BASELINE_BIN:-}" ] || write_scripts "-baseline" "${KEYS[baseline]}"
-script() { # target workload: the baseline instance has its own key
-  if [ "$1" = baseline ]; then echo "$WORK/$2-baseline.lua"; else echo "$WORK/$2.lua"; fi
+for name in "${WAGATES[@]:1}"; do write_scripts "-$name" "${KEYS[$name]}"; done
+script() { # target workload: each wagate instance but the first has its own key
+  if [ "$1" != wagate ] && [ -n "${KEYS[$1]:-}" ]; then echo "$WORK/$2-$1.lua"; else echo "$WORK/$2.lua"; fi
 }
 
 declare -A URL
@@ -241,6 +254,7 @@ URL[floor]="http://127.0.0.1:$FLOOR/meta/whatsapp/v24.0/$PNID"
 URL[floor_ct]="http://127.0.0.1:$FLOOR_CT/meta/whatsapp/v24.0/$PNID"
 URL[wagate]="http://127.0.0.1:$WAGATE/meta/whatsapp/v24.0/$PNID"
 URL[baseline]="http://127.0.0.1:$BASELINE/meta/whatsapp/v24.0/$PNID"
+URL[wagate_tpc]="http://127.0.0.1:$WAGATE_TPC/meta/whatsapp/v24.0/$PNID"
 TARGETS=(direct nginx haproxy floor floor_ct "${WAGATES[@]}")
 # ONLY="direct wagate baseline": measure just these (an A/B of two builds needs no peers).
 [ -z "${ONLY:-}" ] || read -r -a TARGETS <<<"$ONLY"

@@ -74,7 +74,8 @@ impl App {
         } else {
             None
         };
-        let listener = http::server::bind(config.server.listen)
+        let reuse_port = config.server.runtime == config::RuntimeShape::ThreadPerCore;
+        let listener = http::server::bind(config.server.listen, reuse_port)
             .with_context(|| format!("binding server.listen = {}", config.server.listen))?;
         let bound = listener.local_addr()?;
         let state = AppState::new(Arc::new(config), store, secrets, checksum, bound)?;
@@ -230,14 +231,28 @@ impl App {
                 self.state.config.provisioning.release_interval,
             ));
         }
+        let shape = (server.runtime, server.http_threads());
         let router = http::router(self.state);
-        http::server::serve(self.listener, router, settings, shutdown).await;
+        let http_threads = match shape {
+            (config::RuntimeShape::MultiThread, _) => {
+                http::server::serve(self.listener, router, settings, shutdown).await;
+                None
+            }
+            (config::RuntimeShape::ThreadPerCore, threads) => Some(
+                http::per_core::serve(self.listener, threads, router, settings, shutdown)
+                    .await
+                    .context("starting the HTTP threads (server.runtime = \"thread_per_core\")")?,
+            ),
+        };
         stop_workers.cancel();
         if let Some(deliveries) = deliveries {
             // Drains alongside the HTTP side, within the same grace (it started at the signal).
             let _ = deliveries.await;
         }
         stop_background.cancel();
+        if let Some(http_threads) = http_threads {
+            http_threads.release().await;
+        }
         Ok(())
     }
 }

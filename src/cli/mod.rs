@@ -154,8 +154,26 @@ pub enum ApiKeysCommand {
     },
 }
 
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = Config::load(cli.config.as_deref())?;
+/// The configuration `cli` names (file, then environment).
+pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    Ok(Config::load(cli.config.as_deref())?)
+}
+
+/// The runtime the command runs on. In the thread-per-core shape the HTTP threads bring their
+/// own runtimes and this one keeps only the background work (deliveries, sweeps, the writer's
+/// commits), so one worker unless `TOKIO_WORKER_THREADS` says otherwise: a worker per core
+/// beside the HTTP threads only added context switches (README "Performance").
+pub fn main_runtime(config: &Config) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if config.server.runtime == crate::config::RuntimeShape::ThreadPerCore
+        && std::env::var_os("TOKIO_WORKER_THREADS").is_none()
+    {
+        builder.worker_threads(1);
+    }
+    builder.enable_all().build()
+}
+
+pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     telemetry::init(&config.log);
     match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(args) if args.sandbox => sandbox_mode::serve_with_sandbox(config).await,

@@ -83,6 +83,33 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Proxies (IPs or CIDRs) whose `X-Forwarded-For` names the client; see `trusted_proxy_nets`.
     pub trusted_proxies: Vec<String>,
+    /// How HTTP connections are driven; see [`RuntimeShape`].
+    pub runtime: RuntimeShape,
+    /// Threads serving HTTP with `runtime = "thread_per_core"`; 0: one per CPU this process
+    /// may run on.
+    pub threads: usize,
+}
+
+/// The shape of the runtime that serves HTTP connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuntimeShape {
+    /// One work-stealing tokio runtime for connections and background work.
+    MultiThread,
+    /// One single-threaded runtime per thread, each accepting on its own `SO_REUSEPORT`
+    /// listener (the kernel spreads connections), so a connection never changes thread and its
+    /// tasks need no cross-thread scheduling. Background work stays on the main runtime.
+    ThreadPerCore,
+}
+
+impl ServerConfig {
+    /// Threads that serve HTTP in the thread-per-core shape.
+    pub fn http_threads(&self) -> usize {
+        if self.threads > 0 {
+            return self.threads;
+        }
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
 }
 
 impl ServerConfig {

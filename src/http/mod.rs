@@ -13,6 +13,7 @@ mod onboarding;
 pub mod openapi;
 pub mod origin;
 pub mod overload;
+pub mod per_core;
 pub mod platform;
 mod providers;
 pub mod request_id;

@@ -35,14 +35,35 @@ pub struct ServeSettings {
 const LISTEN_BACKLOG: u32 = 4096;
 
 /// Binds the listener with [`LISTEN_BACKLOG`] (the kernel caps it at `net.core.somaxconn`).
-pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+/// `reuse_port`: other sockets of this process may then listen on the same address, and the
+/// kernel spreads new connections across them (the thread-per-core shape).
+pub fn bind(addr: std::net::SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
+    let socket = bound_socket(addr, reuse_port)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// A socket bound to `addr`, not yet listening (listening registers it with the runtime of
+/// the calling thread).
+pub(super) fn bound_socket(
+    addr: std::net::SocketAddr,
+    reuse_port: bool,
+) -> std::io::Result<tokio::net::TcpSocket> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {
         tokio::net::TcpSocket::new_v6()?
     };
     socket.set_reuseaddr(true)?;
+    #[cfg(unix)]
+    if reuse_port {
+        socket.set_reuseport(true)?;
+    }
     socket.bind(addr)?;
+    Ok(socket)
+}
+
+/// Listens on a socket from [`bound_socket`] in the calling thread's runtime.
+pub(super) fn listen(socket: tokio::net::TcpSocket) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
@@ -54,6 +75,22 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     settings: ServeSettings,
+    shutdown: impl Future<Output = ()>,
+) {
+    let slots = Arc::new(Semaphore::new(settings.max_connections));
+    serve_with_slots(listener, "0", router, settings, slots, shutdown).await;
+}
+
+/// [`serve`] with the `server.max_connections` slots given, so listeners on several threads
+/// share one limit.
+/// `name` labels the listener in `wagate_http_connections_accepted_total` (the thread index in
+/// the thread-per-core shape, so its balance shows).
+pub(super) async fn serve_with_slots(
+    listener: TcpListener,
+    name: &str,
+    router: Router,
+    settings: ServeSettings,
+    slots: Arc<Semaphore>,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -76,7 +113,8 @@ pub async fn serve(
         header_read_timeout: settings.header_read_timeout.min(OVER_LIMIT_HEAD_TIMEOUT),
         idle_timeout: Duration::ZERO,
     };
-    let slots = Arc::new(Semaphore::new(settings.max_connections));
+    let accepted =
+        metrics::counter!("wagate_http_connections_accepted_total", "listener" => name.to_owned());
     let graceful = GracefulShutdown::new();
     let mut accept_errors = AcceptErrors::default();
     tokio::pin!(shutdown);
@@ -95,6 +133,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        accepted.increment(1);
         match slots.clone().try_acquire_owned() {
             Ok(slot) => {
                 let watch = ConnWatch::new(limits);

@@ -25,7 +25,7 @@ async fn app(adjust: impl FnOnce(&mut wagate::config::Config)) -> TestApp {
 }
 
 /// One HTTP/1.1 response read off a kept-alive connection: status line, headers, body.
-async fn read_response(stream: &mut TcpStream) -> (u16, String, Value) {
+pub(crate) async fn read_response(stream: &mut TcpStream) -> (u16, String, Value) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let head_end = loop {

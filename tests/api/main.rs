@@ -34,6 +34,7 @@ mod platform_webhooks;
 mod provisioned_onboarding;
 mod provisioning;
 mod proxy;
+mod runtime_shapes;
 mod sandbox_mode;
 mod secrets_at_rest;
 mod security;

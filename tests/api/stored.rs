@@ -11,7 +11,7 @@ use crate::ingest::{Env, PNID};
 
 const V: &str = "/meta/whatsapp/v24.0";
 
-async fn get(env: &Env, path: &str) -> (u16, Value) {
+pub(crate) async fn get(env: &Env, path: &str) -> (u16, Value) {
     let response = env
         .app
         .request(Method::GET, &format!("{V}/{path}"))
@@ -26,7 +26,7 @@ async fn get(env: &Env, path: &str) -> (u16, Value) {
     (status, response.json().await.unwrap())
 }
 
-async fn get_ok(env: &Env, path: &str) -> Value {
+pub(crate) async fn get_ok(env: &Env, path: &str) -> Value {
     let (status, body) = get(env, path).await;
     assert_eq!(status, 200, "{path}: {body}");
     body
