@@ -140,10 +140,18 @@ pin_postgres() {
   echo "    PostgreSQL postmaster $pm and its children pinned to CPU 1 (restored on exit)"
 }
 
+# FEATURES=1 (default; issue #24 target 3): every MEDIA_EVERY-th event is an image, so ingest
+# queues a media vault job, and the number has a Meta-format destination and a Kapso-format
+# webhook, so each event also queues deliveries, all in the event's transaction. The download and
+# delivery workers are off: this measures the ingest and what it writes, not the work queued.
+FEATURES=${FEATURES:-1}
+MEDIA_EVERY=${MEDIA_EVERY:-4}
+[ "$FEATURES" = 1 ] || MEDIA_EVERY=0
+LOAD_SIGN_EXTRA="--media-every $MEDIA_EVERY"
 echo "==> pre-signing events (closed loop $EVENTS, warm-up $WARM_EVENTS, open loop $((RATE * OPEN_DURATION)))"
-$LOAD sign --secret "$APP_SECRET" --prefix warm --count "$WARM_EVENTS" --out "$WORK/warm.txt" --seed 1 &
-$LOAD sign --secret "$APP_SECRET" --prefix closed --count "$EVENTS" --out "$WORK/closed.txt" --seed 2 &
-$LOAD sign --secret "$APP_SECRET" --prefix open --count "$((RATE * OPEN_DURATION))" --out "$WORK/open.txt" --seed 3 &
+$LOAD sign --secret "$APP_SECRET" --prefix warm --count "$WARM_EVENTS" --out "$WORK/warm.txt" --seed 1 $LOAD_SIGN_EXTRA &
+$LOAD sign --secret "$APP_SECRET" --prefix closed --count "$EVENTS" --out "$WORK/closed.txt" --seed 2 $LOAD_SIGN_EXTRA &
+$LOAD sign --secret "$APP_SECRET" --prefix open --count "$((RATE * OPEN_DURATION))" --out "$WORK/open.txt" --seed 3 $LOAD_SIGN_EXTRA &
 SIGNERS=$(jobs -p)
 wait
 
@@ -223,6 +231,10 @@ run_backend() {
     # Raw proxy speed: pacing would hold sends to Meta's 80/s (bench/pacing.sh measures it).
     export WAGATE__PACING__ENABLED=false
     export WAGATE__LOG__FORMAT=json
+    if [ "$FEATURES" = 1 ]; then
+      export WAGATE__WORKERS__MEDIA_DOWNLOADS=false WAGATE__WORKERS__DELIVERY=false
+      export WAGATE__DELIVERY__ALLOW_HTTP=true WAGATE__DELIVERY__ALLOW_PRIVATE_NETWORKS=true
+    fi
     exec $ON_SERVER_CPU "$BIN" serve
   ) >"$dir/wagate.out" 2>"$dir/wagate.log" &
   WAGATE_PID=$!
@@ -239,6 +251,14 @@ run_backend() {
   curl -fsS -o /dev/null -X POST "$base/platform/v1/whatsapp/phone_numbers" \
     -H "X-API-Key: $key" -H 'content-type: application/json' \
     -d "{\"whatsapp_phone_number\":{\"phone_number_id\":\"$PNID\",\"business_account_id\":\"$WABA\",\"access_token\":\"bench-token\"}}"
+  if [ "$FEATURES" = 1 ]; then
+    curl -fsS -o /dev/null -X PATCH "$base/platform/v1/whatsapp/phone_numbers/$PNID" \
+      -H "X-API-Key: $key" -H 'content-type: application/json' \
+      -d '{"whatsapp_phone_number":{"webhook_destination_url":"http://127.0.0.1:9/meta"}}'
+    curl -fsS -o /dev/null -X POST "$base/platform/v1/whatsapp/phone_numbers/$PNID/webhooks" \
+      -H "X-API-Key: $key" -H 'content-type: application/json' \
+      -d '{"whatsapp_webhook":{"url":"http://127.0.0.1:9/kapso","events":["whatsapp.message.received","whatsapp.conversation.created"]}}'
+  fi
 
   local url="$base/webhooks/whatsapp"
   echo "    warm-up: wrk -c$CONNS -d$WARMUP"
@@ -263,7 +283,7 @@ run_backend() {
   low_rate=$(python3 -c "import re,sys; t=open(sys.argv[1]).read(); r=float(re.search(r'Requests/sec:\s+([\d.]+)',t).group(1)); print(max(10, int(r*$LOW_FRACTION/10)*10))" "$dir/wrk.txt")
   if [ "$LOW_FRACTION" != 0 ] && [ "$low_rate" -lt "$RATE" ]; then
     echo "    (b) open loop: $low_rate events/s (${LOW_FRACTION} x closed-loop throughput) for ${OPEN_DURATION}s"
-    run $LOAD sign --secret "$APP_SECRET" --prefix low --count "$((low_rate * OPEN_DURATION))" --out "$dir/low.txt" --seed 4
+    run $LOAD sign --secret "$APP_SECRET" --prefix low --count "$((low_rate * OPEN_DURATION))" --out "$dir/low.txt" --seed 4 $LOAD_SIGN_EXTRA
     run $ON_LOAD_CPU $LOAD open --url "$url" --file "$dir/low.txt" --rate "$low_rate" --duration "$OPEN_DURATION" \
       --out "$dir/open_low.json" --acked-out "$dir/open_low.acked" >/dev/null
     echo "$low_rate" >"$dir/low_rate.txt"
@@ -283,6 +303,16 @@ run_backend() {
   if [ -f "$dir/low_rate.txt" ]; then
     $LOAD verify --backend "$backend" --db "$db_url" --prefix low --issued "$(($(cat "$dir/low_rate.txt") * OPEN_DURATION))" \
       --acked "$dir/open_low.acked" >"$dir/verify_open_low.json"
+  fi
+  if [ "$FEATURES" = 1 ]; then
+    local counts="select (select count(*) from messages), (select count(*) from media_files), (select count(*) from webhook_deliveries)"
+    if [ "$backend" = postgres ]; then counts=$(psql "$db_url" -XAtF ' ' -c "$counts")
+    else counts=$(python3 -c 'import sqlite3,sys; print(*sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone())' "$dir/wagate.db" "$counts"); fi
+    read -r n_messages n_media n_deliveries <<<"$counts"
+    echo "    written with the events: $n_messages messages, $n_media media vault jobs, $n_deliveries webhook deliveries"
+    if [ "$n_media" -eq 0 ] || [ "$n_deliveries" -lt "$n_messages" ]; then
+      echo "    FEATURES=1 but the vault jobs or deliveries were not written" >&2; FAILED=1
+    fi
   fi
   kill "$WAGATE_PID"; wait "$WAGATE_PID" 2>/dev/null || true; WAGATE_PID=""
   if [ "$backend" = postgres ]; then unpin_postgres; fi

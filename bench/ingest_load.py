@@ -40,13 +40,19 @@ PNID = "100000000000001"
 WABA = "200000000000001"
 
 
-def envelope(wamid: str, size: int, rng: random.Random, contacts: int) -> bytes:
+def envelope(wamid: str, size: int, rng: random.Random, contacts: int, media: bool = False) -> bytes:
+    # media: an image with a caption (the text below), so ingest also queues a media vault job.
+    content = (
+        '"type":"image","image":{"mime_type":"image/jpeg","id":"media.%s","caption":"' % wamid
+        if media
+        else '"type":"text","text":{"body":"'
+    )
     head = (
         '{"object":"whatsapp_business_account","entry":[{"id":"%s","changes":[{"field":"messages",'
         '"value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550000001",'
         '"phone_number_id":"%s"},"contacts":[{"profile":{"name":"Bench User"},"wa_id":"%s"}],'
-        '"messages":[{"from":"%s","id":"%s","timestamp":"%d","type":"text","text":{"body":"'
-    )
+        '"messages":[{"from":"%s","id":"%s","timestamp":"%d",'
+    ) + content
     wa_id = "1555%07d" % rng.randrange(contacts)
     prefix = head % (WABA, PNID, wa_id, wa_id, wamid, 1750000000 + rng.randrange(100000))
     tail = '"}}]}}]}]}'
@@ -62,7 +68,8 @@ def cmd_sign(args):
     secret = args.secret.encode()
     with open(args.out, "wb") as out:
         for i in range(args.count):
-            body = envelope(f"wamid.{args.prefix}.{i}", rng.randrange(1024, 2048), rng, args.contacts)
+            media = args.media_every > 0 and i % args.media_every == 0
+            body = envelope(f"wamid.{args.prefix}.{i}", rng.randrange(1024, 2048), rng, args.contacts, media)
             sig = hmac.new(secret, body, hashlib.sha256).hexdigest()
             out.write(sig.encode() + b" " + body + b"\n")
 
@@ -483,6 +490,7 @@ def main():
     s.add_argument("--out", required=True)
     s.add_argument("--seed", type=int, default=1)
     s.add_argument("--contacts", type=int, default=1000, help="senders (wa_id) the events are drawn from")
+    s.add_argument("--media-every", type=int, default=0, help="every Nth event is an image (0: none)")
     o = sub.add_parser("open")
     o.add_argument("--url", required=True)
     o.add_argument("--file", required=True)
