@@ -99,6 +99,13 @@ impl ConnWatch {
         InFlight(self.clone())
     }
 
+    /// The connection is past protocol sniffing: a request has begun or been served, or it
+    /// speaks HTTP/2 (so closing it gracefully answers what it sent).
+    pub fn has_begun(&self) -> bool {
+        let phase = self.phase();
+        phase.in_flight > 0 || phase.served || phase.http2
+    }
+
     fn on_bytes(&self, bytes: &[u8]) {
         let mut phase = self.phase();
         if phase.fresh {

@@ -15,9 +15,10 @@ use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
 use super::connections::{ConnLimits, ConnWatch, WatchedIo};
@@ -115,9 +116,42 @@ pub(super) async fn serve_with_slots(
     };
     let accepted =
         metrics::counter!("wagate_http_connections_accepted_total", "listener" => name.to_owned());
-    let graceful = GracefulShutdown::new();
+    let connections = TaskTracker::new();
+    let stop_connections = CancellationToken::new();
     let mut accept_errors = AcceptErrors::default();
     tokio::pin!(shutdown);
+    let serve_one = |stream: tokio::net::TcpStream, peer: std::net::SocketAddr| {
+        let _ = stream.set_nodelay(true);
+        accepted.increment(1);
+        match slots.clone().try_acquire_owned() {
+            Ok(slot) => {
+                let watch = ConnWatch::new(limits);
+                let service = serve_router(router.clone(), peer, watch.clone());
+                let io = TokioIo::new(WatchedIo::new(stream, watch.clone()));
+                let connection = builder.serve_connection_with_upgrades(io, service);
+                let connection = Watched {
+                    connection: connection.into_owned(),
+                    watch,
+                    slot: Some(slot),
+                    peer,
+                };
+                connections.spawn(connection.run(stop_connections.clone()));
+            }
+            Err(_) => {
+                // Answered, not queued and not dropped: each lives for one short 503.
+                let watch = ConnWatch::new(over_limit);
+                let io = TokioIo::new(WatchedIo::new(stream, watch.clone()));
+                let connection = builder.serve_connection(io, serve_overloaded());
+                let connection = Watched {
+                    connection: connection.into_owned(),
+                    watch,
+                    slot: None,
+                    peer,
+                };
+                connections.spawn(connection.run(stop_connections.clone()));
+            }
+        }
+    };
 
     loop {
         let (stream, peer) = tokio::select! {
@@ -132,52 +166,125 @@ pub(super) async fn serve_with_slots(
             },
             () = &mut shutdown => break,
         };
-        let _ = stream.set_nodelay(true);
-        accepted.increment(1);
-        match slots.clone().try_acquire_owned() {
-            Ok(slot) => {
-                let watch = ConnWatch::new(limits);
-                let service = serve_router(router.clone(), peer, watch.clone());
-                let io = TokioIo::new(WatchedIo::new(stream, watch));
-                let connection = builder.serve_connection_with_upgrades(io, service);
-                spawn_watched(&graceful, connection.into_owned(), Some(slot), peer);
-            }
-            Err(_) => {
-                // Answered, not queued and not dropped: each lives for one short 503.
-                let io = TokioIo::new(WatchedIo::new(stream, ConnWatch::new(over_limit)));
-                let connection = builder.serve_connection(io, serve_overloaded());
-                spawn_watched(&graceful, connection.into_owned(), None, peer);
-            }
-        }
+        serve_one(stream, peer);
     }
 
-    drop(listener);
+    // Connections the kernel completed but the loop has not accepted yet would be reset when
+    // the listener closes, requests and all (a load balancer's POST is then a 502): they are
+    // taken and served first, so only a connection arriving within the last system call is.
+    for (stream, peer) in take_pending(listener) {
+        serve_one(stream, peer);
+    }
     tracing::info!("shutting down: no new connections, draining in-flight requests");
+    connections.close();
+    stop_connections.cancel();
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections drained"),
+        () = connections.wait() => tracing::info!("all connections drained"),
         () = tokio::time::sleep(settings.shutdown_grace) => {
             tracing::warn!(grace = ?settings.shutdown_grace, "shutdown grace period over; closing remaining connections");
         }
     }
 }
 
-/// Runs a connection under the graceful shutdown; its slot frees when it closes.
-fn spawn_watched<C>(
-    graceful: &GracefulShutdown,
+/// Accepts what waits in `listener`'s queue (without waiting), then closes it.
+fn take_pending(listener: TcpListener) -> Vec<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    let mut pending = Vec::new();
+    // Plain system calls: the runtime's readiness may not have seen the newest arrivals yet.
+    let Ok(listener) = listener.into_std() else {
+        return pending;
+    };
+    while let Ok((stream, peer)) = listener.accept() {
+        let stream = stream
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::TcpStream::from_std(stream));
+        if let Ok(stream) = stream {
+            pending.push((stream, peer));
+        }
+    }
+    pending
+}
+
+/// How often a connection told to stop while it has not begun its first request looks again.
+const STOP_RECHECK: Duration = Duration::from_millis(10);
+
+/// A connection as the accept loop runs it: its slot frees when it closes.
+struct Watched<C> {
     connection: C,
+    watch: Arc<ConnWatch>,
     slot: Option<OwnedSemaphorePermit>,
     peer: std::net::SocketAddr,
-) where
-    C: hyper_util::server::graceful::GracefulConnection + Send + 'static,
-    C::Error: std::fmt::Display + Send,
+}
+
+impl<C, E> Watched<C>
+where
+    C: Future<Output = Result<(), E>> + Closable,
+    E: std::fmt::Display,
 {
-    let connection = graceful.watch(connection);
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
+    /// Serves until the connection closes. Once `stop` fires it is asked to close gracefully
+    /// (an idle one closes, a request in flight finishes first), but not before its first
+    /// request has begun: hyper-util cancels a connection still sniffing its protocol, so a
+    /// request already on its way (a load balancer connected just before the listener closed)
+    /// would be reset unanswered, and a POST is not retried (a 502). One that never sends a
+    /// byte is closed by its header-read timeout.
+    async fn run(self, stop: CancellationToken) {
+        let Self {
+            connection,
+            watch,
+            slot,
+            peer,
+        } = self;
+        let mut connection = std::pin::pin!(connection);
+        let mut stopping = std::pin::pin!(stop.cancelled_owned());
+        let (mut stop_seen, mut told) = (false, false);
+        let result = loop {
+            tokio::select! {
+                result = connection.as_mut() => break result,
+                () = &mut stopping, if !stop_seen => stop_seen = true,
+                () = tokio::time::sleep(STOP_RECHECK), if stop_seen && !told => {}
+            }
+            if stop_seen && !told && watch.has_begun() {
+                connection.as_mut().close_gracefully();
+                told = true;
+            }
+        };
+        if let Err(error) = result {
             tracing::debug!(%peer, error = %error, "connection closed with an error");
         }
         drop(slot);
-    });
+    }
+}
+
+/// hyper-util's connections, asked to close gracefully.
+trait Closable {
+    fn close_gracefully(self: std::pin::Pin<&mut Self>);
+}
+
+impl<I, S, E> Closable for auto::UpgradeableConnection<'static, I, S, E>
+where
+    S: hyper::service::HttpService<Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S::ResBody: hyper::body::Body + 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, S::ResBody>,
+{
+    fn close_gracefully(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I, S, E> Closable for auto::Connection<'static, I, S, E>
+where
+    S: hyper::service::HttpService<Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
+    S::ResBody: hyper::body::Body + 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, S::ResBody>,
+{
+    fn close_gracefully(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
 }
 
 /// The router for one connection: records the peer and tells the connection's watch when a

@@ -270,3 +270,31 @@ async fn sigterm_drains_before_closing_the_port() {
         "the port is closed"
     );
 }
+
+/// A connection accepted before SIGTERM whose request comes after the listener closed is still
+/// answered (with `Connection: close`), not reset: a load balancer that had just connected sends
+/// its request there, and a reset POST is a 502 it does not retry.
+#[tokio::test]
+async fn a_request_on_a_connection_accepted_before_sigterm_is_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = crate::common::fresh_database_url(Backend::Sqlite, dir.path()).await;
+    let mut instance = process::spawn(dir.path(), &db, &[]);
+    let mut stream = TcpStream::connect(instance.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    // Accepted (the accept loop is idle), still silent.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    instance.terminate();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: wagate\r\n\r\n")
+        .await
+        .unwrap();
+    let (status, head, _) = read_response(&mut stream).await;
+    assert_eq!(status, 200, "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    assert!(
+        instance.exited_within(Duration::from_secs(10)),
+        "exited once that connection was served"
+    );
+}
