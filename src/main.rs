@@ -37,9 +37,9 @@ fn main() -> std::process::ExitCode {
 /// Transparent huge pages off for this process. mimalloc's arenas are 2 MiB-aligned, so with
 /// THP the first touch of a page in one could back it with a whole 2 MiB page: 10,000 idle
 /// connections took 371 MiB instead of 245 (33 against 22 KiB each) and the idle process 43 MiB
-/// instead of 28, for no measurable throughput (README "Benchmarks"). The `no_thp` feature stops
-/// mimalloc asking for huge pages; this also covers hosts where THP is `always`.
-/// The flag is the process's (its memory map's), whatever thread sets it; a failure (an old
+/// instead of 28, with throughput inside the run-to-run spread (README "Benchmarks"). The
+/// `no_thp` feature stops mimalloc asking for huge pages; this also covers hosts where THP is
+/// `always`. The flag is the process's (its memory map's), whatever thread sets it; a failure (an old
 /// kernel) leaves THP as the host configured it.
 fn disable_transparent_huge_pages() {
     #[cfg(target_os = "linux")]

@@ -162,7 +162,7 @@ pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {
 /// The runtime the command runs on. In the thread-per-core shape the HTTP threads bring their
 /// own runtimes and this one keeps only the background work (deliveries, sweeps, the writer's
 /// commits), so one worker unless `TOKIO_WORKER_THREADS` says otherwise: a worker per core
-/// beside the HTTP threads only added context switches (README "Performance").
+/// beside the HTTP threads only added context switches (README "Benchmarks").
 pub fn main_runtime(config: &Config) -> std::io::Result<tokio::runtime::Runtime> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if config.server.runtime == crate::config::RuntimeShape::ThreadPerCore

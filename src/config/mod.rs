@@ -110,9 +110,7 @@ impl ServerConfig {
         }
         std::thread::available_parallelism().map_or(1, |n| n.get())
     }
-}
 
-impl ServerConfig {
     /// `trusted_proxies` parsed (a bare address is its own /32 or /128).
     pub fn trusted_proxy_nets(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
         self.trusted_proxies

@@ -3,7 +3,7 @@
 //! address. The kernel spreads new connections across the listeners; a connection and the
 //! tasks its requests spawn stay on their thread, so the request path pays no work-stealing
 //! or cross-thread wake-ups (the floor proxy measured 1.12× the multi-thread shape on one
-//! core; README "Performance").
+//! core; README "Benchmarks").
 //!
 //! What stays shared: the router and its state (caches, pools, the group-commit writer) and
 //! the `server.max_connections` slots. Background work (deliveries, sweeps, pacing) stays on
@@ -39,7 +39,7 @@ impl PerCoreServers {
     }
 }
 
-/// Serves on `threads` threads until `shutdown` resolves and each thread has drained its
+/// Serves on `threads` (at least one) threads until `shutdown` resolves and each thread has drained its
 /// connections (within `shutdown_grace`). `first` is the listener already bound (with
 /// `SO_REUSEPORT`); the others are bound to its address.
 pub async fn serve(
@@ -49,6 +49,7 @@ pub async fn serve(
     settings: ServeSettings,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<PerCoreServers> {
+    let threads = threads.max(1);
     let addr = first.local_addr()?;
     let first = first.into_std()?;
     let slots = Arc::new(Semaphore::new(settings.max_connections));
@@ -59,7 +60,7 @@ pub async fn serve(
     let mut drained = Vec::with_capacity(threads);
     let mut exited = Vec::with_capacity(threads);
     let mut first = Some(first);
-    for index in 0..threads.max(1) {
+    for index in 0..threads {
         // Bound here, on the calling thread, so a failure (address taken by another user's
         // socket) is reported before anything is served.
         let socket = match first.take() {
@@ -87,7 +88,7 @@ pub async fn serve(
         drained.push(drained_rx);
         exited.push(exited_rx);
     }
-    tracing::info!(threads = threads.max(1), %addr, "serving HTTP thread-per-core");
+    tracing::info!(threads, %addr, "serving HTTP thread-per-core");
     shutdown.await;
     drop(stop_on_drop);
     for thread in drained {

@@ -285,7 +285,13 @@ async fn a_request_on_a_connection_accepted_before_sigterm_is_answered() {
     // Accepted (the accept loop is idle), still silent.
     tokio::time::sleep(Duration::from_millis(200)).await;
     instance.terminate();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Once the port refuses connections, the listeners are closed and the stop has begun.
+    let addr = instance.base.trim_start_matches("http://").to_owned();
+    crate::common::eventually(Duration::from_secs(10), "the listener to close", || {
+        let addr = addr.clone();
+        async move { TcpStream::connect(&addr).await.err().map(drop) }
+    })
+    .await;
     stream
         .write_all(b"GET /healthz HTTP/1.1\r\nhost: wagate\r\n\r\n")
         .await
