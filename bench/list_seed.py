@@ -46,9 +46,9 @@ def seed(args):
             per = share(args.rows, len(numbers), index)
             psql(args.db, f"""
                 insert into messages (id, project_id, phone_number_internal_id, wamid, direction, message_type, status,
-                  processing_status, origin, meta_timestamp, has_media, body, content, statuses, created_at, updated_at)
+                  processing_status, origin, meta_timestamp, has_media, body, statuses, created_at, updated_at)
                 select gen_random_uuid(), '{project}', '{number}', 'wamid.seed.{index}.' || g, 'inbound', 'text', 'delivered',
-                  'completed', 'cloud_api', 1750000000 + g, false, '{BODY}', 'seed message', '[]',
+                  'completed', 'cloud_api', 1750000000 + g, false, '{BODY}', '[]',
                   now() - make_interval(secs => g * 0.7), now()
                 from generate_series(1, {per}) g""")
         psql(args.db, "vacuum analyze messages")
@@ -65,10 +65,10 @@ def seed(args):
                 t = (now - dt.timedelta(seconds=g)).replace(microsecond=micro + (1 if micro % 1000 == 0 else 0))
                 stamp = t.isoformat()
                 rows.append((uuid.uuid4().bytes, project, number, f"wamid.seed.{index}.{g}", "inbound", "text", "delivered",
-                             "completed", "cloud_api", 1750000000 + g, 0, BODY, "seed message", "[]", stamp, stamp))
+                             "completed", "cloud_api", 1750000000 + g, 0, BODY, "[]", stamp, stamp))
             db.executemany("""insert into messages (id, project_id, phone_number_internal_id, wamid, direction, message_type,
-                status, processing_status, origin, meta_timestamp, has_media, body, content, statuses, created_at, updated_at)
-                values (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""", rows)
+                status, processing_status, origin, meta_timestamp, has_media, body, statuses, created_at, updated_at)
+                values (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""", rows)
             db.commit()
         db.execute("analyze")
         db.close()

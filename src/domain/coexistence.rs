@@ -151,10 +151,11 @@ pub async fn apply_edit(
         .as_deref()
         .and_then(|e| serde_json::from_str(e).ok())
         .unwrap_or_default();
+    let before = Value::Object(body.clone());
     history.push(json!({
         "type": row.message_type,
-        "body": Value::Object(body.clone()),
-        "content": row.content,
+        "content": render(&before),
+        "body": before,
         "replaced_at": iso(now),
         "edit_id": text(message, "id"),
     }));
@@ -165,7 +166,7 @@ pub async fn apply_edit(
         body.insert(new_type.clone(), payload.clone());
     }
     let body = Value::Object(body);
-    row.content = render(&body);
+    let content = render(&body);
     row.has_media = is_media(&new_type);
     row.message_type = new_type;
     row.body = body.to_string();
@@ -173,7 +174,7 @@ pub async fn apply_edit(
     row.updated_at = now;
     tx.rewrite_message(&row).await?;
     if let Some(conversation) = row.conversation_id {
-        let preview: String = row.content.chars().take(500).collect();
+        let preview: String = content.chars().take(500).collect();
         tx.set_conversation_preview(conversation, &row.wamid, Some(&preview), now)
             .await?;
     }
@@ -222,7 +223,6 @@ pub async fn apply_revoke(
     );
     row.message_type = "revoke".into();
     row.body = Value::Object(body).to_string();
-    row.content = String::new();
     row.has_media = false;
     row.edits = None;
     row.revoked_at = Some(now);

@@ -17,6 +17,24 @@ fn s<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
     v.as_str()
 }
 
+/// A stored message's `kapso.content`. It is not stored: it is always the rendering of the
+/// stored body (edits rewrite the body), and nothing once revoked. Storing it wrote a text
+/// message's words twice per row (issue #24).
+pub fn content_of(row: &crate::store::MessageRow) -> String {
+    match row.revoked_at {
+        Some(_) => String::new(),
+        None => render(&serde_json::from_str(&row.body).unwrap_or_default()),
+    }
+}
+
+/// `content_of` for a caller that has parsed the row's body already.
+pub fn content_of_body(row: &crate::store::MessageRow, body: &Value) -> String {
+    if row.revoked_at.is_some() {
+        return String::new();
+    }
+    render(body)
+}
+
 /// A plain-text rendering of a Meta message object (inbound or the body of a send).
 pub fn render(message: &Value) -> String {
     let kind = message

@@ -84,6 +84,7 @@ pub async fn record_message(
                 .or_else(|| t.as_i64())
         })
         .unwrap_or_else(|| now.timestamp());
+    let content = render(message);
     let mut row = MessageRow {
         id: Uuid::now_v7(),
         project_id: number.project_id,
@@ -99,7 +100,6 @@ pub async fn record_message(
         conversation_id: None,
         has_media: is_media(&message_type),
         body: message.to_string(),
-        content: render(message),
         errors: message.get("errors").map(Value::to_string),
         statuses: "[]".into(),
         created_at: now,
@@ -114,7 +114,7 @@ pub async fn record_message(
             inbound: recorded.direction == Direction::Inbound,
             wamid: &wamid,
             message_type: &message_type,
-            text: &row.content,
+            text: &content,
             at: now,
         };
         let touch = conversations::touch(

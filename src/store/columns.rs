@@ -55,7 +55,7 @@ column_list!(
     MESSAGE_COLUMNS,
     "id, project_id, phone_number_internal_id, wamid, direction, message_type, status, \
     processing_status, origin, meta_timestamp, contact_id, conversation_id, has_media, body, \
-    content, errors, statuses, created_at, updated_at, group_id, edits, revoked_at"
+    errors, statuses, created_at, updated_at, group_id, edits, revoked_at"
 );
 column_list!(
     call_columns,

@@ -489,7 +489,8 @@ macro_rules! impl_common_store {
                 // `domain::webhooks::sweeps::end_idle`, which ends each with its event.
                 let result = sqlx::query(
                     "update conversations set status = 'ended', ended_at = $2, updated_at = $2 \
-                             where status = 'active' and last_active_at < $1 and not exists \
+                             where status = 'active' and active_second < $1 \
+                             and last_active_at < $1 and not exists \
                              (select 1 from webhooks w where w.phone_number_internal_id = \
                              conversations.phone_number_internal_id and w.kind = 'kapso' \
                              and (w.active or w.paused_reason is not null) and w.events like $3)",

@@ -123,6 +123,32 @@ impl Sql {
         }
         self.push(" limit ?", [Arg::Int(i64::from(limit))]);
     }
+
+    /// Keyset page ordered by `(ts, id)` over an index on `second`, `ts` truncated to the
+    /// second (conversations, see migration 0017). Ordering by `(second, ts, id)` is the same
+    /// order, so cursors stay `(ts, id)`; the bound on `second` lets the index start at the
+    /// cursor's second, and the database sorts only within a second.
+    pub fn page_by_second(&mut self, second: &str, ts: &str, id: &str, seek: Seek, limit: u32) {
+        let (bound, order) = match seek {
+            Seek::First => (None, "desc"),
+            Seek::After(t, i) => (Some(("<=", "<", t, i)), "desc"),
+            Seek::Before(t, i) => (Some((">=", ">", t, i)), "asc"),
+        };
+        if let Some((by_second, by_key, t, i)) = bound {
+            self.push(
+                &format!(" and {second} {by_second} ? and ({ts}, {id}) {by_key} (?, ?)"),
+                [
+                    Arg::Time(super::records::whole_second(t)),
+                    Arg::Time(t),
+                    Arg::Uuid(i),
+                ],
+            );
+        }
+        self.text.push_str(&format!(
+            " order by {second} {order}, {ts} {order}, {id} {order}"
+        ));
+        self.push(" limit ?", [Arg::Int(i64::from(limit))]);
+    }
 }
 
 pub(crate) fn message_sql(number: Uuid, filter: &MessageFilter, seek: Seek, limit: u32) -> Sql {
@@ -185,11 +211,18 @@ pub(crate) fn conversation_sql(
     if let Some(v) = &filter.status {
         sql.push(" and v.status = ?", [Arg::Text(v.clone())]);
     }
+    // Each bound on the exact time also bounds the indexed second (truncation keeps order).
     if let Some(v) = filter.last_active_since {
-        sql.push(" and v.last_active_at >= ?", [Arg::Time(v)]);
+        sql.push(
+            " and v.active_second >= ? and v.last_active_at >= ?",
+            [Arg::Time(super::records::whole_second(v)), Arg::Time(v)],
+        );
     }
     if let Some(v) = filter.last_active_until {
-        sql.push(" and v.last_active_at <= ?", [Arg::Time(v)]);
+        sql.push(
+            " and v.active_second <= ? and v.last_active_at <= ?",
+            [Arg::Time(v), Arg::Time(v)],
+        );
     }
     if let Some(v) = &filter.wa_id {
         sql.push(" and k.wa_id = ?", [Arg::Text(v.clone())]);
@@ -209,7 +242,7 @@ pub(crate) fn conversation_sql(
             [Arg::Text(v.clone())],
         );
     }
-    sql.page("v.last_active_at", "v.id", seek, limit);
+    sql.page_by_second("v.active_second", "v.last_active_at", "v.id", seek, limit);
     sql
 }
 
@@ -333,7 +366,8 @@ mod tests {
         );
         assert!(
             conv.text.contains(
-                "(v.last_active_at, v.id) < ($2, $3) order by v.last_active_at desc, v.id desc"
+                "v.active_second <= $2 and (v.last_active_at, v.id) < ($3, $4) order by \
+                 v.active_second desc, v.last_active_at desc, v.id desc"
             ),
             "{}",
             conv.text

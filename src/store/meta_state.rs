@@ -142,8 +142,8 @@ pub trait MetaState: Send + Sync {
 pub trait MetaStateTx: Send {
     /// Adds a message to the pricing ledger once; `true` when it was new.
     async fn record_pricing(&mut self, priced: &PricedMessage) -> StoreResult<bool>;
-    /// Writes a message's new content (an edit or a revoke): type, body, content, media flag,
-    /// edit history and revoke time.
+    /// Writes a message's new content (an edit or a revoke): type, body, media flag, edit
+    /// history and revoke time.
     async fn rewrite_message(&mut self, message: &MessageRow) -> StoreResult<()>;
     async fn find_group_for_update(
         &mut self,
@@ -413,13 +413,12 @@ macro_rules! impl_meta_state_tx {
                     return Ok(());
                 }
                 sqlx::query(
-                    "update messages set message_type = $2, body = $3, content = $4, \
-                     has_media = $5, edits = $6, revoked_at = $7, updated_at = $8 where id = $1",
+                    "update messages set message_type = $2, body = $3, has_media = $4, \
+                     edits = $5, revoked_at = $6, updated_at = $7 where id = $1",
                 )
                 .bind(m.id)
                 .bind(&m.message_type)
                 .bind(&m.body)
-                .bind(&m.content)
                 .bind(m.has_media)
                 .bind(&m.edits)
                 .bind(m.revoked_at)

@@ -370,12 +370,13 @@ impl PgTx {
              ended_at = v.ended_at, messages_count = v.messages_count, last_message_id = v.last_message_id, \
              last_message_type = v.last_message_type, last_message_timestamp = v.last_message_timestamp, \
              last_message_text = v.last_message_text, last_inbound_at = v.last_inbound_at, \
-             last_outbound_at = v.last_outbound_at, metadata = v.metadata, updated_at = v.updated_at \
+             last_outbound_at = v.last_outbound_at, metadata = v.metadata, updated_at = v.updated_at, \
+             active_second = v.active_second \
              from unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::int4[], \
              $6::text[], $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::timestamptz[], \
-             $12::text[], $13::timestamptz[]) as v(id, status, last_active_at, ended_at, messages_count, \
-             last_message_id, last_message_type, last_message_timestamp, last_message_text, \
-             last_inbound_at, last_outbound_at, metadata, updated_at) \
+             $12::text[], $13::timestamptz[], $14::timestamptz[]) as v(id, status, last_active_at, \
+             ended_at, messages_count, last_message_id, last_message_type, last_message_timestamp, \
+             last_message_text, last_inbound_at, last_outbound_at, metadata, updated_at, active_second) \
              where c.id = v.id",
         )
         .bind(rows.iter().map(|c| c.id).collect::<Vec<_>>())
@@ -391,6 +392,7 @@ impl PgTx {
         .bind(rows.iter().map(|c| c.last_outbound_at).collect::<Vec<_>>())
         .bind(rows.iter().map(|c| c.metadata.as_str()).collect::<Vec<_>>())
         .bind(rows.iter().map(|c| c.updated_at).collect::<Vec<_>>())
+        .bind(rows.iter().map(|c| c.active_second()).collect::<Vec<_>>())
         .execute(&mut *self.tx)
         .await?;
         Ok(())
@@ -406,8 +408,8 @@ impl PgTx {
                 ") select * from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], ",
                 "$5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::int8[], ",
                 "$11::uuid[], $12::uuid[], $13::bool[], $14::text[], $15::text[], ",
-                "$16::text[], $17::text[], $18::timestamptz[], $19::timestamptz[], $20::text[], ",
-                "$21::text[], $22::timestamptz[])",
+                "$16::text[], $17::timestamptz[], $18::timestamptz[], $19::text[], ",
+                "$20::text[], $21::timestamptz[])",
             ))
             .bind(m.iter().map(|m| m.id).collect::<Vec<_>>())
             .bind(m.iter().map(|m| m.project_id).collect::<Vec<_>>())
@@ -435,7 +437,6 @@ impl PgTx {
             .bind(m.iter().map(|m| m.conversation_id).collect::<Vec<_>>())
             .bind(m.iter().map(|m| m.has_media).collect::<Vec<_>>())
             .bind(m.iter().map(|m| m.body.as_str()).collect::<Vec<_>>())
-            .bind(m.iter().map(|m| m.content.as_str()).collect::<Vec<_>>())
             .bind(m.iter().map(|m| m.errors.as_deref()).collect::<Vec<_>>())
             .bind(m.iter().map(|m| m.statuses.as_str()).collect::<Vec<_>>())
             .bind(m.iter().map(|m| m.created_at).collect::<Vec<_>>())

@@ -46,6 +46,13 @@ pub struct ConversationRow {
 }
 
 impl ConversationRow {
+    /// `last_active_at` truncated to the second: the indexed `active_second` column, which
+    /// changes at most once a second so the per-message update stays a HOT update (see migration
+    /// 0017).
+    pub fn active_second(&self) -> DateTime<Utc> {
+        whole_second(self.last_active_at)
+    }
+
     /// A new active conversation of a contact, with nothing counted yet.
     pub fn opened(project_id: Uuid, number: Uuid, contact_id: Uuid, at: DateTime<Utc>) -> Self {
         Self {
@@ -90,8 +97,6 @@ pub struct MessageRow {
     pub has_media: bool,
     /// The Meta message object (webhook shape, or the send request for outbound) as JSON text.
     pub body: String,
-    /// A text rendering of the message (`kapso.content`).
-    pub content: String,
     /// Meta error objects (JSON array text) from a failed status or an unsupported message.
     pub errors: Option<String>,
     /// Every raw status received, in arrival order (JSON array text).
@@ -101,7 +106,7 @@ pub struct MessageRow {
     /// The group a group message belongs to (Groups API); such messages have no 1:1 contact.
     pub group_id: Option<String>,
     /// Earlier versions of an edited message, oldest first (JSON array text of
-    /// `{body, content, edited_at}`); `None` when never edited.
+    /// `{body, content, replaced_at}`); `None` when never edited.
     pub edits: Option<String>,
     /// When the sender revoked it (its content is cleared, the fact kept).
     pub revoked_at: Option<DateTime<Utc>>,
@@ -184,4 +189,10 @@ pub struct BufferedEvent {
     /// This event's window end; a batch is due at its oldest event's.
     pub flush_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
+}
+
+/// A time truncated to the second, as `active_second` holds it. Lists and sweeps bound that
+/// column with it: truncation keeps order, so `t >= x` implies `whole_second(t) >= whole_second(x)`.
+pub fn whole_second(at: DateTime<Utc>) -> DateTime<Utc> {
+    chrono::SubsecRound::trunc_subsecs(at, 0)
 }

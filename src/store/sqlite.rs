@@ -407,7 +407,7 @@ impl SqliteTx {
                  last_message_timestamp = v.last_message_timestamp, \
                  last_message_text = v.last_message_text, last_inbound_at = v.last_inbound_at, \
                  last_outbound_at = v.last_outbound_at, metadata = v.metadata, \
-                 updated_at = v.updated_at from (",
+                 updated_at = v.updated_at, active_second = v.active_second from (",
             );
             for (i, c) in chunk.iter().enumerate() {
                 query.push(if i == 0 {
@@ -441,7 +441,9 @@ impl SqliteTx {
                     .push_bind(&c.metadata)
                     .push(" as metadata, ")
                     .push_bind(c.updated_at)
-                    .push(" as updated_at");
+                    .push(" as updated_at, ")
+                    .push_bind(c.active_second())
+                    .push(" as active_second");
             }
             query.push(") as v where conversations.id = v.id");
             query.build().execute(&mut *self.tx).await?;
@@ -474,7 +476,6 @@ impl SqliteTx {
                     .push_bind(m.conversation_id)
                     .push_bind(m.has_media)
                     .push_bind(&m.body)
-                    .push_bind(&m.content)
                     .push_bind(&m.errors)
                     .push_bind(&m.statuses)
                     .push_bind(m.created_at)

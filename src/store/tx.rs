@@ -390,8 +390,8 @@ macro_rules! impl_store_tx {
                 let result = sqlx::query(concat!(
                     "insert into conversations (",
                     $crate::store::columns::conversation_columns!(),
-                    ") values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, ",
-                    "$15, $16, $17) on conflict (phone_number_internal_id, contact_id) where ",
+                    ", active_second) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, ",
+                    "$13, $14, $15, $16, $17, $18) on conflict (phone_number_internal_id, contact_id) where ",
                     "status = 'active' do nothing",
                 ))
                 .bind(c.id)
@@ -411,6 +411,7 @@ macro_rules! impl_store_tx {
                 .bind(&c.metadata)
                 .bind(c.created_at)
                 .bind(c.updated_at)
+                .bind(c.active_second())
                 .execute(&mut *self.tx)
                 .await?;
                 let inserted = result.rows_affected() == 1;
@@ -446,7 +447,7 @@ macro_rules! impl_store_tx {
                     "insert into messages (",
                     $crate::store::columns::message_columns!(),
                     ") values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, ",
-                    "$15, $16, $17, $18, $19, $20, $21, $22) ",
+                    "$15, $16, $17, $18, $19, $20, $21) ",
                     "on conflict (phone_number_internal_id, wamid) ",
                     "do nothing",
                 ))
@@ -464,7 +465,6 @@ macro_rules! impl_store_tx {
                 .bind(m.conversation_id)
                 .bind(m.has_media)
                 .bind(&m.body)
-                .bind(&m.content)
                 .bind(&m.errors)
                 .bind(&m.statuses)
                 .bind(m.created_at)

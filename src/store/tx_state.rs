@@ -390,7 +390,6 @@ mod tests {
             conversation_id: None,
             has_media: false,
             body: "{}".into(),
-            content: String::new(),
             errors: None,
             statuses: "[]".into(),
             created_at: now,

@@ -272,8 +272,8 @@ macro_rules! impl_webhook_sweeps {
             ) -> $crate::store::StoreResult<Vec<$crate::store::ConversationRow>> {
                 let sql = format!(
                     "select {} from conversations where phone_number_internal_id = $1 \
-                     and status = 'active' and last_active_at < $2 \
-                     order by last_active_at, id limit $3",
+                     and status = 'active' and active_second < $2 and last_active_at < $2 \
+                     order by active_second, last_active_at, id limit $3",
                     $crate::store::columns::CONVERSATION_COLUMNS
                 );
                 Ok(sqlx::query_as(&sql)
@@ -294,11 +294,11 @@ macro_rules! impl_webhook_sweeps {
             ) -> $crate::store::StoreResult<Vec<$crate::store::ConversationRow>> {
                 let sql = format!(
                     "select {} from conversations c where c.phone_number_internal_id = $1 \
-                     and c.status = 'active' and c.last_active_at >= $2 \
-                     and c.last_active_at <= $3 and not exists (select 1 from \
-                     webhook_inactivity_fired f where f.webhook_id = $4 \
+                     and c.status = 'active' and c.active_second >= $6 and c.active_second <= $3 \
+                     and c.last_active_at >= $2 and c.last_active_at <= $3 and not exists (select 1 \
+                     from webhook_inactivity_fired f where f.webhook_id = $4 \
                      and f.conversation_id = c.id and f.anchor = coalesce(c.last_message_id, '')) \
-                     order by c.last_active_at, c.id limit $5",
+                     order by c.active_second, c.last_active_at, c.id limit $5",
                     $crate::store::columns::CONVERSATION_COLUMNS
                         .split(", ")
                         .map(|c| format!("c.{}", c.trim()))
@@ -311,6 +311,7 @@ macro_rules! impl_webhook_sweeps {
                     .bind(cutoff)
                     .bind(webhook)
                     .bind(i64::from(limit))
+                    .bind($crate::store::records::whole_second(floor))
                     .fetch_all(&self.pool)
                     .await?)
             }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{json, Value};
 use wagate::config::Backend;
+use wagate::domain::message_content::content_of;
 use wagate::store::StoreInspect as _;
 
 use crate::common::eventually;
@@ -159,7 +160,7 @@ async fn app_contacts_edits_and_revokes_change_what_is_stored(backend: Backend) 
         "edit": {"original_message_id": wamid, "message": {"type": "text", "text": {"body": "better words"}}}}))
         .await;
     let edited = env
-        .wait_message(&wamid, |m| m.content.contains("better words"))
+        .wait_message(&wamid, |m| content_of(m).contains("better words"))
         .await;
     assert!(edited.edits.is_some());
     let preview = |env: &Env| {
@@ -197,7 +198,7 @@ async fn app_contacts_edits_and_revokes_change_what_is_stored(backend: Backend) 
     )
     .await;
     let revoked = env.wait_message(&wamid, |m| m.revoked_at.is_some()).await;
-    assert_eq!(revoked.content, "");
+    assert_eq!(content_of(&revoked), "");
     assert_eq!(
         preview(&env).await,
         None,
@@ -217,7 +218,7 @@ async fn app_contacts_edits_and_revokes_change_what_is_stored(backend: Backend) 
         .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let still = env.wait_message(&wamid, |_| true).await;
-    assert_eq!(still.content, "");
+    assert_eq!(content_of(&still), "");
 }
 
 async fn groups(env: &Env, query: &str) -> Value {
@@ -323,7 +324,7 @@ async fn groups_and_their_participants_are_kept(backend: Backend) {
         env.messages()
             .await
             .into_iter()
-            .find(|m| m.content == "hello group")
+            .find(|m| content_of(m) == "hello group")
     })
     .await;
     assert_eq!(message.group_id.as_deref(), Some("GROUP-A"));

@@ -6,6 +6,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{json, Value};
 use wagate::config::Backend;
+use wagate::domain::message_content::content_of;
 use wagate::sandbox::Sandbox;
 use wagate::store::MessageRow;
 use wagate::store::StoreInspect as _;
@@ -321,7 +322,7 @@ async fn inbound_text_creates_contact_conversation_and_message(backend: Backend)
         (wamid, "inbound", "received")
     );
     assert_eq!(m.message_type, "text");
-    assert_eq!(m.content, "Hi there");
+    assert_eq!(content_of(m), "Hi there");
     assert_eq!(m.origin, "cloud_api");
     assert_eq!(
         m.processing_status, "completed",
@@ -389,7 +390,7 @@ async fn every_inbound_type_is_stored(backend: Backend) {
         let body: Value = serde_json::from_str(&m.body).unwrap();
         let expected_type = body["type"].as_str().unwrap();
         assert_eq!(m.message_type, expected_type, "{kind}");
-        assert!(!m.content.is_empty(), "{kind} has content");
+        assert!(!content_of(m).is_empty(), "{kind} has content");
         assert_eq!(
             m.has_media,
             ["image", "audio", "video", "document", "sticker"].contains(&kind),
@@ -756,7 +757,7 @@ async fn batched_envelopes_are_split_by_number(backend: Backend) {
     );
     let mine = env.messages().await;
     assert_eq!(
-        mine.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(),
+        mine.iter().map(content_of).collect::<Vec<_>>(),
         ["to one", "to one again"]
     );
     let theirs = env.app.store.messages_of(other).await.unwrap();

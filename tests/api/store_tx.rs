@@ -54,7 +54,6 @@ pub(crate) fn message(project: Uuid, number: Uuid, wamid: &str, at: DateTime<Utc
         conversation_id: None,
         has_media: false,
         body: "{}".into(),
-        content: "hi".into(),
         errors: None,
         statuses: "[]".into(),
         created_at: at,

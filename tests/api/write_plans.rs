@@ -10,10 +10,18 @@ use wagate::config::Backend;
 
 use crate::ingest::Env;
 
-/// `(seq_scan, seq_tup_read)` of `messages`, once PostgreSQL's statistics of other backends
-/// have settled: a busy backend flushes them at most once a second, an idle one within 10 s, so
-/// the figures must hold still for 11 s.
-async fn seq_scans_of_messages(conn: &mut sqlx::PgConnection) -> (i64, i64) {
+/// Two counters of `pg_stat_user_tables` for `table`, once PostgreSQL's statistics of other
+/// backends have settled: a busy backend flushes them at most once a second, an idle one within
+/// 10 s, so the figures must hold still for 11 s.
+async fn settled_counters(
+    conn: &mut sqlx::PgConnection,
+    table: &str,
+    counters: (&str, &str),
+) -> (i64, i64) {
+    let sql = format!(
+        "select coalesce({}, 0), coalesce({}, 0) from pg_stat_user_tables where relname = $1",
+        counters.0, counters.1
+    );
     let mut last = (-1, -1);
     let mut since = std::time::Instant::now();
     let started = std::time::Instant::now();
@@ -22,13 +30,11 @@ async fn seq_scans_of_messages(conn: &mut sqlx::PgConnection) -> (i64, i64) {
             .fetch_optional(&mut *conn)
             .await
             .unwrap();
-        let now: (i64, i64) = sqlx::query_as(
-            "select coalesce(seq_scan, 0), coalesce(seq_tup_read, 0) from pg_stat_user_tables \
-             where relname = 'messages'",
-        )
-        .fetch_one(&mut *conn)
-        .await
-        .unwrap();
+        let now: (i64, i64) = sqlx::query_as(&sql)
+            .bind(table)
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
         if now != last {
             last = now;
             since = std::time::Instant::now();
@@ -38,6 +44,22 @@ async fn seq_scans_of_messages(conn: &mut sqlx::PgConnection) -> (i64, i64) {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     last
+}
+
+async fn seq_scans_of_messages(conn: &mut sqlx::PgConnection) -> (i64, i64) {
+    settled_counters(conn, "messages", ("seq_scan", "seq_tup_read")).await
+}
+
+/// An app on its own PostgreSQL database and a connection of the test's own to it; `None` when
+/// PostgreSQL is not available here.
+async fn start_on_postgres() -> Option<(Env, sqlx::PgConnection)> {
+    if !crate::common::postgres::available().await {
+        return None;
+    }
+    let env = Env::start(Backend::Postgres).await;
+    let url = secrecy::ExposeSecret::expose_secret(&env.app.config.database.url);
+    let conn = sqlx::PgConnection::connect(url).await.unwrap();
+    Some((env, conn))
 }
 
 /// `count` sends to distinct recipients, 8 at a time (so the writer's batches hold several).
@@ -54,12 +76,9 @@ async fn send_many(env: &Env, prefix: &str, count: usize) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sends_never_scan_messages_on_a_database_without_statistics() {
-    if !crate::common::postgres::available().await {
+    let Some((env, mut conn)) = start_on_postgres().await else {
         return;
-    }
-    let env = Env::start(Backend::Postgres).await;
-    let url = secrecy::ExposeSecret::expose_secret(&env.app.config.database.url);
-    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    };
     sqlx::query("alter table messages set (autovacuum_enabled = false)")
         .execute(&mut conn)
         .await
@@ -70,10 +89,10 @@ async fn sends_never_scan_messages_on_a_database_without_statistics() {
     // Then the table grows (another number's rows, written past wagate) with no ANALYZE.
     sqlx::query(
         "insert into messages (id, project_id, phone_number_internal_id, wamid, direction, \
-         message_type, status, processing_status, origin, meta_timestamp, body, content, \
+         message_type, status, processing_status, origin, meta_timestamp, body, \
          created_at, updated_at) \
          select gen_random_uuid(), project_id, phone_number_internal_id, 'wamid.seed.' || g, \
-         'inbound', 'text', 'received', 'processed', 'webhook', 0, repeat('x', 400), 'x', now(), now() \
+         'inbound', 'text', 'received', 'processed', 'webhook', 0, repeat('x', 400), now(), now() \
          from (select project_id, phone_number_internal_id from messages limit 1) m, \
          generate_series(1, 30000) g",
     )
@@ -103,5 +122,36 @@ async fn sends_never_scan_messages_on_a_database_without_statistics() {
         "recording 40 sends read {rows_scanned} rows of messages by full scans ({} scans): a \
          plan scans the whole table",
         after.0 - before.0
+    );
+}
+
+/// Every recorded message updates its conversation; those updates are HOT (no index changes),
+/// so a busy conversation neither rewrites its index entries nor bloats them (issue #24: 1 HOT
+/// update in 10,008 while `last_active_at` was indexed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversation_updates_of_a_busy_conversation_are_hot() {
+    let Some((env, mut conn)) = start_on_postgres().await else {
+        return;
+    };
+    let mut sent = Vec::new();
+    for _ in 0..25 {
+        let sends = (0..8).map(|_| env.send_text_to("16660009999".to_owned()));
+        sent.extend(futures::future::join_all(sends).await);
+    }
+    for wamid in &sent {
+        env.wait_message(wamid, |_| true).await;
+    }
+    let (updates, hot) =
+        settled_counters(&mut conn, "conversations", ("n_tup_upd", "n_tup_hot_upd")).await;
+    let count: i32 = sqlx::query_scalar("select messages_count from conversations")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(count, 200, "one conversation counted every send");
+    assert!(updates > 0, "the conversation was updated");
+    // One update a second may move the indexed second; a test run lasts a few seconds.
+    assert!(
+        hot * 10 >= updates * 8,
+        "{hot} of {updates} conversation updates were HOT"
     );
 }

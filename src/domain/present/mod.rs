@@ -74,7 +74,14 @@ pub fn message(
     media: Option<&MediaView>,
     fields: &KapsoFields,
 ) -> Value {
-    let mut object: Map<String, Value> = serde_json::from_str(&row.body).unwrap_or_default();
+    let body: Value = serde_json::from_str(&row.body).unwrap_or_default();
+    let has_kapso = fields.wants_block(true);
+    // `kapso.content` renders the body as stored, before the SDK-shaped changes below.
+    let content = has_kapso.then(|| crate::domain::message_content::content_of_body(row, &body));
+    let mut object = match body {
+        Value::Object(object) => object,
+        _ => Map::new(),
+    };
     object.insert("id".into(), json!(row.wamid));
     object.insert("timestamp".into(), json!(row.meta_timestamp.to_string()));
     let original_type = row.message_type.as_str();
@@ -108,9 +115,8 @@ pub fn message(
             }
         }
     }
-    let has_kapso = fields.wants_block(true);
-    if has_kapso {
-        let kapso = message_kapso(row, &object, contact, media, type_data, fields);
+    if let Some(content) = content {
+        let kapso = message_kapso(row, &object, contact, media, type_data, content, fields);
         object.insert("kapso".into(), Value::Object(kapso));
     }
     Value::Object(object)
@@ -122,6 +128,7 @@ fn message_kapso(
     contact: Option<&ContactRow>,
     media: Option<&MediaView>,
     mut type_data: Map<String, Value>,
+    content: String,
     fields: &KapsoFields,
 ) -> Map<String, Value> {
     let kind = row.message_type.as_str();
@@ -199,7 +206,7 @@ fn message_kapso(
                 Value::Object(type_data)
             },
         ),
-        ("content", json!(row.content)),
+        ("content", json!(content)),
         ("flow_response", json!(flow_response)),
         (
             "flow_token",
