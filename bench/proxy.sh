@@ -353,7 +353,8 @@ coproc IDLECONNS { taskset -c 0 python3 bench/idle_conns.py --port "$WAGATE" --c
   --path "/meta/whatsapp/v24.0/$PNID/whatsapp_business_profile" -H "X-API-Key: $KEY"; }
 read -r _ opened failed <&"${IDLECONNS[0]}"
 [ "$failed" = 0 ] || { echo "$failed of $IDLE idle connections failed" >&2; exit 1; }
-sleep 1
+# Idle past server.park_after (1 s): measured as they sit, parked.
+sleep 2
 idle_rss=$(rss_mib); idle_rps=$(passthrough_rps); idle_rss_after=$(rss_mib)
 echo >&"${IDLECONNS[1]}"; wait "$IDLECONNS_PID" 2>/dev/null || true
 python3 - "$before_rps" "$idle_rps" "$before_rss" "$idle_rss" "$idle_rss_after" "$opened" <<'PY'

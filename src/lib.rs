@@ -109,6 +109,7 @@ impl App {
         let settings = http::server::ServeSettings {
             header_read_timeout: server.header_read_timeout,
             idle_timeout: server.idle_timeout,
+            park_after: Some(server.park_after).filter(|park| !park.is_zero()),
             max_connections: server.max_connections,
             shutdown_grace: server.shutdown_grace,
         };

@@ -68,6 +68,10 @@ pub struct ServerConfig {
     /// balancers' own idle timeouts, so they always let go first.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// An HTTP/1 connection idle this long gives up hyper's per-connection state and waits as a
+    /// bare socket (`http::keep_alive`); 0: never.
+    #[serde(with = "humantime_serde")]
+    pub park_after: Duration,
     /// A request whose handler has not answered within this gets a 503.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,

@@ -16,7 +16,9 @@
 //! - a request in flight: no deadline here (bodies have `body_idle_timeout`, handlers the
 //!   per-request deadline);
 //! - idle between requests (HTTP/1 keep-alive, or an HTTP/2 connection with no stream):
-//!   `idle_timeout` from the end of the last response.
+//!   `idle_timeout` from the end of the last response; an HTTP/1 connection that may park
+//!   (`park_after`) ends its hyper connection after that much idle time instead, and
+//!   `http::keep_alive` holds the bare stream until the next request or `idle_timeout`.
 
 use std::future::Future;
 use std::io;
@@ -33,6 +35,9 @@ use tokio::time::{Instant, Sleep};
 pub struct ConnLimits {
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
+    /// Idle this long, an HTTP/1 connection is parked (see `http::keep_alive`); `None` for
+    /// connections that cannot park (HTTP/2, over-limit ones) or with parking off.
+    pub park_after: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -51,6 +56,10 @@ struct Phase {
     /// The read waiting while a request ran: woken when the request ends, so the idle deadline
     /// is armed even if no byte comes.
     parked_read: Option<std::task::Waker>,
+    /// Requests begun on this connection so far.
+    requests: u64,
+    /// The stream ended its hyper connection to park, not to close.
+    park: bool,
 }
 
 /// What the service and the stream share about one connection.
@@ -66,6 +75,8 @@ enum Cut {
     SilentNew,
     SlowHead,
     Idle,
+    /// Not a close: hyper's connection ends so the stream can park.
+    Park,
 }
 
 impl ConnWatch {
@@ -79,6 +90,8 @@ impl ConnWatch {
                 http2: false,
                 fresh: true,
                 parked_read: None,
+                requests: 0,
+                park: false,
             }),
             limits,
         })
@@ -95,8 +108,30 @@ impl ConnWatch {
     pub fn request_started(self: &Arc<Self>) -> InFlight {
         let mut phase = self.phase();
         phase.in_flight += 1;
+        phase.requests += 1;
         phase.head_started = None;
         InFlight(self.clone())
+    }
+
+    /// Requests begun on this connection so far.
+    pub fn requests(&self) -> u64 {
+        self.phase().requests
+    }
+
+    /// A request is running, or one has begun since [`Self::requests`] read `since`.
+    pub fn has_begun_since(&self, since: u64) -> bool {
+        let phase = self.phase();
+        phase.in_flight > 0 || phase.requests > since
+    }
+
+    /// Whether the stream ended its hyper connection to park (and forgets it).
+    pub fn take_park(&self) -> bool {
+        std::mem::take(&mut self.phase().park)
+    }
+
+    /// When an idle connection is closed (`idle_timeout` after its last response).
+    pub fn idle_deadline(&self) -> Instant {
+        self.phase().idle_since + self.limits.idle_timeout
     }
 
     /// The connection is past protocol sniffing: a request has begun or been served, or it
@@ -135,7 +170,10 @@ impl ConnWatch {
             None if !phase.served && !phase.http2 => {
                 (phase.idle_since + limits.header_read_timeout, Cut::SlowHead)
             }
-            None => (phase.idle_since + limits.idle_timeout, Cut::Idle),
+            None => match limits.park_after {
+                Some(park) if park < limits.idle_timeout => (phase.idle_since + park, Cut::Park),
+                _ => (phase.idle_since + limits.idle_timeout, Cut::Idle),
+            },
         })
     }
 }
@@ -180,6 +218,15 @@ impl<T> WatchedIo<T> {
             armed_for: None,
         }
     }
+
+    pub fn into_inner(self) -> T {
+        self.inner
+    }
+}
+
+/// `wagate_http_connections_closed_total{reason}`: a connection closed by its watch.
+pub fn count_close(reason: &'static str) {
+    metrics::counter!("wagate_http_connections_closed_total", "reason" => reason).increment(1);
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for WatchedIo<T> {
@@ -214,8 +261,12 @@ impl<T: AsyncRead + Unpin> AsyncRead for WatchedIo<T> {
             Cut::SilentNew => "silent_new",
             Cut::SlowHead => "slow_head",
             Cut::Idle => "idle",
+            Cut::Park => {
+                this.watch.phase().park = true;
+                return Poll::Ready(Ok(()));
+            }
         };
-        metrics::counter!("wagate_http_connections_closed_total", "reason" => reason).increment(1);
+        count_close(reason);
         if cut != Cut::Idle {
             tracing::debug!(
                 reason,

@@ -7,6 +7,7 @@ mod edge;
 pub mod graph;
 pub mod graph_error;
 mod health;
+mod keep_alive;
 pub mod lifecycle;
 mod media_vault;
 mod onboarding;

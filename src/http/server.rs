@@ -21,12 +21,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
-use super::connections::{ConnLimits, ConnWatch, WatchedIo};
+use super::connections::{count_close, ConnLimits, ConnWatch, WatchedIo};
+use super::keep_alive::Sniffed;
 
 #[derive(Debug, Clone, Copy)]
 pub struct ServeSettings {
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
+    /// Idle this long, an HTTP/1 connection is parked (`http::keep_alive`); `None`: never.
+    pub park_after: Option<Duration>,
     pub max_connections: usize,
     pub shutdown_grace: Duration,
 }
@@ -106,13 +109,25 @@ pub(super) async fn serve_with_slots(
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(30)));
-    let limits = ConnLimits {
-        header_read_timeout: settings.header_read_timeout,
-        idle_timeout: settings.idle_timeout,
-    };
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
+        .timer(TokioTimer::new())
+        .header_read_timeout(None)
+        .keep_alive(true);
+    let serving = Arc::new(Serving {
+        auto: builder.clone(),
+        http1,
+        router,
+        limits: ConnLimits {
+            header_read_timeout: settings.header_read_timeout,
+            idle_timeout: settings.idle_timeout,
+            park_after: settings.park_after,
+        },
+    });
     let over_limit = ConnLimits {
         header_read_timeout: settings.header_read_timeout.min(OVER_LIMIT_HEAD_TIMEOUT),
         idle_timeout: Duration::ZERO,
+        park_after: None,
     };
     let accepted =
         metrics::counter!("wagate_http_connections_accepted_total", "listener" => name.to_owned());
@@ -125,17 +140,12 @@ pub(super) async fn serve_with_slots(
         accepted.increment(1);
         match slots.clone().try_acquire_owned() {
             Ok(slot) => {
-                let watch = ConnWatch::new(limits);
-                let service = serve_router(router.clone(), peer, watch.clone());
-                let io = TokioIo::new(WatchedIo::new(stream, watch.clone()));
-                let connection = builder.serve_connection_with_upgrades(io, service);
-                let connection = Watched {
-                    connection: connection.into_owned(),
-                    watch,
-                    slot: Some(slot),
+                connections.spawn(serving.clone().serve(
+                    stream,
                     peer,
-                };
-                connections.spawn(connection.run(stop_connections.clone()));
+                    slot,
+                    stop_connections.clone(),
+                ));
             }
             Err(_) => {
                 // Answered, not queued and not dropped: each lives for one short 503.
@@ -183,6 +193,61 @@ pub(super) async fn serve_with_slots(
         () = tokio::time::sleep(settings.shutdown_grace) => {
             tracing::warn!(grace = ?settings.shutdown_grace, "shutdown grace period over; closing remaining connections");
         }
+    }
+}
+
+/// What every connection of one listener is served with.
+struct Serving {
+    auto: auto::Builder<TokioExecutor>,
+    http1: hyper::server::conn::http1::Builder,
+    router: Router,
+    limits: ConnLimits,
+}
+
+impl Serving {
+    /// Serves one accepted connection (holding its `server.max_connections` slot) until it
+    /// closes. HTTP/1 may park while idle (`http::keep_alive`); what may be HTTP/2 goes to
+    /// hyper-util's protocol-sniffing connection.
+    async fn serve(
+        self: Arc<Self>,
+        stream: tokio::net::TcpStream,
+        peer: std::net::SocketAddr,
+        slot: OwnedSemaphorePermit,
+        stop: CancellationToken,
+    ) {
+        let sniffed = if self.limits.park_after.is_some() {
+            super::keep_alive::sniff(&stream, self.limits.header_read_timeout).await
+        } else {
+            Sniffed::MaybeHttp2
+        };
+        match sniffed {
+            Sniffed::Silent => count_close("silent_new"),
+            Sniffed::Closed => {}
+            Sniffed::Http1 => {
+                let watch = ConnWatch::new(self.limits);
+                let service = serve_router(self.router.clone(), peer, watch.clone());
+                super::keep_alive::serve_http1(stream, watch, &self.http1, service, peer, stop)
+                    .await;
+            }
+            Sniffed::MaybeHttp2 => {
+                let watch = ConnWatch::new(ConnLimits {
+                    park_after: None,
+                    ..self.limits
+                });
+                let service = serve_router(self.router.clone(), peer, watch.clone());
+                let io = TokioIo::new(WatchedIo::new(stream, watch.clone()));
+                let connection = self.auto.serve_connection_with_upgrades(io, service);
+                // Boxed: this task stays small for the HTTP/1 connections that park.
+                let connection = Watched {
+                    connection: Box::pin(connection.into_owned()),
+                    watch,
+                    slot: None,
+                    peer,
+                };
+                connection.run(stop).await;
+            }
+        }
+        drop(slot);
     }
 }
 
@@ -259,6 +324,12 @@ trait Closable {
     fn close_gracefully(self: std::pin::Pin<&mut Self>);
 }
 
+impl<C: Closable + ?Sized> Closable for std::pin::Pin<Box<C>> {
+    fn close_gracefully(self: std::pin::Pin<&mut Self>) {
+        self.get_mut().as_mut().close_gracefully();
+    }
+}
+
 impl<I, S, E> Closable for auto::UpgradeableConnection<'static, I, S, E>
 where
     S: hyper::service::HttpService<Incoming>,
@@ -297,8 +368,11 @@ fn serve_router(
     hyper::Request<Incoming>,
     Response = axum::response::Response,
     Error = std::convert::Infallible,
-    Future = impl Future<Output = Result<axum::response::Response, std::convert::Infallible>> + Send,
-> + Clone {
+    Future = std::pin::Pin<
+        Box<dyn Future<Output = Result<axum::response::Response, std::convert::Infallible>> + Send>,
+    >,
+> + Clone
+       + Unpin {
     hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
         let in_flight = watch.request_started();
         let mut request = request.map(axum::body::Body::new);
@@ -306,7 +380,9 @@ fn serve_router(
         // the failed-authentication limit (`http::client_addr`).
         request.extensions_mut().insert(ConnectInfo(peer));
         let router = router.clone();
-        async move {
+        // Boxed so the future is `Unpin`, which hyper needs to hand a parking connection's
+        // stream back (`poll_without_shutdown`).
+        Box::pin(async move {
             let response = router.oneshot(request).await?;
             Ok(response.map(|body| {
                 axum::body::Body::new(body.map_frame(move |frame| {
@@ -314,7 +390,7 @@ fn serve_router(
                     frame
                 }))
             }))
-        }
+        }) as std::pin::Pin<Box<dyn Future<Output = _> + Send>>
     })
 }
 

@@ -99,6 +99,53 @@ async fn idle_keep_alive_outlives_the_header_timeout() {
     assert!(closed < IDLE_TIMEOUT * 2, "closed too late: {closed:?}");
 }
 
+/// `wagate_http_connections_parked`, read over a connection of its own that closes after.
+async fn parked_connections(app: &TestApp) -> f64 {
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix("wagate_http_connections_parked "))
+        .map_or(0.0, |value| value.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn an_idle_connection_parks_and_serves_its_next_request() {
+    let app = app(|config| config.server.park_after = Duration::from_millis(200)).await;
+    // Connections the test client pooled while the app started park too.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = parked_connections(&app).await;
+
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    stream.write_all(get("/healthz").as_bytes()).await.unwrap();
+    assert_eq!(read_response(&mut stream).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(parked_connections(&app).await, before + 1.0, "idle: parked");
+
+    // Its next requests are served on the same socket, including a pipelined pair.
+    stream.write_all(get("/healthz").as_bytes()).await.unwrap();
+    assert_eq!(read_response(&mut stream).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let pair = format!("{}{}", get("/healthz"), get("/readyz"));
+    stream.write_all(pair.as_bytes()).await.unwrap();
+    assert_eq!(read_response(&mut stream).await.0, 200);
+    assert_eq!(read_response(&mut stream).await.0, 200);
+
+    // Closed by the client while parked: no longer held.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    drop(stream);
+    crate::common::eventually(
+        Duration::from_secs(10),
+        "the closed connection unparked",
+        || async { (parked_connections(&app).await == before).then_some(()) },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn silent_and_slow_connections_are_closed_after_the_header_timeout() {
     let app = app(|_| {}).await;
