@@ -21,10 +21,7 @@ fn s<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
 /// stored body (edits rewrite the body), and nothing once revoked. Storing it wrote a text
 /// message's words twice per row (issue #24).
 pub fn content_of(row: &crate::store::MessageRow) -> String {
-    match row.revoked_at {
-        Some(_) => String::new(),
-        None => render(&serde_json::from_str(&row.body).unwrap_or_default()),
-    }
+    content_of_body(row, &serde_json::from_str(&row.body).unwrap_or_default())
 }
 
 /// `content_of` for a caller that has parsed the row's body already.

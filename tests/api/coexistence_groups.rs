@@ -14,7 +14,7 @@ use wagate::store::StoreInspect as _;
 
 use crate::common::eventually;
 use crate::common::receiver::Hook;
-use crate::ingest::{Env, PNID};
+use crate::ingest::{wamid_of, Env, PNID};
 use crate::kapso_events::create_webhook;
 
 const V: &str = "/meta/whatsapp/v24.0";
@@ -151,10 +151,7 @@ async fn app_contacts_edits_and_revokes_change_what_is_stored(backend: Backend) 
     let sent = env
         .inbound(json!({"from": "15550003333", "type": "text", "text": {"body": "first words"}}))
         .await;
-    let wamid = sent["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let wamid = wamid_of(&sent);
     env.wait_message(&wamid, |_| true).await;
     env.inbound(json!({"from": "15550003333", "type": "edit", "id": "wamid.edit-1",
         "edit": {"original_message_id": wamid, "message": {"type": "text", "text": {"body": "better words"}}}}))

@@ -113,37 +113,48 @@ async fn parked_connections(app: &TestApp) -> f64 {
         .map_or(0.0, |value| value.trim().parse().unwrap())
 }
 
+/// Waits until `wagate_http_connections_parked` reads `expected`.
+async fn parked_reaches(app: &TestApp, expected: f64, what: &str) {
+    crate::common::eventually(Duration::from_secs(15), what, || async {
+        (parked_connections(app).await == expected).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn an_idle_connection_parks_and_serves_its_next_request() {
     let app = app(|config| config.server.park_after = Duration::from_millis(200)).await;
-    // Connections the test client pooled while the app started park too.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let before = parked_connections(&app).await;
+    // Connections the test client pooled while the app started park too: the count before
+    // ours is the one that holds still for a second.
+    let mut before = parked_connections(&app).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = parked_connections(&app).await;
+        if now == before || Instant::now() > deadline {
+            break;
+        }
+        before = now;
+    }
 
     let mut stream = TcpStream::connect(app.addr).await.unwrap();
     stream.write_all(get("/healthz").as_bytes()).await.unwrap();
     assert_eq!(read_response(&mut stream).await.0, 200);
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(parked_connections(&app).await, before + 1.0, "idle: parked");
+    parked_reaches(&app, before + 1.0, "the idle connection parked").await;
 
     // Its next requests are served on the same socket, including a pipelined pair.
     stream.write_all(get("/healthz").as_bytes()).await.unwrap();
     assert_eq!(read_response(&mut stream).await.0, 200);
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    parked_reaches(&app, before + 1.0, "parked again").await;
     let pair = format!("{}{}", get("/healthz"), get("/readyz"));
     stream.write_all(pair.as_bytes()).await.unwrap();
     assert_eq!(read_response(&mut stream).await.0, 200);
     assert_eq!(read_response(&mut stream).await.0, 200);
 
     // Closed by the client while parked: no longer held.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    parked_reaches(&app, before + 1.0, "parked after the pair").await;
     drop(stream);
-    crate::common::eventually(
-        Duration::from_secs(10),
-        "the closed connection unparked",
-        || async { (parked_connections(&app).await == before).then_some(()) },
-    )
-    .await;
+    parked_reaches(&app, before, "the closed connection unparked").await;
 }
 
 #[tokio::test]

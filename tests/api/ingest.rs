@@ -311,9 +311,8 @@ async fn invalid_json_and_unknown_numbers_are_kept(backend: Backend) {
 async fn inbound_text_creates_contact_conversation_and_message(backend: Backend) {
     let env = Env::start(backend).await;
     let envelope = env.inbound(json!({"from": "15551234567", "profile_name": "Ada", "type": "text", "text": {"body": "Hi there"}})).await;
-    let wamid = envelope["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
-        .as_str()
-        .unwrap();
+    let wamid = wamid_of(&envelope);
+    let wamid = wamid.as_str();
     let messages = env.messages().await;
     assert_eq!(messages.len(), 1);
     let m = &messages[0];
@@ -589,10 +588,7 @@ async fn marking_read_through_the_proxy_updates_the_inbound_message(backend: Bac
     let envelope = env
         .inbound(json!({"from": "15551234567", "type": "text", "text": {"body": "read me"}}))
         .await;
-    let wamid = envelope["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let wamid = wamid_of(&envelope);
     let response = env
         .app
         .request(Method::POST, &format!("{V}/{PNID}/messages"))
@@ -897,3 +893,11 @@ crate::both_backends!(backend:
     inactivity_ends_conversations,
     concurrent_related_events_share_batches_consistently,
 );
+
+/// The wamid of the one message in an inbound webhook envelope.
+pub fn wamid_of(envelope: &Value) -> String {
+    envelope["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}

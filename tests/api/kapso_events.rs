@@ -12,7 +12,7 @@ use wagate::config::Backend;
 use wagate::store::StoreInspect as _;
 
 use crate::common::receiver::{Hit, Hook, Reply};
-use crate::ingest::{Env, PNID};
+use crate::ingest::{wamid_of, Env, PNID};
 
 const NUMBER_EVENTS: [&str; 8] = [
     "whatsapp.message.received",
@@ -118,10 +118,7 @@ async fn message_and_conversation_events(backend: Backend) {
     let envelope = env
         .inbound(json!({"from": "15551234567", "profile_name": "Ada", "type": "text", "text": {"body": "Hello"}}))
         .await;
-    let wamid = envelope["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let wamid = wamid_of(&envelope);
     let created = wait_event(&all, "whatsapp.conversation.created").await;
     assert_signed(&created, &hook.secret, "whatsapp.conversation.created");
     assert_eq!(created.header("x-webhook-source"), "kapso");
@@ -331,10 +328,7 @@ async fn inactivity_fires_once_per_quiet_period(backend: Backend) {
     let envelope = env
         .inbound(json!({"from": "15551234567", "type": "text", "text": {"body": "anyone?"}}))
         .await;
-    let wamid = envelope["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let wamid = wamid_of(&envelope);
     let store = env.app.store.clone();
     let numbers = env.app.state.numbers.clone();
     let sweep = |minutes: i64| {

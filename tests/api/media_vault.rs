@@ -12,6 +12,7 @@ use wagate::sandbox::Sandbox;
 
 use crate::common::s3::{TestBucket, VaultPlace};
 use crate::common::{emulator, eventually, files_under, TestApp, APP_SECRET};
+use crate::ingest::wamid_of;
 
 pub(crate) const V: &str = "/meta/whatsapp/v24.0";
 pub(crate) const MEDIA_FIELDS: &str = "fields=kapso(has_media,media_url,media_data)";
@@ -101,13 +102,6 @@ impl Env {
         )
         .await
     }
-}
-
-fn wamid_of(envelope: &Value) -> String {
-    envelope["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
 }
 
 /// The emulator's bytes for a media id, fetched as Meta's lookaside URL wants (Bearer token).

@@ -12,7 +12,7 @@ use wagate::config::{Backend, RuntimeShape};
 
 use crate::common::process;
 use crate::connections::read_response;
-use crate::ingest::{Env, PNID};
+use crate::ingest::{wamid_of, Env, PNID};
 use crate::stored::get_ok;
 
 async fn serves_sends_webhooks_and_reads(backend: Backend, shape: RuntimeShape) {
@@ -30,10 +30,7 @@ async fn serves_sends_webhooks_and_reads(backend: Backend, shape: RuntimeShape) 
     let envelope = env
         .inbound(json!({"from": "15557654321", "type": "text", "text": {"body": "hi"}}))
         .await;
-    let received = envelope["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let received = wamid_of(&envelope);
     let page = get_ok(&env, &format!("{PNID}/messages?limit=10")).await;
     let listed: Vec<&str> = page["data"]
         .as_array()

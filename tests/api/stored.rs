@@ -7,7 +7,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use wagate::config::Backend;
 
-use crate::ingest::{Env, PNID};
+use crate::ingest::{wamid_of, Env, PNID};
 
 const V: &str = "/meta/whatsapp/v24.0";
 
@@ -45,12 +45,7 @@ async fn seed_texts(env: &Env, n: usize) -> Vec<String> {
     let mut wamids = Vec::new();
     for i in 0..n {
         let envelope = env.inbound(json!({"from": format!("1555000{:04}", i % 3), "type": "text", "text": {"body": format!("m{i}")}})).await;
-        wamids.push(
-            envelope["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
+        wamids.push(wamid_of(&envelope));
     }
     wamids
 }
