@@ -19,7 +19,9 @@ use secrecy::ExposeSecret;
 use uuid::Uuid;
 
 use super::auth_throttle::AuthThrottle;
-use super::number_directory::{cache, negative_cache, unwrap_shared, NumberDirectory};
+use super::number_directory::{
+    cache, negative_cache, unwrap_shared, CacheCounters, NumberDirectory,
+};
 use crate::config::Config;
 use crate::crypto::{self, ApiKeyChecksum};
 use crate::store::{ApiKeyRecord, DynStore, StoreError};
@@ -74,6 +76,7 @@ pub struct Authenticator {
     checksum: ApiKeyChecksum,
     /// Live keys only: a miss never takes a place here.
     api_keys: Cache<String, CachedKey>,
+    api_keys_counted: CacheCounters,
     /// Hashes of well-formed keys that are unknown or revoked.
     unknown_keys: Cache<String, ()>,
     /// Display prefixes of the live keys issued before keyed checksums. Loaded at start and
@@ -96,6 +99,7 @@ impl Authenticator {
             store,
             checksum,
             api_keys: cache(&config.cache),
+            api_keys_counted: CacheCounters::named("api_keys"),
             unknown_keys: negative_cache(&config.cache),
             legacy_prefixes: Arc::default(),
             accept_legacy: config.security.accept_legacy_api_keys,
@@ -151,9 +155,8 @@ impl Authenticator {
         // not a guess, so it counts against its client only. Counting it against its prefix
         // too would let anyone who saw a key's display prefix lock that key out.
         let minted = self.checksum.verify(key);
-        let prefix = format!("key:{}", crypto::api_key_display_prefix(key));
-        let prefix = (!minted).then_some(prefix.as_str());
-        self.limited(client, prefix, self.api_key(key, minted))
+        let prefix = (!minted).then(|| format!("key:{}", crypto::api_key_display_prefix(key)));
+        self.limited(client, prefix.as_deref(), self.api_key(key, minted))
             .await
     }
 
@@ -187,16 +190,25 @@ impl Authenticator {
             return Err(AuthError::Invalid);
         }
         let hash = crypto::sha256_hex(key.as_bytes());
+        self.api_keys_counted.lookups.increment(1);
+        // A live key already cached (nearly every request) needs neither the negative cache
+        // nor a loader: revoking a key drops its entry here at once.
+        if let Some(key) = self.api_keys.get(&hash).await {
+            return Ok(Caller::ApiKey {
+                project_id: key.project_id,
+                key_id: key.key_id,
+            });
+        }
         if self.unknown_keys.contains_key(&hash) {
             return Err(AuthError::Invalid);
         }
         let store = self.store.clone();
-        metrics::counter!("wagate_cache_lookups_total", "cache" => "api_keys").increment(1);
+        let misses = self.api_keys_counted.misses.clone();
         let lookup_hash = hash.clone();
         let found = self
             .api_keys
             .try_get_with(hash.clone(), async move {
-                metrics::counter!("wagate_cache_misses_total", "cache" => "api_keys").increment(1);
+                misses.increment(1);
                 let record = store
                     .find_api_key_by_hash(&lookup_hash)
                     .await
