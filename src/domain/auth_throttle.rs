@@ -40,6 +40,9 @@ struct Inner {
     /// never outlives one replenish interval, the longest governor makes anyone wait.
     blocked: moka::future::Cache<Subject, Instant>,
     started: Instant,
+    /// Milliseconds since `started` until which some subject may still be blocked (the latest
+    /// block's end): past it nobody is, and `check` needs no cache lookup (the request path).
+    blocked_until: AtomicU64,
     /// Milliseconds since `started` of the last prune.
     pruned_at: AtomicU64,
 }
@@ -60,6 +63,7 @@ impl AuthThrottle {
                 .time_to_live(period.max(Duration::from_secs(1)))
                 .build(),
             started: Instant::now(),
+            blocked_until: AtomicU64::new(0),
             pruned_at: AtomicU64::new(0),
         }))
     }
@@ -71,6 +75,9 @@ impl AuthThrottle {
         client: Option<IpAddr>,
         prefix: Option<&str>,
     ) -> Result<(), Duration> {
+        if self.since_start(Instant::now()) >= self.0.blocked_until.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let subjects = client
             .map(|ip| Subject::Client(limit_key(ip)))
             .into_iter()
@@ -112,7 +119,12 @@ impl AuthThrottle {
         }
         let mut longest = Duration::ZERO;
         for (subject, wait) in over {
-            inner.blocked.insert(subject, Instant::now() + wait).await;
+            let until = Instant::now() + wait;
+            // Raised before the entry exists, so a `check` that skips the lookup never misses it.
+            inner
+                .blocked_until
+                .fetch_max(self.since_start(until) + 1, Ordering::AcqRel);
+            inner.blocked.insert(subject, until).await;
             longest = longest.max(wait);
         }
         if longest.is_zero() {
@@ -121,6 +133,10 @@ impl AuthThrottle {
             metrics::counter!("wagate_auth_rate_limited_total").increment(1);
             Err(longest)
         }
+    }
+
+    fn since_start(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.0.started).as_millis() as u64
     }
 
     fn prune(&self) {
