@@ -104,8 +104,10 @@ mod tests {
         spawn_upkeep(recorder.handle(), Duration::from_millis(20));
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
+            // Most of it, not all: other tests of this binary may allocate meanwhile when they
+            // share its process (`cargo test`).
             let left = ALLOCATOR.allocated().saturating_sub(before);
-            if left < MIB {
+            if left < held / 4 {
                 break;
             }
             assert!(
