@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::hold::Held;
-use super::job::{Durability, Shards, WriterStats};
+use super::job::{Shards, WriterStats};
 use crate::domain::number_directory::NumberDirectory;
 use crate::domain::recorder::Recording;
 use crate::domain::spill::Spill;
@@ -40,6 +40,10 @@ impl Drain {
         }
     }
 
+    /// Tries the memory buffer again, oldest first: into the spill file while it holds records
+    /// (so nothing overtakes them), else straight to the database, else into the spill file.
+    /// A recording that still finds no place goes back to the front of the buffer with the rest
+    /// behind it, in order, and is not counted again: it was counted when it was first held.
     async fn retry_memory(&self) {
         let pending = self.held.take_memory();
         if pending.is_empty() {
@@ -47,24 +51,38 @@ impl Drain {
         }
         tracing::info!(count = pending.len(), "retrying buffered recordings");
         let mut pending = pending.into_iter();
+        let mut still_held = None;
         for recording in pending.by_ref() {
-            let durability = if self.held.spill_holds_records() {
-                self.held.spill_one(recording).await
-            } else {
-                self.shards
-                    .record(recording)
-                    .await
-                    .unwrap_or(Durability::Buffered)
-            };
-            // Buffered again: the database is still away and the spill file has no room; keep
-            // the rest for the next round instead of hammering it.
-            if durability == Durability::Buffered {
+            if let Err(recording) = self.retry_one(recording).await {
+                still_held = Some(recording);
                 break;
             }
         }
-        self.held.return_to_memory(pending.collect());
+        self.held
+            .return_to_memory(still_held.into_iter().chain(pending).collect());
     }
 
+    /// Gives the recording back when neither the database nor the spill file took it.
+    async fn retry_one(&self, recording: Recording) -> Result<(), Recording> {
+        if !self.held.spill_holds_records() {
+            match self.shards.replay(recording.clone()).await {
+                Ok(()) => {
+                    self.stats
+                        .drained_recordings
+                        .fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("wagate_recordings_drained_total").increment(1);
+                    return Ok(());
+                }
+                Err(StoreError::Unavailable(_)) => {}
+                Err(error) => {
+                    // Not retryable (a bug or bad data), as when it was first recorded.
+                    tracing::error!(error = ?error, "a buffered recording could not be applied; skipped");
+                    return Ok(());
+                }
+            }
+        }
+        self.held.spill_again(recording).await
+    }
     async fn drain_spill(&self, spill: &Spill) {
         while spill.stats.records.load(Ordering::Acquire) > 0 {
             let pending = match spill.pending(CHUNK).await {

@@ -80,6 +80,28 @@ impl Held {
         rx.await.unwrap_or(Durability::Buffered)
     }
 
+    /// Moves a recording the memory buffer held into the spill file; gives it back when the
+    /// file cannot take it. Counted as spilled once written, never again as kept in memory.
+    pub(super) async fn spill_again(&self, recording: Recording) -> Result<(), Recording> {
+        let Some(spill) = &self.spill else {
+            return Err(recording);
+        };
+        let payload = serde_json::to_vec(&recording).expect("a recording serialises");
+        match spill.append(vec![payload]).await {
+            Ok(()) => {
+                self.stats
+                    .spilled_recordings
+                    .fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("wagate_recordings_spilled_total").increment(1);
+                Ok(())
+            }
+            Err(error) => {
+                tracing::debug!(%error, "a buffered recording still finds no room in the spill file");
+                Err(recording)
+            }
+        }
+    }
+
     /// Queues the recordings on the spill file in order (synchronously) and answers each after
     /// the fsync; to memory when that fails.
     fn hold(self: &Arc<Self>, recordings: Vec<(Recording, Reply)>) {
