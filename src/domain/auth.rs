@@ -19,9 +19,8 @@ use secrecy::ExposeSecret;
 use uuid::Uuid;
 
 use super::auth_throttle::AuthThrottle;
-use super::number_directory::{
-    cache, negative_cache, unwrap_shared, CacheCounters, NumberDirectory,
-};
+use super::cache::{negative_cache, unwrap_shared, CountedCache};
+use super::number_directory::NumberDirectory;
 use crate::config::Config;
 use crate::crypto::{self, ApiKeyChecksum};
 use crate::store::{ApiKeyRecord, DynStore, StoreError};
@@ -75,8 +74,7 @@ pub struct Authenticator {
     store: DynStore,
     checksum: ApiKeyChecksum,
     /// Live keys only: a miss never takes a place here.
-    api_keys: Cache<String, CachedKey>,
-    api_keys_counted: CacheCounters,
+    api_keys: CountedCache<String, CachedKey>,
     /// Hashes of well-formed keys that are unknown or revoked.
     unknown_keys: Cache<String, ()>,
     /// Display prefixes of the live keys issued before keyed checksums. Loaded at start and
@@ -98,8 +96,7 @@ impl Authenticator {
         Self {
             store,
             checksum,
-            api_keys: cache(&config.cache),
-            api_keys_counted: CacheCounters::named("api_keys"),
+            api_keys: CountedCache::new("api_keys", &config.cache),
             unknown_keys: negative_cache(&config.cache),
             legacy_prefixes: Arc::default(),
             accept_legacy: config.security.accept_legacy_api_keys,
@@ -190,10 +187,9 @@ impl Authenticator {
             return Err(AuthError::Invalid);
         }
         let hash = crypto::sha256_hex(key.as_bytes());
-        self.api_keys_counted.lookups.increment(1);
         // A live key already cached (nearly every request) needs neither the negative cache
         // nor a loader: revoking a key drops its entry here at once.
-        if let Some(key) = self.api_keys.get(&hash).await {
+        if let Some(key) = self.api_keys.hit(&hash).await {
             return Ok(Caller::ApiKey {
                 project_id: key.project_id,
                 key_id: key.key_id,
@@ -202,15 +198,12 @@ impl Authenticator {
         if self.unknown_keys.contains_key(&hash) {
             return Err(AuthError::Invalid);
         }
-        let store = self.store.clone();
-        let misses = self.api_keys_counted.misses.clone();
-        let lookup_hash = hash.clone();
         let found = self
             .api_keys
-            .try_get_with(hash.clone(), async move {
-                misses.increment(1);
-                let record = store
-                    .find_api_key_by_hash(&lookup_hash)
+            .load(hash.clone(), async {
+                let record = self
+                    .store
+                    .find_api_key_by_hash(&hash)
                     .await
                     .map_err(|e| Lookup::Store(Arc::new(e)))?;
                 match record {
@@ -272,7 +265,7 @@ impl Authenticator {
     /// Forget a revoked key on this instance: its cache entry at once, and its display prefix
     /// if it was a legacy key (the set is read again; on failure the old superset stays).
     pub async fn key_revoked(&self, record: &ApiKeyRecord) {
-        self.api_keys.invalidate(&record.key_sha256).await;
+        self.api_keys.entries().invalidate(&record.key_sha256).await;
         let legacy = self
             .legacy_prefixes
             .read()
@@ -288,7 +281,7 @@ impl Authenticator {
     /// Forget a key changed elsewhere (the store's change feed: another instance, the CLI). If
     /// legacy keys are live, read their set again too: the change may be one's revocation.
     pub async fn invalidate_api_key(&self, key_sha256: &str) {
-        self.api_keys.invalidate(key_sha256).await;
+        self.api_keys.entries().invalidate(key_sha256).await;
         self.unknown_keys.invalidate(key_sha256).await;
         let any_legacy = !self
             .legacy_prefixes
@@ -307,6 +300,6 @@ impl Authenticator {
     /// strings nobody tried before), and forgetting them would let a flood through to the
     /// database whenever the feed reconnects.
     pub fn invalidate_all_api_keys(&self) {
-        self.api_keys.invalidate_all();
+        self.api_keys.entries().invalidate_all();
     }
 }

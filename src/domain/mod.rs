@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod auth;
 pub mod auth_throttle;
 pub mod broadcasts;
+mod cache;
 pub mod cache_sync;
 pub mod calls;
 pub mod coexistence;

@@ -9,11 +9,11 @@
 use std::sync::Arc;
 
 use axum::http::HeaderValue;
-use metrics::Counter;
 use moka::future::Cache;
 use secrecy::SecretString;
 use uuid::Uuid;
 
+use super::cache::{cache, negative_cache, unwrap_shared, CountedCache};
 use crate::config::CacheConfig;
 use crate::crypto::{SealedField, SecretBox};
 use crate::store::{DynStore, PhoneNumber, StoreError};
@@ -62,57 +62,18 @@ pub(super) type NumberList = Arc<Vec<Arc<NumberConfig>>>;
 pub struct NumberDirectory {
     store: DynStore,
     secrets: SecretBox,
-    numbers: Cache<String, Option<Arc<NumberConfig>>>,
-    numbers_counted: CacheCounters,
-    wabas: Cache<(Uuid, String), NumberList>,
-    sole: Cache<Uuid, Option<Arc<NumberConfig>>>,
-    known_wabas: Cache<String, bool>,
-    tokens: Cache<String, NumberList>,
+    numbers: CountedCache<String, Option<Arc<NumberConfig>>>,
+    wabas: CountedCache<(Uuid, String), NumberList>,
+    sole: CountedCache<Uuid, Option<Arc<NumberConfig>>>,
+    known_wabas: CountedCache<String, bool>,
+    tokens: CountedCache<String, NumberList>,
     /// Hashes of tokens no number has, apart from `tokens` so a flood of bad tokens cannot evict
     /// the good ones (`cache.negative_max_entries`).
     unknown_tokens: Cache<String, ()>,
     /// Each number's webhooks (both kinds), by the number's internal id.
-    webhooks: Cache<Uuid, super::webhooks::NumberWebhooks>,
+    webhooks: CountedCache<Uuid, super::webhooks::NumberWebhooks>,
     /// Each project's pair-rate mode (`None`: the configured default), for the pacer.
     pair_modes: Cache<Uuid, Option<String>>,
-}
-
-/// A moka cache sized and timed by `[cache]`.
-/// A cache's `wagate_cache_lookups_total` and `wagate_cache_misses_total` handles, made once: a
-/// `counter!` with labels looks its key up in the recorder's registry on every call, which the
-/// caches every proxied request reads should not pay.
-#[derive(Clone)]
-pub(super) struct CacheCounters {
-    pub lookups: Counter,
-    pub misses: Counter,
-}
-
-impl CacheCounters {
-    pub(super) fn named(cache: &'static str) -> Self {
-        Self {
-            lookups: metrics::counter!("wagate_cache_lookups_total", "cache" => cache),
-            misses: metrics::counter!("wagate_cache_misses_total", "cache" => cache),
-        }
-    }
-}
-
-pub(super) fn cache<K, V>(config: &CacheConfig) -> Cache<K, V>
-where
-    K: std::hash::Hash + Eq + Send + Sync + 'static,
-    V: Clone + Send + Sync + 'static,
-{
-    Cache::builder()
-        .max_capacity(config.max_entries)
-        .time_to_live(config.ttl)
-        .build()
-}
-
-/// The cache of credentials that were looked up and not found: small, its own, same TTL.
-pub(super) fn negative_cache(config: &CacheConfig) -> Cache<String, ()> {
-    Cache::builder()
-        .max_capacity(config.negative_max_entries)
-        .time_to_live(config.ttl)
-        .build()
 }
 
 impl NumberDirectory {
@@ -120,14 +81,13 @@ impl NumberDirectory {
         Self {
             store,
             secrets,
-            numbers: cache(config),
-            numbers_counted: CacheCounters::named("numbers"),
-            wabas: cache(config),
-            sole: cache(config),
-            known_wabas: cache(config),
-            tokens: cache(config),
+            numbers: CountedCache::new("numbers", config),
+            wabas: CountedCache::new("wabas", config),
+            sole: CountedCache::new("sole", config),
+            known_wabas: CountedCache::new("known_wabas", config),
+            tokens: CountedCache::new("tokens", config),
             unknown_tokens: negative_cache(config),
-            webhooks: cache(config),
+            webhooks: CountedCache::new("webhooks", config),
             pair_modes: cache(config),
         }
     }
@@ -137,21 +97,18 @@ impl NumberDirectory {
         &self,
         internal_id: Uuid,
     ) -> Result<super::webhooks::NumberWebhooks, StoreError> {
-        let store = self.store.clone();
-        let secrets = self.secrets.clone();
-        metrics::counter!("wagate_cache_lookups_total", "cache" => "webhooks").increment(1);
         self.webhooks
-            .try_get_with(internal_id, async move {
-                metrics::counter!("wagate_cache_misses_total", "cache" => "webhooks").increment(1);
-                let rows = store.webhooks_of_number(internal_id).await?;
+            .get_or_load(&internal_id, |id| async move {
+                let rows = self.store.webhooks_of_number(id).await?;
                 let targets = rows
                     .iter()
-                    .map(|row| Arc::new(super::webhooks::WebhookTarget::from_row(&secrets, row)))
+                    .map(|row| {
+                        Arc::new(super::webhooks::WebhookTarget::from_row(&self.secrets, row))
+                    })
                     .collect();
-                Ok::<_, StoreError>(Arc::new(targets))
+                Ok(Arc::new(targets))
             })
             .await
-            .map_err(unwrap_shared)
     }
 
     /// A webhook by id: from its number's cached list, or (a project webhook) from the store.
@@ -180,23 +137,12 @@ impl NumberDirectory {
         &self,
         phone_number_id: &str,
     ) -> Result<Option<Arc<NumberConfig>>, StoreError> {
-        self.numbers_counted.lookups.increment(1);
-        // A hit (nearly every request) builds no loader and copies no key.
-        if let Some(found) = self.numbers.get(phone_number_id).await {
-            return Ok(found);
-        }
-        let store = self.store.clone();
-        let secrets = self.secrets.clone();
-        let id = phone_number_id.to_owned();
-        let misses = self.numbers_counted.misses.clone();
         self.numbers
-            .try_get_with(id.clone(), async move {
-                misses.increment(1);
-                let row = store.find_phone_number(&id).await?;
-                Ok::<_, StoreError>(row.and_then(|n| decrypt(&secrets, n)).map(Arc::new))
+            .get_or_load(phone_number_id, |id| async move {
+                let row = self.store.find_phone_number(&id).await?;
+                Ok(row.and_then(|n| decrypt(&self.secrets, n)).map(Arc::new))
             })
             .await
-            .map_err(unwrap_shared)
     }
 
     /// The numbers of `project_id` that belong to a WABA, oldest first.
@@ -205,18 +151,16 @@ impl NumberDirectory {
         project_id: Uuid,
         business_account_id: &str,
     ) -> Result<NumberList, StoreError> {
-        let store = self.store.clone();
-        let secrets = self.secrets.clone();
-        let waba = business_account_id.to_owned();
-        metrics::counter!("wagate_cache_lookups_total", "cache" => "wabas").increment(1);
+        let key = (project_id, business_account_id.to_owned());
         self.wabas
-            .try_get_with((project_id, waba.clone()), async move {
-                metrics::counter!("wagate_cache_misses_total", "cache" => "wabas").increment(1);
-                let rows = store.find_phone_numbers_by_waba(project_id, &waba).await?;
-                Ok::<_, StoreError>(Arc::new(decrypt_all(&secrets, rows)))
+            .get_or_load(&key, |(project_id, waba)| async move {
+                let rows = self
+                    .store
+                    .find_phone_numbers_by_waba(project_id, &waba)
+                    .await?;
+                Ok(Arc::new(decrypt_all(&self.secrets, rows)))
             })
             .await
-            .map_err(unwrap_shared)
     }
 
     /// The project's only number, when it has exactly one (so object ids need no
@@ -225,69 +169,58 @@ impl NumberDirectory {
         &self,
         project_id: Uuid,
     ) -> Result<Option<Arc<NumberConfig>>, StoreError> {
-        let store = self.store.clone();
-        let secrets = self.secrets.clone();
-        metrics::counter!("wagate_cache_lookups_total", "cache" => "sole").increment(1);
         self.sole
-            .try_get_with(project_id, async move {
-                metrics::counter!("wagate_cache_misses_total", "cache" => "sole").increment(1);
-                let page = store.list_phone_numbers(project_id, None, 1, 2).await?;
-                Ok::<_, StoreError>(if page.total_count == 1 {
+            .get_or_load(&project_id, |project_id| async move {
+                let page = self
+                    .store
+                    .list_phone_numbers(project_id, None, 1, 2)
+                    .await?;
+                Ok(if page.total_count == 1 {
                     page.items
                         .into_iter()
                         .next()
-                        .and_then(|n| decrypt(&secrets, n))
+                        .and_then(|n| decrypt(&self.secrets, n))
                         .map(Arc::new)
                 } else {
                     None
                 })
             })
             .await
-            .map_err(unwrap_shared)
     }
 
     /// Whether any project has a number in this WABA.
     pub async fn waba_known(&self, business_account_id: &str) -> Result<bool, StoreError> {
-        let store = self.store.clone();
-        let waba = business_account_id.to_owned();
-        metrics::counter!("wagate_cache_lookups_total", "cache" => "known_wabas").increment(1);
         self.known_wabas
-            .try_get_with(waba.clone(), async move {
-                metrics::counter!("wagate_cache_misses_total", "cache" => "known_wabas")
-                    .increment(1);
-                Ok::<_, StoreError>(
-                    !store
-                        .find_phone_numbers_by_waba_any(&waba)
-                        .await?
-                        .is_empty(),
-                )
+            .get_or_load(business_account_id, |waba| async move {
+                let numbers = self.store.find_phone_numbers_by_waba_any(&waba).await?;
+                Ok(!numbers.is_empty())
             })
             .await
-            .map_err(unwrap_shared)
     }
 
     /// The numbers stored with this access token (by its SHA-256), any project.
     pub async fn numbers_with_token(&self, token_sha256: &str) -> Result<NumberList, StoreError> {
-        let store = self.store.clone();
-        let secrets = self.secrets.clone();
-        let hash = token_sha256.to_owned();
-        metrics::counter!("wagate_cache_lookups_total", "cache" => "tokens").increment(1);
+        if let Some(found) = self.tokens.hit(token_sha256).await {
+            return Ok(found);
+        }
         if self.unknown_tokens.contains_key(token_sha256) {
             return Ok(NumberList::default());
         }
         let numbers = self
             .tokens
-            .try_get_with(hash.clone(), async move {
-                metrics::counter!("wagate_cache_misses_total", "cache" => "tokens").increment(1);
-                let rows = store.find_phone_numbers_by_token_hash(&hash).await?;
-                Ok::<_, StoreError>(Arc::new(decrypt_all(&secrets, rows)))
+            .load(token_sha256.to_owned(), async {
+                let rows = self
+                    .store
+                    .find_phone_numbers_by_token_hash(token_sha256)
+                    .await?;
+                Ok(Arc::new(decrypt_all(&self.secrets, rows)))
             })
             .await
             .map_err(unwrap_shared)?;
         // Unknown tokens are not kept in `tokens`, where a flood of them would evict the
         // numbers in use.
         if numbers.is_empty() {
-            self.tokens.invalidate(token_sha256).await;
+            self.tokens.entries().invalidate(token_sha256).await;
             self.unknown_tokens
                 .insert(token_sha256.to_owned(), ())
                 .await;
@@ -297,13 +230,13 @@ impl NumberDirectory {
 
     /// Forget every cached number configuration on this instance (after connect, update, delete).
     pub fn invalidate(&self) {
-        self.numbers.invalidate_all();
-        self.wabas.invalidate_all();
-        self.sole.invalidate_all();
-        self.known_wabas.invalidate_all();
-        self.tokens.invalidate_all();
+        self.numbers.entries().invalidate_all();
+        self.wabas.entries().invalidate_all();
+        self.sole.entries().invalidate_all();
+        self.known_wabas.entries().invalidate_all();
+        self.tokens.entries().invalidate_all();
         self.unknown_tokens.invalidate_all();
-        self.webhooks.invalidate_all();
+        self.webhooks.entries().invalidate_all();
         self.pair_modes.invalidate_all();
     }
 
@@ -394,19 +327,5 @@ fn decrypt(secrets: &SecretBox, n: PhoneNumber) -> Option<NumberConfig> {
             );
             None
         }
-    }
-}
-
-pub(super) fn unwrap_shared(error: Arc<StoreError>) -> StoreError {
-    match Arc::try_unwrap(error) {
-        Ok(error) => error,
-        Err(shared) => match &*shared {
-            StoreError::NotFound => StoreError::NotFound,
-            StoreError::Unavailable(message) => StoreError::Unavailable(message.clone()),
-            StoreError::Conflict { constraint } => StoreError::Conflict {
-                constraint: constraint.clone(),
-            },
-            StoreError::Other(e) => StoreError::Other(anyhow::anyhow!("{e:#}")),
-        },
     }
 }

@@ -1,6 +1,5 @@
 //! Prometheus metrics: one process-wide recorder (the `metrics` facade), rendered at `/metrics`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -36,9 +35,6 @@ fn builder() -> PrometheusBuilder {
 /// default when it runs the upkeep itself).
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Upkeep passes run so far (for the test that the upkeep runs at all).
-static UPKEEPS: AtomicU64 = AtomicU64::new(0);
-
 /// The process's recorder, installed on first use. Tests start several apps in one process;
 /// they share it, as instances of one binary would share nothing else.
 pub fn handle() -> &'static PrometheusHandle {
@@ -55,13 +51,12 @@ pub fn handle() -> &'static PrometheusHandle {
 
 /// The exporter keeps every histogram sample (a value and an `Instant`, about 16 bytes of heap
 /// each) until an upkeep or a scrape folds it into the buckets. Without this, an instance nobody
-/// scrapes grew by that much per request per histogram for as long as it ran. A thread of its own, not a task: it outlives any one runtime, as the
-/// recorder does.
+/// scrapes grew by that much per request per histogram for as long as it ran. A thread of its
+/// own, not a task: it outlives any one runtime, as the recorder does.
 fn spawn_upkeep(handle: PrometheusHandle, every: Duration) {
     let upkeep = move || loop {
         std::thread::sleep(every);
         handle.run_upkeep();
-        UPKEEPS.fetch_add(1, Ordering::Relaxed);
     };
     if let Err(error) = std::thread::Builder::new()
         .name("wagate-metrics".into())
