@@ -4,9 +4,13 @@
 # `GET {pnid}/messages?limit=20` on the first page and on a page DEPTH rows deep (reached by a keyset
 # cursor), closed loop (wrk, req/s and p99) and open loop at a fixed RATE (p50/p99), and prints the
 # deep/first ratios. Keyset pagination should make them ~1.0; an OFFSET list would not be.
+# The two pages alternate over ROUNDS rounds and each figure is the median round: measured one
+# after the other, whichever ran second also met the database's background work after the seed
+# (a checkpoint, autovacuum of the other tables), which read as a slower deep page.
 #
 # Usage: bench/list.sh     BACKENDS="postgres sqlite"  PG_ROWS=1000000  SQLITE_ROWS=200000
 #                          PG_DEPTH=100000  SQLITE_DEPTH=20000  DURATION=10s  CONNS=8  RATE=1000
+#                          ROUNDS=3  BIN=path/to/wagate (skips the build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +23,7 @@ DURATION=${DURATION:-10s}
 CONNS=${CONNS:-8}
 RATE=${RATE:-1000}
 OPEN_SECONDS=${OPEN_SECONDS:-10}
+ROUNDS=${ROUNDS:-3}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432}
 MASTER_KEY=$(printf 'wagate-list-bench-master-key-32!' | base64)
 
@@ -28,10 +33,15 @@ if [ -z "${BIN:-}" ]; then
   cargo build --release --quiet
   BIN="$PWD/target/release/wagate"
 fi
+BIN=$(realpath "$BIN")   # wagate runs from its own work directory
 
 WORK=$(mktemp -d /tmp/wagate-list.XXXXXX)
 PID=""
-cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$WORK"; }
+PG_DB=""   # the database made for this run, dropped on exit
+cleanup() {
+  [ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$WORK"
+  [ -z "$PG_DB" ] || psql "$PG_URL/postgres" -qc "drop database if exists $PG_DB" >/dev/null 2>&1 || true
+}
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -42,6 +52,7 @@ run_backend() {
     rows=$PG_ROWS; depth=$PG_DEPTH
     local name="wagate_list_$$"
     psql "$PG_URL/postgres" -qc "drop database if exists $name" -c "create database $name" >/dev/null
+    PG_DB=$name
     db="$PG_URL/$name"
   else
     rows=$SQLITE_ROWS; depth=$SQLITE_DEPTH
@@ -75,8 +86,8 @@ run_backend() {
       { echo "list request failed: $url" >&2; exit 1; }
     [ "$count" = 20 ] || { echo "expected a full page of 20 at $url, got $count" >&2; exit 1; }
   done
-  echo "==> $backend: measuring (first page, then $depth rows deep)"
-  for page in first deep; do
+  echo "==> $backend: measuring the first page and one $depth rows deep, alternating, $ROUNDS rounds"
+  for round in $(seq 1 "$ROUNDS"); do for page in first deep; do
     local url=$base; [ "$page" = deep ] && url="$base&after=$deep"
     taskset -c 0 wrk -t1 -c"$CONNS" -d2s -s "$WORK/get.lua" "$url" >/dev/null
     local out; out=$(taskset -c 0 wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s "$WORK/get.lua" "$url")
@@ -84,7 +95,7 @@ run_backend() {
     python3 bench/wrk_parse.py 1 "$backend" "$page" "$CONNS" <<<"$out" >>"$WORK/closed.tsv"
     taskset -c 0 python3 bench/list_seed.py open --url "$url" --key "$key" --rate "$RATE" --seconds "$OPEN_SECONDS" \
       --label "$backend	$page" >>"$WORK/open.tsv"
-  done
+  done; done
   kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""
 }
 
