@@ -211,7 +211,16 @@ async fn a_full_spill_file_keeps_recordings_in_memory(backend: Backend) {
     }
     // Let the drain retry the memory buffer a few times against the blocked database and the
     // full file: a retry that finds no place must not count its recording again.
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    let retries_before = writer_stats.buffer_retries.load(Ordering::Relaxed);
+    crate::common::eventually(
+        Duration::from_secs(30),
+        "the drain retried the memory buffer three times",
+        || async {
+            (writer_stats.buffer_retries.load(Ordering::Relaxed) >= retries_before + 3)
+                .then_some(())
+        },
+    )
+    .await;
     let stats = env.app.state.writer.spill_stats().unwrap();
     assert!(stats.full.load(Ordering::Acquire));
     assert!(stats.bytes.load(Ordering::Acquire) <= 4096);

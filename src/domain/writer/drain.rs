@@ -50,6 +50,8 @@ impl Drain {
             return;
         }
         tracing::info!(count = pending.len(), "retrying buffered recordings");
+        self.stats.buffer_retries.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("wagate_recording_buffer_retries_total").increment(1);
         let mut pending = pending.into_iter();
         let mut still_held = None;
         for recording in pending.by_ref() {
@@ -67,10 +69,7 @@ impl Drain {
         if !self.held.spill_holds_records() {
             match self.shards.replay(recording.clone()).await {
                 Ok(()) => {
-                    self.stats
-                        .drained_recordings
-                        .fetch_add(1, Ordering::Relaxed);
-                    metrics::counter!("wagate_recordings_drained_total").increment(1);
+                    self.stats.count_drained(1);
                     return Ok(());
                 }
                 Err(StoreError::Unavailable(_)) => {}
@@ -83,6 +82,7 @@ impl Drain {
         }
         self.held.spill_again(recording).await
     }
+
     async fn drain_spill(&self, spill: &Spill) {
         while spill.stats.records.load(Ordering::Acquire) > 0 {
             let pending = match spill.pending(CHUNK).await {
@@ -136,10 +136,7 @@ impl Drain {
                 tracing::error!(%error, "could not mark spilled recordings drained (they will be applied again, which changes nothing)");
                 return;
             }
-            self.stats
-                .drained_recordings
-                .fetch_add(applied, Ordering::Relaxed);
-            metrics::counter!("wagate_recordings_drained_total").increment(applied);
+            self.stats.count_drained(applied);
             tracing::info!(
                 records = count,
                 "spilled recordings applied to the database"

@@ -89,10 +89,7 @@ impl Held {
         let payload = serde_json::to_vec(&recording).expect("a recording serialises");
         match spill.append(vec![payload]).await {
             Ok(()) => {
-                self.stats
-                    .spilled_recordings
-                    .fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("wagate_recordings_spilled_total").increment(1);
+                self.stats.count_spilled(1);
                 Ok(())
             }
             Err(error) => {
@@ -120,11 +117,7 @@ impl Held {
         tokio::spawn(async move {
             match written.await {
                 Ok(()) => {
-                    let count = recordings.len() as u64;
-                    held.stats
-                        .spilled_recordings
-                        .fetch_add(count, Ordering::Relaxed);
-                    metrics::counter!("wagate_recordings_spilled_total").increment(count);
+                    held.stats.count_spilled(recordings.len() as u64);
                     for (_, reply) in recordings {
                         answer(reply, Durability::Spilled);
                     }

@@ -1,6 +1,6 @@
 //! The writer's jobs, how they reach a shard, and what operators can read about them.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,6 +71,22 @@ pub struct WriterStats {
     pub not_durable_recordings: AtomicU64,
     /// Held recordings the drain applied to the database.
     pub drained_recordings: AtomicU64,
+    /// Rounds in which the drain retried the memory buffer.
+    pub buffer_retries: AtomicU64,
+}
+
+impl WriterStats {
+    /// Counts recordings written to the spill file, here and in `/metrics`.
+    pub(super) fn count_spilled(&self, count: u64) {
+        self.spilled_recordings.fetch_add(count, Ordering::Relaxed);
+        metrics::counter!("wagate_recordings_spilled_total").increment(count);
+    }
+
+    /// Counts held recordings applied to the database, here and in `/metrics`.
+    pub(super) fn count_drained(&self, count: u64) {
+        self.drained_recordings.fetch_add(count, Ordering::Relaxed);
+        metrics::counter!("wagate_recordings_drained_total").increment(count);
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
