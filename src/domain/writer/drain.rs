@@ -50,18 +50,23 @@ impl Drain {
             return;
         }
         tracing::info!(count = pending.len(), "retrying buffered recordings");
-        self.stats.buffer_retries.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("wagate_recording_buffer_retries_total").increment(1);
         let mut pending = pending.into_iter();
         let mut still_held = None;
         for recording in pending.by_ref() {
-            if let Err(recording) = self.retry_one(recording).await {
-                still_held = Some(recording);
-                break;
+            match self.retry_one(recording).await {
+                Ok(()) => self.held.placed_from_memory(),
+                Err(recording) => {
+                    still_held = Some(recording);
+                    break;
+                }
             }
         }
         self.held
             .return_to_memory(still_held.into_iter().chain(pending).collect());
+        // Counted once the round is over, so a reader of the counter sees the buffer as the
+        // round left it.
+        self.stats.buffer_retries.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("wagate_recording_buffer_retries_total").increment(1);
     }
 
     /// Gives the recording back when neither the database nor the spill file took it.

@@ -19,9 +19,24 @@ use crate::store::{StoreError, StoreResult};
 
 type Reply = Option<oneshot::Sender<Durability>>;
 
+/// Recordings held only in memory: those queued, and those the drain took out for a retry round
+/// and has not placed yet. Both count as held (the gauge, `/readyz`'s `memory_only`): while a
+/// round runs they are still in this process only.
+#[derive(Default)]
+struct MemoryBuffer {
+    queue: VecDeque<Recording>,
+    in_retry: usize,
+}
+
+impl MemoryBuffer {
+    fn depth(&self) -> usize {
+        self.queue.len() + self.in_retry
+    }
+}
+
 pub(super) struct Held {
     pub(super) spill: Option<Spill>,
-    memory: Mutex<VecDeque<Recording>>,
+    memory: Mutex<MemoryBuffer>,
     capacity: usize,
     stats: Arc<WriterStats>,
 }
@@ -30,7 +45,7 @@ impl Held {
     pub(super) fn new(spill: Option<Spill>, capacity: usize, stats: Arc<WriterStats>) -> Self {
         Self {
             spill,
-            memory: Mutex::new(VecDeque::new()),
+            memory: Mutex::new(MemoryBuffer::default()),
             capacity,
             stats,
         }
@@ -150,8 +165,8 @@ impl Held {
 
     fn keep_in_memory(&self, recording: Recording) -> Durability {
         let mut memory = self.memory.lock().expect("buffer lock");
-        if memory.len() >= self.capacity {
-            memory.pop_front();
+        if memory.queue.len() >= self.capacity {
+            memory.queue.pop_front();
             self.stats
                 .dropped_recordings
                 .fetch_add(1, Ordering::Relaxed);
@@ -160,40 +175,50 @@ impl Held {
                 "recording retry buffer full (writer.retry_buffer); dropped the oldest recording"
             );
         }
-        memory.push_back(recording);
+        memory.queue.push_back(recording);
         self.stats
             .buffered_recordings
             .fetch_add(1, Ordering::Relaxed);
         metrics::counter!("wagate_recordings_buffered_total").increment(1);
-        self.publish(memory.len());
+        self.publish(memory.depth());
         Durability::Buffered
     }
 
     pub(super) fn memory_depth(&self) -> usize {
-        self.memory.lock().expect("buffer lock").len()
+        self.memory.lock().expect("buffer lock").depth()
     }
 
-    /// Everything in memory, for the drain to try again.
+    /// Everything in memory, for the drain to try again. Still counted as held until placed
+    /// ([`Held::placed_from_memory`]) or given back ([`Held::return_to_memory`]).
     pub(super) fn take_memory(&self) -> Vec<Recording> {
         let mut memory = self.memory.lock().expect("buffer lock");
-        self.publish(0);
-        memory.drain(..).collect()
+        let taken: Vec<Recording> = memory.queue.drain(..).collect();
+        memory.in_retry = taken.len();
+        taken
     }
 
-    /// Puts back what the drain could not apply, ahead of anything held since.
+    /// One recording of a retry round left memory (applied, spilled, or skipped as unusable).
+    pub(super) fn placed_from_memory(&self) {
+        let mut memory = self.memory.lock().expect("buffer lock");
+        memory.in_retry = memory.in_retry.saturating_sub(1);
+        self.publish(memory.depth());
+    }
+
+    /// Puts back what the drain could not apply, ahead of anything held since; ends the round.
     pub(super) fn return_to_memory(&self, rest: Vec<Recording>) {
         let mut memory = self.memory.lock().expect("buffer lock");
+        memory.in_retry = 0;
         for recording in rest.into_iter().rev() {
-            memory.push_front(recording);
+            memory.queue.push_front(recording);
         }
-        while memory.len() > self.capacity {
-            memory.pop_front();
+        while memory.queue.len() > self.capacity {
+            memory.queue.pop_front();
             self.stats
                 .dropped_recordings
                 .fetch_add(1, Ordering::Relaxed);
             metrics::counter!("wagate_recordings_dropped_total").increment(1);
         }
-        self.publish(memory.len());
+        self.publish(memory.depth());
     }
 
     fn publish(&self, depth: usize) {
