@@ -212,20 +212,20 @@ async fn a_full_spill_file_keeps_recordings_in_memory(backend: Backend) {
     // Let the drain retry the memory buffer a few times against the blocked database and the
     // full file: a retry that finds no place must not count its recording again, and while a
     // round has them out of the buffer they are still reported as held in memory.
+    // Sampled every millisecond: a round is short, and the depth must never read 0 inside one.
     let retries_before = writer_stats.buffer_retries.load(Ordering::Relaxed);
-    crate::common::eventually(
-        Duration::from_secs(30),
-        "the drain retried the memory buffer three times",
-        || async {
-            assert!(
-                env.app.state.writer.memory_depth() > 0,
-                "held recordings unreported"
-            );
-            (writer_stats.buffer_retries.load(Ordering::Relaxed) >= retries_before + 3)
-                .then_some(())
-        },
-    )
-    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while writer_stats.buffer_retries.load(Ordering::Relaxed) < retries_before + 3 {
+        assert!(
+            env.app.state.writer.memory_depth() > 0,
+            "held recordings unreported"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for the drain to retry the memory buffer three times"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     let stats = env.app.state.writer.spill_stats().unwrap();
     assert!(stats.full.load(Ordering::Acquire));
     assert!(stats.bytes.load(Ordering::Acquire) <= 4096);
