@@ -471,7 +471,7 @@ macro_rules! impl_common_store {
             ) -> $crate::store::StoreResult<Box<dyn $crate::store::StoreTx>> {
                 Ok(Box::new($tx {
                     tx: self
-                        .pool
+                        .writer
                         .begin_with(<Self as $crate::store::dialect::Dialect>::BEGIN_WRITE)
                         .await?,
                     queued_deliveries: false,

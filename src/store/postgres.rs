@@ -27,6 +27,8 @@ use crate::config::{Backend, DatabaseConfig};
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// The batched writer's transactions (`Store::begin`): the same pool (SQLite has its own).
+    writer: PgPool,
 }
 
 impl PgStore {
@@ -60,7 +62,10 @@ impl PgStore {
             .run(&pool)
             .await
             .context("applying PostgreSQL migrations")?;
-        Ok(Self { pool })
+        Ok(Self {
+            writer: pool.clone(),
+            pool,
+        })
     }
 }
 
