@@ -30,6 +30,9 @@ macro_rules! impl_common_store {
             }
 
             async fn close(&self) {
+                // The writer's pool first (the same pool again on PostgreSQL: closing is
+                // idempotent).
+                self.writer().close().await;
                 self.pool.close().await;
             }
 
@@ -471,7 +474,7 @@ macro_rules! impl_common_store {
             ) -> $crate::store::StoreResult<Box<dyn $crate::store::StoreTx>> {
                 Ok(Box::new($tx {
                     tx: self
-                        .writer
+                        .writer()
                         .begin_with(<Self as $crate::store::dialect::Dialect>::BEGIN_WRITE)
                         .await?,
                     queued_deliveries: false,

@@ -27,8 +27,6 @@ use crate::config::{Backend, DatabaseConfig};
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
-    /// The batched writer's transactions (`Store::begin`): the same pool (SQLite has its own).
-    writer: PgPool,
 }
 
 impl PgStore {
@@ -62,10 +60,13 @@ impl PgStore {
             .run(&pool)
             .await
             .context("applying PostgreSQL migrations")?;
-        Ok(Self {
-            writer: pool.clone(),
-            pool,
-        })
+        Ok(Self { pool })
+    }
+
+    /// The pool `Store::begin` takes the batched writer's transactions from: the one pool
+    /// (SQLite gives its writer a connection of its own).
+    fn writer(&self) -> &PgPool {
+        &self.pool
     }
 }
 
