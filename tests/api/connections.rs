@@ -24,33 +24,32 @@ async fn app(adjust: impl FnOnce(&mut wagate::config::Config)) -> TestApp {
     .await
 }
 
-/// One HTTP/1.1 response read off a kept-alive connection: status line, headers, body.
+/// One HTTP/1.1 response read off a kept-alive connection: status line, headers, body. It
+/// reads exactly that response, so a pipelined one behind it stays in the socket for the next
+/// call.
 pub(crate) async fn read_response(stream: &mut TcpStream) -> (u16, String, Value) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at + 4;
+    let mut head = Vec::new();
+    // The head a byte at a time: a larger read could take the next response's bytes too.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !head.ends_with(b"\r\n\r\n") {
+            let byte = stream.read_u8().await;
+            head.push(byte.expect("connection closed before a response"));
         }
-        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
-            .await
-            .expect("response within 10 s")
-            .unwrap();
-        assert!(n > 0, "connection closed before a response");
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    })
+    .await
+    .expect("response within 10 s");
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
     let length: usize = head
         .lines()
         .find_map(|l| l.strip_prefix("content-length:"))
         .map_or(0, |v| v.trim().parse().unwrap());
-    while buf.len() < head_end + length {
-        let n = stream.read(&mut chunk).await.unwrap();
-        assert!(n > 0, "connection closed inside a body");
-        buf.extend_from_slice(&chunk[..n]);
-    }
+    let mut body = vec![0u8; length];
+    stream
+        .read_exact(&mut body)
+        .await
+        .expect("connection closed inside a body");
     let status = head[9..12].parse().unwrap();
-    let body = serde_json::from_slice(&buf[head_end..head_end + length]).unwrap_or(Value::Null);
+    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
     (status, head, body)
 }
 
@@ -113,6 +112,17 @@ async fn parked_connections(app: &TestApp) -> f64 {
         .map_or(0.0, |value| value.trim().parse().unwrap())
 }
 
+/// Waits until the socket holds the beginnings of `count` responses, none of them read yet.
+async fn responses_waiting(stream: &TcpStream, count: usize) {
+    crate::common::eventually(Duration::from_secs(10), "the responses", || async {
+        let mut peeked = [0u8; 8192];
+        let n = stream.peek(&mut peeked).await.unwrap();
+        let heads = peeked[..n].windows(9).filter(|w| w == b"HTTP/1.1 ").count();
+        (heads >= count).then_some(())
+    })
+    .await;
+}
+
 /// Waits until `wagate_http_connections_parked` reads `expected`.
 async fn parked_reaches(app: &TestApp, expected: f64, what: &str) {
     crate::common::eventually(Duration::from_secs(15), what, || async {
@@ -148,6 +158,9 @@ async fn an_idle_connection_parks_and_serves_its_next_request() {
     parked_reaches(&app, before + 1.0, "parked again").await;
     let pair = format!("{}{}", get("/healthz"), get("/readyz"));
     stream.write_all(pair.as_bytes()).await.unwrap();
+    // Both answers wait in the socket before either is read, as a slow client sees them: each
+    // read must take its own response and leave the next one (CI once lost the second here).
+    responses_waiting(&stream, 2).await;
     assert_eq!(read_response(&mut stream).await.0, 200);
     assert_eq!(read_response(&mut stream).await.0, 200);
 
