@@ -29,6 +29,8 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     const SKIP_LOCKED: &'static str;
     /// Sent in a transaction that queued deliveries, waking other instances' workers at commit.
     const NOTIFY: Option<&'static str>;
+    /// Whether a delivery's own payload is packed at rest (`store::packed`).
+    const PACK_PAYLOADS: bool;
 
     /// `StoreTx::lock_keys`: locks every key with one statement, in one global order.
     fn lock_many(

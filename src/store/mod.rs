@@ -19,6 +19,7 @@ mod models;
 pub(crate) mod onboarding;
 pub(crate) mod outbox;
 pub mod pacing;
+pub(crate) mod packed;
 mod postgres;
 pub(crate) mod provisioning;
 mod records;

@@ -275,8 +275,16 @@ macro_rules! impl_outbox {
                 let mut claimed: Vec<_> = rows
                     .into_iter()
                     .filter_map(|row| {
-                        let payload = payloads.get(&row.id)?.clone()?;
-                        Some($crate::store::ClaimedDelivery { row, payload })
+                        let stored = payloads.get(&row.id)?.clone()?;
+                        match $crate::store::packed::unpack(stored) {
+                            Ok(payload) => Some($crate::store::ClaimedDelivery { row, payload }),
+                            // Skipped, not the whole claim: one damaged row must not hold up
+                            // every other delivery.
+                            Err(error) => {
+                                tracing::error!(delivery_id = %row.id, %error, "skipping a delivery");
+                                None
+                            }
+                        }
                     })
                     .collect();
                 claimed.sort_by(|a, b| {
@@ -488,7 +496,10 @@ macro_rules! insert_delivery {
         .bind(d.status)
         .bind(d.webhook_id)
         .bind(&d.event_type)
-        .bind(&d.payload)
+        .bind($crate::store::packed::at_rest(
+            <Self as $crate::store::dialect::Dialect>::PACK_PAYLOADS,
+            d.payload.as_deref(),
+        ))
         .bind(d.batch_size)
         .execute($executor)
         .await?;

@@ -108,6 +108,7 @@ impl Dialect for PgStore {
     const SKIP_LOCKED: &'static str = " for update skip locked";
     /// Sent inside a transaction that queued deliveries: PostgreSQL delivers it at commit, once.
     const NOTIFY: Option<&'static str> = Some("select pg_notify('wagate_deliveries', '')");
+    const PACK_PAYLOADS: bool = false;
 
     /// LISTENs for deliveries queued anywhere; reconnects after a lost connection.
     async fn listen(pool: &PgPool, wake: std::sync::Arc<tokio::sync::Notify>) {

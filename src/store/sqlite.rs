@@ -279,6 +279,7 @@ impl Dialect for SqliteStore {
     const SKIP_LOCKED: &'static str = "";
     /// Every writer is in this process, which wakes its workers itself.
     const NOTIFY: Option<&'static str> = None;
+    const PACK_PAYLOADS: bool = true;
 
     /// Rows are read and cached as the batch asks for them. A prefetch like PostgreSQL's (four
     /// statements joining a `VALUES` list through the unique indexes) was measured here: ingest
@@ -375,7 +376,7 @@ impl SqliteTx {
                     .push_bind(d.created_at)
                     .push_bind(d.webhook_id)
                     .push_bind(&d.event_type)
-                    .push_bind(&d.payload)
+                    .push_bind(d.payload.as_deref().map(super::packed::pack))
                     .push_bind(d.batch_size);
             });
             query.build().execute(&mut *self.tx).await?;

@@ -20,6 +20,18 @@ async fn queue(
     wamid: &str,
     at: DateTime<Utc>,
 ) -> Uuid {
+    queue_with(store, project, number, wamid, at, None).await
+}
+
+/// [`queue`], with the delivery's own payload (a Kapso-format event's) instead of its route's.
+async fn queue_with(
+    store: &DynStore,
+    project: Uuid,
+    number: Uuid,
+    wamid: &str,
+    at: DateTime<Utc>,
+    payload: Option<Vec<u8>>,
+) -> Uuid {
     let event = NewWebhookEvent {
         id: Uuid::now_v7(),
         received_at: at,
@@ -36,24 +48,7 @@ async fn queue(
         payload: format!("payload {wamid}").into_bytes(),
         created_at: at,
     };
-    let delivery = NewDelivery {
-        id: Uuid::now_v7(),
-        project_id: project,
-        phone_number_internal_id: Some(number),
-        phone_number_id: "111".into(),
-        event_id: Some(event.id),
-        route_id: Some(route.id),
-        fields: "messages".into(),
-        idempotency_key: format!("idem-{wamid}"),
-        message_wamids: wamid.into(),
-        replay_of: None,
-        created_at: at,
-        webhook_id: number,
-        event_type: None,
-        payload: None,
-        batch_size: 1,
-        status: DeliveryStatus::Pending,
-    };
+    let delivery = new_delivery(project, number, &route, wamid, at, payload);
     let mut tx = store.begin().await.unwrap();
     tx.insert_webhook_event(&event).await.unwrap();
     tx.insert_event_route(&route).await.unwrap();
@@ -64,6 +59,34 @@ async fn queue(
         .unwrap();
     tx.commit().await.unwrap();
     delivery.id
+}
+
+fn new_delivery(
+    project: Uuid,
+    number: Uuid,
+    route: &EventRouteRow,
+    wamid: &str,
+    at: DateTime<Utc>,
+    payload: Option<Vec<u8>>,
+) -> NewDelivery {
+    NewDelivery {
+        id: Uuid::now_v7(),
+        project_id: project,
+        phone_number_internal_id: Some(number),
+        phone_number_id: "111".into(),
+        event_id: Some(route.event_id),
+        route_id: Some(route.id),
+        fields: "messages".into(),
+        idempotency_key: format!("idem-{wamid}"),
+        message_wamids: wamid.into(),
+        replay_of: None,
+        created_at: at,
+        webhook_id: number,
+        event_type: payload.as_ref().map(|_| "whatsapp.message.received".into()),
+        payload,
+        batch_size: 1,
+        status: DeliveryStatus::Pending,
+    }
 }
 
 fn outcome(
@@ -360,7 +383,90 @@ async fn delivery_log_filters(store: DynStore) {
         .is_empty());
 }
 
+/// A delivery's own payload (a Kapso-format event's) comes back from a claim byte for byte,
+/// large or small, queued in an ingest transaction or on its own: the store packs large ones at
+/// rest (`store::packed`), and the worker must send exactly what was queued.
+async fn own_payloads_come_back_unchanged(store: DynStore) {
+    let (project, number) = number(&store).await;
+    let at = now();
+    let text = "a message that says the same thing twice, ".repeat(60);
+    let large = serde_json::to_vec(&serde_json::json!({
+        "message": { "text": { "body": text } },
+        "conversation": { "kapso": { "last_message_text": text } },
+    }))
+    .unwrap();
+    let small = br#"{"event":"whatsapp.message.received"}"#.to_vec();
+    let in_ingest = queue_with(
+        &store,
+        project,
+        number,
+        "wamid.large",
+        at,
+        Some(large.clone()),
+    )
+    .await;
+    let small_id = queue_with(
+        &store,
+        project,
+        number,
+        "wamid.small",
+        at,
+        Some(small.clone()),
+    )
+    .await;
+    let route = EventRouteRow {
+        id: Uuid::now_v7(),
+        event_id: Uuid::now_v7(),
+        project_id: Some(project),
+        phone_number_id: "111".into(),
+        fields: "messages".into(),
+        payload: b"{}".to_vec(),
+        created_at: at,
+    };
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_webhook_event(&NewWebhookEvent {
+        id: route.event_id,
+        received_at: at,
+        body: b"{}".to_vec(),
+        state: "processed".into(),
+        error: None,
+    })
+    .await
+    .unwrap();
+    tx.insert_event_route(&route).await.unwrap();
+    tx.commit().await.unwrap();
+    let alone = new_delivery(
+        project,
+        number,
+        &route,
+        "wamid.alone",
+        at,
+        Some(large.clone()),
+    );
+    store
+        .queue_deliveries(std::slice::from_ref(&alone))
+        .await
+        .unwrap();
+
+    let claimed = store
+        .claim_deliveries(at, StdDuration::from_secs(60), 10)
+        .await
+        .unwrap();
+    let payload_of = |id: Uuid| {
+        claimed
+            .iter()
+            .find(|c| c.row.id == id)
+            .map(|c| c.payload.clone())
+            .expect("claimed")
+    };
+    assert_eq!(claimed.len(), 3);
+    assert_eq!(payload_of(in_ingest), large);
+    assert_eq!(payload_of(small_id), small);
+    assert_eq!(payload_of(alone.id), large);
+}
+
 store_tests!(
+    own_payloads_come_back_unchanged,
     outbox_claim_and_finish,
     stale_lease_finish_is_ignored,
     delivery_log_filters
