@@ -31,7 +31,7 @@ pub fn at_rest(pack: bool, payload: Option<&[u8]>) -> Option<Vec<u8>> {
 }
 
 /// The payload as SQLite keeps it: packed when that saves room, as it is otherwise.
-pub fn pack(payload: &[u8]) -> Vec<u8> {
+fn pack(payload: &[u8]) -> Vec<u8> {
     if payload.len() < PACK_FROM {
         return payload.to_vec();
     }

@@ -376,7 +376,10 @@ impl SqliteTx {
                     .push_bind(d.created_at)
                     .push_bind(d.webhook_id)
                     .push_bind(&d.event_type)
-                    .push_bind(d.payload.as_deref().map(super::packed::pack))
+                    .push_bind(super::packed::at_rest(
+                        <SqliteStore as Dialect>::PACK_PAYLOADS,
+                        d.payload.as_deref(),
+                    ))
                     .push_bind(d.batch_size);
             });
             query.build().execute(&mut *self.tx).await?;
