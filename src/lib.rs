@@ -233,14 +233,14 @@ impl App {
             ));
         }
         let shape = (server.runtime, server.http_threads());
-        let router = http::router(self.state);
+        let app = http::HttpApp::new(self.state);
         let http_threads = match shape {
             (config::RuntimeShape::MultiThread, _) => {
-                http::server::serve(self.listener, router, settings, shutdown).await;
+                http::server::serve(self.listener, app, settings, shutdown).await;
                 None
             }
             (config::RuntimeShape::ThreadPerCore, threads) => Some(
-                http::per_core::serve(self.listener, threads, router, settings, shutdown)
+                http::per_core::serve(self.listener, threads, app, settings, shutdown)
                     .await
                     .context("starting the HTTP threads (server.runtime = \"thread_per_core\")")?,
             ),

@@ -50,7 +50,7 @@ struct RequestMetrics {
     routes: RwLock<HashMap<Box<str>, Arc<RouteMetrics>>>,
 }
 
-struct RouteMetrics {
+pub(super) struct RouteMetrics {
     route: Box<str>,
     duration: Histogram,
     by_status: RwLock<Vec<(u16, Counter)>>,
@@ -104,66 +104,89 @@ impl RouteMetrics {
     }
 }
 
-pub async fn edge(State(edge): State<Edge>, mut request: Request, next: Next) -> Response {
-    let started = Instant::now();
+pub async fn edge(State(edge): State<Edge>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map(MatchedPath::as_str)
         .unwrap_or("unmatched");
-    let metrics = edge.metrics.route(route);
-    let graph_route = is_graph_path(request.uri().path());
+    let metrics = edge.route_metrics(route);
+    edge.around(&metrics, request, |request| next.run(request))
+        .await
+}
 
-    // The request id: the caller's when sane, else a new one; echoed on the response.
-    let headers = request.headers_mut();
-    let id = headers
-        .get(request_id::REQUEST_ID_HEADER)
-        .and_then(request_id::accept_incoming)
-        .unwrap_or_else(request_id::generate);
-    let id_header = HeaderValue::from_str(&id).expect("request ids are ASCII");
-    headers.insert(request_id::REQUEST_ID_HEADER, id_header.clone());
-    // Credentials never print in a debug log of the headers.
-    for name in [AUTHORIZATION.as_str(), API_KEY_HEADER] {
-        if let Some(value) = headers.get_mut(name) {
-            value.set_sensitive(true);
-        }
+impl Edge {
+    /// The request metrics of one route template; [`Edge::around`] records into them.
+    pub(super) fn route_metrics(&self, route: &str) -> Arc<RouteMetrics> {
+        self.metrics.route(route)
     }
 
-    // `server.request_timeout`: uploads stream under `body_idle_timeout` instead.
-    let streamed = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("multipart/"));
-    let limit = edge.state.config.server.request_timeout;
-    let run = request_id::scope(id, next.run(request));
-    let mut response = if streamed {
-        run.await
-    } else {
-        match tokio::time::timeout(limit, run).await {
-            Ok(response) => response,
-            Err(_) => {
-                metrics::counter!("wagate_http_overload_total", "reason" => "request_timeout")
-                    .increment(1);
-                tracing::warn!(
-                    limit = ?limit,
-                    route = %metrics.route,
-                    request_id = ?id_header,
-                    "request did not finish within server.request_timeout; answered 503"
-                );
-                unavailable_in(
-                    graph_route,
-                    "the request did not finish within server.request_timeout",
-                )
+    /// The edge's work around `run` (the route's handler, with its own layers): what [`edge`]
+    /// does for the router, and `http::app` for the Graph mounts it serves without it.
+    pub(super) async fn around<F, Fut>(
+        &self,
+        metrics: &RouteMetrics,
+        mut request: Request,
+        run: F,
+    ) -> Response
+    where
+        F: FnOnce(Request) -> Fut,
+        Fut: std::future::Future<Output = Response>,
+    {
+        let started = Instant::now();
+        let graph_route = is_graph_path(request.uri().path());
+
+        // The request id: the caller's when sane, else a new one; echoed on the response.
+        let headers = request.headers_mut();
+        let id = headers
+            .get(request_id::REQUEST_ID_HEADER)
+            .and_then(request_id::accept_incoming)
+            .unwrap_or_else(request_id::generate);
+        let id_header = HeaderValue::from_str(&id).expect("request ids are ASCII");
+        headers.insert(request_id::REQUEST_ID_HEADER, id_header.clone());
+        // Credentials never print in a debug log of the headers.
+        for name in [AUTHORIZATION.as_str(), API_KEY_HEADER] {
+            if let Some(value) = headers.get_mut(name) {
+                value.set_sensitive(true);
             }
         }
-    };
 
-    let headers = response.headers_mut();
-    headers.insert(request_id::REQUEST_ID_HEADER, id_header);
-    // While draining, no kept-alive connection is reused while this instance closes it.
-    if edge.state.lifecycle.is_draining() {
-        headers.insert(CONNECTION, HeaderValue::from_static("close"));
+        // `server.request_timeout`: uploads stream under `body_idle_timeout` instead.
+        let streamed = headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("multipart/"));
+        let limit = self.state.config.server.request_timeout;
+        let run = request_id::scope(id, run(request));
+        let mut response = if streamed {
+            run.await
+        } else {
+            match tokio::time::timeout(limit, run).await {
+                Ok(response) => response,
+                Err(_) => {
+                    metrics::counter!("wagate_http_overload_total", "reason" => "request_timeout")
+                        .increment(1);
+                    tracing::warn!(
+                        limit = ?limit,
+                        route = %metrics.route,
+                        request_id = ?id_header,
+                        "request did not finish within server.request_timeout; answered 503"
+                    );
+                    unavailable_in(
+                        graph_route,
+                        "the request did not finish within server.request_timeout",
+                    )
+                }
+            }
+        };
+
+        let headers = response.headers_mut();
+        headers.insert(request_id::REQUEST_ID_HEADER, id_header);
+        // While draining, no kept-alive connection is reused while this instance closes it.
+        if self.state.lifecycle.is_draining() {
+            headers.insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        metrics.record(response.status().as_u16(), started.elapsed());
+        response
     }
-    metrics.record(response.status().as_u16(), started.elapsed());
-    response
 }

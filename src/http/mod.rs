@@ -1,5 +1,6 @@
 //! The HTTP surface: one router per capability, merged here, under one set of layers.
 
+mod app;
 pub mod body;
 pub mod client_addr;
 pub mod connections;
@@ -34,8 +35,11 @@ use tower_http::trace::TraceLayer;
 use tracing::Span;
 
 use crate::http::state::AppState;
+pub use app::HttpApp;
 
-pub fn router(state: AppState) -> Router {
+/// Every route under its layers. Connections are served by [`HttpApp`], which answers the Graph
+/// mounts without this router (with the same `edge`) and hands it everything else.
+fn router(state: AppState, edge: edge::Edge) -> Router {
     let body_idle_timeout = state.config.server.body_idle_timeout;
     Router::new()
         .merge(health::router())
@@ -56,10 +60,7 @@ pub fn router(state: AppState) -> Router {
                 .on_failure(()),
         )
         // Outermost, so the span above sees the request id and the deadline covers it all.
-        .layer(middleware::from_fn_with_state(
-            edge::Edge::new(state.clone()),
-            edge::edge,
-        ))
+        .layer(middleware::from_fn_with_state(edge, edge::edge))
         .with_state(state)
 }
 
@@ -71,6 +72,11 @@ fn make_request_span(request: &Request) -> Span {
         .get::<MatchedPath>()
         .map(MatchedPath::as_str)
         .unwrap_or("unmatched");
+    request_span(route, request)
+}
+
+/// The span of one request to `route` (a route template).
+fn request_span(route: &str, request: &Request) -> Span {
     let request_id = request
         .headers()
         .get(request_id::REQUEST_ID_HEADER)

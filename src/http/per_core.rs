@@ -5,7 +5,7 @@
 //! or cross-thread wake-ups (the floor proxy measured 1.12× the multi-thread shape on one
 //! core; README "Benchmarks").
 //!
-//! What stays shared: the router and its state (caches, pools, the group-commit writer) and
+//! What stays shared: the app (`HttpApp`) and its state (caches, pools, the group-commit writer) and
 //! the `server.max_connections` slots. Background work (deliveries, sweeps, pacing) stays on
 //! the main runtime. Database and upstream connections opened from an HTTP thread are driven
 //! by that thread's runtime but serve every thread through the shared pools, so the runtimes
@@ -16,11 +16,11 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use axum::Router;
 use tokio::sync::{oneshot, Semaphore};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::server::{bound_socket, listen, serve_with_slots, ServeSettings};
+use super::HttpApp;
 
 /// The HTTP threads after their listeners closed and their connections drained. Dropped, it
 /// lets them end too (so does dropping [`serve`]'s future: nothing outlives the server).
@@ -45,7 +45,7 @@ impl PerCoreServers {
 pub async fn serve(
     first: tokio::net::TcpListener,
     threads: usize,
-    router: Router,
+    app: HttpApp,
     settings: ServeSettings,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<PerCoreServers> {
@@ -71,7 +71,7 @@ pub async fn serve(
         let (exited_tx, exited_rx) = oneshot::channel();
         let thread = HttpThread {
             name: index.to_string(),
-            router: router.clone(),
+            app: app.clone(),
             settings,
             slots: slots.clone(),
             stop: stop.clone(),
@@ -109,7 +109,7 @@ enum Listener {
 
 struct HttpThread {
     name: String,
-    router: Router,
+    app: HttpApp,
     settings: ServeSettings,
     slots: Arc<Semaphore>,
     stop: CancellationToken,
@@ -140,7 +140,7 @@ impl HttpThread {
                     serve_with_slots(
                         listener,
                         &self.name,
-                        self.router,
+                        self.app,
                         self.settings,
                         self.slots,
                         stop.cancelled_owned(),

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ConnectInfo;
-use axum::Router;
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -19,10 +18,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower::ServiceExt as _;
 
 use super::connections::{count_close, ConnLimits, ConnWatch, WatchedIo};
 use super::keep_alive::Sniffed;
+use super::HttpApp;
 
 #[derive(Debug, Clone, Copy)]
 pub struct ServeSettings {
@@ -77,12 +76,12 @@ const OVER_LIMIT_HEAD_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    app: HttpApp,
     settings: ServeSettings,
     shutdown: impl Future<Output = ()>,
 ) {
     let slots = Arc::new(Semaphore::new(settings.max_connections));
-    serve_with_slots(listener, "0", router, settings, slots, shutdown).await;
+    serve_with_slots(listener, "0", app, settings, slots, shutdown).await;
 }
 
 /// [`serve`] with the `server.max_connections` slots given, so listeners on several threads
@@ -92,7 +91,7 @@ pub async fn serve(
 pub(super) async fn serve_with_slots(
     listener: TcpListener,
     name: &str,
-    router: Router,
+    app: HttpApp,
     settings: ServeSettings,
     slots: Arc<Semaphore>,
     shutdown: impl Future<Output = ()>,
@@ -117,7 +116,7 @@ pub(super) async fn serve_with_slots(
     let serving = Arc::new(Serving {
         auto: builder.clone(),
         http1,
-        router,
+        app,
         limits: ConnLimits {
             header_read_timeout: settings.header_read_timeout,
             idle_timeout: settings.idle_timeout,
@@ -200,7 +199,7 @@ pub(super) async fn serve_with_slots(
 struct Serving {
     auto: auto::Builder<TokioExecutor>,
     http1: hyper::server::conn::http1::Builder,
-    router: Router,
+    app: HttpApp,
     limits: ConnLimits,
 }
 
@@ -225,7 +224,7 @@ impl Serving {
             Sniffed::Closed => {}
             Sniffed::Http1 => {
                 let watch = ConnWatch::new(self.limits);
-                let service = serve_router(self.router.clone(), peer, watch.clone());
+                let service = serve_app(self.app.clone(), peer, watch.clone());
                 super::keep_alive::serve_http1(stream, watch, &self.http1, service, peer, stop)
                     .await;
             }
@@ -234,7 +233,7 @@ impl Serving {
                     park_after: None,
                     ..self.limits
                 });
-                let service = serve_router(self.router.clone(), peer, watch.clone());
+                let service = serve_app(self.app.clone(), peer, watch.clone());
                 let io = TokioIo::new(WatchedIo::new(stream, watch.clone()));
                 let connection = self.auto.serve_connection_with_upgrades(io, service);
                 // Boxed: this task stays small for the HTTP/1 connections that park.
@@ -358,10 +357,10 @@ where
     }
 }
 
-/// The router for one connection: records the peer and tells the connection's watch when a
+/// The app for one connection: records the peer and tells the connection's watch when a
 /// request runs (until its response body is done).
-fn serve_router(
-    router: Router,
+fn serve_app(
+    app: HttpApp,
     peer: std::net::SocketAddr,
     watch: Arc<ConnWatch>,
 ) -> impl hyper::service::Service<
@@ -379,11 +378,11 @@ fn serve_router(
         // What axum's `into_make_service_with_connect_info` would record: the TCP peer, for
         // the failed-authentication limit (`http::client_addr`).
         request.extensions_mut().insert(ConnectInfo(peer));
-        let router = router.clone();
+        let app = app.clone();
         // Boxed so the future is `Unpin`, which hyper needs to hand a parking connection's
         // stream back (`poll_without_shutdown`).
         Box::pin(async move {
-            let response = router.oneshot(request).await?;
+            let response = app.serve(request).await;
             Ok(response.map(|body| {
                 axum::body::Body::new(body.map_frame(move |frame| {
                     in_flight.hold();

@@ -79,15 +79,21 @@ async fn slow_headers_are_cut_off(app: TestApp) {
     );
 }
 
-async fn stalled_bodies_are_cut_off_but_progress_is_not(app: TestApp) {
+/// POSTs to `path` a JSON body declared 100 bytes long, sends its first few, then stalls; what
+/// the server answered before closing, and after how long.
+async fn stalled_post(app: &TestApp, path: &str) -> (String, Duration) {
     let head = format!(
-        "POST /platform/v1/whatsapp/phone_numbers HTTP/1.1\r\nHost: x\r\nX-API-Key: {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n",
+        "POST {path} HTTP/1.1\r\nHost: x\r\nX-API-Key: {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n",
         app.api_key
     );
     let mut stream = TcpStream::connect(app.addr).await.unwrap();
     stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(b"{\"whatsapp").await.unwrap();
-    let (response, _) = read_until_closed(&mut stream).await;
+    stream.write_all(b"{\"messaging").await.unwrap();
+    read_until_closed(&mut stream).await
+}
+
+async fn stalled_bodies_are_cut_off_but_progress_is_not(app: TestApp) {
+    let (response, _) = stalled_post(&app, "/platform/v1/whatsapp/phone_numbers").await;
     assert!(response.starts_with("HTTP/1.1 408"), "{response}");
 
     // A body that keeps arriving, slower overall than the idle timeout, is served.
@@ -109,6 +115,21 @@ async fn stalled_bodies_are_cut_off_but_progress_is_not(app: TestApp) {
     assert!(
         response.starts_with("HTTP/1.1 422"),
         "slow but steady upload was cut: {response}"
+    );
+
+    // The Graph mounts (served without the router, `http::app`): the same limit, Graph's envelope.
+    app.connect_number(&app.api_key, "8001", "8101", "hygiene-token")
+        .await;
+    let (response, waited) = stalled_post(&app, "/meta/whatsapp/v24.0/8001/messages").await;
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(response.contains("Request body timed out"), "{response}");
+    assert!(waited >= app.config.server.body_idle_timeout, "{waited:?}");
+    assert!(
+        !app.graph
+            .recorded()
+            .iter()
+            .any(|sent| sent.path_and_query.contains("/messages")),
+        "a stalled send reached Graph"
     );
 }
 

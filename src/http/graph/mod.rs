@@ -21,16 +21,41 @@ use crate::http::graph_error::GraphError;
 use crate::http::state::AppState;
 use path::GraphAddress;
 
+/// A Graph mount: the path up to `{version}`, and its route template.
+pub struct Mount {
+    pub prefix: &'static str,
+    pub template: &'static str,
+}
+
+/// Where Graph requests are served; `http::app` matches the same two without the router.
+pub const MOUNTS: [Mount; 2] = [
+    Mount {
+        prefix: "/meta/whatsapp/",
+        template: "/meta/whatsapp/{version}/{*rest}",
+    },
+    Mount {
+        prefix: "/api/meta/",
+        template: "/api/meta/{version}/{*rest}",
+    },
+];
+
 pub fn router() -> Router<AppState> {
+    let [kapso, api] = &MOUNTS;
     Router::new()
-        .route("/meta/whatsapp/{version}/{*rest}", any(graph_request))
-        .route("/api/meta/{version}/{*rest}", any(graph_request))
+        .route(kapso.template, any(graph_request))
+        .route(api.template, any(graph_request))
         .route("/meta/whatsapp/media_download", get(media::download))
         .route("/api/meta/media_download", get(media::download))
 }
 
 async fn graph_request(State(state): State<AppState>, request: Request) -> Response {
-    match dispatch(&state, request).await {
+    serve(&state, request).await
+}
+
+/// One request to a Graph mount (`/meta/whatsapp/{version}/{*rest}`, `/api/meta/{version}/{*rest}`),
+/// answered in the Graph envelope whatever happens; `http::app` calls it without the router.
+pub async fn serve(state: &AppState, request: Request) -> Response {
+    match dispatch(state, request).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
