@@ -11,7 +11,7 @@
 //! through the router.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -23,7 +23,8 @@ use tower_http::timeout::TimeoutBody;
 use tracing::Instrument as _;
 
 use super::edge::{Edge, RouteMetrics};
-use super::graph::{self, MOUNTS};
+use super::graph::path::{split_graph_path, GRAPH_PREFIXES};
+use super::graph::{self, MOUNT_TEMPLATES};
 use super::state::AppState;
 
 /// Cheap to clone: one per connection.
@@ -34,24 +35,22 @@ struct Inner {
     router: Router,
     state: AppState,
     edge: Edge,
-    /// Each Graph mount's template and request metrics, in the order of [`MOUNTS`].
-    graph_mounts: Vec<(&'static str, Arc<RouteMetrics>)>,
-    body_idle_timeout: Duration,
+    /// Each Graph mount's request metrics, in the order of [`MOUNT_TEMPLATES`].
+    graph_metrics: Vec<Arc<RouteMetrics>>,
 }
 
 impl HttpApp {
     pub fn new(state: AppState) -> Self {
         let edge = Edge::new(state.clone());
-        let graph_mounts = MOUNTS
+        let graph_metrics = MOUNT_TEMPLATES
             .iter()
-            .map(|mount| (mount.template, edge.route_metrics(mount.template)))
+            .map(|template| edge.route_metrics(template))
             .collect();
         Self(Arc::new(Inner {
             router: super::router(state.clone(), edge.clone()),
-            body_idle_timeout: state.config.server.body_idle_timeout,
             state,
             edge,
-            graph_mounts,
+            graph_metrics,
         }))
     }
 
@@ -69,8 +68,8 @@ impl HttpApp {
     /// span and its `request finished` line, the body idle timeout.
     async fn serve_graph(&self, mount: usize, request: Request) -> Response {
         let inner = &*self.0;
-        let (template, metrics) = &inner.graph_mounts[mount];
-        let timeout = inner.body_idle_timeout;
+        let (template, metrics) = (MOUNT_TEMPLATES[mount], &inner.graph_metrics[mount]);
+        let timeout = inner.state.config.server.body_idle_timeout;
         let request = request.map(|body| Body::new(TimeoutBody::new(timeout, body)));
         inner
             .edge
@@ -92,21 +91,20 @@ impl HttpApp {
     }
 }
 
-/// Which of [`MOUNTS`] serves `path` without the router: a non-empty `{version}` segment and a
-/// non-empty rest that does not start with another `/` (axum's router matches those too, and
-/// they are left to it rather than matched here by a second reading of its rules).
+/// Which Graph mount (an index into [`MOUNT_TEMPLATES`]) serves `path` without the router: a
+/// non-empty `{version}` segment and a non-empty rest that does not start with another `/`
+/// (axum's router matches those too, and they are left to it rather than matched here by a
+/// second reading of its rules).
 fn graph_mount(method: &Method, path: &str) -> Option<usize> {
     if method == Method::HEAD {
         // axum answers `HEAD` without the body a handler made.
         return None;
     }
-    MOUNTS.iter().position(|mount| {
-        path.strip_prefix(mount.prefix)
-            .and_then(|after| after.split_once('/'))
-            .is_some_and(|(version, rest)| {
-                !version.is_empty() && !rest.is_empty() && !rest.starts_with('/')
-            })
-    })
+    let mount = GRAPH_PREFIXES
+        .iter()
+        .position(|prefix| path.starts_with(prefix))?;
+    let (version, rest) = split_graph_path(path)?;
+    (!version.is_empty() && !rest.is_empty() && !rest.starts_with('/')).then_some(mount)
 }
 
 #[cfg(test)]
@@ -120,9 +118,9 @@ mod tests {
     #[tokio::test]
     async fn the_router_agrees_on_every_path_taken() {
         let mut router = Router::new();
-        for mount in &MOUNTS {
+        for template in MOUNT_TEMPLATES {
             router = router.route(
-                mount.template,
+                template,
                 any(|matched: MatchedPath| async move { matched.as_str().to_owned() }),
             );
         }
@@ -152,7 +150,7 @@ mod tests {
             let body = axum::body::to_bytes(response.into_body(), 1024)
                 .await
                 .unwrap();
-            assert_eq!(&body[..], MOUNTS[mount].template.as_bytes(), "{path}");
+            assert_eq!(&body[..], MOUNT_TEMPLATES[mount].as_bytes(), "{path}");
         }
         assert_eq!(taken, 6, "the cases above cover both mounts");
     }

@@ -21,29 +21,18 @@ use crate::http::graph_error::GraphError;
 use crate::http::state::AppState;
 use path::GraphAddress;
 
-/// A Graph mount: the path up to `{version}`, and its route template.
-pub struct Mount {
-    pub prefix: &'static str,
-    pub template: &'static str,
-}
-
-/// Where Graph requests are served; `http::app` matches the same two without the router.
-pub const MOUNTS: [Mount; 2] = [
-    Mount {
-        prefix: "/meta/whatsapp/",
-        template: "/meta/whatsapp/{version}/{*rest}",
-    },
-    Mount {
-        prefix: "/api/meta/",
-        template: "/api/meta/{version}/{*rest}",
-    },
+/// The Graph mounts' route templates, in the order of [`path::GRAPH_PREFIXES`]; `http::app`
+/// serves the same two without the router.
+pub const MOUNT_TEMPLATES: [&str; 2] = [
+    "/meta/whatsapp/{version}/{*rest}",
+    "/api/meta/{version}/{*rest}",
 ];
 
 pub fn router() -> Router<AppState> {
-    let [kapso, api] = &MOUNTS;
+    let [kapso, api] = MOUNT_TEMPLATES;
     Router::new()
-        .route(kapso.template, any(graph_request))
-        .route(api.template, any(graph_request))
+        .route(kapso, any(graph_request))
+        .route(api, any(graph_request))
         .route("/meta/whatsapp/media_download", get(media::download))
         .route("/api/meta/media_download", get(media::download))
 }
