@@ -31,6 +31,10 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     const NOTIFY: Option<&'static str>;
     /// Whether a delivery's own payload is packed at rest (`store::packed`).
     const PACK_PAYLOADS: bool;
+    /// Sent (as one simple query) when a batched write transaction starts writing what it
+    /// buffered: settings that make those writes' plans cacheable; `None` where plans are
+    /// not the cost.
+    const COMMIT_PLANS: Option<&'static str>;
 
     /// `StoreTx::lock_keys`: locks every key with one statement, in one global order.
     fn lock_many(

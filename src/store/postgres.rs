@@ -46,7 +46,8 @@ impl PgStore {
                 // (and without statistics: autovacuum may be off, or not have run yet), and is
                 // kept until an ANALYZE: a batch's prefetch planned as a scan of an empty
                 // `messages` stayed a full scan as the table grew to millions of rows. Planning
-                // these short statements costs microseconds; the parse is still cached.
+                // these short statements costs microseconds; the parse is still cached. (What a
+                // batch writes at commit keeps its plans: `Dialect::COMMIT_PLANS`.)
                 ("plan_cache_mode", "force_custom_plan".to_owned()),
             ]);
         let pool = PgPoolOptions::new()
@@ -109,6 +110,18 @@ impl Dialect for PgStore {
     /// Sent inside a transaction that queued deliveries: PostgreSQL delivers it at commit, once.
     const NOTIFY: Option<&'static str> = Some("select pg_notify('wagate_deliveries', '')");
     const PACK_PAYLOADS: bool = false;
+    /// The connection plans every statement afresh (`plan_cache_mode`, see `connect`), which is
+    /// a third of a webhook batch's database time (`pg_stat_statements` with
+    /// `track_planning`). What a batch writes at commit needs no fresh plan: multi-row inserts
+    /// from `unnest` (a function scan, whatever the tables hold) and updates by primary key. So
+    /// from here to the commit a statement's first plan is kept (generic), and the planner may
+    /// not pick a sequential scan, hash or merge join: a plan made while a table was empty
+    /// still finds each row through its key as the table grows, with or without statistics.
+    /// `SET LOCAL` ends with the transaction.
+    const COMMIT_PLANS: Option<&'static str> = Some(
+        "set local plan_cache_mode = force_generic_plan; set local enable_seqscan = off; \
+         set local enable_hashjoin = off; set local enable_mergejoin = off",
+    );
 
     /// LISTENs for deliveries queued anywhere; reconnects after a lost connection.
     async fn listen(pool: &PgPool, wake: std::sync::Arc<tokio::sync::Notify>) {
@@ -174,21 +187,34 @@ impl Dialect for PgStore {
         if !batch.wa_ids.is_empty() || !batch.bsuids.is_empty() {
             let (wa_numbers, wa_ids) = split(&batch.wa_ids);
             let (bsuid_numbers, bsuids) = split(&batch.bsuids);
-            got.contacts = sqlx::query_as(&format!(
-                // `is not null` lets the planner use the partial unique indexes.
+            // `is not null` lets the planner use the partial unique indexes. A branch with no
+            // keys is left out: each one costs as much to plan as to run.
+            let by_wa_id = format!(
                 "select {CONTACT_COLUMNS} from contacts where wa_id is not null and \
-                 (phone_number_internal_id, wa_id) in (select * from unnest($1::uuid[], $2::text[])) \
-                 union all select {CONTACT_COLUMNS} from contacts \
-                 where business_scoped_user_id is not null and \
-                 (phone_number_internal_id, business_scoped_user_id) in \
-                 (select * from unnest($3::uuid[], $4::text[]))"
-            ))
-            .bind(&wa_numbers)
-            .bind(&wa_ids)
-            .bind(&bsuid_numbers)
-            .bind(&bsuids)
-            .fetch_all(&mut **tx)
-            .await?;
+                 (phone_number_internal_id, wa_id) in (select * from unnest($1::uuid[], $2::text[]))"
+            );
+            // `first`: the number of its first parameter.
+            let by_bsuid = |first: usize| {
+                format!(
+                    "select {CONTACT_COLUMNS} from contacts where business_scoped_user_id is not \
+                     null and (phone_number_internal_id, business_scoped_user_id) in \
+                     (select * from unnest(${first}::uuid[], ${}::text[]))",
+                    first + 1
+                )
+            };
+            let sql = match (wa_ids.is_empty(), bsuids.is_empty()) {
+                (false, true) => by_wa_id,
+                (true, false) => by_bsuid(1),
+                _ => format!("{by_wa_id} union all {}", by_bsuid(3)),
+            };
+            let mut query = sqlx::query_as(&sql);
+            if !wa_ids.is_empty() {
+                query = query.bind(wa_numbers).bind(wa_ids);
+            }
+            if !bsuids.is_empty() {
+                query = query.bind(bsuid_numbers).bind(bsuids);
+            }
+            got.contacts = query.fetch_all(&mut **tx).await?;
         }
         if !got.contacts.is_empty() {
             let (numbers, contacts): (Vec<uuid::Uuid>, Vec<uuid::Uuid>) = got

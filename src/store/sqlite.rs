@@ -279,6 +279,7 @@ impl Dialect for SqliteStore {
     const SKIP_LOCKED: &'static str = "";
     /// Every writer is in this process, which wakes its workers itself.
     const NOTIFY: Option<&'static str> = None;
+    const COMMIT_PLANS: Option<&'static str> = None;
     const PACK_PAYLOADS: bool = true;
 
     /// Rows are read and cached as the batch asks for them. A prefetch like PostgreSQL's (four

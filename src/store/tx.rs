@@ -812,6 +812,12 @@ macro_rules! impl_store_tx {
             }
 
             async fn commit(mut self: Box<Self>) -> $crate::store::StoreResult<()> {
+                if let Some(sql) =
+                    <$dialect as $crate::store::dialect::Dialect>::COMMIT_PLANS
+                {
+                    // A plain string: one simple query, however many statements it holds.
+                    sqlx::Executor::execute(&mut *self.tx, sql).await?;
+                }
                 self.flush_conversations().await?;
                 self.flush_pending().await?;
                 self.flush_messages().await?;

@@ -330,6 +330,49 @@ async fn prefetch_then_cached_reads(store: DynStore) {
     );
 }
 
+/// A prefetch by one kind of key only (phone numbers, or BSUIDs: PostgreSQL then asks with
+/// one branch instead of two) finds the contact and its conversation by that key.
+async fn prefetch_by_one_kind_of_key(store: DynStore) {
+    let (project, number) = number(&store).await;
+    let at = now();
+    let c = contact(project, number, "1777", at);
+    let conv = ConversationRow::opened(project, number, c.id, at);
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_contact(&c).await.unwrap();
+    tx.insert_conversation(&conv).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let by_wa_id = Prefetch {
+        wa_ids: vec![(number, "1777".into()), (number, "1888".into())],
+        ..Prefetch::default()
+    };
+    let by_bsuid = Prefetch {
+        bsuids: vec![(number, "US.1777".into())],
+        ..Prefetch::default()
+    };
+    for batch in [by_wa_id, by_bsuid] {
+        let mut tx = store.begin().await.unwrap();
+        tx.prefetch(&batch).await.unwrap();
+        assert_eq!(
+            tx.find_contact_by_wa_id(number, "1777").await.unwrap(),
+            Some(c.clone())
+        );
+        assert_eq!(
+            tx.find_contact_by_bsuid(number, "US.1777").await.unwrap(),
+            Some(c.clone())
+        );
+        assert_eq!(
+            tx.find_contact_by_wa_id(number, "1888").await.unwrap(),
+            None
+        );
+        assert_eq!(
+            tx.find_active_conversation(number, c.id).await.unwrap(),
+            Some(conv.clone())
+        );
+        tx.commit().await.unwrap();
+    }
+}
+
 /// Keyset pages: newest first, `After` continues older, `Before` comes back oldest first, rows
 /// with equal timestamps are ordered by id and none is skipped or repeated; filters narrow.
 async fn message_lists_page_both_ways(store: DynStore) {
@@ -417,5 +460,6 @@ store_tests!(
     dropped_tx_rolls_back,
     parked_statuses,
     prefetch_then_cached_reads,
+    prefetch_by_one_kind_of_key,
     message_lists_page_both_ways
 );
