@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
+use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -203,7 +204,6 @@ impl SecretBox {
 
     /// HMAC-SHA256 of `data` under the link-signing key.
     pub fn sign_link(&self, data: &[u8]) -> [u8; 32] {
-        use hmac::{Hmac, Mac};
         let mut mac =
             <Hmac<Sha256> as Mac>::new_from_slice(&self.link_key).expect("any key length");
         mac.update(data);
@@ -335,7 +335,6 @@ pub fn hub_signature(secret: &[u8], body: &[u8]) -> String {
 
 /// Lower-case hex HMAC-SHA256 of `body` (Kapso's `X-Webhook-Signature`: no `sha256=` prefix).
 pub fn hmac_sha256_hex(secret: &[u8], body: &[u8]) -> String {
-    use hmac::{Hmac, Mac};
     let mut mac =
         <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes keys of any length");
     mac.update(body);
@@ -345,7 +344,6 @@ pub fn hmac_sha256_hex(secret: &[u8], body: &[u8]) -> String {
 /// Checks an `X-Hub-Signature-256` header value (`sha256=<hex>`, hex in either case) against a
 /// body, comparing the MACs in constant time.
 pub fn verify_hub_signature(secret: &[u8], body: &[u8], header: &str) -> bool {
-    use hmac::{Hmac, Mac};
     let header = header.trim();
     let Some(hex_mac) = header
         .get(..7)
@@ -384,9 +382,11 @@ const API_KEY_BODY_LEN: usize = API_KEY_LEN - API_KEY_CHECK_LEN;
 /// refused without a lookup, however it was made.
 #[derive(Clone)]
 pub struct ApiKeyChecksum {
-    /// The current master key's checksum key first (new keys), then those of
-    /// `security.previous_master_keys` (keys issued before a rotation keep working).
-    keys: Vec<[u8; 32]>,
+    /// HMAC states keyed with the current master key's checksum key first (new keys), then
+    /// with those of `security.previous_master_keys` (keys issued before a rotation keep
+    /// working). Keyed once: every authenticated request checks a key, and keying is half of
+    /// an HMAC's work.
+    keys: Vec<Hmac<Sha256>>,
 }
 
 impl std::fmt::Debug for ApiKeyChecksum {
@@ -408,23 +408,33 @@ impl ApiKeyChecksum {
             derive.update(master);
             derive.finalize().into()
         };
+        let keyed = |key: [u8; 32]| {
+            <Hmac<Sha256> as Mac>::new_from_slice(&key).expect("HMAC takes keys of any length")
+        };
         Self {
             keys: std::iter::once(master_key)
                 .chain(previous)
-                .map(derive)
+                .map(|master| keyed(derive(master)))
                 .collect(),
         }
     }
 
     pub(crate) fn check(&self, body: &str) -> String {
-        Self::check_with(&self.keys[0], body)
+        let check = Self::check_with(&self.keys[0], body);
+        String::from_utf8(check.to_vec()).expect("hex is ASCII")
     }
 
-    fn check_with(key: &[u8; 32], body: &str) -> String {
-        use hmac::{Hmac, Mac};
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("any key length");
+    /// The checksum of `body` under `keyed`, as lowercase hex.
+    fn check_with(keyed: &Hmac<Sha256>, body: &str) -> [u8; API_KEY_CHECK_LEN] {
+        let mut mac = keyed.clone();
         mac.update(body.as_bytes());
-        hex::encode(&mac.finalize().into_bytes()[..API_KEY_CHECK_LEN / 2])
+        let mut hex = [0u8; API_KEY_CHECK_LEN];
+        hex::encode_to_slice(
+            &mac.finalize().into_bytes()[..API_KEY_CHECK_LEN / 2],
+            &mut hex,
+        )
+        .expect("the buffer holds twice the bytes");
+        hex
     }
 
     /// A new project API key: `wag_` + 32 random bytes + the keyed checksum of them. Secret
@@ -444,7 +454,7 @@ impl ApiKeyChecksum {
         let (body, check) = key.split_at(API_KEY_BODY_LEN);
         self.keys
             .iter()
-            .any(|k| constant_time_eq(Self::check_with(k, body).as_bytes(), check.as_bytes()))
+            .any(|k| constant_time_eq(&Self::check_with(k, body), check.as_bytes()))
     }
 }
 

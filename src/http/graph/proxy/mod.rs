@@ -16,6 +16,7 @@
 mod headers;
 mod pacing;
 mod uploads;
+mod upstream_metrics;
 mod usernames;
 
 use axum::body::Body;
@@ -38,6 +39,7 @@ use crate::http::graph::resolve::{self, Target};
 use crate::http::graph_error::GraphError;
 use crate::http::state::AppState;
 use crate::types::MetaId;
+use upstream_metrics::UpstreamMetrics;
 
 /// Forwards an authenticated request to Graph with the resolved number's token.
 pub async fn forward(
@@ -449,12 +451,12 @@ async fn send(state: &AppState, request: hyper::Request<Body>) -> Result<Respons
     let started = std::time::Instant::now();
     let answer = tokio::time::timeout(timeout, state.graph.passthrough.request(request)).await;
     // Time to Graph's response headers, and what Graph answered (`error` for transport failures).
-    metrics::histogram!("wagate_upstream_duration_seconds").record(started.elapsed().as_secs_f64());
-    let outcome = match &answer {
-        Ok(Ok(response)) => status_label(response.status().as_u16()),
-        _ => "error",
-    };
-    metrics::counter!("wagate_upstream_responses_total", "status" => outcome).increment(1);
+    let metrics = UpstreamMetrics::get();
+    metrics.record_duration(started.elapsed());
+    metrics.count(match &answer {
+        Ok(Ok(response)) => Some(response.status()),
+        _ => None,
+    });
     match answer {
         Err(_) => Err(GraphError::gateway_timeout(format!(
             "Graph did not answer within {timeout:?}"
@@ -466,21 +468,6 @@ async fn send(state: &AppState, request: hyper::Request<Body>) -> Result<Respons
             headers::for_downstream(response.headers_mut());
             Ok(response)
         }
-    }
-}
-
-/// Status classes as metric labels (a bounded set).
-fn status_label(status: u16) -> &'static str {
-    match status {
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400 => "400",
-        401 => "401",
-        403 => "403",
-        404 => "404",
-        429 => "429",
-        402 | 405..=428 | 430..=499 => "4xx",
-        _ => "5xx",
     }
 }
 
