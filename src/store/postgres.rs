@@ -205,7 +205,10 @@ impl Dialect for PgStore {
             let sql = match (wa_ids.is_empty(), bsuids.is_empty()) {
                 (false, true) => by_wa_id,
                 (true, false) => by_bsuid(1),
-                _ => format!("{by_wa_id} union all {}", by_bsuid(3)),
+                // Both kinds (the enclosing `if` rules out neither).
+                (false, false) | (true, true) => {
+                    format!("{by_wa_id} union all {}", by_bsuid(3))
+                }
             };
             let mut query = sqlx::query_as(&sql);
             if !wa_ids.is_empty() {

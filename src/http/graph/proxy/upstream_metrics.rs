@@ -25,15 +25,13 @@ impl UpstreamMetrics {
     pub(super) fn get() -> &'static Self {
         static HANDLES: OnceLock<UpstreamMetrics> = OnceLock::new();
         HANDLES.get_or_init(|| {
+            let counter = |outcome: &'static str| {
+                metrics::counter!("wagate_upstream_responses_total", "status" => outcome)
+            };
             Self {
-            duration: metrics::histogram!("wagate_upstream_duration_seconds"),
-            responses: OUTCOMES
-                .iter()
-                .map(|&outcome| {
-                    metrics::counter!("wagate_upstream_responses_total", "status" => outcome)
-                })
-                .collect(),
-        }
+                duration: metrics::histogram!("wagate_upstream_duration_seconds"),
+                responses: OUTCOMES.iter().map(|&outcome| counter(outcome)).collect(),
+            }
         })
     }
 
