@@ -17,7 +17,7 @@ const OUTCOMES: [&str; 10] = [
 pub(super) struct UpstreamMetrics {
     duration: metrics::Histogram,
     /// One counter per [`OUTCOMES`] label, in that order.
-    responses: Vec<metrics::Counter>,
+    responses: [metrics::Counter; OUTCOMES.len()],
 }
 
 impl UpstreamMetrics {
@@ -30,7 +30,7 @@ impl UpstreamMetrics {
             };
             Self {
                 duration: metrics::histogram!("wagate_upstream_duration_seconds"),
-                responses: OUTCOMES.iter().map(|&outcome| counter(outcome)).collect(),
+                responses: OUTCOMES.map(counter),
             }
         })
     }
