@@ -475,7 +475,7 @@ macro_rules! impl_common_store {
                 Ok(Box::new($tx {
                     tx: self
                         .writer()
-                        .begin_with(<Self as $crate::store::dialect::Dialect>::BEGIN_WRITE)
+                        .begin_with(<Self as $crate::store::dialect::Dialect>::BEGIN_BATCH)
                         .await?,
                     queued_deliveries: false,
                     state: Default::default(),

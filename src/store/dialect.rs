@@ -18,6 +18,9 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     /// Starts a write transaction (`BEGIN IMMEDIATE` on SQLite, so read-then-write never
     /// deadlocks).
     const BEGIN_WRITE: &'static str;
+    /// Starts a batched write transaction (`Store::begin`, a `StoreTx`): `BEGIN_WRITE`, plus
+    /// settings for the key lookups and keyed writes that are all such a transaction runs.
+    const BEGIN_BATCH: &'static str;
     /// Taken before the first-project check, so instances starting together bootstrap once.
     const BOOTSTRAP_LOCK: Option<&'static str>;
     /// Serialises work on one key until commit (`$1` is the key name); `None` where there is
@@ -32,7 +35,7 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     /// Whether a delivery's own payload is packed at rest (`store::packed`).
     const PACK_PAYLOADS: bool;
     /// Sent (as one simple query) when a batched write transaction starts writing what it
-    /// buffered: settings that make those writes' plans cacheable; `None` where plans are
+    /// buffered: a setting that makes those writes' plans cacheable; `None` where plans are
     /// not the cost.
     const COMMIT_PLANS: Option<&'static str>;
 

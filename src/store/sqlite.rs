@@ -270,6 +270,7 @@ impl Dialect for SqliteStore {
 
     const BACKEND: Backend = Backend::Sqlite;
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
+    const BEGIN_BATCH: &'static str = Self::BEGIN_WRITE;
     /// `BEGIN IMMEDIATE` already serialises bootstraps.
     const BOOTSTRAP_LOCK: Option<&'static str> = None;
     /// One writer at a time: nothing to lock.

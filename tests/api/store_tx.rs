@@ -373,6 +373,69 @@ async fn prefetch_by_one_kind_of_key(store: DynStore) {
     }
 }
 
+/// A batch over several numbers: PostgreSQL asks for the product of its numbers and keys, and
+/// each number still gets exactly its own rows. A key asked of one number is neither taken as
+/// absent nor answered with another number's row when read for a number that did not ask it.
+async fn prefetch_over_several_numbers(store: DynStore) {
+    let (project, a) = number(&store).await;
+    let b = store
+        .insert_phone_number(new_number(project, "222", "901", "t2"))
+        .await
+        .unwrap()
+        .internal_id;
+    let at = now();
+    let ann = contact(project, a, "1777", at);
+    let bob = contact(project, b, "1888", at);
+    // Number a's contact with the key the batch asks of number b, and a's message with b's
+    // wamid: both in the product, neither asked.
+    let other = contact(project, a, "1888", at);
+    let conversations = [&ann, &bob, &other]
+        .map(|c| ConversationRow::opened(project, c.phone_number_internal_id, c.id, at));
+    let on_a = message(project, a, "wamid.a", at);
+    let on_b = message(project, b, "wamid.b", at);
+    let stray = message(project, a, "wamid.b", at);
+    let mut tx = store.begin().await.unwrap();
+    for c in [&ann, &bob, &other] {
+        tx.insert_contact(c).await.unwrap();
+    }
+    for conv in &conversations {
+        tx.insert_conversation(conv).await.unwrap();
+    }
+    for m in [&on_a, &on_b, &stray] {
+        tx.insert_message(m).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let batch = Prefetch {
+        messages: vec![(a, "wamid.a".into()), (b, "wamid.b".into())],
+        wa_ids: vec![(a, "1777".into()), (b, "1888".into())],
+        ..Prefetch::default()
+    };
+    let mut tx = store.begin().await.unwrap();
+    tx.prefetch(&batch).await.unwrap();
+    for (number, wamid, id) in [
+        (a, "wamid.a", on_a.id),
+        (b, "wamid.b", on_b.id),
+        (a, "wamid.b", stray.id),
+    ] {
+        let found = tx.find_message(number, wamid).await.unwrap();
+        assert_eq!(found.map(|m| m.id), Some(id), "{wamid} of its number");
+    }
+    for (number, wa_id, row) in [(a, "1777", &ann), (b, "1888", &bob), (a, "1888", &other)] {
+        let found = tx.find_contact_by_wa_id(number, wa_id).await.unwrap();
+        assert_eq!(found.as_ref(), Some(row), "{wa_id} of its number");
+    }
+    for conv in &conversations {
+        let found = tx
+            .find_active_conversation(conv.phone_number_internal_id, conv.contact_id)
+            .await
+            .unwrap();
+        assert_eq!(found.as_ref(), Some(conv));
+    }
+    assert_eq!(tx.find_contact_by_wa_id(b, "1777").await.unwrap(), None);
+    tx.commit().await.unwrap();
+}
+
 /// Keyset pages: newest first, `After` continues older, `Before` comes back oldest first, rows
 /// with equal timestamps are ordered by id and none is skipped or repeated; filters narrow.
 async fn message_lists_page_both_ways(store: DynStore) {
@@ -461,5 +524,6 @@ store_tests!(
     parked_statuses,
     prefetch_then_cached_reads,
     prefetch_by_one_kind_of_key,
+    prefetch_over_several_numbers,
     message_lists_page_both_ways
 );
