@@ -19,7 +19,8 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     /// deadlocks).
     const BEGIN_WRITE: &'static str;
     /// Starts a batched write transaction (`Store::begin`, a `StoreTx`): `BEGIN_WRITE`, plus
-    /// settings for the key lookups and keyed writes that are all such a transaction runs.
+    /// settings for what such a transaction runs: lookups and writes by key, and searches
+    /// within one number's rows.
     const BEGIN_BATCH: &'static str;
     /// Taken before the first-project check, so instances starting together bootstrap once.
     const BOOTSTRAP_LOCK: Option<&'static str>;

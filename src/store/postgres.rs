@@ -110,9 +110,10 @@ impl Dialect for PgStore {
     /// Sent inside a transaction that queued deliveries: PostgreSQL delivers it at commit, once.
     const NOTIFY: Option<&'static str> = Some("select pg_notify('wagate_deliveries', '')");
     const PACK_PAYLOADS: bool = false;
-    /// A writer batch (or a sweep's `StoreTx`) runs key lookups and keyed writes only, so the
-    /// planner may not pick a sequential scan, hash or merge join for them: each finds its rows
-    /// through the index its keys name, at any table size, with or without statistics. Chosen
+    /// A writer batch (or a sweep's `StoreTx`) finds its rows by key (a parent BSUID: among one
+    /// number's contacts), so the planner may not pick a sequential scan, hash or merge join for
+    /// it: each statement finds its rows through the index its keys name, at any table size,
+    /// with or without statistics. Chosen
     /// per call, a scan (or a hash of the batch's keys joined to one) of a small table looked
     /// cheaper than probing it and took 2–6 times longer than the probes (the prefetch's
     /// contacts and conversations, 1,000 rows: 118 and 183 against 23 and 29 µs). `SET LOCAL`

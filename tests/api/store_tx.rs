@@ -373,9 +373,10 @@ async fn prefetch_by_one_kind_of_key(store: DynStore) {
     }
 }
 
-/// A batch over several numbers: PostgreSQL asks for the product of its numbers and keys, and
-/// each number still gets exactly its own rows. A key asked of one number is neither taken as
-/// absent nor answered with another number's row when read for a number that did not ask it.
+/// A batch over several numbers (PostgreSQL looks their keys up as pairs, one number's as an
+/// array): each number gets exactly its own rows, and a key asked of one number is neither
+/// taken as absent nor answered with another number's row when read for a number that did not
+/// ask it.
 async fn prefetch_over_several_numbers(store: DynStore) {
     let (project, a) = number(&store).await;
     let b = store
