@@ -113,11 +113,11 @@ impl Dialect for PgStore {
     /// A writer batch (or a sweep's `StoreTx`) finds its rows by key (a parent BSUID: among one
     /// number's contacts), so the planner may not pick a sequential scan, hash or merge join for
     /// it: each statement finds its rows through the index its keys name, at any table size,
-    /// with or without statistics. Chosen
-    /// per call, a scan (or a hash of the batch's keys joined to one) of a small table looked
-    /// cheaper than probing it and took 2–6 times longer than the probes (the prefetch's
-    /// contacts and conversations, 1,000 rows: 118 and 183 against 23 and 29 µs). `SET LOCAL`
-    /// ends with the transaction; everything else keeps the planner's own choice.
+    /// with or without statistics. Chosen per call, a scan (or a hash of the batch's keys joined
+    /// to one) of a small table looked cheaper than probing it and took 2–6 times longer than
+    /// the probes (the prefetch's contacts and conversations, 1,000 rows: 118 and 183 against 23
+    /// and 29 µs). `SET LOCAL` ends with the transaction; everything else keeps the planner's
+    /// own choice.
     const BEGIN_BATCH: &'static str = "BEGIN; set local enable_seqscan = off; \
          set local enable_hashjoin = off; set local enable_mergejoin = off";
     /// The connection plans every statement afresh (`plan_cache_mode`, see `connect`), which is

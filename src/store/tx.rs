@@ -815,7 +815,7 @@ macro_rules! impl_store_tx {
                 if let Some(sql) =
                     <$dialect as $crate::store::dialect::Dialect>::COMMIT_PLANS
                 {
-                    // A plain string: one simple query, however many statements it holds.
+                    // A plain string goes as a simple query: nothing to prepare or cache.
                     sqlx::Executor::execute(&mut *self.tx, sql).await?;
                 }
                 self.flush_conversations().await?;
