@@ -98,20 +98,6 @@ async fn idle_keep_alive_outlives_the_header_timeout() {
     assert!(closed < IDLE_TIMEOUT * 2, "closed too late: {closed:?}");
 }
 
-/// `wagate_http_connections_parked`, read over a connection of its own that closes after.
-async fn parked_connections(app: &TestApp) -> f64 {
-    let mut stream = TcpStream::connect(app.addr).await.unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await.unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix("wagate_http_connections_parked "))
-        .map_or(0.0, |value| value.trim().parse().unwrap())
-}
-
 /// Waits until the socket holds the beginnings of `count` responses, none of them read yet.
 async fn responses_waiting(stream: &TcpStream, count: usize) {
     crate::common::eventually(Duration::from_secs(10), "the responses", || async {
@@ -126,24 +112,16 @@ async fn responses_waiting(stream: &TcpStream, count: usize) {
     .await;
 }
 
-/// Waits until `wagate_http_connections_parked` reads `expected`.
-async fn parked_reaches(app: &TestApp, expected: f64, what: &str) {
-    crate::common::eventually(Duration::from_secs(15), what, || async {
-        (parked_connections(app).await == expected).then_some(())
-    })
-    .await;
-}
-
 #[tokio::test]
 async fn an_idle_connection_parks_and_serves_its_next_request() {
     let app = app(|config| config.server.park_after = Duration::from_millis(200)).await;
     // Connections the test client pooled while the app started park too: the count before
     // ours is the one that holds still for a second.
-    let mut before = parked_connections(&app).await;
+    let mut before = app.parked_connections().await;
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = parked_connections(&app).await;
+        let now = app.parked_connections().await;
         if now == before || Instant::now() > deadline {
             break;
         }
@@ -153,12 +131,13 @@ async fn an_idle_connection_parks_and_serves_its_next_request() {
     let mut stream = TcpStream::connect(app.addr).await.unwrap();
     stream.write_all(get("/healthz").as_bytes()).await.unwrap();
     assert_eq!(read_response(&mut stream).await.0, 200);
-    parked_reaches(&app, before + 1.0, "the idle connection parked").await;
+    app.parked_reaches(before + 1, "the idle connection parked")
+        .await;
 
     // Its next requests are served on the same socket, including a pipelined pair.
     stream.write_all(get("/healthz").as_bytes()).await.unwrap();
     assert_eq!(read_response(&mut stream).await.0, 200);
-    parked_reaches(&app, before + 1.0, "parked again").await;
+    app.parked_reaches(before + 1, "parked again").await;
     let pair = format!("{}{}", get("/healthz"), get("/readyz"));
     stream.write_all(pair.as_bytes()).await.unwrap();
     // Both answers wait in the socket before either is read, as a slow client sees them: each
@@ -168,9 +147,11 @@ async fn an_idle_connection_parks_and_serves_its_next_request() {
     assert_eq!(read_response(&mut stream).await.0, 200);
 
     // Closed by the client while parked: no longer held.
-    parked_reaches(&app, before + 1.0, "parked after the pair").await;
+    app.parked_reaches(before + 1, "parked after the pair")
+        .await;
     drop(stream);
-    parked_reaches(&app, before, "the closed connection unparked").await;
+    app.parked_reaches(before, "the closed connection unparked")
+        .await;
 }
 
 #[tokio::test]

@@ -325,6 +325,30 @@ impl TestApp {
                 .to_owned(),
         }
     }
+
+    /// `wagate_http_connections_parked`, read over a connection of its own that closes after
+    /// (so it is not counted itself).
+    pub async fn parked_connections(&self) -> usize {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).await.unwrap();
+        text.lines()
+            .find_map(|line| line.strip_prefix("wagate_http_connections_parked "))
+            .map_or(0, |value| value.trim().parse::<f64>().unwrap() as usize)
+    }
+
+    /// Waits (up to 30 s) until `wagate_http_connections_parked` reads `expected`.
+    pub async fn parked_reaches(&self, expected: usize, what: &str) {
+        super::eventually(Duration::from_secs(30), what, || async {
+            (self.parked_connections().await == expected).then_some(())
+        })
+        .await;
+    }
 }
 
 /// A connected number: Meta's id, wagate's internal id, the secret its webhooks are signed with.
