@@ -22,6 +22,9 @@ use common::TestApp;
 #[global_allocator]
 static ALLOCATOR: cap::Cap<System> = cap::Cap::new(System, usize::MAX);
 
+/// Idle this long, a connection parks.
+const PARK_AFTER: Duration = Duration::from_millis(200);
+
 /// Connections measured together, so one connection's share is an average over many.
 const CONNECTIONS: usize = 300;
 
@@ -69,19 +72,29 @@ async fn idle_connections(app: &TestApp, count: usize) -> Vec<TcpStream> {
 #[tokio::test]
 async fn a_parked_connection_lets_go_of_its_request_buffers() {
     let app = TestApp::spawn_with(Backend::Sqlite, |config| {
-        config.server.park_after = Duration::from_millis(200);
+        config.server.park_after = PARK_AFTER;
         config.server.idle_timeout = Duration::from_secs(120);
     })
     .await;
     // A first round warms what the first connections set up once (timer wheels, metric
     // handles, pools), so the measured round adds only what its connections hold.
     let warm = idle_connections(&app, 20).await;
-    // Connections the test client pooled while the app started, idle longer, park too.
-    let settled = common::eventually(Duration::from_secs(30), "the warm-up parked", || async {
-        let parked = app.parked_connections().await;
-        (parked >= warm.len()).then_some(parked)
-    })
-    .await;
+    // Connections the test client pooled while the app started park too, so the count to build
+    // on is the one that holds still for longer than it takes an idle connection to park.
+    let mut settled = app.parked_connections().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        tokio::time::sleep(PARK_AFTER * 2).await;
+        let now = app.parked_connections().await;
+        if now >= warm.len() && now == settled {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the warm-up never settled: {now} parked"
+        );
+        settled = now;
+    }
     let before = ALLOCATOR.allocated();
 
     let idle = idle_connections(&app, CONNECTIONS).await;
