@@ -15,6 +15,7 @@
 # Usage: bench/ingest.sh
 #   BACKENDS="postgres sqlite"  DURATION=10s  CONNS=16  RATE=2000  OPEN_DURATION=10
 #   LOW_FRACTION=0.5 (also an open-loop run at half the closed-loop throughput when that is below RATE)
+#   CHECKPOINT_FIRST=0 (1: PostgreSQL checkpoints before the open-loop runs, so none begins in them)
 #   EVENTS=100000 (pre-signed bodies for the closed loop; must exceed events/s x duration)
 #   PG_URL=postgres://postgres@127.0.0.1:5432   BIN=path/to/wagate (skips the build)
 #   PG_PARAMS="?sslmode=disable" (appended to wagate's database URL. The default turns TLS off: the
@@ -39,6 +40,7 @@ ANALYZE=${ANALYZE:-1}
 PIN=${PIN:-1}
 if [ "$PIN" = 1 ]; then ON_SERVER_CPU="taskset -c 1"; ON_LOAD_CPU="taskset -c 0"; CPU_STAT=cpu1
 else ON_SERVER_CPU=""; ON_LOAD_CPU=""; CPU_STAT=cpu; fi
+CHECKPOINT_FIRST=${CHECKPOINT_FIRST:-0}  # 1: CHECKPOINT before the open-loop runs (PostgreSQL)
 LOW_FRACTION=${LOW_FRACTION:-0.5}   # extra open-loop run at this fraction of the closed-loop rate (0 = off)
 PG_PARAMS=${PG_PARAMS-?sslmode=disable}   # appended to wagate's database URL
 APP_SECRET=bench-app-secret
@@ -278,19 +280,41 @@ run_backend() {
   echo "$c1a $c1b $wa $wb $pa $pb $(getconf CLK_TCK)" >"$dir/cpu.txt"
 
   # (b) first at a rate the instance sustains (a fraction of (a)), then at the target RATE, so an
-  # overload at RATE cannot spill into the other measurement.
+  # overload at RATE cannot spill into the other measurement. On PostgreSQL each run also records
+  # how many checkpoints began during it: the start of one (every max_wal_size of WAL, about a
+  # minute at 2,000/s here) floods the WAL with full-page images and stalls commits for up to
+  # ~200 ms, which alone decides a 10 s run's p99.
+  # CHECKPOINT_FIRST=1 checkpoints before them instead, so that (after the full-page surge, in the
+  # first run) none begins within them: wagate's own latency without PostgreSQL's cycle.
+  checkpoints() {
+    [ "$backend" = postgres ] || { echo 0; return; }
+    if [ "$(psql "$db_url" -XAtc 'show server_version_num')" -ge 170000 ]; then
+      psql "$db_url" -XAtc "select num_timed + num_requested from pg_stat_checkpointer"
+    else
+      psql "$db_url" -XAtc "select checkpoints_timed + checkpoints_req from pg_stat_bgwriter"
+    fi
+  }
+  if [ "$backend" = postgres ] && [ "$CHECKPOINT_FIRST" = 1 ]; then
+    echo "    checkpoint (CHECKPOINT_FIRST=1)"
+    psql "$db_url" -Xqc "checkpoint" >/dev/null
+  fi
+  local ck
   local low_rate
   low_rate=$(python3 -c "import re,sys; t=open(sys.argv[1]).read(); r=float(re.search(r'Requests/sec:\s+([\d.]+)',t).group(1)); print(max(10, int(r*$LOW_FRACTION/10)*10))" "$dir/wrk.txt")
   if [ "$LOW_FRACTION" != 0 ] && [ "$low_rate" -lt "$RATE" ]; then
     echo "    (b) open loop: $low_rate events/s (${LOW_FRACTION} x closed-loop throughput) for ${OPEN_DURATION}s"
     run $LOAD sign --secret "$APP_SECRET" --prefix low --count "$((low_rate * OPEN_DURATION))" --out "$dir/low.txt" --seed 4 $LOAD_SIGN_EXTRA
+    ck=$(checkpoints)
     run $ON_LOAD_CPU $LOAD open --url "$url" --file "$dir/low.txt" --rate "$low_rate" --duration "$OPEN_DURATION" \
       --out "$dir/open_low.json" --acked-out "$dir/open_low.acked" >/dev/null
+    echo $(($(checkpoints) - ck)) >"$dir/open_low.checkpoints"
     echo "$low_rate" >"$dir/low_rate.txt"
   fi
   echo "    (b) open loop: $RATE events/s for ${OPEN_DURATION}s"
+  ck=$(checkpoints)
   run $ON_LOAD_CPU $LOAD open --url "$url" --file "$WORK/open.txt" --rate "$RATE" --duration "$OPEN_DURATION" \
     --out "$dir/open_target.json" --acked-out "$dir/open_target.acked" >/dev/null
+  echo $(($(checkpoints) - ck)) >"$dir/open_target.checkpoints"
   echo "$(ps -o rss= -p "$WAGATE_PID" | tr -d ' ')" >"$dir/rss.txt"
 
   # Let in-flight work settle, then count what is stored.

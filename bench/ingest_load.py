@@ -379,6 +379,8 @@ def open_runs(d):
         if os.path.exists(path):
             o = json.load(open(path))
             v = json.load(open(os.path.join(d, f"verify_open_{label}.json")))
+            checkpoints = os.path.join(d, f"open_{label}.checkpoints")
+            o["checkpoints"] = int(open(checkpoints).read()) if os.path.exists(checkpoints) else 0
             runs.append((label, o["rate_target"], o, v))
     return runs
 
@@ -467,6 +469,9 @@ def cmd_report(args):
             print(f"    ack p50 / p90 / p99 {o['p50_ms']:>9.2f} / {o['p90_ms']:.2f} / {o['p99_ms']:.2f} ms"
                   + (f"  target p99 < 50 ms: {verdict}" if label == "target" else ""))
             print(f"    ack p99.9 / max     {o['p999_ms']:>9.2f} / {o['max_ms']:.1f} ms")
+            if o["checkpoints"]:
+                print(f"    checkpoints         {o['checkpoints']:>9} began during this run (PostgreSQL's "
+                      "full-page writes after one stall commits; see ingest.sh)")
             print(f"    2xx / non-2xx       {o['ok']:>9} / {o['non2xx']}   (dropped {o['dropped']}, unanswered "
                   f"{o['unanswered']}, stored {v['stored']}, acknowledged but not stored {v['lost']})")
         last = runs[-1][3] if runs else vc
