@@ -286,13 +286,12 @@ run_backend() {
   # ~200 ms, which alone decides a 10 s run's p99.
   # CHECKPOINT_FIRST=1 checkpoints before them instead, so that (after the full-page surge, in the
   # first run) none begins within them: wagate's own latency without PostgreSQL's cycle.
+  local begun_sql="select checkpoints_timed + checkpoints_req from pg_stat_bgwriter"
+  if [ "$backend" = postgres ] && [ "$(psql "$db_url" -XAtc 'show server_version_num')" -ge 170000 ]; then
+    begun_sql="select num_timed + num_requested from pg_stat_checkpointer"  # moved in 17
+  fi
   checkpoints() {
-    [ "$backend" = postgres ] || { echo 0; return; }
-    if [ "$(psql "$db_url" -XAtc 'show server_version_num')" -ge 170000 ]; then
-      psql "$db_url" -XAtc "select num_timed + num_requested from pg_stat_checkpointer"
-    else
-      psql "$db_url" -XAtc "select checkpoints_timed + checkpoints_req from pg_stat_bgwriter"
-    fi
+    if [ "$backend" = postgres ]; then psql "$db_url" -XAtc "$begun_sql"; else echo 0; fi
   }
   if [ "$backend" = postgres ] && [ "$CHECKPOINT_FIRST" = 1 ]; then
     echo "    checkpoint (CHECKPOINT_FIRST=1)"

@@ -13,7 +13,7 @@ mod common;
 use std::alloc::System;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use wagate::config::Backend;
 
@@ -41,29 +41,7 @@ async fn idle_connections(app: &TestApp, count: usize) -> Vec<TcpStream> {
             .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
             .unwrap();
-        // The whole response (head, then `content-length` bytes), so nothing waits unread.
-        let mut response = Vec::new();
-        let mut chunk = [0u8; 1024];
-        loop {
-            let n = stream.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "closed before its response");
-            response.extend_from_slice(&chunk[..n]);
-            let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") else {
-                continue;
-            };
-            let head = String::from_utf8_lossy(&response[..end]).to_ascii_lowercase();
-            let length: usize = head
-                .lines()
-                .find_map(|line| line.strip_prefix("content-length:"))
-                .expect("a content-length")
-                .trim()
-                .parse()
-                .unwrap();
-            if response.len() >= end + 4 + length {
-                break;
-            }
-        }
-        assert!(response.starts_with(b"HTTP/1.1 200"), "{response:?}");
+        assert_eq!(common::read_response(&mut stream).await.0, 200);
         streams.push(stream);
     }
     streams
@@ -79,25 +57,10 @@ async fn a_parked_connection_lets_go_of_its_request_buffers() {
     // A first round warms what the first connections set up once (timer wheels, metric
     // handles, pools), so the measured round adds only what its connections hold.
     let warm = idle_connections(&app, 20).await;
-    // Connections the test client pooled while the app started park too, so the count to build
-    // on is the one that holds still for longer than it takes an idle connection to park.
-    let mut settled = app.parked_connections().await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        tokio::time::sleep(PARK_AFTER * 2).await;
-        let now = app.parked_connections().await;
-        if now >= warm.len() && now == settled {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the warm-up never settled: {now} parked"
-        );
-        settled = now;
-    }
+    let settled = app.parked_settled(warm.len(), PARK_AFTER).await;
     let before = ALLOCATOR.allocated();
 
-    let idle = idle_connections(&app, CONNECTIONS).await;
+    let mut idle = idle_connections(&app, CONNECTIONS).await;
     app.parked_reaches(settled + CONNECTIONS, "every idle connection parked")
         .await;
     let held = ALLOCATOR.allocated().saturating_sub(before);
@@ -109,15 +72,12 @@ async fn a_parked_connection_lets_go_of_its_request_buffers() {
     );
 
     // Parked, not closed: each still serves its next request.
-    let mut next = idle;
-    for stream in next.iter_mut().take(5) {
+    for stream in idle.iter_mut().take(5) {
         stream
             .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
             .unwrap();
-        let mut head = [0u8; 12];
-        stream.read_exact(&mut head).await.unwrap();
-        assert_eq!(&head, b"HTTP/1.1 200");
+        assert_eq!(common::read_response(stream).await.0, 200);
     }
-    drop(warm);
+    drop(warm); // open until here, parked with the rest
 }

@@ -4,12 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wagate::config::Backend;
 
 use crate::common::process;
+use crate::common::read_response;
 use crate::common::TestApp;
 
 const HEADER_TIMEOUT: Duration = Duration::from_secs(1);
@@ -22,35 +22,6 @@ async fn app(adjust: impl FnOnce(&mut wagate::config::Config)) -> TestApp {
         adjust(config);
     })
     .await
-}
-
-/// One HTTP/1.1 response read off a kept-alive connection: status line, headers, body. It
-/// reads exactly that response, so a pipelined one behind it stays in the socket for the next
-/// call.
-pub(crate) async fn read_response(stream: &mut TcpStream) -> (u16, String, Value) {
-    let mut head = Vec::new();
-    // The head a byte at a time: a larger read could take the next response's bytes too.
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while !head.ends_with(b"\r\n\r\n") {
-            let byte = stream.read_u8().await;
-            head.push(byte.expect("connection closed before a response"));
-        }
-    })
-    .await
-    .expect("response within 10 s");
-    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .map_or(0, |v| v.trim().parse().unwrap());
-    let mut body = vec![0u8; length];
-    stream
-        .read_exact(&mut body)
-        .await
-        .expect("connection closed inside a body");
-    let status = head[9..12].parse().unwrap();
-    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    (status, head, body)
 }
 
 /// How long until the server closes the connection (EOF), at most `limit`.
@@ -115,18 +86,7 @@ async fn responses_waiting(stream: &TcpStream, count: usize) {
 #[tokio::test]
 async fn an_idle_connection_parks_and_serves_its_next_request() {
     let app = app(|config| config.server.park_after = Duration::from_millis(200)).await;
-    // Connections the test client pooled while the app started park too: the count before
-    // ours is the one that holds still for a second.
-    let mut before = app.parked_connections().await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = app.parked_connections().await;
-        if now == before || Instant::now() > deadline {
-            break;
-        }
-        before = now;
-    }
+    let before = app.parked_settled(0, Duration::from_millis(200)).await;
 
     let mut stream = TcpStream::connect(app.addr).await.unwrap();
     stream.write_all(get("/healthz").as_bytes()).await.unwrap();

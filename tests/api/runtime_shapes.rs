@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 use wagate::config::{Backend, RuntimeShape};
 
 use crate::common::process;
-use crate::connections::read_response;
+use crate::common::read_response;
 use crate::ingest::{wamid_of, Env, PNID};
 use crate::stored::get_ok;
 

@@ -342,6 +342,26 @@ impl TestApp {
             .map_or(0, |value| value.trim().parse::<f64>().unwrap() as usize)
     }
 
+    /// The parked count once it holds still for longer than a connection takes to park
+    /// (`park_after`) and is at least `at_least`: connections the test client pooled while the
+    /// app started park too, so a test counts its own from there. Fails after 30 s.
+    pub async fn parked_settled(&self, at_least: usize, park_after: Duration) -> usize {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut settled = self.parked_connections().await;
+        loop {
+            tokio::time::sleep(park_after * 2).await;
+            let now = self.parked_connections().await;
+            if now >= at_least && now == settled {
+                return now;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the parked count never settled: {now} parked, at least {at_least} expected"
+            );
+            settled = now;
+        }
+    }
+
     /// Waits (up to 30 s) until `wagate_http_connections_parked` reads `expected`.
     pub async fn parked_reaches(&self, expected: usize, what: &str) {
         super::eventually(Duration::from_secs(30), what, || async {

@@ -76,6 +76,36 @@ pub fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
+/// One HTTP/1.1 response read off a kept-alive connection: status line, headers, body. It
+/// reads exactly that response, so a pipelined one behind it stays in the socket for the next
+/// call.
+pub async fn read_response(stream: &mut tokio::net::TcpStream) -> (u16, String, serde_json::Value) {
+    use tokio::io::AsyncReadExt as _;
+    let mut head = Vec::new();
+    // The head a byte at a time: a larger read could take the next response's bytes too.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !head.ends_with(b"\r\n\r\n") {
+            let byte = stream.read_u8().await;
+            head.push(byte.expect("connection closed before a response"));
+        }
+    })
+    .await
+    .expect("response within 10 s");
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    let mut body = vec![0u8; length];
+    stream
+        .read_exact(&mut body)
+        .await
+        .expect("connection closed inside a body");
+    let status = head[9..12].parse().unwrap();
+    let body = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+    (status, head, body)
+}
+
 /// Polls `probe` every 25 ms until it yields a value; panics with `what` after `within`.
 pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut probe: F) -> T
 where
