@@ -128,8 +128,9 @@ impl Dialect for PgStore {
     /// plan is kept (generic): a plan made while a table was empty still finds each row through
     /// its key as the table grows. `SET LOCAL` ends with the transaction.
     ///
-    /// Not from the `BEGIN`: the key lock and the prefetch lookups are planned per call, since
-    /// a lookup's right plan needs its keys. Kept generic too (tried in stop 46), the messages
+    /// Not from the `BEGIN`: the key lock and the prefetch lookups, which run before this, stay
+    /// planned per call, as a lookup's right plan needs its keys. Kept generic too (tried in
+    /// stop 46), the messages
     /// lookup's plan, made while the table was small, read all of a number's messages through
     /// an index that named only the number (`tests/api/write_plans.rs`: 572,833 rows fetched to
     /// record 40 sends), even with scans and hash joins ruled out.
