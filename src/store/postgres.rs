@@ -130,10 +130,10 @@ impl Dialect for PgStore {
     ///
     /// Not from the `BEGIN`: the key lock and the prefetch lookups, which run before this, stay
     /// planned per call, as a lookup's right plan needs its keys. Kept generic too (tried in
-    /// stop 46), the messages
-    /// lookup's plan, made while the table was small, read all of a number's messages through
-    /// an index that named only the number (`tests/api/write_plans.rs`: 572,833 rows fetched to
-    /// record 40 sends), even with scans and hash joins ruled out.
+    /// stop 46), the messages lookup's plan, made while the table was small, read all of a
+    /// number's messages through an index that named only the number
+    /// (`tests/api/write_plans.rs`: 572,833 rows fetched to record 40 sends), even with scans
+    /// and hash joins ruled out.
     const COMMIT_PLANS: Option<&'static str> =
         Some("set local plan_cache_mode = force_generic_plan");
 
