@@ -26,6 +26,7 @@ pub(crate) mod provisioning;
 mod records;
 pub(crate) mod sealed;
 mod sqlite;
+mod sqlite_flush;
 mod status;
 pub(crate) mod tx;
 pub(crate) mod tx_state;

@@ -55,6 +55,23 @@ pub(crate) struct TxState {
     /// Changed conversations by id (the last version wins), in first-changed order.
     dirty_conversations: Vec<Uuid>,
     dirty_conversation_rows: HashMap<Uuid, ConversationRow>,
+    /// The indexed columns each changed conversation has in the table, when known: the row as
+    /// this transaction found (or inserted, or last wrote) it before its first change.
+    stored_conversation_keys: HashMap<Uuid, ConversationIndexKey>,
+}
+
+/// What a conversation's indexes hold besides its fixed (number, contact): `status` (the
+/// condition of the one-active index, and the sweep index) and the activity second.
+type ConversationIndexKey = (ConversationStatus, chrono::DateTime<chrono::Utc>);
+
+/// A changed conversation to write at commit.
+#[derive(Debug)]
+pub(crate) struct ConversationWrite {
+    pub row: ConversationRow,
+    /// Its status differs from the table's (or may: true when not known).
+    pub status_changed: bool,
+    /// Its activity second differs from the table's (or may).
+    pub active_second_changed: bool,
 }
 
 /// A cache answer: `Known(x)` is authoritative, `Unknown` means ask the database.
@@ -263,6 +280,16 @@ impl TxState {
     /// has locked pass through here (found `for update`, or inserted by it).
     pub fn update_conversation(&mut self, row: &ConversationRow) {
         let key = (row.phone_number_internal_id, row.contact_id);
+        if !self.dirty_conversation_rows.contains_key(&row.id) {
+            // Not changed since it was read, inserted or last written: the cached version is
+            // the table's.
+            if let Some(Some(stored)) = self.conversations.get(&key) {
+                if stored.id == row.id {
+                    self.stored_conversation_keys
+                        .insert(row.id, (stored.status, stored.active_second()));
+                }
+            }
+        }
         if row.status == ConversationStatus::Active {
             self.conversations.insert(key, Some(row.clone()));
         } else if matches!(self.conversations.get(&key), Some(Some(c)) if c.id == row.id) {
@@ -293,15 +320,25 @@ impl TxState {
         })
     }
 
-    pub fn take_conversation_writes(&mut self) -> Vec<ConversationRow> {
-        let rows = self
+    pub fn take_conversation_writes(&mut self) -> Vec<ConversationWrite> {
+        let writes = self
             .dirty_conversations
             .iter()
-            .filter_map(|id| self.dirty_conversation_rows.get(id).cloned())
+            .filter_map(|id| {
+                let row = self.dirty_conversation_rows.get(id)?.clone();
+                let stored = self.stored_conversation_keys.get(id);
+                Some(ConversationWrite {
+                    status_changed: stored.is_none_or(|(status, _)| *status != row.status),
+                    active_second_changed: stored
+                        .is_none_or(|(_, second)| *second != row.active_second()),
+                    row,
+                })
+            })
             .collect();
         self.dirty_conversations.clear();
         self.dirty_conversation_rows.clear();
-        rows
+        self.stored_conversation_keys.clear();
+        writes
     }
 }
 
@@ -517,5 +554,45 @@ mod tests {
             state.active_conversation(number, contact.id),
             Cached::Known(Some(conversation))
         );
+    }
+
+    /// SQLite sets a conversation's indexed columns only when they changed, which it learns
+    /// from here: against the row as read (or last written), unknown rows counted as changed.
+    #[test]
+    fn conversation_writes_say_which_indexed_columns_changed() {
+        let mut state = TxState::default();
+        let number = Uuid::now_v7();
+        let at = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00.100Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let stored = ConversationRow::opened(Uuid::nil(), number, Uuid::now_v7(), at);
+        let key = (number, stored.contact_id);
+        state.remember_conversation(key.0, key.1, Some(stored.clone()));
+        let changed = |w: &ConversationWrite| (w.status_changed, w.active_second_changed);
+
+        let mut row = stored.clone();
+        row.messages_count += 1;
+        row.last_active_at = at + chrono::Duration::milliseconds(800);
+        state.update_conversation(&row);
+        row.messages_count += 1;
+        state.update_conversation(&row);
+        let writes = state.take_conversation_writes();
+        assert_eq!(writes.len(), 1);
+        assert_eq!(writes[0].row.messages_count, 2);
+        assert_eq!(changed(&writes[0]), (false, false), "the same second");
+
+        // The written row is now the table's: a later second moves it.
+        row.last_active_at = at + chrono::Duration::seconds(1);
+        state.update_conversation(&row);
+        assert_eq!(changed(&state.take_conversation_writes()[0]), (false, true));
+
+        row.status = ConversationStatus::Ended;
+        state.update_conversation(&row);
+        assert_eq!(changed(&state.take_conversation_writes()[0]), (true, false));
+
+        // Ended, it is no longer cached as the contact's active one: nothing to compare with.
+        row.metadata = "{\"a\":1}".into();
+        state.update_conversation(&row);
+        assert_eq!(changed(&state.take_conversation_writes()[0]), (true, true));
     }
 }

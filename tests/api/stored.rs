@@ -537,6 +537,45 @@ async fn other_projects_data_is_unreachable(backend: Backend) {
     assert_eq!(still["status"], "active", "untouched");
 }
 
+/// The activity second is indexed (the list's order, `last_active_since`, the inactivity
+/// sweep), and on SQLite the per-message update sets it only when it changed: messages in one
+/// second, then one in a later second, must each leave the conversation where it belongs.
+async fn a_later_message_moves_its_conversation_first(backend: Backend) {
+    let env = Env::start(backend).await;
+    let text =
+        |from: &str, body: &str| json!({"from": from, "type": "text", "text": {"body": body}});
+    let phones = |page: &Value| -> Vec<String> {
+        let data = page["data"].as_array().unwrap();
+        data.iter()
+            .map(|c| c["phone_number"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    env.inbound(text("15550000001", "a1")).await;
+    env.inbound(text("15550000001", "a2")).await;
+    env.inbound(text("15550000002", "b1")).await;
+    let page = get_ok(&env, &format!("{PNID}/conversations")).await;
+    assert_eq!(phones(&page), ["15550000002", "15550000001"]);
+
+    // A whole second later than b1, whichever fraction of a second it came in.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let since = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    env.inbound(text("15550000001", "a3")).await;
+    let page = get_ok(
+        &env,
+        &format!("{PNID}/conversations?fields=kapso(messages_count)"),
+    )
+    .await;
+    assert_eq!(phones(&page), ["15550000001", "15550000002"], "{page}");
+    assert_eq!(page["data"][0]["status"], "active");
+    assert_eq!(page["data"][0]["kapso"]["messages_count"], 3);
+    let recent = get_ok(
+        &env,
+        &format!("{PNID}/conversations?last_active_since={since}"),
+    )
+    .await;
+    assert_eq!(phones(&recent), ["15550000001"], "{recent}");
+}
+
 crate::both_backends!(backend:
     paging_walks_every_row_once_both_ways,
     bad_parameters_are_400_naming_the_parameter,
@@ -546,4 +585,5 @@ crate::both_backends!(backend:
     contacts_get_and_update,
     calls_list_and_get,
     other_projects_data_is_unreachable,
+    a_later_message_moves_its_conversation_first,
 );
