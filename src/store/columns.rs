@@ -74,3 +74,10 @@ column_list!(
     EVENT_ROUTE_COLUMNS,
     "id, event_id, project_id, phone_number_id, fields, payload, created_at"
 );
+
+/// A raw event's body as readers see it. SQLite stores a body that is its one route's payload
+/// only on the route, and an empty body here (`sqlite_flush::bodies_kept_by_routes`); a body that
+/// is really empty has no route (an empty POST is not JSON), so it reads back empty.
+pub(crate) const STORED_EVENT_BODY: &str = "case when length(body) = 0 then coalesce((select \
+    r.payload from webhook_event_routes r where r.event_id = webhook_events.id order by r.id \
+    limit 1), body) else body end";

@@ -540,11 +540,11 @@ macro_rules! impl_common_store {
                 state: Option<&str>,
                 limit: i64,
             ) -> $crate::store::StoreResult<Vec<$crate::store::WebhookEventRow>> {
-                Ok(sqlx::query_as(concat!(
-                    "select ",
-                    $crate::store::columns::webhook_event_columns!(),
-                    " from webhook_events where ($1 is null or state = $1) \
-                             order by received_at desc, id desc limit $2",
+                Ok(sqlx::query_as(&format!(
+                    "select id, received_at, {} as body, state, error \
+                     from webhook_events where ($1 is null or state = $1) \
+                     order by received_at desc, id desc limit $2",
+                    $crate::store::columns::STORED_EVENT_BODY,
                 ))
                 .bind(state)
                 .bind(limit)

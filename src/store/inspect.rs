@@ -22,6 +22,8 @@ pub trait StoreInspect: Send + Sync {
         contact: Uuid,
     ) -> StoreResult<Vec<(String, Option<String>, Option<String>)>>;
     async fn event_routes(&self, event_id: Uuid) -> StoreResult<Vec<EventRouteRow>>;
+    /// How many bytes of its body a raw event keeps itself (0 on SQLite when its route does).
+    async fn event_own_bytes(&self, event_id: Uuid) -> StoreResult<i64>;
 }
 
 /// Lets tests call the inspection reads on a `DynStore` directly.
@@ -52,6 +54,10 @@ impl StoreInspect for dyn Store {
 
     async fn event_routes(&self, event_id: Uuid) -> StoreResult<Vec<EventRouteRow>> {
         self.inspect().event_routes(event_id).await
+    }
+
+    async fn event_own_bytes(&self, event_id: Uuid) -> StoreResult<i64> {
+        self.inspect().event_own_bytes(event_id).await
     }
 }
 
@@ -100,6 +106,18 @@ macro_rules! impl_store_inspect {
                     .bind(event_id)
                     .fetch_all(&self.pool)
                     .await?)
+            }
+
+            async fn event_own_bytes(
+                &self,
+                event_id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<i64> {
+                Ok(sqlx::query_scalar(
+                    "select cast(length(body) as bigint) from webhook_events where id = $1",
+                )
+                .bind(event_id)
+                .fetch_one(&self.pool)
+                .await?)
             }
         }
     };

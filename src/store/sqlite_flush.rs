@@ -11,6 +11,8 @@ impl SqliteTx {
     pub(super) async fn flush_pending(&mut self) -> crate::store::StoreResult<()> {
         use crate::store::tx::INSERT_CHUNK;
         let events = std::mem::take(&mut self.state.events);
+        let routes = std::mem::take(&mut self.state.routes);
+        let kept_by_route = bodies_kept_by_routes(&events, &routes);
         for chunk in events.chunks(INSERT_CHUNK) {
             let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(concat!(
                 "insert into webhook_events (",
@@ -18,15 +20,19 @@ impl SqliteTx {
                 ") ",
             ));
             query.push_values(chunk, |mut row, e| {
+                let body: &[u8] = if kept_by_route.contains(&e.id) {
+                    &[]
+                } else {
+                    &e.body
+                };
                 row.push_bind(e.id)
                     .push_bind(e.received_at)
-                    .push_bind(&e.body)
+                    .push_bind(body)
                     .push_bind(&e.state)
                     .push_bind(&e.error);
             });
             query.build().execute(&mut *self.tx).await?;
         }
-        let routes = std::mem::take(&mut self.state.routes);
         for chunk in routes.chunks(INSERT_CHUNK) {
             let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(concat!(
                 "insert into webhook_event_routes (",
@@ -284,4 +290,29 @@ impl SqliteTx {
         }
         Ok(())
     }
+}
+
+/// The events whose body is, byte for byte, the payload of their one route (a POST that
+/// concerned one number: nearly every one). Their body is stored empty and read back from the
+/// route (`columns::STORED_EVENT_BODY`): it was the second copy of every event's bytes, and
+/// SQLite ingest pays for bytes written. The route keeps them because deliveries and replays
+/// read them there.
+fn bodies_kept_by_routes(
+    events: &[crate::store::NewWebhookEvent],
+    routes: &[crate::store::EventRouteRow],
+) -> std::collections::HashSet<uuid::Uuid> {
+    let mut routes_of: std::collections::HashMap<uuid::Uuid, Vec<&[u8]>> = Default::default();
+    for route in routes {
+        routes_of
+            .entry(route.event_id)
+            .or_default()
+            .push(&route.payload);
+    }
+    events
+        .iter()
+        .filter(|e| {
+            !e.body.is_empty() && routes_of.get(&e.id).is_some_and(|p| p[..] == [&e.body[..]])
+        })
+        .map(|e| e.id)
+        .collect()
 }

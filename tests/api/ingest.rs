@@ -357,6 +357,13 @@ async fn inbound_text_creates_contact_conversation_and_message(backend: Backend)
     let routes = env.app.store.event_routes(events[0].id).await.unwrap();
     assert_eq!(routes[0].payload, events[0].body);
     assert_eq!(routes[0].fields, "messages");
+    // SQLite keeps those bytes once, on the route (the event reads them there).
+    let own = env.app.store.event_own_bytes(events[0].id).await.unwrap();
+    let expected = match backend {
+        Backend::Sqlite => 0,
+        Backend::Postgres => events[0].body.len() as i64,
+    };
+    assert_eq!(own, expected);
 }
 
 async fn every_inbound_type_is_stored(backend: Backend) {
