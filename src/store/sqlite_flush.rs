@@ -255,11 +255,14 @@ impl SqliteTx {
             });
             query.build().execute(&mut *self.tx).await?;
         }
+        // A message's contact and conversation are set when it is recorded and never change
+        // (`TxState::update_message` checks), so the update leaves them out: setting the indexed
+        // `conversation_id` would rewrite the message's entry in `messages_conversation_idx` on
+        // every status (see `flush_conversations`).
         for chunk in updates.chunks(crate::store::tx::INSERT_CHUNK) {
             let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                 "update messages set status = v.status, processing_status = v.processing_status, \
-                 errors = v.errors, statuses = v.statuses, contact_id = v.contact_id, \
-                 conversation_id = v.conversation_id, updated_at = v.updated_at from (",
+                 errors = v.errors, statuses = v.statuses, updated_at = v.updated_at from (",
             );
             for (i, m) in chunk.iter().enumerate() {
                 query.push(if i == 0 {
@@ -278,10 +281,6 @@ impl SqliteTx {
                     .push(" as errors, ")
                     .push_bind(&m.statuses)
                     .push(" as statuses, ")
-                    .push_bind(m.contact_id)
-                    .push(" as contact_id, ")
-                    .push_bind(m.conversation_id)
-                    .push(" as conversation_id, ")
                     .push_bind(m.updated_at)
                     .push(" as updated_at");
             }

@@ -149,6 +149,13 @@ impl TxState {
         let Some(Some(cached)) = self.messages.get_mut(&key) else {
             return false;
         };
+        // SQLite's commit-time update does not write them (an indexed column set to the same
+        // value still rewrites its index entry).
+        debug_assert_eq!(
+            (cached.contact_id, cached.conversation_id),
+            (row.contact_id, row.conversation_id),
+            "a stored message's contact and conversation never change"
+        );
         *cached = row.clone();
         if !self.new_message_set.contains(&key) && self.dirty_message_set.insert(key.clone()) {
             self.dirty_messages.push(key);
