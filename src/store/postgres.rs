@@ -340,9 +340,8 @@ impl PgTx {
     async fn flush_conversations(&mut self) -> super::StoreResult<()> {
         // PostgreSQL leaves index entries alone when the indexed values did not change (a HOT
         // update), whatever the statement sets.
-        let rows: Vec<_> = (self.state.take_conversation_writes().into_iter())
-            .map(|w| w.row)
-            .collect();
+        let writes = self.state.take_conversation_writes();
+        let rows: Vec<_> = writes.into_iter().map(|w| w.row).collect();
         if rows.is_empty() {
             return Ok(());
         }

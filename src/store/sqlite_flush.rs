@@ -4,8 +4,6 @@
 use super::dialect::Dialect;
 use super::sqlite::{SqliteStore, SqliteTx};
 
-/// Commit-time writes of the rows a transaction buffered (see `tx_state`): multi-row statements
-/// built per batch (SQLite prepares them cheaply).
 impl SqliteTx {
     /// Inserts the buffered append-only rows: parents before children (foreign keys).
     pub(super) async fn flush_pending(&mut self) -> crate::store::StoreResult<()> {
