@@ -139,15 +139,18 @@ impl SqliteTx {
     /// `active_second` on every message rewrote three index entries per conversation, about a
     /// seventh of ingest's WAL pages. Each is set only on the conversations where it changed.
     pub(super) async fn flush_conversations(&mut self) -> crate::store::StoreResult<()> {
-        let mut groups: [Vec<_>; 4] = Default::default();
-        for write in self.state.take_conversation_writes() {
-            let group =
-                usize::from(write.status_changed) * 2 + usize::from(write.active_second_changed);
-            groups[group].push(write);
-        }
-        for (group, writes) in groups.iter().enumerate() {
-            for chunk in writes.chunks(crate::store::tx::INSERT_CHUNK) {
-                self.update_conversations(chunk, group >= 2, group % 2 == 1)
+        let writes = self.state.take_conversation_writes();
+        for (set_status, set_active_second) in
+            [(false, false), (false, true), (true, false), (true, true)]
+        {
+            let same: Vec<_> = writes
+                .iter()
+                .filter(|w| {
+                    (w.status_changed, w.active_second_changed) == (set_status, set_active_second)
+                })
+                .collect();
+            for chunk in same.chunks(crate::store::tx::INSERT_CHUNK) {
+                self.update_conversations(chunk, set_status, set_active_second)
                     .await?;
             }
         }
@@ -156,7 +159,7 @@ impl SqliteTx {
 
     async fn update_conversations(
         &mut self,
-        chunk: &[crate::store::tx_state::ConversationWrite],
+        chunk: &[&crate::store::tx_state::ConversationWrite],
         set_status: bool,
         set_active_second: bool,
     ) -> crate::store::StoreResult<()> {
@@ -307,9 +310,9 @@ fn bodies_kept_by_routes(
     }
     events
         .iter()
-        .filter(|e| {
-            !e.body.is_empty() && routes_of.get(&e.id).is_some_and(|p| p[..] == [&e.body[..]])
-        })
+        .filter(
+            |e| matches!(routes_of.get(&e.id).map(Vec::as_slice), Some([only]) if *only == e.body),
+        )
         .map(|e| e.id)
         .collect()
 }
