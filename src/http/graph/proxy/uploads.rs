@@ -27,8 +27,10 @@ use crate::domain::media_uploads::{self, KeptFile};
 use crate::domain::number_directory::NumberConfig;
 use crate::http::state::AppState;
 
-/// Chunks the copy may be behind the upload.
-const COPY_BACKLOG: usize = 8;
+/// Chunks the copy may be behind the upload. multer copies every chunk it can take into one
+/// buffer, so this sets that buffer's size: 8 grew it to 4 MiB on a 1 GiB upload, 2 keeps it
+/// near 1 MiB at the same speed.
+const COPY_BACKLOG: usize = 2;
 
 /// How long the upload waits for a copy that cannot keep up before dropping it.
 const COPY_STALL: Duration = Duration::from_secs(2);

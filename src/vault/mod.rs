@@ -20,21 +20,18 @@ use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
-use object_store::{GetOptions, GetRange, ObjectStore, RetryConfig, WriteMultipart};
+use object_store::{GetOptions, GetRange, ObjectStore, RetryConfig};
 use sha2::{Digest, Sha256};
 
 use crate::config::MediaConfig;
 
-/// Multipart chunk: the most a write holds in memory per part (S3's minimum part is 5 MiB).
-const CHUNK_BYTES: usize = 5 * 1024 * 1024;
-/// The same on local disk, which has no minimum part: small parts keep many concurrent
-/// downloads within a small memory budget (50 at once stay near 50 MiB of buffers).
-const LOCAL_CHUNK_BYTES: usize = 512 * 1024;
+mod staging;
+
+use staging::StagedWrite;
+
 /// Files up to this size are read whole and written in one step (no staging file, rename or
 /// delete): most WhatsApp media (images, voice notes, stickers) are this small.
 const SMALL_FILE_BYTES: usize = 1024 * 1024;
-/// Parts uploading at once per write; with the chunk size, bounds a write's memory (~10 MiB).
-const PARTS_IN_FLIGHT: usize = 2;
 /// Where writes stage their bytes until they are complete and checked.
 const INCOMING: &str = "incoming";
 /// object_store's own retries of one S3 request (its default: 10 over up to 3 minutes). The
@@ -222,36 +219,27 @@ impl MediaVault {
             return self.put_small(head, size, expected).await;
         }
         let staging = Path::from(format!("{INCOMING}/{}", uuid::Uuid::now_v7()));
-        let upload = self.store.put_multipart(&staging).await?;
-        let chunk = if self.is_local() {
-            LOCAL_CHUNK_BYTES
-        } else {
-            CHUNK_BYTES
-        };
-        let mut writer = Unfinished(Some(WriteMultipart::new_with_chunk_size(upload, chunk)));
+        let mut writer =
+            StagedWrite::start(self.store.as_ref(), self.local_root.as_deref(), &staging).await?;
         let mut hasher = Sha256::new();
-        for chunk in &head {
-            hasher.update(chunk);
-            writer.get().write(chunk);
+        let copied = async {
+            for chunk in head {
+                hasher.update(&chunk);
+                writer.write(&chunk).await?;
+            }
+            while let Some(chunk) = source.next().await {
+                let chunk = chunk.map_err(|e| VaultError::Source(e.to_string()))?;
+                size += chunk.len() as u64;
+                if size > max_bytes {
+                    return Err(VaultError::TooLarge { limit: max_bytes });
+                }
+                hasher.update(&chunk);
+                writer.write(&chunk).await?;
+            }
+            Ok(())
         }
-        drop(head);
-        let failure = loop {
-            let chunk = match source.next().await {
-                None => break None,
-                Some(Err(e)) => break Some(VaultError::Source(e.to_string())),
-                Some(Ok(chunk)) => chunk,
-            };
-            size += chunk.len() as u64;
-            if size > max_bytes {
-                break Some(VaultError::TooLarge { limit: max_bytes });
-            }
-            hasher.update(&chunk);
-            if let Err(e) = writer.get().wait_for_capacity(PARTS_IN_FLIGHT).await {
-                break Some(e.into());
-            }
-            writer.get().write(&chunk);
-        };
-        if let Some(error) = failure {
+        .await;
+        if let Err(error) = copied {
             writer.abort().await;
             return Err(error);
         }
@@ -406,41 +394,6 @@ impl MediaVault {
     }
 }
 
-/// A multipart write until it is finished or aborted. Dropped unfinished (the download's
-/// timeout drops `put_stream` half-way), it aborts the upload: on S3 an upload neither completed
-/// nor aborted stays in the bucket, unlisted and billed, until a lifecycle rule removes it.
-struct Unfinished(Option<WriteMultipart>);
-
-impl Unfinished {
-    fn get(&mut self) -> &mut WriteMultipart {
-        self.0.as_mut().expect("an unfinished write")
-    }
-
-    async fn abort(mut self) {
-        if let Some(writer) = self.0.take() {
-            let _ = writer.abort().await;
-        }
-    }
-
-    async fn finish(mut self) -> Result<(), object_store::Error> {
-        match self.0.take() {
-            Some(writer) => writer.finish().await.map(drop),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for Unfinished {
-    fn drop(&mut self) {
-        if let (Some(writer), Ok(runtime)) = (self.0.take(), tokio::runtime::Handle::try_current())
-        {
-            runtime.spawn(async move {
-                let _ = writer.abort().await;
-            });
-        }
-    }
-}
-
 /// Removes the files directly in `dir` last written before `cutoff`; a missing folder holds none.
 fn remove_files_before(dir: &std::path::Path, cutoff: SystemTime) -> std::io::Result<usize> {
     let entries = match std::fs::read_dir(dir) {
@@ -465,10 +418,7 @@ fn remove_files_before(dir: &std::path::Path, cutoff: SystemTime) -> std::io::Re
 }
 
 fn local_error(source: std::io::Error) -> VaultError {
-    VaultError::Store(object_store::Error::Generic {
-        store: "LocalFileSystem",
-        source: Box::new(source),
-    })
+    VaultError::Store(staging::store_error(source))
 }
 
 fn is_range_error(error: &object_store::Error) -> bool {
@@ -513,163 +463,4 @@ pub fn checksum_matches(expected: &str, actual_hex: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn local(dir: &std::path::Path) -> MediaVault {
-        let mut config = crate::config::Config::defaults().media;
-        config.store = dir.display().to_string();
-        MediaVault::open(&config, None).unwrap()
-    }
-
-    fn source(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
-        futures::stream::iter(
-            parts
-                .iter()
-                .map(|p| Ok(Bytes::from_static(p)))
-                .collect::<Vec<_>>(),
-        )
-    }
-
-    #[tokio::test]
-    async fn files_are_kept_once_by_hash_and_read_back_in_ranges() {
-        let dir = tempfile::tempdir().unwrap();
-        let vault = local(dir.path());
-        let hash = hex::encode(Sha256::digest(b"hello world"));
-        let blob = vault
-            .put_stream(source(&[b"hello ", b"world"]), Some(&hash), 100)
-            .await
-            .unwrap();
-        assert_eq!(blob.sha256, hash);
-        assert_eq!(blob.byte_size, 11);
-        assert!(vault.contains(&hash).await.unwrap());
-        // Again: the same address, no second copy, no staging left behind.
-        vault
-            .put_stream(source(&[b"hello world"]), None, 100)
-            .await
-            .unwrap();
-        let files: Vec<_> = walk(dir.path());
-        assert_eq!(files.len(), 1, "{files:?}");
-
-        let read = vault.get(&hash, Some(6..11)).await.unwrap();
-        assert_eq!((read.total_size, read.range.clone()), (11, 6..11));
-        let bytes: Vec<Bytes> = read.bytes.try_collect().await.unwrap();
-        assert_eq!(bytes.concat(), b"world");
-    }
-
-    #[tokio::test]
-    async fn wrong_or_oversized_bytes_leave_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let vault = local(dir.path());
-        let wrong = hex::encode(Sha256::digest(b"something else"));
-        let error = vault
-            .put_stream(source(&[b"hello"]), Some(&wrong), 100)
-            .await
-            .unwrap_err();
-        assert!(matches!(error, VaultError::HashMismatch { .. }), "{error}");
-        let error = vault
-            .put_stream(source(&[b"hello", b"world"]), None, 7)
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(error, VaultError::TooLarge { limit: 7 }),
-            "{error}"
-        );
-        assert!(walk(dir.path()).is_empty(), "{:?}", walk(dir.path()));
-    }
-
-    #[tokio::test]
-    async fn stale_staged_writes_are_swept_and_live_ones_and_files_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let vault = local(dir.path());
-        let hash = hex::encode(Sha256::digest(b"kept"));
-        vault
-            .put_stream(source(&[b"kept"]), Some(&hash), 100)
-            .await
-            .unwrap();
-        // What a killed process leaves: an unfinished multipart file (hidden from object_store's
-        // listing) and a finished write it never moved; and a write running right now.
-        let incoming = dir.path().join(INCOMING);
-        std::fs::create_dir_all(&incoming).unwrap();
-        let an_hour_ago = SystemTime::now() - Duration::from_secs(3600);
-        for (name, modified) in [
-            ("0190-killed#1", Some(an_hour_ago)),
-            ("0190-finished", Some(an_hour_ago)),
-            ("0190-live#1", None),
-        ] {
-            let file = std::fs::File::create(incoming.join(name)).unwrap();
-            if let Some(modified) = modified {
-                file.set_modified(modified).unwrap();
-            }
-        }
-        let removed = vault
-            .remove_stale_uploads(Duration::from_secs(300))
-            .await
-            .unwrap();
-        assert_eq!(removed, 2);
-        let mut left: Vec<_> = walk(dir.path())
-            .into_iter()
-            .map(|p| p.strip_prefix(dir.path()).unwrap().display().to_string())
-            .collect();
-        left.sort();
-        let blob = format!("sha256/{}/{hash}", &hash[..2]);
-        assert_eq!(left, [format!("{INCOMING}/0190-live#1"), blob]);
-        // Nothing staged at all (a fresh vault) is no error.
-        let empty = tempfile::tempdir().unwrap();
-        assert_eq!(
-            local(empty.path())
-                .remove_stale_uploads(Duration::ZERO)
-                .await
-                .unwrap(),
-            0
-        );
-    }
-
-    #[tokio::test]
-    async fn a_write_dropped_half_way_leaves_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let vault = local(dir.path());
-        let endless =
-            futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"start"))])
-                .chain(futures::stream::pending());
-        let put = vault.put_stream(endless, None, 100);
-        let timed_out = tokio::time::timeout(Duration::from_millis(100), put).await;
-        assert!(timed_out.is_err());
-        // The clean-up runs on the runtime after the drop.
-        for _ in 0..500 {
-            if walk(dir.path()).is_empty() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("left behind: {:?}", walk(dir.path()));
-    }
-
-    #[test]
-    fn checksums_match_in_hex_or_base64() {
-        use base64::Engine as _;
-        let digest = Sha256::digest(b"x");
-        let hex = hex::encode(digest);
-        assert!(checksum_matches(&hex.to_uppercase(), &hex));
-        let b64 = base64::engine::general_purpose::STANDARD.encode(digest);
-        assert!(checksum_matches(&b64, &hex));
-        assert!(checksum_matches(b64.trim_end_matches('='), &hex));
-        assert!(!checksum_matches("AAAA", &hex));
-    }
-
-    fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
-        let mut found = Vec::new();
-        let mut stack = vec![dir.to_path_buf()];
-        while let Some(d) = stack.pop() {
-            for entry in std::fs::read_dir(d).unwrap() {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    stack.push(path);
-                } else {
-                    found.push(path);
-                }
-            }
-        }
-        found
-    }
-}
+mod tests;
