@@ -21,6 +21,9 @@ use tokio::io::AsyncWriteExt as _;
 const CHUNK_BYTES: usize = 5 * 1024 * 1024;
 /// Parts uploading at once per write; with the chunk size, bounds a write's memory (~10 MiB).
 const PARTS_IN_FLIGHT: usize = 2;
+/// The most a local write holds in its one buffer (tokio's default is 2 MiB): many concurrent
+/// downloads stay within a small memory budget (50 at once near 25 MiB).
+const LOCAL_BUFFER_BYTES: usize = 512 * 1024;
 
 /// A staged write until it is finished or aborted. Dropped unfinished (the download's timeout
 /// drops `put_stream` half-way), it removes what it wrote: on S3 an upload neither completed
@@ -55,7 +58,8 @@ impl StagedWrite {
                         .await
                         .map_err(store_error)?;
                 }
-                let file = tokio::fs::File::create(&path).await.map_err(store_error)?;
+                let mut file = tokio::fs::File::create(&path).await.map_err(store_error)?;
+                file.set_max_buf_size(LOCAL_BUFFER_BYTES);
                 Staged::Local { file, path }
             }
             None => {
