@@ -3,11 +3,12 @@
 //! its SHA-256 (`sha256/ab/abcdef…`). Rows that say which message owns which file live in the
 //! database; this module knows nothing about messages.
 //!
-//! Writes stream: bytes go to the store as they arrive (multipart upload, bounded buffering),
-//! hashed on the way, and only a complete upload whose hash and size are right becomes visible:
-//! anything else is aborted, so a reader never sees a partial or wrong file. A write dropped
-//! half-way (the download's timeout) aborts itself; what a killed process left in `incoming/`
-//! goes with [`MediaVault::remove_stale_uploads`].
+//! Writes stream: bytes go to the store as they arrive (a multipart upload on S3, a staging
+//! file on disk; bounded buffering, see `staging`), hashed on the way, and only a complete
+//! write whose hash and size are right becomes visible: anything else is aborted, so a reader
+//! never sees a partial or wrong file. A write dropped half-way (the download's timeout) aborts
+//! itself; what a killed process left in `incoming/` goes with
+//! [`MediaVault::remove_stale_uploads`].
 
 use std::ops::Range;
 use std::path::PathBuf;

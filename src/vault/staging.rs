@@ -117,20 +117,23 @@ impl StagedWrite {
 impl Drop for StagedWrite {
     fn drop(&mut self) {
         let Some(staged) = self.0.take() else { return };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        match staged {
+        let runtime = tokio::runtime::Handle::try_current();
+        match (staged, runtime) {
             // A write still in the blocking pool finishes into the unlinked file.
-            Staged::Local { file, path } => {
+            (Staged::Local { file, path }, runtime) => {
                 drop(file);
-                runtime.spawn_blocking(move || std::fs::remove_file(path));
+                match runtime {
+                    Ok(runtime) => drop(runtime.spawn_blocking(move || std::fs::remove_file(path))),
+                    Err(_) => drop(std::fs::remove_file(path)),
+                }
             }
-            Staged::Remote(writer) => {
+            (Staged::Remote(writer), Ok(runtime)) => {
                 runtime.spawn(async move {
                     let _ = writer.abort().await;
                 });
             }
+            // No runtime to abort on: the bucket's lifecycle rule removes the upload.
+            (Staged::Remote(_), Err(_)) => {}
         }
     }
 }
