@@ -309,10 +309,21 @@ impl SecretBox {
         if sealed.len() < V2_HEADER_LEN + NONCE_LEN + TAG_LEN || sealed[0] != V2 {
             return SealedState::Unbound;
         }
-        if sealed[1..V2_HEADER_LEN] == self.keys[0].id[..] {
-            SealedState::Current
-        } else {
-            SealedState::OtherKey
+        match self
+            .keys
+            .iter()
+            .position(|k| sealed[1..V2_HEADER_LEN] == k.id[..])
+        {
+            Some(0) => SealedState::Current,
+            Some(_) => SealedState::OtherKey,
+            // No key here has that id: a v2 value under a key this instance lacks, or a v1 value
+            // whose random nonce begins with the v2 marker (one in 256 of them), which opens as
+            // v1 and must be re-sealed like any other. A v1 nonce that also repeats one of the
+            // keys' ids (one in 2^40) is taken for v2; it still opens, through `open`'s fallback.
+            None if self.keys.iter().any(|k| k.decrypt(sealed, b"").is_some()) => {
+                SealedState::Unbound
+            }
+            None => SealedState::OtherKey,
         }
     }
 }
@@ -640,6 +651,24 @@ mod tests {
                 .unwrap(),
             "tricky"
         );
+        // One v1 value in 256 begins with the v2 marker, before bytes no key's id has: still
+        // reported unbound, so the start-up pass re-seals it.
+        let mut nonce = [5u8; NONCE_LEN];
+        nonce[0] = V2;
+        let mut marked = nonce.to_vec();
+        marked.extend(
+            cipher
+                .encrypt(Nonce::from_slice(&nonce), b"marked".as_slice())
+                .unwrap(),
+        );
+        assert_eq!(secret_box.state(&marked), SealedState::Unbound);
+        assert_eq!(
+            secret_box.open(at, secret_box.key_id(), &marked).unwrap(),
+            "marked"
+        );
+        // A v2 value under a key this instance does not have is not taken for v1.
+        let other = SecretBox::new(&[2u8; 32]).seal(at, "theirs");
+        assert_eq!(secret_box.state(&other), SealedState::OtherKey);
     }
 
     #[test]
