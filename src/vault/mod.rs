@@ -48,8 +48,8 @@ pub struct MediaVault {
     store: Arc<dyn ObjectStore>,
     /// `local:/path` or `s3://bucket/prefix`, for logs (never in a response).
     location: String,
-    /// The folder, when files live on this machine's disk.
-    local_root: Option<PathBuf>,
+    /// The same store when files live on this machine's disk (it maps a path to its file).
+    local: Option<Arc<LocalFileSystem>>,
 }
 
 impl std::fmt::Debug for MediaVault {
@@ -133,7 +133,7 @@ impl MediaVault {
             return Ok(Self {
                 store,
                 location: format!("s3://{bucket}/{prefix}"),
-                local_root: None,
+                local: None,
             });
         }
         let dir = match spec.strip_prefix("file://").unwrap_or(spec) {
@@ -147,10 +147,11 @@ impl MediaVault {
             .with_context(|| format!("media.store: {}", dir.display()))?;
         let local = LocalFileSystem::new_with_prefix(&dir)
             .with_context(|| format!("media.store: {}", dir.display()))?;
+        let local = Arc::new(local);
         Ok(Self {
-            store: Arc::new(local),
+            store: local.clone(),
             location: format!("local:{}", dir.display()),
-            local_root: Some(dir),
+            local: Some(local),
         })
     }
 
@@ -160,7 +161,7 @@ impl MediaVault {
 
     /// Whether files live on this machine's disk (several instances then need a shared folder).
     pub fn is_local(&self) -> bool {
-        self.local_root.is_some()
+        self.local.is_some()
     }
 
     fn blob_path(sha256: &str) -> Path {
@@ -221,7 +222,7 @@ impl MediaVault {
         }
         let staging = Path::from(format!("{INCOMING}/{}", uuid::Uuid::now_v7()));
         let mut writer =
-            StagedWrite::start(self.store.as_ref(), self.local_root.as_deref(), &staging).await?;
+            StagedWrite::start(self.store.as_ref(), self.local.as_deref(), &staging).await?;
         let mut hasher = Sha256::new();
         let copied = async {
             for chunk in head {
@@ -345,8 +346,8 @@ impl MediaVault {
         let cutoff = SystemTime::now()
             .checked_sub(older_than)
             .unwrap_or(SystemTime::UNIX_EPOCH);
-        if let Some(root) = &self.local_root {
-            let incoming = root.join(INCOMING);
+        if let Some(local) = &self.local {
+            let incoming = local.path_to_filesystem(&Path::from(INCOMING))?;
             return tokio::task::spawn_blocking(move || remove_files_before(&incoming, cutoff))
                 .await
                 .map_err(|e| local_error(std::io::Error::other(e)))?

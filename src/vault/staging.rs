@@ -12,6 +12,7 @@
 use std::path::PathBuf;
 
 use bytes::Bytes;
+use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, WriteMultipart};
 use tokio::io::AsyncWriteExt as _;
@@ -39,20 +40,17 @@ enum Staged {
 }
 
 impl StagedWrite {
-    /// Starts a write at `staging`: a file under `local_root` when the vault is on this
-    /// machine's disk, else a multipart upload to `store`.
+    /// Starts a write at `staging`: a file of `local` when the vault is on this machine's disk
+    /// (so the finished file moves under its hash through the store, as on S3), else a
+    /// multipart upload to `store`.
     pub(super) async fn start(
         store: &dyn ObjectStore,
-        local_root: Option<&std::path::Path>,
+        local: Option<&LocalFileSystem>,
         staging: &Path,
     ) -> object_store::Result<Self> {
-        let staged = match local_root {
-            Some(root) => {
-                // object_store maps `a/b` to `{root}/a/b` (the staging name needs no escaping),
-                // so the finished file moves under its hash through the store as on S3.
-                let path = staging
-                    .parts()
-                    .fold(root.to_path_buf(), |path, part| path.join(part.as_ref()));
+        let staged = match local {
+            Some(local) => {
+                let path = local.path_to_filesystem(staging)?;
                 if let Some(folder) = path.parent() {
                     tokio::fs::create_dir_all(folder)
                         .await
