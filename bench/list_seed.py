@@ -94,6 +94,23 @@ def cursor(args):
     print(base64.urlsafe_b64encode(body).decode().rstrip("="))
 
 
+async def read_body(reader, head):
+    """Reads a response body: by its Content-Length, or chunk by chunk (a body the server
+    streams, as wagate's lists are, comes chunked)."""
+    lines = [l.lower() for l in head.split(b"\r\n")]
+    length = [l for l in lines if l.startswith(b"content-length")]
+    if length:
+        await reader.readexactly(int(length[0].split(b":")[1]))
+        return
+    if not any(l.startswith(b"transfer-encoding") and b"chunked" in l for l in lines):
+        raise ValueError(f"response with neither Content-Length nor chunked: {head!r}")
+    while True:
+        size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+        await reader.readexactly(size + 2)   # the chunk and its CRLF
+        if size == 0:
+            return
+
+
 async def open_loop(args):
     parts = urlsplit(args.url)
     target = parts.path + ("?" + parts.query if parts.query else "")
@@ -109,8 +126,7 @@ async def open_loop(args):
         try:
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
-            length = int([l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0].split(b":")[1])
-            await reader.readexactly(length)
+            await read_body(reader, head)
             if not head.startswith(b"HTTP/1.1 200"):
                 errors += 1
             latencies.append(time.perf_counter() - scheduled)
