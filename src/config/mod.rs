@@ -144,6 +144,10 @@ pub struct DatabaseConfig {
     pub acquire_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub busy_timeout: Duration,
+    /// PostgreSQL only: a pooled connection idle this long is pinged before it is handed out
+    /// (one the server closed meanwhile is replaced); 0s pings on every use.
+    #[serde(with = "humantime_serde")]
+    pub ping_after_idle: Duration,
     /// SQLite only: WAL pages after which a commit checkpoints (copies the WAL back into the
     /// database file, with an fsync). Larger: fewer checkpoints, less work per write, a bigger WAL.
     pub sqlite_wal_autocheckpoint: u32,
@@ -157,6 +161,7 @@ impl std::fmt::Debug for DatabaseConfig {
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout", &self.acquire_timeout)
             .field("busy_timeout", &self.busy_timeout)
+            .field("ping_after_idle", &self.ping_after_idle)
             .field("sqlite_wal_autocheckpoint", &self.sqlite_wal_autocheckpoint)
             .finish()
     }
@@ -794,6 +799,7 @@ mod tests {
     #[test]
     fn a_wal_that_never_checkpoints_is_refused() {
         let mut config = Config::defaults();
+        assert_eq!(config.database.ping_after_idle, Duration::from_secs(1));
         assert_eq!(config.database.sqlite_wal_autocheckpoint, 1_000);
         config.database.sqlite_wal_autocheckpoint = 0;
         let err = config.validate().unwrap_err().to_string();

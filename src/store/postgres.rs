@@ -53,6 +53,11 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
             .acquire_timeout(config.acquire_timeout)
+            .test_before_acquire(false)
+            .before_acquire({
+                let ping_after_idle = config.ping_after_idle;
+                move |conn, meta| Box::pin(alive_if_idle(conn, meta, ping_after_idle))
+            })
             .connect_with(options)
             .await
             .context("connecting to PostgreSQL (is it running, and does database.url name it?)")?;
@@ -69,6 +74,24 @@ impl PgStore {
     fn writer(&self) -> &PgPool {
         &self.pool
     }
+}
+
+/// Whether a pooled connection may be handed out (`before_acquire`). sqlx's own check pings every
+/// connection on every acquire: one more round trip before each writer batch and each read,
+/// which on a busy instance only ever finds connections used a moment ago (and with the database
+/// on another host, a network round trip added to every request). So only a connection idle for
+/// `database.ping_after_idle` is pinged: one the server may have closed since (a restart, an
+/// idle timeout, a proxy in between). A connection lost while in use fails its statement, as it
+/// would after a ping, and the pool drops it.
+async fn alive_if_idle(
+    conn: &mut sqlx::PgConnection,
+    meta: sqlx::pool::PoolConnectionMetadata,
+    ping_after_idle: std::time::Duration,
+) -> Result<bool, sqlx::Error> {
+    if meta.idle_for < ping_after_idle {
+        return Ok(true);
+    }
+    Ok(sqlx::Connection::ping(conn).await.is_ok())
 }
 
 /// A write transaction on this backend.

@@ -107,3 +107,59 @@ async fn outage_then_recovery(backend: Backend) {
 }
 
 crate::both_backends!(backend: outage_then_recovery);
+
+/// PostgreSQL closed every connection of the gateway's pool (a restart, an idle-session timeout,
+/// a proxy in between) while they sat idle: the next reads and the next webhook still succeed, on
+/// fresh connections, because a connection idle for `database.ping_after_idle` is pinged before
+/// use. (Asked soon after the close: given long enough, the background workers' own failed polls
+/// would have cleared the pool of dead connections before the requests came.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_the_server_closed_while_idle_are_replaced() {
+    if !crate::common::postgres::available().await {
+        return;
+    }
+    let ping_after_idle = Duration::from_millis(100);
+    let env = Env::start_with(Backend::Postgres, |c| {
+        c.database.ping_after_idle = ping_after_idle
+    })
+    .await;
+    let list = format!("{PNID}/messages");
+    let before = env.post_signed(&inbound("wamid.BEFORE_CLOSE")).await;
+    assert_eq!(before.status(), 200);
+    crate::stored::get_ok(&env, &list).await;
+
+    use secrecy::ExposeSecret as _;
+    let url = env.app.config.database.url.expose_secret().to_owned();
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+    let closed: i64 = sqlx::query_scalar(
+        "select count(*) from (select pg_terminate_backend(pid) from pg_stat_activity \
+         where datname = current_database() and application_name = 'wagate' \
+         and pid <> pg_backend_pid()) as t",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert!(closed > 0, "the gateway had no connection to close");
+    tokio::time::sleep(ping_after_idle * 2).await;
+
+    for _ in 0..3 {
+        let (status, body) = crate::stored::get(&env, &list).await;
+        assert_eq!(
+            status, 200,
+            "a read after the server closed the pool: {body}"
+        );
+    }
+    let answer = env.post_signed(&inbound("wamid.AFTER_CLOSE")).await;
+    assert_eq!(
+        answer.status(),
+        200,
+        "a webhook after the server closed the pool"
+    );
+    assert!(env
+        .app
+        .store
+        .find_message(env.number, "wamid.AFTER_CLOSE")
+        .await
+        .unwrap()
+        .is_some());
+}
