@@ -116,22 +116,23 @@ impl Drop for StagedWrite {
     fn drop(&mut self) {
         let Some(staged) = self.0.take() else { return };
         let runtime = tokio::runtime::Handle::try_current();
-        match (staged, runtime) {
+        match staged {
             // A write still in the blocking pool finishes into the unlinked file.
-            (Staged::Local { file, path }, runtime) => {
+            Staged::Local { file, path } => {
                 drop(file);
                 match runtime {
                     Ok(runtime) => drop(runtime.spawn_blocking(move || std::fs::remove_file(path))),
                     Err(_) => drop(std::fs::remove_file(path)),
                 }
             }
-            (Staged::Remote(writer), Ok(runtime)) => {
-                runtime.spawn(async move {
-                    let _ = writer.abort().await;
-                });
+            // With no runtime to abort on, the bucket's lifecycle rule removes the upload.
+            Staged::Remote(writer) => {
+                if let Ok(runtime) = runtime {
+                    runtime.spawn(async move {
+                        let _ = writer.abort().await;
+                    });
+                }
             }
-            // No runtime to abort on: the bucket's lifecycle rule removes the upload.
-            (Staged::Remote(_), Err(_)) => {}
         }
     }
 }

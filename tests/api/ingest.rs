@@ -102,6 +102,15 @@ impl Env {
         meta::post_webhook(&self.http, &self.app.base, body).await
     }
 
+    /// The stored message `wamid` of this number, as it is now (no waiting).
+    pub async fn stored_message(&self, wamid: &str) -> Option<MessageRow> {
+        self.app
+            .store
+            .find_message(self.number, wamid)
+            .await
+            .unwrap()
+    }
+
     pub async fn messages(&self) -> Vec<MessageRow> {
         self.app.store.messages_of(self.number).await.unwrap()
     }
@@ -479,13 +488,7 @@ async fn sends_are_recorded_and_statuses_move_forward(backend: Backend) {
     let env = Env::start(backend).await;
     let wamid = env.send_text("+1 555 123 4567").await;
     // Recorded before the client got Meta's answer.
-    let row = env
-        .app
-        .store
-        .find_message(env.number, &wamid)
-        .await
-        .unwrap()
-        .expect("recorded at once");
+    let row = env.stored_message(&wamid).await.expect("recorded at once");
     assert_eq!(
         (row.direction.as_str(), row.origin.as_str()),
         ("outbound", "cloud_api")
@@ -551,13 +554,7 @@ async fn failed_statuses_keep_errors_and_early_statuses_are_parked(backend: Back
             .status(),
         200
     );
-    assert!(env
-        .app
-        .store
-        .find_message(env.number, "wamid.ECHO1")
-        .await
-        .unwrap()
-        .is_none());
+    assert!(env.stored_message("wamid.ECHO1").await.is_none());
     let echo = envelope(
         "smb_message_echoes",
         json!({"messaging_product": "whatsapp", "metadata": metadata(),
@@ -567,13 +564,7 @@ async fn failed_statuses_keep_errors_and_early_statuses_are_parked(backend: Back
         env.post_signed(echo.to_string().as_bytes()).await.status(),
         200
     );
-    let row = env
-        .app
-        .store
-        .find_message(env.number, "wamid.ECHO1")
-        .await
-        .unwrap()
-        .unwrap();
+    let row = env.stored_message("wamid.ECHO1").await.unwrap();
     assert_eq!(
         (
             row.direction.as_str(),
@@ -604,13 +595,7 @@ async fn marking_read_through_the_proxy_updates_the_inbound_message(backend: Bac
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let row = env
-        .app
-        .store
-        .find_message(env.number, &wamid)
-        .await
-        .unwrap()
-        .unwrap();
+    let row = env.stored_message(&wamid).await.unwrap();
     assert_eq!(row.status, "read");
     assert_eq!(
         env.messages().await.len(),

@@ -82,13 +82,7 @@ async fn outage_then_recovery(backend: Backend) {
 
     // Meta's retry of the same bytes now succeeds, and the buffered send is written.
     assert_eq!(env.post_signed(&body).await.status(), 200);
-    assert!(env
-        .app
-        .store
-        .find_message(env.number, "wamid.OUTAGE1")
-        .await
-        .unwrap()
-        .is_some());
+    assert!(env.stored_message("wamid.OUTAGE1").await.is_some());
     let row = env.wait_message(&wamid, |_| true).await;
     assert_eq!(row.direction, "outbound");
     // The recording waited in the spill file (fsynced) and was drained from it.
@@ -155,11 +149,5 @@ async fn connections_the_server_closed_while_idle_are_replaced() {
         200,
         "a webhook after the server closed the pool"
     );
-    assert!(env
-        .app
-        .store
-        .find_message(env.number, "wamid.AFTER_CLOSE")
-        .await
-        .unwrap()
-        .is_some());
+    assert!(env.stored_message("wamid.AFTER_CLOSE").await.is_some());
 }
