@@ -21,6 +21,7 @@ pub(crate) mod outbox;
 pub mod pacing;
 pub(crate) mod packed;
 mod postgres;
+mod postgres_flush;
 mod postgres_prefetch;
 pub(crate) mod provisioning;
 mod records;

@@ -5,8 +5,16 @@ use super::dialect::Dialect;
 use super::sqlite::{SqliteStore, SqliteTx};
 
 impl SqliteTx {
+    /// Writes everything the transaction buffered. (Every writer is in this process: nothing
+    /// to announce.)
+    pub(super) async fn flush_buffered(&mut self) -> crate::store::StoreResult<()> {
+        self.flush_conversations().await?;
+        self.flush_pending().await?;
+        self.flush_messages().await
+    }
+
     /// Inserts the buffered append-only rows: parents before children (foreign keys).
-    pub(super) async fn flush_pending(&mut self) -> crate::store::StoreResult<()> {
+    async fn flush_pending(&mut self) -> crate::store::StoreResult<()> {
         use crate::store::tx::INSERT_CHUNK;
         let events = std::mem::take(&mut self.state.events);
         let routes = std::mem::take(&mut self.state.routes);
@@ -223,7 +231,7 @@ impl SqliteTx {
 
     /// Inserts the messages recorded in this transaction (a unique-key clash fails the
     /// batch: the writer then retries its jobs one by one) and writes changed ones.
-    pub(super) async fn flush_messages(&mut self) -> crate::store::StoreResult<()> {
+    async fn flush_messages(&mut self) -> crate::store::StoreResult<()> {
         let (inserts, updates) = self.state.take_message_writes();
         for chunk in inserts.chunks(crate::store::tx::INSERT_CHUNK) {
             let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(concat!(

@@ -122,7 +122,7 @@ pub(crate) const INSERT_CHUNK: usize = 200;
 
 /// Implements [`StoreTx`] for `$tx` (a struct with a `tx: sqlx::Transaction<'static, _>` field
 /// and a `state: TxState` field) over the backend `$dialect`, which provides the key locks and
-/// the prefetch; `$tx` provides the commit-time `flush_*` writes.
+/// the prefetch; `$tx` provides `flush_buffered`, the commit-time writes.
 macro_rules! impl_store_tx {
     ($tx:ty, $dialect:ty) => {
         #[async_trait::async_trait]
@@ -818,16 +818,8 @@ macro_rules! impl_store_tx {
                     // A plain string goes as a simple query: nothing to prepare or cache.
                     sqlx::Executor::execute(&mut *self.tx, sql).await?;
                 }
-                self.flush_conversations().await?;
-                self.flush_pending().await?;
-                self.flush_messages().await?;
-                if self.queued_deliveries {
-                    if let Some(sql) =
-                        <$dialect as $crate::store::dialect::Dialect>::NOTIFY
-                    {
-                        sqlx::query(sql).execute(&mut *self.tx).await?;
-                    }
-                }
+                // Every buffered row, and the `NOTIFY` of a transaction that queued deliveries.
+                self.flush_buffered().await?;
                 self.tx.commit().await?;
                 Ok(())
             }

@@ -102,6 +102,19 @@ impl Env {
         meta::post_webhook(&self.http, &self.app.base, body).await
     }
 
+    /// Points the number's `webhook_destination_url` at `url`, through the Platform API.
+    pub async fn forward_to(&self, url: &str) {
+        let (status, body) = self
+            .app
+            .call(
+                Method::PATCH,
+                &format!("/platform/v1/whatsapp/phone_numbers/{PNID}"),
+                Some(json!({"whatsapp_phone_number": {"webhook_destination_url": url}})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
     /// The stored message `wamid` of this number, as it is now (no waiting).
     pub async fn stored_message(&self, wamid: &str) -> Option<MessageRow> {
         self.app

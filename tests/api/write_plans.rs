@@ -1,14 +1,18 @@
-//! PostgreSQL plans on the write path do not depend on statistics. A fresh database has none
-//! (autovacuum off, or not run yet); a plan cached while `messages` was empty must not stay a
+//! PostgreSQL's write path. Its plans do not depend on statistics: a fresh database has none
+//! (autovacuum off, or not run yet), and a plan cached while `messages` was empty must not stay a
 //! full scan of `messages` once it holds many rows (issue #24: sends fell from 2,330 to 681 req/s
-//! as the table grew, until one `ANALYZE`).
+//! as the table grew, until one `ANALYZE`). And a batch's commit-time writes, one statement for
+//! every kind of row, land whole and announce the deliveries they queued.
 
 use std::time::Duration;
 
+use serde_json::json;
 use sqlx::Connection as _;
 use wagate::config::Backend;
+use wagate::store::StoreInspect as _;
 
-use crate::ingest::Env;
+use crate::common::receiver::Hook;
+use crate::ingest::{Env, PNID, WABA};
 
 /// Two counters of `pg_stat_user_tables` for `table`, once PostgreSQL's statistics of other
 /// backends have settled: a busy backend flushes them at most once a second, an idle one within
@@ -159,5 +163,89 @@ async fn conversation_updates_of_a_busy_conversation_are_hot() {
     assert!(
         hot * 10 >= updates * 8,
         "{hot} of {updates} conversation updates were HOT"
+    );
+}
+
+/// One webhook whose batch writes every kind of row a batch commits together (the event, its
+/// route, a delivery, a new message with its media row, a changed message, a changed
+/// conversation) stores all of them, and its `NOTIFY` reaches a listener of another connection,
+/// as it reaches other instances' delivery workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_with_every_kind_of_row_commits_whole_and_wakes_other_instances() {
+    let Some((env, _conn)) = start_on_postgres().await else {
+        return;
+    };
+    // The test's own statuses only: the emulator sends none for the send.
+    env.knobs(json!({"drop": ["sent", "delivered", "read"]}))
+        .await;
+    let hook = Hook::start().await;
+    env.forward_to(&hook.url).await;
+    let customer = "15550002222";
+    let sent = env.send_text(customer).await;
+    let recorded = env.wait_message(&sent, |_| true).await;
+    let before = env.app.store.conversations_of(env.number).await.unwrap();
+    assert_eq!(before.len(), 1);
+
+    let url = secrecy::ExposeSecret::expose_secret(&env.app.config.database.url).to_owned();
+    let mut listener = sqlx::postgres::PgListener::connect(&url).await.unwrap();
+    listener.listen("wagate_deliveries").await.unwrap();
+
+    let image = "wamid.EVERY_KIND_IMAGE";
+    let metadata = json!({"display_phone_number": "15550000001", "phone_number_id": PNID});
+    let envelope = json!({"object": "whatsapp_business_account", "entry": [{"id": WABA, "changes": [
+        {"field": "messages", "value": {
+            "messaging_product": "whatsapp", "metadata": metadata,
+            "contacts": [{"profile": {"name": "Grace"}, "wa_id": customer}],
+            "messages": [{"from": customer, "id": image, "timestamp": "1750000100", "type": "image",
+                "image": {"id": "990000000000001", "mime_type": "image/jpeg", "sha256": "abc"}}]
+        }},
+        {"field": "messages", "value": {
+            "messaging_product": "whatsapp", "metadata": metadata,
+            "statuses": [{"id": sent, "status": "delivered", "timestamp": "1750000101",
+                "recipient_id": customer}]
+        }}
+    ]}]});
+    let answer = env.post_signed(envelope.to_string().as_bytes()).await;
+    assert_eq!(answer.status(), 200);
+
+    let notified = tokio::time::timeout(Duration::from_secs(10), listener.recv())
+        .await
+        .expect("no NOTIFY for the deliveries the batch queued")
+        .unwrap();
+    assert_eq!(notified.channel(), "wagate_deliveries");
+
+    // The acknowledgement came after the commit: everything is there now.
+    let stored = env.stored_message(image).await.expect("new message stored");
+    assert_eq!(
+        (stored.direction.as_str(), stored.has_media),
+        ("inbound", true)
+    );
+    let media = env
+        .app
+        .store
+        .media_files_of(env.number, &[image.to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(media.len(), 1, "the image's media row");
+    assert_eq!(media[0].media_id.as_deref(), Some("990000000000001"));
+    let changed = env.stored_message(&sent).await.unwrap();
+    assert_eq!(
+        (changed.id, changed.status.as_str()),
+        (recorded.id, "delivered")
+    );
+    let after = env.app.store.conversations_of(env.number).await.unwrap();
+    assert_eq!(after.len(), 1, "the customer's one conversation");
+    assert_eq!(
+        after[0].messages_count,
+        before[0].messages_count + 1,
+        "the conversation counted the image"
+    );
+    assert_eq!(after[0].last_message_id.as_deref(), Some(image));
+    let forwarded = hook.wait_for(1, Duration::from_secs(15)).await;
+    assert!(
+        forwarded
+            .iter()
+            .any(|hit| String::from_utf8_lossy(&hit.body).contains(image)),
+        "the destination got the envelope"
     );
 }
