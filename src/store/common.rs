@@ -477,7 +477,6 @@ macro_rules! impl_common_store {
                         .writer()
                         .begin_with(<Self as $crate::store::dialect::Dialect>::BEGIN_BATCH)
                         .await?,
-                    queued_deliveries: false,
                     state: Default::default(),
                 }))
             }

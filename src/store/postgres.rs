@@ -97,7 +97,6 @@ async fn alive_if_idle(
 /// A write transaction on this backend.
 pub struct PgTx {
     pub(super) tx: sqlx::Transaction<'static, sqlx::Postgres>,
-    pub(super) queued_deliveries: bool,
     pub(super) state: super::tx_state::TxState,
 }
 

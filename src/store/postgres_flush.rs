@@ -54,33 +54,27 @@ impl CommitStatement {
     }
 
     fn part(&mut self, sql: String) {
-        self.parts.push(sql);
+        self.parts.push(format!("w{} as ({sql})", self.parts.len()));
     }
 
-    /// The statement's text (`None` when there is nothing to write or announce) and arguments.
-    fn finish(self, notify: bool) -> Option<(String, PgArguments)> {
+    /// Runs the statement (nothing when there is nothing to write or announce); `notify`: the
+    /// batch queued deliveries, so other instances' workers are woken at commit.
+    async fn run(self, tx: &mut sqlx::PgConnection, notify: bool) -> StoreResult<()> {
         debug_assert_eq!(self.named, self.bound, "every named array is bound");
-        if self.parts.is_empty() && !notify {
-            return None;
-        }
-        // Sent inside the transaction, PostgreSQL delivers the notification at commit, once.
         let tail = if notify {
             format!("select pg_notify('{DELIVERY_CHANNEL}', '')")
+        } else if self.parts.is_empty() {
+            return Ok(());
         } else {
             "select 1".to_owned()
         };
-        let parts: Vec<String> = self
-            .parts
-            .iter()
-            .enumerate()
-            .map(|(i, sql)| format!("w{i} as ({sql})"))
-            .collect();
-        let sql = if parts.is_empty() {
+        let sql = if self.parts.is_empty() {
             tail
         } else {
-            format!("with {} {tail}", parts.join(", "))
+            format!("with {} {tail}", self.parts.join(", "))
         };
-        Some((sql, self.args))
+        sqlx::query_with(&sql, self.args).execute(tx).await?;
+        Ok(())
     }
 }
 
@@ -88,16 +82,14 @@ impl PgTx {
     /// Writes everything the transaction buffered, and wakes other instances' delivery workers
     /// if it queued deliveries: one statement.
     pub(super) async fn flush_buffered(&mut self) -> StoreResult<()> {
+        let notify = !self.state.deliveries.is_empty() || !self.state.buffered.is_empty();
         let mut statement = CommitStatement::default();
         self.events_and_routes(&mut statement)?;
         self.deliveries(&mut statement)?;
         self.buffered_and_media(&mut statement)?;
         self.conversations(&mut statement)?;
         self.messages(&mut statement)?;
-        if let Some((sql, args)) = statement.finish(self.queued_deliveries) {
-            sqlx::query_with(&sql, args).execute(&mut *self.tx).await?;
-        }
-        Ok(())
+        statement.run(&mut self.tx, notify).await
     }
 
     /// Writes the conversations changed so far (before a conversation is inserted: one ended
@@ -105,10 +97,7 @@ impl PgTx {
     pub(super) async fn flush_conversations(&mut self) -> StoreResult<()> {
         let mut statement = CommitStatement::default();
         self.conversations(&mut statement)?;
-        if let Some((sql, args)) = statement.finish(false) {
-            sqlx::query_with(&sql, args).execute(&mut *self.tx).await?;
-        }
-        Ok(())
+        statement.run(&mut self.tx, false).await
     }
 
     fn events_and_routes(&mut self, s: &mut CommitStatement) -> StoreResult<()> {

@@ -176,7 +176,6 @@ fn warn_if_readable_by_others(path: &Path) {
 /// A write transaction on this backend.
 pub struct SqliteTx {
     pub(super) tx: sqlx::Transaction<'static, sqlx::Sqlite>,
-    queued_deliveries: bool,
     pub(super) state: super::tx_state::TxState,
 }
 

@@ -754,7 +754,6 @@ macro_rules! impl_store_tx {
                 d: &$crate::store::NewDelivery,
             ) -> $crate::store::StoreResult<()> {
                 self.state.deliveries.push(d.clone());
-                self.queued_deliveries = true;
                 Ok(())
             }
 
@@ -807,7 +806,6 @@ macro_rules! impl_store_tx {
             ) -> $crate::store::StoreResult<()> {
                 // Written with the batch's other rows at commit, one statement for all.
                 self.state.buffered.push(e.clone());
-                self.queued_deliveries = true;
                 Ok(())
             }
 

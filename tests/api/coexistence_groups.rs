@@ -41,15 +41,7 @@ async fn history_is_stored_as_the_past(backend: Backend) {
     // The number forwards to an app: fresh inbound messages wait for that delivery
     // (`processing_status: pending`); history never does.
     let app_hook = Hook::start().await;
-    let (status, body) = env
-        .app
-        .call(
-            Method::PATCH,
-            &format!("/platform/v1/whatsapp/phone_numbers/{PNID}"),
-            Some(json!({"whatsapp_phone_number": {"webhook_destination_url": app_hook.url}})),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    env.forward_to(&app_hook.url).await;
     let hook = Hook::start().await;
     create_webhook(
         &env.app,

@@ -449,15 +449,7 @@ async fn meta_and_kapso_webhooks_side_by_side(backend: Backend) {
     let env = Env::start(backend).await;
     let meta = Hook::start().await;
     let kapso = Hook::start().await;
-    let (status, _) = env
-        .app
-        .call(
-            Method::PATCH,
-            &format!("/platform/v1/whatsapp/phone_numbers/{PNID}"),
-            Some(json!({"whatsapp_phone_number": {"webhook_destination_url": meta.url}})),
-        )
-        .await;
-    assert_eq!(status, 200);
+    env.forward_to(&meta.url).await;
     let (_, list) = env.app.get(&number_webhooks()).await;
     let meta_hook = list["data"]
         .as_array()
