@@ -270,7 +270,7 @@ async fn parked_statuses(store: DynStore) {
     assert_eq!(store.delete_parked_statuses_before(later).await.unwrap(), 1);
 }
 
-/// A prefetch (real on PostgreSQL, a no-op on SQLite) changes no answer: reads after it return
+/// A prefetch (of every kind of row on PostgreSQL, of messages on SQLite) changes no answer: reads after it return
 /// what plain reads return, and absent rows stay absent until inserted.
 async fn prefetch_then_cached_reads(store: DynStore) {
     let (project, number) = number(&store).await;
@@ -374,7 +374,7 @@ async fn prefetch_by_one_kind_of_key(store: DynStore) {
 }
 
 /// A batch over several numbers (PostgreSQL looks their keys up as pairs, one number's as an
-/// array): each number gets exactly its own rows, and a key asked of one number is neither
+/// array; SQLite asks per number): each number gets exactly its own rows and parked statuses, and a key asked of one number is neither
 /// taken as absent nor answered with another number's row when read for a number that did not
 /// ask it.
 async fn prefetch_over_several_numbers(store: DynStore) {
@@ -405,15 +405,32 @@ async fn prefetch_over_several_numbers(store: DynStore) {
     for m in [&on_a, &on_b, &stray] {
         tx.insert_message(m).await.unwrap();
     }
+    // A status waits for wamid.p on number b only.
+    tx.lock_key(b, "wamid.p").await.unwrap();
+    tx.park_status(b, "wamid.p", "delivered", at).await.unwrap();
     tx.commit().await.unwrap();
 
     let batch = Prefetch {
-        messages: vec![(a, "wamid.a".into()), (b, "wamid.b".into())],
+        messages: vec![
+            (a, "wamid.a".into()),
+            (b, "wamid.b".into()),
+            (a, "wamid.p".into()),
+            (b, "wamid.p".into()),
+        ],
         wa_ids: vec![(a, "1777".into()), (b, "1888".into())],
         ..Prefetch::default()
     };
     let mut tx = store.begin().await.unwrap();
+    tx.lock_keys(&batch.messages).await.unwrap();
     tx.prefetch(&batch).await.unwrap();
+    for (number, wamid, presence) in [
+        (a, "wamid.a", (true, false)),
+        (b, "wamid.p", (false, true)),
+        (a, "wamid.p", (false, false)),
+    ] {
+        let found = tx.message_presence(number, wamid).await.unwrap();
+        assert_eq!(found, presence, "(stored, parked) of {wamid} of its number");
+    }
     for (number, wamid, id) in [
         (a, "wamid.a", on_a.id),
         (b, "wamid.b", on_b.id),
