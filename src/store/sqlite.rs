@@ -304,14 +304,16 @@ impl Dialect for SqliteStore {
                 .join(", ");
             format!(
                 "select asked.value as asked_wamid, exists(select 1 from parked_statuses p \
-                 where p.phone_number_internal_id = $1 and p.wamid = asked.value) as parked, {columns} \
-                 from json_each($2) as asked left join messages \
+                 where p.phone_number_internal_id = $1 and p.wamid = asked.value) as parked, \
+                 {columns} from json_each($2) as asked left join messages \
                  on messages.phone_number_internal_id = $1 and messages.wamid = asked.value"
             )
         });
-        let mut wamids: std::collections::BTreeMap<uuid::Uuid, Vec<&str>> = Default::default();
+        // A message and its statuses ask for the same wamid: each is read once.
+        let mut wamids: std::collections::BTreeMap<uuid::Uuid, std::collections::BTreeSet<&str>> =
+            Default::default();
         for (number, wamid) in &batch.messages {
-            wamids.entry(*number).or_default().push(wamid);
+            wamids.entry(*number).or_default().insert(wamid);
         }
         let mut got = super::tx_state::Prefetched::default();
         for (number, wamids) in wamids {

@@ -270,8 +270,8 @@ async fn parked_statuses(store: DynStore) {
     assert_eq!(store.delete_parked_statuses_before(later).await.unwrap(), 1);
 }
 
-/// A prefetch (of every kind of row on PostgreSQL, of messages on SQLite) changes no answer: reads after it return
-/// what plain reads return, and absent rows stay absent until inserted.
+/// A prefetch (of every kind of row on PostgreSQL, of messages on SQLite) changes no answer:
+/// reads after it return what plain reads return, and absent rows stay absent until inserted.
 async fn prefetch_then_cached_reads(store: DynStore) {
     let (project, number) = number(&store).await;
     let at = now();
@@ -374,9 +374,9 @@ async fn prefetch_by_one_kind_of_key(store: DynStore) {
 }
 
 /// A batch over several numbers (PostgreSQL looks their keys up as pairs, one number's as an
-/// array; SQLite asks per number): each number gets exactly its own rows and parked statuses, and a key asked of one number is neither
-/// taken as absent nor answered with another number's row when read for a number that did not
-/// ask it.
+/// array; SQLite asks per number): each number gets exactly its own rows and parked statuses,
+/// and a key asked of one number is neither taken as absent nor answered with another number's
+/// row when read for a number that did not ask it.
 async fn prefetch_over_several_numbers(store: DynStore) {
     let (project, a) = number(&store).await;
     let b = store
