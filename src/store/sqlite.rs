@@ -293,22 +293,16 @@ impl Dialect for SqliteStore {
         batch: &super::Prefetch,
     ) -> super::StoreResult<Option<super::tx_state::Prefetched>> {
         use sqlx::{FromRow as _, Row as _};
-        // A row per wamid asked: the message's columns (null when it is not stored) and
-        // whether any status waits for it.
-        static PROBE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-            // Qualified: `json_each` has an `id` column too.
-            let columns = super::columns::MESSAGE_COLUMNS
-                .split(',')
-                .map(|column| format!("messages.{}", column.trim()))
-                .collect::<Vec<_>>()
-                .join(", ");
-            format!(
-                "select asked.value as asked_wamid, exists(select 1 from parked_statuses p \
-                 where p.phone_number_internal_id = $1 and p.wamid = asked.value) as parked, \
-                 {columns} from json_each($2) as asked left join messages \
-                 on messages.phone_number_internal_id = $1 and messages.wamid = asked.value"
-            )
-        });
+        // A row per wamid asked: whether any status waits for it, and the message's columns
+        // (null when it is not stored). The subquery names its one column so that none of
+        // `json_each`'s (`id` among them) clashes with the message's.
+        const PROBE: &str = concat!(
+            "select asked.asked_wamid, exists(select 1 from parked_statuses p ",
+            "where p.phone_number_internal_id = $1 and p.wamid = asked.asked_wamid) as parked, ",
+            super::columns::message_columns!(),
+            " from (select value as asked_wamid from json_each($2)) as asked ",
+            "left join messages on phone_number_internal_id = $1 and wamid = asked.asked_wamid"
+        );
         // A message and its statuses ask for the same wamid: each is read once.
         let mut wamids: std::collections::BTreeMap<uuid::Uuid, std::collections::BTreeSet<&str>> =
             Default::default();
@@ -318,7 +312,7 @@ impl Dialect for SqliteStore {
         let mut got = super::tx_state::Prefetched::default();
         for (number, wamids) in wamids {
             let wamids = serde_json::to_string(&wamids).map_err(anyhow::Error::from)?;
-            let rows = sqlx::query(&PROBE)
+            let rows = sqlx::query(PROBE)
                 .bind(number)
                 .bind(&wamids)
                 .fetch_all(&mut **tx)
