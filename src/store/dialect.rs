@@ -46,12 +46,11 @@ pub(crate) trait Dialect: Send + Sync + 'static {
         keys: &[String],
     ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
 
-    /// `StoreTx::prefetch`: the rows a batch will touch, or `None` where reading them job by
-    /// job is cheaper.
+    /// `StoreTx::prefetch`: the rows a batch will touch.
     fn prefetch_rows(
         tx: &mut sqlx::Transaction<'static, Self::Db>,
         batch: &Prefetch,
-    ) -> impl Future<Output = StoreResult<Option<Prefetched>>> + Send;
+    ) -> impl Future<Output = StoreResult<Prefetched>> + Send;
 
     /// `Outbox::listen_for_deliveries`: waits for other instances' `NOTIFY`s, calling `wake`
     /// for each; returns at once where every writer is in this process.

@@ -28,6 +28,7 @@ mod records;
 pub(crate) mod sealed;
 mod sqlite;
 mod sqlite_flush;
+mod sqlite_prefetch;
 mod status;
 pub(crate) mod tx;
 pub(crate) mod tx_state;

@@ -195,10 +195,8 @@ impl Dialect for PgStore {
     async fn prefetch_rows(
         tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
         batch: &super::Prefetch,
-    ) -> super::StoreResult<Option<super::tx_state::Prefetched>> {
-        super::postgres_prefetch::prefetch(tx, batch)
-            .await
-            .map(Some)
+    ) -> super::StoreResult<super::tx_state::Prefetched> {
+        super::postgres_prefetch::prefetch(tx, batch).await
     }
 
     /// `StoreTx::lock_keys`: sorted by the lock's own key (the subquery's DISTINCT keeps the sort

@@ -70,10 +70,7 @@ where
 }
 
 pub(super) async fn prefetch(tx: &mut PgTransaction, batch: &Prefetch) -> StoreResult<Prefetched> {
-    let mut got = Prefetched {
-        users_read: true,
-        ..Prefetched::default()
-    };
+    let mut got = Prefetched::default();
     if !batch.messages.is_empty() {
         let keys = Keys::of(&batch.messages);
         let by_wamid = keys.condition("wamid", "text", 1);

@@ -185,15 +185,12 @@ macro_rules! impl_store_tx {
                 &mut self,
                 batch: &$crate::store::Prefetch,
             ) -> $crate::store::StoreResult<()> {
-                if let Some(rows) =
-                    <$dialect as $crate::store::dialect::Dialect>::prefetch_rows(
-                        &mut self.tx,
-                        batch,
-                    )
-                    .await?
-                {
-                    self.state.remember_prefetched(batch, rows);
-                }
+                let rows = <$dialect as $crate::store::dialect::Dialect>::prefetch_rows(
+                    &mut self.tx,
+                    batch,
+                )
+                .await?;
+                self.state.remember_prefetched(batch, rows);
                 Ok(())
             }
 

@@ -364,9 +364,6 @@ pub struct Prefetch {
 pub(crate) struct Prefetched {
     pub messages: Vec<MessageRow>,
     pub parked: Vec<(Uuid, String)>,
-    /// Whether the users were read too (`contacts`, `conversations`); if not, the batch reads
-    /// them job by job and nothing is known of them yet.
-    pub users_read: bool,
     pub contacts: Vec<ContactRow>,
     pub conversations: Vec<ConversationRow>,
 }
@@ -386,9 +383,6 @@ impl TxState {
             let row = found.get(key).cloned();
             self.remember_message(key.0, &key.1, row, true);
             self.remember_parked(key.0, &key.1, parked.contains(key));
-        }
-        if !got.users_read {
-            return;
         }
         let contact_ids: Vec<(Uuid, Uuid)> = got
             .contacts
@@ -557,7 +551,6 @@ mod tests {
         let got = Prefetched {
             messages: vec![stored.clone()],
             parked: Vec::new(),
-            users_read: true,
             contacts: vec![contact.clone(), contact.clone()],
             conversations: vec![conversation.clone()],
         };

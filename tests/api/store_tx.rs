@@ -270,7 +270,7 @@ async fn parked_statuses(store: DynStore) {
     assert_eq!(store.delete_parked_statuses_before(later).await.unwrap(), 1);
 }
 
-/// A prefetch (of every kind of row on PostgreSQL, of messages on SQLite) changes no answer:
+/// A prefetch (of messages, parked statuses, contacts and conversations) changes no answer:
 /// reads after it return what plain reads return, and absent rows stay absent until inserted.
 async fn prefetch_then_cached_reads(store: DynStore) {
     let (project, number) = number(&store).await;
