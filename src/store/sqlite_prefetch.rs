@@ -4,9 +4,9 @@
 //! for each, with the keys as one JSON array (`json_each`), so the text never varies and the
 //! prepared statement is reused, and each key probes its unique index (`sqlite.rs`'s tests read
 //! `EXPLAIN QUERY PLAN`). Without it every recorded message and every user is asked for on its
-//! own, and each statement is a round trip to sqlx's connection thread and back. (An earlier
-//! users prefetch through a `VALUES` list, whose text changed with the batch, made ingest slower:
-//! 250 to 390 µs per event.)
+//! own, and each statement is a round trip to sqlx's connection thread and back. (Earlier users
+//! prefetches, a `VALUES` list and then per-number `in (…)` lists, made ingest slower; the plan of
+//! the conversations lookup, see `CONVERSATIONS`, is the likely reason.)
 
 use std::collections::{BTreeMap, BTreeSet};
 
