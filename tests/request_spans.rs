@@ -10,6 +10,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+#[path = "common/ports.rs"]
+mod ports;
+use ports::{free_port, refusing_port};
+
 const PNID: &str = "106540352242922";
 const WABA: &str = "102290129340398";
 
@@ -22,20 +26,11 @@ impl Drop for Gateway {
     }
 }
 
-fn closed_port() -> u16 {
-    // Bound then dropped: nothing listens there while the test runs.
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test]
 async fn warnings_from_the_send_task_carry_the_request_span() {
     let dir = tempfile::tempdir().unwrap();
-    let port = closed_port();
-    let graph = closed_port();
+    let port = free_port();
+    let graph = refusing_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_wagate"))
         .arg("serve")
         .current_dir(dir.path())

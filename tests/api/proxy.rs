@@ -656,12 +656,7 @@ async fn stalled_graph_gives_504(app: TestApp) {
 }
 
 fn dead_graph(config: &mut wagate::config::Config) {
-    // A port nothing listens on: bind, note it, release it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::common::ports::refusing_port();
     config.graph.base_url = format!("http://127.0.0.1:{port}");
     // Graph is down from the start, so numbers cannot be verified when connected.
     config.graph.verify_numbers = false;

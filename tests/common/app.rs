@@ -25,7 +25,21 @@ pub async fn fresh_database_url(backend: Backend, dir: &std::path::Path) -> Stri
 }
 
 /// A fresh, migrated store without a server; the directory holds the SQLite file.
+/// wagate's warnings and errors go to stderr, which nextest shows only for a failing test: what
+/// the server saw when a test failed, without a rerun. `WAGATE_TEST_LOG` sets another filter
+/// (e.g. `wagate=debug`).
+fn log_to_stderr() {
+    let filter = std::env::var("WAGATE_TEST_LOG").unwrap_or_else(|_| "wagate=warn".into());
+    // Fails harmlessly after the first app of a process: the subscriber is already set.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+}
+
 pub async fn open_store(backend: Backend) -> (DynStore, tempfile::TempDir) {
+    log_to_stderr();
     let dir = tempfile::tempdir().unwrap();
     let url = fresh_database_url(backend, dir.path()).await;
     let config = test_config(url);
@@ -103,6 +117,7 @@ impl TestApp {
     }
 
     pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Self {
+        log_to_stderr();
         let dir = tempfile::tempdir().unwrap();
         let graph = GraphMock::start().await;
         let mut config = test_config(fresh_database_url(backend, dir.path()).await);

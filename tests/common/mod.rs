@@ -10,6 +10,7 @@
 //! - [`process`]: real `wagate serve` processes, to SIGKILL or to run several on one database;
 //! - [`s3`]: the S3-compatible test server and a test's own prefix of its bucket
 //!   ([`s3::TestBucket`]);
+//! - [`ports`]: a free port for a child process, and one that refuses connections;
 //! - [`tcp_switch`]: a TCP forwarder switched down and up, a server going away and coming back;
 //! - [`both_backends!`](crate::both_backends): one test body, run on SQLite and PostgreSQL.
 //!
@@ -20,6 +21,7 @@
 pub mod app;
 pub mod graph;
 pub mod meta;
+pub mod ports;
 pub mod postgres;
 pub mod process;
 pub mod receiver;

@@ -161,11 +161,8 @@ async fn dead_letters_then_replay_and_retry(backend: Backend) {
     let hook = Hook::start().await;
     hook.always(Reply::status(500));
     let number = app.connect(&app.api_key, PNID, WABA, Some(&hook.url)).await;
-    // A second number whose receiver refuses connections (nothing listens on its port).
-    let closed = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    // A second number whose receiver refuses connections.
+    let closed = crate::common::ports::refusing_port();
     let refused_url = format!("http://127.0.0.1:{closed}/hook");
     let refused = app
         .connect(
