@@ -24,7 +24,6 @@ pub async fn fresh_database_url(backend: Backend, dir: &std::path::Path) -> Stri
     }
 }
 
-/// A fresh, migrated store without a server; the directory holds the SQLite file.
 /// wagate's warnings and errors go to stderr, which nextest shows only for a failing test: what
 /// the server saw when a test failed, without a rerun. `WAGATE_TEST_LOG` sets another filter
 /// (e.g. `wagate=debug`).
@@ -38,6 +37,7 @@ fn log_to_stderr() {
         .try_init();
 }
 
+/// A fresh, migrated store without a server; the directory holds the SQLite file.
 pub async fn open_store(backend: Backend) -> (DynStore, tempfile::TempDir) {
     log_to_stderr();
     let dir = tempfile::tempdir().unwrap();
