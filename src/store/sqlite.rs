@@ -313,11 +313,17 @@ impl Dialect for SqliteStore {
 mod tests {
     use super::*;
 
+    /// The default database settings on a file in `dir`.
+    fn on_disk(dir: &tempfile::TempDir) -> DatabaseConfig {
+        let mut config = crate::config::Config::defaults().database;
+        config.url = format!("sqlite://{}/w.db", dir.path().display()).into();
+        config
+    }
+
     #[tokio::test]
     async fn every_connection_checkpoints_at_the_configured_wal_size() {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = crate::config::Config::defaults().database;
-        config.url = format!("sqlite://{}/w.db", dir.path().display()).into();
+        let mut config = on_disk(&dir);
         config.sqlite_wal_autocheckpoint = 1234;
         let store = SqliteStore::connect(&config).await.unwrap();
         // Hold two connections at once so both the first and a later one are asked.
@@ -336,8 +342,7 @@ mod tests {
     #[tokio::test]
     async fn the_writer_begins_while_readers_hold_the_whole_pool() {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = crate::config::Config::defaults().database;
-        config.url = format!("sqlite://{}/w.db", dir.path().display()).into();
+        let mut config = on_disk(&dir);
         config.max_connections = 2;
         config.acquire_timeout = std::time::Duration::from_secs(2);
         let store = SqliteStore::connect(&config).await.unwrap();
@@ -359,9 +364,7 @@ mod tests {
         use crate::store::sqlite_prefetch as prefetch;
         use sqlx::Row as _;
         let dir = tempfile::tempdir().unwrap();
-        let mut config = crate::config::Config::defaults().database;
-        config.url = format!("sqlite://{}/w.db", dir.path().display()).into();
-        let store = SqliteStore::connect(&config).await.unwrap();
+        let store = SqliteStore::connect(&on_disk(&dir)).await.unwrap();
         let mut conn = store.pool.acquire().await.unwrap();
         for analyzed in [false, true] {
             if analyzed {
