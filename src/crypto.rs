@@ -330,7 +330,12 @@ impl SecretBox {
 
 /// Lowercase hex SHA-256, the lookup key for API keys and access tokens.
 pub fn sha256_hex(input: &[u8]) -> String {
-    hex::encode(Sha256::digest(input))
+    hex::encode(sha256(input))
+}
+
+/// The SHA-256 digest itself, for in-memory lookups that need no text form.
+pub fn sha256(input: &[u8]) -> [u8; 32] {
+    Sha256::digest(input).into()
 }
 
 /// Compares two secrets without leaking where they differ through timing.

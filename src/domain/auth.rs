@@ -60,6 +60,29 @@ pub enum AuthError {
 struct CachedKey {
     project_id: Uuid,
     key_id: Uuid,
+    /// The key carries this server's keyed checksum (see `authenticate_api_key`): remembered so
+    /// a cached key costs no HMAC per request.
+    minted: bool,
+}
+
+impl CachedKey {
+    fn caller(&self) -> Caller {
+        Caller::ApiKey {
+            project_id: self.project_id,
+            key_id: self.key_id,
+        }
+    }
+}
+
+/// The SHA-256 of an API key: what the caches are keyed by (the hex form the store keeps is
+/// twice as long to hash and compare, and was a string built per request).
+type KeyDigest = [u8; 32];
+
+/// The digest a stored `key_sha256` (lowercase hex) names; `None` for anything else.
+fn digest_of_stored(key_sha256: &str) -> Option<KeyDigest> {
+    let mut digest = [0u8; 32];
+    hex::decode_to_slice(key_sha256, &mut digest).ok()?;
+    Some(digest)
 }
 
 /// Why a key lookup gave no caller (moka caches neither).
@@ -74,9 +97,9 @@ pub struct Authenticator {
     store: DynStore,
     checksum: ApiKeyChecksum,
     /// Live keys only: a miss never takes a place here.
-    api_keys: CountedCache<String, CachedKey>,
-    /// Hashes of well-formed keys that are unknown or revoked.
-    unknown_keys: Cache<String, ()>,
+    api_keys: CountedCache<KeyDigest, CachedKey>,
+    /// Digests of well-formed keys that are unknown or revoked.
+    unknown_keys: Cache<KeyDigest, ()>,
     /// Display prefixes of the live keys issued before keyed checksums. Loaded at start and
     /// after a revocation; legacy keys are never created again, so on any instance it is a
     /// superset of the truth and a stale copy only costs a lookup.
@@ -148,13 +171,26 @@ impl Authenticator {
         if key.is_empty() {
             return Err(AuthError::Missing);
         }
+        // A live key already cached (nearly every request) is answered from its entry: no
+        // HMAC, no loader. The failure limits still apply first (a blocked client's good key is
+        // refused too). Revoking a key drops its entry at once.
+        let digest: KeyDigest = crypto::sha256(key.as_bytes());
+        let cached = self.api_keys.hit(&digest).await;
         // A key with this server's checksum was minted here: it is real (if perhaps revoked),
         // not a guess, so it counts against its client only. Counting it against its prefix
         // too would let anyone who saw a key's display prefix lock that key out.
-        let minted = self.checksum.verify(key);
+        let minted = match cached {
+            Some(found) => found.minted,
+            None => self.checksum.verify(key),
+        };
         let prefix = (!minted).then(|| format!("key:{}", crypto::api_key_display_prefix(key)));
-        self.limited(client, prefix.as_deref(), self.api_key(key, minted))
-            .await
+        let attempt = async {
+            match cached {
+                Some(found) => Ok(found.caller()),
+                None => self.api_key(key, digest, minted).await,
+            }
+        };
+        self.limited(client, prefix.as_deref(), attempt).await
     }
 
     /// Runs `attempt` unless the client or prefix is over its failure quota, and counts it when
@@ -180,49 +216,43 @@ impl Authenticator {
         result
     }
 
-    /// `minted`: the key carries this server's checksum.
-    async fn api_key(&self, key: &str, minted: bool) -> Result<Caller, AuthError> {
+    /// A key not in the live cache. `minted`: the key carries this server's checksum.
+    async fn api_key(
+        &self,
+        key: &str,
+        digest: KeyDigest,
+        minted: bool,
+    ) -> Result<Caller, AuthError> {
         // Checksum first: a key this server did not issue costs no lookup.
         if !minted && !self.legacy_candidate(key) {
             return Err(AuthError::Invalid);
         }
-        let hash = crypto::sha256_hex(key.as_bytes());
-        // A live key already cached (nearly every request) needs neither the negative cache
-        // nor a loader: revoking a key drops its entry here at once.
-        if let Some(key) = self.api_keys.hit(&hash).await {
-            return Ok(Caller::ApiKey {
-                project_id: key.project_id,
-                key_id: key.key_id,
-            });
-        }
-        if self.unknown_keys.contains_key(&hash) {
+        if self.unknown_keys.contains_key(&digest) {
             return Err(AuthError::Invalid);
         }
         let found = self
             .api_keys
-            .load(hash.clone(), async {
+            .load(digest, async {
                 let record = self
                     .store
-                    .find_api_key_by_hash(&hash)
+                    .find_api_key_by_hash(&hex::encode(digest))
                     .await
                     .map_err(|e| Lookup::Store(Arc::new(e)))?;
                 match record {
                     Some(k) if !k.is_revoked() => Ok(CachedKey {
                         project_id: k.project_id,
                         key_id: k.id,
+                        minted,
                     }),
                     _ => Err(Lookup::Unknown),
                 }
             })
             .await;
         match found {
-            Ok(key) => Ok(Caller::ApiKey {
-                project_id: key.project_id,
-                key_id: key.key_id,
-            }),
+            Ok(key) => Ok(key.caller()),
             Err(error) => match &*error {
                 Lookup::Unknown => {
-                    self.unknown_keys.insert(hash, ()).await;
+                    self.unknown_keys.insert(digest, ()).await;
                     Err(AuthError::Invalid)
                 }
                 Lookup::Store(e) => Err(unwrap_shared(e.clone()).into()),
@@ -265,7 +295,9 @@ impl Authenticator {
     /// Forget a revoked key on this instance: its cache entry at once, and its display prefix
     /// if it was a legacy key (the set is read again; on failure the old superset stays).
     pub async fn key_revoked(&self, record: &ApiKeyRecord) {
-        self.api_keys.entries().invalidate(&record.key_sha256).await;
+        if let Some(digest) = digest_of_stored(&record.key_sha256) {
+            self.api_keys.entries().invalidate(&digest).await;
+        }
         let legacy = self
             .legacy_prefixes
             .read()
@@ -281,8 +313,14 @@ impl Authenticator {
     /// Forget a key changed elsewhere (the store's change feed: another instance, the CLI). If
     /// legacy keys are live, read their set again too: the change may be one's revocation.
     pub async fn invalidate_api_key(&self, key_sha256: &str) {
-        self.api_keys.entries().invalidate(key_sha256).await;
-        self.unknown_keys.invalidate(key_sha256).await;
+        match digest_of_stored(key_sha256) {
+            Some(digest) => {
+                self.api_keys.entries().invalidate(&digest).await;
+                self.unknown_keys.invalidate(&digest).await;
+            }
+            // Not a digest wagate wrote: forget every key rather than guess.
+            None => self.invalidate_all_api_keys(),
+        }
         let any_legacy = !self
             .legacy_prefixes
             .read()
@@ -301,5 +339,24 @@ impl Authenticator {
     /// database whenever the feed reconnects.
     pub fn invalidate_all_api_keys(&self) {
         self.api_keys.entries().invalidate_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_key_hash_names_the_digest_the_caches_hold() {
+        let key = "wag_example";
+        let stored = crypto::sha256_hex(key.as_bytes());
+        assert_eq!(
+            digest_of_stored(&stored),
+            Some(crypto::sha256(key.as_bytes()))
+        );
+        // Anything the store could not have written names no entry.
+        assert_eq!(digest_of_stored(&stored[..62]), None);
+        assert_eq!(digest_of_stored(&format!("{}zz", &stored[..62])), None);
+        assert_eq!(digest_of_stored(""), None);
     }
 }

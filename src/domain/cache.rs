@@ -25,7 +25,10 @@ where
 }
 
 /// The cache of credentials that were looked up and not found: small, its own, same TTL.
-pub(super) fn negative_cache(config: &CacheConfig) -> Cache<String, ()> {
+pub(super) fn negative_cache<K>(config: &CacheConfig) -> Cache<K, ()>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+{
     Cache::builder()
         .max_capacity(config.negative_max_entries)
         .time_to_live(config.ttl)
