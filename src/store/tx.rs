@@ -114,6 +114,10 @@ pub trait StoreTx: super::meta_state::MetaStateTx + super::BroadcastsTx + Send {
     /// Holds a rendered `whatsapp.message.received` for a buffering webhook until its batch is due.
     async fn buffer_webhook_event(&mut self, event: &BufferedEvent) -> StoreResult<()>;
 
+    /// Whether this transaction queued a media download (`queue_media`): after its commit the
+    /// media workers have something to claim.
+    fn queued_media(&self) -> bool;
+
     async fn commit(self: Box<Self>) -> StoreResult<()>;
 }
 
@@ -804,6 +808,10 @@ macro_rules! impl_store_tx {
                 // Written with the batch's other rows at commit, one statement for all.
                 self.state.buffered.push(e.clone());
                 Ok(())
+            }
+
+            fn queued_media(&self) -> bool {
+                !self.state.media.is_empty()
             }
 
             async fn commit(mut self: Box<Self>) -> $crate::store::StoreResult<()> {

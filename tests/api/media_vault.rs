@@ -125,6 +125,25 @@ async fn an_inbound_image_is_kept_and_served_by_its_stable_url(backend: Backend)
     journey(backend, |_| {}).await;
 }
 
+/// The media workers sleep until the writer commits a batch that queued a download (batches of
+/// text wake nobody): with an hour between polls, only that wake-up can fetch the image now.
+async fn the_batch_that_queues_a_download_wakes_the_media_workers(backend: Backend) {
+    let env = env(backend, |config| {
+        config.media.poll_interval = Duration::from_secs(3600);
+    })
+    .await;
+    for _ in 0..3 {
+        env.control(
+            "/_sandbox/inbound",
+            json!({"phone_number_id": env.pnid, "type": "text", "text": {"body": "hi"}}),
+        )
+        .await;
+    }
+    let wamid = env.inbound("image", json!({"caption": "a pixel"})).await;
+    let kapso = env.settled(&wamid).await;
+    assert_eq!(kapso["media_data"]["status"], "stored", "{kapso}");
+}
+
 /// The same journey with the files in an S3-compatible bucket: a real server process (moto,
 /// started by `scripts/test.sh`), at `WAGATE_TEST_S3_ENDPOINT`, bucket `wagate-test`.
 async fn the_journey_works_on_an_s3_bucket(backend: Backend) {
@@ -451,6 +470,7 @@ crate::both_backends!(backend:
     oversized_media_fails_on_s3_and_leaves_nothing_in_the_bucket,
     uploaded_and_sent_media_is_kept_for_the_outbound_message,
     an_inbound_image_is_kept_and_served_by_its_stable_url,
+    the_batch_that_queues_a_download_wakes_the_media_workers,
     bad_media_is_recorded_as_failed_and_never_served,
     oversized_media_fails_without_being_kept,
     the_same_file_twice_is_kept_once_and_goes_with_its_number,
