@@ -295,8 +295,10 @@ impl Authenticator {
     /// Forget a revoked key on this instance: its cache entry at once, and its display prefix
     /// if it was a legacy key (the set is read again; on failure the old superset stays).
     pub async fn key_revoked(&self, record: &ApiKeyRecord) {
-        if let Some(digest) = digest_of_stored(&record.key_sha256) {
-            self.api_keys.entries().invalidate(&digest).await;
+        match digest_of_stored(&record.key_sha256) {
+            Some(digest) => self.api_keys.entries().invalidate(&digest).await,
+            // Not a digest wagate wrote: forget every key rather than guess.
+            None => self.invalidate_all_api_keys(),
         }
         let legacy = self
             .legacy_prefixes
