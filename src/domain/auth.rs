@@ -175,7 +175,7 @@ impl Authenticator {
         // HMAC, no loader. The failure limits still apply first (a blocked client's good key is
         // refused too). Revoking a key drops its entry at once.
         let digest: KeyDigest = crypto::sha256(key.as_bytes());
-        let cached = self.api_keys.hit(&digest).await;
+        let cached = self.api_keys.hit(&digest);
         // A key with this server's checksum was minted here: it is real (if perhaps revoked),
         // not a guess, so it counts against its client only. Counting it against its prefix
         // too would let anyone who saw a key's display prefix lock that key out.
@@ -296,7 +296,7 @@ impl Authenticator {
     /// if it was a legacy key (the set is read again; on failure the old superset stays).
     pub async fn key_revoked(&self, record: &ApiKeyRecord) {
         match digest_of_stored(&record.key_sha256) {
-            Some(digest) => self.api_keys.entries().invalidate(&digest).await,
+            Some(digest) => self.api_keys.invalidate(&digest).await,
             // Not a digest wagate wrote: forget every key rather than guess.
             None => self.invalidate_all_api_keys(),
         }
@@ -317,7 +317,7 @@ impl Authenticator {
     pub async fn invalidate_api_key(&self, key_sha256: &str) {
         match digest_of_stored(key_sha256) {
             Some(digest) => {
-                self.api_keys.entries().invalidate(&digest).await;
+                self.api_keys.invalidate(&digest).await;
                 self.unknown_keys.invalidate(&digest).await;
             }
             // Not a digest wagate wrote: forget every key rather than guess.
@@ -340,7 +340,7 @@ impl Authenticator {
     /// strings nobody tried before), and forgetting them would let a flood through to the
     /// database whenever the feed reconnects.
     pub fn invalidate_all_api_keys(&self) {
-        self.api_keys.entries().invalidate_all();
+        self.api_keys.invalidate_all();
     }
 }
 

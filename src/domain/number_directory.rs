@@ -200,7 +200,7 @@ impl NumberDirectory {
 
     /// The numbers stored with this access token (by its SHA-256), any project.
     pub async fn numbers_with_token(&self, token_sha256: &str) -> Result<NumberList, StoreError> {
-        if let Some(found) = self.tokens.hit(token_sha256).await {
+        if let Some(found) = self.tokens.hit(token_sha256) {
             return Ok(found);
         }
         if self.unknown_tokens.contains_key(token_sha256) {
@@ -220,7 +220,7 @@ impl NumberDirectory {
         // Unknown tokens are not kept in `tokens`, where a flood of them would evict the
         // numbers in use.
         if numbers.is_empty() {
-            self.tokens.entries().invalidate(token_sha256).await;
+            self.tokens.invalidate(token_sha256).await;
             self.unknown_tokens
                 .insert(token_sha256.to_owned(), ())
                 .await;
@@ -230,13 +230,13 @@ impl NumberDirectory {
 
     /// Forget every cached number configuration on this instance (after connect, update, delete).
     pub fn invalidate(&self) {
-        self.numbers.entries().invalidate_all();
-        self.wabas.entries().invalidate_all();
-        self.sole.entries().invalidate_all();
-        self.known_wabas.entries().invalidate_all();
-        self.tokens.entries().invalidate_all();
+        self.numbers.invalidate_all();
+        self.wabas.invalidate_all();
+        self.sole.invalidate_all();
+        self.known_wabas.invalidate_all();
+        self.tokens.invalidate_all();
         self.unknown_tokens.invalidate_all();
-        self.webhooks.entries().invalidate_all();
+        self.webhooks.invalidate_all();
         self.pair_modes.invalidate_all();
     }
 
