@@ -292,14 +292,23 @@ impl Authenticator {
         Ok(Caller::Bearer { numbers })
     }
 
-    /// Forget a revoked key on this instance: its cache entry at once, and its display prefix
-    /// if it was a legacy key (the set is read again; on failure the old superset stays).
-    pub async fn key_revoked(&self, record: &ApiKeyRecord) {
-        match digest_of_stored(&record.key_sha256) {
-            Some(digest) => self.api_keys.invalidate(&digest).await,
+    /// Drops the key a stored `key_sha256` names from both key caches (a revoked key dropped
+    /// from the unknown ones is simply looked up again and found revoked).
+    async fn forget_key(&self, key_sha256: &str) {
+        match digest_of_stored(key_sha256) {
+            Some(digest) => {
+                self.api_keys.invalidate(&digest).await;
+                self.unknown_keys.invalidate(&digest).await;
+            }
             // Not a digest wagate wrote: forget every key rather than guess.
             None => self.invalidate_all_api_keys(),
         }
+    }
+
+    /// Forget a revoked key on this instance: its cache entry at once, and its display prefix
+    /// if it was a legacy key (the set is read again; on failure the old superset stays).
+    pub async fn key_revoked(&self, record: &ApiKeyRecord) {
+        self.forget_key(&record.key_sha256).await;
         let legacy = self
             .legacy_prefixes
             .read()
@@ -315,14 +324,7 @@ impl Authenticator {
     /// Forget a key changed elsewhere (the store's change feed: another instance, the CLI). If
     /// legacy keys are live, read their set again too: the change may be one's revocation.
     pub async fn invalidate_api_key(&self, key_sha256: &str) {
-        match digest_of_stored(key_sha256) {
-            Some(digest) => {
-                self.api_keys.invalidate(&digest).await;
-                self.unknown_keys.invalidate(&digest).await;
-            }
-            // Not a digest wagate wrote: forget every key rather than guess.
-            None => self.invalidate_all_api_keys(),
-        }
+        self.forget_key(key_sha256).await;
         let any_legacy = !self
             .legacy_prefixes
             .read()

@@ -207,7 +207,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_loaded_value_is_served_until_its_ttl_then_loaded_again() {
-        let cache = CountedCache::<String, u32>::new("test", &config(Duration::from_millis(300)));
+        let cache = CountedCache::<String, u32>::new("test", &config(Duration::from_secs(2)));
         let runs = AtomicUsize::new(0);
         assert_eq!(cache.hit("a"), None);
         let first = cache.get_or_load("a", |_| counted(&runs, Ok(1))).await;
@@ -216,7 +216,7 @@ mod tests {
         let again = cache.get_or_load("a", |_| counted(&runs, Ok(2))).await;
         assert_eq!((again.unwrap(), runs.load(Ordering::SeqCst)), (1, 1));
 
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        tokio::time::sleep(Duration::from_millis(2500)).await;
         assert_eq!(cache.hit("a"), None, "expired with its ttl");
         let reloaded = cache.get_or_load("a", |_| counted(&runs, Ok(3))).await;
         assert_eq!((reloaded.unwrap(), runs.load(Ordering::SeqCst)), (3, 2));
